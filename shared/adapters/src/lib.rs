@@ -1,0 +1,187 @@
+//! greenlight-adapters: the narrow traits the step handlers use to reach the world, and
+//! their AWS SDK implementations ([`aws`]).
+//!
+//! The core never sees these; the handlers (greenlight-steps) call them. Tests and the
+//! simulator may wrap or replace any of them (e.g. to crash after the k-th call).
+//!
+//! Rules every implementation keeps:
+//! - writes are idempotent (RunInstances with a `ClientToken`, register/deregister/terminate
+//!   are naturally idempotent) or conditional (every ledger write);
+//! - a conditional-write failure is [`AdapterError::Conflict`], never retried blindly: the
+//!   caller re-reads and decides again;
+//! - terminate only touches instances tagged `managed-by=greenlight` for the service.
+
+pub mod aws;
+pub mod http;
+
+use async_trait::async_trait;
+use greenlight_core::config::{LaunchSettings, Switch};
+use greenlight_core::decide::{ImageFacts, TargetHealth};
+use greenlight_core::model::{Deployment, Release, State};
+use greenlight_core::{Epoch, ServiceConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Tag keys put on every instance greenlight launches.
+pub mod tags {
+    pub const MANAGED_BY: &str = "managed-by";
+    pub const MANAGED_BY_VALUE: &str = "greenlight";
+    pub const SERVICE: &str = "greenlight:service";
+    pub const VERSION: &str = "greenlight:version";
+    pub const DEPLOY_ID: &str = "greenlight:deploy-id";
+}
+
+/// An adapter failure, classified for the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum AdapterError {
+    /// A conditional write lost: someone else moved the state. Re-read and decide again.
+    #[error("conditional write failed (the ledger changed underneath): {0}")]
+    Conflict(String),
+    /// Something the request named does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The request was refused as invalid (a bug or bad registration, not transient).
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// An AWS call failed; `retryable` for throttling, 5xx and connection errors.
+    #[error("AWS {service} {operation} failed: {message}")]
+    Aws {
+        service: &'static str,
+        operation: &'static str,
+        message: String,
+        retryable: bool,
+    },
+}
+
+/// Result of an adapter call.
+pub type AdapterResult<T> = Result<T, AdapterError>;
+
+/// The ledger: one DynamoDB table, every write conditional.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Registers (or updates) a service's settings. The service's pointer record is created
+    /// once, adopting `live` (the release already serving, if any); later registrations keep it.
+    async fn register_service(&self, config: &ServiceConfig, live: Option<Release>) -> AdapterResult<()>;
+    /// The registered services' names.
+    async fn services(&self) -> AdapterResult<Vec<String>>;
+    /// The service registered for an EC2 Image Builder image name.
+    async fn service_for_image(&self, image_name: &str) -> AdapterResult<Option<String>>;
+    /// Reads a service's registration and pointers, and the deployment `deploy_id` if given
+    /// (None when the service is not registered).
+    async fn load(&self, service: &str, deploy_id: Option<&str>) -> AdapterResult<Option<State>>;
+    /// Writes what changed between `before` and `after`, each item conditional on the
+    /// generation read in `before` (a new deployment: on not existing). Returns `after` with
+    /// the new generations. Fails with [`AdapterError::Conflict`] if anything moved.
+    async fn commit(&self, before: &State, after: &State) -> AdapterResult<State>;
+    /// Every deployment of a service, oldest first.
+    async fn history(&self, service: &str) -> AdapterResult<Vec<Deployment>>;
+}
+
+/// What RunInstances needs for one green fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaunchRequest {
+    pub service: String,
+    pub deploy_id: String,
+    pub version: String,
+    pub ami: String,
+    pub client_token: String,
+    pub launch: LaunchSettings,
+}
+
+/// An EC2 instance as greenlight sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub instance_id: String,
+    /// pending, running, shutting-down, terminated, stopping, stopped.
+    pub state: String,
+    pub private_ip: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// EC2: images and instances.
+#[async_trait]
+pub trait Fleet: Send + Sync {
+    /// The AMI's owner, state and tags; None if it does not exist.
+    async fn describe_image(&self, ami: &str) -> AdapterResult<Option<ImageFacts>>;
+    /// The AMI an EC2 Image Builder image produced (by its `Ec2ImageBuilderArn` tag).
+    async fn image_builder_ami(&self, image_arn: &str) -> AdapterResult<Option<String>>;
+    /// RunInstances (MinCount = MaxCount = count) with the request's `ClientToken`, every
+    /// instance and volume tagged on launch. The same token returns the same instances.
+    async fn launch(&self, request: &LaunchRequest) -> AdapterResult<Vec<String>>;
+    /// The instances tagged with `deploy_id` that are not terminated.
+    async fn instances_of(&self, deploy_id: &str) -> AdapterResult<Vec<Instance>>;
+    /// The named instances (missing ones are left out).
+    async fn describe(&self, instance_ids: &[String]) -> AdapterResult<Vec<Instance>>;
+    /// Terminates those of `instance_ids` tagged `managed-by=greenlight` and
+    /// `greenlight:service=<service>`; returns the ids it refused to touch.
+    async fn terminate(&self, service: &str, instance_ids: &[String]) -> AdapterResult<Vec<String>>;
+}
+
+/// Elastic Load Balancing v2: targets and the switch point.
+#[async_trait]
+pub trait LoadBalancer: Send + Sync {
+    /// Health of every target registered in `target_group` (draining ones included).
+    async fn target_health(&self, target_group: &str) -> AdapterResult<Vec<TargetHealth>>;
+    async fn register(&self, target_group: &str, instance_ids: &[String], port: u16) -> AdapterResult<()>;
+    async fn deregister(&self, target_group: &str, instance_ids: &[String], port: u16) -> AdapterResult<()>;
+    /// Sets the switch point (listener default action, or the rule) to a weighted forward
+    /// over `(target group ARN, weight)`; one ModifyListener or ModifyRule call.
+    async fn set_traffic(&self, switch: &Switch, weights: &[(String, u8)]) -> AdapterResult<()>;
+    /// The switch point's current forward weights.
+    async fn traffic(&self, switch: &Switch) -> AdapterResult<Vec<(String, u8)>>;
+}
+
+/// S3: release manifests in, deployment reports out.
+#[async_trait]
+pub trait ArtifactStore: Send + Sync {
+    /// Reads an object (a release manifest).
+    async fn get(&self, bucket: &str, key: &str) -> AdapterResult<Vec<u8>>;
+    /// Writes a finished deployment's JSON report; returns its key.
+    async fn put_report(&self, service: &str, deploy_id: &str, body: &[u8]) -> AdapterResult<String>;
+}
+
+/// Starts the step sequence of a deployment (Step Functions, or the local runner).
+#[async_trait]
+pub trait Orchestrator: Send + Sync {
+    /// Starts execution `deploy_id` with `input`. Starting one that exists is success.
+    async fn start(&self, deploy_id: &str, input: &serde_json::Value) -> AdapterResult<()>;
+}
+
+/// HTTP GET for smoke tests.
+#[async_trait]
+pub trait Prober: Send + Sync {
+    /// `GET url`; the status and (up to 64 KiB of) body, or why it failed.
+    async fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), String>;
+}
+
+/// The time source. The core takes `now` as an argument; handlers get it from here.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Epoch;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Epoch {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+}
+
+/// Everything a handler may touch, built once per process (outside the handler).
+#[derive(Clone)]
+pub struct Ports {
+    pub ledger: Arc<dyn Ledger>,
+    pub fleet: Arc<dyn Fleet>,
+    pub lb: Arc<dyn LoadBalancer>,
+    pub store: Arc<dyn ArtifactStore>,
+    pub orchestrator: Arc<dyn Orchestrator>,
+    pub prober: Arc<dyn Prober>,
+    pub clock: Arc<dyn Clock>,
+    /// Key prefix of release manifests in the artifact bucket.
+    pub manifest_prefix: String,
+}

@@ -1,0 +1,331 @@
+//! A service's registration: where its traffic switches, its blue/green target-group pair,
+//! how to launch green, the health gates, the rollout shape and the bake window.
+//! Validated as a whole with errors that say what to fix.
+
+use crate::ids;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Everything greenlight needs to know to deploy one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Service name: ledger key, instance tag, report prefix.
+    pub service: String,
+    /// Where user traffic is switched.
+    pub switch: Switch,
+    /// The blue/green pair of target groups (ARNs). Green is always the one not live.
+    pub target_groups: [String; 2],
+    /// How green instances are launched.
+    pub launch: LaunchSettings,
+    /// Health gates before (and between) traffic shifts.
+    pub health: HealthSettings,
+    /// All at once (`canary_steps: [100]`) or weighted canary steps.
+    #[serde(default)]
+    pub rollout: Rollout,
+    /// How long the previous fleet stays warm after 100 % (seconds).
+    pub bake_window_s: u64,
+    /// Connection-draining wait after deregistering a fleet, before terminating it (seconds).
+    /// Match the target groups' `deregistration_delay.timeout_seconds`.
+    #[serde(default = "default_deregistration_delay_s")]
+    pub deregistration_delay_s: u64,
+    /// Which AMIs may be deployed.
+    #[serde(default)]
+    pub ami_policy: AmiPolicy,
+    /// The EC2 Image Builder image name whose AVAILABLE images deploy this service, if any.
+    #[serde(default)]
+    pub image_builder_name: Option<String>,
+}
+
+/// The switch point: a listener's default action, or one listener rule when several services
+/// share a listener by host or path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Switch {
+    pub listener_arn: String,
+    #[serde(default)]
+    pub rule_arn: Option<String>,
+}
+
+/// RunInstances settings for green.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaunchSettings {
+    pub instance_type: String,
+    pub subnet_id: String,
+    #[serde(default)]
+    pub security_group_ids: Vec<String>,
+    /// Instance profile ARN (the only role greenlight may pass).
+    #[serde(default)]
+    pub instance_profile_arn: Option<String>,
+    /// Fleet size.
+    pub count: u32,
+    /// Port the application listens on (registered in the target group, used by the smoke test).
+    pub port: u16,
+    #[serde(default)]
+    pub user_data: Option<String>,
+}
+
+/// Health gates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSettings {
+    /// Wait between target-health polls (seconds).
+    pub poll_interval_s: u64,
+    /// Polls before a green that is not healthy yet is declared failed.
+    pub max_polls: u32,
+    /// HTTP smoke test against every green instance before it gets traffic.
+    pub smoke: SmokeCheck,
+}
+
+/// An HTTP smoke test: `GET http://<instance private ip>:<launch.port><path>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmokeCheck {
+    pub path: String,
+    #[serde(default = "default_expect_status")]
+    pub expect_status: u16,
+    /// Substring the body must contain, if set.
+    #[serde(default)]
+    pub expect_body: Option<String>,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// Rollout shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollout {
+    /// Green's traffic percentages, strictly increasing, ending at 100. `[100]` = all at once.
+    pub canary_steps: Vec<u8>,
+    /// Wait after each canary step before checking health again (seconds).
+    #[serde(default)]
+    pub step_wait_s: u64,
+}
+
+impl Default for Rollout {
+    fn default() -> Self {
+        Rollout {
+            canary_steps: vec![100],
+            step_wait_s: 0,
+        }
+    }
+}
+
+/// Which images may be deployed: owner accounts and required tags (empty = any).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmiPolicy {
+    #[serde(default)]
+    pub allowed_owners: Vec<String>,
+    #[serde(default)]
+    pub required_tags: BTreeMap<String, String>,
+}
+
+fn default_deregistration_delay_s() -> u64 {
+    300
+}
+fn default_expect_status() -> u16 {
+    200
+}
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+/// Everything wrong with a registration, one line each.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid service registration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl ServiceConfig {
+    /// Parses and validates a registration document (JSON).
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let config: ServiceConfig =
+            serde_json::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks every field; returns all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if let Err(e) = ids::check_service(&self.service) {
+            problems.push(e.to_string());
+        }
+        if !self.switch.listener_arn.starts_with("arn:") {
+            problems.push("switch.listener_arn must be a listener ARN".into());
+        }
+        if let Some(rule) = &self.switch.rule_arn {
+            if !rule.starts_with("arn:") {
+                problems.push("switch.rule_arn must be a listener rule ARN".into());
+            }
+        }
+        for tg in &self.target_groups {
+            if !tg.starts_with("arn:") {
+                problems.push(format!("target_groups: {tg:?} is not a target group ARN"));
+            }
+        }
+        if self.target_groups[0] == self.target_groups[1] {
+            problems
+                .push("target_groups must be two different target groups (blue and green)".into());
+        }
+        if !(1..=100).contains(&self.launch.count) {
+            problems.push("launch.count must be between 1 and 100".into());
+        }
+        if self.launch.instance_type.is_empty() {
+            problems.push("launch.instance_type is required (e.g. t3.micro)".into());
+        }
+        if !self.launch.subnet_id.starts_with("subnet-") {
+            problems.push("launch.subnet_id must be a subnet id (subnet-...)".into());
+        }
+        if self.launch.port == 0 {
+            problems.push("launch.port must be the application's port (1-65535)".into());
+        }
+        if self.health.poll_interval_s == 0 {
+            problems.push("health.poll_interval_s must be at least 1".into());
+        }
+        if !(1..=1000).contains(&self.health.max_polls) {
+            problems.push("health.max_polls must be between 1 and 1000".into());
+        }
+        let smoke = &self.health.smoke;
+        if !smoke.path.starts_with('/')
+            || smoke.path.contains("..")
+            || smoke.path.contains(char::is_whitespace)
+        {
+            problems.push("health.smoke.path must be an absolute URL path like /healthz".into());
+        }
+        if !(100..=599).contains(&smoke.expect_status) {
+            problems.push("health.smoke.expect_status must be an HTTP status (100-599)".into());
+        }
+        if !(1..=60_000).contains(&smoke.timeout_ms) {
+            problems.push("health.smoke.timeout_ms must be between 1 and 60000".into());
+        }
+        let steps = &self.rollout.canary_steps;
+        let increasing = steps.windows(2).all(|w| w[0] < w[1]);
+        if steps.is_empty() || !increasing || steps[0] == 0 || steps.last() != Some(&100) {
+            problems.push(
+                "rollout.canary_steps must be strictly increasing percentages ending at 100, e.g. [10, 50, 100] or [100]".into(),
+            );
+        }
+        if let Some(name) = &self.image_builder_name {
+            if name.is_empty() || name.contains('/') {
+                problems
+                    .push("image_builder_name must be an Image Builder image name (no '/')".into());
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    /// The next canary weight after `weight` (100 when the steps are exhausted).
+    pub fn next_weight(&self, weight: u8) -> u8 {
+        self.rollout
+            .canary_steps
+            .iter()
+            .copied()
+            .find(|&w| w > weight)
+            .unwrap_or(100)
+    }
+
+    /// The target group that is not `live_tg` (green), or the first one when nothing is live.
+    pub fn idle_target_group(&self, live_tg: Option<&str>) -> &str {
+        match live_tg {
+            Some(tg) if tg == self.target_groups[0] => &self.target_groups[1],
+            _ => &self.target_groups[0],
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A valid registration used across the core's tests.
+    pub fn sample() -> ServiceConfig {
+        ServiceConfig {
+            service: "checkout".into(),
+            switch: Switch {
+                listener_arn:
+                    "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/1/2"
+                        .into(),
+                rule_arn: None,
+            },
+            target_groups: [
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/checkout-a/1"
+                    .into(),
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/checkout-b/2"
+                    .into(),
+            ],
+            launch: LaunchSettings {
+                instance_type: "t3.micro".into(),
+                subnet_id: "subnet-0123".into(),
+                security_group_ids: vec!["sg-0123".into()],
+                instance_profile_arn: None,
+                count: 2,
+                port: 8080,
+                user_data: None,
+            },
+            health: HealthSettings {
+                poll_interval_s: 5,
+                max_polls: 3,
+                smoke: SmokeCheck {
+                    path: "/smoke".into(),
+                    expect_status: 200,
+                    expect_body: Some("ok".into()),
+                    timeout_ms: 2000,
+                },
+            },
+            rollout: Rollout {
+                canary_steps: vec![10, 50, 100],
+                step_wait_s: 30,
+            },
+            bake_window_s: 600,
+            deregistration_delay_s: 60,
+            ami_policy: AmiPolicy {
+                allowed_owners: vec!["123456789012".into()],
+                required_tags: BTreeMap::new(),
+            },
+            image_builder_name: None,
+        }
+    }
+
+    #[test]
+    fn sample_is_valid_and_round_trips() {
+        let config = sample();
+        config.validate().unwrap();
+        let text = serde_json::to_string(&config).unwrap();
+        assert_eq!(ServiceConfig::from_json(&text).unwrap(), config);
+    }
+
+    #[test]
+    fn reports_every_problem_at_once() {
+        let mut config = sample();
+        config.service = "Bad Name".into();
+        config.target_groups[1] = config.target_groups[0].clone();
+        config.rollout.canary_steps = vec![50, 10];
+        config.launch.count = 0;
+        let err = config.validate().unwrap_err();
+        assert_eq!(err.0.len(), 4, "{err}");
+        assert!(err.to_string().contains("canary_steps"));
+    }
+
+    #[test]
+    fn rejects_unknown_fields_with_their_name() {
+        let mut value = serde_json::to_value(sample()).unwrap();
+        value["bake_window"] = 5.into();
+        let err = ServiceConfig::from_json(&value.to_string()).unwrap_err();
+        assert!(err.to_string().contains("bake_window"), "{err}");
+    }
+
+    #[test]
+    fn next_weight_walks_the_canary_steps() {
+        let config = sample();
+        let table = [(0, 10), (10, 50), (49, 50), (50, 100), (100, 100)];
+        for (from, want) in table {
+            assert_eq!(config.next_weight(from), want, "after {from}");
+        }
+    }
+}

@@ -1,0 +1,812 @@
+//! `decide(state, event, now) -> (state, effects)`: every transition of a deployment.
+//!
+//! Contract with the handlers (see ARCHITECTURE.md, "The step loop"):
+//! 1. the handler reads [`State`] from the ledger and observes the world (read-only calls);
+//! 2. `decide` returns the new state and the effects that make the world match it;
+//! 3. the handler commits the new state conditionally (ledger first), then applies the
+//!    effects, each idempotent, in order; some effects report back with a follow-up event
+//!    (e.g. `LaunchGreen` → [`Event::GreenLaunched`]) that is decided the same way.
+//!
+//! Redelivering an event to the state it produced yields the same effects again and no new
+//! state: a crash anywhere is healed by the next delivery.
+
+use crate::config::{LaunchSettings, Switch};
+use crate::ids::DeployId;
+use crate::model::{Deployment, Phase, State};
+use crate::version::{Version, VersionError};
+use crate::Epoch;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A request to deploy an image, from any image-published source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRequest {
+    pub service: String,
+    pub version: String,
+    pub ami: String,
+    /// `imagebuilder`, `s3-manifest` or `greenlight`.
+    pub source: String,
+    pub requested_by: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// 1 for the first deployment of this image; a higher number re-deploys it after an abort.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+impl ImageRequest {
+    /// The deployment this request maps to (duplicates map to the same one).
+    pub fn deploy_id(&self) -> DeployId {
+        DeployId::derive(&self.service, &self.version, &self.ami, self.attempt)
+    }
+}
+
+/// What EC2 says about the AMI to deploy (observed by start-deployment).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageFacts {
+    pub owner: String,
+    pub available: bool,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// ELB target health states (and `Missing`: not registered at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetState {
+    Initial,
+    Healthy,
+    Unhealthy,
+    Unused,
+    Draining,
+    Unavailable,
+    Missing,
+}
+
+impl TargetState {
+    /// The state's name as the load balancer spells it (`initial`, `healthy`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetState::Initial => "initial",
+            TargetState::Healthy => "healthy",
+            TargetState::Unhealthy => "unhealthy",
+            TargetState::Unused => "unused",
+            TargetState::Draining => "draining",
+            TargetState::Unavailable => "unavailable",
+            TargetState::Missing => "not registered",
+        }
+    }
+}
+
+/// One green target's health as the load balancer reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetHealth {
+    pub instance_id: String,
+    pub state: TargetState,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// One green instance's smoke-test result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmokeResult {
+    pub instance_id: String,
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// What check-health saw. Smoke results are present only when every target was healthy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthReport {
+    pub targets: Vec<TargetHealth>,
+    pub smoke: Vec<SmokeResult>,
+}
+
+impl HealthReport {
+    /// True when every one of `instances` is registered and healthy (the smoke test is due).
+    pub fn all_healthy(&self, instances: &[String]) -> bool {
+        !instances.is_empty()
+            && instances.iter().all(|id| {
+                self.targets
+                    .iter()
+                    .any(|t| &t.instance_id == id && t.state == TargetState::Healthy)
+            })
+    }
+}
+
+/// Everything that can happen to a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// An image was published (start-deployment). `image` is None when the AMI does not exist.
+    Start {
+        request: ImageRequest,
+        image: Option<ImageFacts>,
+    },
+    /// launch-green is due.
+    LaunchDue,
+    /// Green instances exist (launched now, or found from an earlier delivery).
+    GreenLaunched { instance_ids: Vec<String> },
+    /// check-health observed green.
+    HealthObserved { report: HealthReport },
+    /// shift-traffic is due.
+    ShiftDue,
+    /// The switch point now gives green `weight` %.
+    TrafficApplied { weight: u8 },
+    /// finalize is due.
+    FinalizeDue,
+    /// retire-blue is due; `blue_serving`: the switch point still forwards to blue.
+    RetireDue { blue_serving: bool },
+    /// The old fleet is terminated.
+    BlueTerminated,
+    /// Abort requested (a failed step, or an operator).
+    Abort { reason: String },
+    /// Green is terminated after an abort.
+    GreenTerminated,
+}
+
+/// A change to the world, applied after the new state is committed. Every effect is
+/// idempotent: applying it twice leaves the world as applying it once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    /// Start the step sequence for the deployment (execution name = deploy id).
+    StartExecution { service: String, deploy_id: String },
+    /// RunInstances with an idempotency token; every instance tagged on launch.
+    /// Reports back [`Event::GreenLaunched`].
+    LaunchGreen {
+        service: String,
+        deploy_id: String,
+        version: String,
+        ami: String,
+        client_token: String,
+        launch: LaunchSettings,
+    },
+    /// Register instances in a target group on `port`.
+    RegisterTargets {
+        target_group: String,
+        instance_ids: Vec<String>,
+        port: u16,
+    },
+    /// Point the switch at blue and green with green at `green_weight` %.
+    SetTraffic {
+        switch: Switch,
+        blue_tg: Option<String>,
+        green_tg: String,
+        green_weight: u8,
+    },
+    /// Deregister instances (starts connection draining).
+    DeregisterTargets {
+        target_group: String,
+        instance_ids: Vec<String>,
+        port: u16,
+    },
+    /// Terminate instances of `service`; with `deploy_id`, also every instance tagged with it
+    /// (so an instance launched before a crash is never orphaned). Reports back
+    /// [`Event::BlueTerminated`] or [`Event::GreenTerminated`] (`green`).
+    TerminateInstances {
+        service: String,
+        instance_ids: Vec<String>,
+        deploy_id: Option<String>,
+        green: bool,
+    },
+    /// Write the finished deployment's timeline as a JSON report.
+    WriteReport { service: String, deploy_id: String },
+}
+
+/// The outcome of `decide`: the new state, the effects to apply after committing it, and a
+/// human-readable note for the logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub state: State,
+    pub effects: Vec<Effect>,
+    pub note: String,
+}
+
+/// Why an event was refused. Nothing changes on a refusal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("event is for service {got:?} but the state read is for {want:?}")]
+    WrongService { got: String, want: String },
+    #[error("no deployment to act on: the ledger has no deployment with this id")]
+    NoDeployment,
+    #[error("{0}")]
+    BadVersion(#[from] VersionError),
+    #[error("refusing to deploy {requested} of {service}: it is older than the live version {live}; use a rollback to go back")]
+    Downgrade {
+        service: String,
+        live: String,
+        requested: String,
+    },
+    #[error("{service} {version} ({ami}) is already live; nothing to deploy")]
+    AlreadyLive {
+        service: String,
+        version: String,
+        ami: String,
+    },
+    #[error("version {version} of {service} is live as {live_ami}; publish {requested_ami} under a new version")]
+    VersionReused {
+        service: String,
+        version: String,
+        live_ami: String,
+        requested_ami: String,
+    },
+    #[error(
+        "{service} already has deployment {active} in flight; wait for it to finish or abort it"
+    )]
+    Busy { service: String, active: String },
+    #[error("AMI {ami} was not found (or is not visible to this account); check the image id and region")]
+    ImageNotFound { ami: String },
+    #[error("AMI {ami} is not available yet; publish it once its state is 'available'")]
+    ImageNotAvailable { ami: String },
+    #[error("AMI {ami} is owned by account {owner}, which {service}'s AMI policy does not allow (allowed: {allowed:?})")]
+    WrongOwner {
+        service: String,
+        ami: String,
+        owner: String,
+        allowed: Vec<String>,
+    },
+    #[error("AMI {ami} lacks tag {key}={value} required by {service}'s AMI policy")]
+    MissingTag {
+        service: String,
+        ami: String,
+        key: String,
+        value: String,
+    },
+    #[error("deployment {deploy_id} is {phase}: too late to abort; roll back instead")]
+    TooLateToAbort { deploy_id: String, phase: String },
+    #[error("refusing to retire blue: the switch point still forwards traffic to {target_group}")]
+    BlueStillServing { target_group: String },
+}
+
+/// Decides what `event` does to `state` at time `now`.
+pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refusal> {
+    if let Event::Start { request, image } = event {
+        return start(state, request, image.as_ref(), now);
+    }
+    let mut next = state.clone();
+    let config = &state.config;
+    let dep = next.deployment.as_mut().ok_or(Refusal::NoDeployment)?;
+    let mut effects = Vec::new();
+    let note: String;
+    let register_green = |dep: &Deployment, ids: Vec<String>| Effect::RegisterTargets {
+        target_group: dep.green_tg.clone(),
+        instance_ids: ids,
+        port: config.launch.port,
+    };
+    match (event, dep.phase.clone()) {
+        (Event::LaunchDue, Phase::Launching) => {
+            effects.push(Effect::LaunchGreen {
+                service: dep.service.clone(),
+                deploy_id: dep.deploy_id.clone(),
+                version: dep.version.clone(),
+                ami: dep.ami.clone(),
+                client_token: DeployId::parse(&dep.deploy_id)
+                    .map(|id| id.client_token(0))
+                    .unwrap_or_else(|_| format!("greenlight-{}", dep.deploy_id)),
+                launch: config.launch.clone(),
+            });
+            note = format!("launching {} x {}", config.launch.count, dep.ami);
+        }
+        (Event::GreenLaunched { instance_ids }, Phase::Launching) => {
+            dep.green_instances = instance_ids.clone();
+            dep.enter(
+                Phase::Verifying {
+                    weight: 0,
+                    polls: 0,
+                },
+                now,
+                format!("green launched: {}", instance_ids.join(", ")),
+            );
+            effects.push(register_green(dep, instance_ids.clone()));
+            note = format!("green launched into {}", dep.green_tg);
+        }
+        // A launch delivered again after green was recorded: make sure it is registered.
+        (Event::LaunchDue | Event::GreenLaunched { .. }, Phase::Verifying { weight: 0, .. }) => {
+            effects.push(register_green(dep, dep.green_instances.clone()));
+            note = "green already launched; re-registering (idempotent)".into();
+        }
+        (Event::HealthObserved { report }, Phase::Verifying { weight, polls }) => {
+            note = observe_health(dep, config, report, weight, polls, now, &mut effects);
+        }
+        (Event::ShiftDue, Phase::Verified { weight }) if weight < 100 => {
+            let to = if dep.blue.is_some() {
+                config.next_weight(weight)
+            } else {
+                100
+            };
+            dep.max_weight = dep.max_weight.max(to);
+            dep.enter(
+                Phase::Shifting { from: weight, to },
+                now,
+                format!("shifting green {weight}% -> {to}%"),
+            );
+            effects.push(set_traffic(state, dep, to));
+            note = format!("shifting traffic to green: {to}%");
+        }
+        (Event::ShiftDue, Phase::Shifting { to, .. }) => {
+            effects.push(set_traffic(state, dep, to));
+            note = format!("re-applying traffic shift to {to}%");
+        }
+        (Event::TrafficApplied { weight }, Phase::Shifting { to, .. }) if *weight == to => {
+            dep.enter(
+                Phase::Verifying {
+                    weight: to,
+                    polls: 0,
+                },
+                now,
+                format!("green receives {to}% of traffic"),
+            );
+            note = format!("traffic shifted: green {to}%");
+        }
+        (Event::FinalizeDue, Phase::Verified { weight: 100 }) => {
+            let until = now + config.bake_window_s;
+            next.service.live = Some(dep.green_release());
+            next.service.warm = dep.blue.clone();
+            let warm = dep
+                .blue
+                .as_ref()
+                .map(|b| format!("{} warm until {until}", b.version))
+                .unwrap_or_else(|| "nothing to keep warm".into());
+            dep.enter(
+                Phase::Baking { until },
+                now,
+                format!("{} live; {warm}", dep.version),
+            );
+            note = format!(
+                "{} is live; baking for {}s",
+                dep.version, config.bake_window_s
+            );
+        }
+        (Event::RetireDue { blue_serving }, Phase::Baking { until }) if now >= until => {
+            match dep.blue.clone() {
+                None => {
+                    dep.enter(Phase::Succeeded, now, "bake window over; no previous fleet");
+                    finish(&mut next.service.active, dep, &mut effects);
+                    note = "deployment succeeded".into();
+                }
+                Some(blue) if *blue_serving => {
+                    return Err(Refusal::BlueStillServing {
+                        target_group: blue.target_group,
+                    });
+                }
+                Some(blue) => {
+                    next.service.warm = None;
+                    let drain_until = now + config.deregistration_delay_s;
+                    dep.enter(
+                        Phase::Retiring { drain_until },
+                        now,
+                        format!("retiring {}: draining until {drain_until}", blue.version),
+                    );
+                    effects.push(Effect::DeregisterTargets {
+                        target_group: blue.target_group.clone(),
+                        instance_ids: blue.instance_ids.clone(),
+                        port: config.launch.port,
+                    });
+                    note = format!("bake window over; draining {}", blue.version);
+                }
+            }
+        }
+        (Event::RetireDue { .. }, Phase::Retiring { drain_until }) if now >= drain_until => {
+            let blue = dep.blue.clone().unwrap_or_else(|| dep.green_release());
+            effects.push(Effect::TerminateInstances {
+                service: dep.service.clone(),
+                instance_ids: blue.instance_ids,
+                deploy_id: None,
+                green: false,
+            });
+            note = "draining over; terminating the old fleet".into();
+        }
+        (Event::BlueTerminated, Phase::Retiring { .. }) => {
+            dep.enter(Phase::Succeeded, now, "old fleet terminated");
+            finish(&mut next.service.active, dep, &mut effects);
+            note = "deployment succeeded".into();
+        }
+        (
+            Event::Abort { reason },
+            Phase::Launching
+            | Phase::Verifying { .. }
+            | Phase::Verified { .. }
+            | Phase::Shifting { .. },
+        ) => {
+            let touched = dep.max_weight > 0;
+            let drain_until = now
+                + if touched {
+                    config.deregistration_delay_s
+                } else {
+                    0
+                };
+            dep.enter(
+                Phase::Aborting {
+                    reason: reason.clone(),
+                    drain_until,
+                },
+                now,
+                reason.clone(),
+            );
+            abort_effects(state, dep, now, &mut effects);
+            note = format!("aborting: {reason}");
+        }
+        (Event::Abort { .. }, Phase::Aborting { reason, .. }) => {
+            abort_effects(state, dep, now, &mut effects);
+            note = format!("aborting (continued): {reason}");
+        }
+        (
+            Event::Abort { .. },
+            phase @ (Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded),
+        ) => {
+            return Err(Refusal::TooLateToAbort {
+                deploy_id: dep.deploy_id.clone(),
+                phase: phase.name().into(),
+            });
+        }
+        (Event::GreenTerminated, Phase::Aborting { reason, .. }) => {
+            dep.enter(
+                Phase::Aborted {
+                    reason: reason.clone(),
+                },
+                now,
+                "green terminated; traffic on blue",
+            );
+            finish(&mut next.service.active, dep, &mut effects);
+            note = format!("deployment aborted: {reason}");
+        }
+        (event, phase) => {
+            // Duplicate, late or out-of-order delivery: nothing to do in this phase.
+            note = format!("{} ignored in phase {}", event_name(event), phase.name());
+        }
+    }
+    Ok(Decision {
+        state: next,
+        effects,
+        note,
+    })
+}
+
+/// start-deployment: refusals first, then a new deployment in `Launching`.
+fn start(
+    state: &State,
+    request: &ImageRequest,
+    image: Option<&crate::decide::ImageFacts>,
+    now: Epoch,
+) -> Result<Decision, Refusal> {
+    let config = &state.config;
+    if request.service != config.service {
+        return Err(Refusal::WrongService {
+            got: request.service.clone(),
+            want: config.service.clone(),
+        });
+    }
+    let deploy_id = request.deploy_id();
+    let unchanged = |note: String, effects: Vec<Effect>| Decision {
+        state: state.clone(),
+        effects,
+        note,
+    };
+    if let Some(existing) = state
+        .deployment
+        .as_ref()
+        .filter(|d| d.deploy_id == deploy_id.as_str())
+    {
+        if existing.phase.is_terminal() {
+            return Ok(unchanged(
+                format!(
+                    "deployment {deploy_id} already {}; publish with attempt {} to deploy this image again",
+                    existing.phase.name(),
+                    request.attempt + 1
+                ),
+                vec![],
+            ));
+        }
+        return Ok(unchanged(
+            format!("duplicate event: deployment {deploy_id} already started"),
+            vec![Effect::StartExecution {
+                service: config.service.clone(),
+                deploy_id: deploy_id.to_string(),
+            }],
+        ));
+    }
+    let requested = Version::parse(&request.version)?;
+    let service = &state.service;
+    if let Some(live) = &service.live {
+        let live_version = Version::parse(&live.version)?;
+        match requested.cmp(&live_version) {
+            std::cmp::Ordering::Less => {
+                return Err(Refusal::Downgrade {
+                    service: config.service.clone(),
+                    live: live.version.clone(),
+                    requested: request.version.clone(),
+                })
+            }
+            std::cmp::Ordering::Equal if live.ami == request.ami => {
+                return Err(Refusal::AlreadyLive {
+                    service: config.service.clone(),
+                    version: live.version.clone(),
+                    ami: live.ami.clone(),
+                })
+            }
+            std::cmp::Ordering::Equal => {
+                return Err(Refusal::VersionReused {
+                    service: config.service.clone(),
+                    version: live.version.clone(),
+                    live_ami: live.ami.clone(),
+                    requested_ami: request.ami.clone(),
+                })
+            }
+            std::cmp::Ordering::Greater => {}
+        }
+    }
+    if let Some(active) = &service.active {
+        return Err(Refusal::Busy {
+            service: config.service.clone(),
+            active: active.clone(),
+        });
+    }
+    let image = image.ok_or_else(|| Refusal::ImageNotFound {
+        ami: request.ami.clone(),
+    })?;
+    if !image.available {
+        return Err(Refusal::ImageNotAvailable {
+            ami: request.ami.clone(),
+        });
+    }
+    let policy = &config.ami_policy;
+    if !policy.allowed_owners.is_empty() && !policy.allowed_owners.contains(&image.owner) {
+        return Err(Refusal::WrongOwner {
+            service: config.service.clone(),
+            ami: request.ami.clone(),
+            owner: image.owner.clone(),
+            allowed: policy.allowed_owners.clone(),
+        });
+    }
+    for (key, value) in &policy.required_tags {
+        if image.tags.get(key) != Some(value) {
+            return Err(Refusal::MissingTag {
+                service: config.service.clone(),
+                ami: request.ami.clone(),
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
+    }
+    let live_tg = service.live.as_ref().map(|r| r.target_group.as_str());
+    let mut deployment = Deployment {
+        deploy_id: deploy_id.to_string(),
+        service: config.service.clone(),
+        version: request.version.clone(),
+        ami: request.ami.clone(),
+        gen: 0,
+        source: request.source.clone(),
+        requested_by: request.requested_by.clone(),
+        reason: request.reason.clone(),
+        blue: service.live.clone(),
+        green_tg: config.idle_target_group(live_tg).to_string(),
+        green_instances: vec![],
+        phase: Phase::Launching,
+        max_weight: 0,
+        created_at: now,
+        updated_at: now,
+        healthy_at: None,
+        timeline: vec![],
+    };
+    let from = service
+        .live
+        .as_ref()
+        .map(|r| r.version.as_str())
+        .unwrap_or("nothing");
+    deployment.enter(
+        Phase::Launching,
+        now,
+        format!(
+            "{} -> {} requested by {} via {}",
+            from, request.version, request.requested_by, request.source
+        ),
+    );
+    let mut next = state.clone();
+    next.service.active = Some(deploy_id.to_string());
+    next.deployment = Some(deployment);
+    Ok(Decision {
+        state: next,
+        effects: vec![Effect::StartExecution {
+            service: config.service.clone(),
+            deploy_id: deploy_id.to_string(),
+        }],
+        note: format!(
+            "deployment {deploy_id} of {} {} started",
+            config.service, request.version
+        ),
+    })
+}
+
+/// check-health's transition out of `Verifying`.
+fn observe_health(
+    dep: &mut Deployment,
+    config: &crate::config::ServiceConfig,
+    report: &HealthReport,
+    weight: u8,
+    polls: u32,
+    now: Epoch,
+    effects: &mut Vec<Effect>,
+) -> String {
+    let abort = |dep: &mut Deployment, reason: String| {
+        let touched = dep.max_weight > 0;
+        let drain_until = now
+            + if touched {
+                config.deregistration_delay_s
+            } else {
+                0
+            };
+        dep.enter(
+            Phase::Aborting {
+                reason: reason.clone(),
+                drain_until,
+            },
+            now,
+            reason.clone(),
+        );
+        format!("health gate failed: {reason}")
+    };
+    let state_of = |id: &String| {
+        report
+            .targets
+            .iter()
+            .find(|t| &t.instance_id == id)
+            .cloned()
+            .unwrap_or(TargetHealth {
+                instance_id: id.clone(),
+                state: TargetState::Missing,
+                reason: None,
+            })
+    };
+    let targets: Vec<TargetHealth> = dep.green_instances.iter().map(state_of).collect();
+    if let Some(bad) = targets
+        .iter()
+        .find(|t| matches!(t.state, TargetState::Unhealthy | TargetState::Unused))
+    {
+        let why = bad
+            .reason
+            .clone()
+            .unwrap_or_else(|| "no reason given".into());
+        return abort(
+            dep,
+            format!(
+                "target {} is {} at {weight}% ({why})",
+                bad.instance_id,
+                bad.state.as_str()
+            ),
+        );
+    }
+    let missing: Vec<String> = targets
+        .iter()
+        .filter(|t| t.state == TargetState::Missing)
+        .map(|t| t.instance_id.clone())
+        .collect();
+    if !missing.is_empty() {
+        effects.push(Effect::RegisterTargets {
+            target_group: dep.green_tg.clone(),
+            instance_ids: missing,
+            port: config.launch.port,
+        });
+    }
+    if report.all_healthy(&dep.green_instances) {
+        if let Some(failed) = report.smoke.iter().find(|s| !s.passed) {
+            return abort(
+                dep,
+                format!(
+                    "smoke test failed on {} at {weight}%: {}",
+                    failed.instance_id, failed.detail
+                ),
+            );
+        }
+        let smoked = dep.green_instances.iter().all(|id| {
+            report
+                .smoke
+                .iter()
+                .any(|s| &s.instance_id == id && s.passed)
+        });
+        if smoked {
+            dep.healthy_at.get_or_insert(now);
+            dep.enter(
+                Phase::Verified { weight },
+                now,
+                format!("green healthy and smoke test passed at {weight}%"),
+            );
+            return format!("green verified at {weight}%");
+        }
+    }
+    let polls = polls + 1;
+    if polls >= config.health.max_polls {
+        let waiting: Vec<String> = targets
+            .iter()
+            .filter(|t| t.state != TargetState::Healthy)
+            .map(|t| format!("{} {}", t.instance_id, t.state.as_str()))
+            .collect();
+        return abort(
+            dep,
+            format!(
+                "green not healthy after {polls} polls ({}s): {}",
+                polls as u64 * config.health.poll_interval_s,
+                if waiting.is_empty() {
+                    "smoke test not run".into()
+                } else {
+                    waiting.join(", ")
+                }
+            ),
+        );
+    }
+    dep.phase = Phase::Verifying { weight, polls };
+    dep.updated_at = now;
+    format!(
+        "green not healthy yet (poll {polls}/{})",
+        config.health.max_polls
+    )
+}
+
+fn set_traffic(state: &State, dep: &Deployment, green_weight: u8) -> Effect {
+    Effect::SetTraffic {
+        switch: state.config.switch.clone(),
+        blue_tg: dep.blue.as_ref().map(|b| b.target_group.clone()),
+        green_tg: dep.green_tg.clone(),
+        green_weight,
+    }
+}
+
+/// Abort: traffic back to blue (only if the listener was ever touched and blue exists),
+/// deregister green, and once draining is over terminate everything tagged with the id.
+fn abort_effects(state: &State, dep: &Deployment, now: Epoch, effects: &mut Vec<Effect>) {
+    if dep.max_weight > 0 && dep.blue.is_some() {
+        effects.push(set_traffic(state, dep, 0));
+    }
+    if !dep.green_instances.is_empty() {
+        effects.push(Effect::DeregisterTargets {
+            target_group: dep.green_tg.clone(),
+            instance_ids: dep.green_instances.clone(),
+            port: state.config.launch.port,
+        });
+    }
+    if let Phase::Aborting { drain_until, .. } = dep.phase {
+        if now >= drain_until {
+            effects.push(Effect::TerminateInstances {
+                service: dep.service.clone(),
+                instance_ids: dep.green_instances.clone(),
+                deploy_id: Some(dep.deploy_id.clone()),
+                green: true,
+            });
+        }
+    }
+}
+
+/// A deployment reached a terminal phase: free the service and write the report.
+fn finish(active: &mut Option<String>, dep: &Deployment, effects: &mut Vec<Effect>) {
+    if active.as_deref() == Some(dep.deploy_id.as_str()) {
+        *active = None;
+    }
+    effects.push(Effect::WriteReport {
+        service: dep.service.clone(),
+        deploy_id: dep.deploy_id.clone(),
+    });
+}
+
+/// The event's name for log lines.
+pub fn event_name(event: &Event) -> &'static str {
+    match event {
+        Event::Start { .. } => "start",
+        Event::LaunchDue => "launch_due",
+        Event::GreenLaunched { .. } => "green_launched",
+        Event::HealthObserved { .. } => "health_observed",
+        Event::ShiftDue => "shift_due",
+        Event::TrafficApplied { .. } => "traffic_applied",
+        Event::FinalizeDue => "finalize_due",
+        Event::RetireDue { .. } => "retire_due",
+        Event::BlueTerminated => "blue_terminated",
+        Event::Abort { .. } => "abort",
+        Event::GreenTerminated => "green_terminated",
+    }
+}
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

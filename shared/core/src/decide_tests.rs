@@ -1,0 +1,798 @@
+//! Table tests for `decide`: every transition and every refusal, plus the redelivery rule
+//! (the same event on the state it produced yields the same effects and no new state).
+
+use super::*;
+use crate::config::tests::sample;
+use crate::model::{Release, ServiceState};
+
+const NOW: Epoch = 1_000_000;
+const AMI_V1: &str = "ami-0000000000000000a";
+const AMI_V2: &str = "ami-0000000000000000b";
+
+fn blue() -> Release {
+    Release {
+        version: "v1".into(),
+        ami: AMI_V1.into(),
+        target_group: sample().target_groups[0].clone(),
+        instance_ids: vec!["i-blue1".into(), "i-blue2".into()],
+        deploy_id: None,
+    }
+}
+
+fn request(version: &str, ami: &str) -> ImageRequest {
+    ImageRequest {
+        service: "checkout".into(),
+        version: version.into(),
+        ami: ami.into(),
+        source: "greenlight".into(),
+        requested_by: "ci".into(),
+        reason: None,
+        attempt: 1,
+    }
+}
+
+fn good_image() -> Option<ImageFacts> {
+    Some(ImageFacts {
+        owner: "123456789012".into(),
+        available: true,
+        tags: BTreeMap::new(),
+    })
+}
+
+/// A service with v1 live and no deployment.
+fn idle() -> State {
+    State {
+        config: sample(),
+        service: ServiceState::new("checkout", Some(blue())),
+        deployment: None,
+    }
+}
+
+/// The state right after v2 was started.
+fn started() -> State {
+    let event = Event::Start {
+        request: request("v2", AMI_V2),
+        image: good_image(),
+    };
+    decide(&idle(), &event, NOW).unwrap().state
+}
+
+/// `started()` moved to `phase`, with green launched and `max_weight` set.
+fn in_phase(phase: Phase, max_weight: u8) -> State {
+    let mut s = started();
+    let dep = s.deployment.as_mut().unwrap();
+    dep.green_instances = vec!["i-green1".into(), "i-green2".into()];
+    dep.phase = phase;
+    dep.max_weight = max_weight;
+    s
+}
+
+fn healthy_report(smoke_passed: bool) -> HealthReport {
+    let ids = ["i-green1", "i-green2"];
+    HealthReport {
+        targets: ids
+            .iter()
+            .map(|id| TargetHealth {
+                instance_id: id.to_string(),
+                state: TargetState::Healthy,
+                reason: None,
+            })
+            .collect(),
+        smoke: ids
+            .iter()
+            .map(|id| SmokeResult {
+                instance_id: id.to_string(),
+                passed: smoke_passed,
+                detail: if smoke_passed { "200 ok" } else { "500 broken" }.into(),
+            })
+            .collect(),
+    }
+}
+
+fn report(states: &[TargetState]) -> HealthReport {
+    HealthReport {
+        targets: states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| TargetHealth {
+                instance_id: format!("i-green{}", i + 1),
+                state: *s,
+                reason: Some("Target.ResponseCodeMismatch".into()),
+            })
+            .collect(),
+        smoke: vec![],
+    }
+}
+
+fn effect_names(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .map(|e| {
+            serde_json::to_value(e).unwrap()["effect"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+fn phase_of(state: &State) -> &Phase {
+    &state.deployment.as_ref().unwrap().phase
+}
+
+/// A transition row: name, state, event, now, expected phase, expected effect names.
+type Row = (&'static str, State, Event, Epoch, Phase, Vec<&'static str>);
+
+#[test]
+fn transitions() {
+    use Phase::*;
+    use TargetState::*;
+    let bake = sample().bake_window_s;
+    let drain = sample().deregistration_delay_s;
+    // (name, state, event, now, expected phase, expected effects)
+    let table: Vec<Row> = vec![
+        (
+            "launch due launches",
+            started(),
+            Event::LaunchDue,
+            NOW,
+            Launching,
+            vec!["launch_green"],
+        ),
+        (
+            "launched -> verifying, registered",
+            started(),
+            Event::GreenLaunched {
+                instance_ids: vec!["i-green1".into(), "i-green2".into()],
+            },
+            NOW,
+            Verifying {
+                weight: 0,
+                polls: 0,
+            },
+            vec!["register_targets"],
+        ),
+        (
+            "launch redelivered after launch re-registers",
+            in_phase(
+                Verifying {
+                    weight: 0,
+                    polls: 0,
+                },
+                0,
+            ),
+            Event::LaunchDue,
+            NOW,
+            Verifying {
+                weight: 0,
+                polls: 0,
+            },
+            vec!["register_targets"],
+        ),
+        (
+            "initial targets: poll again",
+            in_phase(
+                Verifying {
+                    weight: 0,
+                    polls: 0,
+                },
+                0,
+            ),
+            Event::HealthObserved {
+                report: report(&[Initial, Healthy]),
+            },
+            NOW,
+            Verifying {
+                weight: 0,
+                polls: 1,
+            },
+            vec![],
+        ),
+        (
+            "unregistered target is registered again",
+            in_phase(
+                Verifying {
+                    weight: 0,
+                    polls: 0,
+                },
+                0,
+            ),
+            Event::HealthObserved {
+                report: report(&[Healthy]),
+            },
+            NOW,
+            Verifying {
+                weight: 0,
+                polls: 1,
+            },
+            vec!["register_targets"],
+        ),
+        (
+            "healthy + smoke ok -> verified",
+            in_phase(
+                Verifying {
+                    weight: 0,
+                    polls: 1,
+                },
+                0,
+            ),
+            Event::HealthObserved {
+                report: healthy_report(true),
+            },
+            NOW,
+            Verified { weight: 0 },
+            vec![],
+        ),
+        (
+            "smoke fails before traffic -> aborting, no drain",
+            in_phase(
+                Verifying {
+                    weight: 0,
+                    polls: 1,
+                },
+                0,
+            ),
+            Event::HealthObserved {
+                report: healthy_report(false),
+            },
+            NOW,
+            Aborting {
+                reason: "smoke test failed on i-green1 at 0%: 500 broken".into(),
+                drain_until: NOW,
+            },
+            vec![],
+        ),
+        (
+            "unhealthy target -> aborting",
+            in_phase(
+                Verifying {
+                    weight: 0,
+                    polls: 0,
+                },
+                0,
+            ),
+            Event::HealthObserved {
+                report: report(&[Healthy, Unhealthy]),
+            },
+            NOW,
+            Aborting {
+                reason: "target i-green2 is unhealthy at 0% (Target.ResponseCodeMismatch)".into(),
+                drain_until: NOW,
+            },
+            vec![],
+        ),
+        (
+            "unhealthy during canary drains before terminate",
+            in_phase(
+                Verifying {
+                    weight: 10,
+                    polls: 0,
+                },
+                10,
+            ),
+            Event::HealthObserved {
+                report: report(&[Unhealthy, Healthy]),
+            },
+            NOW,
+            Aborting {
+                reason: "target i-green1 is unhealthy at 10% (Target.ResponseCodeMismatch)".into(),
+                drain_until: NOW + drain,
+            },
+            vec![],
+        ),
+        (
+            "polls exhausted -> aborting",
+            in_phase(
+                Verifying {
+                    weight: 0,
+                    polls: 2,
+                },
+                0,
+            ),
+            Event::HealthObserved {
+                report: report(&[Initial, Initial]),
+            },
+            NOW,
+            Aborting {
+                reason: "green not healthy after 3 polls (15s): i-green1 initial, i-green2 initial"
+                    .into(),
+                drain_until: NOW,
+            },
+            vec![],
+        ),
+        (
+            "verified 0 -> first canary step",
+            in_phase(Verified { weight: 0 }, 0),
+            Event::ShiftDue,
+            NOW,
+            Shifting { from: 0, to: 10 },
+            vec!["set_traffic"],
+        ),
+        (
+            "verified 10 -> 50",
+            in_phase(Verified { weight: 10 }, 10),
+            Event::ShiftDue,
+            NOW,
+            Shifting { from: 10, to: 50 },
+            vec!["set_traffic"],
+        ),
+        (
+            "shift redelivered re-applies",
+            in_phase(Shifting { from: 10, to: 50 }, 50),
+            Event::ShiftDue,
+            NOW,
+            Shifting { from: 10, to: 50 },
+            vec!["set_traffic"],
+        ),
+        (
+            "traffic applied -> verifying at new weight",
+            in_phase(Shifting { from: 10, to: 50 }, 50),
+            Event::TrafficApplied { weight: 50 },
+            NOW,
+            Verifying {
+                weight: 50,
+                polls: 0,
+            },
+            vec![],
+        ),
+        (
+            "stale traffic report ignored",
+            in_phase(Shifting { from: 10, to: 50 }, 50),
+            Event::TrafficApplied { weight: 10 },
+            NOW,
+            Shifting { from: 10, to: 50 },
+            vec![],
+        ),
+        (
+            "shift at 100 is a no-op",
+            in_phase(Verified { weight: 100 }, 100),
+            Event::ShiftDue,
+            NOW,
+            Verified { weight: 100 },
+            vec![],
+        ),
+        (
+            "finalize at 100 -> baking",
+            in_phase(Verified { weight: 100 }, 100),
+            Event::FinalizeDue,
+            NOW,
+            Baking { until: NOW + bake },
+            vec![],
+        ),
+        (
+            "finalize before 100 is a no-op",
+            in_phase(Verified { weight: 50 }, 50),
+            Event::FinalizeDue,
+            NOW,
+            Verified { weight: 50 },
+            vec![],
+        ),
+        (
+            "retire before the bake window is a no-op",
+            in_phase(Baking { until: NOW + 5 }, 100),
+            Event::RetireDue {
+                blue_serving: false,
+            },
+            NOW,
+            Baking { until: NOW + 5 },
+            vec![],
+        ),
+        (
+            "retire after the bake window deregisters blue",
+            in_phase(Baking { until: NOW }, 100),
+            Event::RetireDue {
+                blue_serving: false,
+            },
+            NOW,
+            Retiring {
+                drain_until: NOW + drain,
+            },
+            vec!["deregister_targets"],
+        ),
+        (
+            "retire while draining is a no-op",
+            in_phase(
+                Retiring {
+                    drain_until: NOW + 1,
+                },
+                100,
+            ),
+            Event::RetireDue {
+                blue_serving: false,
+            },
+            NOW,
+            Retiring {
+                drain_until: NOW + 1,
+            },
+            vec![],
+        ),
+        (
+            "retire after draining terminates blue",
+            in_phase(Retiring { drain_until: NOW }, 100),
+            Event::RetireDue {
+                blue_serving: false,
+            },
+            NOW,
+            Retiring { drain_until: NOW },
+            vec!["terminate_instances"],
+        ),
+        (
+            "blue terminated -> succeeded + report",
+            in_phase(Retiring { drain_until: NOW }, 100),
+            Event::BlueTerminated,
+            NOW,
+            Succeeded,
+            vec!["write_report"],
+        ),
+        (
+            "abort before traffic: deregister + terminate now",
+            in_phase(
+                Verifying {
+                    weight: 0,
+                    polls: 0,
+                },
+                0,
+            ),
+            Event::Abort {
+                reason: "operator".into(),
+            },
+            NOW,
+            Aborting {
+                reason: "operator".into(),
+                drain_until: NOW,
+            },
+            vec!["deregister_targets", "terminate_instances"],
+        ),
+        (
+            "abort during canary: blue back first, drain before terminate",
+            in_phase(
+                Verifying {
+                    weight: 10,
+                    polls: 0,
+                },
+                10,
+            ),
+            Event::Abort {
+                reason: "operator".into(),
+            },
+            NOW,
+            Aborting {
+                reason: "operator".into(),
+                drain_until: NOW + drain,
+            },
+            vec!["set_traffic", "deregister_targets"],
+        ),
+        (
+            "abort continued after draining terminates",
+            in_phase(
+                Aborting {
+                    reason: "x".into(),
+                    drain_until: NOW,
+                },
+                10,
+            ),
+            Event::Abort { reason: "y".into() },
+            NOW,
+            Aborting {
+                reason: "x".into(),
+                drain_until: NOW,
+            },
+            vec!["set_traffic", "deregister_targets", "terminate_instances"],
+        ),
+        (
+            "green terminated -> aborted + report",
+            in_phase(
+                Aborting {
+                    reason: "x".into(),
+                    drain_until: NOW,
+                },
+                0,
+            ),
+            Event::GreenTerminated,
+            NOW,
+            Aborted { reason: "x".into() },
+            vec!["write_report"],
+        ),
+        (
+            "abort of an aborted deployment is a no-op",
+            in_phase(Aborted { reason: "x".into() }, 0),
+            Event::Abort { reason: "y".into() },
+            NOW,
+            Aborted { reason: "x".into() },
+            vec![],
+        ),
+        (
+            "health report after abort ignored",
+            in_phase(
+                Aborting {
+                    reason: "x".into(),
+                    drain_until: NOW,
+                },
+                0,
+            ),
+            Event::HealthObserved {
+                report: healthy_report(true),
+            },
+            NOW,
+            Aborting {
+                reason: "x".into(),
+                drain_until: NOW,
+            },
+            vec![],
+        ),
+    ];
+    for (name, state, event, now, want_phase, want_effects) in table {
+        let d = decide(&state, &event, now).unwrap_or_else(|e| panic!("{name}: refused: {e}"));
+        assert_eq!(phase_of(&d.state), &want_phase, "{name}");
+        assert_eq!(effect_names(&d.effects), want_effects, "{name}");
+    }
+}
+
+#[test]
+fn refusals() {
+    let live_v2 = {
+        let mut s = idle();
+        s.service.live = Some(Release {
+            version: "v2".into(),
+            ami: AMI_V2.into(),
+            ..blue()
+        });
+        s
+    };
+    let busy = {
+        let mut s = idle();
+        s.service.active = Some("d-00000000000000000000".into());
+        s
+    };
+    let start = |version: &str, ami: &str, image: Option<ImageFacts>| Event::Start {
+        request: request(version, ami),
+        image,
+    };
+    let foreign = Some(ImageFacts {
+        owner: "999999999999".into(),
+        ..good_image().unwrap()
+    });
+    let pending = Some(ImageFacts {
+        available: false,
+        ..good_image().unwrap()
+    });
+    let table: Vec<(&str, State, Event, &str)> = vec![
+        (
+            "older than live",
+            live_v2.clone(),
+            start("v1.5", AMI_V1, good_image()),
+            "older than the live version v2",
+        ),
+        (
+            "same version, same ami",
+            live_v2.clone(),
+            start("v2", AMI_V2, good_image()),
+            "already live",
+        ),
+        (
+            "same version, other ami",
+            live_v2,
+            start("v2.0", AMI_V1, good_image()),
+            "under a new version",
+        ),
+        (
+            "deployment in flight",
+            busy,
+            start("v2", AMI_V2, good_image()),
+            "in flight",
+        ),
+        (
+            "image missing",
+            idle(),
+            start("v2", AMI_V2, None),
+            "was not found",
+        ),
+        (
+            "image pending",
+            idle(),
+            start("v2", AMI_V2, pending),
+            "not available yet",
+        ),
+        (
+            "wrong owner",
+            idle(),
+            start("v2", AMI_V2, foreign),
+            "owned by account 999999999999",
+        ),
+        (
+            "bad version",
+            idle(),
+            start("latest", AMI_V2, good_image()),
+            "invalid version",
+        ),
+        (
+            "other service",
+            idle(),
+            Event::Start {
+                request: ImageRequest {
+                    service: "search".into(),
+                    ..request("v2", AMI_V2)
+                },
+                image: good_image(),
+            },
+            "for service",
+        ),
+        (
+            "step without deployment",
+            idle(),
+            Event::LaunchDue,
+            "no deployment",
+        ),
+        (
+            "abort while baking",
+            in_phase(Phase::Baking { until: NOW }, 100),
+            Event::Abort { reason: "x".into() },
+            "roll back instead",
+        ),
+        (
+            "retire while blue serves",
+            in_phase(Phase::Baking { until: NOW }, 100),
+            Event::RetireDue { blue_serving: true },
+            "still forwards traffic",
+        ),
+    ];
+    for (name, state, event, want) in table {
+        let err = decide(&state, &event, NOW).expect_err(name).to_string();
+        assert!(
+            err.contains(want),
+            "{name}: {err:?} should contain {want:?}"
+        );
+    }
+}
+
+#[test]
+fn required_tag_missing_is_refused() {
+    let mut state = idle();
+    state
+        .config
+        .ami_policy
+        .required_tags
+        .insert("approved".into(), "true".into());
+    let err = decide(
+        &state,
+        &Event::Start {
+            request: request("v2", AMI_V2),
+            image: good_image(),
+        },
+        NOW,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("approved=true"), "{err}");
+}
+
+#[test]
+fn start_creates_one_deployment_and_duplicates_change_nothing() {
+    let event = Event::Start {
+        request: request("v2", AMI_V2),
+        image: good_image(),
+    };
+    let first = decide(&idle(), &event, NOW).unwrap();
+    let dep = first.state.deployment.as_ref().unwrap();
+    assert_eq!(dep.phase, Phase::Launching);
+    assert_eq!(dep.blue, Some(blue()));
+    assert_eq!(
+        dep.green_tg,
+        sample().target_groups[1],
+        "green goes to the idle target group"
+    );
+    assert_eq!(
+        first.state.service.active.as_deref(),
+        Some(dep.deploy_id.as_str())
+    );
+    assert_eq!(effect_names(&first.effects), ["start_execution"]);
+    // The same event again: same state, start the (same-named) execution again.
+    let again = decide(&first.state, &event, NOW + 5).unwrap();
+    assert_eq!(again.state, first.state);
+    assert_eq!(effect_names(&again.effects), ["start_execution"]);
+    // After it finished: nothing at all.
+    let mut done = first.state.clone();
+    done.deployment.as_mut().unwrap().phase = Phase::Aborted { reason: "x".into() };
+    done.service.active = None;
+    let late = decide(&done, &event, NOW + 50).unwrap();
+    assert_eq!(late.state, done);
+    assert!(late.effects.is_empty());
+    assert!(late.note.contains("attempt 2"), "{}", late.note);
+}
+
+#[test]
+fn finalize_records_live_and_warm_and_finish_frees_the_service() {
+    let d = decide(
+        &in_phase(Phase::Verified { weight: 100 }, 100),
+        &Event::FinalizeDue,
+        NOW,
+    )
+    .unwrap();
+    let live = d.state.service.live.as_ref().unwrap();
+    assert_eq!((live.version.as_str(), live.ami.as_str()), ("v2", AMI_V2));
+    assert_eq!(live.instance_ids, ["i-green1", "i-green2"]);
+    assert_eq!(d.state.service.warm, Some(blue()));
+    let retiring = decide(
+        &d.state,
+        &Event::RetireDue {
+            blue_serving: false,
+        },
+        NOW + 10_000,
+    )
+    .unwrap();
+    assert_eq!(
+        retiring.state.service.warm, None,
+        "a draining fleet is no longer warm"
+    );
+    let done = decide(&retiring.state, &Event::BlueTerminated, NOW + 20_000).unwrap();
+    assert_eq!(done.state.service.active, None);
+    assert_eq!(done.state.service.live.as_ref().unwrap().version, "v2");
+}
+
+#[test]
+fn first_deployment_without_blue_goes_straight_to_100() {
+    let mut state = in_phase(Phase::Verified { weight: 0 }, 0);
+    state.deployment.as_mut().unwrap().blue = None;
+    let d = decide(&state, &Event::ShiftDue, NOW).unwrap();
+    assert_eq!(phase_of(&d.state), &Phase::Shifting { from: 0, to: 100 });
+    assert!(matches!(
+        &d.effects[0],
+        Effect::SetTraffic {
+            blue_tg: None,
+            green_weight: 100,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn redelivery_of_any_event_to_its_own_result_is_stable() {
+    // Walk a whole canary rollout; at every step deliver the event twice.
+    let mut state = started();
+    let green = vec!["i-green1".to_string(), "i-green2".to_string()];
+    let mut now = NOW;
+    let script: Vec<Event> = vec![
+        Event::GreenLaunched {
+            instance_ids: green,
+        },
+        Event::HealthObserved {
+            report: healthy_report(true),
+        },
+        Event::ShiftDue,
+        Event::TrafficApplied { weight: 10 },
+        Event::HealthObserved {
+            report: healthy_report(true),
+        },
+        Event::ShiftDue,
+        Event::TrafficApplied { weight: 50 },
+        Event::HealthObserved {
+            report: healthy_report(true),
+        },
+        Event::ShiftDue,
+        Event::TrafficApplied { weight: 100 },
+        Event::HealthObserved {
+            report: healthy_report(true),
+        },
+        Event::FinalizeDue,
+    ];
+    for event in script {
+        now += 1;
+        let first = decide(&state, &event, now).unwrap();
+        let second = decide(&first.state, &event, now).unwrap();
+        let stable_phase = phase_of(&second.state) == phase_of(&first.state);
+        assert!(
+            stable_phase,
+            "{} moved twice: {:?} -> {:?}",
+            event_name(&event),
+            phase_of(&first.state),
+            phase_of(&second.state)
+        );
+        state = first.state;
+    }
+    assert_eq!(
+        phase_of(&state),
+        &Phase::Baking {
+            until: now + sample().bake_window_s
+        }
+    );
+    assert_eq!(state.deployment.as_ref().unwrap().max_weight, 100);
+}

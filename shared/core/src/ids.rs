@@ -1,0 +1,143 @@
+//! Identities and validation of names that reach AWS.
+//!
+//! The deployment id is derived from what defines a deployment (service, version, AMI and an
+//! explicit attempt number), so duplicate image events map to one deployment (created with
+//! `attribute_not_exists`), and the RunInstances `ClientToken` and the Step Functions
+//! execution name derive from it.
+
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// Why a name or id was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("invalid service name {0:?}: use 1-48 characters of a-z, 0-9 and '-', starting with a letter")]
+    Service(String),
+    #[error("invalid AMI id {0:?}: expected ami- followed by 8 or 17 hex digits, e.g. ami-0abc1234def567890")]
+    Ami(String),
+    #[error("invalid deployment id {0:?}: expected d- followed by 20 hex digits")]
+    DeployId(String),
+}
+
+/// Validates a service name (it becomes part of ledger keys, tags and object keys).
+pub fn check_service(name: &str) -> Result<(), IdError> {
+    let ok = (1..=48).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(IdError::Service(name.to_string()))
+    }
+}
+
+/// Validates an AMI id (`ami-` + 8 or 17 lowercase hex digits).
+pub fn check_ami(ami: &str) -> Result<(), IdError> {
+    let ok = ami.strip_prefix("ami-").is_some_and(|hex| {
+        (hex.len() == 8 || hex.len() == 17)
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(IdError::Ami(ami.to_string()))
+    }
+}
+
+/// A deployment id: `d-` + 20 hex digits of SHA-256(service, version, ami, attempt).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeployId(String);
+
+impl DeployId {
+    /// Derives the id of the deployment of `ami` as `version` of `service`.
+    /// `attempt` is 1 for the first deployment of an image; re-deploying the same image after
+    /// an abort is an explicit new attempt.
+    pub fn derive(service: &str, version: &str, ami: &str, attempt: u32) -> Self {
+        let mut hash = Sha256::new();
+        for part in [service, version, ami, &attempt.to_string()] {
+            hash.update(part.as_bytes());
+            hash.update([0u8]);
+        }
+        let digest = hash.finalize();
+        let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+        DeployId(format!("d-{hex}"))
+    }
+
+    /// Parses an id received from outside (step input, CLI).
+    pub fn parse(text: &str) -> Result<Self, IdError> {
+        let ok = text.strip_prefix("d-").is_some_and(|hex| {
+            hex.len() == 20
+                && hex
+                    .chars()
+                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        });
+        if ok {
+            Ok(DeployId(text.to_string()))
+        } else {
+            Err(IdError::DeployId(text.to_string()))
+        }
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// RunInstances `ClientToken` for launch batch `batch` (≤ 64 ASCII characters).
+    pub fn client_token(&self, batch: u32) -> String {
+        format!("greenlight-{}-launch-{batch}", self.0)
+    }
+}
+
+impl fmt::Display for DeployId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_id_is_deterministic_and_distinguishes_inputs() {
+        let a = DeployId::derive("checkout", "v2", "ami-0123456789abcdef0", 1);
+        assert_eq!(
+            a,
+            DeployId::derive("checkout", "v2", "ami-0123456789abcdef0", 1)
+        );
+        assert_ne!(
+            a,
+            DeployId::derive("checkout", "v2", "ami-0123456789abcdef0", 2)
+        );
+        assert_ne!(
+            a,
+            DeployId::derive("checkout", "v3", "ami-0123456789abcdef0", 1)
+        );
+        // No ambiguity from concatenation.
+        assert_ne!(
+            DeployId::derive("ab", "c", "ami-00000000", 1),
+            DeployId::derive("a", "bc", "ami-00000000", 1)
+        );
+        assert!(DeployId::parse(a.as_str()).is_ok());
+        assert!(a.client_token(0).len() <= 64);
+    }
+
+    #[test]
+    fn validates_names() {
+        assert!(check_service("checkout-api").is_ok());
+        for bad in ["", "Checkout", "1svc", "a/b", "a b", &"a".repeat(49)] {
+            assert!(check_service(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_ami("ami-0123456789abcdef0").is_ok());
+        assert!(check_ami("ami-12345678").is_ok());
+        for bad in ["ami-", "ami-XYZ12345", "i-12345678", "ami-123"] {
+            assert!(check_ami(bad).is_err(), "{bad:?}");
+        }
+        assert!(DeployId::parse("d-123").is_err());
+    }
+}

@@ -1,0 +1,28 @@
+//! greenlight-core: the pure heart of greenlight.
+//!
+//! Everything that decides whether a deployment is safe lives here, free of I/O, clocks and
+//! AWS types, so it can be table-tested and simulated:
+//! - [`config`]: a service's registration (switch point, target groups, gates, canary, bake);
+//! - [`model`]: the ledger's records (service state, deployments, phases, releases);
+//! - [`decide`](mod@decide): `decide(state, event, now) -> (state, effects)`;
+//! - [`plan`]: the step sequence the orchestrator runs (and the Step Functions definition
+//!   generated from it);
+//! - [`inbound`]: parsing of the events that start deployments;
+//! - [`ids`]: deterministic deployment ids and idempotency tokens;
+//! - [`version`]: version ordering (no silent downgrades).
+
+pub mod config;
+pub mod decide;
+pub mod ids;
+pub mod inbound;
+pub mod model;
+pub mod plan;
+pub mod version;
+
+pub use config::{ConfigError, ServiceConfig};
+pub use decide::{decide, Decision, Effect, Event, Refusal};
+pub use model::{Deployment, Phase, Release, ServiceState, State};
+pub use plan::{route, Route, Step};
+
+/// Seconds since the Unix epoch. The core never reads a clock: `now` is always an argument.
+pub type Epoch = u64;

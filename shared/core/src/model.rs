@@ -1,0 +1,161 @@
+//! The ledger's records. The ledger is the source of truth: every handler reads these,
+//! decides, writes them back conditionally (on `gen`), then makes the world match.
+
+use crate::{config::ServiceConfig, Epoch};
+use serde::{Deserialize, Serialize};
+
+/// A version of a service running on a fleet in one target group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Release {
+    pub version: String,
+    pub ami: String,
+    pub target_group: String,
+    pub instance_ids: Vec<String>,
+    /// The deployment that made it live (none for a release adopted at registration).
+    #[serde(default)]
+    pub deploy_id: Option<String>,
+}
+
+/// Per-service pointer record: what is live, what is warm, which deployment is in flight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceState {
+    pub service: String,
+    /// Generation for conditional writes; bumped by the ledger on every write.
+    pub gen: u64,
+    pub live: Option<Release>,
+    /// The previous live release, kept warm for the bake window (revert = one flip).
+    pub warm: Option<Release>,
+    /// The deployment in flight (from start until it succeeds or is aborted).
+    pub active: Option<String>,
+}
+
+impl ServiceState {
+    /// A service with nothing live yet, or with an adopted live release.
+    pub fn new(service: &str, live: Option<Release>) -> Self {
+        ServiceState {
+            service: service.to_string(),
+            gen: 0,
+            live,
+            warm: None,
+            active: None,
+        }
+    }
+}
+
+/// Where a deployment is. Phases that end in `-ing` are intents: the ledger says what the
+/// world must become, and any delivery of the step re-applies it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// Green must be launched and registered in the idle target group.
+    Launching,
+    /// Green carries `weight` % of traffic; its health is being checked (`polls` so far).
+    Verifying { weight: u8, polls: u32 },
+    /// Green passed its checks at `weight` %.
+    Verified { weight: u8 },
+    /// The listener must move green from `from` % to `to` %.
+    Shifting { from: u8, to: u8 },
+    /// Green is live at 100 %; blue stays warm until `until`.
+    Baking { until: Epoch },
+    /// Blue is deregistered and draining until `drain_until`; then it is terminated.
+    Retiring { drain_until: Epoch },
+    /// Green live, blue retired.
+    Succeeded,
+    /// Traffic must return to blue and green must be terminated (after `drain_until`).
+    Aborting { reason: String, drain_until: Epoch },
+    /// Green terminated, traffic on blue; `reason` says why.
+    Aborted { reason: String },
+}
+
+impl Phase {
+    /// The phase's name, as stored in the ledger's `phase` attribute.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Phase::Launching => "launching",
+            Phase::Verifying { .. } => "verifying",
+            Phase::Verified { .. } => "verified",
+            Phase::Shifting { .. } => "shifting",
+            Phase::Baking { .. } => "baking",
+            Phase::Retiring { .. } => "retiring",
+            Phase::Succeeded => "succeeded",
+            Phase::Aborting { .. } => "aborting",
+            Phase::Aborted { .. } => "aborted",
+        }
+    }
+
+    /// True once nothing more will happen to this deployment.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Aborted { .. })
+    }
+}
+
+/// One line of a deployment's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub at: Epoch,
+    pub phase: String,
+    pub note: String,
+}
+
+/// One deployment of one image to one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployment {
+    pub deploy_id: String,
+    pub service: String,
+    pub version: String,
+    pub ami: String,
+    /// Generation for conditional writes; bumped by the ledger on every write.
+    pub gen: u64,
+    /// Where the request came from: `imagebuilder`, `s3-manifest`, `greenlight`.
+    pub source: String,
+    pub requested_by: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The release live when the deployment started (the fleet we move away from).
+    pub blue: Option<Release>,
+    /// The idle target group green goes into.
+    pub green_tg: String,
+    pub green_instances: Vec<String>,
+    pub phase: Phase,
+    /// The highest green weight ever requested of the listener (0 = listener never touched).
+    pub max_weight: u8,
+    pub created_at: Epoch,
+    pub updated_at: Epoch,
+    /// When green first passed its gates (for time-to-healthy).
+    #[serde(default)]
+    pub healthy_at: Option<Epoch>,
+    pub timeline: Vec<Mark>,
+}
+
+impl Deployment {
+    /// Moves to `phase` at `now`, noting why in the timeline.
+    pub fn enter(&mut self, phase: Phase, now: Epoch, note: impl Into<String>) {
+        self.timeline.push(Mark {
+            at: now,
+            phase: phase.name().to_string(),
+            note: note.into(),
+        });
+        self.phase = phase;
+        self.updated_at = now;
+    }
+
+    /// The release green becomes when it goes live.
+    pub fn green_release(&self) -> Release {
+        Release {
+            version: self.version.clone(),
+            ami: self.ami.clone(),
+            target_group: self.green_tg.clone(),
+            instance_ids: self.green_instances.clone(),
+            deploy_id: Some(self.deploy_id.clone()),
+        }
+    }
+}
+
+/// What a handler reads from the ledger before deciding: the registration, the service's
+/// pointers and (when the event names one) the deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct State {
+    pub config: ServiceConfig,
+    pub service: ServiceState,
+    pub deployment: Option<Deployment>,
+}

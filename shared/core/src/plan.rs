@@ -1,0 +1,301 @@
+//! The step sequence, defined once: which step runs next, after how long, and what each
+//! step may lead to. The local runner interprets it; the Step Functions definition in
+//! `infra/statemachine.asl.json` is generated from it (a test keeps the two equal).
+//!
+//! Routing is derived from the ledger, never carried in the execution: after every step the
+//! orchestrator asks [`route`] where the deployment stands, so a duplicate or late step can
+//! never push a deployment backwards.
+
+use crate::config::ServiceConfig;
+use crate::model::{Deployment, Phase};
+use crate::Epoch;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+/// One Lambda function of the pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    StartDeployment,
+    LaunchGreen,
+    CheckHealth,
+    ShiftTraffic,
+    Finalize,
+    RetireBlue,
+    AbortDeployment,
+}
+
+impl Step {
+    /// Every step, in pipeline order.
+    pub const ALL: [Step; 7] = [
+        Step::StartDeployment,
+        Step::LaunchGreen,
+        Step::CheckHealth,
+        Step::ShiftTraffic,
+        Step::Finalize,
+        Step::RetireBlue,
+        Step::AbortDeployment,
+    ];
+
+    /// The function's name (`functions/<name>/`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::StartDeployment => "start-deployment",
+            Step::LaunchGreen => "launch-green",
+            Step::CheckHealth => "check-health",
+            Step::ShiftTraffic => "shift-traffic",
+            Step::Finalize => "finalize",
+            Step::RetireBlue => "retire-blue",
+            Step::AbortDeployment => "abort-deployment",
+        }
+    }
+
+    /// Parses a function name.
+    pub fn from_name(name: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// The steps the orchestrator may run after this one (besides itself ending the
+    /// execution or going to abort-deployment, which every step may do).
+    pub fn successors(self) -> &'static [Step] {
+        match self {
+            Step::StartDeployment => &[Step::LaunchGreen],
+            Step::LaunchGreen => &[Step::LaunchGreen, Step::CheckHealth],
+            Step::CheckHealth => &[Step::CheckHealth, Step::ShiftTraffic, Step::Finalize],
+            Step::ShiftTraffic => &[Step::ShiftTraffic, Step::CheckHealth],
+            Step::Finalize => &[Step::RetireBlue],
+            Step::RetireBlue => &[Step::RetireBlue],
+            Step::AbortDeployment => &[Step::AbortDeployment],
+        }
+    }
+
+    /// True when `next` may follow this step.
+    pub fn allows(self, next: Option<Step>) -> bool {
+        match next {
+            None | Some(Step::AbortDeployment) => true,
+            Some(step) => self.successors().contains(&step),
+        }
+    }
+}
+
+/// Where a deployment goes next: a step after a wait, or the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub next: Option<Step>,
+    pub wait_s: u64,
+}
+
+/// The next step for `deployment`, derived from its phase alone.
+pub fn route(config: &ServiceConfig, deployment: &Deployment, now: Epoch) -> Route {
+    let until = |t: Epoch| t.saturating_sub(now);
+    let (next, wait_s) = match &deployment.phase {
+        Phase::Launching => (Some(Step::LaunchGreen), 0),
+        Phase::Verifying { weight, polls } => {
+            let wait = if *polls == 0 && *weight > 0 {
+                config.rollout.step_wait_s
+            } else {
+                config.health.poll_interval_s
+            };
+            (Some(Step::CheckHealth), wait)
+        }
+        Phase::Verified { weight: 100 } => (Some(Step::Finalize), 0),
+        Phase::Verified { .. } | Phase::Shifting { .. } => (Some(Step::ShiftTraffic), 0),
+        Phase::Baking { until: t } | Phase::Retiring { drain_until: t } => {
+            (Some(Step::RetireBlue), until(*t))
+        }
+        Phase::Aborting { drain_until, .. } => (Some(Step::AbortDeployment), until(*drain_until)),
+        Phase::Succeeded | Phase::Aborted { .. } => (None, 0),
+    };
+    Route { next, wait_s }
+}
+
+/// Input of every step after start-deployment (also the Step Functions execution input).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepInput {
+    pub service: String,
+    pub deploy_id: String,
+    /// The error that sent the execution to abort-deployment (Step Functions `Catch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Value>,
+}
+
+/// Output of every step: where the orchestrator goes next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepOutput {
+    pub service: String,
+    pub deploy_id: String,
+    /// The next step's name, or `end`.
+    pub next: String,
+    pub wait_s: u64,
+    /// The deployment's phase after the step (for logs and progress).
+    pub phase: String,
+    /// What the step did, in words.
+    pub note: String,
+}
+
+impl StepOutput {
+    /// Builds the output from a route.
+    pub fn new(deployment: &Deployment, route: Route, note: String) -> Self {
+        StepOutput {
+            service: deployment.service.clone(),
+            deploy_id: deployment.deploy_id.clone(),
+            next: route.next.map(Step::name).unwrap_or(END).to_string(),
+            wait_s: route.wait_s,
+            phase: deployment.phase.name().to_string(),
+            note,
+        }
+    }
+
+    /// The next step, `None` at the end; an error for a name the plan does not know.
+    pub fn next_step(&self) -> Result<Option<Step>, String> {
+        if self.next == END {
+            return Ok(None);
+        }
+        Step::from_name(&self.next)
+            .map(Some)
+            .ok_or_else(|| format!("unknown next step {:?}", self.next))
+    }
+}
+
+/// The `next` value that ends an execution.
+pub const END: &str = "end";
+
+/// How a failed step is retried before the execution goes to abort-deployment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    pub interval_s: u64,
+    pub max_attempts: u32,
+    pub backoff_rate: f64,
+}
+
+/// The retry policy of every task.
+pub const RETRY: RetryPolicy = RetryPolicy {
+    interval_s: 1,
+    max_attempts: 2,
+    backoff_rate: 2.0,
+};
+
+/// The Amazon States Language definition of the pipeline. `${<Pascal>FunctionArn}`
+/// placeholders are filled by SAM `DefinitionSubstitutions`.
+pub fn state_machine_definition() -> Value {
+    let mut states = Map::new();
+    let steps: Vec<Step> = Step::ALL
+        .into_iter()
+        .filter(|s| *s != Step::StartDeployment)
+        .collect();
+    // Executions start with start-deployment's output: route on `next` like any step.
+    states.insert("Route start".into(), choice(Step::StartDeployment));
+    for step in &steps {
+        let mut task = json!({
+            "Type": "Task",
+            "Resource": "arn:aws:states:::lambda:invoke",
+            "Parameters": {
+                "FunctionName": format!("${{{}FunctionArn}}", pascal(step.name())),
+                "Payload.$": "$"
+            },
+            "OutputPath": "$.Payload",
+            "Retry": [{
+                "ErrorEquals": ["Lambda.ServiceException", "Lambda.AWSLambdaException",
+                                 "Lambda.SdkClientException", "Lambda.TooManyRequestsException",
+                                 "States.TaskFailed"],
+                "IntervalSeconds": RETRY.interval_s,
+                "MaxAttempts": RETRY.max_attempts,
+                "BackoffRate": RETRY.backoff_rate,
+                "JitterStrategy": "FULL"
+            }],
+            "Next": format!("Route after {}", step.name())
+        });
+        task["Catch"] = if *step == Step::AbortDeployment {
+            json!([{ "ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Abort failed" }])
+        } else {
+            json!([{ "ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Wait before abort-deployment" }])
+        };
+        states.insert(step.name().into(), task);
+        states.insert(format!("Route after {}", step.name()), choice(*step));
+        states.insert(
+            format!("Wait before {}", step.name()),
+            json!({ "Type": "Wait", "SecondsPath": "$.wait_s", "Next": step.name() }),
+        );
+    }
+    states.insert("Done".into(), json!({ "Type": "Succeed" }));
+    states.insert(
+        "Unplanned route".into(),
+        json!({ "Type": "Fail", "Error": "greenlight.UnplannedRoute",
+                "Cause": "a step returned a next step the plan does not allow" }),
+    );
+    states.insert(
+        "Abort failed".into(),
+        json!({ "Type": "Fail", "Error": "greenlight.AbortFailed",
+                "Cause": "abort-deployment failed after retries; the ledger says what is left to clean up" }),
+    );
+    json!({
+        "Comment": "greenlight deployment pipeline. GENERATED from greenlight-core plan.rs by `cargo run -p greenlight-local -- asl`; do not edit.",
+        "StartAt": "Route start",
+        "States": Value::Object(states)
+    })
+}
+
+fn choice(step: Step) -> Value {
+    let mut choices: Vec<Value> = step
+        .successors()
+        .iter()
+        .chain(std::iter::once(&Step::AbortDeployment))
+        .filter(|s| **s != Step::AbortDeployment || step != Step::AbortDeployment)
+        .map(|next| {
+            json!({ "Variable": "$.next", "StringEquals": next.name(),
+                    "Next": format!("Wait before {}", next.name()) })
+        })
+        .collect();
+    choices.push(json!({ "Variable": "$.next", "StringEquals": END, "Next": "Done" }));
+    json!({ "Type": "Choice", "Choices": choices, "Default": "Unplanned route" })
+}
+
+fn pascal(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_choice_targets_an_existing_state() {
+        let def = state_machine_definition();
+        let states = def["States"].as_object().unwrap();
+        for (name, state) in states {
+            let mut targets: Vec<&str> = vec![];
+            if let Some(next) = state["Next"].as_str() {
+                targets.push(next);
+            }
+            for c in state["Choices"].as_array().into_iter().flatten() {
+                targets.push(c["Next"].as_str().unwrap());
+            }
+            if let Some(d) = state["Default"].as_str() {
+                targets.push(d);
+            }
+            for c in state["Catch"].as_array().into_iter().flatten() {
+                targets.push(c["Next"].as_str().unwrap());
+            }
+            for t in targets {
+                assert!(states.contains_key(t), "{name} -> {t} does not exist");
+            }
+        }
+        assert!(states.contains_key(def["StartAt"].as_str().unwrap()));
+    }
+
+    #[test]
+    fn step_names_round_trip() {
+        for step in Step::ALL {
+            assert_eq!(Step::from_name(step.name()), Some(step));
+        }
+        assert_eq!(pascal("check-health"), "CheckHealth");
+    }
+}

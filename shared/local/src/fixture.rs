@@ -1,0 +1,357 @@
+//! A service's world on the local emulator, built the way an operator would in AWS:
+//! a VPC and subnet, an ALB with an HTTP listener, a blue/green pair of target groups, AMIs
+//! for each app version (their tags tell the emulator's stand-in app how to behave), a blue
+//! fleet running v1 in the first target group behind the listener, and the service's
+//! registration in the ledger adopting v1 as live.
+
+use crate::Local;
+use aws_sdk_ec2::types::{Filter, InstanceType, ResourceType, Tag, TagSpecification};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetDescription, TargetGroupAttribute,
+    TargetGroupTuple, TargetTypeEnum,
+};
+use greenlight_adapters::aws::create_table;
+use greenlight_adapters::tags;
+use greenlight_core::config::{
+    AmiPolicy, HealthSettings, LaunchSettings, Rollout, ServiceConfig, SmokeCheck, Switch,
+};
+use greenlight_core::model::Release;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The account the emulator owns images as.
+pub const ACCOUNT: &str = "123456789012";
+/// The stand-in app's port.
+pub const APP_PORT: u16 = 8080;
+
+/// How the stand-in app of an AMI behaves (the emulator reads the AMI's tags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppBehaviour {
+    /// Every path answers 200 `ok version=<v>`.
+    Healthy,
+    /// Every path answers 503: ELB health checks fail.
+    Unhealthy,
+    /// `/health` answers 200 (ELB is satisfied) but every other path 500: the smoke test fails.
+    SmokeFails,
+}
+
+impl AppBehaviour {
+    fn tag(self) -> &'static str {
+        match self {
+            AppBehaviour::Healthy => "healthy",
+            AppBehaviour::Unhealthy => "unhealthy",
+            AppBehaviour::SmokeFails => "smoke-fails",
+        }
+    }
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub service: String,
+    pub canary_steps: Vec<u8>,
+    pub step_wait_s: u64,
+    pub bake_window_s: u64,
+    pub deregistration_delay_s: u64,
+    pub poll_interval_s: u64,
+    pub max_polls: u32,
+    pub fleet_size: u32,
+}
+
+impl Spec {
+    /// Small numbers so a whole rollout takes seconds.
+    pub fn quick(service: &str) -> Spec {
+        Spec {
+            service: service.to_string(),
+            canary_steps: vec![100],
+            step_wait_s: 1,
+            bake_window_s: 2,
+            deregistration_delay_s: 1,
+            poll_interval_s: 1,
+            max_polls: 10,
+            fleet_size: 2,
+        }
+    }
+}
+
+/// The built world.
+#[derive(Debug, Clone)]
+pub struct World {
+    pub config: ServiceConfig,
+    pub vpc_id: String,
+    pub listener_arn: String,
+    pub blue_instances: Vec<String>,
+    /// The v1 AMI (live at registration).
+    pub ami_v1: String,
+}
+
+/// Creates the table, bucket and event routing of a local installation (idempotent).
+pub async fn install(local: &Local) -> Result<(), String> {
+    create_table(&local.clients.dynamodb, &local.names.table)
+        .await
+        .map_err(|e| format!("create table: {e}"))?;
+    let s3 = &local.clients.s3;
+    if s3.head_bucket().bucket(&local.names.bucket).send().await.is_err() {
+        // Parallel installers may race to create it: owning it already is success.
+        if let Err(e) = s3.create_bucket().bucket(&local.names.bucket).send().await {
+            let owned = e.as_service_error().is_some_and(|s| {
+                s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()
+            });
+            if !owned {
+                return Err(format!("create bucket: {e:?}"));
+            }
+        }
+    }
+    crate::pump::install(local).await
+}
+
+/// Registers an AMI for `version` whose instances behave as `behaviour`.
+pub async fn image(local: &Local, service: &str, version: &str, behaviour: AppBehaviour) -> Result<String, String> {
+    let ec2 = &local.clients.ec2;
+    let ami = ec2
+        .register_image()
+        .name(format!("{service}-{version}-{}", behaviour.tag()))
+        .send()
+        .await
+        .map_err(|e| format!("register image: {e:?}"))?
+        .image_id
+        .ok_or("register image returned no id")?;
+    ec2.create_tags()
+        .resources(&ami)
+        .tags(tag("greenlight:app-behaviour", behaviour.tag()))
+        .tags(tag("greenlight:version", version))
+        .tags(tag("greenlight:app-port", &APP_PORT.to_string()))
+        .send()
+        .await
+        .map_err(|e| format!("tag image: {e:?}"))?;
+    Ok(ami)
+}
+
+fn tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+/// Builds the world for `spec` and registers the service with v1 live.
+pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
+    let ec2 = &local.clients.ec2;
+    let elb = &local.clients.elb;
+    let vpc_id = ec2
+        .create_vpc()
+        .cidr_block("10.20.0.0/16")
+        .send()
+        .await
+        .map_err(|e| format!("create vpc: {e:?}"))?
+        .vpc
+        .and_then(|v| v.vpc_id)
+        .ok_or("no vpc id")?;
+    let mut subnets = Vec::new();
+    for (i, az) in ["us-east-1a", "us-east-1b"].iter().enumerate() {
+        let subnet = ec2
+            .create_subnet()
+            .vpc_id(&vpc_id)
+            .cidr_block(format!("10.20.{i}.0/24"))
+            .availability_zone(*az)
+            .send()
+            .await
+            .map_err(|e| format!("create subnet: {e:?}"))?
+            .subnet
+            .and_then(|s| s.subnet_id)
+            .ok_or("no subnet id")?;
+        subnets.push(subnet);
+    }
+    let sg = ec2
+        .create_security_group()
+        .group_name(format!("{}-app", spec.service))
+        .description("greenlight demo app")
+        .vpc_id(&vpc_id)
+        .send()
+        .await
+        .map_err(|e| format!("create security group: {e:?}"))?
+        .group_id
+        .ok_or("no security group id")?;
+    let alb = elb
+        .create_load_balancer()
+        .name(format!("{}-alb", spec.service))
+        .set_subnets(Some(subnets.clone()))
+        .send()
+        .await
+        .map_err(|e| format!("create load balancer: {e:?}"))?
+        .load_balancers
+        .and_then(|l| l.into_iter().next())
+        .and_then(|l| l.load_balancer_arn)
+        .ok_or("no load balancer arn")?;
+    let mut tgs = Vec::new();
+    for color in ["a", "b"] {
+        let tg = elb
+            .create_target_group()
+            .name(format!("{}-{color}", spec.service))
+            .protocol(ProtocolEnum::Http)
+            .port(APP_PORT as i32)
+            .vpc_id(&vpc_id)
+            .target_type(TargetTypeEnum::Instance)
+            .health_check_path("/health")
+            .health_check_interval_seconds(5)
+            .healthy_threshold_count(2)
+            .unhealthy_threshold_count(2)
+            .send()
+            .await
+            .map_err(|e| format!("create target group: {e:?}"))?
+            .target_groups
+            .and_then(|t| t.into_iter().next())
+            .and_then(|t| t.target_group_arn)
+            .ok_or("no target group arn")?;
+        elb.modify_target_group_attributes()
+            .target_group_arn(&tg)
+            .attributes(
+                TargetGroupAttribute::builder()
+                    .key("deregistration_delay.timeout_seconds")
+                    .value(spec.deregistration_delay_s.to_string())
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| format!("set deregistration delay: {e:?}"))?;
+        tgs.push(tg);
+    }
+    let forward_blue = Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .forward_config(
+            ForwardActionConfig::builder()
+                .target_groups(TargetGroupTuple::builder().target_group_arn(&tgs[0]).weight(100).build())
+                .build(),
+        )
+        .build();
+    let listener_arn = elb
+        .create_listener()
+        .load_balancer_arn(&alb)
+        .protocol(ProtocolEnum::Http)
+        .port(80)
+        .default_actions(forward_blue)
+        .send()
+        .await
+        .map_err(|e| format!("create listener: {e:?}"))?
+        .listeners
+        .and_then(|l| l.into_iter().next())
+        .and_then(|l| l.listener_arn)
+        .ok_or("no listener arn")?;
+    let ami_v1 = image(local, &spec.service, "v1", AppBehaviour::Healthy).await?;
+    let blue_instances = launch_blue(local, spec, &ami_v1, &subnets[0], &sg).await?;
+    let targets: Vec<TargetDescription> = blue_instances
+        .iter()
+        .map(|id| TargetDescription::builder().id(id).port(APP_PORT as i32).build())
+        .collect();
+    elb.register_targets()
+        .target_group_arn(&tgs[0])
+        .set_targets(Some(targets))
+        .send()
+        .await
+        .map_err(|e| format!("register blue: {e:?}"))?;
+    let config = ServiceConfig {
+        service: spec.service.clone(),
+        switch: Switch {
+            listener_arn: listener_arn.clone(),
+            rule_arn: None,
+        },
+        target_groups: [tgs[0].clone(), tgs[1].clone()],
+        launch: LaunchSettings {
+            instance_type: "t3.micro".into(),
+            subnet_id: subnets[0].clone(),
+            security_group_ids: vec![sg],
+            instance_profile_arn: None,
+            count: spec.fleet_size,
+            port: APP_PORT,
+            user_data: None,
+        },
+        health: HealthSettings {
+            poll_interval_s: spec.poll_interval_s,
+            max_polls: spec.max_polls,
+            smoke: SmokeCheck {
+                path: "/smoke".into(),
+                expect_status: 200,
+                expect_body: Some("ok".into()),
+                timeout_ms: 1000,
+            },
+        },
+        rollout: Rollout {
+            canary_steps: spec.canary_steps.clone(),
+            step_wait_s: spec.step_wait_s,
+        },
+        bake_window_s: spec.bake_window_s,
+        deregistration_delay_s: spec.deregistration_delay_s,
+        ami_policy: AmiPolicy {
+            allowed_owners: vec![ACCOUNT.into()],
+            required_tags: BTreeMap::new(),
+        },
+        image_builder_name: Some(spec.service.clone()),
+    };
+    config.validate().map_err(|e| format!("fixture registration: {e}"))?;
+    let live = Release {
+        version: "v1".into(),
+        ami: ami_v1.clone(),
+        target_group: tgs[0].clone(),
+        instance_ids: blue_instances.clone(),
+        deploy_id: None,
+    };
+    local
+        .ports
+        .ledger
+        .register_service(&config, Some(live))
+        .await
+        .map_err(|e| format!("register service: {e}"))?;
+    Ok(World {
+        config,
+        vpc_id,
+        listener_arn,
+        blue_instances,
+        ami_v1,
+    })
+}
+
+/// Launches the v1 fleet as an operator's earlier deployment would have: tagged so
+/// greenlight may retire it, then waits until it is running.
+async fn launch_blue(local: &Local, spec: &Spec, ami: &str, subnet: &str, sg: &str) -> Result<Vec<String>, String> {
+    let ec2 = &local.clients.ec2;
+    let tags = TagSpecification::builder()
+        .resource_type(ResourceType::Instance)
+        .tags(tag(tags::MANAGED_BY, tags::MANAGED_BY_VALUE))
+        .tags(tag(tags::SERVICE, &spec.service))
+        .tags(tag(tags::VERSION, "v1"))
+        .tags(tag("Name", &format!("{}-v1", spec.service)))
+        .build();
+    let ids: Vec<String> = ec2
+        .run_instances()
+        .image_id(ami)
+        .instance_type(InstanceType::T3Micro)
+        .min_count(spec.fleet_size as i32)
+        .max_count(spec.fleet_size as i32)
+        .subnet_id(subnet)
+        .security_group_ids(sg)
+        .tag_specifications(tags)
+        .send()
+        .await
+        .map_err(|e| format!("launch blue: {e:?}"))?
+        .instances
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|i| i.instance_id)
+        .collect();
+    for _ in 0..50 {
+        let running = ec2
+            .describe_instances()
+            .set_instance_ids(Some(ids.clone()))
+            .filters(Filter::builder().name("instance-state-name").values("running").build())
+            .send()
+            .await
+            .map_err(|e| format!("describe blue: {e:?}"))?
+            .reservations
+            .unwrap_or_default()
+            .into_iter()
+            .flat_map(|r| r.instances.unwrap_or_default())
+            .count();
+        if running == ids.len() {
+            return Ok(ids);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err("blue fleet did not reach running".into())
+}

@@ -1,0 +1,101 @@
+//! greenlight-local: the whole system on one machine, with no AWS account.
+//!
+//! - [`emulator`]: starts the local AWS (moto in server mode behind our wrapper, which adds
+//!   the AWS behaviour moto lacks) on a free loopback port and stops it afterwards;
+//! - [`orchestrator`]: plays Step Functions: runs the plan from greenlight-core with its
+//!   waits, retries and abort branch, calling the same handlers in-process;
+//! - [`pump`]: plays the EventBridge → Lambda link: rules route events to an SQS queue and
+//!   the pump delivers each message to start-deployment;
+//! - [`fixture`]: builds a service's world (VPC, ALB, listener, target groups, AMIs, blue
+//!   fleet) and registers it, for the demo and the tests;
+//! - [`demo`]: the README's first command.
+
+pub mod demo;
+pub mod emulator;
+pub mod fixture;
+pub mod orchestrator;
+pub mod pump;
+
+use greenlight_adapters::aws::{aws_ports, AwsClients};
+use greenlight_adapters::Ports;
+use std::sync::Arc;
+
+/// Table, bucket and prefixes of a local installation.
+#[derive(Debug, Clone)]
+pub struct Names {
+    pub table: String,
+    pub bucket: String,
+    pub queue: String,
+    /// The EventBridge bus the rules listen on (`default` in AWS; tests use one each).
+    pub bus: String,
+}
+
+impl Names {
+    /// Names of an isolated installation (own queue and bus; shared table and bucket).
+    pub fn isolated(tag: &str) -> Names {
+        Names {
+            queue: format!("greenlight-start-{tag}"),
+            bus: format!("greenlight-{tag}"),
+            ..Names::default()
+        }
+    }
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names {
+            table: "greenlight".into(),
+            bucket: "greenlight-artifacts".into(),
+            queue: "greenlight-start-deployment".into(),
+            bus: "default".into(),
+        }
+    }
+}
+
+/// SDK configuration pointing at the emulator (`endpoint`), with dummy credentials.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "greenlight-local"))
+        .load()
+        .await
+}
+
+/// Everything the local system needs: SDK clients, the handlers' ports, the orchestrator.
+#[derive(Clone)]
+pub struct Local {
+    pub sdk: aws_config::SdkConfig,
+    pub clients: AwsClients,
+    pub ports: Ports,
+    pub orchestrator: Arc<orchestrator::LocalOrchestrator>,
+    pub names: Names,
+}
+
+impl Local {
+    /// Connects to the emulator at `endpoint` and creates the table, bucket and event routing
+    /// (idempotent: safe to call for an emulator already set up).
+    pub async fn connect(endpoint: &str, names: Names) -> Result<Local, String> {
+        let sdk = sdk_config(endpoint).await;
+        let clients = AwsClients::new(&sdk);
+        let orchestrator = Arc::new(orchestrator::LocalOrchestrator::new());
+        let ports = aws_ports(
+            &clients,
+            &names.table,
+            &names.bucket,
+            greenlight_steps::lambda::REPORT_PREFIX,
+            greenlight_core::inbound::MANIFEST_PREFIX,
+            orchestrator.clone(),
+        );
+        orchestrator.attach(ports.clone());
+        let local = Local {
+            sdk,
+            clients,
+            ports,
+            orchestrator,
+            names,
+        };
+        fixture::install(&local).await?;
+        Ok(local)
+    }
+}

@@ -1,0 +1,190 @@
+//! The local stand-in for Step Functions: interprets the plan from greenlight-core
+//! (`route`, `Step::successors`, `RETRY`) exactly as the generated state machine does —
+//! wait `wait_s`, run the step, retry a failed step, send the execution to
+//! abort-deployment once retries are exhausted, stop on a route the plan does not allow.
+//! Executions are named by deployment id and started at most once, like StartExecution.
+
+use async_trait::async_trait;
+use greenlight_adapters::{AdapterResult, Orchestrator, Ports};
+use greenlight_core::plan::{Step, StepInput, StepOutput, END, RETRY};
+use greenlight_steps::run_step;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, watch};
+
+/// One thing that happened in an execution, for progress display and tests.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub deploy_id: String,
+    pub service: String,
+    /// Seconds since the execution started.
+    pub elapsed_s: f64,
+    pub step: Step,
+    /// The step's output, or the error it failed with.
+    pub result: Result<StepOutput, String>,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The plan reached `end`; the deployment's final phase.
+    Done(String),
+    /// The execution failed (abort-deployment failed, or an unplanned route).
+    Failed(String),
+}
+
+/// The local orchestrator. Clone the `Arc` freely.
+pub struct LocalOrchestrator {
+    ports: OnceLock<Ports>,
+    executions: Mutex<HashMap<String, watch::Receiver<Option<Ending>>>>,
+    progress: broadcast::Sender<Progress>,
+}
+
+impl Default for LocalOrchestrator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LocalOrchestrator {
+    pub fn new() -> Self {
+        LocalOrchestrator {
+            ports: OnceLock::new(),
+            executions: Mutex::new(HashMap::new()),
+            progress: broadcast::channel(1024).0,
+        }
+    }
+
+    /// Gives the orchestrator the ports its steps run with (they contain the orchestrator,
+    /// so this happens after construction).
+    pub fn attach(&self, ports: Ports) {
+        let _ = self.ports.set(ports);
+    }
+
+    /// Progress of every execution from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// The names of executions started so far.
+    pub fn executions(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.executions.lock().unwrap().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// Waits for execution `deploy_id` to end (None if it was never started).
+    pub async fn wait(&self, deploy_id: &str) -> Option<Ending> {
+        let mut rx = self.executions.lock().unwrap().get(deploy_id)?.clone();
+        loop {
+            if let Some(ending) = rx.borrow().clone() {
+                return Some(ending);
+            }
+            if rx.changed().await.is_err() {
+                return rx.borrow().clone();
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Orchestrator for LocalOrchestrator {
+    async fn start(&self, deploy_id: &str, input: &Value) -> AdapterResult<()> {
+        let ports = self
+            .ports
+            .get()
+            .cloned()
+            .ok_or_else(|| greenlight_adapters::AdapterError::Invalid("orchestrator not attached".into()))?;
+        let first: StepOutput = serde_json::from_value(input.clone())
+            .map_err(|e| greenlight_adapters::AdapterError::Invalid(format!("execution input: {e}")))?;
+        let (tx, rx) = watch::channel(None);
+        {
+            let mut executions = self.executions.lock().unwrap();
+            if executions.contains_key(deploy_id) {
+                return Ok(()); // Like StartExecution with the same name: already started.
+            }
+            executions.insert(deploy_id.to_string(), rx);
+        }
+        let progress = self.progress.clone();
+        tokio::spawn(async move {
+            let ending = execute(&ports, first, &progress).await;
+            let _ = tx.send(Some(ending));
+        });
+        Ok(())
+    }
+}
+
+/// Runs one execution to its end.
+async fn execute(ports: &Ports, first: StepOutput, progress: &broadcast::Sender<Progress>) -> Ending {
+    let started = Instant::now();
+    let mut current = first;
+    let mut previous = Step::StartDeployment;
+    let mut error: Option<Value> = None;
+    loop {
+        let next = match current.next_step() {
+            Ok(next) => next,
+            Err(why) => return Ending::Failed(why),
+        };
+        if !previous.allows(next) {
+            return Ending::Failed(format!(
+                "unplanned route: {} -> {} (greenlight.UnplannedRoute)",
+                previous.name(),
+                current.next
+            ));
+        }
+        let Some(step) = next else {
+            return Ending::Done(current.phase);
+        };
+        tokio::time::sleep(Duration::from_secs(current.wait_s)).await;
+        let input = StepInput {
+            service: current.service.clone(),
+            deploy_id: current.deploy_id.clone(),
+            error: error.take(),
+        };
+        let result = run_with_retries(ports, step, &input).await;
+        let _ = progress.send(Progress {
+            deploy_id: input.deploy_id.clone(),
+            service: input.service.clone(),
+            elapsed_s: started.elapsed().as_secs_f64(),
+            step,
+            result: result.clone(),
+        });
+        match result {
+            Ok(out) => current = out,
+            Err(why) if step == Step::AbortDeployment => {
+                return Ending::Failed(format!("abort-deployment failed (greenlight.AbortFailed): {why}"))
+            }
+            Err(why) => {
+                // Step Functions `Catch` → abort-deployment with the error in `$.error`.
+                error = Some(json!({ "Error": "StepFailed", "Cause": format!("{}: {why}", step.name()) }));
+                current = StepOutput {
+                    next: Step::AbortDeployment.name().into(),
+                    wait_s: 0,
+                    ..current
+                };
+            }
+        }
+        previous = step;
+        debug_assert!(current.next == END || Step::from_name(&current.next).is_some());
+    }
+}
+
+/// A step with the plan's retry policy (interval, backoff, attempts).
+async fn run_with_retries(ports: &Ports, step: Step, input: &StepInput) -> Result<StepOutput, String> {
+    let mut delay = Duration::from_secs(RETRY.interval_s);
+    let mut attempt = 0;
+    loop {
+        match run_step(ports, step, input).await {
+            Ok(out) => return Ok(out),
+            Err(e) if attempt < RETRY.max_attempts => {
+                tracing::warn!(step = step.name(), error = %e, attempt, "step failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = delay.mul_f64(RETRY.backoff_rate);
+                attempt += 1;
+            }
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The local EventBridge → Lambda link: the rules from `greenlight_core::inbound::
+//! event_patterns` send matching events to an SQS queue (in AWS they target the
+//! start-deployment function directly); the pump receives each message and delivers it to
+//! start-deployment in-process. A delivery that fails for a transient reason is left in the
+//! queue and redelivered, like an async Lambda retry.
+
+use crate::Local;
+use greenlight_steps::{start_deployment, StartOutcome};
+use serde_json::Value;
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// One event delivered to start-deployment and what came of it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub event: Value,
+    pub result: Result<StartOutcome, String>,
+}
+
+/// Creates the queue and the rules routing image-published events to it (idempotent).
+pub async fn install(local: &Local) -> Result<(), String> {
+    let sqs = aws_sdk_sqs::Client::new(&local.sdk);
+    let events = aws_sdk_eventbridge::Client::new(&local.sdk);
+    let url = sqs
+        .create_queue()
+        .queue_name(&local.names.queue)
+        .send()
+        .await
+        .map_err(|e| format!("create queue: {e:?}"))?
+        .queue_url
+        .ok_or("create queue returned no URL")?;
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(|e| format!("queue attributes: {e:?}"))?
+        .attributes
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+        .ok_or("queue has no ARN")?;
+    let patterns = greenlight_core::inbound::event_patterns(
+        &local.names.bucket,
+        greenlight_core::inbound::MANIFEST_PREFIX,
+    );
+    let bus = &local.names.bus;
+    if bus != "default" {
+        let created = events.create_event_bus().name(bus).send().await;
+        if let Err(e) = created {
+            let exists = e.as_service_error().is_some_and(|s| s.is_resource_already_exists_exception());
+            if !exists {
+                return Err(format!("create event bus {bus}: {e:?}"));
+            }
+        }
+    }
+    for (rule, pattern) in patterns {
+        events
+            .put_rule()
+            .name(rule)
+            .event_bus_name(bus)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .map_err(|e| format!("put rule {rule}: {e:?}"))?;
+        let target = aws_sdk_eventbridge::types::Target::builder()
+            .id("start-deployment")
+            .arn(&arn)
+            .build()
+            .map_err(|e| e.to_string())?;
+        events
+            .put_targets()
+            .rule(rule)
+            .event_bus_name(bus)
+            .targets(target)
+            .send()
+            .await
+            .map_err(|e| format!("put targets {rule}: {e:?}"))?;
+    }
+    Ok(())
+}
+
+/// Publishes an event on the default bus, as a pipeline or an engineer would.
+pub async fn publish(local: &Local, source: &str, detail_type: &str, detail: &Value) -> Result<String, String> {
+    let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+        .source(source)
+        .detail_type(detail_type)
+        .detail(detail.to_string())
+        .event_bus_name(&local.names.bus)
+        .build();
+    let out = aws_sdk_eventbridge::Client::new(&local.sdk)
+        .put_events()
+        .entries(entry)
+        .send()
+        .await
+        .map_err(|e| format!("put events: {e:?}"))?;
+    let first = out.entries.unwrap_or_default().into_iter().next();
+    match first {
+        Some(e) if e.error_code.is_none() => Ok(e.event_id.unwrap_or_default()),
+        Some(e) => Err(format!("put events: {:?} {:?}", e.error_code, e.error_message)),
+        None => Err("put events returned no entry".into()),
+    }
+}
+
+/// Receives what is in the queue (waiting up to `wait`) and delivers each message.
+pub async fn pump_once(local: &Local, wait: Duration) -> Result<Vec<Delivery>, String> {
+    let sqs = aws_sdk_sqs::Client::new(&local.sdk);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&local.names.queue)
+        .send()
+        .await
+        .map_err(|e| format!("queue url: {e:?}"))?
+        .queue_url
+        .unwrap_or_default();
+    let received = sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait.as_secs().min(20) as i32)
+        .visibility_timeout(5)
+        .send()
+        .await
+        .map_err(|e| format!("receive: {e:?}"))?;
+    let mut deliveries = Vec::new();
+    for message in received.messages.unwrap_or_default() {
+        let body = message.body.unwrap_or_default();
+        let event: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        let result = start_deployment(&local.ports, &event).await;
+        let retry = matches!(&result, Err(e) if e.is_retryable());
+        if !retry {
+            if let Some(handle) = &message.receipt_handle {
+                sqs.delete_message()
+                    .queue_url(&url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await
+                    .map_err(|e| format!("delete: {e:?}"))?;
+            }
+        }
+        deliveries.push(Delivery {
+            event,
+            result: result.map_err(|e| e.to_string()),
+        });
+    }
+    Ok(deliveries)
+}
+
+/// Pumps in the background until the returned handle is aborted; every delivery is sent
+/// on the channel.
+pub fn spawn(local: Local) -> (tokio::task::JoinHandle<()>, broadcast::Receiver<Delivery>) {
+    let (tx, rx) = broadcast::channel(256);
+    let handle = tokio::spawn(async move {
+        loop {
+            match pump_once(&local, Duration::from_secs(1)).await {
+                Ok(deliveries) => {
+                    for d in deliveries {
+                        let _ = tx.send(d);
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(%why, "pump: receive failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    });
+    (handle, rx)
+}

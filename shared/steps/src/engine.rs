@@ -1,0 +1,173 @@
+//! The step loop shared by every handler: decide → commit (ledger first) → apply effects →
+//! decide their follow-ups. Effects are applied only after the state that requires them is
+//! committed, so a crash between the two is healed by the next delivery re-applying them.
+
+use crate::report;
+use crate::StepError;
+use greenlight_adapters::{AdapterError, LaunchRequest, Ports};
+use greenlight_core::decide::{decide, event_name, Effect, Event};
+use greenlight_core::model::State;
+use greenlight_core::plan::{route, StepOutput};
+use std::collections::VecDeque;
+use tracing::{info, warn};
+
+/// How many times a handler re-reads and decides again after losing a conditional write.
+pub const CONFLICT_RETRIES: u32 = 5;
+
+/// Decides `event` on `state` and everything that follows from it. Returns the final
+/// (committed) state and the notes of each decision.
+pub async fn drive(ports: &Ports, mut state: State, event: Event) -> Result<(State, Vec<String>), StepError> {
+    let mut queue = VecDeque::from([event]);
+    let mut notes = Vec::new();
+    while let Some(event) = queue.pop_front() {
+        let now = ports.clock.now();
+        let decision = decide(&state, &event, now)?;
+        info!(event = event_name(&event), note = %decision.note, "decided");
+        notes.push(decision.note);
+        state = if decision.state != state {
+            ports.ledger.commit(&state, &decision.state).await?
+        } else {
+            decision.state
+        };
+        for effect in &decision.effects {
+            if let Some(follow_up) = apply(ports, &state, effect).await? {
+                queue.push_back(follow_up);
+            }
+        }
+    }
+    Ok((state, notes))
+}
+
+/// Runs `attempt` (read → observe → drive) again while it loses conditional writes.
+pub async fn with_conflict_retries<T, F, Fut>(mut attempt: F) -> Result<T, StepError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StepError>>,
+{
+    let mut tries = 0;
+    loop {
+        match attempt().await {
+            Err(StepError::Adapter(AdapterError::Conflict(why))) if tries + 1 < CONFLICT_RETRIES => {
+                tries += 1;
+                warn!(%why, tries, "ledger changed underneath; re-reading and deciding again");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The output a step returns to the orchestrator, routed from the committed state.
+pub fn output(ports: &Ports, state: &State, notes: &[String]) -> Result<StepOutput, StepError> {
+    let dep = state
+        .deployment
+        .as_ref()
+        .ok_or_else(|| StepError::Rejected("no deployment in state".into()))?;
+    let route = route(&state.config, dep, ports.clock.now());
+    Ok(StepOutput::new(dep, route, notes.join("; ")))
+}
+
+/// Applies one effect; some report back with a follow-up event.
+async fn apply(ports: &Ports, state: &State, effect: &Effect) -> Result<Option<Event>, StepError> {
+    info!(effect = ?EffectName(effect), "applying");
+    match effect {
+        Effect::StartExecution { .. } => {
+            let out = output(ports, state, &[])?;
+            let input = serde_json::to_value(&out).map_err(|e| StepError::Rejected(e.to_string()))?;
+            ports.orchestrator.start(&out.deploy_id, &input).await?;
+            Ok(None)
+        }
+        Effect::LaunchGreen {
+            service,
+            deploy_id,
+            version,
+            ami,
+            client_token,
+            launch,
+        } => {
+            let ids = ports
+                .fleet
+                .launch(&LaunchRequest {
+                    service: service.clone(),
+                    deploy_id: deploy_id.clone(),
+                    version: version.clone(),
+                    ami: ami.clone(),
+                    client_token: client_token.clone(),
+                    launch: launch.clone(),
+                })
+                .await?;
+            Ok(Some(Event::GreenLaunched { instance_ids: ids }))
+        }
+        Effect::RegisterTargets {
+            target_group,
+            instance_ids,
+            port,
+        } => {
+            ports.lb.register(target_group, instance_ids, *port).await?;
+            Ok(None)
+        }
+        Effect::DeregisterTargets {
+            target_group,
+            instance_ids,
+            port,
+        } => {
+            ports.lb.deregister(target_group, instance_ids, *port).await?;
+            Ok(None)
+        }
+        Effect::SetTraffic {
+            switch,
+            blue_tg,
+            green_tg,
+            green_weight,
+        } => {
+            let mut weights = vec![(green_tg.clone(), *green_weight)];
+            if let Some(blue) = blue_tg {
+                weights.insert(0, (blue.clone(), 100 - green_weight));
+            }
+            ports.lb.set_traffic(switch, &weights).await?;
+            Ok(Some(Event::TrafficApplied { weight: *green_weight }))
+        }
+        Effect::TerminateInstances {
+            service,
+            instance_ids,
+            deploy_id,
+            green,
+        } => {
+            let mut ids = instance_ids.clone();
+            if let Some(deploy_id) = deploy_id {
+                // Anything launched for this deployment, recorded or not: no orphans.
+                for instance in ports.fleet.instances_of(deploy_id).await? {
+                    if !ids.contains(&instance.instance_id) {
+                        ids.push(instance.instance_id);
+                    }
+                }
+            }
+            let refused = ports.fleet.terminate(service, &ids).await?;
+            if !refused.is_empty() {
+                warn!(?refused, "not terminated: not tagged managed-by=greenlight for this service");
+            }
+            Ok(Some(if *green {
+                Event::GreenTerminated
+            } else {
+                Event::BlueTerminated
+            }))
+        }
+        Effect::WriteReport { service, deploy_id } => {
+            if let Some(dep) = state.deployment.as_ref().filter(|d| &d.deploy_id == deploy_id) {
+                let body = report::render(dep);
+                let key = ports.store.put_report(service, deploy_id, &body).await?;
+                info!(%key, "report written");
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// Effect names for log lines (without the payload).
+struct EffectName<'a>(&'a Effect);
+
+impl std::fmt::Debug for EffectName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = serde_json::to_value(self.0).unwrap_or_default();
+        f.write_str(value["effect"].as_str().unwrap_or("effect"))
+    }
+}

@@ -1,0 +1,81 @@
+//! Lambda wiring shared by every function binary: JSON logs, AWS clients built once outside
+//! the handler, and the handler itself (`service_fn`). A function's `main.rs` is one call:
+//! `greenlight_steps::lambda::run(Step::CheckHealth)`.
+//!
+//! Environment: `GREENLIGHT_TABLE`, `GREENLIGHT_BUCKET`, `GREENLIGHT_STATE_MACHINE_ARN`
+//! (start-deployment only), optional `GREENLIGHT_MANIFEST_PREFIX` (default `releases/`) and
+//! `GREENLIGHT_REPORT_PREFIX` (default `reports/`).
+
+use crate::{run_step, start_deployment, StartOutcome, StepError};
+use greenlight_adapters::aws::{aws_ports, load_sdk_config, AwsClients, SfnOrchestrator};
+use greenlight_adapters::Ports;
+use greenlight_core::inbound::MANIFEST_PREFIX;
+use greenlight_core::plan::{Step, StepInput};
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+/// Default key prefix of deployment reports.
+pub const REPORT_PREFIX: &str = "reports/";
+
+/// Runs `step` as a Lambda function until the runtime stops it.
+pub async fn run(step: Step) -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let ports = ports_from_env().await?;
+    let ports = &ports;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        handle(ports, step, event.payload).await
+    }))
+    .await
+}
+
+/// JSON log lines carrying the current span's fields (service, deploy id) on every line.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .try_init();
+}
+
+fn env(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("environment variable {name} is not set (see infra/template.yaml)"))
+}
+
+/// AWS adapters configured from the environment.
+pub async fn ports_from_env() -> Result<Ports, String> {
+    let sdk = load_sdk_config().await;
+    let clients = AwsClients::new(&sdk);
+    let orchestrator = SfnOrchestrator {
+        client: clients.sfn.clone(),
+        state_machine_arn: std::env::var("GREENLIGHT_STATE_MACHINE_ARN").unwrap_or_default(),
+    };
+    Ok(aws_ports(
+        &clients,
+        &env("GREENLIGHT_TABLE")?,
+        &env("GREENLIGHT_BUCKET")?,
+        &std::env::var("GREENLIGHT_REPORT_PREFIX").unwrap_or_else(|_| REPORT_PREFIX.into()),
+        &std::env::var("GREENLIGHT_MANIFEST_PREFIX").unwrap_or_else(|_| MANIFEST_PREFIX.into()),
+        Arc::new(orchestrator),
+    ))
+}
+
+/// One invocation: an EventBridge event for start-deployment, a [`StepInput`] otherwise.
+pub async fn handle(ports: &Ports, step: Step, payload: Value) -> Result<Value, StepError> {
+    match step {
+        Step::StartDeployment => match start_deployment(ports, &payload).await? {
+            StartOutcome::Started(out) => Ok(serde_json::to_value(out).unwrap_or_default()),
+            StartOutcome::Ignored(why) => Ok(json!({ "ignored": why })),
+        },
+        step => {
+            let input: StepInput = serde_json::from_value(payload).map_err(|e| {
+                StepError::Rejected(format!("{} expects {{\"service\", \"deploy_id\"}}: {e}", step.name()))
+            })?;
+            Ok(serde_json::to_value(run_step(ports, step, &input).await?).unwrap_or_default())
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! start-deployment: turns an image-published event (ours, EC2 Image Builder, or an S3
+//! release manifest) into a deployment, refusing anything unsafe before touching AWS.
+
+use crate::engine::{drive, output, with_conflict_retries};
+use crate::StepError;
+use greenlight_adapters::Ports;
+use greenlight_core::decide::{Event, ImageRequest};
+use greenlight_core::inbound::{self, Inbound};
+use greenlight_core::plan::StepOutput;
+use serde_json::Value;
+use tracing::{info, info_span, Instrument};
+
+/// What start-deployment did with an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartOutcome {
+    /// A deployment was started (or had been: duplicates map to the same one).
+    Started(StepOutput),
+    /// A well-formed event that needs no deployment (e.g. an image that failed to build).
+    Ignored(String),
+}
+
+/// Handles one EventBridge event.
+pub async fn start_deployment(ports: &Ports, event: &Value) -> Result<StartOutcome, StepError> {
+    let request = match inbound::parse(event, &ports.manifest_prefix)? {
+        Inbound::Ignored(why) => {
+            info!(%why, "event ignored");
+            return Ok(StartOutcome::Ignored(why));
+        }
+        Inbound::Image(request) => request,
+        Inbound::ImageBuilder {
+            image_arn,
+            image_name,
+            version,
+        } => {
+            let service = ports.ledger.service_for_image(&image_name).await?.ok_or_else(|| {
+                StepError::Rejected(format!(
+                    "no service is registered for Image Builder image {image_name:?}; set image_builder_name in its registration"
+                ))
+            })?;
+            let ami = ports.fleet.image_builder_ami(&image_arn).await?.ok_or_else(|| {
+                StepError::Rejected(format!("no AMI is tagged Ec2ImageBuilderArn={image_arn}"))
+            })?;
+            ImageRequest {
+                service,
+                version,
+                ami,
+                source: "imagebuilder".into(),
+                requested_by: "ec2-image-builder".into(),
+                reason: Some(format!("image {image_arn} available")),
+                attempt: 1,
+            }
+        }
+        Inbound::Manifest {
+            bucket,
+            key,
+            service,
+            version,
+        } => {
+            let body = ports.store.get(&bucket, &key).await?;
+            inbound::parse_manifest(&body, &service, &version)?
+        }
+    };
+    let deploy_id = request.deploy_id().to_string();
+    let span = info_span!("step", step = "start-deployment", service = %request.service, deploy_id = %deploy_id);
+    async {
+        let out = with_conflict_retries(|| async {
+            let state = ports
+                .ledger
+                .load(&request.service, Some(&deploy_id))
+                .await?
+                .ok_or_else(|| {
+                    StepError::Rejected(format!(
+                        "service {:?} is not registered; register it first (see README: registering a service)",
+                        request.service
+                    ))
+                })?;
+            let image = ports.fleet.describe_image(&request.ami).await?;
+            let event = Event::Start {
+                request: request.clone(),
+                image,
+            };
+            let (state, notes) = drive(ports, state, event).await?;
+            output(ports, &state, &notes)
+        })
+        .await?;
+        info!(phase = %out.phase, next = %out.next, note = %out.note, "start-deployment done");
+        Ok(StartOutcome::Started(out))
+    }
+    .instrument(span)
+    .await
+}

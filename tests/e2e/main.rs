@@ -1,0 +1,19 @@
+//! greenlight's end-to-end tests: one binary, run against the local AWS emulator.
+//! Every assertion reads the emulator's state (listener actions, instance states and tags,
+//! ledger items, S3 objects), never a handler's word for it.
+//!
+//! - `rollout`: all-at-once and canary rollouts, bake window and retirement;
+//! - `gates`: unhealthy green and failed smoke tests abort without touching the listener;
+//! - `idempotency`: duplicate events, handler re-runs, a crash after RunInstances;
+//! - `refusals`: downgrades, malformed events, unknown services, wrong-owner AMIs;
+//! - `sources`: Image Builder and S3 manifest events start deployments;
+//! - `samples`: every file in `events/` parses as expected;
+//! - `infra`: the committed Step Functions definition is the one generated from the plan.
+
+mod gates;
+mod idempotency;
+mod infra;
+mod refusals;
+mod rollout;
+mod samples;
+mod sources;

@@ -1,0 +1,68 @@
+//! Bad input gets a clear error and changes nothing: downgrades, malformed events,
+//! unknown services, images that do not exist or belong to another account.
+
+use greenlight_e2e::{quick, App, Env};
+use greenlight_steps::start_deployment;
+use serde_json::{json, Value};
+
+fn image_published(detail: Value) -> Value {
+    json!({"version": "0", "id": "x", "detail-type": "ImagePublished", "source": "greenlight",
+           "account": "123456789012", "time": "2026-11-24T10:00:00Z", "region": "us-east-1",
+           "resources": [], "detail": detail})
+}
+
+/// What a refusal must not change: the service record, the history, the listener.
+async fn world_snapshot(env: &Env) -> String {
+    let state = env.ledger(None).await;
+    let history = env.local.ports.ledger.history(&env.service).await.unwrap();
+    format!("{:?}\n{:?}\n{:?}", state.service, history, env.weights().await)
+}
+
+#[tokio::test]
+async fn older_image_than_live_is_refused_through_eventbridge() {
+    let env = Env::new("downgrade", quick).await;
+    let before = world_snapshot(&env).await;
+    let old = env.image("v0.9", App::Healthy).await;
+    env.publish("v0.9", &old).await;
+    let result = env.deliver(1).await.remove(0);
+    let err = result.expect_err("a downgrade must be refused");
+    assert!(err.contains("older than the live version v1"), "{err}");
+    assert!(err.contains("rollback"), "the error says what to do instead: {err}");
+    assert_eq!(world_snapshot(&env).await, before);
+}
+
+#[tokio::test]
+async fn malformed_events_unknown_services_and_foreign_images_are_rejected() {
+    let env = Env::new("badinput", quick).await;
+    let before = world_snapshot(&env).await;
+    let foreign = env
+        .local
+        .clients
+        .ec2
+        .describe_images()
+        .owners("amazon")
+        .send()
+        .await
+        .unwrap()
+        .images
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|i| i.image_id)
+        .expect("the emulator ships Amazon-owned images");
+    let good = env.image("v2", App::Healthy).await;
+    let foreign_refusal = format!("which {}'s AMI policy does not allow", env.service);
+    let cases: Vec<(Value, &str)> = vec![
+        (json!("not an object"), "expected a JSON object"),
+        (json!({"source": "greenlight", "detail-type": "ImagePublished"}), "missing object field detail"),
+        (image_published(json!({"service": env.service, "version": "v2"})), "missing field `ami`"),
+        (image_published(json!({"service": env.service, "version": "v2", "ami": "ami-../../x"})), "invalid AMI id"),
+        (image_published(json!({"service": "no-such-service", "version": "v2", "ami": good})), "is not registered"),
+        (image_published(json!({"service": env.service, "version": "v2", "ami": "ami-0000000000000dead"})), "was not found"),
+        (image_published(json!({"service": env.service, "version": "v2", "ami": foreign})), &foreign_refusal),
+    ];
+    for (event, want) in cases {
+        let err = start_deployment(&env.local.ports, &event).await.expect_err(want).to_string();
+        assert!(err.contains(want), "{event}: {err:?} should contain {want:?}");
+    }
+    assert_eq!(world_snapshot(&env).await, before, "rejections changed the world");
+}

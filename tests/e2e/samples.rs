@@ -1,0 +1,67 @@
+//! Every file in `events/` is real-shaped (parses as an `aws_lambda_events` EventBridge
+//! event or a step input) and means what its README row says.
+
+use aws_lambda_events::eventbridge::EventBridgeEvent;
+use greenlight_core::inbound::{parse, parse_manifest, Inbound, MANIFEST_PREFIX};
+use greenlight_core::plan::StepInput;
+use serde_json::Value;
+use std::path::PathBuf;
+
+fn events_dir() -> PathBuf {
+    greenlight_local::emulator::repo_root().join("events")
+}
+
+#[test]
+fn every_sample_event_parses_as_documented() {
+    // file → what greenlight makes of it.
+    let expected: &[(&str, &str)] = &[
+        ("image-published.json", "image checkout v2.4.0"),
+        ("image-published-retry.json", "image checkout v2.4.0 attempt 2"),
+        ("imagebuilder-image-available.json", "imagebuilder checkout 2.5.0"),
+        ("imagebuilder-image-failed.json", "ignored"),
+        ("s3-release-manifest-created.json", "manifest checkout v2.6.0"),
+        ("s3-manifest-path-escape.json", "rejected: not a plain path"),
+        ("step-input.json", "step input"),
+        ("step-input-after-error.json", "step input with error"),
+    ];
+    let mut files: Vec<String> = std::fs::read_dir(events_dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    files.sort();
+    let mut listed: Vec<String> = expected.iter().map(|(f, _)| f.to_string()).collect();
+    listed.sort();
+    assert_eq!(files, listed, "every sample in events/ needs a row here (and in events/README.md)");
+
+    for (file, want) in expected {
+        let text = std::fs::read_to_string(events_dir().join(file)).unwrap();
+        let value: Value = serde_json::from_str(&text).unwrap();
+        let got = if file.starts_with("step-input") {
+            let input: StepInput = serde_json::from_value(value).unwrap();
+            format!("step input{}", if input.error.is_some() { " with error" } else { "" })
+        } else {
+            // Real-shaped: the typed EventBridge envelope from aws_lambda_events accepts it.
+            let typed: EventBridgeEvent<Value> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert!(!typed.source.is_empty());
+            match parse(&value, MANIFEST_PREFIX) {
+                Ok(Inbound::Image(r)) if r.attempt > 1 => format!("image {} {} attempt {}", r.service, r.version, r.attempt),
+                Ok(Inbound::Image(r)) => format!("image {} {}", r.service, r.version),
+                Ok(Inbound::ImageBuilder { image_name, version, .. }) => format!("imagebuilder {image_name} {version}"),
+                Ok(Inbound::Manifest { service, version, .. }) => format!("manifest {service} {version}"),
+                Ok(Inbound::Ignored(_)) => "ignored".into(),
+                Err(e) if e.to_string().contains("not a plain path") => "rejected: not a plain path".into(),
+                Err(e) => format!("rejected: {e}"),
+            }
+        };
+        assert_eq!(&got, want, "{file}");
+    }
+}
+
+#[test]
+fn sample_manifest_parses() {
+    let body = std::fs::read(events_dir().join("manifests/checkout/v2.6.0.json")).unwrap();
+    let request = parse_manifest(&body, "checkout", "v2.6.0").unwrap();
+    assert_eq!(request.ami, "ami-0f1e2d3c4b5a69788");
+    assert_eq!(request.requested_by, "release-bot");
+}

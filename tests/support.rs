@@ -1,0 +1,155 @@
+//! Test support for the end-to-end tests: one emulator per test process, an isolated
+//! installation per test (own service, event bus and queue), and readable helpers that
+//! read the outcome from the emulator's state (listener actions, instances, ledger).
+
+use greenlight_core::inbound::{IMAGE_PUBLISHED, SOURCE};
+use greenlight_core::model::{Deployment, State};
+use greenlight_local::emulator::Emulator;
+use greenlight_local::fixture::{self, AppBehaviour, Spec, World};
+use greenlight_local::orchestrator::Ending;
+use greenlight_local::{pump, Local, Names};
+use greenlight_steps::StartOutcome;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+
+/// The emulator's endpoint, started on first use (it stops when the test process exits).
+pub fn endpoint() -> &'static str {
+    &EMULATOR
+        .get_or_init(|| {
+            let log = std::env::temp_dir().join(format!("greenlight-e2e-emulator-{}.log", std::process::id()));
+            Emulator::start(Some(log)).unwrap_or_else(|e| panic!("cannot start the emulator: {e}"))
+        })
+        .endpoint
+}
+
+/// A unique service name for one test (`<prefix>-<n>`).
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!("{prefix}-{}-{}", std::process::id() % 10_000, N.fetch_add(1, Ordering::SeqCst))
+}
+
+/// A test's own installation and service world.
+pub struct Env {
+    pub local: Local,
+    pub world: World,
+    pub service: String,
+}
+
+impl Env {
+    /// A fresh service `prefix-n` built from `spec` (its service name is replaced).
+    pub async fn new(prefix: &str, spec: impl FnOnce(&str) -> Spec) -> Env {
+        let service = unique(prefix);
+        let local = Local::connect(endpoint(), Names::isolated(&service)).await.expect("connect");
+        let world = fixture::build(&local, &spec(&service)).await.expect("build world");
+        Env { local, world, service }
+    }
+
+    /// An AMI for `version` of this service with the given app behaviour.
+    pub async fn image(&self, version: &str, behaviour: AppBehaviour) -> String {
+        fixture::image(&self.local, &self.service, version, behaviour).await.expect("image")
+    }
+
+    /// Publishes `ImagePublished` on this test's bus (as the pipeline would).
+    pub async fn publish(&self, version: &str, ami: &str) {
+        let detail = json!({"service": self.service, "version": version, "ami": ami, "requested_by": "e2e"});
+        self.publish_detail(&detail).await;
+    }
+
+    /// Publishes an `ImagePublished` with this detail.
+    pub async fn publish_detail(&self, detail: &Value) {
+        pump::publish(&self.local, SOURCE, IMAGE_PUBLISHED, detail).await.expect("publish");
+    }
+
+    /// Delivers queued events to start-deployment until `n` were delivered (10 s at most).
+    pub async fn deliver(&self, n: usize) -> Vec<Result<StartOutcome, String>> {
+        let mut results = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while results.len() < n && tokio::time::Instant::now() < deadline {
+            let batch = pump::pump_once(&self.local, Duration::from_secs(1)).await.expect("pump");
+            results.extend(batch.into_iter().map(|d| d.result));
+        }
+        assert_eq!(results.len(), n, "expected {n} deliveries, got {results:?}");
+        results
+    }
+
+    /// Publishes `version` and runs the deployment to its end; returns its id and ending.
+    pub async fn deploy(&self, version: &str, ami: &str) -> (String, Ending) {
+        self.publish(version, ami).await;
+        let id = started(&self.deliver(1).await[0]);
+        let ending = self.wait(&id).await;
+        (id, ending)
+    }
+
+    /// Waits (up to 120 s) for execution `deploy_id` to end.
+    pub async fn wait(&self, deploy_id: &str) -> Ending {
+        tokio::time::timeout(Duration::from_secs(120), self.local.orchestrator.wait(deploy_id))
+            .await
+            .expect("deployment did not end within 120s")
+            .expect("execution was never started")
+    }
+
+    /// The ledger's view of the service (and deployment `deploy_id`).
+    pub async fn ledger(&self, deploy_id: Option<&str>) -> State {
+        self.local
+            .ports
+            .ledger
+            .load(&self.service, deploy_id)
+            .await
+            .expect("ledger load")
+            .expect("service registered")
+    }
+
+    /// The deployment record `deploy_id`.
+    pub async fn deployment(&self, deploy_id: &str) -> Deployment {
+        self.ledger(Some(deploy_id)).await.deployment.expect("deployment in ledger")
+    }
+
+    /// The listener's forward weights, by target group colour: `[("a", 0), ("b", 100)]`.
+    pub async fn weights(&self) -> Vec<(&'static str, u8)> {
+        let weights = self.local.ports.lb.traffic(&self.world.config.switch).await.expect("traffic");
+        weights
+            .into_iter()
+            .map(|(tg, w)| (if tg == self.world.config.target_groups[0] { "a" } else { "b" }, w))
+            .filter(|(_, w)| *w > 0)
+            .collect()
+    }
+
+    /// Instance states by id.
+    pub async fn states(&self, ids: &[String]) -> BTreeMap<String, String> {
+        let found = self.local.ports.fleet.describe(ids).await.expect("describe");
+        found.into_iter().map(|i| (i.instance_id, i.state)).collect()
+    }
+
+    /// Instances launched for `deploy_id` that are not terminated.
+    pub async fn live_instances_of(&self, deploy_id: &str) -> Vec<greenlight_adapters::Instance> {
+        self.local.ports.fleet.instances_of(deploy_id).await.expect("instances_of")
+    }
+}
+
+/// The deployment id of a started outcome (panics with the error otherwise).
+pub fn started(result: &Result<StartOutcome, String>) -> String {
+    match result {
+        Ok(StartOutcome::Started(out)) => out.deploy_id.clone(),
+        other => panic!("expected a started deployment, got {other:?}"),
+    }
+}
+
+/// A quick all-at-once spec.
+pub fn quick(service: &str) -> Spec {
+    Spec::quick(service)
+}
+
+/// A quick canary spec (10 → 50 → 100).
+pub fn canary(service: &str) -> Spec {
+    Spec {
+        canary_steps: vec![10, 50, 100],
+        ..Spec::quick(service)
+    }
+}
+
+pub use greenlight_local::fixture::AppBehaviour as App;

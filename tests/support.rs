@@ -30,7 +30,11 @@ pub fn endpoint() -> &'static str {
 /// A unique service name for one test (`<prefix>-<n>`).
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    format!("{prefix}-{}-{}", std::process::id() % 10_000, N.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id() % 10_000,
+        N.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A test's own installation and service world.
@@ -44,14 +48,18 @@ impl Env {
     /// A fresh service `prefix-n` built from `spec` (its service name is replaced).
     pub async fn new(prefix: &str, spec: impl FnOnce(&str) -> Spec) -> Env {
         let service = unique(prefix);
-        let local = Local::connect(endpoint(), Names::isolated(&service)).await.expect("connect");
+        let local = Local::connect(endpoint(), Names::isolated(&service))
+            .await
+            .expect("connect");
         let world = fixture::build(&local, &spec(&service)).await.expect("build world");
         Env { local, world, service }
     }
 
     /// An AMI for `version` of this service with the given app behaviour.
     pub async fn image(&self, version: &str, behaviour: AppBehaviour) -> String {
-        fixture::image(&self.local, &self.service, version, behaviour).await.expect("image")
+        fixture::image(&self.local, &self.service, version, behaviour)
+            .await
+            .expect("image")
     }
 
     /// Publishes `ImagePublished` on this test's bus (as the pipeline would).
@@ -62,7 +70,9 @@ impl Env {
 
     /// Publishes an `ImagePublished` with this detail.
     pub async fn publish_detail(&self, detail: &Value) {
-        pump::publish(&self.local, SOURCE, IMAGE_PUBLISHED, detail).await.expect("publish");
+        pump::publish(&self.local, SOURCE, IMAGE_PUBLISHED, detail)
+            .await
+            .expect("publish");
     }
 
     /// Delivers queued events to start-deployment until `n` were delivered (10 s at most).
@@ -70,7 +80,9 @@ impl Env {
         let mut results = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while results.len() < n && tokio::time::Instant::now() < deadline {
-            let batch = pump::pump_once(&self.local, Duration::from_secs(1)).await.expect("pump");
+            let batch = pump::pump_once(&self.local, Duration::from_secs(1))
+                .await
+                .expect("pump");
             results.extend(batch.into_iter().map(|d| d.result));
         }
         assert_eq!(results.len(), n, "expected {n} deliveries, got {results:?}");
@@ -106,15 +118,33 @@ impl Env {
 
     /// The deployment record `deploy_id`.
     pub async fn deployment(&self, deploy_id: &str) -> Deployment {
-        self.ledger(Some(deploy_id)).await.deployment.expect("deployment in ledger")
+        self.ledger(Some(deploy_id))
+            .await
+            .deployment
+            .expect("deployment in ledger")
     }
 
     /// The listener's forward weights, by target group colour: `[("a", 0), ("b", 100)]`.
     pub async fn weights(&self) -> Vec<(&'static str, u8)> {
-        let weights = self.local.ports.lb.traffic(&self.world.config.switch).await.expect("traffic");
+        let weights = self
+            .local
+            .ports
+            .lb
+            .traffic(&self.world.config.switch)
+            .await
+            .expect("traffic");
         weights
             .into_iter()
-            .map(|(tg, w)| (if tg == self.world.config.target_groups[0] { "a" } else { "b" }, w))
+            .map(|(tg, w)| {
+                (
+                    if tg == self.world.config.target_groups[0] {
+                        "a"
+                    } else {
+                        "b"
+                    },
+                    w,
+                )
+            })
             .filter(|(_, w)| *w > 0)
             .collect()
     }
@@ -127,7 +157,12 @@ impl Env {
 
     /// Instances launched for `deploy_id` that are not terminated.
     pub async fn live_instances_of(&self, deploy_id: &str) -> Vec<greenlight_adapters::Instance> {
-        self.local.ports.fleet.instances_of(deploy_id).await.expect("instances_of")
+        self.local
+            .ports
+            .fleet
+            .instances_of(deploy_id)
+            .await
+            .expect("instances_of")
     }
 }
 

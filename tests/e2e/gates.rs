@@ -16,9 +16,15 @@ async fn assert_aborted_cleanly(env: &Env, id: &str, want_reason: &str) {
     assert_eq!(env.weights().await, [("a", 100)], "traffic stayed on blue");
     assert_eq!(state.service.live.as_ref().unwrap().version, "v1");
     assert_eq!(state.service.active, None, "the service is free again");
-    assert!(env.live_instances_of(id).await.is_empty(), "green terminated, no orphans");
+    assert!(
+        env.live_instances_of(id).await.is_empty(),
+        "green terminated, no orphans"
+    );
     let green = env.states(&dep.green_instances).await;
-    assert!(!green.is_empty() && green.values().all(|s| s == "terminated"), "{green:?}");
+    assert!(
+        !green.is_empty() && green.values().all(|s| s == "terminated"),
+        "{green:?}"
+    );
     let blue = env.states(&env.world.blue_instances).await;
     assert!(blue.values().all(|s| s == "running"), "blue untouched: {blue:?}");
 }
@@ -40,6 +46,11 @@ async fn failed_smoke_test_aborts_before_any_traffic() {
     assert_eq!(ending, Ending::Done("aborted".into()));
     assert_aborted_cleanly(&env, &id, "smoke test failed").await;
     let dep = env.deployment(&id).await;
-    let Phase::Aborted { reason } = dep.phase else { unreachable!() };
-    assert!(reason.contains("500"), "the reason shows what the app answered: {reason}");
+    let Phase::Aborted { reason } = dep.phase else {
+        unreachable!()
+    };
+    assert!(
+        reason.contains("500"),
+        "the reason shows what the app answered: {reason}"
+    );
 }

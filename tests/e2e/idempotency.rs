@@ -54,11 +54,28 @@ async fn every_handler_rerun_after_success_changes_nothing() {
     let event = json!({"version": "0", "id": "x", "detail-type": "ImagePublished", "source": "greenlight",
         "account": "123456789012", "time": "2026-11-24T10:00:00Z", "region": "us-east-1", "resources": [],
         "detail": {"service": env.service, "version": "v2", "ami": ami}});
-    let again = start_deployment(&env.local.ports, &event).await.expect("duplicate start is not an error");
-    assert!(matches!(again, StartOutcome::Started(ref out) if out.deploy_id == id && out.next == "end"), "{again:?}");
-    let input = StepInput { service: env.service.clone(), deploy_id: id.clone(), error: None };
-    for step in [Step::LaunchGreen, Step::CheckHealth, Step::ShiftTraffic, Step::Finalize, Step::RetireBlue] {
-        let out = run_step(&env.local.ports, step, &input).await.unwrap_or_else(|e| panic!("{}: {e}", step.name()));
+    let again = start_deployment(&env.local.ports, &event)
+        .await
+        .expect("duplicate start is not an error");
+    assert!(
+        matches!(again, StartOutcome::Started(ref out) if out.deploy_id == id && out.next == "end"),
+        "{again:?}"
+    );
+    let input = StepInput {
+        service: env.service.clone(),
+        deploy_id: id.clone(),
+        error: None,
+    };
+    for step in [
+        Step::LaunchGreen,
+        Step::CheckHealth,
+        Step::ShiftTraffic,
+        Step::Finalize,
+        Step::RetireBlue,
+    ] {
+        let out = run_step(&env.local.ports, step, &input)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", step.name()));
         assert_eq!(out.next, "end", "{} re-run routes nowhere", step.name());
     }
     let abort = run_step(&env.local.ports, Step::AbortDeployment, &input).await;
@@ -80,7 +97,10 @@ impl Orchestrator for Paused {
 #[tokio::test]
 async fn launch_crashed_after_run_instances_is_completed_by_redelivery() {
     let env = Env::new("crashlaunch", quick).await;
-    let ports = Ports { orchestrator: Arc::new(Paused), ..env.local.ports.clone() };
+    let ports = Ports {
+        orchestrator: Arc::new(Paused),
+        ..env.local.ports.clone()
+    };
     let ami = env.image("v2", App::Healthy).await;
     let request = ImageRequest {
         service: env.service.clone(),
@@ -110,15 +130,28 @@ async fn launch_crashed_after_run_instances_is_completed_by_redelivery() {
         })
         .await
         .expect("launch");
-    assert_eq!(env.deployment(id.as_str()).await.green_instances, Vec::<String>::new(), "the crash left no record");
+    assert_eq!(
+        env.deployment(id.as_str()).await.green_instances,
+        Vec::<String>::new(),
+        "the crash left no record"
+    );
 
     // Redelivery: the same token returns the same instances; they are recorded and registered.
-    let input = StepInput { service: env.service.clone(), deploy_id: id.to_string(), error: None };
+    let input = StepInput {
+        service: env.service.clone(),
+        deploy_id: id.to_string(),
+        error: None,
+    };
     let out = run_step(&ports, Step::LaunchGreen, &input).await.expect("launch-green");
     assert_eq!(out.next, "check-health");
     let dep = env.deployment(id.as_str()).await;
-    assert_eq!(dep.green_instances, crashed, "the crashed launch's instances were adopted");
-    run_step(&ports, Step::LaunchGreen, &input).await.expect("launch-green again");
+    assert_eq!(
+        dep.green_instances, crashed,
+        "the crashed launch's instances were adopted"
+    );
+    run_step(&ports, Step::LaunchGreen, &input)
+        .await
+        .expect("launch-green again");
     let running = env.live_instances_of(id.as_str()).await;
     assert_eq!(running.len(), 2, "still one fleet: {running:?}");
     let registered = ports.lb.target_health(&dep.green_tg).await.unwrap();

@@ -53,15 +53,36 @@ async fn malformed_events_unknown_services_and_foreign_images_are_rejected() {
     let foreign_refusal = format!("which {}'s AMI policy does not allow", env.service);
     let cases: Vec<(Value, &str)> = vec![
         (json!("not an object"), "expected a JSON object"),
-        (json!({"source": "greenlight", "detail-type": "ImagePublished"}), "missing object field detail"),
-        (image_published(json!({"service": env.service, "version": "v2"})), "missing field `ami`"),
-        (image_published(json!({"service": env.service, "version": "v2", "ami": "ami-../../x"})), "invalid AMI id"),
-        (image_published(json!({"service": "no-such-service", "version": "v2", "ami": good})), "is not registered"),
-        (image_published(json!({"service": env.service, "version": "v2", "ami": "ami-0000000000000dead"})), "was not found"),
-        (image_published(json!({"service": env.service, "version": "v2", "ami": foreign})), &foreign_refusal),
+        (
+            json!({"source": "greenlight", "detail-type": "ImagePublished"}),
+            "missing object field detail",
+        ),
+        (
+            image_published(json!({"service": env.service, "version": "v2"})),
+            "missing field `ami`",
+        ),
+        (
+            image_published(json!({"service": env.service, "version": "v2", "ami": "ami-../../x"})),
+            "invalid AMI id",
+        ),
+        (
+            image_published(json!({"service": "no-such-service", "version": "v2", "ami": good})),
+            "is not registered",
+        ),
+        (
+            image_published(json!({"service": env.service, "version": "v2", "ami": "ami-0000000000000dead"})),
+            "was not found",
+        ),
+        (
+            image_published(json!({"service": env.service, "version": "v2", "ami": foreign})),
+            &foreign_refusal,
+        ),
     ];
     for (event, want) in cases {
-        let err = start_deployment(&env.local.ports, &event).await.expect_err(want).to_string();
+        let err = start_deployment(&env.local.ports, &event)
+            .await
+            .expect_err(want)
+            .to_string();
         assert!(err.contains(want), "{event}: {err:?} should contain {want:?}");
     }
     assert_eq!(world_snapshot(&env).await, before, "rejections changed the world");

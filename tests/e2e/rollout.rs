@@ -29,7 +29,10 @@ async fn all_at_once_rollout_moves_traffic_records_v2_and_retires_v1() {
     assert_eq!(green.len(), 2);
     for instance in &green {
         assert_eq!(instance.state, "running");
-        assert_eq!(instance.tags.get(tags::MANAGED_BY).map(String::as_str), Some("greenlight"));
+        assert_eq!(
+            instance.tags.get(tags::MANAGED_BY).map(String::as_str),
+            Some("greenlight")
+        );
         assert_eq!(instance.tags.get(tags::SERVICE), Some(&env.service));
         assert_eq!(instance.tags.get(tags::VERSION).map(String::as_str), Some("v2"));
         assert_eq!(instance.tags.get(tags::DEPLOY_ID), Some(&id));
@@ -39,7 +42,13 @@ async fn all_at_once_rollout_moves_traffic_records_v2_and_retires_v1() {
     assert!(blue.values().all(|s| s == "terminated"), "v1 fleet: {blue:?}");
     // The report is in S3.
     let key = format!("reports/{}/{id}.json", env.service);
-    let body = env.local.ports.store.get(&env.local.names.bucket, &key).await.expect("report");
+    let body = env
+        .local
+        .ports
+        .store
+        .get(&env.local.names.bucket, &key)
+        .await
+        .expect("report");
     let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(report["outcome"], "succeeded");
     assert_eq!(report["from_version"], "v1");
@@ -81,14 +90,22 @@ async fn canary_rollout_steps_through_10_50_100_with_checks_between() {
     let dep = env.deployment(&id).await;
     assert_eq!(dep.max_weight, 100);
     let notes: Vec<&str> = dep.timeline.iter().map(|m| m.note.as_str()).collect();
-    for step in ["green receives 10% of traffic", "green receives 50% of traffic", "green receives 100% of traffic"] {
+    for step in [
+        "green receives 10% of traffic",
+        "green receives 50% of traffic",
+        "green receives 100% of traffic",
+    ] {
         assert!(notes.contains(&step), "timeline lacks {step:?}: {notes:#?}");
     }
 }
 
 #[tokio::test]
 async fn blue_stays_warm_during_the_bake_window_then_is_terminated() {
-    let env = Env::new("bake", |s| greenlight_local::fixture::Spec { bake_window_s: 4, ..quick(s) }).await;
+    let env = Env::new("bake", |s| greenlight_local::fixture::Spec {
+        bake_window_s: 4,
+        ..quick(s)
+    })
+    .await;
     let ami = env.image("v2", App::Healthy).await;
     let mut progress = env.local.orchestrator.subscribe();
     env.publish("v2", &ami).await;
@@ -105,10 +122,16 @@ async fn blue_stays_warm_during_the_bake_window_then_is_terminated() {
     assert_eq!(state.service.warm.as_ref().map(|w| w.version.as_str()), Some("v1"));
     assert_eq!(env.weights().await, [("b", 100)]);
     let blue = env.states(&env.world.blue_instances).await;
-    assert!(blue.values().all(|s| s == "running"), "warm blue must keep running: {blue:?}");
+    assert!(
+        blue.values().all(|s| s == "running"),
+        "warm blue must keep running: {blue:?}"
+    );
 
     assert_eq!(env.wait(&id).await, Ending::Done("succeeded".into()));
     let blue = env.states(&env.world.blue_instances).await;
-    assert!(blue.values().all(|s| s == "terminated"), "after the bake window: {blue:?}");
+    assert!(
+        blue.values().all(|s| s == "terminated"),
+        "after the bake window: {blue:?}"
+    );
     assert_eq!(env.ledger(None).await.service.warm, None);
 }

@@ -32,7 +32,10 @@ fn every_sample_event_parses_as_documented() {
     files.sort();
     let mut listed: Vec<String> = expected.iter().map(|(f, _)| f.to_string()).collect();
     listed.sort();
-    assert_eq!(files, listed, "every sample in events/ needs a row here (and in events/README.md)");
+    assert_eq!(
+        files, listed,
+        "every sample in events/ needs a row here (and in events/README.md)"
+    );
 
     for (file, want) in expected {
         let text = std::fs::read_to_string(events_dir().join(file)).unwrap();
@@ -45,9 +48,13 @@ fn every_sample_event_parses_as_documented() {
             let typed: EventBridgeEvent<Value> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert!(!typed.source.is_empty());
             match parse(&value, MANIFEST_PREFIX) {
-                Ok(Inbound::Image(r)) if r.attempt > 1 => format!("image {} {} attempt {}", r.service, r.version, r.attempt),
+                Ok(Inbound::Image(r)) if r.attempt > 1 => {
+                    format!("image {} {} attempt {}", r.service, r.version, r.attempt)
+                }
                 Ok(Inbound::Image(r)) => format!("image {} {}", r.service, r.version),
-                Ok(Inbound::ImageBuilder { image_name, version, .. }) => format!("imagebuilder {image_name} {version}"),
+                Ok(Inbound::ImageBuilder {
+                    image_name, version, ..
+                }) => format!("imagebuilder {image_name} {version}"),
                 Ok(Inbound::Manifest { service, version, .. }) => format!("manifest {service} {version}"),
                 Ok(Inbound::Ignored(_)) => "ignored".into(),
                 Err(e) if e.to_string().contains("not a plain path") => "rejected: not a plain path".into(),

@@ -15,13 +15,31 @@ fn sample(name: &str) -> Value {
 async fn image_builder_available_event_deploys_the_ami_it_produced() {
     let env = Env::new("imagebuilder", quick).await;
     let ami = env.image("2.0.0", App::Healthy).await;
-    let image_arn = format!("arn:aws:imagebuilder:us-east-1:123456789012:image/{}/2.0.0/1", env.service);
-    let tag = aws_sdk_ec2::types::Tag::builder().key("Ec2ImageBuilderArn").value(&image_arn).build();
-    env.local.clients.ec2.create_tags().resources(&ami).tags(tag).send().await.unwrap();
+    let image_arn = format!(
+        "arn:aws:imagebuilder:us-east-1:123456789012:image/{}/2.0.0/1",
+        env.service
+    );
+    let tag = aws_sdk_ec2::types::Tag::builder()
+        .key("Ec2ImageBuilderArn")
+        .value(&image_arn)
+        .build();
+    env.local
+        .clients
+        .ec2
+        .create_tags()
+        .resources(&ami)
+        .tags(tag)
+        .send()
+        .await
+        .unwrap();
     let mut event = sample("imagebuilder-image-available.json");
     event["resources"][0] = image_arn.into();
 
-    let id = started(&start_deployment(&env.local.ports, &event).await.map_err(|e| e.to_string()));
+    let id = started(
+        &start_deployment(&env.local.ports, &event)
+            .await
+            .map_err(|e| e.to_string()),
+    );
 
     assert_eq!(env.wait(&id).await, Ending::Done("succeeded".into()));
     let live = env.ledger(None).await.service.live.unwrap();
@@ -49,9 +67,16 @@ async fn release_manifest_in_s3_deploys_the_ami_it_names() {
     event["detail"]["bucket"]["name"] = env.local.names.bucket.clone().into();
     event["detail"]["object"]["key"] = key.into();
 
-    let id = started(&start_deployment(&env.local.ports, &event).await.map_err(|e| e.to_string()));
+    let id = started(
+        &start_deployment(&env.local.ports, &event)
+            .await
+            .map_err(|e| e.to_string()),
+    );
 
     assert_eq!(env.wait(&id).await, Ending::Done("succeeded".into()));
     let dep = env.deployment(&id).await;
-    assert_eq!((dep.version.as_str(), dep.ami.as_str(), dep.requested_by.as_str()), ("v3", ami.as_str(), "release-bot"));
+    assert_eq!(
+        (dep.version.as_str(), dep.ami.as_str(), dep.requested_by.as_str()),
+        ("v3", ami.as_str(), "release-bot")
+    );
 }

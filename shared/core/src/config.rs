@@ -140,8 +140,7 @@ pub struct ConfigError(pub Vec<String>);
 impl ServiceConfig {
     /// Parses and validates a registration document (JSON).
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        let config: ServiceConfig =
-            serde_json::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
+        let config: ServiceConfig = serde_json::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
         config.validate()?;
         Ok(config)
     }
@@ -166,8 +165,7 @@ impl ServiceConfig {
             }
         }
         if self.target_groups[0] == self.target_groups[1] {
-            problems
-                .push("target_groups must be two different target groups (blue and green)".into());
+            problems.push("target_groups must be two different target groups (blue and green)".into());
         }
         if !(1..=100).contains(&self.launch.count) {
             problems.push("launch.count must be between 1 and 100".into());
@@ -188,10 +186,7 @@ impl ServiceConfig {
             problems.push("health.max_polls must be between 1 and 1000".into());
         }
         let smoke = &self.health.smoke;
-        if !smoke.path.starts_with('/')
-            || smoke.path.contains("..")
-            || smoke.path.contains(char::is_whitespace)
-        {
+        if !smoke.path.starts_with('/') || smoke.path.contains("..") || smoke.path.contains(char::is_whitespace) {
             problems.push("health.smoke.path must be an absolute URL path like /healthz".into());
         }
         if !(100..=599).contains(&smoke.expect_status) {
@@ -209,8 +204,7 @@ impl ServiceConfig {
         }
         if let Some(name) = &self.image_builder_name {
             if name.is_empty() || name.contains('/') {
-                problems
-                    .push("image_builder_name must be an Image Builder image name (no '/')".into());
+                problems.push("image_builder_name must be an Image Builder image name (no '/')".into());
             }
         }
         if problems.is_empty() {
@@ -248,16 +242,12 @@ pub(crate) mod tests {
         ServiceConfig {
             service: "checkout".into(),
             switch: Switch {
-                listener_arn:
-                    "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/1/2"
-                        .into(),
+                listener_arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/1/2".into(),
                 rule_arn: None,
             },
             target_groups: [
-                "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/checkout-a/1"
-                    .into(),
-                "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/checkout-b/2"
-                    .into(),
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/checkout-a/1".into(),
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/checkout-b/2".into(),
             ],
             launch: LaunchSettings {
                 instance_type: "t3.micro".into(),

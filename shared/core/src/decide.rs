@@ -234,15 +234,15 @@ pub enum Refusal {
         live_ami: String,
         requested_ami: String,
     },
-    #[error(
-        "{service} already has deployment {active} in flight; wait for it to finish or abort it"
-    )]
+    #[error("{service} already has deployment {active} in flight; wait for it to finish or abort it")]
     Busy { service: String, active: String },
     #[error("AMI {ami} was not found (or is not visible to this account); check the image id and region")]
     ImageNotFound { ami: String },
     #[error("AMI {ami} is not available yet; publish it once its state is 'available'")]
     ImageNotAvailable { ami: String },
-    #[error("AMI {ami} is owned by account {owner}, which {service}'s AMI policy does not allow (allowed: {allowed:?})")]
+    #[error(
+        "AMI {ami} is owned by account {owner}, which {service}'s AMI policy does not allow (allowed: {allowed:?})"
+    )]
     WrongOwner {
         service: String,
         ami: String,
@@ -294,19 +294,18 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         (Event::GreenLaunched { instance_ids }, Phase::Launching) => {
             dep.green_instances = instance_ids.clone();
             dep.enter(
-                Phase::Verifying {
-                    weight: 0,
-                    polls: 0,
-                },
+                Phase::Verifying { weight: 0, polls: 0 },
                 now,
                 format!("green launched: {}", instance_ids.join(", ")),
             );
             effects.push(register_green(dep, instance_ids.clone()));
+            effects.extend(attach_green(state, dep));
             note = format!("green launched into {}", dep.green_tg);
         }
         // A launch delivered again after green was recorded: make sure it is registered.
         (Event::LaunchDue | Event::GreenLaunched { .. }, Phase::Verifying { weight: 0, .. }) => {
             effects.push(register_green(dep, dep.green_instances.clone()));
+            effects.extend(attach_green(state, dep));
             note = "green already launched; re-registering (idempotent)".into();
         }
         (Event::HealthObserved { report }, Phase::Verifying { weight, polls }) => {
@@ -333,10 +332,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         }
         (Event::TrafficApplied { weight }, Phase::Shifting { to, .. }) if *weight == to => {
             dep.enter(
-                Phase::Verifying {
-                    weight: to,
-                    polls: 0,
-                },
+                Phase::Verifying { weight: to, polls: 0 },
                 now,
                 format!("green receives {to}% of traffic"),
             );
@@ -351,45 +347,36 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                 .as_ref()
                 .map(|b| format!("{} warm until {until}", b.version))
                 .unwrap_or_else(|| "nothing to keep warm".into());
-            dep.enter(
-                Phase::Baking { until },
-                now,
-                format!("{} live; {warm}", dep.version),
-            );
-            note = format!(
-                "{} is live; baking for {}s",
-                dep.version, config.bake_window_s
-            );
+            dep.enter(Phase::Baking { until }, now, format!("{} live; {warm}", dep.version));
+            note = format!("{} is live; baking for {}s", dep.version, config.bake_window_s);
         }
-        (Event::RetireDue { blue_serving }, Phase::Baking { until }) if now >= until => {
-            match dep.blue.clone() {
-                None => {
-                    dep.enter(Phase::Succeeded, now, "bake window over; no previous fleet");
-                    finish(&mut next.service.active, dep, &mut effects);
-                    note = "deployment succeeded".into();
-                }
-                Some(blue) if *blue_serving => {
-                    return Err(Refusal::BlueStillServing {
-                        target_group: blue.target_group,
-                    });
-                }
-                Some(blue) => {
-                    next.service.warm = None;
-                    let drain_until = now + config.deregistration_delay_s;
-                    dep.enter(
-                        Phase::Retiring { drain_until },
-                        now,
-                        format!("retiring {}: draining until {drain_until}", blue.version),
-                    );
-                    effects.push(Effect::DeregisterTargets {
-                        target_group: blue.target_group.clone(),
-                        instance_ids: blue.instance_ids.clone(),
-                        port: config.launch.port,
-                    });
-                    note = format!("bake window over; draining {}", blue.version);
-                }
+        (Event::RetireDue { blue_serving }, Phase::Baking { until }) if now >= until => match dep.blue.clone() {
+            None => {
+                dep.enter(Phase::Succeeded, now, "bake window over; no previous fleet");
+                finish(&mut next.service.active, dep, &mut effects);
+                note = "deployment succeeded".into();
             }
-        }
+            Some(blue) if *blue_serving => {
+                return Err(Refusal::BlueStillServing {
+                    target_group: blue.target_group,
+                });
+            }
+            Some(blue) => {
+                next.service.warm = None;
+                let drain_until = now + config.deregistration_delay_s;
+                dep.enter(
+                    Phase::Retiring { drain_until },
+                    now,
+                    format!("retiring {}: draining until {drain_until}", blue.version),
+                );
+                effects.push(Effect::DeregisterTargets {
+                    target_group: blue.target_group.clone(),
+                    instance_ids: blue.instance_ids.clone(),
+                    port: config.launch.port,
+                });
+                note = format!("bake window over; draining {}", blue.version);
+            }
+        },
         (Event::RetireDue { .. }, Phase::Retiring { drain_until }) if now >= drain_until => {
             let blue = dep.blue.clone().unwrap_or_else(|| dep.green_release());
             effects.push(Effect::TerminateInstances {
@@ -407,18 +394,10 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         }
         (
             Event::Abort { reason },
-            Phase::Launching
-            | Phase::Verifying { .. }
-            | Phase::Verified { .. }
-            | Phase::Shifting { .. },
+            Phase::Launching | Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. },
         ) => {
             let touched = dep.max_weight > 0;
-            let drain_until = now
-                + if touched {
-                    config.deregistration_delay_s
-                } else {
-                    0
-                };
+            let drain_until = now + if touched { config.deregistration_delay_s } else { 0 };
             dep.enter(
                 Phase::Aborting {
                     reason: reason.clone(),
@@ -434,10 +413,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             abort_effects(state, dep, now, &mut effects);
             note = format!("aborting (continued): {reason}");
         }
-        (
-            Event::Abort { .. },
-            phase @ (Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded),
-        ) => {
+        (Event::Abort { .. }, phase @ (Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded)) => {
             return Err(Refusal::TooLateToAbort {
                 deploy_id: dep.deploy_id.clone(),
                 phase: phase.name().into(),
@@ -445,9 +421,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         }
         (Event::GreenTerminated, Phase::Aborting { reason, .. }) => {
             dep.enter(
-                Phase::Aborted {
-                    reason: reason.clone(),
-                },
+                Phase::Aborted { reason: reason.clone() },
                 now,
                 "green terminated; traffic on blue",
             );
@@ -486,11 +460,7 @@ fn start(
         effects,
         note,
     };
-    if let Some(existing) = state
-        .deployment
-        .as_ref()
-        .filter(|d| d.deploy_id == deploy_id.as_str())
-    {
+    if let Some(existing) = state.deployment.as_ref().filter(|d| d.deploy_id == deploy_id.as_str()) {
         if existing.phase.is_terminal() {
             return Ok(unchanged(
                 format!(
@@ -592,11 +562,7 @@ fn start(
         healthy_at: None,
         timeline: vec![],
     };
-    let from = service
-        .live
-        .as_ref()
-        .map(|r| r.version.as_str())
-        .unwrap_or("nothing");
+    let from = service.live.as_ref().map(|r| r.version.as_str()).unwrap_or("nothing");
     deployment.enter(
         Phase::Launching,
         now,
@@ -633,12 +599,7 @@ fn observe_health(
 ) -> String {
     let abort = |dep: &mut Deployment, reason: String| {
         let touched = dep.max_weight > 0;
-        let drain_until = now
-            + if touched {
-                config.deregistration_delay_s
-            } else {
-                0
-            };
+        let drain_until = now + if touched { config.deregistration_delay_s } else { 0 };
         dep.enter(
             Phase::Aborting {
                 reason: reason.clone(),
@@ -666,10 +627,7 @@ fn observe_health(
         .iter()
         .find(|t| matches!(t.state, TargetState::Unhealthy | TargetState::Unused))
     {
-        let why = bad
-            .reason
-            .clone()
-            .unwrap_or_else(|| "no reason given".into());
+        let why = bad.reason.clone().unwrap_or_else(|| "no reason given".into());
         return abort(
             dep,
             format!(
@@ -701,12 +659,10 @@ fn observe_health(
                 ),
             );
         }
-        let smoked = dep.green_instances.iter().all(|id| {
-            report
-                .smoke
-                .iter()
-                .any(|s| &s.instance_id == id && s.passed)
-        });
+        let smoked = dep
+            .green_instances
+            .iter()
+            .all(|id| report.smoke.iter().any(|s| &s.instance_id == id && s.passed));
         if smoked {
             dep.healthy_at.get_or_insert(now);
             dep.enter(
@@ -739,10 +695,14 @@ fn observe_health(
     }
     dep.phase = Phase::Verifying { weight, polls };
     dep.updated_at = now;
-    format!(
-        "green not healthy yet (poll {polls}/{})",
-        config.health.max_polls
-    )
+    format!("green not healthy yet (poll {polls}/{})", config.health.max_polls)
+}
+
+/// The switch point forwards to green's target group with weight 0: no user traffic, but
+/// the load balancer health-checks only target groups its listeners or rules reference
+/// (others report `unused`, `Target.NotInUse`). Nothing to attach to without a blue.
+fn attach_green(state: &State, dep: &Deployment) -> Option<Effect> {
+    dep.blue.as_ref().map(|_| set_traffic(state, dep, 0))
 }
 
 fn set_traffic(state: &State, dep: &Deployment, green_weight: u8) -> Effect {

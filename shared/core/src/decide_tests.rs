@@ -107,12 +107,7 @@ fn report(states: &[TargetState]) -> HealthReport {
 fn effect_names(effects: &[Effect]) -> Vec<String> {
     effects
         .iter()
-        .map(|e| {
-            serde_json::to_value(e).unwrap()["effect"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|e| serde_json::to_value(e).unwrap()["effect"].as_str().unwrap().to_string())
         .collect()
 }
 
@@ -146,76 +141,40 @@ fn transitions() {
                 instance_ids: vec!["i-green1".into(), "i-green2".into()],
             },
             NOW,
-            Verifying {
-                weight: 0,
-                polls: 0,
-            },
-            vec!["register_targets"],
+            Verifying { weight: 0, polls: 0 },
+            vec!["register_targets", "set_traffic"],
         ),
         (
             "launch redelivered after launch re-registers",
-            in_phase(
-                Verifying {
-                    weight: 0,
-                    polls: 0,
-                },
-                0,
-            ),
+            in_phase(Verifying { weight: 0, polls: 0 }, 0),
             Event::LaunchDue,
             NOW,
-            Verifying {
-                weight: 0,
-                polls: 0,
-            },
-            vec!["register_targets"],
+            Verifying { weight: 0, polls: 0 },
+            vec!["register_targets", "set_traffic"],
         ),
         (
             "initial targets: poll again",
-            in_phase(
-                Verifying {
-                    weight: 0,
-                    polls: 0,
-                },
-                0,
-            ),
+            in_phase(Verifying { weight: 0, polls: 0 }, 0),
             Event::HealthObserved {
                 report: report(&[Initial, Healthy]),
             },
             NOW,
-            Verifying {
-                weight: 0,
-                polls: 1,
-            },
+            Verifying { weight: 0, polls: 1 },
             vec![],
         ),
         (
             "unregistered target is registered again",
-            in_phase(
-                Verifying {
-                    weight: 0,
-                    polls: 0,
-                },
-                0,
-            ),
+            in_phase(Verifying { weight: 0, polls: 0 }, 0),
             Event::HealthObserved {
                 report: report(&[Healthy]),
             },
             NOW,
-            Verifying {
-                weight: 0,
-                polls: 1,
-            },
+            Verifying { weight: 0, polls: 1 },
             vec!["register_targets"],
         ),
         (
             "healthy + smoke ok -> verified",
-            in_phase(
-                Verifying {
-                    weight: 0,
-                    polls: 1,
-                },
-                0,
-            ),
+            in_phase(Verifying { weight: 0, polls: 1 }, 0),
             Event::HealthObserved {
                 report: healthy_report(true),
             },
@@ -225,13 +184,7 @@ fn transitions() {
         ),
         (
             "smoke fails before traffic -> aborting, no drain",
-            in_phase(
-                Verifying {
-                    weight: 0,
-                    polls: 1,
-                },
-                0,
-            ),
+            in_phase(Verifying { weight: 0, polls: 1 }, 0),
             Event::HealthObserved {
                 report: healthy_report(false),
             },
@@ -244,13 +197,7 @@ fn transitions() {
         ),
         (
             "unhealthy target -> aborting",
-            in_phase(
-                Verifying {
-                    weight: 0,
-                    polls: 0,
-                },
-                0,
-            ),
+            in_phase(Verifying { weight: 0, polls: 0 }, 0),
             Event::HealthObserved {
                 report: report(&[Healthy, Unhealthy]),
             },
@@ -263,13 +210,7 @@ fn transitions() {
         ),
         (
             "unhealthy during canary drains before terminate",
-            in_phase(
-                Verifying {
-                    weight: 10,
-                    polls: 0,
-                },
-                10,
-            ),
+            in_phase(Verifying { weight: 10, polls: 0 }, 10),
             Event::HealthObserved {
                 report: report(&[Unhealthy, Healthy]),
             },
@@ -282,20 +223,13 @@ fn transitions() {
         ),
         (
             "polls exhausted -> aborting",
-            in_phase(
-                Verifying {
-                    weight: 0,
-                    polls: 2,
-                },
-                0,
-            ),
+            in_phase(Verifying { weight: 0, polls: 2 }, 0),
             Event::HealthObserved {
                 report: report(&[Initial, Initial]),
             },
             NOW,
             Aborting {
-                reason: "green not healthy after 3 polls (15s): i-green1 initial, i-green2 initial"
-                    .into(),
+                reason: "green not healthy after 3 polls (15s): i-green1 initial, i-green2 initial".into(),
                 drain_until: NOW,
             },
             vec![],
@@ -329,10 +263,7 @@ fn transitions() {
             in_phase(Shifting { from: 10, to: 50 }, 50),
             Event::TrafficApplied { weight: 50 },
             NOW,
-            Verifying {
-                weight: 50,
-                polls: 0,
-            },
+            Verifying { weight: 50, polls: 0 },
             vec![],
         ),
         (
@@ -370,9 +301,7 @@ fn transitions() {
         (
             "retire before the bake window is a no-op",
             in_phase(Baking { until: NOW + 5 }, 100),
-            Event::RetireDue {
-                blue_serving: false,
-            },
+            Event::RetireDue { blue_serving: false },
             NOW,
             Baking { until: NOW + 5 },
             vec![],
@@ -380,9 +309,7 @@ fn transitions() {
         (
             "retire after the bake window deregisters blue",
             in_phase(Baking { until: NOW }, 100),
-            Event::RetireDue {
-                blue_serving: false,
-            },
+            Event::RetireDue { blue_serving: false },
             NOW,
             Retiring {
                 drain_until: NOW + drain,
@@ -391,27 +318,16 @@ fn transitions() {
         ),
         (
             "retire while draining is a no-op",
-            in_phase(
-                Retiring {
-                    drain_until: NOW + 1,
-                },
-                100,
-            ),
-            Event::RetireDue {
-                blue_serving: false,
-            },
+            in_phase(Retiring { drain_until: NOW + 1 }, 100),
+            Event::RetireDue { blue_serving: false },
             NOW,
-            Retiring {
-                drain_until: NOW + 1,
-            },
+            Retiring { drain_until: NOW + 1 },
             vec![],
         ),
         (
             "retire after draining terminates blue",
             in_phase(Retiring { drain_until: NOW }, 100),
-            Event::RetireDue {
-                blue_serving: false,
-            },
+            Event::RetireDue { blue_serving: false },
             NOW,
             Retiring { drain_until: NOW },
             vec!["terminate_instances"],
@@ -426,13 +342,7 @@ fn transitions() {
         ),
         (
             "abort before traffic: deregister + terminate now",
-            in_phase(
-                Verifying {
-                    weight: 0,
-                    polls: 0,
-                },
-                0,
-            ),
+            in_phase(Verifying { weight: 0, polls: 0 }, 0),
             Event::Abort {
                 reason: "operator".into(),
             },
@@ -445,13 +355,7 @@ fn transitions() {
         ),
         (
             "abort during canary: blue back first, drain before terminate",
-            in_phase(
-                Verifying {
-                    weight: 10,
-                    polls: 0,
-                },
-                10,
-            ),
+            in_phase(Verifying { weight: 10, polls: 0 }, 10),
             Event::Abort {
                 reason: "operator".into(),
             },
@@ -581,12 +485,7 @@ fn refusals() {
             start("v2", AMI_V2, good_image()),
             "in flight",
         ),
-        (
-            "image missing",
-            idle(),
-            start("v2", AMI_V2, None),
-            "was not found",
-        ),
+        ("image missing", idle(), start("v2", AMI_V2, None), "was not found"),
         (
             "image pending",
             idle(),
@@ -617,12 +516,7 @@ fn refusals() {
             },
             "for service",
         ),
-        (
-            "step without deployment",
-            idle(),
-            Event::LaunchDue,
-            "no deployment",
-        ),
+        ("step without deployment", idle(), Event::LaunchDue, "no deployment"),
         (
             "abort while baking",
             in_phase(Phase::Baking { until: NOW }, 100),
@@ -638,10 +532,7 @@ fn refusals() {
     ];
     for (name, state, event, want) in table {
         let err = decide(&state, &event, NOW).expect_err(name).to_string();
-        assert!(
-            err.contains(want),
-            "{name}: {err:?} should contain {want:?}"
-        );
+        assert!(err.contains(want), "{name}: {err:?} should contain {want:?}");
     }
 }
 
@@ -680,10 +571,7 @@ fn start_creates_one_deployment_and_duplicates_change_nothing() {
         sample().target_groups[1],
         "green goes to the idle target group"
     );
-    assert_eq!(
-        first.state.service.active.as_deref(),
-        Some(dep.deploy_id.as_str())
-    );
+    assert_eq!(first.state.service.active.as_deref(), Some(dep.deploy_id.as_str()));
     assert_eq!(effect_names(&first.effects), ["start_execution"]);
     // The same event again: same state, start the (same-named) execution again.
     let again = decide(&first.state, &event, NOW + 5).unwrap();
@@ -711,18 +599,8 @@ fn finalize_records_live_and_warm_and_finish_frees_the_service() {
     assert_eq!((live.version.as_str(), live.ami.as_str()), ("v2", AMI_V2));
     assert_eq!(live.instance_ids, ["i-green1", "i-green2"]);
     assert_eq!(d.state.service.warm, Some(blue()));
-    let retiring = decide(
-        &d.state,
-        &Event::RetireDue {
-            blue_serving: false,
-        },
-        NOW + 10_000,
-    )
-    .unwrap();
-    assert_eq!(
-        retiring.state.service.warm, None,
-        "a draining fleet is no longer warm"
-    );
+    let retiring = decide(&d.state, &Event::RetireDue { blue_serving: false }, NOW + 10_000).unwrap();
+    assert_eq!(retiring.state.service.warm, None, "a draining fleet is no longer warm");
     let done = decide(&retiring.state, &Event::BlueTerminated, NOW + 20_000).unwrap();
     assert_eq!(done.state.service.active, None);
     assert_eq!(done.state.service.live.as_ref().unwrap().version, "v2");
@@ -745,15 +623,43 @@ fn first_deployment_without_blue_goes_straight_to_100() {
 }
 
 #[test]
+fn green_is_attached_at_weight_zero_before_its_gates() {
+    // Attached so the load balancer health-checks it; no user traffic, listener "untouched".
+    let launched = Event::GreenLaunched {
+        instance_ids: vec!["i-green1".into()],
+    };
+    let d = decide(&started(), &launched, NOW).unwrap();
+    let attach: Vec<&Effect> = d
+        .effects
+        .iter()
+        .filter(|e| matches!(e, Effect::SetTraffic { .. }))
+        .collect();
+    assert!(
+        matches!(
+            attach.as_slice(),
+            [Effect::SetTraffic {
+                blue_tg: Some(_),
+                green_weight: 0,
+                ..
+            }]
+        ),
+        "{attach:?}"
+    );
+    assert_eq!(d.state.deployment.as_ref().unwrap().max_weight, 0);
+    let mut no_blue = started();
+    no_blue.deployment.as_mut().unwrap().blue = None;
+    let d = decide(&no_blue, &launched, NOW).unwrap();
+    assert_eq!(effect_names(&d.effects), vec!["register_targets"]);
+}
+
+#[test]
 fn redelivery_of_any_event_to_its_own_result_is_stable() {
     // Walk a whole canary rollout; at every step deliver the event twice.
     let mut state = started();
     let green = vec!["i-green1".to_string(), "i-green2".to_string()];
     let mut now = NOW;
     let script: Vec<Event> = vec![
-        Event::GreenLaunched {
-            instance_ids: green,
-        },
+        Event::GreenLaunched { instance_ids: green },
         Event::HealthObserved {
             report: healthy_report(true),
         },

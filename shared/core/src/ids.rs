@@ -36,10 +36,7 @@ pub fn check_service(name: &str) -> Result<(), IdError> {
 /// Validates an AMI id (`ami-` + 8 or 17 lowercase hex digits).
 pub fn check_ami(ami: &str) -> Result<(), IdError> {
     let ok = ami.strip_prefix("ami-").is_some_and(|hex| {
-        (hex.len() == 8 || hex.len() == 17)
-            && hex
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        (hex.len() == 8 || hex.len() == 17) && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
     });
     if ok {
         Ok(())
@@ -69,12 +66,9 @@ impl DeployId {
 
     /// Parses an id received from outside (step input, CLI).
     pub fn parse(text: &str) -> Result<Self, IdError> {
-        let ok = text.strip_prefix("d-").is_some_and(|hex| {
-            hex.len() == 20
-                && hex
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-        });
+        let ok = text
+            .strip_prefix("d-")
+            .is_some_and(|hex| hex.len() == 20 && hex.chars().all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c)));
         if ok {
             Ok(DeployId(text.to_string()))
         } else {
@@ -106,18 +100,9 @@ mod tests {
     #[test]
     fn deploy_id_is_deterministic_and_distinguishes_inputs() {
         let a = DeployId::derive("checkout", "v2", "ami-0123456789abcdef0", 1);
-        assert_eq!(
-            a,
-            DeployId::derive("checkout", "v2", "ami-0123456789abcdef0", 1)
-        );
-        assert_ne!(
-            a,
-            DeployId::derive("checkout", "v2", "ami-0123456789abcdef0", 2)
-        );
-        assert_ne!(
-            a,
-            DeployId::derive("checkout", "v3", "ami-0123456789abcdef0", 1)
-        );
+        assert_eq!(a, DeployId::derive("checkout", "v2", "ami-0123456789abcdef0", 1));
+        assert_ne!(a, DeployId::derive("checkout", "v2", "ami-0123456789abcdef0", 2));
+        assert_ne!(a, DeployId::derive("checkout", "v3", "ami-0123456789abcdef0", 1));
         // No ambiguity from concatenation.
         assert_ne!(
             DeployId::derive("ab", "c", "ami-00000000", 1),

@@ -48,10 +48,7 @@ pub enum InboundError {
     #[error("malformed event: {0}")]
     Malformed(String),
     #[error("unsupported event: source {event_source:?}, detail-type {detail_type:?}; greenlight accepts ImagePublished (source greenlight), EC2 Image Builder Image State Change and S3 Object Created")]
-    Unsupported {
-        event_source: String,
-        detail_type: String,
-    },
+    Unsupported { event_source: String, detail_type: String },
     #[error("invalid event: {0}")]
     Invalid(String),
 }
@@ -114,9 +111,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
             }
             let attempt = d.attempt.unwrap_or(1);
             if !(1..=1000).contains(&attempt) {
-                return Err(InboundError::Invalid(
-                    "attempt must be between 1 and 1000".into(),
-                ));
+                return Err(InboundError::Invalid("attempt must be between 1 and 1000".into()));
             }
             Ok(Inbound::Image(ImageRequest {
                 service: d.service,
@@ -133,9 +128,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
             let image_arn = event
                 .pointer("/resources/0")
                 .and_then(Value::as_str)
-                .ok_or_else(|| {
-                    InboundError::Malformed("missing resources[0] (the image ARN)".into())
-                })?;
+                .ok_or_else(|| InboundError::Malformed("missing resources[0] (the image ARN)".into()))?;
             if status != "AVAILABLE" {
                 return Ok(Inbound::Ignored(format!(
                     "image {image_arn} is {status}, not AVAILABLE"
@@ -199,7 +192,9 @@ pub fn event_patterns(manifest_bucket: &str, manifest_prefix: &str) -> Vec<(&'st
 /// `arn:aws:imagebuilder:<region>:<account>:image/<name>/<version>/<build>` → (name, version).
 pub fn parse_image_arn(arn: &str) -> Result<(String, String), InboundError> {
     let bad = || {
-        InboundError::Invalid(format!("{arn:?} is not an Image Builder image ARN (arn:aws:imagebuilder:REGION:ACCOUNT:image/NAME/VERSION/BUILD)"))
+        InboundError::Invalid(format!(
+            "{arn:?} is not an Image Builder image ARN (arn:aws:imagebuilder:REGION:ACCOUNT:image/NAME/VERSION/BUILD)"
+        ))
     };
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
     if parts.len() != 6 || parts[0] != "arn" || parts[2] != "imagebuilder" {
@@ -207,9 +202,7 @@ pub fn parse_image_arn(arn: &str) -> Result<(String, String), InboundError> {
     }
     let resource: Vec<&str> = parts[5].split('/').collect();
     match resource.as_slice() {
-        ["image", name, version, build]
-            if !name.is_empty() && !build.is_empty() && Version::parse(version).is_ok() =>
-        {
+        ["image", name, version, build] if !name.is_empty() && !build.is_empty() && Version::parse(version).is_ok() => {
             bounded("image name", name, 128)?;
             Ok((name.to_string(), version.to_string()))
         }
@@ -231,12 +224,8 @@ pub fn parse_manifest_key(key: &str, prefix: &str) -> Result<(String, String), I
     let rest = key
         .strip_prefix(prefix)
         .ok_or_else(|| bad("is outside the manifest prefix"))?;
-    let (service, file) = rest
-        .split_once('/')
-        .ok_or_else(|| bad("has no service folder"))?;
-    let version = file
-        .strip_suffix(".json")
-        .ok_or_else(|| bad("is not a .json file"))?;
+    let (service, file) = rest.split_once('/').ok_or_else(|| bad("has no service folder"))?;
+    let version = file.strip_suffix(".json").ok_or_else(|| bad("is not a .json file"))?;
     check_service(service).map_err(|e| InboundError::Invalid(e.to_string()))?;
     Version::parse(version).map_err(|e| InboundError::Invalid(e.to_string()))?;
     Ok((service.to_string(), version.to_string()))
@@ -256,11 +245,7 @@ struct ManifestBody {
 
 /// Turns a manifest body into a deployment request. The key decides service and version;
 /// a `version` in the body must agree with it.
-pub fn parse_manifest(
-    body: &[u8],
-    service: &str,
-    version: &str,
-) -> Result<ImageRequest, InboundError> {
+pub fn parse_manifest(body: &[u8], service: &str, version: &str) -> Result<ImageRequest, InboundError> {
     let m: ManifestBody = serde_json::from_slice(body)
         .map_err(|e| InboundError::Malformed(format!("manifest is not valid JSON: {e}")))?;
     check_ami(&m.ami).map_err(|e| InboundError::Invalid(e.to_string()))?;
@@ -322,10 +307,7 @@ mod tests {
             IMAGE_BUILDER_STATE_CHANGE,
             json!({"state": {"status": "FAILED"}}),
         );
-        assert!(matches!(
-            parse(&e, MANIFEST_PREFIX).unwrap(),
-            Inbound::Ignored(_)
-        ));
+        assert!(matches!(parse(&e, MANIFEST_PREFIX).unwrap(), Inbound::Ignored(_)));
         let e = envelope(
             "aws.s3",
             "Object Created",
@@ -342,11 +324,7 @@ mod tests {
             (json!([1, 2]), "JSON object"),
             (json!({"source": "greenlight"}), "detail-type"),
             (
-                envelope(
-                    SOURCE,
-                    IMAGE_PUBLISHED,
-                    json!({"service": "checkout", "version": "v2"}),
-                ),
+                envelope(SOURCE, IMAGE_PUBLISHED, json!({"service": "checkout", "version": "v2"})),
                 "ami",
             ),
             (
@@ -374,11 +352,7 @@ mod tests {
                 "unknown field",
             ),
             (
-                envelope(
-                    "aws.ec2",
-                    "EC2 Instance State-change Notification",
-                    json!({}),
-                ),
+                envelope("aws.ec2", "EC2 Instance State-change Notification", json!({})),
                 "unsupported",
             ),
             (
@@ -408,10 +382,7 @@ mod tests {
         ];
         for (event, want) in table {
             let err = parse(&event, MANIFEST_PREFIX).unwrap_err().to_string();
-            assert!(
-                err.contains(want),
-                "{event}: {err:?} should mention {want:?}"
-            );
+            assert!(err.contains(want), "{event}: {err:?} should mention {want:?}");
         }
     }
 
@@ -419,12 +390,7 @@ mod tests {
     fn manifest_body_must_agree_with_its_key() {
         let ok = parse_manifest(br#"{"ami": "ami-12345678"}"#, "checkout", "v3").unwrap();
         assert_eq!(ok.ami, "ami-12345678");
-        assert!(parse_manifest(
-            br#"{"ami": "ami-12345678", "version": "v4"}"#,
-            "checkout",
-            "v3"
-        )
-        .is_err());
+        assert!(parse_manifest(br#"{"ami": "ami-12345678", "version": "v4"}"#, "checkout", "v3").is_err());
         assert!(parse_manifest(b"not json", "checkout", "v3").is_err());
         assert!(parse_manifest(br#"{"ami": "ami-zz"}"#, "checkout", "v3").is_err());
     }

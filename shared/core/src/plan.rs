@@ -100,9 +100,7 @@ pub fn route(config: &ServiceConfig, deployment: &Deployment, now: Epoch) -> Rou
         }
         Phase::Verified { weight: 100 } => (Some(Step::Finalize), 0),
         Phase::Verified { .. } | Phase::Shifting { .. } => (Some(Step::ShiftTraffic), 0),
-        Phase::Baking { until: t } | Phase::Retiring { drain_until: t } => {
-            (Some(Step::RetireBlue), until(*t))
-        }
+        Phase::Baking { until: t } | Phase::Retiring { drain_until: t } => (Some(Step::RetireBlue), until(*t)),
         Phase::Aborting { drain_until, .. } => (Some(Step::AbortDeployment), until(*drain_until)),
         Phase::Succeeded | Phase::Aborted { .. } => (None, 0),
     };
@@ -179,10 +177,7 @@ pub const RETRY: RetryPolicy = RetryPolicy {
 /// placeholders are filled by SAM `DefinitionSubstitutions`.
 pub fn state_machine_definition() -> Value {
     let mut states = Map::new();
-    let steps: Vec<Step> = Step::ALL
-        .into_iter()
-        .filter(|s| *s != Step::StartDeployment)
-        .collect();
+    let steps: Vec<Step> = Step::ALL.into_iter().filter(|s| *s != Step::StartDeployment).collect();
     // Executions start with start-deployment's output: route on `next` like any step.
     states.insert("Route start".into(), choice(Step::StartDeployment));
     for step in &steps {

@@ -30,10 +30,7 @@ impl Version {
             None => (body, None),
         };
         if let Some(pre) = pre {
-            let ok = !pre.is_empty()
-                && pre
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+            let ok = !pre.is_empty() && pre.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
             if !ok {
                 return Err(err());
             }
@@ -113,17 +110,7 @@ mod tests {
 
     #[test]
     fn rejects_what_cannot_be_ordered() {
-        for bad in [
-            "",
-            "v",
-            "latest",
-            "1..2",
-            "1.2.3.4.5",
-            "1.x",
-            "1.0-",
-            "1.0-a b",
-            "../1",
-        ] {
+        for bad in ["", "v", "latest", "1..2", "1.2.3.4.5", "1.x", "1.0-", "1.0-a b", "../1"] {
             assert!(Version::parse(bad).is_err(), "{bad:?} should be rejected");
         }
     }

@@ -16,10 +16,16 @@ pub async fn run() -> Result<(), String> {
     let log = repo_root().join("target/demo-emulator.log");
     let _ = std::fs::create_dir_all(repo_root().join("target"));
     println!("greenlight demo — blue/green canary rollout on a local AWS emulator\n");
-    println!("[setup] starting the local AWS emulator (moto + greenlight behaviours; log: {})", log.display());
+    println!(
+        "[setup] starting the local AWS emulator (moto + greenlight behaviours; log: {})",
+        log.display()
+    );
     let emulator = Emulator::start(Some(log))?;
     let local = Local::connect(&emulator.endpoint, Names::default()).await?;
-    println!("[setup] emulator at {}; ledger table, artifact bucket and EventBridge rules ready", emulator.endpoint);
+    println!(
+        "[setup] emulator at {}; ledger table, artifact bucket and EventBridge rules ready",
+        emulator.endpoint
+    );
     let spec = Spec {
         service: "checkout".into(),
         canary_steps: vec![10, 50, 100],
@@ -54,7 +60,10 @@ pub async fn run() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let deploy_id = match delivery.result? {
         StartOutcome::Started(out) => {
-            println!("  {:>6}  {:<17} {:<10} {}", "+0.0s", "start-deployment", out.phase, out.note);
+            println!(
+                "  {:>6}  {:<17} {:<10} {}",
+                "+0.0s", "start-deployment", out.phase, out.note
+            );
             out.deploy_id
         }
         StartOutcome::Ignored(why) => return Err(format!("event ignored: {why}")),
@@ -99,8 +108,19 @@ pub async fn run() -> Result<(), String> {
     }
     pump_task.abort();
     print_history(&local, &spec.service).await?;
-    let blue = local.ports.fleet.describe(&world.blue_instances).await.map_err(|e| e.to_string())?;
-    println!("\nv1 fleet now: {}", blue.iter().map(|i| format!("{} {}", i.instance_id, i.state)).collect::<Vec<_>>().join(", "));
+    let blue = local
+        .ports
+        .fleet
+        .describe(&world.blue_instances)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "\nv1 fleet now: {}",
+        blue.iter()
+            .map(|i| format!("{} {}", i.instance_id, i.state))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     drop(emulator);
     Ok(())
 }
@@ -109,7 +129,10 @@ pub async fn run() -> Result<(), String> {
 pub async fn print_history(local: &Local, service: &str) -> Result<(), String> {
     let history = local.ports.ledger.history(service).await.map_err(|e| e.to_string())?;
     println!("\nledger history of {service}:");
-    println!("  {:<24} {:<8} {:<8} {:<22} {:<10} {:>9} {:>9}  requested by", "deployment", "from", "to", "ami", "outcome", "healthy", "duration");
+    println!(
+        "  {:<24} {:<8} {:<8} {:<22} {:<10} {:>9} {:>9}  requested by",
+        "deployment", "from", "to", "ami", "outcome", "healthy", "duration"
+    );
     for d in history {
         println!(
             "  {:<24} {:<8} {:<8} {:<22} {:<10} {:>9} {:>9}  {}",
@@ -118,7 +141,9 @@ pub async fn print_history(local: &Local, service: &str) -> Result<(), String> {
             d.version,
             d.ami,
             d.phase.name(),
-            d.healthy_at.map(|t| format!("{}s", t.saturating_sub(d.created_at))).unwrap_or("-".into()),
+            d.healthy_at
+                .map(|t| format!("{}s", t.saturating_sub(d.created_at)))
+                .unwrap_or("-".into()),
             format!("{}s", d.updated_at.saturating_sub(d.created_at)),
             d.requested_by
         );

@@ -40,9 +40,9 @@ impl Emulator {
         }
         let script = repo_root().join("tests/emulator/greenlight_emulator.py");
         let stderr = match log {
-            Some(path) => Stdio::from(
-                std::fs::File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?,
-            ),
+            Some(path) => {
+                Stdio::from(std::fs::File::create(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?)
+            }
             None => Stdio::null(),
         };
         let mut child = Command::new(&python)

@@ -12,9 +12,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use greenlight_adapters::aws::create_table;
 use greenlight_adapters::tags;
-use greenlight_core::config::{
-    AmiPolicy, HealthSettings, LaunchSettings, Rollout, ServiceConfig, SmokeCheck, Switch,
-};
+use greenlight_core::config::{AmiPolicy, HealthSettings, LaunchSettings, Rollout, ServiceConfig, SmokeCheck, Switch};
 use greenlight_core::model::Release;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -94,9 +92,9 @@ pub async fn install(local: &Local) -> Result<(), String> {
     if s3.head_bucket().bucket(&local.names.bucket).send().await.is_err() {
         // Parallel installers may race to create it: owning it already is success.
         if let Err(e) = s3.create_bucket().bucket(&local.names.bucket).send().await {
-            let owned = e.as_service_error().is_some_and(|s| {
-                s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists()
-            });
+            let owned = e
+                .as_service_error()
+                .is_some_and(|s| s.is_bucket_already_owned_by_you() || s.is_bucket_already_exists());
             if !owned {
                 return Err(format!("create bucket: {e:?}"));
             }
@@ -217,7 +215,12 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         .r#type(ActionTypeEnum::Forward)
         .forward_config(
             ForwardActionConfig::builder()
-                .target_groups(TargetGroupTuple::builder().target_group_arn(&tgs[0]).weight(100).build())
+                .target_groups(
+                    TargetGroupTuple::builder()
+                        .target_group_arn(&tgs[0])
+                        .weight(100)
+                        .build(),
+                )
                 .build(),
         )
         .build();

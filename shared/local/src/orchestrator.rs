@@ -10,7 +10,7 @@ use greenlight_core::plan::{Step, StepInput, StepOutput, END, RETRY};
 use greenlight_steps::run_step;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 

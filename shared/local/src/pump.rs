@@ -39,15 +39,15 @@ pub async fn install(local: &Local) -> Result<(), String> {
         .attributes
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
         .ok_or("queue has no ARN")?;
-    let patterns = greenlight_core::inbound::event_patterns(
-        &local.names.bucket,
-        greenlight_core::inbound::MANIFEST_PREFIX,
-    );
+    let patterns =
+        greenlight_core::inbound::event_patterns(&local.names.bucket, greenlight_core::inbound::MANIFEST_PREFIX);
     let bus = &local.names.bus;
     if bus != "default" {
         let created = events.create_event_bus().name(bus).send().await;
         if let Err(e) = created {
-            let exists = e.as_service_error().is_some_and(|s| s.is_resource_already_exists_exception());
+            let exists = e
+                .as_service_error()
+                .is_some_and(|s| s.is_resource_already_exists_exception());
             if !exists {
                 return Err(format!("create event bus {bus}: {e:?}"));
             }

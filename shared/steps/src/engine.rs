@@ -143,7 +143,10 @@ async fn apply(ports: &Ports, state: &State, effect: &Effect) -> Result<Option<E
             }
             let refused = ports.fleet.terminate(service, &ids).await?;
             if !refused.is_empty() {
-                warn!(?refused, "not terminated: not tagged managed-by=greenlight for this service");
+                warn!(
+                    ?refused,
+                    "not terminated: not tagged managed-by=greenlight for this service"
+                );
             }
             Ok(Some(if *green {
                 Event::GreenTerminated

@@ -29,6 +29,24 @@ pub async fn run(step: Step) -> Result<(), lambda_runtime::Error> {
     .await
 }
 
+/// A failed invocation as Lambda reports it: the error type is what a Step Functions
+/// `Retry`/`Catch` matches on (`greenlight.Rejected`, `greenlight.Refused`,
+/// `greenlight.Transient`, `greenlight.AwsError`).
+impl From<StepError> for lambda_runtime::Diagnostic {
+    fn from(error: StepError) -> Self {
+        let error_type = match &error {
+            StepError::Rejected(_) => "greenlight.Rejected",
+            StepError::Refused(_) => "greenlight.Refused",
+            e if e.is_retryable() => "greenlight.Transient",
+            StepError::Adapter(_) => "greenlight.AwsError",
+        };
+        lambda_runtime::Diagnostic {
+            error_type: error_type.into(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
 /// JSON log lines carrying the current span's fields (service, deploy id) on every line.
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

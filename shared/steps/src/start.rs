@@ -37,9 +37,11 @@ pub async fn start_deployment(ports: &Ports, event: &Value) -> Result<StartOutco
                     "no service is registered for Image Builder image {image_name:?}; set image_builder_name in its registration"
                 ))
             })?;
-            let ami = ports.fleet.image_builder_ami(&image_arn).await?.ok_or_else(|| {
-                StepError::Rejected(format!("no AMI is tagged Ec2ImageBuilderArn={image_arn}"))
-            })?;
+            let ami = ports
+                .fleet
+                .image_builder_ami(&image_arn)
+                .await?
+                .ok_or_else(|| StepError::Rejected(format!("no AMI is tagged Ec2ImageBuilderArn={image_arn}")))?;
             ImageRequest {
                 service,
                 version,

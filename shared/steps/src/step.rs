@@ -88,10 +88,7 @@ async fn observe(ports: &Ports, step: Step, state: &State, input: &StepInput) ->
 async fn observe_health(ports: &Ports, state: &State) -> Result<HealthReport, StepError> {
     let dep = state.deployment.as_ref().expect("checked");
     let targets = ports.lb.target_health(&dep.green_tg).await?;
-    let mut report = HealthReport {
-        targets,
-        smoke: vec![],
-    };
+    let mut report = HealthReport { targets, smoke: vec![] };
     if !report.all_healthy(&dep.green_instances) {
         return Ok(report);
     }
@@ -117,7 +114,11 @@ async fn observe_health(ports: &Ports, state: &State) -> Result<HealthReport, St
                             format!(
                                 "GET {url} -> {status} {shown:?} (expected {}{})",
                                 smoke.expect_status,
-                                smoke.expect_body.as_ref().map(|b| format!(" with body containing {b:?}")).unwrap_or_default()
+                                smoke
+                                    .expect_body
+                                    .as_ref()
+                                    .map(|b| format!(" with body containing {b:?}"))
+                                    .unwrap_or_default()
                             ),
                         )
                     }

@@ -1,0 +1,1016 @@
+//! The adapters implemented with the AWS SDK: DynamoDB (ledger), EC2 (fleet), ELBv2 (load
+//! balancer), S3 (artifact store) and Step Functions (orchestrator).
+//!
+//! Clients are built once per process ([`AwsClients`]) from the standard AWS configuration
+//! chain, so `AWS_ENDPOINT_URL` points every client at the local emulator.
+//!
+//! The ledger's items (one table, keys `pk`/`sk`, see ARCHITECTURE.md):
+//! - `SVC#<service>` / `CONFIG`: the registration (`body`, JSON);
+//! - `SVC#<service>` / `STATE`: the service's pointers (`body`, JSON; `gen`);
+//! - `SVC#<service>` / `DEPLOY#<deploy id>`: one deployment (`body`, JSON; `gen`, and `phase`,
+//!   `version`, `created_at` as plain attributes for queries);
+//! - `IMAGE#<image builder name>` / `SERVICE`: which service an Image Builder image deploys.
+//!
+//! Every write is conditional: on `gen` for existing items, `attribute_not_exists` for new
+//! ones. A lost condition is [`AdapterError::Conflict`].
+
+use crate::http::HttpProber;
+use crate::{
+    tags, AdapterError, AdapterResult, ArtifactStore, Fleet, Instance, LaunchRequest, Ledger, LoadBalancer,
+    Orchestrator, Ports, SystemClock,
+};
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes, Put,
+    ScalarAttributeType, TransactWriteItem,
+};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{Filter, IamInstanceProfileSpecification, InstanceType, ResourceType, Tag, TagSpecification};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, ForwardActionConfig, TargetDescription, TargetGroupTuple,
+};
+use greenlight_core::config::Switch;
+use greenlight_core::decide::{ImageFacts, TargetHealth, TargetState};
+use greenlight_core::model::{Deployment, Release, ServiceState, State};
+use greenlight_core::ServiceConfig;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// The SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`).
+pub async fn load_sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+}
+
+/// One client per AWS service, built once per process and shared by the adapters.
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sfn: aws_sdk_sfn::Client,
+}
+
+impl AwsClients {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        // Path-style S3 addressing works with AWS and with a local endpoint alike.
+        let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build();
+        AwsClients {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            sfn: aws_sdk_sfn::Client::new(sdk),
+        }
+    }
+}
+
+/// The handlers' ports backed by AWS: ledger `table`, artifacts in `bucket`.
+pub fn aws_ports(
+    clients: &AwsClients,
+    table: &str,
+    bucket: &str,
+    report_prefix: &str,
+    manifest_prefix: &str,
+    orchestrator: Arc<dyn Orchestrator>,
+) -> Ports {
+    Ports {
+        ledger: Arc::new(DynamoLedger {
+            client: clients.dynamodb.clone(),
+            table: table.to_string(),
+        }),
+        fleet: Arc::new(Ec2Fleet {
+            client: clients.ec2.clone(),
+        }),
+        lb: Arc::new(ElbLoadBalancer {
+            client: clients.elb.clone(),
+        }),
+        store: Arc::new(S3Store {
+            client: clients.s3.clone(),
+            bucket: bucket.to_string(),
+            report_prefix: report_prefix.to_string(),
+        }),
+        orchestrator,
+        prober: Arc::new(HttpProber),
+        clock: Arc::new(SystemClock),
+        manifest_prefix: manifest_prefix.to_string(),
+    }
+}
+
+/// Error codes AWS uses for throttling (retry later, with backoff).
+const THROTTLING: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+];
+
+/// Classifies an SDK error: throttling, 5xx and connection failures are retryable.
+fn aws_error<E>(service: &'static str, operation: &'static str, err: SdkError<E>) -> AdapterError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().map(str::to_string);
+    let retryable = match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        _ => status.is_some_and(|s| s >= 500) || code.as_deref().is_some_and(|c| THROTTLING.contains(&c)),
+    };
+    let message = match (code, err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code,
+        _ => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+    };
+    AdapterError::Aws {
+        service,
+        operation,
+        message,
+        retryable,
+    }
+}
+
+fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
+    err.code()
+}
+
+// ---------------------------------------------------------------------------------------
+// Ledger: DynamoDB
+// ---------------------------------------------------------------------------------------
+
+/// Creates the ledger table (`pk`/`sk`, on-demand). Creating one that exists is success.
+pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> AdapterResult<()> {
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .map_err(|e| AdapterError::Invalid(e.to_string()))
+    };
+    let key = |name: &str, kind: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(kind)
+            .build()
+            .map_err(|e| AdapterError::Invalid(e.to_string()))
+    };
+    let created = client
+        .create_table()
+        .table_name(table)
+        .attribute_definitions(attribute("pk")?)
+        .attribute_definitions(attribute("sk")?)
+        .key_schema(key("pk", KeyType::Hash)?)
+        .key_schema(key("sk", KeyType::Range)?)
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(e) if error_code(&e) == Some("ResourceInUseException") => Ok(()),
+        Err(e) => Err(aws_error("dynamodb", "CreateTable", e)),
+    }
+}
+
+/// The ledger in one DynamoDB table.
+pub struct DynamoLedger {
+    pub client: aws_sdk_dynamodb::Client,
+    pub table: String,
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+const CONFIG_SK: &str = "CONFIG";
+const STATE_SK: &str = "STATE";
+const DEPLOY_PREFIX: &str = "DEPLOY#";
+
+fn service_pk(service: &str) -> String {
+    format!("SVC#{service}")
+}
+
+fn image_pk(image_name: &str) -> String {
+    format!("IMAGE#{image_name}")
+}
+
+fn s(text: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(text.into())
+}
+
+fn n(number: u64) -> AttributeValue {
+    AttributeValue::N(number.to_string())
+}
+
+fn key(pk: String, sk: String) -> Item {
+    HashMap::from([("pk".to_string(), s(pk)), ("sk".to_string(), s(sk))])
+}
+
+fn text_of<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
+    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn gen_of(item: &Item) -> u64 {
+    item.get("gen")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Decodes an item's JSON `body`, with the item's `gen` as the authority on generations.
+fn body_of<T: DeserializeOwned>(item: &Item, what: &str) -> AdapterResult<T> {
+    let body = text_of(item, "body").ok_or_else(|| AdapterError::Invalid(format!("{what} item has no body")))?;
+    serde_json::from_str(body).map_err(|e| AdapterError::Invalid(format!("{what} item is not readable: {e}")))
+}
+
+fn json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("ledger records serialize")
+}
+
+impl DynamoLedger {
+    fn state_item(&self, state: &ServiceState) -> Item {
+        let mut item = key(service_pk(&state.service), STATE_SK.into());
+        item.insert("gen".into(), n(state.gen));
+        item.insert("body".into(), s(json(state)));
+        item
+    }
+
+    fn deployment_item(&self, dep: &Deployment) -> Item {
+        let mut item = key(service_pk(&dep.service), format!("{DEPLOY_PREFIX}{}", dep.deploy_id));
+        item.insert("gen".into(), n(dep.gen));
+        item.insert("phase".into(), s(dep.phase.name()));
+        item.insert("version".into(), s(&dep.version));
+        item.insert("created_at".into(), n(dep.created_at));
+        item.insert("body".into(), s(json(dep)));
+        item
+    }
+
+    /// A conditional Put: on `gen = expected`, or on not existing when `expected` is None.
+    fn put(&self, item: Item, expected: Option<u64>) -> AdapterResult<Put> {
+        let builder = Put::builder().table_name(&self.table).set_item(Some(item));
+        let builder = match expected {
+            None => builder.condition_expression("attribute_not_exists(pk)"),
+            Some(gen) => builder
+                .condition_expression("#gen = :gen")
+                .expression_attribute_names("#gen", "gen")
+                .expression_attribute_values(":gen", n(gen)),
+        };
+        builder.build().map_err(|e| AdapterError::Invalid(e.to_string()))
+    }
+
+    /// Writes conditional puts: one PutItem, or one TransactWriteItems for several (atomic).
+    async fn write(&self, puts: Vec<Put>) -> AdapterResult<()> {
+        if puts.len() == 1 {
+            let put = puts.into_iter().next().expect("one put");
+            let result = self
+                .client
+                .put_item()
+                .table_name(put.table_name())
+                .set_item(Some(put.item().clone()))
+                .set_condition_expression(put.condition_expression().map(str::to_string))
+                .set_expression_attribute_names(put.expression_attribute_names().cloned())
+                .set_expression_attribute_values(put.expression_attribute_values().cloned())
+                .send()
+                .await;
+            return match result {
+                Ok(_) => Ok(()),
+                Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => {
+                    Err(AdapterError::Conflict("the item changed since it was read".into()))
+                }
+                Err(e) => Err(aws_error("dynamodb", "PutItem", e)),
+            };
+        }
+        let items: Vec<TransactWriteItem> = puts
+            .into_iter()
+            .map(|p| TransactWriteItem::builder().put(p).build())
+            .collect();
+        let result = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+                let lost = match e.as_service_error() {
+                    Some(TransactWriteItemsError::TransactionCanceledException(t)) => t
+                        .cancellation_reasons()
+                        .iter()
+                        .any(|r| r.code() == Some("ConditionalCheckFailed")),
+                    _ => false,
+                };
+                if lost {
+                    Err(AdapterError::Conflict("an item changed since it was read".into()))
+                } else {
+                    Err(aws_error("dynamodb", "TransactWriteItems", e))
+                }
+            }
+        }
+    }
+
+    /// Consistent reads of up to 100 items by key; missing ones are left out.
+    async fn get_many(&self, keys: Vec<Item>) -> AdapterResult<Vec<Item>> {
+        let mut found = Vec::new();
+        let mut pending = keys;
+        for _ in 0..10 {
+            if pending.is_empty() {
+                return Ok(found);
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| AdapterError::Invalid(e.to_string()))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, request)
+                .send()
+                .await
+                .map_err(|e| aws_error("dynamodb", "BatchGetItem", e))?;
+            if let Some(mut responses) = out.responses {
+                found.extend(responses.remove(&self.table).unwrap_or_default());
+            }
+            if let Some(mut unprocessed) = out.unprocessed_keys {
+                if let Some(again) = unprocessed.remove(&self.table) {
+                    pending = again.keys;
+                }
+            }
+        }
+        Err(AdapterError::Aws {
+            service: "dynamodb",
+            operation: "BatchGetItem",
+            message: "keys stayed unprocessed after 10 rounds".into(),
+            retryable: true,
+        })
+    }
+
+    async fn get(&self, pk: String, sk: String) -> AdapterResult<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key(pk, sk)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_error("dynamodb", "GetItem", e))?;
+        Ok(out.item)
+    }
+}
+
+#[async_trait]
+impl Ledger for DynamoLedger {
+    async fn register_service(&self, config: &ServiceConfig, live: Option<Release>) -> AdapterResult<()> {
+        config.validate().map_err(|e| AdapterError::Invalid(e.to_string()))?;
+        let pk = service_pk(&config.service);
+        // The registration: conditional on the generation read (a concurrent re-registration
+        // loses with a conflict instead of being overwritten silently).
+        let current = self.get(pk.clone(), CONFIG_SK.into()).await?;
+        let mut item = key(pk.clone(), CONFIG_SK.into());
+        let gen = current.as_ref().map(gen_of);
+        item.insert("gen".into(), n(gen.map_or(1, |g| g + 1)));
+        item.insert("body".into(), s(json(config)));
+        let mut puts = vec![self.put(item, gen)?];
+        // The pointer record, created once, adopting the release already serving.
+        if self.get(pk.clone(), STATE_SK.into()).await?.is_none() {
+            let state = ServiceState::new(&config.service, live);
+            puts.push(self.put(self.state_item(&state), None)?);
+        }
+        // The Image Builder alias: may not be taken from another service.
+        if let Some(name) = &config.image_builder_name {
+            let alias = self.get(image_pk(name), "SERVICE".into()).await?;
+            match alias.as_ref().and_then(|a| text_of(a, "service")) {
+                Some(owner) if owner != config.service => {
+                    return Err(AdapterError::Invalid(format!(
+                        "Image Builder image name {name:?} already deploys service {owner:?}; pick another image_builder_name"
+                    )))
+                }
+                Some(_) => {}
+                None => {
+                    let mut item = key(image_pk(name), "SERVICE".into());
+                    item.insert("service".into(), s(&config.service));
+                    item.insert("gen".into(), n(1));
+                    puts.push(self.put(item, None)?);
+                }
+            }
+        }
+        self.write(puts).await
+    }
+
+    async fn services(&self) -> AdapterResult<Vec<String>> {
+        let mut names = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :config")
+                .expression_attribute_values(":config", s(CONFIG_SK))
+                .projection_expression("pk")
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| aws_error("dynamodb", "Scan", e))?;
+            for item in out.items.unwrap_or_default() {
+                if let Some(name) = text_of(&item, "pk").and_then(|pk| pk.strip_prefix("SVC#")) {
+                    names.push(name.to_string());
+                }
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    async fn service_for_image(&self, image_name: &str) -> AdapterResult<Option<String>> {
+        let item = self.get(image_pk(image_name), "SERVICE".into()).await?;
+        Ok(item.as_ref().and_then(|i| text_of(i, "service")).map(str::to_string))
+    }
+
+    async fn load(&self, service: &str, deploy_id: Option<&str>) -> AdapterResult<Option<State>> {
+        let pk = service_pk(service);
+        let mut keys = vec![key(pk.clone(), CONFIG_SK.into()), key(pk.clone(), STATE_SK.into())];
+        if let Some(id) = deploy_id {
+            keys.push(key(pk.clone(), format!("{DEPLOY_PREFIX}{id}")));
+        }
+        let items = self.get_many(keys).await?;
+        let by_sk = |sk: &str| items.iter().find(|i| text_of(i, "sk") == Some(sk));
+        let (Some(config), Some(pointers)) = (by_sk(CONFIG_SK), by_sk(STATE_SK)) else {
+            return Ok(None);
+        };
+        let config: ServiceConfig = body_of(config, "registration")?;
+        let mut service_state: ServiceState = body_of(pointers, "service state")?;
+        service_state.gen = gen_of(pointers);
+        let deployment = match deploy_id.and_then(|id| by_sk(&format!("{DEPLOY_PREFIX}{id}"))) {
+            Some(item) => {
+                let mut dep: Deployment = body_of(item, "deployment")?;
+                dep.gen = gen_of(item);
+                Some(dep)
+            }
+            None => None,
+        };
+        Ok(Some(State {
+            config,
+            service: service_state,
+            deployment,
+        }))
+    }
+
+    async fn commit(&self, before: &State, after: &State) -> AdapterResult<State> {
+        let mut committed = after.clone();
+        let mut puts = Vec::new();
+        if after.service != before.service {
+            committed.service.gen = before.service.gen + 1;
+            puts.push(self.put(self.state_item(&committed.service), Some(before.service.gen))?);
+        }
+        if let Some(dep) = committed.deployment.as_mut() {
+            let previous = before.deployment.as_ref().filter(|d| d.deploy_id == dep.deploy_id);
+            if previous != Some(&*dep) {
+                let expected = previous.map(|d| d.gen);
+                dep.gen = expected.map_or(1, |g| g + 1);
+                puts.push(self.put(self.deployment_item(dep), expected)?);
+            }
+        }
+        if !puts.is_empty() {
+            self.write(puts).await?;
+        }
+        Ok(committed)
+    }
+
+    async fn history(&self, service: &str) -> AdapterResult<Vec<Deployment>> {
+        let mut deployments = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
+                .expression_attribute_values(":pk", s(service_pk(service)))
+                .expression_attribute_values(":prefix", s(DEPLOY_PREFIX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| aws_error("dynamodb", "Query", e))?;
+            for item in out.items.unwrap_or_default() {
+                let mut dep: Deployment = body_of(&item, "deployment")?;
+                dep.gen = gen_of(&item);
+                deployments.push(dep);
+            }
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => break,
+            }
+        }
+        deployments.sort_by(|a, b| (a.created_at, &a.deploy_id).cmp(&(b.created_at, &b.deploy_id)));
+        Ok(deployments)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Fleet: EC2
+// ---------------------------------------------------------------------------------------
+
+/// EC2 images and instances.
+pub struct Ec2Fleet {
+    pub client: aws_sdk_ec2::Client,
+}
+
+fn ec2_tag(key: &str, value: &str) -> Tag {
+    Tag::builder().key(key).value(value).build()
+}
+
+fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+        .collect()
+}
+
+fn instance_of(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
+    Some(Instance {
+        instance_id: i.instance_id()?.to_string(),
+        state: i
+            .state()
+            .and_then(|s| s.name())
+            .map(|n| n.as_str().to_string())
+            .unwrap_or_else(|| "unknown".into()),
+        private_ip: i.private_ip_address().map(str::to_string),
+        tags: tag_map(i.tags()),
+    })
+}
+
+/// Every state but `terminated`.
+const NOT_TERMINATED: [&str; 5] = ["pending", "running", "shutting-down", "stopping", "stopped"];
+
+impl Ec2Fleet {
+    /// DescribeInstances with filters, every page.
+    async fn find(&self, filters: Vec<Filter>) -> AdapterResult<Vec<Instance>> {
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .client
+                .describe_instances()
+                .set_filters(Some(filters.clone()))
+                .set_next_token(token.take())
+                .send()
+                .await
+                .map_err(|e| aws_error("ec2", "DescribeInstances", e))?;
+            for reservation in out.reservations() {
+                found.extend(reservation.instances().iter().filter_map(instance_of));
+            }
+            match out.next_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(found),
+            }
+        }
+    }
+}
+
+fn filter(name: &str, values: &[&str]) -> Filter {
+    Filter::builder()
+        .name(name)
+        .set_values(Some(values.iter().map(|v| v.to_string()).collect()))
+        .build()
+}
+
+#[async_trait]
+impl Fleet for Ec2Fleet {
+    async fn describe_image(&self, ami: &str) -> AdapterResult<Option<ImageFacts>> {
+        let out = self.client.describe_images().image_ids(ami).send().await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if error_code(&e).is_some_and(|c| c.starts_with("InvalidAMIID")) => return Ok(None),
+            Err(e) => return Err(aws_error("ec2", "DescribeImages", e)),
+        };
+        Ok(out
+            .images()
+            .iter()
+            .find(|i| i.image_id() == Some(ami))
+            .map(|image| ImageFacts {
+                owner: image.owner_id().unwrap_or_default().to_string(),
+                available: image.state().map(|s| s.as_str()) == Some("available"),
+                tags: tag_map(image.tags()),
+            }))
+    }
+
+    async fn image_builder_ami(&self, image_arn: &str) -> AdapterResult<Option<String>> {
+        let out = self
+            .client
+            .describe_images()
+            .filters(filter("tag:Ec2ImageBuilderArn", &[image_arn]))
+            .send()
+            .await
+            .map_err(|e| aws_error("ec2", "DescribeImages", e))?;
+        Ok(out.images().iter().find_map(|i| i.image_id()).map(str::to_string))
+    }
+
+    async fn launch(&self, request: &LaunchRequest) -> AdapterResult<Vec<String>> {
+        let tags_for = |kind: ResourceType| {
+            TagSpecification::builder()
+                .resource_type(kind)
+                .tags(ec2_tag(tags::MANAGED_BY, tags::MANAGED_BY_VALUE))
+                .tags(ec2_tag(tags::SERVICE, &request.service))
+                .tags(ec2_tag(tags::VERSION, &request.version))
+                .tags(ec2_tag(tags::DEPLOY_ID, &request.deploy_id))
+                .tags(ec2_tag("Name", &format!("{}-{}", request.service, request.version)))
+                .build()
+        };
+        let launch = &request.launch;
+        let count = launch.count as i32;
+        let out = self
+            .client
+            .run_instances()
+            .image_id(&request.ami)
+            .instance_type(InstanceType::from(launch.instance_type.as_str()))
+            .min_count(count)
+            .max_count(count)
+            .subnet_id(&launch.subnet_id)
+            .set_security_group_ids(Some(launch.security_group_ids.clone()).filter(|g| !g.is_empty()))
+            .set_iam_instance_profile(
+                launch
+                    .instance_profile_arn
+                    .as_ref()
+                    .map(|arn| IamInstanceProfileSpecification::builder().arn(arn).build()),
+            )
+            .set_user_data(
+                launch
+                    .user_data
+                    .as_ref()
+                    .map(|u| aws_smithy_types::base64::encode(u.as_bytes())),
+            )
+            .client_token(&request.client_token)
+            .tag_specifications(tags_for(ResourceType::Instance))
+            .tag_specifications(tags_for(ResourceType::Volume))
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out.instances().iter().filter_map(|i| i.instance_id()).map(str::to_string).collect()),
+            Err(e) if error_code(&e) == Some("IdempotentParameterMismatch") => Err(AdapterError::Invalid(format!(
+                "RunInstances token {} was used with other parameters (the service's launch settings changed mid-deployment?); abort this deployment and publish the image again with a new attempt",
+                request.client_token
+            ))),
+            Err(e) => Err(aws_error("ec2", "RunInstances", e)),
+        }
+    }
+
+    async fn instances_of(&self, deploy_id: &str) -> AdapterResult<Vec<Instance>> {
+        self.find(vec![
+            filter(&format!("tag:{}", tags::DEPLOY_ID), &[deploy_id]),
+            filter("instance-state-name", &NOT_TERMINATED),
+        ])
+        .await
+    }
+
+    async fn describe(&self, instance_ids: &[String]) -> AdapterResult<Vec<Instance>> {
+        if instance_ids.is_empty() {
+            return Ok(vec![]);
+        }
+        // A filter (not InstanceIds) so that unknown ids are left out instead of failing.
+        let ids: Vec<&str> = instance_ids.iter().map(String::as_str).collect();
+        let mut found = Vec::new();
+        for chunk in ids.chunks(200) {
+            found.extend(self.find(vec![filter("instance-id", chunk)]).await?);
+        }
+        Ok(found)
+    }
+
+    async fn terminate(&self, service: &str, instance_ids: &[String]) -> AdapterResult<Vec<String>> {
+        let found = self.describe(instance_ids).await?;
+        let ours = |i: &Instance| {
+            i.tags.get(tags::MANAGED_BY).map(String::as_str) == Some(tags::MANAGED_BY_VALUE)
+                && i.tags.get(tags::SERVICE).map(String::as_str) == Some(service)
+        };
+        let refused: Vec<String> = instance_ids
+            .iter()
+            .filter(|id| !found.iter().any(|i| &i.instance_id == *id && ours(i)))
+            .filter(|id| found.iter().any(|i| &i.instance_id == *id))
+            .cloned()
+            .collect();
+        let to_terminate: Vec<String> = found
+            .iter()
+            .filter(|i| ours(i) && i.state != "terminated")
+            .map(|i| i.instance_id.clone())
+            .collect();
+        if !to_terminate.is_empty() {
+            self.client
+                .terminate_instances()
+                .set_instance_ids(Some(to_terminate))
+                .send()
+                .await
+                .map_err(|e| aws_error("ec2", "TerminateInstances", e))?;
+        }
+        Ok(refused)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Load balancer: ELBv2
+// ---------------------------------------------------------------------------------------
+
+/// Application Load Balancer targets and switch point.
+pub struct ElbLoadBalancer {
+    pub client: aws_sdk_elasticloadbalancingv2::Client,
+}
+
+fn targets(instance_ids: &[String], port: u16) -> Vec<TargetDescription> {
+    instance_ids
+        .iter()
+        .map(|id| TargetDescription::builder().id(id).port(port as i32).build())
+        .collect()
+}
+
+/// Forward weights of an action, as percentages of their sum.
+fn forward_weights(actions: &[Action]) -> Vec<(String, u8)> {
+    let Some(forward) = actions.iter().find(|a| a.r#type() == Some(&ActionTypeEnum::Forward)) else {
+        return vec![];
+    };
+    let tuples: Vec<(String, i64)> = match forward.forward_config() {
+        Some(config) if !config.target_groups().is_empty() => config
+            .target_groups()
+            .iter()
+            .filter_map(|t| Some((t.target_group_arn()?.to_string(), t.weight().unwrap_or(1) as i64)))
+            .collect(),
+        _ => forward
+            .target_group_arn()
+            .map(|tg| vec![(tg.to_string(), 1)])
+            .unwrap_or_default(),
+    };
+    let total: i64 = tuples.iter().map(|(_, w)| *w).sum();
+    tuples
+        .into_iter()
+        .map(|(tg, w)| (tg, if total > 0 { (w * 100 / total) as u8 } else { 0 }))
+        .collect()
+}
+
+#[async_trait]
+impl LoadBalancer for ElbLoadBalancer {
+    async fn target_health(&self, target_group: &str) -> AdapterResult<Vec<TargetHealth>> {
+        let out = self
+            .client
+            .describe_target_health()
+            .target_group_arn(target_group)
+            .send()
+            .await
+            .map_err(|e| aws_error("elbv2", "DescribeTargetHealth", e))?;
+        Ok(out
+            .target_health_descriptions()
+            .iter()
+            .filter_map(|d| {
+                let id = d.target()?.id()?.to_string();
+                let health = d.target_health();
+                let state = match health.and_then(|h| h.state()).map(|s| s.as_str()) {
+                    Some("initial") => TargetState::Initial,
+                    Some("healthy") => TargetState::Healthy,
+                    Some("unhealthy") => TargetState::Unhealthy,
+                    Some("unused") => TargetState::Unused,
+                    Some("draining") => TargetState::Draining,
+                    _ => TargetState::Unavailable,
+                };
+                let reason = health.and_then(|h| {
+                    let code = h.reason().map(|r| r.as_str().to_string());
+                    match (code, h.description()) {
+                        (Some(code), Some(text)) => Some(format!("{code}: {text}")),
+                        (code, text) => code.or(text.map(str::to_string)),
+                    }
+                });
+                Some(TargetHealth {
+                    instance_id: id,
+                    state,
+                    reason,
+                })
+            })
+            .collect())
+    }
+
+    async fn register(&self, target_group: &str, instance_ids: &[String], port: u16) -> AdapterResult<()> {
+        if instance_ids.is_empty() {
+            return Ok(());
+        }
+        self.client
+            .register_targets()
+            .target_group_arn(target_group)
+            .set_targets(Some(targets(instance_ids, port)))
+            .send()
+            .await
+            .map_err(|e| aws_error("elbv2", "RegisterTargets", e))?;
+        Ok(())
+    }
+
+    async fn deregister(&self, target_group: &str, instance_ids: &[String], port: u16) -> AdapterResult<()> {
+        if instance_ids.is_empty() {
+            return Ok(());
+        }
+        let result = self
+            .client
+            .deregister_targets()
+            .target_group_arn(target_group)
+            .set_targets(Some(targets(instance_ids, port)))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A target already gone (e.g. terminated by an earlier delivery) is deregistered.
+            Err(e) if error_code(&e) == Some("InvalidTarget") => {
+                tracing::warn!(target_group, ?instance_ids, "deregister: targets already gone");
+                Ok(())
+            }
+            Err(e) => Err(aws_error("elbv2", "DeregisterTargets", e)),
+        }
+    }
+
+    async fn set_traffic(&self, switch: &Switch, weights: &[(String, u8)]) -> AdapterResult<()> {
+        let mut config = ForwardActionConfig::builder();
+        for (tg, weight) in weights {
+            config = config.target_groups(
+                TargetGroupTuple::builder()
+                    .target_group_arn(tg)
+                    .weight(*weight as i32)
+                    .build(),
+            );
+        }
+        let action = Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .forward_config(config.build())
+            .build();
+        match &switch.rule_arn {
+            Some(rule) => {
+                self.client
+                    .modify_rule()
+                    .rule_arn(rule)
+                    .actions(action)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("elbv2", "ModifyRule", e))?;
+            }
+            None => {
+                self.client
+                    .modify_listener()
+                    .listener_arn(&switch.listener_arn)
+                    .default_actions(action)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("elbv2", "ModifyListener", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn traffic(&self, switch: &Switch) -> AdapterResult<Vec<(String, u8)>> {
+        match &switch.rule_arn {
+            Some(rule) => {
+                let out = self
+                    .client
+                    .describe_rules()
+                    .rule_arns(rule)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("elbv2", "DescribeRules", e))?;
+                let rule = out
+                    .rules()
+                    .first()
+                    .ok_or_else(|| AdapterError::NotFound(format!("listener rule {rule}")))?;
+                Ok(forward_weights(rule.actions()))
+            }
+            None => {
+                let out = self
+                    .client
+                    .describe_listeners()
+                    .listener_arns(&switch.listener_arn)
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("elbv2", "DescribeListeners", e))?;
+                let listener = out
+                    .listeners()
+                    .first()
+                    .ok_or_else(|| AdapterError::NotFound(format!("listener {}", switch.listener_arn)))?;
+                Ok(forward_weights(listener.default_actions()))
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Artifact store: S3
+// ---------------------------------------------------------------------------------------
+
+/// Release manifests in, reports out (`<report prefix><service>/<deploy id>.json`).
+pub struct S3Store {
+    pub client: aws_sdk_s3::Client,
+    pub bucket: String,
+    pub report_prefix: String,
+}
+
+/// Largest release manifest read (they are a few hundred bytes).
+const MAX_MANIFEST_BYTES: i64 = 64 * 1024;
+
+#[async_trait]
+impl ArtifactStore for S3Store {
+    async fn get(&self, bucket: &str, key: &str) -> AdapterResult<Vec<u8>> {
+        let out = self.client.get_object().bucket(bucket).key(key).send().await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Err(AdapterError::NotFound(format!("s3://{bucket}/{key}")))
+            }
+            Err(e) => return Err(aws_error("s3", "GetObject", e)),
+        };
+        if out.content_length().unwrap_or(0) > MAX_MANIFEST_BYTES {
+            return Err(AdapterError::Invalid(format!(
+                "s3://{bucket}/{key} is larger than {MAX_MANIFEST_BYTES} bytes; a release manifest names one AMI"
+            )));
+        }
+        let body = out.body.collect().await.map_err(|e| AdapterError::Aws {
+            service: "s3",
+            operation: "GetObject",
+            message: format!("reading the body: {e}"),
+            retryable: true,
+        })?;
+        Ok(body.into_bytes().to_vec())
+    }
+
+    async fn put_report(&self, service: &str, deploy_id: &str, body: &[u8]) -> AdapterResult<String> {
+        let key = format!("{}{service}/{deploy_id}.json", self.report_prefix);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .map_err(|e| aws_error("s3", "PutObject", e))?;
+        Ok(key)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Orchestrator: Step Functions
+// ---------------------------------------------------------------------------------------
+
+/// Starts the deployment's Step Functions execution, named by the deployment id.
+pub struct SfnOrchestrator {
+    pub client: aws_sdk_sfn::Client,
+    pub state_machine_arn: String,
+}
+
+#[async_trait]
+impl Orchestrator for SfnOrchestrator {
+    async fn start(&self, deploy_id: &str, input: &serde_json::Value) -> AdapterResult<()> {
+        if self.state_machine_arn.is_empty() {
+            return Err(AdapterError::Invalid(
+                "GREENLIGHT_STATE_MACHINE_ARN is not set: start-deployment cannot start the pipeline".into(),
+            ));
+        }
+        let result = self
+            .client
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(deploy_id)
+            .input(input.to_string())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Same name: already started (running with the same input, or closed).
+            Err(e) if error_code(&e) == Some("ExecutionAlreadyExists") => Ok(()),
+            Err(e) => Err(aws_error("sfn", "StartExecution", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_weights_are_percentages_of_their_sum() {
+        let tuple = |tg: &str, w: i32| TargetGroupTuple::builder().target_group_arn(tg).weight(w).build();
+        let action = Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .forward_config(
+                ForwardActionConfig::builder()
+                    .target_groups(tuple("a", 9))
+                    .target_groups(tuple("b", 1))
+                    .build(),
+            )
+            .build();
+        assert_eq!(forward_weights(&[action]), vec![("a".into(), 90), ("b".into(), 10)]);
+        let plain = Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .target_group_arn("a")
+            .build();
+        assert_eq!(forward_weights(&[plain]), vec![("a".into(), 100)]);
+        assert_eq!(forward_weights(&[]), vec![]);
+    }
+}

@@ -300,7 +300,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             );
             effects.push(register_green(dep, instance_ids.clone()));
             effects.extend(attach_green(state, dep));
-            note = format!("green launched into {}", dep.green_tg);
+            note = format!("green launched into target group {}", short_arn(&dep.green_tg));
         }
         // A launch delivered again after green was recorded: make sure it is registered.
         (Event::LaunchDue | Event::GreenLaunched { .. }, Phase::Verifying { weight: 0, .. }) => {
@@ -329,6 +329,12 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         (Event::ShiftDue, Phase::Shifting { to, .. }) => {
             effects.push(set_traffic(state, dep, to));
             note = format!("re-applying traffic shift to {to}%");
+        }
+        (Event::TrafficApplied { weight: 0 }, Phase::Verifying { weight: 0, .. }) => {
+            note = format!(
+                "target group {} attached to the switch point at 0% (health-checked, no traffic)",
+                short_arn(&dep.green_tg)
+            );
         }
         (Event::TrafficApplied { weight }, Phase::Shifting { to, .. }) if *weight == to => {
             dep.enter(
@@ -748,6 +754,16 @@ fn finish(active: &mut Option<String>, dep: &Deployment, effects: &mut Vec<Effec
         service: dep.service.clone(),
         deploy_id: dep.deploy_id.clone(),
     });
+}
+
+/// The readable tail of an ARN: `targetgroup/checkout-b/0123` → `checkout-b`.
+pub fn short_arn(arn: &str) -> &str {
+    let resource = arn.rsplit(':').next().unwrap_or(arn);
+    let mut parts = resource.split('/');
+    match (parts.next(), parts.next()) {
+        (Some(_), Some(name)) => name,
+        _ => resource,
+    }
 }
 
 /// The event's name for log lines.

@@ -3,10 +3,12 @@
 
 use crate::emulator::{repo_root, Emulator};
 use crate::fixture::{self, AppBehaviour, Spec};
-use crate::orchestrator::Ending;
+use crate::orchestrator::{Ending, Progress};
 use crate::{pump, Local, Names};
+use greenlight_core::decide::short_arn;
 use greenlight_core::inbound::{IMAGE_PUBLISHED, SOURCE};
-use greenlight_core::plan::Step;
+use greenlight_core::plan::{Step, END};
+use greenlight_core::ServiceConfig;
 use greenlight_steps::StartOutcome;
 use serde_json::json;
 use std::time::Duration;
@@ -40,7 +42,7 @@ pub async fn run() -> Result<(), String> {
     println!(
         "[setup] service {} registered: ALB listener → target group {} (v1 on {}), canary {:?}, bake {}s",
         spec.service,
-        short(&world.config.target_groups[0]),
+        short_arn(&world.config.target_groups[0]),
         world.blue_instances.join(", "),
         spec.canary_steps,
         spec.bake_window_s
@@ -68,16 +70,13 @@ pub async fn run() -> Result<(), String> {
         }
         StartOutcome::Ignored(why) => return Err(format!("event ignored: {why}")),
     };
-    let names = |tg: &str| {
-        if tg == world.config.target_groups[0] {
-            "blue"
-        } else {
-            "green"
-        }
-    };
     loop {
         tokio::select! {
             ending = local.orchestrator.wait(&deploy_id) => {
+                // Show what the last steps reported before the ending.
+                while let Ok(p) = progress.try_recv() {
+                    print_progress(&local, &world.config, &p).await;
+                }
                 match ending {
                     Some(Ending::Done(phase)) => println!("\n✔ deployment {deploy_id} ended: {phase}"),
                     Some(Ending::Failed(why)) => println!("\n✘ deployment {deploy_id} failed: {why}"),
@@ -86,22 +85,8 @@ pub async fn run() -> Result<(), String> {
                 break;
             }
             p = progress.recv() => {
-                let Ok(p) = p else { continue };
-                match &p.result {
-                    Ok(out) => {
-                        let mut line = format!("  {:>6}  {:<17} {:<10} {}", format!("+{:.1}s", p.elapsed_s), p.step.name(), out.phase, out.note);
-                        if p.step == Step::ShiftTraffic {
-                            if let Ok(weights) = local.ports.lb.traffic(&world.config.switch).await {
-                                let shown: Vec<String> = weights.iter().map(|(tg, w)| format!("{} {w}%", names(tg))).collect();
-                                line.push_str(&format!("   [listener: {}]", shown.join(" | ")));
-                            }
-                        }
-                        if out.wait_s > 0 && out.next != "end" {
-                            line.push_str(&format!("   (next: {} in {}s)", out.next, out.wait_s));
-                        }
-                        println!("{line}");
-                    }
-                    Err(why) => println!("  {:>6}  {:<17} error: {why}", format!("+{:.1}s", p.elapsed_s), p.step.name()),
+                if let Ok(p) = p {
+                    print_progress(&local, &world.config, &p).await;
                 }
             }
         }
@@ -123,6 +108,27 @@ pub async fn run() -> Result<(), String> {
     );
     drop(emulator);
     Ok(())
+}
+
+/// One line per step: time, step, phase, what it did; the listener's weights after a shift.
+async fn print_progress(local: &Local, config: &ServiceConfig, p: &Progress) {
+    let at = format!("+{:.1}s", p.elapsed_s);
+    let out = match &p.result {
+        Ok(out) => out,
+        Err(why) => return println!("  {at:>6}  {:<17} error: {why}", p.step.name()),
+    };
+    let mut line = format!("  {at:>6}  {:<17} {:<10} {}", p.step.name(), out.phase, out.note);
+    if p.step == Step::ShiftTraffic {
+        if let Ok(weights) = local.ports.lb.traffic(&config.switch).await {
+            let colour = |tg: &str| if tg == config.target_groups[0] { "blue" } else { "green" };
+            let shown: Vec<String> = weights.iter().map(|(tg, w)| format!("{} {w}%", colour(tg))).collect();
+            line.push_str(&format!("   [listener: {}]", shown.join(" | ")));
+        }
+    }
+    if out.wait_s > 0 && out.next != END {
+        line.push_str(&format!("   (next: {} in {}s)", out.next, out.wait_s));
+    }
+    println!("{line}");
 }
 
 /// Prints the ledger's history of `service` as a table.
@@ -152,8 +158,4 @@ pub async fn print_history(local: &Local, service: &str) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn short(arn: &str) -> &str {
-    arn.rsplit(':').next().unwrap_or(arn)
 }

@@ -16,7 +16,8 @@ pub struct Emulator {
 
 /// The repository root (where `tests/emulator` lives).
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    root.canonicalize().unwrap_or(root)
 }
 
 /// The Python that has the pinned moto: `GREENLIGHT_PYTHON`, or `.venv/bin/python` in the

@@ -18,6 +18,8 @@ setup: $(VENV)/.installed
 
 $(VENV)/.installed: tests/emulator/requirements.txt
 	@command -v cargo >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/emulator/requirements.txt
 	touch $@
@@ -25,9 +27,10 @@ $(VENV)/.installed: tests/emulator/requirements.txt
 demo: setup
 	cargo run --quiet -p greenlight-local -- demo
 
+# The emulator's self-test first (the e2e tests stand on it), then every Rust test.
 test: setup lint
-	cargo test --workspace -- --test-threads=8
 	$(VENV)/bin/python -m unittest discover -s tests/emulator -p 'test_*.py'
+	cargo test --workspace -- --test-threads=8
 
 lint:
 	cargo fmt --all --check

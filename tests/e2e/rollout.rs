@@ -135,3 +135,37 @@ async fn blue_stays_warm_during_the_bake_window_then_is_terminated() {
     );
     assert_eq!(env.ledger(None).await.service.warm, None);
 }
+
+#[tokio::test]
+async fn a_listener_rule_switch_moves_only_that_rule() {
+    let env = Env::new("byrule", |s| greenlight_local::fixture::Spec {
+        switch_by_rule: true,
+        ..canary(s)
+    })
+    .await;
+    let rule = env
+        .world
+        .config
+        .switch
+        .rule_arn
+        .clone()
+        .expect("registered with a rule");
+    let listener_default = greenlight_core::config::Switch {
+        listener_arn: env.world.listener_arn.clone(),
+        rule_arn: None,
+    };
+    let lb = &env.local.ports.lb;
+    let before_default = lb.traffic(&listener_default).await.unwrap();
+    let ami = env.image("v2", App::Healthy).await;
+
+    let (id, ending) = env.deploy("v2", &ami).await;
+
+    assert_eq!(ending, Ending::Done("succeeded".into()));
+    assert_eq!(env.weights().await, [("b", 100)], "the rule {rule} forwards to green");
+    assert_eq!(
+        lb.traffic(&listener_default).await.unwrap(),
+        before_default,
+        "the listener's default action is not ours"
+    );
+    assert_eq!(env.deployment(&id).await.max_weight, 100);
+}

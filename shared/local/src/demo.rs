@@ -37,6 +37,7 @@ pub async fn run() -> Result<(), String> {
         poll_interval_s: 1,
         max_polls: 20,
         fleet_size: 2,
+        switch_by_rule: false,
     };
     let world = fixture::build(&local, &spec).await?;
     println!(

@@ -7,8 +7,8 @@
 use crate::Local;
 use aws_sdk_ec2::types::{Filter, InstanceType, ResourceType, Tag, TagSpecification};
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetDescription, TargetGroupAttribute,
-    TargetGroupTuple, TargetTypeEnum,
+    Action, ActionTypeEnum, ForwardActionConfig, PathPatternConditionConfig, ProtocolEnum, RuleCondition,
+    TargetDescription, TargetGroupAttribute, TargetGroupTuple, TargetTypeEnum,
 };
 use greenlight_adapters::aws::create_table;
 use greenlight_adapters::tags;
@@ -54,6 +54,9 @@ pub struct Spec {
     pub poll_interval_s: u64,
     pub max_polls: u32,
     pub fleet_size: u32,
+    /// Switch traffic with a listener rule (path `/<service>/*`) instead of the listener's
+    /// default action, as when several services share one listener.
+    pub switch_by_rule: bool,
 }
 
 impl Spec {
@@ -68,6 +71,7 @@ impl Spec {
             poll_interval_s: 1,
             max_polls: 10,
             fleet_size: 2,
+            switch_by_rule: false,
         }
     }
 }
@@ -229,7 +233,7 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         .load_balancer_arn(&alb)
         .protocol(ProtocolEnum::Http)
         .port(80)
-        .default_actions(forward_blue)
+        .default_actions(forward_blue.clone())
         .send()
         .await
         .map_err(|e| format!("create listener: {e:?}"))?
@@ -237,6 +241,32 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         .and_then(|l| l.into_iter().next())
         .and_then(|l| l.listener_arn)
         .ok_or("no listener arn")?;
+    let rule_arn = if spec.switch_by_rule {
+        let path = PathPatternConditionConfig::builder()
+            .values(format!("/{}/*", spec.service))
+            .build();
+        let rule = elb
+            .create_rule()
+            .listener_arn(&listener_arn)
+            .priority(10)
+            .conditions(
+                RuleCondition::builder()
+                    .field("path-pattern")
+                    .path_pattern_config(path)
+                    .build(),
+            )
+            .actions(forward_blue.clone())
+            .send()
+            .await
+            .map_err(|e| format!("create rule: {e:?}"))?
+            .rules
+            .and_then(|r| r.into_iter().next())
+            .and_then(|r| r.rule_arn)
+            .ok_or("no rule arn")?;
+        Some(rule)
+    } else {
+        None
+    };
     let ami_v1 = image(local, &spec.service, "v1", AppBehaviour::Healthy).await?;
     let blue_instances = launch_blue(local, spec, &ami_v1, &subnets[0], &sg).await?;
     let targets: Vec<TargetDescription> = blue_instances
@@ -253,7 +283,7 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         service: spec.service.clone(),
         switch: Switch {
             listener_arn: listener_arn.clone(),
-            rule_arn: None,
+            rule_arn,
         },
         target_groups: [tgs[0].clone(), tgs[1].clone()],
         launch: LaunchSettings {

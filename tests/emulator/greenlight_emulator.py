@@ -1,0 +1,847 @@
+"""
+greenlight local AWS emulator
+=============================
+
+A moto (server mode) process for greenlight's tests, with the AWS behaviour
+that a blue/green deployment depends on and that stock moto 5.2.5 lacks.
+Everything is done by patching moto's model/backend classes in-process;
+the wire protocol and all other APIs are moto's own.
+
+Added on top of moto (each section below names the AWS documentation):
+  1. EC2 RunInstances ClientToken idempotency ("Ensuring idempotency"):
+     same token + same parameters -> the original reservation, nothing is
+     launched; same token + other parameters -> IdempotentParameterMismatch.
+  2. EC2 instance lifecycle: instances are `pending` for --pending-seconds,
+     then `running` (also after StartInstances).
+  3. Every instance gets a unique loopback PrivateIpAddress (127.x.y.z, never
+     127.0.0.1) and, once running, a stand-in HTTP app bound to
+     (that address, AMI tag `greenlight:app-port`, default 8080) whose
+     behaviour comes from the AMI tag `greenlight:app-behaviour`
+     (healthy | unhealthy | smoke-fails; absent -> no app). Stopped or
+     terminated instances lose their app.
+  4. ELBv2 target health computed by real HTTP health checks ("Health checks
+     for your target groups"): initial -> healthy/unhealthy by thresholds,
+     unused (Target.NotInUse / Target.InvalidState), draining for
+     deregistration_delay.timeout_seconds, then gone.
+  5. EventBridge -> SQS delivers the full event envelope (moto drops
+     `account`, and builds the JSON by string substitution).
+  6. Thread safety: moto backends are plain dicts; all requests except SQS
+     (which has its own locking and long polling) are serialised with one
+     lock that the background threads share.
+
+Contract with the Rust test harness:
+  python greenlight_emulator.py --host 127.0.0.1 --port 0
+  -> prints exactly one line `READY http://127.0.0.1:<port>` on stdout,
+     logs on stderr, exits when stdin reaches EOF or on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import http.server
+import io
+import json
+import logging
+import os
+import random
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+# Dummy credentials / region, set before moto/boto are imported.
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+from werkzeug.serving import make_server  # noqa: E402
+
+from moto.core.responses import ActionResult  # noqa: E402
+from moto.ec2.exceptions import EC2ClientError  # noqa: E402
+from moto.ec2.models.instances import Instance, InstanceState  # noqa: E402
+from moto.ec2.responses._base_response import EC2BaseResponse  # noqa: E402
+from moto.ec2.responses.instances import InstanceResponse  # noqa: E402
+from moto.elbv2.exceptions import InvalidTargetError, TargetNotRunning  # noqa: E402
+from moto.elbv2.models import (  # noqa: E402
+    ELBv2Backend,
+    FakeHealthStatus,
+    FakeTargetGroup,
+    elbv2_backends,
+)
+from moto.events.utils import EventTemplateParser  # noqa: E402
+from moto.server import DomainDispatcherApplication, create_backend_app  # noqa: E402
+from moto.moto_server.werkzeug_app import MotoRequestHandler  # noqa: E402
+
+log = logging.getLogger("greenlight-emulator")
+
+
+# ---------------------------------------------------------------------------
+# Configuration (filled from the command line in main())
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Config:
+    pending_seconds: float = 1.0
+    time_scale: float = 0.1
+    tick_seconds: float = 0.02
+    default_app_port: int = 8080
+
+
+CFG = Config()
+
+# One lock for moto's state. Held by every (non-SQS) API request and by the
+# background threads whenever they read or change moto models.
+STATE_LOCK = threading.RLock()
+
+APP_PORT_TAG = "greenlight:app-port"
+APP_BEHAVIOUR_TAG = "greenlight:app-behaviour"
+VERSION_TAG = "greenlight:version"
+
+
+# ---------------------------------------------------------------------------
+# 3a. Loopback addresses
+#
+# Linux routes all of 127.0.0.0/8 to `lo`, so each instance can have its own
+# address and its app can listen on the same port as every other instance.
+# To keep several emulator processes (parallel `cargo test` binaries) from
+# handing out the same address, an address is claimed by binding a socket to
+# (address, CLAIM_PORT) for as long as the instance lives; bind() fails with
+# EADDRINUSE in any other process that tries the same address.
+# ---------------------------------------------------------------------------
+
+CLAIM_PORT = 65535  # outside Linux's ephemeral range; never used by apps
+
+
+class LoopbackAllocator:
+    """Hands out 127.<B>.<C>.<D> addresses, B chosen at random per process."""
+
+    PER_BLOCK = 256 * 253  # C in 0..255, D in 2..254
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._first_block = random.randint(64, 250)
+        self._n = 0
+        self._claims: dict[str, socket.socket] = {}
+
+    def _next_candidate(self) -> str:
+        n, self._n = self._n, self._n + 1
+        block = 64 + (self._first_block - 64 + n // self.PER_BLOCK) % 187  # 64..250
+        third, fourth = divmod(n % self.PER_BLOCK, 253)
+        return f"127.{block}.{third}.{fourth + 2}"
+
+    def allocate(self) -> str:
+        with self._lock:
+            for _ in range(100_000):
+                ip = self._next_candidate()
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                try:
+                    sock.bind((ip, CLAIM_PORT))  # no SO_REUSEADDR: exclusive claim
+                except OSError:
+                    sock.close()  # claimed by another emulator process
+                    continue
+                self._claims[ip] = sock
+                return ip
+        raise RuntimeError("no free loopback address")
+
+    def release(self, ip: str | None) -> None:
+        with self._lock:
+            sock = self._claims.pop(ip or "", None)
+        if sock is not None:
+            sock.close()
+
+
+LOOPBACK = LoopbackAllocator()
+
+
+# ---------------------------------------------------------------------------
+# 3b. Stand-in applications (one per running instance whose AMI says so)
+# ---------------------------------------------------------------------------
+
+
+def _make_handler(behaviour: str, version: str):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        server_version = "greenlight-standin/1"
+        timeout = 5  # a silent client cannot pin a thread forever
+
+        def _respond(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if behaviour == "healthy":
+                status, body = 200, f"ok version={version}"
+            elif behaviour == "unhealthy":
+                status, body = 503, "unavailable"
+            elif behaviour == "smoke-fails":
+                status, body = (200, "ok") if path == "/health" else (500, "internal error")
+            else:
+                status, body = 500, f"unknown behaviour {behaviour!r}"
+            data = body.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _respond
+
+        def log_message(self, fmt: str, *args: Any) -> None:
+            log.debug("app %s: " + fmt, self.server.server_address, *args)
+
+    return Handler
+
+
+class StandInServer(http.server.ThreadingHTTPServer):
+    allow_reuse_address = True  # SO_REUSEADDR
+    daemon_threads = True
+
+
+class StandInApp:
+    def __init__(self, instance_id: str, ip: str, port: int, behaviour: str, version: str):
+        self.instance_id = instance_id
+        self.address = (ip, port)
+        self.server = StandInServer(self.address, _make_handler(behaviour, version))
+        self.thread = threading.Thread(
+            target=self.server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"app-{instance_id}",
+            daemon=True,
+        )
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=2)
+
+
+APPS: dict[str, StandInApp] = {}
+
+
+def _ami_tags(instance: Instance) -> dict[str, str]:
+    return dict(instance.ec2_backend.tags.get(instance.image_id, {}))
+
+
+def start_app(instance: Instance) -> None:
+    if instance.id in APPS:
+        return
+    tags = _ami_tags(instance)
+    behaviour = tags.get(APP_BEHAVIOUR_TAG)
+    if not behaviour:
+        return  # no app: connections are refused
+    port = int(tags.get(APP_PORT_TAG) or CFG.default_app_port)
+    ip = instance.private_ip_address
+    try:
+        APPS[instance.id] = StandInApp(
+            instance.id, ip, port, behaviour, tags.get(VERSION_TAG, "")
+        )
+        log.info("app for %s on %s:%s (%s)", instance.id, ip, port, behaviour)
+    except OSError as exc:
+        log.error("cannot start app for %s on %s:%s: %s", instance.id, ip, port, exc)
+
+
+def stop_app(instance_id: str) -> None:
+    app = APPS.pop(instance_id, None)
+    if app is not None:
+        app.stop()
+        log.info("app for %s stopped", instance_id)
+
+
+# ---------------------------------------------------------------------------
+# 2. + 3. EC2 instance lifecycle
+#
+# AWS: "When you launch an instance, it enters the pending state ... After the
+# instance is ready for you, it enters the running state" (Instance state
+# changes / lifecycle). Same when starting a stopped instance.
+# ---------------------------------------------------------------------------
+
+PENDING: dict[str, tuple[Instance, float]] = {}  # id -> (instance, running at)
+
+
+def _make_pending(instance: Instance) -> None:
+    instance._state = InstanceState("pending", 0)
+    PENDING[instance.id] = (instance, time.monotonic() + CFG.pending_seconds)
+
+
+def promote_pending_instances(now: float) -> None:
+    """Called by the ticker with STATE_LOCK held."""
+    for instance_id, (instance, due) in list(PENDING.items()):
+        if now < due:
+            continue
+        del PENDING[instance_id]
+        if instance.state != "pending":
+            continue  # stopped/terminated meanwhile
+        instance._state = InstanceState("running", 16)
+        log.info("%s is running (%s)", instance.id, instance.private_ip_address)
+        start_app(instance)
+
+
+def _set_loopback_address(instance: Instance) -> None:
+    ip = LOOPBACK.allocate()
+    nic = instance.nics.get(0)
+    if nic is None:
+        return
+    old = nic.private_ip_address
+    nic.private_ip_address = ip
+    for entry in nic.private_ip_addresses:
+        if entry.get("PrivateIpAddress") == old or entry.get("Primary"):
+            entry["PrivateIpAddress"] = ip
+            entry["Primary"] = True
+            break
+    if getattr(nic, "private_dns_name", None):
+        nic.private_dns_name = "ip-" + ip.replace(".", "-") + ".ec2.internal"
+    instance._greenlight_loopback = ip
+
+
+_orig_instance_init = Instance.__init__
+_orig_instance_start = Instance.start
+_orig_instance_stop = Instance.stop
+_orig_instance_terminate = Instance.terminate
+
+
+def _instance_init(self: Instance, *args: Any, **kwargs: Any) -> None:
+    _orig_instance_init(self, *args, **kwargs)
+    _set_loopback_address(self)
+    _make_pending(self)
+
+
+def _instance_start(self: Instance) -> InstanceState:
+    previous = _orig_instance_start(self)
+    if previous.name != "running":
+        _make_pending(self)
+    return previous
+
+
+def _instance_stop(self: Instance) -> InstanceState:
+    previous = _orig_instance_stop(self)
+    PENDING.pop(self.id, None)
+    stop_app(self.id)
+    return previous
+
+
+def _instance_terminate(self: Instance) -> InstanceState:
+    previous = _orig_instance_terminate(self)
+    PENDING.pop(self.id, None)
+    stop_app(self.id)
+    LOOPBACK.release(getattr(self, "_greenlight_loopback", None))
+    return previous
+
+
+Instance.__init__ = _instance_init
+Instance.start = _instance_start
+Instance.stop = _instance_stop
+Instance.terminate = _instance_terminate
+
+# moto forces State=pending into every RunInstances response; the state is
+# now real (and a replayed idempotent request must show the current state:
+# "The only information that might vary in the response is the state").
+EC2BaseResponse.RESPONSE_KEY_PATH_TO_TRANSFORMER.pop(
+    "RunInstances.Reservation.Instances.Instance.State", None
+)
+
+
+# ---------------------------------------------------------------------------
+# 1. RunInstances ClientToken idempotency (EC2 "Ensuring idempotency")
+#
+# "If you repeat the request with the same client token, the same response is
+# returned ... If you repeat the request with the same client token, but
+# change another request parameter, Amazon EC2 returns an
+# IdempotentParameterMismatch error." Tokens are scoped to account + region.
+# ---------------------------------------------------------------------------
+
+# (account, region, token) -> (parameter fingerprint, reservation)
+CLIENT_TOKENS: dict[tuple[str, str, str], tuple[str, Any]] = {}
+_IGNORED_PARAMS = {"ClientToken", "Action", "Version"}
+
+_orig_run_instances = InstanceResponse.run_instances
+
+
+def _run_instances(self: InstanceResponse) -> Any:
+    token = self._get_param("ClientToken")
+    if not token:
+        result = _orig_run_instances(self)
+        for instance in result.result.instances:
+            instance.client_token = None  # moto fills in "ABCDE"
+        return result
+    fingerprint = json.dumps(
+        sorted((k, v) for k, v in self.querystring.items() if k not in _IGNORED_PARAMS)
+    )
+    key = (self.current_account, self.region, token)
+    with STATE_LOCK:
+        known = CLIENT_TOKENS.get(key)
+        if known is not None:
+            if known[0] != fingerprint:
+                raise EC2ClientError(
+                    "IdempotentParameterMismatch",
+                    "Arguments on this idempotent request are inconsistent with "
+                    "arguments used in previous request(s).",
+                )
+            log.info("RunInstances replay for ClientToken %s", token)
+            return ActionResult(known[1])
+        result = _orig_run_instances(self)
+        CLIENT_TOKENS[key] = (fingerprint, result.result)
+        return result
+
+
+InstanceResponse.run_instances = _run_instances
+
+
+# ---------------------------------------------------------------------------
+# 4. ELBv2 target health (ELB "Health checks for your target groups",
+#    "Target health status", "Deregistration delay")
+# ---------------------------------------------------------------------------
+
+REASON_TEXT = {
+    "Elb.RegistrationInProgress": "Target registration is in progress",
+    "Target.NotInUse": "Target group is not configured to receive traffic from the load balancer",
+    "Target.DeregistrationInProgress": "Target deregistration is in progress",
+    "Target.NotRegistered": "Target is not registered to the target group",
+    "Target.Timeout": "Request timed out",
+    "Target.FailedHealthChecks": "Health checks failed",
+    "Target.HealthCheckDisabled": "Health checks are disabled",
+}
+
+
+@dataclass
+class TargetHealth:
+    """Health-check state of one registered target (reset = back to initial)."""
+
+    state: str = "initial"
+    reason: str | None = "Elb.RegistrationInProgress"
+    description: str | None = REASON_TEXT["Elb.RegistrationInProgress"]
+    successes: int = 0
+    failures: int = 0
+    next_check: float = 0.0
+    in_flight: bool = False
+
+
+@dataclass
+class GroupExtra:
+    health: dict[str, TargetHealth] = field(default_factory=dict)
+    # id -> (target dict, monotonic deadline)
+    draining: dict[str, tuple[dict[str, Any], float]] = field(default_factory=dict)
+
+
+def _extra(tg: FakeTargetGroup) -> GroupExtra:
+    extra = getattr(tg, "_greenlight", None)
+    if extra is None:
+        extra = tg._greenlight = GroupExtra()
+    return extra
+
+
+def _action_target_groups(action: Any) -> set[str]:
+    data = getattr(action, "data", action) or {}
+    arns = set()
+    if data.get("TargetGroupArn"):
+        arns.add(data["TargetGroupArn"])
+    for entry in (data.get("ForwardConfig") or {}).get("TargetGroups", []) or []:
+        if entry.get("TargetGroupArn"):
+            arns.add(entry["TargetGroupArn"])  # weight 0 included
+    return arns
+
+
+def target_groups_in_use(backend: ELBv2Backend) -> set[str]:
+    """ARNs referenced by any listener default action or rule action."""
+    arns: set[str] = set()
+    for lb in list(backend.load_balancers.values()):
+        for listener in list(lb.listeners.values()):
+            for action in listener.default_actions or []:
+                arns |= _action_target_groups(action)
+            for rule in list(listener.rules.values()):
+                for action in rule.actions or []:
+                    arns |= _action_target_groups(action)
+    return arns
+
+
+def _backend_of(tg: FakeTargetGroup) -> ELBv2Backend:
+    return elbv2_backends[tg.account_id][tg.region_name]
+
+
+def _deregistration_delay(tg: FakeTargetGroup) -> float:
+    return float(tg.attributes.get("deregistration_delay.timeout_seconds", 300))
+
+
+def _health_port(tg: FakeTargetGroup, target: dict[str, Any]) -> str:
+    if tg.health_check_port in (None, "traffic-port"):
+        return str(target.get("Port") or tg.port)
+    return str(tg.health_check_port)
+
+
+def _status(tg, target, state, reason=None, description=None) -> FakeHealthStatus:
+    if reason and description is None:
+        description = REASON_TEXT.get(reason)
+    return FakeHealthStatus(
+        target["Id"], target.get("Port") or tg.port, _health_port(tg, target),
+        state, reason, description,
+    )
+
+
+def _health_for(self: FakeTargetGroup, target: dict[str, Any], ec2_backend: Any) -> FakeHealthStatus:
+    extra = _extra(self)
+    registered = self.targets.get(target["Id"])
+    if registered is None:
+        draining = extra.draining.get(target["Id"])
+        if draining and draining[1] > time.monotonic():
+            return _status(self, draining[0], "draining", "Target.DeregistrationInProgress")
+        return _status(self, target, "unused", "Target.NotRegistered")
+    if registered["Id"].startswith("i-"):
+        instance = ec2_backend.get_instance_by_id(registered["Id"])
+        if instance is not None and instance.state in ("stopping", "stopped"):
+            return _status(self, registered, "unused", "Target.InvalidState",
+                           "Target is in the stopped state")
+        if instance is not None and instance.state in ("shutting-down", "terminated"):
+            return _status(self, registered, "unused", "Target.InvalidState",
+                           "Target is in the terminated state")
+    if self.arn not in target_groups_in_use(_backend_of(self)):
+        return _status(self, registered, "unused", "Target.NotInUse")
+    if not self.health_check_enabled:
+        return _status(self, registered, "unavailable", "Target.HealthCheckDisabled")
+    h = extra.health.get(registered["Id"]) or TargetHealth()
+    return _status(self, registered, h.state, h.reason, h.description)
+
+
+def _register(self: FakeTargetGroup, targets: list[dict[str, Any]]) -> None:
+    extra = _extra(self)
+    for target in targets:
+        tid = target["Id"]
+        instance = self.ec2_backend.get_instance_by_id(tid)
+        # AWS accepts pending instances (Auto Scaling registers them at launch).
+        if instance is not None and instance.state not in ("pending", "running"):
+            raise TargetNotRunning(instance_id=tid)
+        port = int(target.get("Port") or self.port)
+        previous = self.targets.get(tid)
+        self.targets[tid] = {"Id": tid, "Port": port}
+        self.deregistered_targets.pop(tid, None)
+        self.terminated_targets.pop(tid, None)
+        if previous is None or int(previous["Port"]) != port:
+            extra.draining.pop(tid, None)  # re-registering a draining target
+            extra.health.pop(tid, None)  # -> initial
+
+
+def _deregister(self: FakeTargetGroup, targets: list[dict[str, Any]]) -> None:
+    extra = _extra(self)
+    for target in targets:
+        tid = target["Id"]
+        registered = self.targets.pop(tid, None)
+        if registered is None:
+            if tid in extra.draining:
+                continue  # already draining
+            raise InvalidTargetError()
+        self.deregistered_targets[tid] = registered
+        extra.health.pop(tid, None)
+        delay = _deregistration_delay(self)
+        if delay > 0:
+            extra.draining[tid] = (registered, time.monotonic() + delay)
+
+
+def _deregister_terminated_instances(self: FakeTargetGroup, instance_ids: list[str]) -> None:
+    # AWS keeps terminated instances registered and reports them as
+    # unused / Target.InvalidState ("Target is in the terminated state").
+    return None
+
+
+def _describe_target_health(self: ELBv2Backend, target_group_arn: str, targets: list[dict[str, Any]]):
+    tg = self.target_groups.get(target_group_arn)
+    if tg is None:
+        from moto.elbv2.exceptions import TargetGroupNotFoundError
+
+        raise TargetGroupNotFoundError()
+    if not targets:
+        now = time.monotonic()
+        targets = list(tg.targets.values()) + [
+            t for t, deadline in _extra(tg).draining.values() if deadline > now
+        ]
+    return [tg.health_for(t, self.ec2_backend) for t in targets]
+
+
+FakeTargetGroup.health_for = _health_for
+FakeTargetGroup.register = _register
+FakeTargetGroup.deregister = _deregister
+FakeTargetGroup.deregister_terminated_instances = _deregister_terminated_instances
+ELBv2Backend.describe_target_health = _describe_target_health
+
+
+# --- the health checker ----------------------------------------------------
+
+
+def _parse_matcher(tg: FakeTargetGroup) -> list[tuple[int, int]]:
+    spec = str((getattr(tg, "matcher", None) or {}).get("HttpCode") or "200")
+    ranges = []
+    for part in spec.split(","):
+        part = part.strip()
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            ranges.append((int(lo), int(hi)))
+        elif part:
+            ranges.append((int(part), int(part)))
+    return ranges or [(200, 200)]
+
+
+@dataclass
+class CheckJob:
+    tg: FakeTargetGroup
+    target_id: str
+    record: TargetHealth
+    host: str
+    port: int
+    path: str
+    timeout: float
+    matcher: list[tuple[int, int]]
+    healthy_threshold: int
+    unhealthy_threshold: int
+
+
+def _http_check(job: CheckJob) -> tuple[bool, str | None, str | None]:
+    """One health check: (success, failure reason, failure description)."""
+    conn = http.client.HTTPConnection(job.host, job.port, timeout=job.timeout)
+    try:
+        conn.request("GET", job.path, headers={"User-Agent": "ELB-HealthChecker/2.0"})
+        resp = conn.getresponse()
+        resp.read()
+        if any(lo <= resp.status <= hi for lo, hi in job.matcher):
+            return True, None, None
+        return (False, "Target.ResponseCodeMismatch",
+                f"Health checks failed with these codes: [{resp.status}]")
+    except (socket.timeout, TimeoutError):
+        return False, "Target.Timeout", REASON_TEXT["Target.Timeout"]
+    except OSError:
+        return False, "Target.FailedHealthChecks", REASON_TEXT["Target.FailedHealthChecks"]
+    except http.client.HTTPException:
+        return False, "Target.FailedHealthChecks", REASON_TEXT["Target.FailedHealthChecks"]
+    finally:
+        conn.close()
+
+
+def _run_check(job: CheckJob) -> None:
+    try:
+        ok, reason, description = _http_check(job)
+    except Exception:  # never let a check kill the pool
+        log.exception("health check crashed")
+        ok, reason, description = False, "Target.FailedHealthChecks", None
+    with STATE_LOCK:
+        rec = job.record
+        rec.in_flight = False
+        if _extra(job.tg).health.get(job.target_id) is not rec:
+            return  # reset meanwhile (deregistered, unused, instance stopped)
+        if ok:
+            rec.successes += 1
+            rec.failures = 0
+            if rec.state != "healthy" and rec.successes >= job.healthy_threshold:
+                rec.state, rec.reason, rec.description = "healthy", None, None
+                log.info("%s in %s -> healthy", job.target_id, job.tg.name)
+        else:
+            rec.failures += 1
+            rec.successes = 0
+            if rec.state == "unhealthy" or rec.failures >= job.unhealthy_threshold:
+                if rec.state != "unhealthy":
+                    log.info("%s in %s -> unhealthy (%s)", job.target_id, job.tg.name, description)
+                rec.state, rec.reason, rec.description = "unhealthy", reason, description
+
+
+def collect_health_checks(now: float) -> list[CheckJob]:
+    """Called by the ticker with STATE_LOCK held: due checks + bookkeeping."""
+    jobs: list[CheckJob] = []
+    for account_backends in list(elbv2_backends.values()):
+        for backend in list(account_backends.values()):
+            in_use = target_groups_in_use(backend)
+            for tg in list(backend.target_groups.values()):
+                extra = _extra(tg)
+                for tid, (_, deadline) in list(extra.draining.items()):
+                    if deadline <= now:
+                        del extra.draining[tid]  # deregistration complete
+                if tg.arn not in in_use or not tg.health_check_enabled:
+                    extra.health.clear()  # not checked; restart from initial later
+                    continue
+                for tid, target in list(tg.targets.items()):
+                    instance = backend.ec2_backend.get_instance_by_id(tid) if tid.startswith("i-") else None
+                    if instance is None or instance.state != "running":
+                        extra.health.pop(tid, None)
+                        continue
+                    rec = extra.health.setdefault(tid, TargetHealth())
+                    if rec.in_flight or now < rec.next_check:
+                        continue
+                    interval = float(tg.health_check_interval_seconds) * CFG.time_scale
+                    rec.next_check = now + interval
+                    rec.in_flight = True
+                    jobs.append(CheckJob(
+                        tg=tg, target_id=tid, record=rec,
+                        host=instance.private_ip_address,
+                        port=int(_health_port(tg, target)),
+                        path=tg.health_check_path or "/",
+                        timeout=max(0.05, float(tg.health_check_timeout_seconds) * CFG.time_scale),
+                        matcher=_parse_matcher(tg),
+                        healthy_threshold=int(tg.healthy_threshold_count),
+                        unhealthy_threshold=int(tg.unhealthy_threshold_count),
+                    ))
+    return jobs
+
+
+# ---------------------------------------------------------------------------
+# 5. EventBridge -> SQS: the full event envelope
+#
+# AWS (EventBridge "Amazon EventBridge events"): a target without Input /
+# InputPath / InputTransformer receives the whole event: version, id,
+# detail-type, source, account, time, region, resources, detail. moto's
+# default template omits `account`.
+# ---------------------------------------------------------------------------
+
+_EVENT_FIELDS = ("version", "id", "detail-type", "source", "account", "time",
+                 "region", "resources", "detail")
+_orig_template_parse = EventTemplateParser.parse
+
+
+def _template_parse(input_template, input_paths_map, event):
+    if not input_template and not input_paths_map:
+        return {k: event[k] for k in _EVENT_FIELDS if k in event}
+    return _orig_template_parse(input_template, input_paths_map, event)
+
+
+EventTemplateParser.parse = staticmethod(_template_parse)
+
+
+# ---------------------------------------------------------------------------
+# Background ticker: pending -> running, health-check scheduling
+# ---------------------------------------------------------------------------
+
+
+class Ticker(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="ticker", daemon=True)
+        self.stop_event = threading.Event()
+        self.pool = ThreadPoolExecutor(max_workers=32, thread_name_prefix="healthcheck")
+
+    def run(self) -> None:
+        while not self.stop_event.wait(CFG.tick_seconds):
+            try:
+                now = time.monotonic()
+                with STATE_LOCK:
+                    promote_pending_instances(now)
+                    jobs = collect_health_checks(now)
+                for job in jobs:
+                    self.pool.submit(_run_check, job)
+            except Exception:
+                log.exception("ticker iteration failed")
+
+
+# ---------------------------------------------------------------------------
+# 6. Serialised request handling
+# ---------------------------------------------------------------------------
+
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
+
+
+def _is_sqs_receive(environ: dict[str, Any]) -> bool:
+    """ReceiveMessage may long-poll (WaitTimeSeconds) and must not hold the lock."""
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:  # JSON protocol (current SDKs)
+        return target.endswith(".ReceiveMessage")
+    if "Action=ReceiveMessage" in environ.get("QUERY_STRING", ""):
+        return True
+    # Legacy query protocol: the action is in the form body; peek at it.
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return b"Action=ReceiveMessage" in body
+
+
+def locked_app(app):
+    """Serialise requests on STATE_LOCK, except SQS ReceiveMessage (SQS queues
+    have their own condition variable, which long polling waits on)."""
+
+    def wsgi(environ, start_response):
+        match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if match and match.group(1) == "sqs" and _is_sqs_receive(environ):
+            return app(environ, start_response)
+        with STATE_LOCK:
+            return app(environ, start_response)
+
+    return wsgi
+
+
+# ---------------------------------------------------------------------------
+# Process lifecycle
+# ---------------------------------------------------------------------------
+
+
+def shutdown(code: int = 0) -> None:
+    """Stop the stand-in apps (best effort) and end the process at once."""
+    try:
+        if STATE_LOCK.acquire(timeout=2):
+            for instance_id in list(APPS):
+                stop_app(instance_id)
+    finally:
+        logging.shutdown()
+        os._exit(code)  # also ends the moto server and all worker threads
+
+
+def watch_stdin() -> None:
+    """Exit when stdin reaches EOF (the parent died or closed the pipe)."""
+    try:
+        while True:
+            chunk = os.read(sys.stdin.fileno(), 4096)
+            if not chunk:
+                break
+    except OSError:
+        pass
+    log.info("stdin closed, exiting")
+    shutdown(0)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="greenlight local AWS emulator (moto + extras)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=0, help="port to bind; 0 = pick a free port")
+    p.add_argument("--pending-seconds", type=float, default=1.0,
+                   help="how long new/started instances stay pending (default 1.0)")
+    p.add_argument("--time-scale", type=float, default=0.1,
+                   help="factor applied to health-check interval and timeout (default 0.1)")
+    p.add_argument("--default-app-port", type=int, default=8080,
+                   help="app port when the AMI has no greenlight:app-port tag (default 8080)")
+    p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
+    p.add_argument("--no-stdin-watch", action="store_true",
+                   help="do not exit on stdin EOF (for running by hand)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, args.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    CFG.pending_seconds = args.pending_seconds
+    CFG.time_scale = args.time_scale
+    CFG.default_app_port = args.default_app_port
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: shutdown(0))
+
+    app = DomainDispatcherApplication(create_backend_app)
+    server = make_server(
+        args.host, args.port, locked_app(app), threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+    threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
+    Ticker().start()
+    if not args.no_stdin_watch:
+        threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
+
+    host = args.host if args.host not in ("0.0.0.0", "") else "127.0.0.1"
+    sys.stdout.write(f"READY http://{host}:{server.server_port}\n")
+    sys.stdout.flush()
+    log.info("listening on http://%s:%s", host, server.server_port)
+
+    # The main thread only waits, so that signal handlers run promptly.
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()

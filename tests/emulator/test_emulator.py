@@ -1,0 +1,631 @@
+"""Self-test of greenlight_emulator.py.
+
+Run from the repository root:
+    .venv/bin/python -m unittest discover -s tests/emulator -p 'test_*.py'
+
+The emulator is started exactly as the Rust harness does it
+(`<python> tests/emulator/greenlight_emulator.py --host 127.0.0.1 --port 0`,
+stdin/stdout pipes, stderr to a log file) and every behaviour that the
+emulator adds to moto -- plus the moto behaviour greenlight relies on -- is
+checked through boto3.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+import uuid
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+EMULATOR = os.path.join(HERE, "greenlight_emulator.py")
+PENDING_SECONDS = 1.0  # the emulator's default, which the Rust side uses
+
+
+def start_emulator(*extra: str) -> tuple[subprocess.Popen, str, str]:
+    log = tempfile.NamedTemporaryFile(prefix="greenlight-emulator-", suffix=".log", delete=False)
+    proc = subprocess.Popen(
+        [sys.executable, EMULATOR, "--host", "127.0.0.1", "--port", "0", *extra],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=log,
+    )
+    log.close()
+    line = proc.stdout.readline().decode()
+    m = re.fullmatch(r"READY (http://127\.0\.0\.1:(\d+))\n", line)
+    if not m:
+        proc.kill()
+        raise AssertionError(f"bad READY line {line!r}; log: {open(log.name).read()[-3000:]}")
+    return proc, m.group(1), log.name
+
+
+def stop_emulator(proc: subprocess.Popen) -> None:
+    if not proc.stdin.closed:
+        proc.stdin.close()  # EOF on stdin: the emulator exits by itself
+    if proc.poll() is None:
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    proc.stdout.close()
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}; last value: {last!r}")
+
+
+def http_get(url: str, timeout: float = 2.0) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def refused(ip: str, port: int) -> bool:
+    try:
+        http_get(f"http://{ip}:{port}/", timeout=1)
+    except (ConnectionRefusedError, urllib.error.URLError) as err:
+        reason = getattr(err, "reason", err)
+        return isinstance(reason, ConnectionRefusedError)
+    return False
+
+
+# One emulator for all EmulatorTestCase classes, as the Rust tests share one.
+EMULATOR_PROC: subprocess.Popen | None = None
+EMULATOR_URL = ""
+EMULATOR_LOG = ""
+
+
+def setUpModule() -> None:
+    global EMULATOR_PROC, EMULATOR_URL, EMULATOR_LOG
+    EMULATOR_PROC, EMULATOR_URL, EMULATOR_LOG = start_emulator()
+
+
+def tearDownModule() -> None:
+    if EMULATOR_PROC is not None:
+        stop_emulator(EMULATOR_PROC)
+        if os.environ.get("KEEP_EMULATOR_LOG"):
+            print(f"emulator log: {EMULATOR_LOG}", file=sys.stderr)
+        else:
+            os.unlink(EMULATOR_LOG)
+
+
+class EmulatorTestCase(unittest.TestCase):
+    @property
+    def url(self) -> str:
+        return EMULATOR_URL
+
+    def client(self, service: str):
+        return boto3.client(
+            service,
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(retries={"max_attempts": 1}),
+        )
+
+    def setUp(self) -> None:
+        self.ec2 = self.client("ec2")
+        self.elb = self.client("elbv2")
+        self.suffix = uuid.uuid4().hex[:8]
+
+    # --- helpers --------------------------------------------------------------
+
+    def image(self, behaviour: str | None = None, version: str = "v1", port: int | None = None) -> str:
+        image_id = self.ec2.register_image(Name=f"img-{uuid.uuid4().hex[:10]}")["ImageId"]
+        tags = [{"Key": "greenlight:version", "Value": version}]
+        if behaviour:
+            tags.append({"Key": "greenlight:app-behaviour", "Value": behaviour})
+        if port:
+            tags.append({"Key": "greenlight:app-port", "Value": str(port)})
+        self.ec2.create_tags(Resources=[image_id], Tags=tags)
+        return image_id
+
+    def network(self) -> tuple[str, list[str]]:
+        vpc = self.ec2.create_vpc(CidrBlock="10.1.0.0/16")["Vpc"]["VpcId"]
+        subnets = [
+            self.ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.1.{i}.0/24", AvailabilityZone=f"us-east-1{az}")[
+                "Subnet"
+            ]["SubnetId"]
+            for i, az in ((1, "a"), (2, "b"))
+        ]
+        return vpc, subnets
+
+    def launch(self, image_id: str, subnet: str, count: int = 1, **kw) -> list[dict]:
+        return self.ec2.run_instances(
+            ImageId=image_id, MinCount=count, MaxCount=count, SubnetId=subnet, **kw
+        )["Instances"]
+
+    def describe(self, instance_ids: list[str]) -> dict[str, dict]:
+        res = self.ec2.describe_instances(InstanceIds=instance_ids)["Reservations"]
+        return {i["InstanceId"]: i for r in res for i in r["Instances"]}
+
+    def wait_running(self, instance_ids: list[str]) -> dict[str, dict]:
+        return wait_until(
+            lambda: (d := self.describe(instance_ids))
+            and all(i["State"]["Name"] == "running" for i in d.values())
+            and d,
+            timeout=PENDING_SECONDS + 5,
+            what="instances running",
+        )
+
+    def target_group(self, vpc: str, **kw) -> str:
+        params = dict(
+            Name=f"tg-{uuid.uuid4().hex[:12]}",
+            Protocol="HTTP",
+            Port=8080,
+            VpcId=vpc,
+            HealthCheckPath="/health",
+            HealthCheckIntervalSeconds=5,
+            HealthCheckTimeoutSeconds=2,
+            HealthyThresholdCount=2,
+            UnhealthyThresholdCount=2,
+        )
+        params.update(kw)
+        return self.elb.create_target_group(**params)["TargetGroups"][0]["TargetGroupArn"]
+
+    def load_balancer(self, subnets: list[str]) -> str:
+        return self.elb.create_load_balancer(Name=f"lb-{uuid.uuid4().hex[:12]}", Subnets=subnets)[
+            "LoadBalancers"
+        ][0]["LoadBalancerArn"]
+
+    def listener(self, lb: str, tg: str) -> str:
+        return self.elb.create_listener(
+            LoadBalancerArn=lb, Protocol="HTTP", Port=80,
+            DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}],
+        )["Listeners"][0]["ListenerArn"]
+
+    def health(self, tg: str, targets: list[dict] | None = None) -> dict[str, tuple]:
+        kw = {"Targets": targets} if targets else {}
+        out = self.elb.describe_target_health(TargetGroupArn=tg, **kw)["TargetHealthDescriptions"]
+        return {
+            d["Target"]["Id"]: (
+                d["TargetHealth"]["State"],
+                d["TargetHealth"].get("Reason"),
+                d["TargetHealth"].get("Description"),
+            )
+            for d in out
+        }
+
+    def wait_state(self, tg: str, instance_id: str, state: str, timeout: float = 8.0) -> tuple:
+        return wait_until(
+            lambda: (h := self.health(tg).get(instance_id)) and h[0] == state and h,
+            timeout=timeout,
+            what=f"{instance_id} {state} in {tg}",
+        )
+
+
+# ---------------------------------------------------------------------------
+
+
+class ProcessContractTest(unittest.TestCase):
+    """READY line, exit on stdin EOF, exit on SIGTERM; apps die with it."""
+
+    def _launch_app(self, url: str) -> str:
+        ec2 = boto3.client("ec2", endpoint_url=url, region_name="us-east-1",
+                           aws_access_key_id="test", aws_secret_access_key="test")
+        image_id = ec2.register_image(Name="contract")["ImageId"]
+        ec2.create_tags(Resources=[image_id], Tags=[{"Key": "greenlight:app-behaviour", "Value": "healthy"}])
+        iid = ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+        ip = wait_until(
+            lambda: (i := ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0])
+            and i["State"]["Name"] == "running" and i["PrivateIpAddress"],
+            timeout=5, what="running",
+        )
+        self.assertEqual(http_get(f"http://{ip}:8080/")[0], 200)
+        return ip
+
+    def test_exit_on_stdin_eof(self):
+        proc, url, log = start_emulator()
+        try:
+            ip = self._launch_app(url)
+            proc.stdin.close()
+            self.assertEqual(proc.wait(timeout=5), 0)
+            self.assertTrue(refused(ip, 8080))
+            self.assertTrue(refused("127.0.0.1", int(url.rsplit(":", 1)[1])))
+        finally:
+            stop_emulator(proc)
+            os.unlink(log)
+
+    def test_exit_on_sigterm(self):
+        proc, url, log = start_emulator()
+        try:
+            ip = self._launch_app(url)
+            proc.send_signal(signal.SIGTERM)
+            self.assertEqual(proc.wait(timeout=5), 0)
+            self.assertTrue(refused(ip, 8080))
+        finally:
+            stop_emulator(proc)
+            os.unlink(log)
+
+
+class Ec2Test(EmulatorTestCase):
+    def test_client_token_idempotency(self):
+        _, (subnet, _) = self.network()
+        image_id = self.image()
+        token = f"deploy-{self.suffix}"
+        first = self.ec2.run_instances(ImageId=image_id, MinCount=2, MaxCount=2, SubnetId=subnet, ClientToken=token)
+        ids = sorted(i["InstanceId"] for i in first["Instances"])
+        count_before = len(self.ec2.describe_instances()["Reservations"])
+
+        again = self.ec2.run_instances(ImageId=image_id, MinCount=2, MaxCount=2, SubnetId=subnet, ClientToken=token)
+        self.assertEqual(again["ReservationId"], first["ReservationId"])
+        self.assertEqual(sorted(i["InstanceId"] for i in again["Instances"]), ids)
+        self.assertEqual(len(self.ec2.describe_instances()["Reservations"]), count_before)
+        self.assertTrue(all(i["ClientToken"] == token for i in self.describe(ids).values()))
+
+        # Still the original reservation after one of them terminated; only the state varies.
+        self.ec2.terminate_instances(InstanceIds=[ids[0]])
+        replay = self.ec2.run_instances(ImageId=image_id, MinCount=2, MaxCount=2, SubnetId=subnet, ClientToken=token)
+        states = {i["InstanceId"]: i["State"]["Name"] for i in replay["Instances"]}
+        self.assertEqual(sorted(states), ids)
+        self.assertEqual(states[ids[0]], "terminated")
+        self.assertEqual(len(self.ec2.describe_instances()["Reservations"]), count_before)
+
+        # Same token, different parameters.
+        with self.assertRaises(ClientError) as ctx:
+            self.ec2.run_instances(ImageId=image_id, MinCount=1, MaxCount=1, SubnetId=subnet, ClientToken=token)
+        self.assertEqual(ctx.exception.response["Error"]["Code"], "IdempotentParameterMismatch")
+        self.assertEqual(ctx.exception.response["ResponseMetadata"]["HTTPStatusCode"], 400)
+
+        # Another token launches new instances.
+        other = self.launch(image_id, subnet, count=2, ClientToken=f"other-{self.suffix}")
+        self.assertFalse(set(ids) & {i["InstanceId"] for i in other})
+
+    def test_pending_then_running_then_terminated(self):
+        _, (subnet, _) = self.network()
+        started = time.monotonic()
+        inst = self.launch(self.image(), subnet)[0]
+        iid = inst["InstanceId"]
+        self.assertEqual(inst["State"], {"Code": 0, "Name": "pending"})
+        self.assertEqual(self.describe([iid])[iid]["State"]["Name"], "pending")
+        pending_filter = [{"Name": "instance-state-name", "Values": ["pending"]}]
+        found = self.ec2.describe_instances(InstanceIds=[iid], Filters=pending_filter)["Reservations"]
+        self.assertEqual(len(found), 1)
+        self.wait_running([iid])
+        self.assertGreaterEqual(time.monotonic() - started, PENDING_SECONDS * 0.9)
+        self.assertEqual(self.describe([iid])[iid]["State"], {"Code": 16, "Name": "running"})
+        self.ec2.terminate_instances(InstanceIds=[iid])
+        self.assertEqual(self.describe([iid])[iid]["State"]["Name"], "terminated")
+
+    def test_loopback_addresses_and_stand_in_apps(self):
+        _, (subnet, _) = self.network()
+        images = {
+            "healthy": self.image("healthy", version="1.2.3"),
+            "unhealthy": self.image("unhealthy"),
+            "smoke-fails": self.image("smoke-fails"),
+            "none": self.image(None),
+            "port": self.image("healthy", version="9", port=18081),
+        }
+        launched = {name: self.launch(img, subnet)[0] for name, img in images.items()}
+        launched["pair"] = self.launch(images["healthy"], subnet, count=2)
+        ids = [i["InstanceId"] for v in launched.values() for i in (v if isinstance(v, list) else [v])]
+        running = self.wait_running(ids)
+
+        ips = [running[i]["PrivateIpAddress"] for i in ids]
+        self.assertEqual(len(set(ips)), len(ips), "addresses must be unique")
+        for iid, ip in zip(ids, ips):
+            self.assertTrue(ip.startswith("127.") and ip != "127.0.0.1", ip)
+            self.assertEqual(running[iid]["NetworkInterfaces"][0]["PrivateIpAddress"], ip)
+        # RunInstances already reports the address.
+        self.assertEqual(launched["healthy"]["PrivateIpAddress"], running[launched["healthy"]["InstanceId"]]["PrivateIpAddress"])
+
+        def ip(name):
+            return running[launched[name]["InstanceId"]]["PrivateIpAddress"]
+
+        self.assertEqual(http_get(f"http://{ip('healthy')}:8080/anything"), (200, "ok version=1.2.3"))
+        self.assertEqual(http_get(f"http://{ip('unhealthy')}:8080/health"), (503, "unavailable"))
+        self.assertEqual(http_get(f"http://{ip('smoke-fails')}:8080/health"), (200, "ok"))
+        self.assertEqual(http_get(f"http://{ip('smoke-fails')}:8080/"), (500, "internal error"))
+        self.assertTrue(refused(ip("none"), 8080))
+        self.assertEqual(http_get(f"http://{ip('port')}:18081/"), (200, "ok version=9"))
+        self.assertTrue(refused(ip("port"), 8080))
+        for inst in launched["pair"]:
+            self.assertEqual(http_get(f"http://{running[inst['InstanceId']]['PrivateIpAddress']}:8080/")[0], 200)
+
+        # Stop -> no app; start -> pending, then running with the app again.
+        hid = launched["healthy"]["InstanceId"]
+        self.ec2.stop_instances(InstanceIds=[hid])
+        self.assertTrue(refused(ip("healthy"), 8080))
+        self.ec2.start_instances(InstanceIds=[hid])
+        self.assertEqual(self.describe([hid])[hid]["State"]["Name"], "pending")
+        self.wait_running([hid])
+        self.assertEqual(http_get(f"http://{ip('healthy')}:8080/")[0], 200)
+
+        # Terminate -> no app.
+        self.ec2.terminate_instances(InstanceIds=ids)
+        for address in ips:
+            self.assertTrue(refused(address, 8080), address)
+
+    def test_images_and_instance_filters(self):
+        image_id = self.ec2.register_image(Name=f"only-a-name-{self.suffix}")["ImageId"]
+        image = self.ec2.describe_images(ImageIds=[image_id])["Images"][0]
+        self.assertEqual(image["OwnerId"], "123456789012")
+        arn = f"arn:aws:imagebuilder:us-east-1:123456789012:image/greenlight/{self.suffix}"
+        self.ec2.create_tags(Resources=[image_id], Tags=[{"Key": "Ec2ImageBuilderArn", "Value": arn}])
+        found = self.ec2.describe_images(Owners=["self"], Filters=[{"Name": "tag:Ec2ImageBuilderArn", "Values": [arn]}])
+        self.assertEqual([i["ImageId"] for i in found["Images"]], [image_id])
+
+        _, (subnet, _) = self.network()
+        deploy_id = f"d-{self.suffix}"
+        tags = [{"ResourceType": "instance", "Tags": [{"Key": "greenlight:deploy-id", "Value": deploy_id}]}]
+        mine = [i["InstanceId"] for i in self.launch(image_id, subnet, count=2, TagSpecifications=tags)]
+        self.launch(image_id, subnet)  # untagged
+        self.wait_running(mine)
+        self.ec2.terminate_instances(InstanceIds=[mine[0]])
+
+        def query(states):
+            filters = [{"Name": "tag:greenlight:deploy-id", "Values": [deploy_id]},
+                       {"Name": "instance-state-name", "Values": states}]
+            res = self.ec2.describe_instances(Filters=filters)["Reservations"]
+            return sorted(i["InstanceId"] for r in res for i in r["Instances"])
+
+        self.assertEqual(query(["pending", "running"]), [mine[1]])
+        self.assertEqual(query(["terminated"]), [mine[0]])
+        self.assertEqual(query(["pending", "running", "terminated"]), sorted(mine))
+
+
+class TargetHealthTest(EmulatorTestCase):
+    def test_health_states_from_real_checks(self):
+        vpc, subnets = self.network()
+        kinds = ["healthy", "unhealthy", "smoke-fails", None]
+        insts = {k: self.launch(self.image(k), subnets[0])[0]["InstanceId"] for k in kinds}
+        ids = list(insts.values())
+        tg = self.target_group(vpc)
+        root_tg = self.target_group(vpc, HealthCheckPath="/", Matcher={"HttpCode": "200-299"})
+        # Pending instances can be registered (as with Auto Scaling).
+        self.elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": i} for i in ids])
+        self.elb.register_targets(TargetGroupArn=root_tg, Targets=[{"Id": insts["smoke-fails"]}])
+
+        # Not referenced by any listener: unused / Target.NotInUse, not checked.
+        h = self.health(tg)
+        self.assertEqual(set(h), set(ids))
+        for state in h.values():
+            self.assertEqual(state, ("unused", "Target.NotInUse",
+                                     "Target group is not configured to receive traffic from the load balancer"))
+
+        lb = self.load_balancer(subnets)
+        self.listener(lb, tg)
+        # Referenced only with weight 0 inside a weighted ForwardConfig still counts.
+        rule_listener = self.elb.create_listener(
+            LoadBalancerArn=lb, Protocol="HTTP", Port=81,
+            DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}],
+        )["Listeners"][0]["ListenerArn"]
+        self.elb.create_rule(
+            ListenerArn=rule_listener, Priority=1,
+            Conditions=[{"Field": "path-pattern", "Values": ["/*"]}],
+            Actions=[{"Type": "forward", "ForwardConfig": {"TargetGroups": [
+                {"TargetGroupArn": tg, "Weight": 100}, {"TargetGroupArn": root_tg, "Weight": 0}]}}],
+        )
+        self.assertEqual(self.health(tg)[insts["healthy"]][:2], ("initial", "Elb.RegistrationInProgress"))
+
+        self.wait_state(tg, insts["healthy"], "healthy")
+        self.wait_state(tg, insts["smoke-fails"], "healthy")  # /health answers 200
+        self.assertEqual(
+            self.wait_state(tg, insts["unhealthy"], "unhealthy"),
+            ("unhealthy", "Target.ResponseCodeMismatch", "Health checks failed with these codes: [503]"),
+        )
+        self.assertEqual(self.wait_state(tg, insts[None], "unhealthy")[1], "Target.FailedHealthChecks")
+        self.assertEqual(
+            self.wait_state(root_tg, insts["smoke-fails"], "unhealthy")[1:],
+            ("Target.ResponseCodeMismatch", "Health checks failed with these codes: [500]"),
+        )
+
+        # Explicitly asking for a target that is not registered.
+        other = self.launch(self.image("healthy"), subnets[0])[0]["InstanceId"]
+        self.assertEqual(self.health(tg, [{"Id": other}])[other][:2], ("unused", "Target.NotRegistered"))
+
+        # Terminated / stopped instances: unused / Target.InvalidState.
+        self.ec2.terminate_instances(InstanceIds=[insts["unhealthy"]])
+        self.ec2.stop_instances(InstanceIds=[insts[None]])
+        h = self.health(tg)
+        self.assertEqual(h[insts["unhealthy"]][:2], ("unused", "Target.InvalidState"))
+        self.assertEqual(h[insts[None]][:2], ("unused", "Target.InvalidState"))
+
+    def test_unused_then_referenced_starts_from_initial(self):
+        vpc, subnets = self.network()
+        iid = self.launch(self.image("healthy"), subnets[0])[0]["InstanceId"]
+        self.wait_running([iid])
+        tg = self.target_group(vpc, HealthyThresholdCount=3)
+        self.elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": iid}])
+        lb = self.load_balancer(subnets)
+        listener = self.listener(lb, tg)
+        self.wait_state(tg, iid, "healthy")
+        other_tg = self.target_group(vpc)
+        self.elb.modify_listener(ListenerArn=listener, DefaultActions=[{"Type": "forward", "TargetGroupArn": other_tg}])
+        self.assertEqual(self.health(tg)[iid][:2], ("unused", "Target.NotInUse"))
+        time.sleep(0.2)
+        self.elb.modify_listener(ListenerArn=listener, DefaultActions=[{"Type": "forward", "ForwardConfig": {
+            "TargetGroups": [{"TargetGroupArn": other_tg, "Weight": 100}, {"TargetGroupArn": tg, "Weight": 0}]}}])
+        self.assertEqual(self.health(tg)[iid][:2], ("initial", "Elb.RegistrationInProgress"))
+        self.wait_state(tg, iid, "healthy")
+
+    def test_deregistration_draining(self):
+        vpc, subnets = self.network()
+        a, b = (i["InstanceId"] for i in self.launch(self.image("healthy"), subnets[0], count=2))
+        tg = self.target_group(vpc)
+        self.elb.modify_target_group_attributes(
+            TargetGroupArn=tg, Attributes=[{"Key": "deregistration_delay.timeout_seconds", "Value": "1"}])
+        self.elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": a}, {"Id": b}])
+        self.listener(self.load_balancer(subnets), tg)
+        self.wait_state(tg, a, "healthy")
+        self.wait_state(tg, b, "healthy")
+
+        self.elb.deregister_targets(TargetGroupArn=tg, Targets=[{"Id": a}, {"Id": b}])
+        started = time.monotonic()
+        h = self.health(tg)
+        self.assertEqual(set(h), {a, b})
+        self.assertEqual(h[a], ("draining", "Target.DeregistrationInProgress", "Target deregistration is in progress"))
+
+        # Re-registering a draining target makes it registered again (initial).
+        self.elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": b}])
+        self.assertEqual(self.health(tg)[b][:2], ("initial", "Elb.RegistrationInProgress"))
+
+        wait_until(lambda: a not in self.health(tg), timeout=4, what="draining finished")
+        self.assertGreaterEqual(time.monotonic() - started, 0.9)
+        self.assertEqual(self.health(tg, [{"Id": a}])[a][:2], ("unused", "Target.NotRegistered"))
+        self.wait_state(tg, b, "healthy")
+
+
+class OtherServicesTest(EmulatorTestCase):
+    def test_eventbridge_rule_to_sqs(self):
+        events, sqs = self.client("events"), self.client("sqs")
+        bus = f"bus-{self.suffix}"
+        events.create_event_bus(Name=bus)
+        queue = sqs.create_queue(QueueName=f"q-{self.suffix}")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        pattern = {
+            "source": ["greenlight.test"],
+            "detail": {"state": {"status": ["AVAILABLE"]}, "key": [{"prefix": "releases/"}]},
+        }
+        events.put_rule(Name="r", EventBusName=bus, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule="r", EventBusName=bus, Targets=[{"Id": "q", "Arn": queue_arn}])
+
+        def event(status, key):
+            return {"Source": "greenlight.test", "DetailType": "Image State Change", "EventBusName": bus,
+                    "Resources": ["arn:aws:imagebuilder:us-east-1:123456789012:image/x/1"],
+                    "Detail": json.dumps({"state": {"status": status}, "key": key})}
+
+        out = events.put_events(Entries=[event("AVAILABLE", "releases/1.0"), event("FAILED", "releases/1.1"),
+                                         event("AVAILABLE", "other/1.2")])
+        self.assertEqual(out["FailedEntryCount"], 0)
+        messages = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+            messages += got
+            if not got and messages:
+                break
+        self.assertEqual(len(messages), 1, messages)
+        body = json.loads(messages[0]["Body"])
+        self.assertEqual(set(body), {"version", "id", "detail-type", "source", "account", "time",
+                                     "region", "resources", "detail"})
+        self.assertEqual(body["account"], "123456789012")
+        self.assertEqual(body["region"], "us-east-1")
+        self.assertEqual(body["detail-type"], "Image State Change")
+        self.assertEqual(body["id"], out["Entries"][0]["EventId"])
+        self.assertRegex(body["time"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+        self.assertEqual(body["detail"], {"state": {"status": "AVAILABLE"}, "key": "releases/1.0"})
+
+    def test_weighted_forward_config(self):
+        vpc, subnets = self.network()
+        blue, green = self.target_group(vpc), self.target_group(vpc)
+        listener = self.listener(self.load_balancer(subnets), blue)
+
+        def forward(wb, wg):
+            return [{"Type": "forward", "ForwardConfig": {"TargetGroups": [
+                {"TargetGroupArn": blue, "Weight": wb}, {"TargetGroupArn": green, "Weight": wg}]}}]
+
+        def weights(actions):
+            return {t["TargetGroupArn"]: t["Weight"] for t in actions[0]["ForwardConfig"]["TargetGroups"]}
+
+        for wb, wg in ((90, 10), (100, 0), (0, 100)):
+            self.elb.modify_listener(ListenerArn=listener, DefaultActions=forward(wb, wg))
+            got = self.elb.describe_listeners(ListenerArns=[listener])["Listeners"][0]["DefaultActions"]
+            self.assertEqual(weights(got), {blue: wb, green: wg})
+
+        rule = self.elb.create_rule(ListenerArn=listener, Priority=5,
+                                    Conditions=[{"Field": "path-pattern", "Values": ["/api/*"]}],
+                                    Actions=[{"Type": "forward", "TargetGroupArn": blue}])["Rules"][0]["RuleArn"]
+        self.elb.modify_rule(RuleArn=rule, Actions=forward(90, 10))
+        got = self.elb.describe_rules(RuleArns=[rule])["Rules"][0]["Actions"]
+        self.assertEqual(weights(got), {blue: 90, green: 10})
+
+    def test_dynamodb_transaction_cancelled(self):
+        ddb = self.client("dynamodb")
+        table = f"t-{self.suffix}"
+        ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+        ddb.put_item(TableName=table, Item={"pk": {"S": "lock"}})
+        with self.assertRaises(ClientError) as ctx:
+            ddb.transact_write_items(TransactItems=[
+                {"Put": {"TableName": table, "Item": {"pk": {"S": "new"}}}},
+                {"Put": {"TableName": table, "Item": {"pk": {"S": "lock"}},
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+            ])
+        err = ctx.exception.response
+        self.assertEqual(err["Error"]["Code"], "TransactionCanceledException")
+        self.assertEqual([r["Code"] for r in err["CancellationReasons"]], ["None", "ConditionalCheckFailed"])
+        self.assertNotIn("Item", ddb.get_item(TableName=table, Key={"pk": {"S": "new"}}))
+
+    def test_s3_round_trip(self):
+        s3 = self.client("s3")
+        bucket = f"b-{self.suffix}"
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="releases/x.json", Body=b"{}")
+        self.assertEqual(s3.get_object(Bucket=bucket, Key="releases/x.json")["Body"].read(), b"{}")
+
+    def test_sqs_long_poll_does_not_block_other_requests(self):
+        sqs = self.client("sqs")
+        queue = sqs.create_queue(QueueName=f"poll-{self.suffix}")["QueueUrl"]
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            started = time.monotonic()
+            poll = pool.submit(sqs.receive_message, QueueUrl=queue, WaitTimeSeconds=2)
+            time.sleep(0.2)
+            self.ec2.describe_instances()
+            self.client("sqs").send_message(QueueUrl=queue, MessageBody="wake up")
+            self.assertLess(time.monotonic() - started, 1.0)
+            self.assertEqual(poll.result(timeout=5)["Messages"][0]["Body"], "wake up")
+
+    def test_parallel_clients(self):
+        """~8 independent deployments at once (as the Rust tests run)."""
+
+        def one_deployment(n: int) -> str:
+            ec2, elb = self.client("ec2"), self.client("elbv2")
+            image_id = ec2.register_image(Name=f"par-{self.suffix}-{n}")["ImageId"]
+            ec2.create_tags(Resources=[image_id], Tags=[{"Key": "greenlight:app-behaviour", "Value": "healthy"}])
+            vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+            subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24",
+                                         AvailabilityZone=f"us-east-1{az}")["Subnet"]["SubnetId"]
+                       for i, az in ((1, "a"), (2, "b"))]
+            ids = [i["InstanceId"] for i in ec2.run_instances(
+                ImageId=image_id, MinCount=2, MaxCount=2, SubnetId=subnets[0])["Instances"]]
+            tg = elb.create_target_group(Name=f"p{n}-{self.suffix}", Protocol="HTTP", Port=8080, VpcId=vpc,
+                                         HealthCheckIntervalSeconds=5, HealthyThresholdCount=2)[
+                "TargetGroups"][0]["TargetGroupArn"]
+            lb = elb.create_load_balancer(Name=f"p{n}-{self.suffix}", Subnets=subnets)["LoadBalancers"][0][
+                "LoadBalancerArn"]
+            elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80,
+                                DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
+            elb.register_targets(TargetGroupArn=tg, Targets=[{"Id": i} for i in ids])
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                ec2.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["running"]}])
+                states = {d["TargetHealth"]["State"] for d in
+                          elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]}
+                if states == {"healthy"}:
+                    ec2.terminate_instances(InstanceIds=ids)
+                    return "ok"
+                time.sleep(0.05)
+            return f"timeout {states}"
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            self.assertEqual(list(pool.map(one_deployment, range(8))), ["ok"] * 8)
+
+
+if __name__ == "__main__":
+    unittest.main()

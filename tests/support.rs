@@ -174,6 +174,13 @@ pub fn started(result: &Result<StartOutcome, String>) -> String {
     }
 }
 
+/// An `ImagePublished` EventBridge event with this detail, as EventBridge delivers it.
+pub fn image_published(detail: Value) -> Value {
+    json!({"version": "0", "id": "x", "detail-type": IMAGE_PUBLISHED, "source": SOURCE,
+           "account": "123456789012", "time": "2026-11-24T10:00:00Z", "region": "us-east-1",
+           "resources": [], "detail": detail})
+}
+
 /// A quick all-at-once spec.
 pub fn quick(service: &str) -> Spec {
     Spec::quick(service)

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use greenlight_adapters::{AdapterResult, LaunchRequest, Orchestrator, Ports};
 use greenlight_core::decide::ImageRequest;
 use greenlight_core::plan::{Step, StepInput};
-use greenlight_e2e::{quick, started, App, Env};
+use greenlight_e2e::{image_published, quick, started, App, Env};
 use greenlight_local::orchestrator::Ending;
 use greenlight_steps::{run_step, start_deployment, StartOutcome};
 use serde_json::json;
@@ -51,9 +51,7 @@ async fn every_handler_rerun_after_success_changes_nothing() {
     assert_eq!(ending, Ending::Done("succeeded".into()));
     let before = snapshot(&env, &id).await;
 
-    let event = json!({"version": "0", "id": "x", "detail-type": "ImagePublished", "source": "greenlight",
-        "account": "123456789012", "time": "2026-11-24T10:00:00Z", "region": "us-east-1", "resources": [],
-        "detail": {"service": env.service, "version": "v2", "ami": ami}});
+    let event = image_published(json!({"service": env.service, "version": "v2", "ami": ami}));
     let again = start_deployment(&env.local.ports, &event)
         .await
         .expect("duplicate start is not an error");
@@ -112,9 +110,7 @@ async fn launch_crashed_after_run_instances_is_completed_by_redelivery() {
         attempt: 1,
     };
     let id = request.deploy_id();
-    let event = json!({"version": "0", "id": "x", "detail-type": "ImagePublished", "source": "greenlight",
-        "account": "123456789012", "time": "2026-11-24T10:00:00Z", "region": "us-east-1", "resources": [],
-        "detail": {"service": env.service, "version": "v2", "ami": ami}});
+    let event = image_published(json!({"service": env.service, "version": "v2", "ami": ami}));
     start_deployment(&ports, &event).await.expect("start");
 
     // The first delivery of launch-green "crashed" right after RunInstances returned.
@@ -160,4 +156,37 @@ async fn launch_crashed_after_run_instances_is_completed_by_redelivery() {
     let mut want = crashed.clone();
     want.sort();
     assert_eq!(registered, want, "green registered in the idle target group");
+}
+
+#[tokio::test]
+async fn racing_deliveries_of_one_event_start_one_deployment() {
+    let env = Env::new("race", quick).await;
+    let ports = Ports {
+        orchestrator: Arc::new(Paused),
+        ..env.local.ports.clone()
+    };
+    let ami = env.image("v2", App::Healthy).await;
+    let event = image_published(json!({"service": env.service, "version": "v2", "ami": ami}));
+
+    // Three concurrent deliveries race for the same conditional writes.
+    let (a, b, c) = tokio::join!(
+        start_deployment(&ports, &event),
+        start_deployment(&ports, &event),
+        start_deployment(&ports, &event)
+    );
+
+    let ids: Vec<String> = [a, b, c]
+        .into_iter()
+        .map(|r| started(&r.map_err(|e| e.to_string())))
+        .collect();
+    assert!(ids.iter().all(|id| id == &ids[0]), "one deployment id: {ids:?}");
+    let history = env.local.ports.ledger.history(&env.service).await.unwrap();
+    assert_eq!(history.len(), 1, "one deployment in the ledger");
+    assert_eq!(history[0].phase.name(), "launching");
+    let state = env.ledger(None).await;
+    assert_eq!(
+        state.service.active.as_deref(),
+        Some(ids[0].as_str()),
+        "the service holds that one"
+    );
 }

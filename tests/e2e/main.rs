@@ -5,6 +5,7 @@
 //! - `rollout`: all-at-once and canary rollouts, bake window and retirement;
 //! - `gates`: unhealthy green and failed smoke tests abort without touching the listener;
 //! - `idempotency`: duplicate events, handler re-runs, a crash after RunInstances;
+//! - `ledger`: conditional writes refuse stale state; history per service;
 //! - `refusals`: downgrades, malformed events, unknown services, wrong-owner AMIs;
 //! - `sources`: Image Builder and S3 manifest events start deployments;
 //! - `samples`: every file in `events/` parses as expected;
@@ -13,6 +14,7 @@
 mod gates;
 mod idempotency;
 mod infra;
+mod ledger;
 mod refusals;
 mod rollout;
 mod samples;

@@ -1,15 +1,9 @@
 //! Bad input gets a clear error and changes nothing: downgrades, malformed events,
 //! unknown services, images that do not exist or belong to another account.
 
-use greenlight_e2e::{quick, App, Env};
+use greenlight_e2e::{image_published, quick, App, Env};
 use greenlight_steps::start_deployment;
 use serde_json::{json, Value};
-
-fn image_published(detail: Value) -> Value {
-    json!({"version": "0", "id": "x", "detail-type": "ImagePublished", "source": "greenlight",
-           "account": "123456789012", "time": "2026-11-24T10:00:00Z", "region": "us-east-1",
-           "resources": [], "detail": detail})
-}
 
 /// What a refusal must not change: the service record, the history, the listener.
 async fn world_snapshot(env: &Env) -> String {

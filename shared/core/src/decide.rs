@@ -10,7 +10,7 @@
 //! Redelivering an event to the state it produced yields the same effects again and no new
 //! state: a crash anywhere is healed by the next delivery.
 
-use crate::config::{LaunchSettings, Switch};
+use crate::config::{LaunchSettings, ServiceConfig, Switch};
 use crate::ids::DeployId;
 use crate::model::{Deployment, Phase, State};
 use crate::version::{Version, VersionError};
@@ -402,16 +402,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             Event::Abort { reason },
             Phase::Launching | Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. },
         ) => {
-            let touched = dep.max_weight > 0;
-            let drain_until = now + if touched { config.deregistration_delay_s } else { 0 };
-            dep.enter(
-                Phase::Aborting {
-                    reason: reason.clone(),
-                    drain_until,
-                },
-                now,
-                reason.clone(),
-            );
+            enter_aborting(dep, config, reason.clone(), now);
             abort_effects(state, dep, now, &mut effects);
             note = format!("aborting: {reason}");
         }
@@ -596,7 +587,7 @@ fn start(
 /// check-health's transition out of `Verifying`.
 fn observe_health(
     dep: &mut Deployment,
-    config: &crate::config::ServiceConfig,
+    config: &ServiceConfig,
     report: &HealthReport,
     weight: u8,
     polls: u32,
@@ -604,17 +595,9 @@ fn observe_health(
     effects: &mut Vec<Effect>,
 ) -> String {
     let abort = |dep: &mut Deployment, reason: String| {
-        let touched = dep.max_weight > 0;
-        let drain_until = now + if touched { config.deregistration_delay_s } else { 0 };
-        dep.enter(
-            Phase::Aborting {
-                reason: reason.clone(),
-                drain_until,
-            },
-            now,
-            reason.clone(),
-        );
-        format!("health gate failed: {reason}")
+        let note = format!("health gate failed: {reason}");
+        enter_aborting(dep, config, reason, now);
+        note
     };
     let state_of = |id: &String| {
         report
@@ -709,6 +692,21 @@ fn observe_health(
 /// (others report `unused`, `Target.NotInUse`). Nothing to attach to without a blue.
 fn attach_green(state: &State, dep: &Deployment) -> Option<Effect> {
     dep.blue.as_ref().map(|_| set_traffic(state, dep, 0))
+}
+
+/// Moves to `Aborting`. Green drains for the deregistration delay only if it ever had
+/// traffic; an untouched green can be terminated at once.
+fn enter_aborting(dep: &mut Deployment, config: &ServiceConfig, reason: String, now: Epoch) {
+    let touched = dep.max_weight > 0;
+    let drain_until = now + if touched { config.deregistration_delay_s } else { 0 };
+    dep.enter(
+        Phase::Aborting {
+            reason: reason.clone(),
+            drain_until,
+        },
+        now,
+        reason,
+    );
 }
 
 fn set_traffic(state: &State, dep: &Deployment, green_weight: u8) -> Effect {

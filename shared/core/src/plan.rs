@@ -166,6 +166,11 @@ pub struct RetryPolicy {
     pub backoff_rate: f64,
 }
 
+/// The error type a step fails with when the same input may succeed later (throttling,
+/// 5xx, connection errors, a lost conditional write). Only these, and the Lambda service's
+/// own errors, are retried; anything else goes straight to abort-deployment.
+pub const TRANSIENT_ERROR: &str = "greenlight.Transient";
+
 /// The retry policy of every task.
 pub const RETRY: RetryPolicy = RetryPolicy {
     interval_s: 1,
@@ -192,7 +197,7 @@ pub fn state_machine_definition() -> Value {
             "Retry": [{
                 "ErrorEquals": ["Lambda.ServiceException", "Lambda.AWSLambdaException",
                                  "Lambda.SdkClientException", "Lambda.TooManyRequestsException",
-                                 "States.TaskFailed"],
+                                 TRANSIENT_ERROR],
                 "IntervalSeconds": RETRY.interval_s,
                 "MaxAttempts": RETRY.max_attempts,
                 "BackoffRate": RETRY.backoff_rate,

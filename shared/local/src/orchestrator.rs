@@ -171,14 +171,15 @@ async fn execute(ports: &Ports, first: StepOutput, progress: &broadcast::Sender<
     }
 }
 
-/// A step with the plan's retry policy (interval, backoff, attempts).
+/// A step with the plan's retry policy (which errors, interval, backoff, attempts).
 async fn run_with_retries(ports: &Ports, step: Step, input: &StepInput) -> Result<StepOutput, String> {
     let mut delay = Duration::from_secs(RETRY.interval_s);
     let mut attempt = 0;
     loop {
         match run_step(ports, step, input).await {
             Ok(out) => return Ok(out),
-            Err(e) if attempt < RETRY.max_attempts => {
+            // Like the state machine's `Retry`: only transient failures are retried.
+            Err(e) if e.is_retryable() && attempt < RETRY.max_attempts => {
                 tracing::warn!(step = step.name(), error = %e, attempt, "step failed; retrying");
                 tokio::time::sleep(delay).await;
                 delay = delay.mul_f64(RETRY.backoff_rate);

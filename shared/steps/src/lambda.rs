@@ -37,7 +37,7 @@ impl From<StepError> for lambda_runtime::Diagnostic {
         let error_type = match &error {
             StepError::Rejected(_) => "greenlight.Rejected",
             StepError::Refused(_) => "greenlight.Refused",
-            e if e.is_retryable() => "greenlight.Transient",
+            e if e.is_retryable() => greenlight_core::plan::TRANSIENT_ERROR,
             StepError::Adapter(_) => "greenlight.AwsError",
         };
         lambda_runtime::Diagnostic {

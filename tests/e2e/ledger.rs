@@ -1,0 +1,60 @@
+//! The ledger's conditional writes against DynamoDB: a write based on a stale read is refused
+//! and changes nothing; history is queryable per service.
+
+use greenlight_adapters::AdapterError;
+use greenlight_e2e::{quick, App, Env};
+use greenlight_local::orchestrator::Ending;
+
+#[tokio::test]
+async fn a_write_based_on_a_stale_read_is_refused_and_changes_nothing() {
+    let env = Env::new("stale", quick).await;
+    let ledger = &env.local.ports.ledger;
+    let read = env.ledger(None).await;
+
+    let mut first = read.clone();
+    first.service.active = Some("d-00000000000000000001".into());
+    let committed = ledger.commit(&read, &first).await.expect("the first writer wins");
+    assert_eq!(committed.service.gen, read.service.gen + 1);
+
+    // A second writer that read the same generation loses, whatever it wanted to write.
+    let mut second = read.clone();
+    second.service.live = None;
+    let err = ledger
+        .commit(&read, &second)
+        .await
+        .expect_err("a stale write must be refused");
+    assert!(matches!(err, AdapterError::Conflict(_)), "{err}");
+    assert_eq!(
+        env.ledger(None).await.service,
+        committed.service,
+        "the refused write changed nothing"
+    );
+}
+
+#[tokio::test]
+async fn history_lists_every_deployment_of_the_service_oldest_first() {
+    let env = Env::new("history", quick).await;
+    let v2 = env.image("v2", App::Unhealthy).await;
+    let (aborted, ending) = env.deploy("v2", &v2).await;
+    assert_eq!(ending, Ending::Done("aborted".into()));
+    let v3 = env.image("v3", App::Healthy).await;
+    let (succeeded, ending) = env.deploy("v3", &v3).await;
+    assert_eq!(ending, Ending::Done("succeeded".into()));
+
+    let history = env.local.ports.ledger.history(&env.service).await.unwrap();
+    let rows: Vec<(&str, &str, &str)> = history
+        .iter()
+        .map(|d| (d.deploy_id.as_str(), d.version.as_str(), d.phase.name()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (aborted.as_str(), "v2", "aborted"),
+            (succeeded.as_str(), "v3", "succeeded")
+        ]
+    );
+    assert!(history
+        .iter()
+        .all(|d| d.service == env.service && d.requested_by == "e2e"));
+    assert_eq!(env.ledger(None).await.service.live.unwrap().version, "v3");
+}

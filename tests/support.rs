@@ -2,11 +2,12 @@
 //! installation per test (own service, event bus and queue), and readable helpers that
 //! read the outcome from the emulator's state (listener actions, instances, ledger).
 
-use greenlight_core::inbound::{IMAGE_PUBLISHED, SOURCE};
-use greenlight_core::model::{Deployment, State};
+use greenlight_core::inbound::{ALARM_STATE_CHANGE, IMAGE_PUBLISHED, ROLLBACK_REQUESTED, SOURCE};
+use greenlight_core::model::{Deployment, Phase, State};
 use greenlight_local::emulator::Emulator;
 use greenlight_local::fixture::{self, AppBehaviour, Spec, World};
 use greenlight_local::orchestrator::Ending;
+use greenlight_local::pump::Outcome;
 use greenlight_local::{pump, Local, Names};
 use greenlight_steps::StartOutcome;
 use serde_json::{json, Value};
@@ -75,8 +76,62 @@ impl Env {
             .expect("publish");
     }
 
-    /// Delivers queued events to start-deployment until `n` were delivered (10 s at most).
-    pub async fn deliver(&self, n: usize) -> Vec<Result<StartOutcome, String>> {
+    /// Publishes `RollbackRequested` for this service on its bus, as an engineer would.
+    pub async fn rollback(&self, reason: &str) {
+        let detail = json!({"service": self.service, "reason": reason, "requested_by": "alice"});
+        pump::publish(&self.local, SOURCE, ROLLBACK_REQUESTED, &detail)
+            .await
+            .expect("publish");
+    }
+
+    /// A real-shaped CloudWatch alarm state change of this service's alarm.
+    pub fn alarm_event(&self, id: &str, state: &str) -> Value {
+        let name = fixture::alarm_name(&self.service);
+        let previous = if state == "ALARM" { "OK" } else { "ALARM" };
+        json!({"version": "0", "id": id, "detail-type": ALARM_STATE_CHANGE, "source": "aws.cloudwatch",
+               "account": "123456789012", "time": now_rfc3339(), "region": "us-east-1",
+               "resources": [format!("arn:aws:cloudwatch:us-east-1:123456789012:alarm:{name}")],
+               "detail": {"alarmName": name, "state": {"value": state, "reason": "Threshold Crossed: 5xx above 10"},
+                          "previousState": {"value": previous, "reason": "Threshold Crossed"}}})
+    }
+
+    /// Puts an alarm state change on this test's bus, as CloudWatch would.
+    pub async fn alarm(&self, id: &str, state: &str) {
+        let event = self.alarm_event(id, state);
+        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .source("aws.cloudwatch")
+            .detail_type(ALARM_STATE_CHANGE)
+            .resources(event["resources"][0].as_str().unwrap())
+            .detail(event["detail"].to_string())
+            .event_bus_name(&self.local.names.bus)
+            .build();
+        let out = aws_sdk_eventbridge::Client::new(&self.local.sdk)
+            .put_events()
+            .entries(entry)
+            .send()
+            .await;
+        assert_eq!(out.expect("put events").failed_entry_count, 0);
+    }
+
+    /// Waits (up to 60 s) until deployment `deploy_id` is in a phase `want` accepts.
+    pub async fn wait_for_phase(&self, deploy_id: &str, want: impl Fn(&Phase) -> bool) -> Deployment {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let dep = self.deployment(deploy_id).await;
+            if want(&dep.phase) {
+                return dep;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "deployment stuck in {:?}",
+                dep.phase
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Delivers queued events to their functions until `n` were delivered (10 s at most).
+    pub async fn deliver(&self, n: usize) -> Vec<Result<Outcome, String>> {
         let mut results = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while results.len() < n && tokio::time::Instant::now() < deadline {
@@ -167,9 +222,9 @@ impl Env {
 }
 
 /// The deployment id of a started outcome (panics with the error otherwise).
-pub fn started(result: &Result<StartOutcome, String>) -> String {
+pub fn started(result: &Result<Outcome, String>) -> String {
     match result {
-        Ok(StartOutcome::Started(out)) => out.deploy_id.clone(),
+        Ok(Outcome::Start(StartOutcome::Started(out))) => out.deploy_id.clone(),
         other => panic!("expected a started deployment, got {other:?}"),
     }
 }
@@ -195,3 +250,28 @@ pub fn canary(service: &str) -> Spec {
 }
 
 pub use greenlight_local::fixture::AppBehaviour as App;
+
+/// The current time as EventBridge writes it (`2026-11-24T10:00:00Z`).
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's civil_from_days).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}

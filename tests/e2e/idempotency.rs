@@ -8,6 +8,7 @@ use greenlight_core::decide::ImageRequest;
 use greenlight_core::plan::{Step, StepInput};
 use greenlight_e2e::{image_published, quick, started, App, Env};
 use greenlight_local::orchestrator::Ending;
+use greenlight_local::pump::Outcome;
 use greenlight_steps::{run_step, start_deployment, StartOutcome};
 use serde_json::json;
 use std::sync::Arc;
@@ -177,7 +178,7 @@ async fn racing_deliveries_of_one_event_start_one_deployment() {
 
     let ids: Vec<String> = [a, b, c]
         .into_iter()
-        .map(|r| started(&r.map_err(|e| e.to_string())))
+        .map(|r| started(&r.map(Outcome::Start).map_err(|e| e.to_string())))
         .collect();
     assert!(ids.iter().all(|id| id == &ids[0]), "one deployment id: {ids:?}");
     let history = env.local.ports.ledger.history(&env.service).await.unwrap();

@@ -7,6 +7,7 @@
 //! - `idempotency`: duplicate events, handler re-runs, a crash after RunInstances;
 //! - `ledger`: conditional writes refuse stale state; history per service;
 //! - `refusals`: downgrades, malformed events, unknown services, wrong-owner AMIs;
+//! - `revert`: rollbacks (engineer, alarm) during a canary and the bake window, hygiene;
 //! - `sources`: Image Builder and S3 manifest events start deployments;
 //! - `samples`: every file in `events/` parses as expected;
 //! - `infra`: the committed Step Functions definition is the one generated from the plan.
@@ -16,6 +17,7 @@ mod idempotency;
 mod infra;
 mod ledger;
 mod refusals;
+mod revert;
 mod rollout;
 mod samples;
 mod sources;

@@ -21,6 +21,13 @@ fn every_sample_event_parses_as_documented() {
         ("imagebuilder-image-failed.json", "ignored"),
         ("s3-release-manifest-created.json", "manifest checkout v2.6.0"),
         ("s3-manifest-path-escape.json", "rejected: not a plain path"),
+        ("rollback-requested.json", "rollback checkout by alice@example.com"),
+        (
+            "rollback-requested-to-version.json",
+            "rollback checkout to v2.3.1 by runbook:checkout-sev2",
+        ),
+        ("cloudwatch-alarm-state-change-alarm.json", "alarm checkout-5xx ALARM"),
+        ("cloudwatch-alarm-state-change-ok.json", "alarm checkout-5xx OK"),
         ("step-input.json", "step input"),
         ("step-input-after-error.json", "step input with error"),
     ];
@@ -56,6 +63,11 @@ fn every_sample_event_parses_as_documented() {
                     image_name, version, ..
                 }) => format!("imagebuilder {image_name} {version}"),
                 Ok(Inbound::Manifest { service, version, .. }) => format!("manifest {service} {version}"),
+                Ok(Inbound::Rollback(r)) => match &r.to_version {
+                    Some(v) => format!("rollback {} to {v} by {}", r.service, r.requested_by),
+                    None => format!("rollback {} by {}", r.service, r.requested_by),
+                },
+                Ok(Inbound::Alarm(a)) => format!("alarm {} {}", a.alarm_name, a.state),
                 Ok(Inbound::Ignored(_)) => "ignored".into(),
                 Err(e) if e.to_string().contains("not a plain path") => "rejected: not a plain path".into(),
                 Err(e) => format!("rejected: {e}"),

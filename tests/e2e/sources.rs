@@ -3,6 +3,7 @@
 
 use greenlight_e2e::{quick, started, App, Env};
 use greenlight_local::orchestrator::Ending;
+use greenlight_local::pump::Outcome;
 use greenlight_steps::start_deployment;
 use serde_json::Value;
 
@@ -38,6 +39,7 @@ async fn image_builder_available_event_deploys_the_ami_it_produced() {
     let id = started(
         &start_deployment(&env.local.ports, &event)
             .await
+            .map(Outcome::Start)
             .map_err(|e| e.to_string()),
     );
 
@@ -70,6 +72,7 @@ async fn release_manifest_in_s3_deploys_the_ami_it_names() {
     let id = started(
         &start_deployment(&env.local.ports, &event)
             .await
+            .map(Outcome::Start)
             .map_err(|e| e.to_string()),
     );
 

@@ -9,7 +9,8 @@
 //! - `SVC#<service>` / `STATE`: the service's pointers (`body`, JSON; `gen`);
 //! - `SVC#<service>` / `DEPLOY#<deploy id>`: one deployment (`body`, JSON; `gen`, and `phase`,
 //!   `version`, `created_at` as plain attributes for queries);
-//! - `IMAGE#<image builder name>` / `SERVICE`: which service an Image Builder image deploys.
+//! - `IMAGE#<image builder name>` / `SERVICE`: which service an Image Builder image deploys;
+//! - `ALARM#<alarm name>` / `SERVICE`: which service a CloudWatch alarm rolls back.
 //!
 //! Every write is conditional: on `gen` for existing items, `attribute_not_exists` for new
 //! ones. A lost condition is [`AdapterError::Conflict`].
@@ -194,6 +195,10 @@ fn service_pk(service: &str) -> String {
 
 fn image_pk(image_name: &str) -> String {
     format!("IMAGE#{image_name}")
+}
+
+fn alarm_pk(alarm_name: &str) -> String {
+    format!("ALARM#{alarm_name}")
 }
 
 fn s(text: impl Into<String>) -> AttributeValue {
@@ -381,18 +386,35 @@ impl Ledger for DynamoLedger {
             let state = ServiceState::new(&config.service, live);
             puts.push(self.put(self.state_item(&state), None)?);
         }
-        // The Image Builder alias: may not be taken from another service.
-        if let Some(name) = &config.image_builder_name {
-            let alias = self.get(image_pk(name), "SERVICE".into()).await?;
+        // Aliases (Image Builder image name, alarms) → this service; none may be taken from
+        // another service.
+        let aliases = config
+            .image_builder_name
+            .iter()
+            .map(|name| {
+                (
+                    image_pk(name),
+                    format!("Image Builder image name {name:?}"),
+                    "image_builder_name",
+                )
+            })
+            .chain(
+                config
+                    .alarms
+                    .iter()
+                    .map(|a| (alarm_pk(a), format!("alarm {a:?}"), "alarms")),
+            );
+        for (alias_pk, what, field) in aliases {
+            let alias = self.get(alias_pk.clone(), "SERVICE".into()).await?;
             match alias.as_ref().and_then(|a| text_of(a, "service")) {
                 Some(owner) if owner != config.service => {
                     return Err(AdapterError::Invalid(format!(
-                        "Image Builder image name {name:?} already deploys service {owner:?}; pick another image_builder_name"
+                        "{what} already belongs to service {owner:?}; change {field}"
                     )))
                 }
                 Some(_) => {}
                 None => {
-                    let mut item = key(image_pk(name), "SERVICE".into());
+                    let mut item = key(alias_pk, "SERVICE".into());
                     item.insert("service".into(), s(&config.service));
                     item.insert("gen".into(), n(1));
                     puts.push(self.put(item, None)?);
@@ -433,6 +455,11 @@ impl Ledger for DynamoLedger {
 
     async fn service_for_image(&self, image_name: &str) -> AdapterResult<Option<String>> {
         let item = self.get(image_pk(image_name), "SERVICE".into()).await?;
+        Ok(item.as_ref().and_then(|i| text_of(i, "service")).map(str::to_string))
+    }
+
+    async fn service_for_alarm(&self, alarm_name: &str) -> AdapterResult<Option<String>> {
+        let item = self.get(alarm_pk(alarm_name), "SERVICE".into()).await?;
         Ok(item.as_ref().and_then(|i| text_of(i, "service")).map(str::to_string))
     }
 

@@ -67,6 +67,8 @@ pub trait Ledger: Send + Sync {
     async fn services(&self) -> AdapterResult<Vec<String>>;
     /// The service registered for an EC2 Image Builder image name.
     async fn service_for_image(&self, image_name: &str) -> AdapterResult<Option<String>>;
+    /// The service a CloudWatch alarm (by name) rolls back.
+    async fn service_for_alarm(&self, alarm_name: &str) -> AdapterResult<Option<String>>;
     /// Reads a service's registration and pointers, and the deployment `deploy_id` if given
     /// (None when the service is not registered).
     async fn load(&self, service: &str, deploy_id: Option<&str>) -> AdapterResult<Option<State>>;
@@ -157,17 +159,22 @@ pub trait Prober: Send + Sync {
 
 /// The time source. The core takes `now` as an argument; handlers get it from here.
 pub trait Clock: Send + Sync {
-    fn now(&self) -> Epoch;
+    /// Seconds since the epoch.
+    fn now(&self) -> Epoch {
+        self.now_ms() / 1000
+    }
+    /// Milliseconds since the epoch (time-to-revert is measured in these).
+    fn now_ms(&self) -> u64;
 }
 
 /// The wall clock.
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    fn now(&self) -> Epoch {
+    fn now_ms(&self) -> u64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
+            .map(|d| d.as_millis() as u64)
             .unwrap_or(0)
     }
 }

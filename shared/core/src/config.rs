@@ -35,6 +35,9 @@ pub struct ServiceConfig {
     /// The EC2 Image Builder image name whose AVAILABLE images deploy this service, if any.
     #[serde(default)]
     pub image_builder_name: Option<String>,
+    /// CloudWatch alarm names whose change to ALARM rolls this service back.
+    #[serde(default)]
+    pub alarms: Vec<String>,
 }
 
 /// The switch point: a listener's default action, or one listener rule when several services
@@ -207,6 +210,14 @@ impl ServiceConfig {
                 problems.push("image_builder_name must be an Image Builder image name (no '/')".into());
             }
         }
+        for alarm in &self.alarms {
+            let printable = alarm.chars().all(|c| !c.is_control());
+            if alarm.is_empty() || alarm.len() > 255 || !printable || alarm.starts_with("arn:") {
+                problems.push(format!(
+                    "alarms: {alarm:?} must be a CloudWatch alarm name (1-255 printable characters, not an ARN)"
+                ));
+            }
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -279,6 +290,7 @@ pub(crate) mod tests {
                 required_tags: BTreeMap::new(),
             },
             image_builder_name: None,
+            alarms: vec!["checkout-5xx".into()],
         }
     }
 

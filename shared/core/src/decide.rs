@@ -45,6 +45,23 @@ impl ImageRequest {
     }
 }
 
+/// A request to roll a service back to its previous version (an engineer or an alarm).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevertRequest {
+    pub service: String,
+    /// `engineer` or `alarm`.
+    pub trigger: String,
+    /// The engineer, or `alarm:<name>`.
+    pub requested_by: String,
+    pub reason: String,
+    /// The version to go back to; None = the previous one.
+    #[serde(default)]
+    pub to_version: Option<String>,
+    /// The event's id and own time (milliseconds since the epoch).
+    pub event_id: String,
+    pub event_time_ms: u64,
+}
+
 /// What EC2 says about the AMI to deploy (observed by start-deployment).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageFacts {
@@ -134,8 +151,13 @@ pub enum Event {
     HealthObserved { report: HealthReport },
     /// shift-traffic is due.
     ShiftDue,
-    /// The switch point now gives green `weight` %.
-    TrafficApplied { weight: u8 },
+    /// The switch point now gives green `weight` % (since `at_ms`, milliseconds).
+    TrafficApplied { weight: u8, at_ms: u64 },
+    /// Roll the service back to the release before this deployment.
+    Revert {
+        request: RevertRequest,
+        received_at_ms: u64,
+    },
     /// finalize is due.
     FinalizeDue,
     /// retire-blue is due; `blue_serving`: the switch point still forwards to blue.
@@ -153,8 +175,13 @@ pub enum Event {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "effect", rename_all = "snake_case")]
 pub enum Effect {
-    /// Start the step sequence for the deployment (execution name = deploy id).
-    StartExecution { service: String, deploy_id: String },
+    /// Start the step sequence for the deployment as execution `execution` (the deploy id,
+    /// or `<deploy id>-revert` for the clean-up after a rollback).
+    StartExecution {
+        service: String,
+        deploy_id: String,
+        execution: String,
+    },
     /// RunInstances with an idempotency token; every instance tagged on launch.
     /// Reports back [`Event::GreenLaunched`].
     LaunchGreen {
@@ -258,6 +285,16 @@ pub enum Refusal {
     },
     #[error("deployment {deploy_id} is {phase}: too late to abort; roll back instead")]
     TooLateToAbort { deploy_id: String, phase: String },
+    #[error("cannot roll {service} back instantly: {why}")]
+    NothingWarm { service: String, why: String },
+    #[error(
+        "cannot roll {service} back to {requested}: the warm version is {warm}; only it can be restored instantly"
+    )]
+    NotTheWarmVersion {
+        service: String,
+        requested: String,
+        warm: String,
+    },
     #[error("refusing to retire blue: the switch point still forwards traffic to {target_group}")]
     BlueStillServing { target_group: String },
 }
@@ -330,13 +367,48 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             effects.push(set_traffic(state, dep, to));
             note = format!("re-applying traffic shift to {to}%");
         }
-        (Event::TrafficApplied { weight: 0 }, Phase::Verifying { weight: 0, .. }) => {
+        (
+            Event::Revert {
+                request,
+                received_at_ms,
+            },
+            phase,
+        ) => {
+            note = revert(
+                &mut next.service,
+                dep,
+                config,
+                request,
+                *received_at_ms,
+                &phase,
+                now,
+                &mut effects,
+            )?;
+        }
+        (Event::TrafficApplied { weight: 0, at_ms }, Phase::Aborting { .. }) if dep.revert.is_some() => {
+            let record = dep.revert.as_mut().expect("guarded");
+            if record.traffic_back_at_ms.is_none() {
+                record.traffic_back_at_ms = Some(*at_ms);
+                let ms = record.time_to_revert_ms().unwrap_or_default();
+                let note_text = format!("traffic back on {} {ms} ms after the event", record.back_to);
+                dep.timeline.push(crate::model::Mark {
+                    at: now,
+                    phase: dep.phase.name().into(),
+                    note: note_text.clone(),
+                });
+                dep.updated_at = now;
+                note = note_text;
+            } else {
+                note = "traffic already back (re-applied)".into();
+            }
+        }
+        (Event::TrafficApplied { weight: 0, .. }, Phase::Verifying { weight: 0, .. }) => {
             note = format!(
                 "target group {} attached to the switch point at 0% (health-checked, no traffic)",
                 short_arn(&dep.green_tg)
             );
         }
-        (Event::TrafficApplied { weight }, Phase::Shifting { to, .. }) if *weight == to => {
+        (Event::TrafficApplied { weight, .. }, Phase::Shifting { to, .. }) if *weight == to => {
             dep.enter(
                 Phase::Verifying { weight: to, polls: 0 },
                 now,
@@ -473,6 +545,7 @@ fn start(
             vec![Effect::StartExecution {
                 service: config.service.clone(),
                 deploy_id: deploy_id.to_string(),
+                execution: deploy_id.to_string(),
             }],
         ));
     }
@@ -557,6 +630,7 @@ fn start(
         created_at: now,
         updated_at: now,
         healthy_at: None,
+        revert: None,
         timeline: vec![],
     };
     let from = service.live.as_ref().map(|r| r.version.as_str()).unwrap_or("nothing");
@@ -576,12 +650,111 @@ fn start(
         effects: vec![Effect::StartExecution {
             service: config.service.clone(),
             deploy_id: deploy_id.to_string(),
+            execution: deploy_id.to_string(),
         }],
         note: format!(
             "deployment {deploy_id} of {} {} started",
             config.service, request.version
         ),
     })
+}
+
+/// A rollback of `dep` (the service's deployment in flight): traffic back to the release
+/// before it while that fleet is warm, then the deployment's fleet is cleaned up like an
+/// abort. Repeated or late triggers change nothing.
+#[allow(clippy::too_many_arguments)]
+fn revert(
+    service: &mut crate::model::ServiceState,
+    dep: &mut Deployment,
+    config: &ServiceConfig,
+    request: &RevertRequest,
+    received_at_ms: u64,
+    phase: &Phase,
+    now: Epoch,
+    effects: &mut Vec<Effect>,
+) -> Result<String, Refusal> {
+    if let Some(done) = &dep.revert {
+        if done.traffic_back_at_ms.is_some() || !matches!(phase, Phase::Aborting { .. }) {
+            return Ok(format!(
+                "already rolled back to {} (by {}); {} changes nothing",
+                done.back_to, done.requested_by, request.event_id
+            ));
+        }
+        // Recorded but the listener change never confirmed (a crash between the two):
+        // complete it.
+        let note = format!("completing the rollback to {} (by {})", done.back_to, done.requested_by);
+        abort_effects_for(config, dep, now, effects);
+        effects.push(cleanup_execution(dep));
+        return Ok(note);
+    }
+    if request.event_time_ms < dep.created_at.saturating_mul(1000) {
+        return Ok(format!(
+            "rollback event {} predates deployment {} of {}; ignored (it concerns an earlier version)",
+            request.event_id, dep.deploy_id, dep.version
+        ));
+    }
+    let nothing_warm = |why: String| Refusal::NothingWarm {
+        service: config.service.clone(),
+        why,
+    };
+    let blue = match (&dep.blue, phase) {
+        (_, Phase::Aborting { .. } | Phase::Aborted { .. }) => {
+            return Ok(format!(
+                "deployment {} is already {}; traffic is on the previous version",
+                dep.deploy_id,
+                phase.name()
+            ))
+        }
+        (_, Phase::Retiring { .. } | Phase::Succeeded) => {
+            return Err(nothing_warm(format!(
+                "the fleet before {} is retired or being retired; redeploy that version",
+                dep.version
+            )))
+        }
+        (None, _) => return Err(nothing_warm(format!("nothing was live before {}", dep.version))),
+        (Some(blue), _) => blue.clone(),
+    };
+    if let Some(wanted) = &request.to_version {
+        if wanted != &blue.version {
+            return Err(Refusal::NotTheWarmVersion {
+                service: config.service.clone(),
+                requested: wanted.clone(),
+                warm: blue.version.clone(),
+            });
+        }
+    }
+    let reason = format!("rolled back by {}: {}", request.requested_by, request.reason);
+    if matches!(phase, Phase::Baking { .. }) {
+        service.live = Some(blue.clone());
+        service.warm = None;
+    }
+    let untouched = dep.max_weight == 0;
+    dep.revert = Some(crate::model::RevertRecord {
+        trigger: request.trigger.clone(),
+        requested_by: request.requested_by.clone(),
+        reason: request.reason.clone(),
+        event_id: request.event_id.clone(),
+        event_time_ms: request.event_time_ms,
+        received_at_ms,
+        back_to: blue.version.clone(),
+        // Green never had traffic: it is back already.
+        traffic_back_at_ms: untouched.then_some(received_at_ms),
+    });
+    enter_aborting(dep, config, reason.clone(), now);
+    abort_effects_for(config, dep, now, effects);
+    // The rest of the clean-up (drain, terminate) runs in its own execution, at once,
+    // whatever the deployment's own execution is waiting for.
+    effects.push(cleanup_execution(dep));
+    Ok(format!("{reason}; traffic back to {}", blue.version))
+}
+
+/// The execution that drains and terminates a rolled-back deployment's fleet.
+fn cleanup_execution(dep: &Deployment) -> Effect {
+    Effect::StartExecution {
+        service: dep.service.clone(),
+        deploy_id: dep.deploy_id.clone(),
+        execution: format!("{}-revert", dep.deploy_id),
+    }
 }
 
 /// check-health's transition out of `Verifying`.
@@ -710,8 +883,12 @@ fn enter_aborting(dep: &mut Deployment, config: &ServiceConfig, reason: String, 
 }
 
 fn set_traffic(state: &State, dep: &Deployment, green_weight: u8) -> Effect {
+    traffic(&state.config, dep, green_weight)
+}
+
+fn traffic(config: &ServiceConfig, dep: &Deployment, green_weight: u8) -> Effect {
     Effect::SetTraffic {
-        switch: state.config.switch.clone(),
+        switch: config.switch.clone(),
         blue_tg: dep.blue.as_ref().map(|b| b.target_group.clone()),
         green_tg: dep.green_tg.clone(),
         green_weight,
@@ -721,14 +898,18 @@ fn set_traffic(state: &State, dep: &Deployment, green_weight: u8) -> Effect {
 /// Abort: traffic back to blue (only if the listener was ever touched and blue exists),
 /// deregister green, and once draining is over terminate everything tagged with the id.
 fn abort_effects(state: &State, dep: &Deployment, now: Epoch, effects: &mut Vec<Effect>) {
+    abort_effects_for(&state.config, dep, now, effects)
+}
+
+fn abort_effects_for(config: &ServiceConfig, dep: &Deployment, now: Epoch, effects: &mut Vec<Effect>) {
     if dep.max_weight > 0 && dep.blue.is_some() {
-        effects.push(set_traffic(state, dep, 0));
+        effects.push(traffic(config, dep, 0));
     }
     if !dep.green_instances.is_empty() {
         effects.push(Effect::DeregisterTargets {
             target_group: dep.green_tg.clone(),
             instance_ids: dep.green_instances.clone(),
-            port: state.config.launch.port,
+            port: config.launch.port,
         });
     }
     if let Phase::Aborting { drain_until, .. } = dep.phase {
@@ -773,6 +954,7 @@ pub fn event_name(event: &Event) -> &'static str {
         Event::HealthObserved { .. } => "health_observed",
         Event::ShiftDue => "shift_due",
         Event::TrafficApplied { .. } => "traffic_applied",
+        Event::Revert { .. } => "revert",
         Event::FinalizeDue => "finalize_due",
         Event::RetireDue { .. } => "retire_due",
         Event::BlueTerminated => "blue_terminated",

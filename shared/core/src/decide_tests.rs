@@ -261,7 +261,7 @@ fn transitions() {
         (
             "traffic applied -> verifying at new weight",
             in_phase(Shifting { from: 10, to: 50 }, 50),
-            Event::TrafficApplied { weight: 50 },
+            Event::TrafficApplied { weight: 50, at_ms: 0 },
             NOW,
             Verifying { weight: 50, polls: 0 },
             vec![],
@@ -269,7 +269,7 @@ fn transitions() {
         (
             "stale traffic report ignored",
             in_phase(Shifting { from: 10, to: 50 }, 50),
-            Event::TrafficApplied { weight: 10 },
+            Event::TrafficApplied { weight: 10, at_ms: 0 },
             NOW,
             Shifting { from: 10, to: 50 },
             vec![],
@@ -664,17 +664,17 @@ fn redelivery_of_any_event_to_its_own_result_is_stable() {
             report: healthy_report(true),
         },
         Event::ShiftDue,
-        Event::TrafficApplied { weight: 10 },
+        Event::TrafficApplied { weight: 10, at_ms: 0 },
         Event::HealthObserved {
             report: healthy_report(true),
         },
         Event::ShiftDue,
-        Event::TrafficApplied { weight: 50 },
+        Event::TrafficApplied { weight: 50, at_ms: 0 },
         Event::HealthObserved {
             report: healthy_report(true),
         },
         Event::ShiftDue,
-        Event::TrafficApplied { weight: 100 },
+        Event::TrafficApplied { weight: 100, at_ms: 0 },
         Event::HealthObserved {
             report: healthy_report(true),
         },
@@ -701,4 +701,156 @@ fn redelivery_of_any_event_to_its_own_result_is_stable() {
         }
     );
     assert_eq!(state.deployment.as_ref().unwrap().max_weight, 100);
+}
+
+fn rollback(event_time_ms: u64) -> Event {
+    Event::Revert {
+        request: RevertRequest {
+            service: "checkout".into(),
+            trigger: "engineer".into(),
+            requested_by: "alice".into(),
+            reason: "errors up".into(),
+            to_version: None,
+            event_id: "ev-1".into(),
+            event_time_ms,
+        },
+        received_at_ms: NOW * 1000 + 50,
+    }
+}
+
+#[test]
+fn rollbacks_while_blue_is_warm() {
+    use Phase::*;
+    let event = rollback(NOW * 1000);
+    let drain = sample().deregistration_delay_s;
+    // (name, phase, max_weight, expected effects, traffic already back)
+    let table: Vec<(&str, Phase, u8, Vec<&str>, bool)> = vec![
+        (
+            "canary at 10%: flip back, deregister green, clean-up execution",
+            Verifying { weight: 10, polls: 0 },
+            10,
+            vec!["set_traffic", "deregister_targets", "start_execution"],
+            false,
+        ),
+        (
+            "mid-shift: flip back",
+            Shifting { from: 10, to: 50 },
+            50,
+            vec!["set_traffic", "deregister_targets", "start_execution"],
+            false,
+        ),
+        (
+            "before any traffic: nothing to flip, terminate at once",
+            Verified { weight: 0 },
+            0,
+            vec!["deregister_targets", "terminate_instances", "start_execution"],
+            true,
+        ),
+        (
+            "baking: flip back",
+            Baking { until: NOW + 100 },
+            100,
+            vec!["set_traffic", "deregister_targets", "start_execution"],
+            false,
+        ),
+    ];
+    for (name, phase, max_weight, effects, back) in table {
+        let state = in_phase(phase.clone(), max_weight);
+        let d = decide(&state, &event, NOW).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let dep = d.state.deployment.as_ref().unwrap();
+        let drain_until = if max_weight > 0 { NOW + drain } else { NOW };
+        assert!(
+            matches!(&dep.phase, Aborting { reason, drain_until: t } if reason.contains("rolled back by alice") && *t == drain_until),
+            "{name}: {:?}",
+            dep.phase
+        );
+        assert_eq!(effect_names(&d.effects), effects, "{name}");
+        if let Some(Effect::SetTraffic { green_weight, .. }) = d.effects.first() {
+            assert_eq!(*green_weight, 0, "{name}: all traffic back to blue");
+        }
+        let record = dep.revert.as_ref().expect("revert recorded");
+        assert_eq!(
+            (record.back_to.as_str(), record.event_id.as_str()),
+            ("v1", "ev-1"),
+            "{name}"
+        );
+        assert_eq!(record.traffic_back_at_ms.is_some(), back, "{name}");
+        let live = d.state.service.live.as_ref().unwrap();
+        assert_eq!(live.version, "v1", "{name}: v1 is live (again)");
+        assert_eq!(d.state.service.warm, None, "{name}");
+    }
+}
+
+#[test]
+fn rollback_bookkeeping_and_hygiene() {
+    let event = rollback(NOW * 1000);
+    let reverted = decide(&in_phase(Phase::Baking { until: NOW + 100 }, 100), &event, NOW)
+        .unwrap()
+        .state;
+
+    // The crash case: recorded, listener change not confirmed → the next delivery completes it.
+    let again = decide(&reverted, &event, NOW + 1).unwrap();
+    assert_eq!(again.state, reverted, "no new state");
+    assert_eq!(
+        effect_names(&again.effects),
+        vec!["set_traffic", "deregister_targets", "start_execution"]
+    );
+
+    // The listener change confirmed: time-to-revert recorded once.
+    let applied = Event::TrafficApplied {
+        weight: 0,
+        at_ms: NOW * 1000 + 120,
+    };
+    let confirmed = decide(&reverted, &applied, NOW).unwrap().state;
+    let record = confirmed.deployment.as_ref().unwrap().revert.clone().unwrap();
+    assert_eq!(
+        (record.time_to_revert_ms(), record.receipt_to_revert_ms()),
+        (Some(120), Some(70))
+    );
+    let twice = decide(
+        &confirmed,
+        &Event::TrafficApplied {
+            weight: 0,
+            at_ms: NOW * 1000 + 999,
+        },
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(twice.state, confirmed, "the first confirmation stands");
+
+    // Repeated triggers (the same alarm again, another engineer) revert once.
+    let repeated = decide(&confirmed, &rollback(NOW * 1000 + 5), NOW + 2).unwrap();
+    assert_eq!((repeated.state, repeated.effects), (confirmed.clone(), vec![]));
+
+    // A late event from before the deployment started concerns an earlier version.
+    let fresh = in_phase(Phase::Verifying { weight: 10, polls: 0 }, 10);
+    let stale = decide(&fresh, &rollback(NOW * 1000 - 60_000), NOW).unwrap();
+    assert_eq!((stale.state, stale.effects), (fresh, vec![]));
+}
+
+#[test]
+fn rollback_refusals() {
+    let event = rollback(NOW * 1000);
+    let retiring = in_phase(Phase::Retiring { drain_until: NOW + 5 }, 100);
+    assert!(matches!(
+        decide(&retiring, &event, NOW),
+        Err(Refusal::NothingWarm { .. })
+    ));
+    let mut first = in_phase(Phase::Verifying { weight: 10, polls: 0 }, 10);
+    first.deployment.as_mut().unwrap().blue = None;
+    assert!(matches!(decide(&first, &event, NOW), Err(Refusal::NothingWarm { .. })));
+    let Event::Revert {
+        mut request,
+        received_at_ms,
+    } = event
+    else {
+        unreachable!()
+    };
+    request.to_version = Some("v0.9".into());
+    let named = Event::Revert {
+        request,
+        received_at_ms,
+    };
+    let err = decide(&in_phase(Phase::Baking { until: NOW + 100 }, 100), &named, NOW).unwrap_err();
+    assert!(err.to_string().contains("the warm version is v1"), "{err}");
 }

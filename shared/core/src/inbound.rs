@@ -5,7 +5,7 @@
 //!
 //! Every field that reaches AWS is validated here; a rejected event changes nothing.
 
-use crate::decide::ImageRequest;
+use crate::decide::{ImageRequest, RevertRequest};
 use crate::ids::{check_ami, check_service};
 use crate::version::Version;
 use serde::Deserialize;
@@ -19,6 +19,10 @@ pub const IMAGE_PUBLISHED: &str = "ImagePublished";
 pub const IMAGE_BUILDER_STATE_CHANGE: &str = "EC2 Image Builder Image State Change";
 /// Default key prefix of release manifests in the artifact bucket.
 pub const MANIFEST_PREFIX: &str = "releases/";
+/// Detail-type of our rollback request (an engineer, the CLI, a runbook).
+pub const ROLLBACK_REQUESTED: &str = "RollbackRequested";
+/// Detail-type of CloudWatch alarm state changes.
+pub const ALARM_STATE_CHANGE: &str = "CloudWatch Alarm State Change";
 
 /// A parsed inbound event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,8 +42,41 @@ pub enum Inbound {
         service: String,
         version: String,
     },
+    /// An engineer asked to roll a service back.
+    Rollback(RevertRequest),
+    /// A CloudWatch alarm changed state; the service is found by the alarm's name.
+    Alarm(AlarmChange),
     /// A well-formed event that needs no action (e.g. an image that failed to build).
     Ignored(String),
+}
+
+/// A CloudWatch alarm state change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmChange {
+    pub alarm_name: String,
+    /// `ALARM`, `OK` or `INSUFFICIENT_DATA`.
+    pub state: String,
+    pub previous_state: Option<String>,
+    /// CloudWatch's words for the change.
+    pub reason: String,
+    pub event_id: String,
+    pub event_time_ms: u64,
+}
+
+impl AlarmChange {
+    /// The rollback this alarm asks of `service` (only meaningful in `ALARM`).
+    pub fn revert_request(&self, service: &str) -> RevertRequest {
+        let reason: String = self.reason.chars().take(300).collect();
+        RevertRequest {
+            service: service.to_string(),
+            trigger: "alarm".into(),
+            requested_by: format!("alarm:{}", self.alarm_name),
+            reason: format!("alarm {} in ALARM: {reason}", self.alarm_name),
+            to_version: None,
+            event_id: self.event_id.clone(),
+            event_time_ms: self.event_time_ms,
+        }
+    }
 }
 
 /// Why an inbound event was rejected.
@@ -47,7 +84,7 @@ pub enum Inbound {
 pub enum InboundError {
     #[error("malformed event: {0}")]
     Malformed(String),
-    #[error("unsupported event: source {event_source:?}, detail-type {detail_type:?}; greenlight accepts ImagePublished (source greenlight), EC2 Image Builder Image State Change and S3 Object Created")]
+    #[error("unsupported event: source {event_source:?}, detail-type {detail_type:?}; greenlight accepts ImagePublished and RollbackRequested (source greenlight), EC2 Image Builder Image State Change, S3 Object Created and CloudWatch Alarm State Change")]
     Unsupported { event_source: String, detail_type: String },
     #[error("invalid event: {0}")]
     Invalid(String),
@@ -82,6 +119,25 @@ struct ImagePublishedDetail {
     reason: Option<String>,
     #[serde(default)]
     attempt: Option<u32>,
+}
+
+/// The `detail` of our `RollbackRequested` event.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RollbackDetail {
+    service: String,
+    #[serde(default)]
+    to_version: Option<String>,
+    reason: String,
+    requested_by: String,
+}
+
+/// The envelope's `id` and `time` (milliseconds since the epoch), which reverts record.
+fn id_and_time(event: &Value) -> Result<(String, u64), InboundError> {
+    let id = text(event, "/id")?;
+    bounded("id", id, 128)?;
+    let time = text(event, "/time")?;
+    Ok((id.to_string(), parse_time_ms(time)?))
 }
 
 /// Parses one EventBridge event.
@@ -121,6 +177,55 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
                 requested_by,
                 reason: d.reason,
                 attempt,
+            }))
+        }
+        (SOURCE, ROLLBACK_REQUESTED) => {
+            let d: RollbackDetail = serde_json::from_value(detail.clone())
+                .map_err(|e| InboundError::Malformed(format!("RollbackRequested detail: {e}")))?;
+            check_service(&d.service).map_err(|e| InboundError::Invalid(e.to_string()))?;
+            if let Some(v) = &d.to_version {
+                Version::parse(v).map_err(|e| InboundError::Invalid(format!("to_version: {e}")))?;
+            }
+            bounded("requested_by", &d.requested_by, 128)?;
+            bounded("reason", &d.reason, 512)?;
+            if d.requested_by.trim().is_empty() || d.reason.trim().is_empty() {
+                return Err(InboundError::Invalid(
+                    "a rollback needs who asked (requested_by) and why (reason)".into(),
+                ));
+            }
+            let (event_id, event_time_ms) = id_and_time(event)?;
+            Ok(Inbound::Rollback(RevertRequest {
+                service: d.service,
+                trigger: "engineer".into(),
+                requested_by: d.requested_by,
+                reason: d.reason,
+                to_version: d.to_version,
+                event_id,
+                event_time_ms,
+            }))
+        }
+        ("aws.cloudwatch", ALARM_STATE_CHANGE) => {
+            let alarm_name = text(detail, "/alarmName")?;
+            bounded("alarmName", alarm_name, 255)?;
+            let state = text(detail, "/state/value")?;
+            if !["ALARM", "OK", "INSUFFICIENT_DATA"].contains(&state) {
+                return Err(InboundError::Invalid(format!("unknown alarm state {state:?}")));
+            }
+            let (event_id, event_time_ms) = id_and_time(event)?;
+            Ok(Inbound::Alarm(AlarmChange {
+                alarm_name: alarm_name.to_string(),
+                state: state.to_string(),
+                previous_state: detail
+                    .pointer("/previousState/value")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                reason: detail
+                    .pointer("/state/reason")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                event_id,
+                event_time_ms,
             }))
         }
         ("aws.imagebuilder", IMAGE_BUILDER_STATE_CHANGE) => {
@@ -187,6 +292,86 @@ pub fn event_patterns(manifest_bucket: &str, manifest_prefix: &str) -> Vec<(&'st
             }),
         ),
     ]
+}
+
+/// The EventBridge rules that route revert triggers to revert-service, as
+/// `(rule name, event pattern)`: our rollback requests and alarms going to ALARM.
+pub fn revert_patterns() -> Vec<(&'static str, Value)> {
+    vec![
+        (
+            "greenlight-rollback-requested",
+            serde_json::json!({ "source": [SOURCE], "detail-type": [ROLLBACK_REQUESTED] }),
+        ),
+        (
+            "greenlight-alarm-state-change",
+            serde_json::json!({
+                "source": ["aws.cloudwatch"],
+                "detail-type": [ALARM_STATE_CHANGE],
+                "detail": { "state": { "value": ["ALARM"] } }
+            }),
+        ),
+    ]
+}
+
+/// An RFC 3339 UTC time as EventBridge writes it (`2026-11-24T10:00:00Z`, optionally with
+/// fractional seconds or a `+00:00` offset) in milliseconds since the epoch.
+pub fn parse_time_ms(text: &str) -> Result<u64, InboundError> {
+    let bad = || {
+        InboundError::Invalid(format!(
+            "time {text:?} is not an RFC 3339 UTC time like 2026-11-24T10:00:00Z"
+        ))
+    };
+    let body = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix("+00:00"))
+        .ok_or_else(bad)?;
+    let (date, clock) = body.split_once('T').ok_or_else(bad)?;
+    let number = |s: &str, len: usize| -> Result<u64, InboundError> {
+        if s.len() != len || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        s.parse().map_err(|_| bad())
+    };
+    let mut d = date.split('-');
+    let (year, month, day) = match (d.next(), d.next(), d.next(), d.next()) {
+        (Some(y), Some(m), Some(d), None) => (number(y, 4)?, number(m, 2)?, number(d, 2)?),
+        _ => return Err(bad()),
+    };
+    let (hms, fraction) = match clock.split_once('.') {
+        Some((hms, f)) => (hms, Some(f)),
+        None => (clock, None),
+    };
+    let mut c = hms.split(':');
+    let (hour, minute, second) = match (c.next(), c.next(), c.next(), c.next()) {
+        (Some(h), Some(m), Some(s), None) => (number(h, 2)?, number(m, 2)?, number(s, 2)?),
+        _ => return Err(bad()),
+    };
+    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return Err(bad());
+    }
+    if hour > 23 || minute > 59 || second > 60 {
+        return Err(bad());
+    }
+    let millis = match fraction {
+        None => 0,
+        Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
+            let padded = format!("{f:0<3}");
+            padded[..3].parse::<u64>().map_err(|_| bad())?
+        }
+        Some(_) => return Err(bad()),
+    };
+    // Days since 1970-01-01 (Howard Hinnant's days_from_civil).
+    let (y, m) = if month <= 2 {
+        (year - 1, month + 9)
+    } else {
+        (year, month - 3)
+    };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Ok(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
 }
 
 /// `arn:aws:imagebuilder:<region>:<account>:image/<name>/<version>/<build>` → (name, version).
@@ -384,6 +569,104 @@ mod tests {
             let err = parse(&event, MANIFEST_PREFIX).unwrap_err().to_string();
             assert!(err.contains(want), "{event}: {err:?} should mention {want:?}");
         }
+    }
+
+    #[test]
+    fn parses_event_times() {
+        let table = [
+            ("1970-01-01T00:00:00Z", 0),
+            ("2026-11-24T10:00:00Z", 1_795_514_400_000),
+            ("2026-11-24T10:00:00.25Z", 1_795_514_400_250),
+            ("2024-02-29T23:59:59+00:00", 1_709_251_199_000),
+        ];
+        for (text, want) in table {
+            assert_eq!(parse_time_ms(text).unwrap(), want, "{text}");
+        }
+        for bad in [
+            "",
+            "2026-11-24",
+            "2026-11-24T10:00:00",
+            "2026-13-01T00:00:00Z",
+            "2026-11-24T10:00:00+02:00",
+            "2026-1-24T10:00:00Z",
+        ] {
+            assert!(parse_time_ms(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn parses_rollbacks_and_alarms() {
+        let e = envelope(
+            SOURCE,
+            ROLLBACK_REQUESTED,
+            json!({"service": "checkout", "reason": "errors up", "requested_by": "alice"}),
+        );
+        match parse(&e, MANIFEST_PREFIX).unwrap() {
+            Inbound::Rollback(r) => {
+                assert_eq!(
+                    (r.service.as_str(), r.trigger.as_str(), r.event_id.as_str()),
+                    ("checkout", "engineer", "e1")
+                );
+                assert_eq!(r.event_time_ms, 1_795_514_400_000);
+            }
+            other => panic!("{other:?}"),
+        }
+        let alarm = |state: &str| {
+            envelope(
+                "aws.cloudwatch",
+                ALARM_STATE_CHANGE,
+                json!({"alarmName": "checkout-5xx", "state": {"value": state, "reason": "Threshold Crossed"},
+                       "previousState": {"value": "OK"}}),
+            )
+        };
+        match parse(&alarm("ALARM"), MANIFEST_PREFIX).unwrap() {
+            Inbound::Alarm(a) => {
+                let r = a.revert_request("checkout");
+                assert_eq!(
+                    (r.trigger.as_str(), r.requested_by.as_str()),
+                    ("alarm", "alarm:checkout-5xx")
+                );
+                assert!(r.reason.contains("Threshold Crossed"), "{}", r.reason);
+            }
+            other => panic!("{other:?}"),
+        }
+        let table: Vec<(Value, &str)> = vec![
+            (alarm("MAYBE"), "unknown alarm state"),
+            (
+                envelope(
+                    SOURCE,
+                    ROLLBACK_REQUESTED,
+                    json!({"service": "checkout", "reason": "x"}),
+                ),
+                "requested_by",
+            ),
+            (
+                envelope(
+                    SOURCE,
+                    ROLLBACK_REQUESTED,
+                    json!({"service": "checkout", "reason": " ", "requested_by": "a"}),
+                ),
+                "who asked",
+            ),
+            (
+                envelope(
+                    SOURCE,
+                    ROLLBACK_REQUESTED,
+                    json!({"service": "checkout", "reason": "x", "requested_by": "a", "to_version": "latest"}),
+                ),
+                "to_version",
+            ),
+        ];
+        for (event, want) in table {
+            let err = parse(&event, MANIFEST_PREFIX).unwrap_err().to_string();
+            assert!(err.contains(want), "{event}: {err:?} should mention {want:?}");
+        }
+        let mut no_time = alarm("ALARM");
+        no_time.as_object_mut().unwrap().remove("time");
+        assert!(parse(&no_time, MANIFEST_PREFIX)
+            .unwrap_err()
+            .to_string()
+            .contains("/time"));
     }
 
     #[test]

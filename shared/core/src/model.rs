@@ -97,6 +97,38 @@ pub struct Mark {
     pub note: String,
 }
 
+/// Why and how fast a deployment was rolled back. Times in milliseconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevertRecord {
+    /// `engineer` (a rollback event) or `alarm`.
+    pub trigger: String,
+    /// The engineer, or `alarm:<name>`.
+    pub requested_by: String,
+    pub reason: String,
+    /// The triggering event's id (repeated deliveries of it revert once).
+    pub event_id: String,
+    /// The triggering event's own time.
+    pub event_time_ms: u64,
+    /// When greenlight received it.
+    pub received_at_ms: u64,
+    /// The version traffic returns to.
+    pub back_to: String,
+    /// When the switch point stopped giving the deployment traffic (None until it has).
+    pub traffic_back_at_ms: Option<u64>,
+}
+
+impl RevertRecord {
+    /// Event time → traffic back on the previous version, in milliseconds.
+    pub fn time_to_revert_ms(&self) -> Option<u64> {
+        self.traffic_back_at_ms.map(|t| t.saturating_sub(self.event_time_ms))
+    }
+
+    /// Receipt of the event → traffic back, in milliseconds (greenlight's own share).
+    pub fn receipt_to_revert_ms(&self) -> Option<u64> {
+        self.traffic_back_at_ms.map(|t| t.saturating_sub(self.received_at_ms))
+    }
+}
+
 /// One deployment of one image to one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Deployment {
@@ -124,6 +156,9 @@ pub struct Deployment {
     /// When green first passed its gates (for time-to-healthy).
     #[serde(default)]
     pub healthy_at: Option<Epoch>,
+    /// Set when the deployment was rolled back (by an engineer or an alarm).
+    #[serde(default)]
+    pub revert: Option<RevertRecord>,
     pub timeline: Vec<Mark>,
 }
 

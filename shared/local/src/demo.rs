@@ -4,6 +4,7 @@
 use crate::emulator::{repo_root, Emulator};
 use crate::fixture::{self, AppBehaviour, Spec};
 use crate::orchestrator::{Ending, Progress};
+use crate::pump::Outcome;
 use crate::{pump, Local, Names};
 use greenlight_core::decide::short_arn;
 use greenlight_core::inbound::{IMAGE_PUBLISHED, SOURCE};
@@ -62,14 +63,14 @@ pub async fn run() -> Result<(), String> {
         .map_err(|_| "the event did not reach start-deployment within 30s")?
         .map_err(|e| e.to_string())?;
     let deploy_id = match delivery.result? {
-        StartOutcome::Started(out) => {
+        Outcome::Start(StartOutcome::Started(out)) => {
             println!(
                 "  {:>6}  {:<17} {:<10} {}",
                 "+0.0s", "start-deployment", out.phase, out.note
             );
             out.deploy_id
         }
-        StartOutcome::Ignored(why) => return Err(format!("event ignored: {why}")),
+        other => return Err(format!("unexpected outcome: {other:?}")),
     };
     loop {
         tokio::select! {

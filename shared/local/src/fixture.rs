@@ -43,6 +43,11 @@ impl AppBehaviour {
     }
 }
 
+/// The CloudWatch alarm registered for `service` (e.g. its 5xx rate).
+pub fn alarm_name(service: &str) -> String {
+    format!("{service}-5xx")
+}
+
 /// What to build.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -316,6 +321,7 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
             required_tags: BTreeMap::new(),
         },
         image_builder_name: Some(spec.service.clone()),
+        alarms: vec![alarm_name(&spec.service)],
     };
     config.validate().map_err(|e| format!("fixture registration: {e}"))?;
     let live = Release {

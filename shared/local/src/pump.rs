@@ -1,23 +1,51 @@
 //! The local EventBridge → Lambda link: the rules from `greenlight_core::inbound::
-//! event_patterns` send matching events to an SQS queue (in AWS they target the
-//! start-deployment function directly); the pump receives each message and delivers it to
-//! start-deployment in-process. A delivery that fails for a transient reason is left in the
+//! event_patterns` and `revert_patterns` send matching events to an SQS queue (in AWS they
+//! target the start-deployment and revert-service functions directly); the pump receives
+//! each message and delivers it in-process to the function its rule targets. A delivery that fails for a transient reason is left in the
 //! queue and redelivered, like an async Lambda retry.
 
 use crate::Local;
-use greenlight_steps::{start_deployment, StartOutcome};
+use greenlight_adapters::Ports;
+use greenlight_core::inbound::{ALARM_STATE_CHANGE, ROLLBACK_REQUESTED, SOURCE};
+use greenlight_steps::{revert_service, start_deployment, RevertOutcome, StartOutcome, StepError};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// One event delivered to start-deployment and what came of it.
+/// What the function an event was delivered to made of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// start-deployment's.
+    Start(StartOutcome),
+    /// revert-service's.
+    Revert(RevertOutcome),
+}
+
+/// One event delivered to its function and what came of it.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub event: Value,
-    pub result: Result<StartOutcome, String>,
+    pub result: Result<Outcome, String>,
 }
 
-/// Creates the queue and the rules routing image-published events to it (idempotent).
+/// Delivers `event` to the function its EventBridge rule targets in AWS: rollback requests
+/// and alarm state changes to revert-service, image events to start-deployment.
+pub async fn deliver(ports: &Ports, event: &Value) -> Result<Outcome, StepError> {
+    let source = event["source"].as_str().unwrap_or_default();
+    let detail_type = event["detail-type"].as_str().unwrap_or_default();
+    let revert = matches!(
+        (source, detail_type),
+        (SOURCE, ROLLBACK_REQUESTED) | ("aws.cloudwatch", ALARM_STATE_CHANGE)
+    );
+    if revert {
+        revert_service(ports, event).await.map(Outcome::Revert)
+    } else {
+        start_deployment(ports, event).await.map(Outcome::Start)
+    }
+}
+
+/// Creates the queue and the rules routing image events and revert triggers to it
+/// (idempotent).
 pub async fn install(local: &Local) -> Result<(), String> {
     let sqs = aws_sdk_sqs::Client::new(&local.sdk);
     let events = aws_sdk_eventbridge::Client::new(&local.sdk);
@@ -40,7 +68,9 @@ pub async fn install(local: &Local) -> Result<(), String> {
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
         .ok_or("queue has no ARN")?;
     let patterns =
-        greenlight_core::inbound::event_patterns(&local.names.bucket, greenlight_core::inbound::MANIFEST_PREFIX);
+        greenlight_core::inbound::event_patterns(&local.names.bucket, greenlight_core::inbound::MANIFEST_PREFIX)
+            .into_iter()
+            .chain(greenlight_core::inbound::revert_patterns());
     let bus = &local.names.bus;
     if bus != "default" {
         let created = events.create_event_bus().name(bus).send().await;
@@ -125,7 +155,7 @@ pub async fn pump_once(local: &Local, wait: Duration) -> Result<Vec<Delivery>, S
     for message in received.messages.unwrap_or_default() {
         let body = message.body.unwrap_or_default();
         let event: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
-        let result = start_deployment(&local.ports, &event).await;
+        let result = deliver(&local.ports, &event).await;
         let retry = matches!(&result, Err(e) if e.is_retryable());
         if !retry {
             if let Some(handle) = &message.receipt_handle {

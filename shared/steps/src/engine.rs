@@ -70,10 +70,10 @@ pub fn output(ports: &Ports, state: &State, notes: &[String]) -> Result<StepOutp
 async fn apply(ports: &Ports, state: &State, effect: &Effect) -> Result<Option<Event>, StepError> {
     info!(effect = ?EffectName(effect), "applying");
     match effect {
-        Effect::StartExecution { .. } => {
+        Effect::StartExecution { execution, .. } => {
             let out = output(ports, state, &[])?;
             let input = serde_json::to_value(&out).map_err(|e| StepError::Rejected(e.to_string()))?;
-            ports.orchestrator.start(&out.deploy_id, &input).await?;
+            ports.orchestrator.start(execution, &input).await?;
             Ok(None)
         }
         Effect::LaunchGreen {
@@ -124,7 +124,10 @@ async fn apply(ports: &Ports, state: &State, effect: &Effect) -> Result<Option<E
                 weights.insert(0, (blue.clone(), 100 - green_weight));
             }
             ports.lb.set_traffic(switch, &weights).await?;
-            Ok(Some(Event::TrafficApplied { weight: *green_weight }))
+            Ok(Some(Event::TrafficApplied {
+                weight: *green_weight,
+                at_ms: ports.clock.now_ms(),
+            }))
         }
         Effect::TerminateInstances {
             service,

@@ -1,12 +1,12 @@
 //! Lambda wiring shared by every function binary: JSON logs, AWS clients built once outside
 //! the handler, and the handler itself (`service_fn`). A function's `main.rs` is one call:
-//! `greenlight_steps::lambda::run(Step::CheckHealth)`.
+//! `greenlight_steps::lambda::run(Step::CheckHealth)` (or [`run_revert_service`]).
 //!
 //! Environment: `GREENLIGHT_TABLE`, `GREENLIGHT_BUCKET`, `GREENLIGHT_STATE_MACHINE_ARN`
 //! (start-deployment only), optional `GREENLIGHT_MANIFEST_PREFIX` (default `releases/`) and
 //! `GREENLIGHT_REPORT_PREFIX` (default `reports/`).
 
-use crate::{run_step, start_deployment, StartOutcome, StepError};
+use crate::{revert_service, run_step, start_deployment, StartOutcome, StepError};
 use greenlight_adapters::aws::{aws_ports, load_sdk_config, AwsClients, SfnOrchestrator};
 use greenlight_adapters::Ports;
 use greenlight_core::inbound::MANIFEST_PREFIX;
@@ -25,6 +25,18 @@ pub async fn run(step: Step) -> Result<(), lambda_runtime::Error> {
     let ports = &ports;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         handle(ports, step, event.payload).await
+    }))
+    .await
+}
+
+/// Runs revert-service (rollback requests and alarm state changes) as a Lambda function.
+pub async fn run_revert_service() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let ports = ports_from_env().await?;
+    let ports = &ports;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let outcome = revert_service(ports, &event.payload).await?;
+        Ok::<Value, StepError>(serde_json::to_value(outcome).unwrap_or_default())
     }))
     .await
 }

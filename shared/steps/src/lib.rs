@@ -9,6 +9,7 @@
 pub mod engine;
 pub mod lambda;
 pub mod report;
+pub mod revert;
 pub mod start;
 pub mod step;
 
@@ -16,6 +17,7 @@ use greenlight_adapters::AdapterError;
 use greenlight_core::decide::Refusal;
 use greenlight_core::inbound::InboundError;
 
+pub use revert::{revert_service, RevertOutcome};
 pub use start::{start_deployment, StartOutcome};
 pub use step::run_step;
 

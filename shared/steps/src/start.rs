@@ -27,6 +27,11 @@ pub async fn start_deployment(ports: &Ports, event: &Value) -> Result<StartOutco
             return Ok(StartOutcome::Ignored(why));
         }
         Inbound::Image(request) => request,
+        Inbound::Rollback(_) | Inbound::Alarm(_) => {
+            return Err(StepError::Rejected(
+                "a rollback request or alarm state change is for revert-service, not start-deployment; check the EventBridge rule's target".into(),
+            ))
+        }
         Inbound::ImageBuilder {
             image_arn,
             image_name,

@@ -1,0 +1,308 @@
+//! Rollbacks while the previous fleet is warm: an engineer's `RollbackRequested` or the
+//! service's CloudWatch alarm going to ALARM puts traffic back on the previous version with
+//! one listener change, during a canary or the bake window; the bad fleet is then drained
+//! and terminated. Repeated, late and irrelevant triggers change nothing.
+
+use async_trait::async_trait;
+use greenlight_adapters::{AdapterError, AdapterResult, LoadBalancer, Ports};
+use greenlight_core::config::Switch;
+use greenlight_core::decide::TargetHealth;
+use greenlight_core::model::{Deployment, Phase};
+use greenlight_e2e::{canary, quick, started, App, Env};
+use greenlight_local::fixture::Spec;
+use greenlight_local::orchestrator::Ending;
+use greenlight_local::pump::Outcome;
+use greenlight_steps::{revert_service, RevertOutcome};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug)]
+enum Stage {
+    /// Green at 10 %, waiting before the next check.
+    Canary,
+    /// Green live at 100 %, blue warm.
+    Bake,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Trigger {
+    Engineer,
+    Alarm,
+}
+
+/// A service with v2 deploying, stopped at `stage` (the waits are long enough to act in).
+async fn deploying(prefix: &str, stage: Stage) -> (Env, String) {
+    let spec = |s: &str| match stage {
+        Stage::Canary => Spec {
+            step_wait_s: 120,
+            ..canary(s)
+        },
+        Stage::Bake => Spec {
+            bake_window_s: 120,
+            ..quick(s)
+        },
+    };
+    let env = Env::new(prefix, spec).await;
+    let ami = env.image("v2", App::Healthy).await;
+    env.publish("v2", &ami).await;
+    let id = started(&env.deliver(1).await[0]);
+    match stage {
+        Stage::Canary => {
+            env.wait_for_phase(&id, |p| matches!(p, Phase::Verifying { weight: 10, .. }))
+                .await;
+            assert_eq!(env.weights().await, [("a", 90), ("b", 10)]);
+        }
+        Stage::Bake => {
+            env.wait_for_phase(&id, |p| matches!(p, Phase::Baking { .. })).await;
+            assert_eq!(env.weights().await, [("b", 100)]);
+            assert_eq!(env.ledger(None).await.service.live.unwrap().version, "v2");
+        }
+    }
+    (env, id)
+}
+
+async fn trigger(env: &Env, trigger: Trigger) -> RevertOutcome {
+    match trigger {
+        Trigger::Engineer => env.rollback("checkout errors up").await,
+        Trigger::Alarm => env.alarm("alarm-1", "ALARM").await,
+    }
+    match env.deliver(1).await.remove(0) {
+        Ok(Outcome::Revert(outcome)) => outcome,
+        other => panic!("expected revert-service's outcome, got {other:?}"),
+    }
+}
+
+/// Traffic on v1 at once; then the clean-up leaves green terminated and v1 live and serving.
+async fn assert_rolled_back(env: &Env, id: &str, by: &str) -> Deployment {
+    assert_eq!(
+        env.weights().await,
+        [("a", 100)],
+        "all traffic back on v1 when the handler returns"
+    );
+    let state = env.ledger(Some(id)).await;
+    assert_eq!(state.service.live.as_ref().unwrap().version, "v1");
+    assert_eq!(state.service.warm, None);
+    let record = state
+        .deployment
+        .unwrap()
+        .revert
+        .expect("the ledger records the rollback");
+    assert_eq!((record.back_to.as_str(), record.requested_by.as_str()), ("v1", by));
+    let ms = record.time_to_revert_ms().expect("time-to-revert recorded");
+    assert!(ms < 60_000, "time-to-revert {ms} ms");
+
+    let cleanup = format!("{id}-revert");
+    assert_eq!(env.wait(&cleanup).await, Ending::Done("aborted".into()));
+    let dep = env.deployment(id).await;
+    match &dep.phase {
+        Phase::Aborted { reason } => assert!(reason.contains(&format!("rolled back by {by}")), "{reason}"),
+        other => panic!("expected aborted, got {other:?}"),
+    }
+    assert!(env.live_instances_of(id).await.is_empty(), "v2 fleet terminated");
+    let blue = env.states(&env.world.blue_instances).await;
+    assert!(blue.values().all(|s| s == "running"), "v1 keeps serving: {blue:?}");
+    let registered = env
+        .local
+        .ports
+        .lb
+        .target_health(&env.world.config.target_groups[0])
+        .await
+        .unwrap();
+    assert_eq!(
+        registered.len(),
+        env.world.blue_instances.len(),
+        "v1 still registered: {registered:?}"
+    );
+    assert_eq!(env.ledger(None).await.service.active, None, "the service is free again");
+    let notes: Vec<&str> = dep.timeline.iter().map(|m| m.note.as_str()).collect();
+    assert!(notes.iter().any(|n| n.starts_with("traffic back on v1")), "{notes:#?}");
+    dep
+}
+
+#[tokio::test]
+async fn engineer_rollback_during_canary() {
+    let (env, id) = deploying("rb-canary", Stage::Canary).await;
+    let outcome = trigger(&env, Trigger::Engineer).await;
+    assert!(
+        matches!(&outcome, RevertOutcome::Reverted { deploy_id, .. } if deploy_id == &id),
+        "{outcome:?}"
+    );
+    assert_rolled_back(&env, &id, "alice").await;
+}
+
+#[tokio::test]
+async fn engineer_rollback_during_bake() {
+    let (env, id) = deploying("rb-bake", Stage::Bake).await;
+    trigger(&env, Trigger::Engineer).await;
+    assert_rolled_back(&env, &id, "alice").await;
+}
+
+#[tokio::test]
+async fn alarm_during_canary() {
+    let (env, id) = deploying("alarm-canary", Stage::Canary).await;
+    trigger(&env, Trigger::Alarm).await;
+    let alarm = format!("alarm:{}-5xx", env.service);
+    let dep = assert_rolled_back(&env, &id, &alarm).await;
+    assert_eq!(dep.revert.unwrap().trigger, "alarm");
+}
+
+#[tokio::test]
+async fn alarm_during_bake() {
+    let (env, id) = deploying("alarm-bake", Stage::Bake).await;
+    trigger(&env, Trigger::Alarm).await;
+    let alarm = format!("alarm:{}-5xx", env.service);
+    assert_rolled_back(&env, &id, &alarm).await;
+}
+
+#[tokio::test]
+async fn duplicate_alarm_reverts_once_and_ok_after_alarm_changes_nothing() {
+    let (env, id) = deploying("alarm-dup", Stage::Canary).await;
+    trigger(&env, Trigger::Alarm).await;
+    let first = env.deployment(&id).await;
+
+    // The same event delivered again, and the alarm firing again: nothing new.
+    let again = revert_service(&env.local.ports, &env.alarm_event("alarm-1", "ALARM"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, RevertOutcome::Reverted { note, .. } if note.contains("already")),
+        "{again:?}"
+    );
+    env.alarm("alarm-2", "ALARM").await;
+    env.deliver(1).await;
+    // Back to OK: EventBridge does not even forward it (the rule matches ALARM); delivered
+    // anyway, it is ignored.
+    let ok = revert_service(&env.local.ports, &env.alarm_event("alarm-3", "OK"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(&ok, RevertOutcome::Ignored { why } if why.contains("is OK")),
+        "{ok:?}"
+    );
+
+    let after = env.deployment(&id).await;
+    assert_eq!(after.revert, first.revert, "reverted once, by the first event");
+    let rolled_back_marks = after
+        .timeline
+        .iter()
+        .filter(|m| m.note.contains("rolled back by"))
+        .count();
+    assert_eq!(rolled_back_marks, 1, "{:#?}", after.timeline);
+    assert_eq!(env.weights().await, [("a", 100)]);
+}
+
+#[tokio::test]
+async fn triggers_that_concern_nothing_change_nothing() {
+    let (env, id) = deploying("rb-noop", Stage::Canary).await;
+    let before = (env.deployment(&id).await, env.weights().await);
+
+    // An alarm no service registered.
+    let mut stranger = env.alarm_event("alarm-x", "ALARM");
+    stranger["detail"]["alarmName"] = "someone-elses-alarm".into();
+    let outcome = revert_service(&env.local.ports, &stranger).await.unwrap();
+    assert!(matches!(&outcome, RevertOutcome::Ignored { why } if why.contains("registered for no service")));
+    // A rollback event from before this deployment started (delivered late, out of order).
+    let mut late = greenlight_e2e::image_published(serde_json::json!({}));
+    late["detail-type"] = "RollbackRequested".into();
+    late["time"] = "2020-01-01T00:00:00Z".into();
+    late["detail"] = serde_json::json!({"service": env.service, "reason": "old news", "requested_by": "bob"});
+    let outcome = revert_service(&env.local.ports, &late).await.unwrap();
+    assert!(
+        matches!(&outcome, RevertOutcome::Reverted { note, .. } if note.contains("predates")),
+        "{outcome:?}"
+    );
+    // A rollback to a version that is not the warm one.
+    late["time"] = greenlight_e2e::now_rfc3339().into();
+    late["detail"]["to_version"] = "v0.5".into();
+    let err = revert_service(&env.local.ports, &late).await.unwrap_err().to_string();
+    assert!(err.contains("the warm version is v1"), "{err}");
+
+    assert_eq!((env.deployment(&id).await, env.weights().await), before);
+}
+
+#[tokio::test]
+async fn rollback_with_nothing_warm_is_refused_with_the_reason() {
+    let env = Env::new("rb-cold", quick).await;
+    let ami = env.image("v2", App::Healthy).await;
+    let (_, ending) = env.deploy("v2", &ami).await;
+    assert_eq!(ending, Ending::Done("succeeded".into()));
+    env.rollback("too late").await;
+    let err = env.deliver(1).await.remove(0).expect_err("nothing warm to flip to");
+    assert!(err.contains("nothing is warm"), "{err}");
+    assert_eq!(env.weights().await, [("b", 100)], "v2 keeps serving");
+}
+
+/// A load balancer whose first listener change fails after the ledger write (a crash
+/// between the two fast-path calls).
+struct FlipFailsOnce {
+    inner: Arc<dyn LoadBalancer>,
+    failed: AtomicBool,
+}
+
+#[async_trait]
+impl LoadBalancer for FlipFailsOnce {
+    async fn target_health(&self, tg: &str) -> AdapterResult<Vec<TargetHealth>> {
+        self.inner.target_health(tg).await
+    }
+    async fn register(&self, tg: &str, ids: &[String], port: u16) -> AdapterResult<()> {
+        self.inner.register(tg, ids, port).await
+    }
+    async fn deregister(&self, tg: &str, ids: &[String], port: u16) -> AdapterResult<()> {
+        self.inner.deregister(tg, ids, port).await
+    }
+    async fn set_traffic(&self, switch: &Switch, weights: &[(String, u8)]) -> AdapterResult<()> {
+        if !self.failed.swap(true, Ordering::SeqCst) {
+            return Err(AdapterError::Aws {
+                service: "elbv2",
+                operation: "ModifyListener",
+                message: "the function crashed".into(),
+                retryable: true,
+            });
+        }
+        self.inner.set_traffic(switch, weights).await
+    }
+    async fn traffic(&self, switch: &Switch) -> AdapterResult<Vec<(String, u8)>> {
+        self.inner.traffic(switch).await
+    }
+}
+
+#[tokio::test]
+async fn a_crash_between_the_ledger_write_and_the_listener_change_is_completed_by_redelivery() {
+    let (env, id) = deploying("rb-crash", Stage::Canary).await;
+    let crashing = Ports {
+        lb: Arc::new(FlipFailsOnce {
+            inner: env.local.ports.lb.clone(),
+            failed: AtomicBool::new(false),
+        }),
+        ..env.local.ports.clone()
+    };
+    let mut event = greenlight_e2e::image_published(serde_json::json!({}));
+    event["detail-type"] = "RollbackRequested".into();
+    event["time"] = greenlight_e2e::now_rfc3339().into();
+    event["detail"] = serde_json::json!({"service": env.service, "reason": "errors", "requested_by": "alice"});
+
+    let err = revert_service(&crashing, &event)
+        .await
+        .expect_err("the first delivery crashed");
+    assert!(err.to_string().contains("crashed"), "{err}");
+    let dep = env.deployment(&id).await;
+    assert!(
+        matches!(dep.phase, Phase::Aborting { .. }),
+        "ledger first: {:?}",
+        dep.phase
+    );
+    assert_eq!(dep.revert.as_ref().unwrap().traffic_back_at_ms, None);
+    assert_eq!(
+        env.weights().await,
+        [("a", 90), ("b", 10)],
+        "the listener was not changed yet"
+    );
+
+    // Lambda retries the same event: the listener change is completed, the rest follows.
+    let outcome = revert_service(&env.local.ports, &event).await.expect("redelivery");
+    assert!(
+        matches!(&outcome, RevertOutcome::Reverted { note, .. } if note.contains("completing")),
+        "{outcome:?}"
+    );
+    assert_rolled_back(&env, &id, "alice").await;
+}

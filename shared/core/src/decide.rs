@@ -12,6 +12,7 @@
 
 use crate::config::{LaunchSettings, ServiceConfig, Switch};
 use crate::ids::DeployId;
+use crate::inbound::format_time;
 use crate::model::{Deployment, Phase, State};
 use crate::version::{Version, VersionError};
 use crate::Epoch;
@@ -423,7 +424,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             let warm = dep
                 .blue
                 .as_ref()
-                .map(|b| format!("{} warm until {until}", b.version))
+                .map(|b| format!("{} warm until {}", b.version, format_time(until)))
                 .unwrap_or_else(|| "nothing to keep warm".into());
             dep.enter(Phase::Baking { until }, now, format!("{} live; {warm}", dep.version));
             note = format!("{} is live; baking for {}s", dep.version, config.bake_window_s);
@@ -445,7 +446,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                 dep.enter(
                     Phase::Retiring { drain_until },
                     now,
-                    format!("retiring {}: draining until {drain_until}", blue.version),
+                    format!("retiring {}: draining until {}", blue.version, format_time(drain_until)),
                 );
                 effects.push(Effect::DeregisterTargets {
                     target_group: blue.target_group.clone(),
@@ -478,9 +479,9 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             abort_effects(state, dep, now, &mut effects);
             note = format!("aborting: {reason}");
         }
-        (Event::Abort { .. }, Phase::Aborting { reason, .. }) => {
+        (Event::Abort { .. }, Phase::Aborting { .. }) => {
             abort_effects(state, dep, now, &mut effects);
-            note = format!("aborting (continued): {reason}");
+            note = "aborting (continued)".into();
         }
         (Event::Abort { .. }, phase @ (Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded)) => {
             return Err(Refusal::TooLateToAbort {

@@ -374,6 +374,27 @@ pub fn parse_time_ms(text: &str) -> Result<u64, InboundError> {
     Ok(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
 }
 
+/// Seconds since the epoch as an RFC 3339 UTC time (`2026-11-24T10:00:00Z`).
+pub fn format_time(epoch_s: u64) -> String {
+    let (days, rest) = (epoch_s / 86_400, epoch_s % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's civil_from_days).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
 /// `arn:aws:imagebuilder:<region>:<account>:image/<name>/<version>/<build>` → (name, version).
 pub fn parse_image_arn(arn: &str) -> Result<(String, String), InboundError> {
     let bad = || {
@@ -581,6 +602,9 @@ mod tests {
         ];
         for (text, want) in table {
             assert_eq!(parse_time_ms(text).unwrap(), want, "{text}");
+            if !text.contains('.') && text.ends_with('Z') {
+                assert_eq!(format_time(want / 1000), text, "round trip");
+            }
         }
         for bad in [
             "",

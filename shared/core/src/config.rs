@@ -38,6 +38,36 @@ pub struct ServiceConfig {
     /// CloudWatch alarm names whose change to ALARM rolls this service back.
     #[serde(default)]
     pub alarms: Vec<String>,
+    /// What a new image does while a deployment is in flight.
+    #[serde(default)]
+    pub on_new_image: NewImagePolicy,
+    /// How long the deployment in flight holds the service without making progress before
+    /// the next image or rollback may take it over (seconds, beyond the step's own wait).
+    #[serde(default = "default_lease_s")]
+    pub lease_s: u64,
+}
+
+/// What a new image does while a deployment is in flight. A rollback always supersedes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NewImagePolicy {
+    /// Abort the deployment in flight cleanly, then start the new image.
+    #[default]
+    Supersede,
+    /// Start the new image when the deployment in flight ends (the newest queued wins).
+    Queue,
+    /// Refuse the new image.
+    Reject,
+}
+
+impl NewImagePolicy {
+    pub fn name(self) -> &'static str {
+        match self {
+            NewImagePolicy::Supersede => "supersede",
+            NewImagePolicy::Queue => "queue",
+            NewImagePolicy::Reject => "reject",
+        }
+    }
 }
 
 /// The switch point: a listener's default action, or one listener rule when several services
@@ -128,6 +158,9 @@ pub struct AmiPolicy {
 fn default_deregistration_delay_s() -> u64 {
     300
 }
+fn default_lease_s() -> u64 {
+    900
+}
 fn default_expect_status() -> u16 {
     200
 }
@@ -210,6 +243,11 @@ impl ServiceConfig {
                 problems.push("image_builder_name must be an Image Builder image name (no '/')".into());
             }
         }
+        if !(1..=86_400).contains(&self.lease_s) {
+            problems.push(
+                "lease_s must be between 1 and 86400 seconds (default 900; keep it above a step's run time)".into(),
+            );
+        }
         for alarm in &self.alarms {
             let printable = alarm.chars().all(|c| !c.is_control());
             if alarm.is_empty() || alarm.len() > 255 || !printable || alarm.starts_with("arn:") {
@@ -291,6 +329,8 @@ pub(crate) mod tests {
             },
             image_builder_name: None,
             alarms: vec!["checkout-5xx".into()],
+            on_new_image: NewImagePolicy::Supersede,
+            lease_s: 900,
         }
     }
 

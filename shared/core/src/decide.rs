@@ -10,10 +10,10 @@
 //! Redelivering an event to the state it produced yields the same effects again and no new
 //! state: a crash anywhere is healed by the next delivery.
 
-use crate::config::{LaunchSettings, ServiceConfig, Switch};
+use crate::config::{LaunchSettings, NewImagePolicy, ServiceConfig, Switch};
 use crate::ids::DeployId;
 use crate::inbound::format_time;
-use crate::model::{Deployment, Phase, State};
+use crate::model::{Deployment, Phase, ServiceState, State};
 use crate::version::{Version, VersionError};
 use crate::Epoch;
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,10 @@ pub struct ImageRequest {
     /// 1 for the first deployment of this image; a higher number re-deploys it after an abort.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// Set for a rollback that redeploys an earlier version: the triggering event's id. Such
+    /// a deployment may go to an older version than live, and supersedes any deployment.
+    #[serde(default)]
+    pub rollback_of: Option<String>,
 }
 
 fn first_attempt() -> u32 {
@@ -42,7 +46,15 @@ fn first_attempt() -> u32 {
 impl ImageRequest {
     /// The deployment this request maps to (duplicates map to the same one).
     pub fn deploy_id(&self) -> DeployId {
-        DeployId::derive(&self.service, &self.version, &self.ami, self.attempt)
+        match &self.rollback_of {
+            Some(event_id) => DeployId::derive_rollback(&self.service, &self.version, &self.ami, event_id),
+            None => DeployId::derive(&self.service, &self.version, &self.ami, self.attempt),
+        }
+    }
+
+    /// True for a rollback's redeployment of an earlier version.
+    pub fn is_rollback(&self) -> bool {
+        self.rollback_of.is_some()
     }
 }
 
@@ -167,6 +179,10 @@ pub enum Event {
     BlueTerminated,
     /// Abort requested (a failed step, or an operator).
     Abort { reason: String },
+    /// Another image or a rollback takes the service over: abort if green has not gone live
+    /// yet, and (`resume`, when this deployment's lease expired) run its remaining steps in a
+    /// new execution so that it ends.
+    Supersede { reason: String, resume: bool },
     /// Green is terminated after an abort.
     GreenTerminated,
 }
@@ -223,6 +239,15 @@ pub enum Effect {
     },
     /// Write the finished deployment's timeline as a JSON report.
     WriteReport { service: String, deploy_id: String },
+    /// Decide [`Event::Supersede`] on deployment `deploy_id` of `service`.
+    SupersedeDeployment {
+        service: String,
+        deploy_id: String,
+        reason: String,
+        resume: bool,
+    },
+    /// Start the queued deployment (the service is free).
+    StartQueued { request: ImageRequest },
 }
 
 /// The outcome of `decide`: the new state, the effects to apply after committing it, and a
@@ -284,6 +309,8 @@ pub enum Refusal {
         key: String,
         value: String,
     },
+    #[error("a rollback of {service} to {version} is queued; publish this image again once it is live")]
+    RollbackPending { service: String, version: String },
     #[error("deployment {deploy_id} is {phase}: too late to abort; roll back instead")]
     TooLateToAbort { deploy_id: String, phase: String },
     #[error("cannot roll {service} back instantly: {why}")]
@@ -432,7 +459,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         (Event::RetireDue { blue_serving }, Phase::Baking { until }) if now >= until => match dep.blue.clone() {
             None => {
                 dep.enter(Phase::Succeeded, now, "bake window over; no previous fleet");
-                finish(&mut next.service.active, dep, &mut effects);
+                finish(&mut next.service, dep, &mut effects);
                 note = "deployment succeeded".into();
             }
             Some(blue) if *blue_serving => {
@@ -468,7 +495,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         }
         (Event::BlueTerminated, Phase::Retiring { .. }) => {
             dep.enter(Phase::Succeeded, now, "old fleet terminated");
-            finish(&mut next.service.active, dep, &mut effects);
+            finish(&mut next.service, dep, &mut effects);
             note = "deployment succeeded".into();
         }
         (
@@ -495,19 +522,85 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                 now,
                 "green terminated; traffic on blue",
             );
-            finish(&mut next.service.active, dep, &mut effects);
+            finish(&mut next.service, dep, &mut effects);
             note = format!("deployment aborted: {reason}");
+        }
+        (
+            Event::Supersede { reason, .. },
+            Phase::Launching | Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. },
+        ) => {
+            enter_aborting(dep, config, reason.clone(), now);
+            abort_effects(state, dep, now, &mut effects);
+            // Drain and terminate now, whatever the deployment's own execution waits for.
+            effects.push(Effect::StartExecution {
+                service: dep.service.clone(),
+                deploy_id: dep.deploy_id.clone(),
+                execution: format!("{}-superseded", dep.deploy_id),
+            });
+            note = format!("aborting: {reason}");
+        }
+        (Event::Supersede { resume, .. }, phase) if !phase.is_terminal() => {
+            // Green is live (or already aborting): it ends on its own, then the queued one starts.
+            if *resume {
+                effects.push(resume_execution(dep));
+            }
+            note = format!(
+                "{} is {}: it finishes first{}",
+                dep.deploy_id,
+                phase.name(),
+                if *resume {
+                    " (resumed: its lease had expired)"
+                } else {
+                    ""
+                }
+            );
         }
         (event, phase) => {
             // Duplicate, late or out-of-order delivery: nothing to do in this phase.
             note = format!("{} ignored in phase {}", event_name(event), phase.name());
+            // A finished deployment whose successor never started (a crash right after the
+            // finish was committed): start it now.
+            if phase.is_terminal() && next.service.active.is_none() {
+                if let Some(request) = &next.service.queued {
+                    effects.push(Effect::StartQueued {
+                        request: request.clone(),
+                    });
+                }
+            }
         }
+    }
+    if let Some(dep) = next.deployment.as_ref() {
+        renew_lease(&mut next.service, config, dep, now);
     }
     Ok(Decision {
         state: next,
         effects,
         note,
     })
+}
+
+/// The deployment holding the service renews its lease as it makes progress: the lease
+/// covers the wait before its next step plus `lease_s`, and is written only when it would
+/// otherwise run short (so most steps write nothing extra).
+fn renew_lease(service: &mut ServiceState, config: &ServiceConfig, dep: &Deployment, now: Epoch) {
+    if service.active.as_deref() != Some(dep.deploy_id.as_str()) || dep.phase.is_terminal() {
+        return;
+    }
+    let wait = crate::plan::route(config, dep, now).wait_s;
+    let short = now + wait + config.lease_s / 2;
+    if service.lease_until.is_none_or(|t| t < short) {
+        service.lease_until = Some(now + wait + config.lease_s);
+    }
+}
+
+/// An execution that runs a deployment's remaining steps from its phase in the ledger
+/// (its own execution stopped: its lease expired).
+fn resume_execution(dep: &Deployment) -> Effect {
+    Effect::StartExecution {
+        service: dep.service.clone(),
+        deploy_id: dep.deploy_id.clone(),
+        execution: format!("{}-resume-{}", dep.deploy_id, dep.gen),
+    }
 }
 
 /// start-deployment: refusals first, then a new deployment in `Launching`.
@@ -555,6 +648,7 @@ fn start(
     if let Some(live) = &service.live {
         let live_version = Version::parse(&live.version)?;
         match requested.cmp(&live_version) {
+            std::cmp::Ordering::Less if request.is_rollback() => {}
             std::cmp::Ordering::Less => {
                 return Err(Refusal::Downgrade {
                     service: config.service.clone(),
@@ -579,12 +673,6 @@ fn start(
             }
             std::cmp::Ordering::Greater => {}
         }
-    }
-    if let Some(active) = &service.active {
-        return Err(Refusal::Busy {
-            service: config.service.clone(),
-            active: active.clone(),
-        });
     }
     let image = image.ok_or_else(|| Refusal::ImageNotFound {
         ami: request.ami.clone(),
@@ -612,6 +700,9 @@ fn start(
                 value: value.clone(),
             });
         }
+    }
+    if let Some(active) = service.active.as_deref().filter(|a| *a != deploy_id.as_str()) {
+        return busy(state, request, active, now);
     }
     let live_tg = service.live.as_ref().map(|r| r.target_group.as_str());
     let mut deployment = Deployment {
@@ -645,6 +736,10 @@ fn start(
     );
     let mut next = state.clone();
     next.service.active = Some(deploy_id.to_string());
+    next.service.lease_until = Some(now + config.lease_s);
+    if next.service.queued.as_ref().is_some_and(|q| q.deploy_id() == deploy_id) {
+        next.service.queued = None;
+    }
     next.deployment = Some(deployment);
     Ok(Decision {
         state: next,
@@ -660,12 +755,71 @@ fn start(
     })
 }
 
+/// A new image (or a rollback) while deployment `active` holds the service: the service's
+/// policy decides, except that a rollback, or an expired lease, always supersedes.
+fn busy(state: &State, request: &ImageRequest, active: &str, now: Epoch) -> Result<Decision, Refusal> {
+    let config = &state.config;
+    let service = &state.service;
+    let deploy_id = request.deploy_id();
+    let version = &request.version;
+    let expired_at = service.lease_until.filter(|t| *t <= now);
+    if let Some(queued) = service
+        .queued
+        .as_ref()
+        .filter(|q| q.is_rollback() && !request.is_rollback())
+    {
+        return Err(Refusal::RollbackPending {
+            service: config.service.clone(),
+            version: queued.version.clone(),
+        });
+    }
+    let policy = if request.is_rollback() || expired_at.is_some() {
+        NewImagePolicy::Supersede
+    } else {
+        config.on_new_image
+    };
+    let mut next = state.clone();
+    let mut effects = Vec::new();
+    let note = match policy {
+        NewImagePolicy::Reject => {
+            return Err(Refusal::Busy {
+                service: config.service.clone(),
+                active: active.to_string(),
+            })
+        }
+        NewImagePolicy::Queue => format!("{version} ({deploy_id}) queued: starts when {active} ends"),
+        NewImagePolicy::Supersede => {
+            let reason = match (expired_at, request.is_rollback()) {
+                (Some(t), _) => format!(
+                    "its lease expired at {} (no progress); taken over by {version} ({deploy_id})",
+                    format_time(t)
+                ),
+                (None, true) => format!("superseded by the rollback to {version} ({deploy_id})"),
+                (None, false) => format!("superseded by {version} ({deploy_id})"),
+            };
+            effects.push(Effect::SupersedeDeployment {
+                service: config.service.clone(),
+                deploy_id: active.to_string(),
+                reason: reason.clone(),
+                resume: expired_at.is_some(),
+            });
+            format!("{version} ({deploy_id}) queued; {active}: {reason}")
+        }
+    };
+    next.service.queued = Some(request.clone());
+    Ok(Decision {
+        state: next,
+        effects,
+        note,
+    })
+}
+
 /// A rollback of `dep` (the service's deployment in flight): traffic back to the release
 /// before it while that fleet is warm, then the deployment's fleet is cleaned up like an
 /// abort. Repeated or late triggers change nothing.
 #[allow(clippy::too_many_arguments)]
 fn revert(
-    service: &mut crate::model::ServiceState,
+    service: &mut ServiceState,
     dep: &mut Deployment,
     config: &ServiceConfig,
     request: &RevertRequest,
@@ -925,10 +1079,17 @@ fn abort_effects_for(config: &ServiceConfig, dep: &Deployment, now: Epoch, effec
     }
 }
 
-/// A deployment reached a terminal phase: free the service and write the report.
-fn finish(active: &mut Option<String>, dep: &Deployment, effects: &mut Vec<Effect>) {
-    if active.as_deref() == Some(dep.deploy_id.as_str()) {
-        *active = None;
+/// A deployment reached a terminal phase: free the service, start the queued deployment,
+/// write the report.
+fn finish(service: &mut ServiceState, dep: &Deployment, effects: &mut Vec<Effect>) {
+    if service.active.as_deref() == Some(dep.deploy_id.as_str()) {
+        service.active = None;
+        service.lease_until = None;
+        if let Some(request) = &service.queued {
+            effects.push(Effect::StartQueued {
+                request: request.clone(),
+            });
+        }
     }
     effects.push(Effect::WriteReport {
         service: dep.service.clone(),
@@ -960,6 +1121,7 @@ pub fn event_name(event: &Event) -> &'static str {
         Event::RetireDue { .. } => "retire_due",
         Event::BlueTerminated => "blue_terminated",
         Event::Abort { .. } => "abort",
+        Event::Supersede { .. } => "supersede",
         Event::GreenTerminated => "green_terminated",
     }
 }

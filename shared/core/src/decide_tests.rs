@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config::tests::sample;
+use crate::config::NewImagePolicy;
 use crate::model::{Release, ServiceState};
 
 const NOW: Epoch = 1_000_000;
@@ -28,6 +29,7 @@ fn request(version: &str, ami: &str) -> ImageRequest {
         requested_by: "ci".into(),
         reason: None,
         attempt: 1,
+        rollback_of: None,
     }
 }
 
@@ -446,6 +448,7 @@ fn refusals() {
     let busy = {
         let mut s = idle();
         s.service.active = Some("d-00000000000000000000".into());
+        s.config.on_new_image = NewImagePolicy::Reject;
         s
     };
     let start = |version: &str, ami: &str, image: Option<ImageFacts>| Event::Start {
@@ -480,7 +483,7 @@ fn refusals() {
             "under a new version",
         ),
         (
-            "deployment in flight",
+            "deployment in flight, policy reject",
             busy,
             start("v2", AMI_V2, good_image()),
             "in flight",
@@ -853,4 +856,173 @@ fn rollback_refusals() {
     };
     let err = decide(&in_phase(Phase::Baking { until: NOW + 100 }, 100), &named, NOW).unwrap_err();
     assert!(err.to_string().contains("the warm version is v1"), "{err}");
+}
+
+const ACTIVE: &str = "d-00000000000000000000";
+
+/// v1 live, deployment `ACTIVE` in flight with its lease until `NOW + 100`.
+fn held(policy: NewImagePolicy) -> State {
+    let mut s = idle();
+    s.service.active = Some(ACTIVE.into());
+    s.service.lease_until = Some(NOW + 100);
+    s.config.on_new_image = policy;
+    s
+}
+
+fn start_v3(rollback_of: Option<&str>) -> Event {
+    let mut request = request("v3", AMI_V2);
+    request.rollback_of = rollback_of.map(str::to_string);
+    Event::Start {
+        request,
+        image: good_image(),
+    }
+}
+
+#[test]
+fn new_image_while_a_deployment_holds_the_service() {
+    use NewImagePolicy::*;
+    // (name, state, event, now, queued?, effects, supersede reason contains)
+    let table: Vec<(&str, State, Event, Epoch, bool, Vec<&str>, &str)> = vec![
+        (
+            "queue: waits its turn",
+            held(Queue),
+            start_v3(None),
+            NOW,
+            true,
+            vec![],
+            "",
+        ),
+        (
+            "supersede: the one in flight is aborted",
+            held(Supersede),
+            start_v3(None),
+            NOW,
+            true,
+            vec!["supersede_deployment"],
+            "superseded by v3",
+        ),
+        (
+            "a rollback supersedes whatever the policy",
+            held(Reject),
+            start_v3(Some("ev-9")),
+            NOW,
+            true,
+            vec!["supersede_deployment"],
+            "superseded by the rollback to v3",
+        ),
+        (
+            "an expired lease is taken over, and its deployment resumed",
+            held(Reject),
+            start_v3(None),
+            NOW + 100,
+            true,
+            vec!["supersede_deployment"],
+            "lease expired",
+        ),
+    ];
+    for (name, state, event, now, queued, effects, reason) in table {
+        let d = decide(&state, &event, now).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(
+            d.state.service.active.as_deref(),
+            Some(ACTIVE),
+            "{name}: the holder keeps the lease"
+        );
+        assert_eq!(d.state.deployment, None, "{name}: nothing created yet");
+        assert_eq!(d.state.service.queued.is_some(), queued, "{name}");
+        assert_eq!(effect_names(&d.effects), effects, "{name}");
+        if let Some(Effect::SupersedeDeployment {
+            deploy_id,
+            reason: why,
+            resume,
+            ..
+        }) = d.effects.first()
+        {
+            assert_eq!(deploy_id, ACTIVE, "{name}");
+            assert!(why.contains(reason), "{name}: {why}");
+            assert_eq!(*resume, now >= NOW + 100, "{name}: resume only a lapsed holder");
+        }
+    }
+    let err = decide(&held(Reject), &start_v3(None), NOW).unwrap_err();
+    assert!(matches!(err, Refusal::Busy { .. }), "{err}");
+    // A queued rollback is not displaced by a rollout.
+    let mut waiting = held(Queue);
+    waiting.service.queued = Some(ImageRequest {
+        rollback_of: Some("ev-1".into()),
+        ..request("v0.9", AMI_V1)
+    });
+    let err = decide(&waiting, &start_v3(None), NOW).unwrap_err();
+    assert!(
+        err.to_string().contains("rollback of checkout to v0.9 is queued"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_rollback_may_go_older_than_live() {
+    let older = Event::Start {
+        request: ImageRequest {
+            rollback_of: Some("ev-1".into()),
+            ..request("v0.9", AMI_V2)
+        },
+        image: good_image(),
+    };
+    let d = decide(&idle(), &older, NOW).unwrap();
+    assert_eq!(phase_of(&d.state), &Phase::Launching);
+    let plain = Event::Start {
+        request: request("v0.9", AMI_V2),
+        image: good_image(),
+    };
+    assert!(matches!(decide(&idle(), &plain, NOW), Err(Refusal::Downgrade { .. })));
+}
+
+#[test]
+fn the_queued_deployment_starts_when_the_holder_ends_and_clears_the_queue() {
+    let mut state = in_phase(
+        Phase::Aborting {
+            reason: "x".into(),
+            drain_until: NOW,
+        },
+        0,
+    );
+    let holder = state.deployment.as_ref().unwrap().deploy_id.clone();
+    state.service.active = Some(holder);
+    state.service.queued = Some(request("v3", AMI_V2));
+    let d = decide(&state, &Event::GreenTerminated, NOW).unwrap();
+    assert_eq!(d.state.service.active, None);
+    assert_eq!(d.state.service.lease_until, None);
+    assert_eq!(effect_names(&d.effects), vec!["start_queued", "write_report"]);
+    // A crash before it started: any later delivery to the finished deployment restarts it.
+    let again = decide(&d.state, &Event::GreenTerminated, NOW + 5).unwrap();
+    assert_eq!(effect_names(&again.effects), vec!["start_queued"]);
+    // Starting it takes the lease and empties the queue.
+    let mut free = d.state.clone();
+    free.deployment = None;
+    let started = decide(&free, &start_v3(None), NOW + 6).unwrap().state;
+    assert_eq!(started.service.queued, None);
+    assert_eq!(started.service.lease_until, Some(NOW + 6 + sample().lease_s));
+}
+
+#[test]
+fn progress_renews_the_lease_only_when_it_runs_short() {
+    let lease = sample().lease_s;
+    let mut state = in_phase(Phase::Verified { weight: 100 }, 100);
+    let id = state.deployment.as_ref().unwrap().deploy_id.clone();
+    state.service.active = Some(id);
+    state.service.lease_until = Some(NOW + lease);
+    // Finalize: the next step waits the bake window, longer than the lease has left.
+    let baking = decide(&state, &Event::FinalizeDue, NOW).unwrap().state;
+    assert_eq!(baking.service.lease_until, Some(NOW + sample().bake_window_s + lease));
+    // A step with plenty of lease left writes no new lease.
+    let mut verifying = in_phase(Phase::Verifying { weight: 10, polls: 0 }, 10);
+    verifying.service.active = Some(verifying.deployment.as_ref().unwrap().deploy_id.clone());
+    verifying.service.lease_until = Some(NOW + lease);
+    let polled = decide(
+        &verifying,
+        &Event::HealthObserved {
+            report: report(&[TargetState::Initial, TargetState::Initial]),
+        },
+        NOW + 1,
+    )
+    .unwrap();
+    assert_eq!(polled.state.service.lease_until, Some(NOW + lease));
 }

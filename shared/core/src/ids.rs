@@ -64,6 +64,19 @@ impl DeployId {
         DeployId(format!("d-{hex}"))
     }
 
+    /// The id of a rollback that redeploys `ami` as `version`, requested by event
+    /// `event_id`: repeated deliveries of the event map to one deployment.
+    pub fn derive_rollback(service: &str, version: &str, ami: &str, event_id: &str) -> Self {
+        let mut hash = Sha256::new();
+        for part in ["rollback", service, version, ami, event_id] {
+            hash.update(part.as_bytes());
+            hash.update([0u8]);
+        }
+        let digest = hash.finalize();
+        let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+        DeployId(format!("d-{hex}"))
+    }
+
     /// Parses an id received from outside (step input, CLI).
     pub fn parse(text: &str) -> Result<Self, IdError> {
         let ok = text

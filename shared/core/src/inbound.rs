@@ -177,6 +177,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
                 requested_by,
                 reason: d.reason,
                 attempt,
+                rollback_of: None,
             }))
         }
         (SOURCE, ROLLBACK_REQUESTED) => {
@@ -475,6 +476,7 @@ pub fn parse_manifest(body: &[u8], service: &str, version: &str) -> Result<Image
         requested_by,
         reason: m.reason,
         attempt: 1,
+        rollback_of: None,
     })
 }
 

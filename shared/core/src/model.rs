@@ -1,6 +1,7 @@
 //! The ledger's records. The ledger is the source of truth: every handler reads these,
 //! decides, writes them back conditionally (on `gen`), then makes the world match.
 
+use crate::decide::ImageRequest;
 use crate::{config::ServiceConfig, Epoch};
 use serde::{Deserialize, Serialize};
 
@@ -25,8 +26,16 @@ pub struct ServiceState {
     pub live: Option<Release>,
     /// The previous live release, kept warm for the bake window (revert = one flip).
     pub warm: Option<Release>,
-    /// The deployment in flight (from start until it succeeds or is aborted).
+    /// The deployment in flight (from start until it succeeds or is aborted): the lease owner.
     pub active: Option<String>,
+    /// When `active`'s lease runs out unless its deployment makes progress (renewed by every
+    /// step); after it, the next image or rollback may take the service over.
+    #[serde(default)]
+    pub lease_until: Option<Epoch>,
+    /// The deployment to start when `active` ends (policy `queue`, a superseding image, or a
+    /// rollback waiting for the fleet it replaces).
+    #[serde(default)]
+    pub queued: Option<ImageRequest>,
 }
 
 impl ServiceState {
@@ -38,6 +47,8 @@ impl ServiceState {
             live,
             warm: None,
             active: None,
+            lease_until: None,
+            queued: None,
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::fixture::{self, AppBehaviour, Spec};
 use crate::orchestrator::{Ending, Progress};
 use crate::pump::Outcome;
 use crate::{pump, Local, Names};
+use greenlight_core::config::NewImagePolicy;
 use greenlight_core::decide::short_arn;
 use greenlight_core::inbound::{ALARM_STATE_CHANGE, IMAGE_PUBLISHED, SOURCE};
 use greenlight_core::plan::{Step, END};
@@ -43,6 +44,8 @@ pub async fn run() -> Result<(), String> {
         max_polls: 20,
         fleet_size: 2,
         switch_by_rule: false,
+        on_new_image: NewImagePolicy::Supersede,
+        lease_s: 900,
     };
     let world = fixture::build(&local, &spec).await?;
     println!(

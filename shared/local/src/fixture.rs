@@ -12,7 +12,9 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use greenlight_adapters::aws::create_table;
 use greenlight_adapters::tags;
-use greenlight_core::config::{AmiPolicy, HealthSettings, LaunchSettings, Rollout, ServiceConfig, SmokeCheck, Switch};
+use greenlight_core::config::{
+    AmiPolicy, HealthSettings, LaunchSettings, NewImagePolicy, Rollout, ServiceConfig, SmokeCheck, Switch,
+};
 use greenlight_core::model::Release;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -62,6 +64,10 @@ pub struct Spec {
     /// Switch traffic with a listener rule (path `/<service>/*`) instead of the listener's
     /// default action, as when several services share one listener.
     pub switch_by_rule: bool,
+    /// What a new image does while a deployment is in flight.
+    pub on_new_image: NewImagePolicy,
+    /// The deployment lease (seconds beyond a step's wait).
+    pub lease_s: u64,
 }
 
 impl Spec {
@@ -77,6 +83,8 @@ impl Spec {
             max_polls: 10,
             fleet_size: 2,
             switch_by_rule: false,
+            on_new_image: NewImagePolicy::Supersede,
+            lease_s: 900,
         }
     }
 }
@@ -322,6 +330,8 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         },
         image_builder_name: Some(spec.service.clone()),
         alarms: vec![alarm_name(&spec.service)],
+        on_new_image: spec.on_new_image,
+        lease_s: spec.lease_s,
     };
     config.validate().map_err(|e| format!("fixture registration: {e}"))?;
     let live = Release {

@@ -157,6 +157,41 @@ async fn apply(ports: &Ports, state: &State, effect: &Effect) -> Result<Option<E
                 Event::BlueTerminated
             }))
         }
+        Effect::SupersedeDeployment {
+            service,
+            deploy_id,
+            reason,
+            resume,
+        } => {
+            let event = Event::Supersede {
+                reason: reason.clone(),
+                resume: *resume,
+            };
+            let outcome = Box::pin(with_conflict_retries(|| async {
+                match ports.ledger.load(service, Some(deploy_id)).await? {
+                    Some(other) if other.deployment.is_some() => drive(ports, other, event.clone()).await.map(|_| ()),
+                    _ => {
+                        warn!(%deploy_id, "superseded deployment is not in the ledger");
+                        Ok(())
+                    }
+                }
+            }))
+            .await;
+            outcome?;
+            Ok(None)
+        }
+        Effect::StartQueued { request } => {
+            match Box::pin(crate::start::start_request(ports, request.clone())).await {
+                Ok(outcome) => info!(?outcome, "queued deployment started"),
+                // The step that freed the service has done its work; a queued image that is no
+                // longer acceptable (e.g. now older than live) is dropped with the reason.
+                Err(e @ (StepError::Refused(_) | StepError::Rejected(_))) => {
+                    warn!(version = %request.version, why = %e, "queued deployment refused")
+                }
+                Err(e) => return Err(e),
+            }
+            Ok(None)
+        }
         Effect::WriteReport { service, deploy_id } => {
             if let Some(dep) = state.deployment.as_ref().filter(|d| &d.deploy_id == deploy_id) {
                 let body = report::render(dep);

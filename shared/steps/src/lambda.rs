@@ -100,6 +100,11 @@ pub async fn handle(ports: &Ports, step: Step, payload: Value) -> Result<Value, 
         Step::StartDeployment => match start_deployment(ports, &payload).await? {
             StartOutcome::Started(out) => Ok(serde_json::to_value(out).unwrap_or_default()),
             StartOutcome::Ignored(why) => Ok(json!({ "ignored": why })),
+            StartOutcome::Queued {
+                deploy_id,
+                behind,
+                note,
+            } => Ok(json!({ "queued": deploy_id, "behind": behind, "note": note })),
         },
         step => {
             let input: StepInput = serde_json::from_value(payload).map_err(|e| {

@@ -15,6 +15,13 @@ use tracing::{info, info_span, Instrument};
 pub enum StartOutcome {
     /// A deployment was started (or had been: duplicates map to the same one).
     Started(StepOutput),
+    /// The deployment waits for the one in flight (`behind`) to end; the note says whether
+    /// that one is being superseded.
+    Queued {
+        deploy_id: String,
+        behind: String,
+        note: String,
+    },
     /// A well-formed event that needs no deployment (e.g. an image that failed to build).
     Ignored(String),
 }
@@ -55,6 +62,7 @@ pub async fn start_deployment(ports: &Ports, event: &Value) -> Result<StartOutco
                 requested_by: "ec2-image-builder".into(),
                 reason: Some(format!("image {image_arn} available")),
                 attempt: 1,
+                rollback_of: None,
             }
         }
         Inbound::Manifest {
@@ -67,10 +75,16 @@ pub async fn start_deployment(ports: &Ports, event: &Value) -> Result<StartOutco
             inbound::parse_manifest(&body, &service, &version)?
         }
     };
+    start_request(ports, request).await
+}
+
+/// Starts the deployment `request` asks for (or queues it, or supersedes the deployment in
+/// flight, as the service's policy says). Also used for queued deployments and rollbacks.
+pub async fn start_request(ports: &Ports, request: ImageRequest) -> Result<StartOutcome, StepError> {
     let deploy_id = request.deploy_id().to_string();
     let span = info_span!("step", step = "start-deployment", service = %request.service, deploy_id = %deploy_id);
     async {
-        let out = with_conflict_retries(|| async {
+        let outcome = with_conflict_retries(|| async {
             let state = ports
                 .ledger
                 .load(&request.service, Some(&deploy_id))
@@ -87,11 +101,19 @@ pub async fn start_deployment(ports: &Ports, event: &Value) -> Result<StartOutco
                 image,
             };
             let (state, notes) = drive(ports, state, event).await?;
-            output(ports, &state, &notes)
+            if state.deployment.is_none() {
+                // Queued behind the deployment in flight (which may be superseded).
+                return Ok(StartOutcome::Queued {
+                    deploy_id: deploy_id.clone(),
+                    behind: state.service.active.clone().unwrap_or_default(),
+                    note: notes.join("; "),
+                });
+            }
+            output(ports, &state, &notes).map(StartOutcome::Started)
         })
         .await?;
-        info!(phase = %out.phase, next = %out.next, note = %out.note, "start-deployment done");
-        Ok(StartOutcome::Started(out))
+        info!(?outcome, "start-deployment done");
+        Ok(outcome)
     }
     .instrument(span)
     .await

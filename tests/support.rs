@@ -113,18 +113,19 @@ impl Env {
         assert_eq!(out.expect("put events").failed_entry_count, 0);
     }
 
-    /// Waits (up to 60 s) until deployment `deploy_id` is in a phase `want` accepts.
+    /// Waits (up to 60 s) until deployment `deploy_id` exists and is in a phase `want` accepts.
     pub async fn wait_for_phase(&self, deploy_id: &str, want: impl Fn(&Phase) -> bool) -> Deployment {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let dep = self.deployment(deploy_id).await;
-            if want(&dep.phase) {
-                return dep;
+            // A queued deployment is in the ledger only once it starts.
+            let dep = self.ledger(Some(deploy_id)).await.deployment;
+            if let Some(dep) = dep.as_ref().filter(|d| want(&d.phase)) {
+                return dep.clone();
             }
+            let phase = dep.map(|d| d.phase);
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "deployment stuck in {:?}",
-                dep.phase
+                "deployment {deploy_id} stuck in {phase:?}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -152,12 +153,21 @@ impl Env {
         (id, ending)
     }
 
-    /// Waits (up to 120 s) for execution `deploy_id` to end.
-    pub async fn wait(&self, deploy_id: &str) -> Ending {
-        tokio::time::timeout(Duration::from_secs(120), self.local.orchestrator.wait(deploy_id))
+    /// Waits (up to 120 s) for execution `name` to start (a queued deployment starts when
+    /// the one before it ends) and end.
+    pub async fn wait(&self, name: &str) -> Ending {
+        let orchestrator = &self.local.orchestrator;
+        let run = async {
+            loop {
+                if let Some(ending) = orchestrator.wait(name).await {
+                    return ending;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(120), run)
             .await
-            .expect("deployment did not end within 120s")
-            .expect("execution was never started")
+            .unwrap_or_else(|_| panic!("execution {name} did not start and end within 120s"))
     }
 
     /// The ledger's view of the service (and deployment `deploy_id`).

@@ -3,6 +3,7 @@
 //! ledger items, S3 objects), never a handler's word for it.
 //!
 //! - `rollout`: all-at-once and canary rollouts, bake window and retirement;
+//! - `concurrency`: one deployment per service: policies, racing images, lease expiry;
 //! - `gates`: unhealthy green and failed smoke tests abort without touching the listener;
 //! - `idempotency`: duplicate events, handler re-runs, a crash after RunInstances;
 //! - `ledger`: conditional writes refuse stale state; history per service;
@@ -12,6 +13,7 @@
 //! - `samples`: every file in `events/` parses as expected;
 //! - `infra`: the committed Step Functions definition is the one generated from the plan.
 
+mod concurrency;
 mod gates;
 mod idempotency;
 mod infra;

@@ -211,25 +211,146 @@ async fn triggers_that_concern_nothing_change_nothing() {
         matches!(&outcome, RevertOutcome::Reverted { note, .. } if note.contains("predates")),
         "{outcome:?}"
     );
-    // A rollback to a version that is not the warm one.
+    // A rollback to a version that was never live.
     late["time"] = greenlight_e2e::now_rfc3339().into();
     late["detail"]["to_version"] = "v0.5".into();
     let err = revert_service(&env.local.ports, &late).await.unwrap_err().to_string();
-    assert!(err.contains("the warm version is v1"), "{err}");
+    assert!(err.contains("never recorded it live (recorded: v1)"), "{err}");
 
     assert_eq!((env.deployment(&id).await, env.weights().await), before);
 }
 
-#[tokio::test]
-async fn rollback_with_nothing_warm_is_refused_with_the_reason() {
-    let env = Env::new("rb-cold", quick).await;
+fn redeploying(result: Result<Outcome, String>) -> (String, String) {
+    match result {
+        Ok(Outcome::Revert(RevertOutcome::Redeploying { deploy_id, version, .. })) => (deploy_id, version),
+        other => panic!("expected a redeployment, got {other:?}"),
+    }
+}
+
+/// v2 deployed over v1 and v1 retired: nothing warm any more.
+async fn v2_live_v1_retired(prefix: &str) -> (Env, String) {
+    let env = Env::new(prefix, quick).await;
     let ami = env.image("v2", App::Healthy).await;
-    let (_, ending) = env.deploy("v2", &ami).await;
+    let (v2, ending) = env.deploy("v2", &ami).await;
     assert_eq!(ending, Ending::Done("succeeded".into()));
-    env.rollback("too late").await;
-    let err = env.deliver(1).await.remove(0).expect_err("nothing warm to flip to");
-    assert!(err.contains("nothing is warm"), "{err}");
-    assert_eq!(env.weights().await, [("b", 100)], "v2 keeps serving");
+    assert!(env
+        .states(&env.world.blue_instances)
+        .await
+        .values()
+        .all(|s| s == "terminated"));
+    (env, v2)
+}
+
+#[tokio::test]
+async fn rollback_after_the_old_fleet_was_retired_redeploys_it_through_the_gates() {
+    let (env, v2) = v2_live_v1_retired("rb-slow").await;
+    env.rollback("v2 corrupts carts").await;
+    let (rollback, version) = redeploying(env.deliver(1).await.remove(0));
+    assert_eq!(version, "v1");
+    assert_eq!(env.wait(&rollback).await, Ending::Done("succeeded".into()));
+
+    let state = env.ledger(Some(&rollback)).await;
+    let dep = state.deployment.clone().unwrap();
+    assert!(
+        dep.rollback && dep.source == "rollback" && dep.requested_by == "alice",
+        "{dep:?}"
+    );
+    assert_eq!(
+        (dep.version.as_str(), dep.ami.as_str()),
+        ("v1", env.world.ami_v1.as_str()),
+        "v1's image again"
+    );
+    assert!(dep.healthy_at.is_some(), "through the same health gates");
+    let live = state.service.live.unwrap();
+    assert_eq!(
+        (live.version.as_str(), live.deploy_id.as_deref()),
+        ("v1", Some(rollback.as_str()))
+    );
+    assert_eq!(env.weights().await, [("a", 100)], "traffic on the new v1 fleet");
+    assert!(
+        env.live_instances_of(&v2).await.is_empty(),
+        "v2 retired after the bake window"
+    );
+    let last = state.service.last_revert.expect("recorded for loop protection");
+    assert_eq!((last.from.as_str(), last.back_to.as_str()), ("v2", "v1"));
+}
+
+#[tokio::test]
+async fn rollback_to_a_named_version_and_to_an_unknown_one() {
+    let (env, _) = v2_live_v1_retired("rb-named").await;
+    let ami3 = env.image("v3", App::Healthy).await;
+    assert_eq!(env.deploy("v3", &ami3).await.1, Ending::Done("succeeded".into()));
+    let event = |to: &str| {
+        let mut e = greenlight_e2e::image_published(serde_json::json!({}));
+        e["detail-type"] = "RollbackRequested".into();
+        e["id"] = format!("rb-{to}").into();
+        e["time"] = greenlight_e2e::now_rfc3339().into();
+        e["detail"] =
+            serde_json::json!({"service": env.service, "to_version": to, "reason": "r", "requested_by": "bob"});
+        e
+    };
+    // Never live: refused, nothing changes.
+    let before = env.ledger(None).await.service;
+    let err = revert_service(&env.local.ports, &event("v0.5"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("never recorded it live (recorded: v1, v2, v3)"), "{err}");
+    assert_eq!(env.ledger(None).await.service, before);
+    // v1, two versions back: redeployed.
+    let outcome = revert_service(&env.local.ports, &event("v1")).await.unwrap();
+    let RevertOutcome::Redeploying { deploy_id, version, .. } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(version, "v1");
+    assert_eq!(env.wait(&deploy_id).await, Ending::Done("succeeded".into()));
+    assert_eq!(env.ledger(None).await.service.live.unwrap().version, "v1");
+}
+
+#[tokio::test]
+async fn an_alarm_on_the_version_rolled_back_to_stops_instead_of_ping_ponging() {
+    let (env, _) = v2_live_v1_retired("rb-loop").await;
+    env.rollback("v2 is bad").await;
+    let (rollback, _) = redeploying(env.deliver(1).await.remove(0));
+    assert_eq!(env.wait(&rollback).await, Ending::Done("succeeded".into()));
+    let before = (env.ledger(None).await.service.live, env.weights().await);
+
+    // v1's alarm fires too: no rollback to v2, the service is marked for a human.
+    env.alarm("alarm-loop", "ALARM").await;
+    let outcome = env.deliver(1).await.remove(0);
+    assert!(
+        matches!(&outcome, Ok(Outcome::Revert(RevertOutcome::Ignored { why })) if why.contains("greenlight stopped")),
+        "{outcome:?}"
+    );
+    let state = env.ledger(None).await;
+    let attention = state
+        .service
+        .attention
+        .clone()
+        .expect("the ledger says the service needs attention");
+    assert!(
+        attention.contains("the version the last rollback went back to"),
+        "{attention}"
+    );
+    assert_eq!(
+        (state.service.live, env.weights().await),
+        before,
+        "traffic stays where it is"
+    );
+    assert_eq!(state.service.active, None, "nothing deploying");
+    // Further alarms are ignored until a deployment succeeds.
+    env.alarm("alarm-loop-2", "ALARM").await;
+    assert!(matches!(
+        env.deliver(1).await.remove(0),
+        Ok(Outcome::Revert(RevertOutcome::Ignored { .. }))
+    ));
+    let ami3 = env.image("v3", App::Healthy).await;
+    assert_eq!(env.deploy("v3", &ami3).await.1, Ending::Done("succeeded".into()));
+    assert_eq!(
+        env.ledger(None).await.service.attention,
+        None,
+        "a good deployment clears it"
+    );
 }
 
 /// A load balancer whose first listener change fails after the ledger write (a crash

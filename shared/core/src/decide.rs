@@ -13,7 +13,7 @@
 use crate::config::{LaunchSettings, NewImagePolicy, ServiceConfig, Switch};
 use crate::ids::DeployId;
 use crate::inbound::format_time;
-use crate::model::{Deployment, Phase, ServiceState, State};
+use crate::model::{Deployment, LastRevert, Phase, Release, ServiceState, State};
 use crate::version::{Version, VersionError};
 use crate::Epoch;
 use serde::{Deserialize, Serialize};
@@ -309,6 +309,14 @@ pub enum Refusal {
         key: String,
         value: String,
     },
+    #[error("cannot roll {service} back to {version}: the ledger never recorded it live (recorded: {known}); name one of those")]
+    NeverLive {
+        service: String,
+        version: String,
+        known: String,
+    },
+    #[error("cannot roll {service} back: {why}")]
+    NoPrevious { service: String, why: String },
     #[error("a rollback of {service} to {version} is queued; publish this image again once it is live")]
     RollbackPending { service: String, version: String },
     #[error("deployment {deploy_id} is {phase}: too late to abort; roll back instead")]
@@ -448,6 +456,14 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             let until = now + config.bake_window_s;
             next.service.live = Some(dep.green_release());
             next.service.warm = dep.blue.clone();
+            if dep.rollback {
+                next.service.last_revert = Some(LastRevert {
+                    from: dep.blue.as_ref().map(|b| b.version.clone()).unwrap_or_default(),
+                    back_to: dep.version.clone(),
+                    deploy_id: dep.deploy_id.clone(),
+                    at: now,
+                });
+            }
             let warm = dep
                 .blue
                 .as_ref()
@@ -723,6 +739,7 @@ fn start(
         updated_at: now,
         healthy_at: None,
         revert: None,
+        rollback: request.is_rollback(),
         timeline: vec![],
     };
     let from = service.live.as_ref().map(|r| r.version.as_str()).unwrap_or("nothing");
@@ -878,7 +895,24 @@ fn revert(
             });
         }
     }
+    if request.trigger == "alarm" && dep.rollback {
+        // The version we rolled back to alarms too: going back again would ping-pong.
+        let why = format!(
+            "{} alarmed during the rollback to {} ({}); greenlight stopped: decide by hand (roll back with to_version, or deploy a fix)",
+            request.requested_by, dep.version, dep.deploy_id
+        );
+        if service.attention.is_none() {
+            service.attention = Some(why.clone());
+        }
+        return Ok(why);
+    }
     let reason = format!("rolled back by {}: {}", request.requested_by, request.reason);
+    service.last_revert = Some(LastRevert {
+        from: dep.version.clone(),
+        back_to: blue.version.clone(),
+        deploy_id: dep.deploy_id.clone(),
+        at: now,
+    });
     if matches!(phase, Phase::Baking { .. }) {
         service.live = Some(blue.clone());
         service.warm = None;
@@ -910,6 +944,94 @@ fn cleanup_execution(dep: &Deployment) -> Effect {
         deploy_id: dep.deploy_id.clone(),
         execution: format!("{}-revert", dep.deploy_id),
     }
+}
+
+/// The release a rollback with nothing warm redeploys: `to_version` if the ledger recorded
+/// it live (as a deployment that went live, or the release a deployment replaced), else the
+/// release the current live one replaced.
+pub fn rollback_target(
+    service: &ServiceState,
+    history: &[Deployment],
+    to_version: Option<&str>,
+) -> Result<Release, Refusal> {
+    let name = service.service.clone();
+    let live = service.live.as_ref().ok_or_else(|| Refusal::NoPrevious {
+        service: name.clone(),
+        why: "nothing is live".into(),
+    })?;
+    let went_live = |d: &Deployment| d.timeline.iter().any(|m| m.phase == "baking");
+    let mut recorded: Vec<Release> = Vec::new();
+    for d in history {
+        recorded.extend(d.blue.clone());
+        if went_live(d) {
+            recorded.push(d.green_release());
+        }
+    }
+    let target = match to_version {
+        Some(version) => recorded
+            .iter()
+            .rev()
+            .find(|r| r.version == version)
+            .cloned()
+            .ok_or_else(|| {
+                let mut known: Vec<&str> = recorded.iter().map(|r| r.version.as_str()).collect();
+                known.dedup();
+                Refusal::NeverLive {
+                    service: name.clone(),
+                    version: version.to_string(),
+                    known: known.join(", "),
+                }
+            })?,
+        None => {
+            let made_live = history
+                .iter()
+                .find(|d| live.deploy_id.as_deref() == Some(d.deploy_id.as_str()));
+            match made_live {
+                Some(d) if d.rollback => {
+                    return Err(Refusal::NoPrevious {
+                        service: name,
+                        why: format!(
+                            "{} is live because of a rollback from {}; name the version to go to with to_version",
+                            live.version,
+                            d.blue.as_ref().map(|b| b.version.as_str()).unwrap_or("nothing")
+                        ),
+                    })
+                }
+                Some(d) => d.blue.clone().ok_or_else(|| Refusal::NoPrevious {
+                    service: name.clone(),
+                    why: format!("nothing was live before {}", live.version),
+                })?,
+                None => {
+                    return Err(Refusal::NoPrevious {
+                        service: name,
+                        why: format!(
+                            "{} was live when the service was registered; greenlight knows nothing older",
+                            live.version
+                        ),
+                    })
+                }
+            }
+        }
+    };
+    if target.version == live.version && target.ami == live.ami {
+        return Err(Refusal::AlreadyLive {
+            service: name,
+            version: live.version.clone(),
+            ami: live.ami.clone(),
+        });
+    }
+    Ok(target)
+}
+
+/// Loop protection for an alarm with nothing in flight: if the live version is the one the
+/// last rollback went back to, rolling back again would ping-pong; the reason to stop.
+pub fn alarm_loop(service: &ServiceState, alarm: &str) -> Option<String> {
+    let live = service.live.as_ref()?;
+    let last = service.last_revert.as_ref().filter(|r| r.back_to == live.version)?;
+    Some(format!(
+        "{alarm} fired on {}, the version the last rollback went back to (from {}, {}); greenlight stopped: decide by hand (roll back with to_version, or deploy a fix)",
+        live.version, last.from, last.deploy_id
+    ))
 }
 
 /// check-health's transition out of `Verifying`.
@@ -1085,6 +1207,9 @@ fn finish(service: &mut ServiceState, dep: &Deployment, effects: &mut Vec<Effect
     if service.active.as_deref() == Some(dep.deploy_id.as_str()) {
         service.active = None;
         service.lease_until = None;
+        if dep.phase == Phase::Succeeded {
+            service.attention = None;
+        }
         if let Some(request) = &service.queued {
             effects.push(Effect::StartQueued {
                 request: request.clone(),

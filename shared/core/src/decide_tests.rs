@@ -1026,3 +1026,86 @@ fn progress_renews_the_lease_only_when_it_runs_short() {
     .unwrap();
     assert_eq!(polled.state.service.lease_until, Some(NOW + lease));
 }
+
+/// A finished deployment of `version` over `blue` (went live: its timeline has `baking`).
+fn went_live(version: &str, ami: &str, blue: Option<Release>, rollback: bool) -> Deployment {
+    let mut state = started();
+    let dep = state.deployment.as_mut().unwrap();
+    dep.deploy_id = format!("d-{version}");
+    dep.version = version.into();
+    dep.ami = ami.into();
+    dep.blue = blue;
+    dep.rollback = rollback;
+    dep.enter(Phase::Baking { until: NOW }, NOW, "live");
+    dep.enter(Phase::Succeeded, NOW, "done");
+    dep.clone()
+}
+
+#[test]
+fn rollback_targets_come_from_what_the_ledger_recorded_live() {
+    let v2 = went_live("v2", AMI_V2, Some(blue()), false);
+    let mut service = idle().service;
+    service.live = Some(v2.green_release());
+    let history = vec![v2.clone()];
+    // Previous: the release v2 replaced.
+    assert_eq!(rollback_target(&service, &history, None).unwrap().version, "v1");
+    // Named: recorded live (v1 as blue of v2); unknown names are refused with the list.
+    assert_eq!(rollback_target(&service, &history, Some("v1")).unwrap().ami, AMI_V1);
+    let err = rollback_target(&service, &history, Some("v0.5"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("recorded: v1, v2"), "{err}");
+    assert!(matches!(
+        rollback_target(&service, &history, Some("v2")),
+        Err(Refusal::AlreadyLive { .. })
+    ));
+    // Live because of a rollback: "previous" would undo it; the version must be named.
+    let back = went_live("v1", AMI_V1, Some(v2.green_release()), true);
+    service.live = Some(back.green_release());
+    let err = rollback_target(&service, &[v2, back], None).unwrap_err().to_string();
+    assert!(err.contains("because of a rollback from v2"), "{err}");
+    // Adopted at registration: nothing older is known.
+    assert!(matches!(
+        rollback_target(&idle().service, &[], None),
+        Err(Refusal::NoPrevious { .. })
+    ));
+}
+
+#[test]
+fn alarms_on_the_version_rolled_back_to_stop_greenlight() {
+    let mut service = idle().service;
+    assert_eq!(alarm_loop(&service, "alarm:checkout-5xx"), None, "no rollback yet");
+    service.last_revert = Some(LastRevert {
+        from: "v2".into(),
+        back_to: "v1".into(),
+        deploy_id: "d-x".into(),
+        at: NOW,
+    });
+    assert!(alarm_loop(&service, "alarm:checkout-5xx")
+        .unwrap()
+        .contains("greenlight stopped"));
+    // During a rollback's own canary: an alarm marks the service instead of flipping back.
+    let mut state = in_phase(Phase::Verifying { weight: 10, polls: 0 }, 10);
+    state.deployment.as_mut().unwrap().rollback = true;
+    let Event::Revert {
+        mut request,
+        received_at_ms,
+    } = rollback(NOW * 1000)
+    else {
+        unreachable!()
+    };
+    request.trigger = "alarm".into();
+    request.requested_by = "alarm:checkout-5xx".into();
+    let d = decide(
+        &state,
+        &Event::Revert {
+            request,
+            received_at_ms,
+        },
+        NOW,
+    )
+    .unwrap();
+    assert!(d.state.service.attention.is_some());
+    assert_eq!(d.effects, vec![], "no listener change");
+    assert_eq!(d.state.deployment, state.deployment, "the rollback goes on");
+}

@@ -36,6 +36,22 @@ pub struct ServiceState {
     /// rollback waiting for the fleet it replaces).
     #[serde(default)]
     pub queued: Option<ImageRequest>,
+    /// The last rollback that put a version back live (for loop protection).
+    #[serde(default)]
+    pub last_revert: Option<LastRevert>,
+    /// Set when greenlight stopped acting on its own (e.g. the version it rolled back to
+    /// alarms too): why. Cleared by the next deployment that succeeds.
+    #[serde(default)]
+    pub attention: Option<String>,
+}
+
+/// A rollback that put `back_to` live again instead of `from`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastRevert {
+    pub from: String,
+    pub back_to: String,
+    pub deploy_id: String,
+    pub at: Epoch,
 }
 
 impl ServiceState {
@@ -49,6 +65,8 @@ impl ServiceState {
             active: None,
             lease_until: None,
             queued: None,
+            last_revert: None,
+            attention: None,
         }
     }
 }
@@ -170,6 +188,9 @@ pub struct Deployment {
     /// Set when the deployment was rolled back (by an engineer or an alarm).
     #[serde(default)]
     pub revert: Option<RevertRecord>,
+    /// True for a rollback's redeployment of an earlier version (the slow path).
+    #[serde(default)]
+    pub rollback: bool,
     pub timeline: Vec<Mark>,
 }
 

@@ -7,15 +7,23 @@
 //! forwards everything to the previous fleet again. A crash between the two is completed by
 //! the next delivery, which finds the deployment aborting and re-applies the listener change.
 //! The bad fleet is then drained and terminated by a clean-up execution.
+//!
+//! Once that fleet is retired, the earlier version's image is deployed again through the
+//! same gates, marked as a rollback (the slow path). An alarm on the version a rollback went
+//! back to stops greenlight instead of ping-ponging: the service is marked as needing
+//! attention and alarms are ignored until a deployment succeeds.
 
 use crate::engine::{drive, with_conflict_retries};
+use crate::start::{start_request, StartOutcome};
 use crate::StepError;
 use greenlight_adapters::Ports;
-use greenlight_core::decide::{Event, RevertRequest};
+use greenlight_core::decide::{alarm_loop, rollback_target, Event, ImageRequest, RevertRequest};
 use greenlight_core::inbound::{self, Inbound};
+use greenlight_core::model::ServiceState;
+use greenlight_core::Refusal;
 use serde::Serialize;
 use serde_json::Value;
-use tracing::{info, info_span, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
 /// What revert-service did with an event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,8 +37,16 @@ pub enum RevertOutcome {
         phase: String,
         note: String,
     },
+    /// Nothing warm to flip to: the earlier version's image is deployed again through the
+    /// gates (deployment `deploy_id`, started or queued behind the one in flight).
+    Redeploying {
+        service: String,
+        deploy_id: String,
+        version: String,
+        note: String,
+    },
     /// A well-formed event that asks for nothing (an alarm back to OK, an alarm no service
-    /// registered).
+    /// registered, a service that needs attention).
     Ignored { why: String },
 }
 
@@ -41,15 +57,17 @@ pub async fn revert_service(ports: &Ports, event: &Value) -> Result<RevertOutcom
         Inbound::Rollback(request) => request,
         Inbound::Alarm(change) => {
             if change.state != "ALARM" {
-                let why = format!("alarm {} is {}: nothing to do", change.alarm_name, change.state);
-                info!(%why, "event ignored");
-                return Ok(RevertOutcome::Ignored { why });
+                return Ok(ignored(format!(
+                    "alarm {} is {}: nothing to do",
+                    change.alarm_name, change.state
+                )));
             }
             let service = ports.ledger.service_for_alarm(&change.alarm_name).await?;
             let Some(service) = service else {
-                let why = format!("alarm {} is registered for no service; ignored", change.alarm_name);
-                info!(%why, "event ignored");
-                return Ok(RevertOutcome::Ignored { why });
+                return Ok(ignored(format!(
+                    "alarm {} is registered for no service; ignored",
+                    change.alarm_name
+                )));
             };
             change.revert_request(&service)
         }
@@ -77,37 +95,99 @@ async fn revert(ports: &Ports, request: RevertRequest) -> Result<RevertOutcome, 
         if request.trigger == "alarm" {
             let alarm = request.requested_by.trim_start_matches("alarm:");
             if !state.config.alarms.iter().any(|a| a == alarm) {
-                let why = format!("alarm {alarm} is no longer in {}'s registration; ignored", request.service);
-                info!(%why, "event ignored");
-                return Ok(RevertOutcome::Ignored { why });
+                return Ok(ignored(format!(
+                    "alarm {alarm} is no longer in {}'s registration; ignored",
+                    request.service
+                )));
+            }
+            if let Some(why) = &state.service.attention {
+                return Ok(ignored(format!(
+                    "{} needs attention, not acting on alarms: {why}",
+                    request.service
+                )));
             }
         }
-        let Some(active) = state.service.active.clone() else {
-            let live = state.service.live.as_ref().map(|r| r.version.as_str()).unwrap_or("nothing");
-            return Err(StepError::Refused(greenlight_core::Refusal::NothingWarm {
-                service: request.service.clone(),
-                why: format!(
-                    "no deployment is in flight or baking ({live} is live and nothing is warm); redeploy the version you want"
-                ),
-            }));
-        };
-        let state = ports.ledger.load(&request.service, Some(&active)).await?.ok_or_else(|| {
-            StepError::Rejected(format!("service {:?} disappeared while rolling back", request.service))
-        })?;
-        let event = Event::Revert {
-            request: request.clone(),
-            received_at_ms,
-        };
-        let (state, notes) = drive(ports, state, event).await?;
-        let dep = state.deployment.as_ref().expect("loaded with the deployment");
-        let outcome = RevertOutcome::Reverted {
-            service: dep.service.clone(),
-            deploy_id: dep.deploy_id.clone(),
-            phase: dep.phase.name().to_string(),
-            note: notes.join("; "),
-        };
-        info!(?outcome, "revert-service done");
-        Ok(outcome)
+        if let Some(active) = state.service.active.clone() {
+            let state = ports
+                .ledger
+                .load(&request.service, Some(&active))
+                .await?
+                .ok_or_else(|| {
+                    StepError::Rejected(format!("service {:?} disappeared while rolling back", request.service))
+                })?;
+            let event = Event::Revert {
+                request: request.clone(),
+                received_at_ms,
+            };
+            match drive(ports, state.clone(), event).await {
+                Ok((state, notes)) => {
+                    let dep = state.deployment.as_ref().expect("loaded with the deployment");
+                    let outcome = RevertOutcome::Reverted {
+                        service: dep.service.clone(),
+                        deploy_id: dep.deploy_id.clone(),
+                        phase: dep.phase.name().to_string(),
+                        note: notes.join("; "),
+                    };
+                    info!(?outcome, "revert-service done");
+                    return Ok(outcome);
+                }
+                // The fleet before it is retired or being retired, or the version asked for
+                // is not the warm one: redeploy it (below), taking over from this deployment.
+                Err(StepError::Refused(why @ (Refusal::NothingWarm { .. } | Refusal::NotTheWarmVersion { .. }))) => {
+                    info!(%why, "no instant flip; redeploying the earlier version");
+                }
+                Err(e) => return Err(e),
+            }
+        } else if request.trigger == "alarm" {
+            if let Some(why) = alarm_loop(&state.service, &request.requested_by) {
+                let mut stopped = state.clone();
+                stopped.service.attention = Some(why.clone());
+                ports.ledger.commit(&state, &stopped).await?;
+                warn!(%why, "rollback loop: stopped, the service needs attention");
+                return Ok(ignored(why));
+            }
+        }
+        redeploy(ports, &state.service, &request).await
     })
     .await
+}
+
+/// The slow path: the version to go back to has no warm fleet, so its image is deployed
+/// again through the same gates, as a rollback (it may be older than live, and it takes the
+/// service over from any deployment in flight).
+async fn redeploy(ports: &Ports, service: &ServiceState, request: &RevertRequest) -> Result<RevertOutcome, StepError> {
+    let history = ports.ledger.history(&request.service).await?;
+    let target = rollback_target(service, &history, request.to_version.as_deref())?;
+    let image = ImageRequest {
+        service: request.service.clone(),
+        version: target.version.clone(),
+        ami: target.ami.clone(),
+        source: "rollback".into(),
+        requested_by: request.requested_by.clone(),
+        reason: Some(format!("rollback: {}", request.reason)),
+        attempt: 1,
+        rollback_of: Some(request.event_id.clone()),
+    };
+    let outcome = match start_request(ports, image).await? {
+        StartOutcome::Started(out) => RevertOutcome::Redeploying {
+            service: out.service,
+            deploy_id: out.deploy_id,
+            version: target.version,
+            note: out.note,
+        },
+        StartOutcome::Queued { deploy_id, note, .. } => RevertOutcome::Redeploying {
+            service: request.service.clone(),
+            deploy_id,
+            version: target.version,
+            note,
+        },
+        StartOutcome::Ignored(why) => RevertOutcome::Ignored { why },
+    };
+    info!(?outcome, "revert-service done");
+    Ok(outcome)
+}
+
+fn ignored(why: String) -> RevertOutcome {
+    info!(%why, "event ignored");
+    RevertOutcome::Ignored { why }
 }

@@ -882,7 +882,8 @@ fn start_v3(rollback_of: Option<&str>) -> Event {
 fn new_image_while_a_deployment_holds_the_service() {
     use NewImagePolicy::*;
     // (name, state, event, now, queued?, effects, supersede reason contains)
-    let table: Vec<(&str, State, Event, Epoch, bool, Vec<&str>, &str)> = vec![
+    type PolicyRow = (&'static str, State, Event, Epoch, bool, Vec<&'static str>, &'static str);
+    let table: Vec<PolicyRow> = vec![
         (
             "queue: waits its turn",
             held(Queue),

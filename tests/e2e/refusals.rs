@@ -81,3 +81,38 @@ async fn malformed_events_unknown_services_and_foreign_images_are_rejected() {
     }
     assert_eq!(world_snapshot(&env).await, before, "rejections changed the world");
 }
+
+#[tokio::test]
+async fn no_deployment_starts_while_an_alarm_of_the_service_is_in_alarm() {
+    let env = Env::new("preflight", quick).await;
+    let alarm = greenlight_local::fixture::alarm_name(&env.service);
+    let set = |state: aws_sdk_cloudwatch::types::StateValue| {
+        let cloudwatch = env.local.clients.cloudwatch.clone();
+        let alarm = alarm.clone();
+        async move {
+            cloudwatch
+                .set_alarm_state()
+                .alarm_name(alarm)
+                .state_value(state)
+                .state_reason("test")
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    let before = world_snapshot(&env).await;
+    let ami = env.image("v2", App::Healthy).await;
+    set(aws_sdk_cloudwatch::types::StateValue::Alarm).await;
+    env.publish("v2", &ami).await;
+    let err = env
+        .deliver(1)
+        .await
+        .remove(0)
+        .expect_err("refused while the alarm fires");
+    assert!(err.contains(&format!("while its alarm {alarm} is in ALARM")), "{err}");
+    assert_eq!(world_snapshot(&env).await, before, "nothing changed");
+
+    set(aws_sdk_cloudwatch::types::StateValue::Ok).await;
+    let (_, ending) = env.deploy("v2", &ami).await;
+    assert_eq!(ending, greenlight_local::orchestrator::Ending::Done("succeeded".into()));
+}

@@ -51,6 +51,7 @@ pub struct AwsClients {
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub s3: aws_sdk_s3::Client,
     pub sfn: aws_sdk_sfn::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
 }
 
 impl AwsClients {
@@ -63,6 +64,7 @@ impl AwsClients {
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             s3: aws_sdk_s3::Client::from_conf(s3),
             sfn: aws_sdk_sfn::Client::new(sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
         }
     }
 }
@@ -93,6 +95,9 @@ pub fn aws_ports(
             report_prefix: report_prefix.to_string(),
         }),
         orchestrator,
+        alarms: Arc::new(CloudWatchAlarms {
+            client: clients.cloudwatch.clone(),
+        }),
         prober: Arc::new(HttpProber),
         clock: Arc::new(SystemClock),
         manifest_prefix: manifest_prefix.to_string(),
@@ -978,6 +983,48 @@ impl ArtifactStore for S3Store {
             .await
             .map_err(|e| aws_error("s3", "PutObject", e))?;
         Ok(key)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Alarms: CloudWatch
+// ---------------------------------------------------------------------------------------
+
+/// The services' CloudWatch alarms.
+pub struct CloudWatchAlarms {
+    pub client: aws_sdk_cloudwatch::Client,
+}
+
+#[async_trait]
+impl crate::Alarms for CloudWatchAlarms {
+    async fn in_alarm(&self, names: &[String]) -> AdapterResult<Vec<String>> {
+        let mut firing = Vec::new();
+        // DescribeAlarms takes at most 100 names a call.
+        for chunk in names.chunks(100) {
+            let out = self
+                .client
+                .describe_alarms()
+                .set_alarm_names(Some(chunk.to_vec()))
+                .state_value(aws_sdk_cloudwatch::types::StateValue::Alarm)
+                .send()
+                .await
+                .map_err(|e| aws_error("cloudwatch", "DescribeAlarms", e))?;
+            // The state is checked here too: the request's StateValue filter is not applied
+            // together with AlarmNames everywhere (moto ignores it).
+            let alarm = Some(&aws_sdk_cloudwatch::types::StateValue::Alarm);
+            let metric = out
+                .metric_alarms()
+                .iter()
+                .filter(|a| a.state_value() == alarm)
+                .filter_map(|a| a.alarm_name());
+            let composite = out
+                .composite_alarms()
+                .iter()
+                .filter(|a| a.state_value() == alarm)
+                .filter_map(|a| a.alarm_name());
+            firing.extend(metric.chain(composite).map(str::to_string));
+        }
+        Ok(firing)
     }
 }
 

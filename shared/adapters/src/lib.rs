@@ -150,6 +150,13 @@ pub trait Orchestrator: Send + Sync {
     async fn start(&self, deploy_id: &str, input: &serde_json::Value) -> AdapterResult<()>;
 }
 
+/// CloudWatch alarms (pre-flight gate).
+#[async_trait]
+pub trait Alarms: Send + Sync {
+    /// Those of `names` whose state is ALARM now.
+    async fn in_alarm(&self, names: &[String]) -> AdapterResult<Vec<String>>;
+}
+
 /// HTTP GET for smoke tests.
 #[async_trait]
 pub trait Prober: Send + Sync {
@@ -187,6 +194,7 @@ pub struct Ports {
     pub lb: Arc<dyn LoadBalancer>,
     pub store: Arc<dyn ArtifactStore>,
     pub orchestrator: Arc<dyn Orchestrator>,
+    pub alarms: Arc<dyn Alarms>,
     pub prober: Arc<dyn Prober>,
     pub clock: Arc<dyn Clock>,
     /// Key prefix of release manifests in the artifact bucket.

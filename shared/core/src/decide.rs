@@ -151,10 +151,13 @@ impl HealthReport {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// An image was published (start-deployment). `image` is None when the AMI does not exist.
+    /// An image was published (start-deployment). `image` is None when the AMI does not exist;
+    /// `firing_alarms`: the service's alarms in ALARM right now (pre-flight gate).
     Start {
         request: ImageRequest,
         image: Option<ImageFacts>,
+        #[serde(default)]
+        firing_alarms: Vec<String>,
     },
     /// launch-green is due.
     LaunchDue,
@@ -309,6 +312,8 @@ pub enum Refusal {
         key: String,
         value: String,
     },
+    #[error("refusing to deploy to {service} while its alarm {alarms} is in ALARM; fix or roll back first (a rollback is allowed)")]
+    AlarmFiring { service: String, alarms: String },
     #[error("cannot roll {service} back to {version}: the ledger never recorded it live (recorded: {known}); name one of those")]
     NeverLive {
         service: String,
@@ -337,8 +342,13 @@ pub enum Refusal {
 
 /// Decides what `event` does to `state` at time `now`.
 pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refusal> {
-    if let Event::Start { request, image } = event {
-        return start(state, request, image.as_ref(), now);
+    if let Event::Start {
+        request,
+        image,
+        firing_alarms,
+    } = event
+    {
+        return start(state, request, image.as_ref(), firing_alarms, now);
     }
     let mut next = state.clone();
     let config = &state.config;
@@ -624,6 +634,7 @@ fn start(
     state: &State,
     request: &ImageRequest,
     image: Option<&crate::decide::ImageFacts>,
+    firing_alarms: &[String],
     now: Epoch,
 ) -> Result<Decision, Refusal> {
     let config = &state.config;
@@ -716,6 +727,12 @@ fn start(
                 value: value.clone(),
             });
         }
+    }
+    if !firing_alarms.is_empty() && !request.is_rollback() {
+        return Err(Refusal::AlarmFiring {
+            service: config.service.clone(),
+            alarms: firing_alarms.join(", "),
+        });
     }
     if let Some(active) = service.active.as_deref().filter(|a| *a != deploy_id.as_str()) {
         return busy(state, request, active, now);

@@ -55,6 +55,7 @@ fn started() -> State {
     let event = Event::Start {
         request: request("v2", AMI_V2),
         image: good_image(),
+        firing_alarms: vec![],
     };
     decide(&idle(), &event, NOW).unwrap().state
 }
@@ -454,6 +455,7 @@ fn refusals() {
     let start = |version: &str, ami: &str, image: Option<ImageFacts>| Event::Start {
         request: request(version, ami),
         image,
+        firing_alarms: vec![],
     };
     let foreign = Some(ImageFacts {
         owner: "999999999999".into(),
@@ -490,6 +492,16 @@ fn refusals() {
         ),
         ("image missing", idle(), start("v2", AMI_V2, None), "was not found"),
         (
+            "an alarm of the service is in ALARM",
+            idle(),
+            Event::Start {
+                request: request("v2", AMI_V2),
+                image: good_image(),
+                firing_alarms: vec!["checkout-5xx".into()],
+            },
+            "while its alarm checkout-5xx is in ALARM",
+        ),
+        (
             "image pending",
             idle(),
             start("v2", AMI_V2, pending),
@@ -516,6 +528,7 @@ fn refusals() {
                     ..request("v2", AMI_V2)
                 },
                 image: good_image(),
+                firing_alarms: vec![],
             },
             "for service",
         ),
@@ -552,6 +565,7 @@ fn required_tag_missing_is_refused() {
         &Event::Start {
             request: request("v2", AMI_V2),
             image: good_image(),
+            firing_alarms: vec![],
         },
         NOW,
     )
@@ -564,6 +578,7 @@ fn start_creates_one_deployment_and_duplicates_change_nothing() {
     let event = Event::Start {
         request: request("v2", AMI_V2),
         image: good_image(),
+        firing_alarms: vec![],
     };
     let first = decide(&idle(), &event, NOW).unwrap();
     let dep = first.state.deployment.as_ref().unwrap();
@@ -875,6 +890,7 @@ fn start_v3(rollback_of: Option<&str>) -> Event {
     Event::Start {
         request,
         image: good_image(),
+        firing_alarms: vec![],
     }
 }
 
@@ -966,12 +982,14 @@ fn a_rollback_may_go_older_than_live() {
             ..request("v0.9", AMI_V2)
         },
         image: good_image(),
+        firing_alarms: vec![],
     };
     let d = decide(&idle(), &older, NOW).unwrap();
     assert_eq!(phase_of(&d.state), &Phase::Launching);
     let plain = Event::Start {
         request: request("v0.9", AMI_V2),
         image: good_image(),
+        firing_alarms: vec![],
     };
     assert!(matches!(decide(&idle(), &plain, NOW), Err(Refusal::Downgrade { .. })));
 }

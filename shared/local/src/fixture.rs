@@ -334,6 +334,7 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         lease_s: spec.lease_s,
     };
     config.validate().map_err(|e| format!("fixture registration: {e}"))?;
+    create_alarm(local, &alarm_name(&spec.service), &tgs[1]).await?;
     let live = Release {
         version: "v1".into(),
         ami: ami_v1.clone(),
@@ -354,6 +355,29 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         blue_instances,
         ami_v1,
     })
+}
+
+/// The service's 5xx alarm, as an operator would create it (CloudWatch, state OK).
+async fn create_alarm(local: &Local, name: &str, target_group: &str) -> Result<(), String> {
+    use aws_sdk_cloudwatch::types::{ComparisonOperator, Dimension, Statistic};
+    let tg_dimension = target_group.rsplit(':').next().unwrap_or(target_group);
+    local
+        .clients
+        .cloudwatch
+        .put_metric_alarm()
+        .alarm_name(name)
+        .namespace("AWS/ApplicationELB")
+        .metric_name("HTTPCode_Target_5XX_Count")
+        .dimensions(Dimension::builder().name("TargetGroup").value(tg_dimension).build())
+        .statistic(Statistic::Sum)
+        .period(60)
+        .evaluation_periods(1)
+        .threshold(10.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .send()
+        .await
+        .map_err(|e| format!("put metric alarm: {e:?}"))?;
+    Ok(())
 }
 
 /// Launches the v1 fleet as an operator's earlier deployment would have: tagged so

@@ -96,9 +96,16 @@ pub async fn start_request(ports: &Ports, request: ImageRequest) -> Result<Start
                     ))
                 })?;
             let image = ports.fleet.describe_image(&request.ami).await?;
+            let alarms = &state.config.alarms;
+            let firing_alarms = if alarms.is_empty() {
+                vec![]
+            } else {
+                ports.alarms.in_alarm(alarms).await?
+            };
             let event = Event::Start {
                 request: request.clone(),
                 image,
+                firing_alarms,
             };
             let (state, notes) = drive(ports, state, event).await?;
             if state.deployment.is_none() {

@@ -4,17 +4,20 @@
 //! and terminated. Repeated, late and irrelevant triggers change nothing.
 
 use async_trait::async_trait;
-use greenlight_adapters::{AdapterError, AdapterResult, LoadBalancer, Ports};
+use aws_sdk_dynamodb::types::AttributeValue;
+use greenlight_adapters::{AdapterError, AdapterResult, Ledger, LoadBalancer, Ports, RevertKey};
+use greenlight_core::config::ServiceConfig;
 use greenlight_core::config::Switch;
 use greenlight_core::decide::TargetHealth;
 use greenlight_core::model::{Deployment, Phase};
+use greenlight_core::model::{Release, RevertPlan, State};
 use greenlight_e2e::{canary, quick, started, App, Env};
 use greenlight_local::fixture::Spec;
 use greenlight_local::orchestrator::Ending;
 use greenlight_local::pump::Outcome;
 use greenlight_steps::{revert_service, RevertOutcome};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Copy, Debug)]
 enum Stage {
@@ -353,26 +356,85 @@ async fn an_alarm_on_the_version_rolled_back_to_stops_instead_of_ping_ponging() 
     );
 }
 
-/// A load balancer whose first listener change fails after the ledger write (a crash
-/// between the two fast-path calls).
-struct FlipFailsOnce {
-    inner: Arc<dyn LoadBalancer>,
-    failed: AtomicBool,
+/// Every ledger and load balancer call a handler makes, in order; the first listener change
+/// can be made to fail (a crash between the fast path's two calls).
+#[derive(Default)]
+struct Calls {
+    log: Mutex<Vec<&'static str>>,
+    fail_first_flip: AtomicBool,
 }
 
+impl Calls {
+    fn note(&self, call: &'static str) {
+        self.log.lock().unwrap().push(call);
+    }
+    fn taken(&self) -> Vec<&'static str> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+struct RecordingLedger(Arc<dyn Ledger>, Arc<Calls>);
+
 #[async_trait]
-impl LoadBalancer for FlipFailsOnce {
+impl Ledger for RecordingLedger {
+    async fn register_service(&self, config: &ServiceConfig, live: Option<Release>) -> AdapterResult<()> {
+        self.1.note("register_service");
+        self.0.register_service(config, live).await
+    }
+    async fn services(&self) -> AdapterResult<Vec<String>> {
+        self.1.note("services");
+        self.0.services().await
+    }
+    async fn service_for_image(&self, name: &str) -> AdapterResult<Option<String>> {
+        self.1.note("service_for_image");
+        self.0.service_for_image(name).await
+    }
+    async fn service_for_alarm(&self, name: &str) -> AdapterResult<Option<String>> {
+        self.1.note("service_for_alarm");
+        self.0.service_for_alarm(name).await
+    }
+    async fn load(&self, service: &str, deploy_id: Option<&str>) -> AdapterResult<Option<State>> {
+        self.1.note("load");
+        self.0.load(service, deploy_id).await
+    }
+    async fn commit(&self, before: &State, after: &State) -> AdapterResult<State> {
+        self.1.note("commit");
+        self.0.commit(before, after).await
+    }
+    async fn history(&self, service: &str) -> AdapterResult<Vec<Deployment>> {
+        self.1.note("history");
+        self.0.history(service).await
+    }
+    async fn claim_revert(
+        &self,
+        key: RevertKey<'_>,
+        event_id: &str,
+        event_time_ms: u64,
+    ) -> AdapterResult<Option<(String, RevertPlan)>> {
+        self.1.note("claim_revert");
+        self.0.claim_revert(key, event_id, event_time_ms).await
+    }
+}
+
+struct RecordingLb(Arc<dyn LoadBalancer>, Arc<Calls>);
+
+#[async_trait]
+impl LoadBalancer for RecordingLb {
     async fn target_health(&self, tg: &str) -> AdapterResult<Vec<TargetHealth>> {
-        self.inner.target_health(tg).await
+        self.1.note("target_health");
+        self.0.target_health(tg).await
     }
     async fn register(&self, tg: &str, ids: &[String], port: u16) -> AdapterResult<()> {
-        self.inner.register(tg, ids, port).await
+        self.1.note("register");
+        self.0.register(tg, ids, port).await
     }
     async fn deregister(&self, tg: &str, ids: &[String], port: u16) -> AdapterResult<()> {
-        self.inner.deregister(tg, ids, port).await
+        self.1.note("deregister");
+        self.0.deregister(tg, ids, port).await
     }
     async fn set_traffic(&self, switch: &Switch, weights: &[(String, u8)]) -> AdapterResult<()> {
-        if !self.failed.swap(true, Ordering::SeqCst) {
+        self.1.note("set_traffic");
+        if self.1.fail_first_flip.swap(false, Ordering::SeqCst) {
             return Err(AdapterError::Aws {
                 service: "elbv2",
                 operation: "ModifyListener",
@@ -380,50 +442,106 @@ impl LoadBalancer for FlipFailsOnce {
                 retryable: true,
             });
         }
-        self.inner.set_traffic(switch, weights).await
+        self.0.set_traffic(switch, weights).await
     }
     async fn traffic(&self, switch: &Switch) -> AdapterResult<Vec<(String, u8)>> {
-        self.inner.traffic(switch).await
+        self.1.note("traffic");
+        self.0.traffic(switch).await
+    }
+}
+
+/// The env's ports with every ledger and load balancer call recorded.
+fn recorded(env: &Env) -> (Ports, Arc<Calls>) {
+    let calls = Arc::new(Calls::default());
+    let ports = Ports {
+        ledger: Arc::new(RecordingLedger(env.local.ports.ledger.clone(), calls.clone())),
+        lb: Arc::new(RecordingLb(env.local.ports.lb.clone(), calls.clone())),
+        ..env.local.ports.clone()
+    };
+    (ports, calls)
+}
+
+fn rollback_event(env: &Env, id: &str) -> serde_json::Value {
+    let mut event = greenlight_e2e::image_published(serde_json::json!({}));
+    event["detail-type"] = "RollbackRequested".into();
+    event["id"] = id.into();
+    event["time"] = greenlight_e2e::now_rfc3339().into();
+    event["detail"] = serde_json::json!({"service": env.service, "reason": "errors", "requested_by": "alice"});
+    event
+}
+
+#[tokio::test]
+async fn the_fast_path_is_two_aws_calls_from_event_to_traffic_back() {
+    for (stage, trigger) in [(Stage::Canary, Trigger::Engineer), (Stage::Bake, Trigger::Alarm)] {
+        let (env, id) = deploying("rb-calls", stage).await;
+        let (ports, calls) = recorded(&env);
+        let event = match trigger {
+            Trigger::Engineer => rollback_event(&env, "rb-1"),
+            Trigger::Alarm => env.alarm_event("alarm-1", "ALARM"),
+        };
+        calls.taken();
+        revert_service(&ports, &event).await.expect("rolled back");
+        let log = calls.taken();
+        let first_flip = log.iter().position(|c| *c == "set_traffic").expect("a listener change");
+        assert_eq!(
+            &log[..=first_flip],
+            ["claim_revert", "set_traffic"],
+            "{stage:?}/{trigger:?}: sequential calls up to traffic back (then: {:?})",
+            &log[first_flip + 1..]
+        );
+        let by = match trigger {
+            Trigger::Engineer => "alice".to_string(),
+            Trigger::Alarm => format!("alarm:{}-5xx", env.service),
+        };
+        assert_rolled_back(&env, &id, &by).await;
     }
 }
 
 #[tokio::test]
-async fn a_crash_between_the_ledger_write_and_the_listener_change_is_completed_by_redelivery() {
+async fn a_crash_between_the_two_fast_path_calls_is_completed_by_redelivery() {
     let (env, id) = deploying("rb-crash", Stage::Canary).await;
-    let crashing = Ports {
-        lb: Arc::new(FlipFailsOnce {
-            inner: env.local.ports.lb.clone(),
-            failed: AtomicBool::new(false),
-        }),
-        ..env.local.ports.clone()
-    };
-    let mut event = greenlight_e2e::image_published(serde_json::json!({}));
-    event["detail-type"] = "RollbackRequested".into();
-    event["time"] = greenlight_e2e::now_rfc3339().into();
-    event["detail"] = serde_json::json!({"service": env.service, "reason": "errors", "requested_by": "alice"});
+    let (ports, calls) = recorded(&env);
+    calls.fail_first_flip.store(true, Ordering::SeqCst);
+    let event = rollback_event(&env, "rb-crash-1");
 
-    let err = revert_service(&crashing, &event)
+    let err = revert_service(&ports, &event)
         .await
         .expect_err("the first delivery crashed");
     assert!(err.to_string().contains("crashed"), "{err}");
-    let dep = env.deployment(&id).await;
-    assert!(
-        matches!(dep.phase, Phase::Aborting { .. }),
-        "ledger first: {:?}",
-        dep.phase
+    assert_eq!(calls.taken(), ["claim_revert", "set_traffic"]);
+    let claim = env
+        .local
+        .clients
+        .dynamodb
+        .get_item()
+        .table_name(&env.local.names.table)
+        .key("pk", AttributeValue::S(format!("SVC#{}", env.service)))
+        .key("sk", AttributeValue::S("STATE".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .unwrap();
+    assert_eq!(
+        claim["claim_event"],
+        AttributeValue::S("rb-crash-1".into()),
+        "the ledger holds the claim"
     );
-    assert_eq!(dep.revert.as_ref().unwrap().traffic_back_at_ms, None);
     assert_eq!(
         env.weights().await,
         [("a", 90), ("b", 10)],
         "the listener was not changed yet"
     );
 
-    // Lambda retries the same event: the listener change is completed, the rest follows.
-    let outcome = revert_service(&env.local.ports, &event).await.expect("redelivery");
-    assert!(
-        matches!(&outcome, RevertOutcome::Reverted { note, .. } if note.contains("completing")),
-        "{outcome:?}"
-    );
+    // Lambda retries the same event: the same claim succeeds again, traffic goes back.
+    revert_service(&ports, &event).await.expect("redelivery");
+    assert_eq!(&calls.taken()[..2], ["claim_revert", "set_traffic"]);
     assert_rolled_back(&env, &id, "alice").await;
+    // Another trigger now finds no plan to claim; with v1 adopted at registration there is
+    // nothing older to redeploy either: refused, nothing changes.
+    let err = revert_service(&env.local.ports, &rollback_event(&env, "rb-crash-2"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("knows nothing older"), "{err}");
+    assert_eq!(env.weights().await, [("a", 100)]);
 }

@@ -18,12 +18,12 @@
 use crate::http::HttpProber;
 use crate::{
     tags, AdapterError, AdapterResult, ArtifactStore, Fleet, Instance, LaunchRequest, Ledger, LoadBalancer,
-    Orchestrator, Ports, SystemClock,
+    Orchestrator, Ports, RevertKey, SystemClock,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes, Put,
-    ScalarAttributeType, TransactWriteItem,
+    ScalarAttributeType, TransactWriteItem, Update,
 };
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{Filter, IamInstanceProfileSpecification, InstanceType, ResourceType, Tag, TagSpecification};
@@ -32,7 +32,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 };
 use greenlight_core::config::Switch;
 use greenlight_core::decide::{ImageFacts, TargetHealth, TargetState};
-use greenlight_core::model::{Deployment, Release, ServiceState, State};
+use greenlight_core::model::{Deployment, Release, RevertPlan, ServiceState, State};
 use greenlight_core::ServiceConfig;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
@@ -244,7 +244,36 @@ impl DynamoLedger {
         let mut item = key(service_pk(&state.service), STATE_SK.into());
         item.insert("gen".into(), n(state.gen));
         item.insert("body".into(), s(json(state)));
+        // Top-level, so that a rollback can claim it with one conditional UpdateItem.
+        if let Some(plan) = &state.revert_plan {
+            item.insert("revert_plan".into(), s(json(plan)));
+            item.insert("plan_since".into(), n(plan.since_ms));
+        }
         item
+    }
+
+    /// Mirrors the service's revert plan onto its alarms' alias items (in the same
+    /// transaction as the pointers), so that an alarm can claim it without a lookup first.
+    fn alarm_plan_updates(&self, config: &ServiceConfig, plan: Option<&RevertPlan>) -> AdapterResult<Vec<Update>> {
+        config
+            .alarms
+            .iter()
+            .map(|alarm| {
+                let update = Update::builder()
+                    .table_name(&self.table)
+                    .set_key(Some(key(alarm_pk(alarm), "SERVICE".into())))
+                    .condition_expression("service = :svc")
+                    .expression_attribute_values(":svc", s(&config.service));
+                let update = match plan {
+                    Some(plan) => update
+                        .update_expression("SET revert_plan = :plan, plan_since = :since REMOVE claim_event")
+                        .expression_attribute_values(":plan", s(json(plan)))
+                        .expression_attribute_values(":since", n(plan.since_ms)),
+                    None => update.update_expression("REMOVE revert_plan, plan_since, claim_event"),
+                };
+                update.build().map_err(|e| AdapterError::Invalid(e.to_string()))
+            })
+            .collect()
     }
 
     fn deployment_item(&self, dep: &Deployment) -> Item {
@@ -270,9 +299,9 @@ impl DynamoLedger {
         builder.build().map_err(|e| AdapterError::Invalid(e.to_string()))
     }
 
-    /// Writes conditional puts: one PutItem, or one TransactWriteItems for several (atomic).
-    async fn write(&self, puts: Vec<Put>) -> AdapterResult<()> {
-        if puts.len() == 1 {
+    /// Writes conditional puts and updates: one PutItem alone, else one transaction.
+    async fn write_all(&self, puts: Vec<Put>, updates: Vec<Update>) -> AdapterResult<()> {
+        if puts.len() == 1 && updates.is_empty() {
             let put = puts.into_iter().next().expect("one put");
             let result = self
                 .client
@@ -295,6 +324,11 @@ impl DynamoLedger {
         let items: Vec<TransactWriteItem> = puts
             .into_iter()
             .map(|p| TransactWriteItem::builder().put(p).build())
+            .chain(
+                updates
+                    .into_iter()
+                    .map(|u| TransactWriteItem::builder().update(u).build()),
+            )
             .collect();
         let result = self
             .client
@@ -422,11 +456,37 @@ impl Ledger for DynamoLedger {
                     let mut item = key(alias_pk, "SERVICE".into());
                     item.insert("service".into(), s(&config.service));
                     item.insert("gen".into(), n(1));
-                    puts.push(self.put(item, None)?);
+                    // New, or left without an owner by an earlier registration.
+                    let put = Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(item))
+                        .condition_expression("attribute_not_exists(service)")
+                        .build()
+                        .map_err(|e| AdapterError::Invalid(e.to_string()))?;
+                    puts.push(put);
                 }
             }
         }
-        self.write(puts).await
+        // Alarms dropped from the registration no longer map to this service (nor hold its
+        // revert plan).
+        let previous: Option<ServiceConfig> = current.as_ref().map(|c| body_of(c, "registration")).transpose()?;
+        let dropped = previous
+            .iter()
+            .flat_map(|p| p.alarms.iter())
+            .filter(|a| !config.alarms.contains(a));
+        let mut updates = Vec::new();
+        for alarm in dropped {
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key(alarm_pk(alarm), "SERVICE".into())))
+                .update_expression("REMOVE service, revert_plan, plan_since, claim_event")
+                .condition_expression("service = :svc")
+                .expression_attribute_values(":svc", s(&config.service))
+                .build()
+                .map_err(|e| AdapterError::Invalid(e.to_string()))?;
+            updates.push(update);
+        }
+        self.write_all(puts, updates).await
     }
 
     async fn services(&self) -> AdapterResult<Vec<String>> {
@@ -512,10 +572,64 @@ impl Ledger for DynamoLedger {
                 puts.push(self.put(self.deployment_item(dep), expected)?);
             }
         }
+        let updates = if before.service.revert_plan != committed.service.revert_plan {
+            self.alarm_plan_updates(&after.config, committed.service.revert_plan.as_ref())?
+        } else {
+            vec![]
+        };
         if !puts.is_empty() {
-            self.write(puts).await?;
+            self.write_all(puts, updates).await?;
         }
         Ok(committed)
+    }
+
+    async fn claim_revert(
+        &self,
+        key_of: RevertKey<'_>,
+        event_id: &str,
+        event_time_ms: u64,
+    ) -> AdapterResult<Option<(String, RevertPlan)>> {
+        let (item_key, bump) = match key_of {
+            RevertKey::Service(service) => (key(service_pk(service), STATE_SK.into()), true),
+            RevertKey::Alarm(alarm) => (key(alarm_pk(alarm), "SERVICE".into()), false),
+        };
+        // On the pointers, the claim also moves the generation: a step that read before it
+        // re-reads before it may change anything.
+        let update = if bump {
+            "SET claim_event = :event, gen = gen + :one"
+        } else {
+            "SET claim_event = :event"
+        };
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key))
+            .update_expression(update)
+            .condition_expression(
+                "attribute_exists(revert_plan) AND plan_since <= :time AND (attribute_not_exists(claim_event) OR claim_event = :event)",
+            )
+            .expression_attribute_values(":event", s(event_id))
+            .expression_attribute_values(":time", n(event_time_ms))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        if bump {
+            request = request.expression_attribute_values(":one", n(1));
+        }
+        let out = match request.send().await {
+            Ok(out) => out,
+            Err(e) if error_code(&e) == Some("ConditionalCheckFailedException") => return Ok(None),
+            Err(e) => return Err(aws_error("dynamodb", "UpdateItem", e)),
+        };
+        let item = out.attributes.unwrap_or_default();
+        let service = match key_of {
+            RevertKey::Service(service) => service.to_string(),
+            RevertKey::Alarm(_) => text_of(&item, "service").unwrap_or_default().to_string(),
+        };
+        let plan = text_of(&item, "revert_plan")
+            .ok_or_else(|| AdapterError::Invalid("the claimed item has no revert_plan".into()))?;
+        let plan: RevertPlan = serde_json::from_str(plan)
+            .map_err(|e| AdapterError::Invalid(format!("revert plan is not readable: {e}")))?;
+        Ok(Some((service, plan)))
     }
 
     async fn history(&self, service: &str) -> AdapterResult<Vec<Deployment>> {

@@ -17,7 +17,7 @@ pub mod http;
 use async_trait::async_trait;
 use greenlight_core::config::{LaunchSettings, Switch};
 use greenlight_core::decide::{ImageFacts, TargetHealth};
-use greenlight_core::model::{Deployment, Release, State};
+use greenlight_core::model::{Deployment, Release, RevertPlan, State};
 use greenlight_core::{Epoch, ServiceConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -78,6 +78,24 @@ pub trait Ledger: Send + Sync {
     async fn commit(&self, before: &State, after: &State) -> AdapterResult<State>;
     /// Every deployment of a service, oldest first.
     async fn history(&self, service: &str) -> AdapterResult<Vec<Deployment>>;
+    /// The fast rollback's one ledger call: claims the revert plan of a service (or of the
+    /// service an alarm belongs to) for event `event_id` in one conditional write that
+    /// returns it with the service's name. None when there is no plan (nothing to flip
+    /// fast), the plan's deployment is newer than the event, or another event claimed it.
+    /// The same event may claim again (a redelivery after a crash).
+    async fn claim_revert(
+        &self,
+        key: RevertKey<'_>,
+        event_id: &str,
+        event_time_ms: u64,
+    ) -> AdapterResult<Option<(String, RevertPlan)>>;
+}
+
+/// What a rollback trigger names: the service (engineer) or one of its alarms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevertKey<'a> {
+    Service(&'a str),
+    Alarm(&'a str),
 }
 
 /// What RunInstances needs for one green fleet.

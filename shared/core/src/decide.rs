@@ -13,7 +13,7 @@
 use crate::config::{LaunchSettings, NewImagePolicy, ServiceConfig, Switch};
 use crate::ids::DeployId;
 use crate::inbound::format_time;
-use crate::model::{Deployment, LastRevert, Phase, Release, ServiceState, State};
+use crate::model::{Deployment, LastRevert, Phase, Release, RevertPlan, ServiceState, State};
 use crate::version::{Version, VersionError};
 use crate::Epoch;
 use serde::{Deserialize, Serialize};
@@ -169,10 +169,13 @@ pub enum Event {
     ShiftDue,
     /// The switch point now gives green `weight` % (since `at_ms`, milliseconds).
     TrafficApplied { weight: u8, at_ms: u64 },
-    /// Roll the service back to the release before this deployment.
+    /// Roll the service back to the release before this deployment. `flipped_at_ms`: when
+    /// the fast path already applied the service's revert plan (before this decision).
     Revert {
         request: RevertRequest,
         received_at_ms: u64,
+        #[serde(default)]
+        flipped_at_ms: Option<u64>,
     },
     /// finalize is due.
     FinalizeDue,
@@ -417,6 +420,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             Event::Revert {
                 request,
                 received_at_ms,
+                flipped_at_ms,
             },
             phase,
         ) => {
@@ -425,28 +429,17 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                 dep,
                 config,
                 request,
-                *received_at_ms,
+                (*received_at_ms, *flipped_at_ms),
                 &phase,
                 now,
                 &mut effects,
             )?;
         }
         (Event::TrafficApplied { weight: 0, at_ms }, Phase::Aborting { .. }) if dep.revert.is_some() => {
-            let record = dep.revert.as_mut().expect("guarded");
-            if record.traffic_back_at_ms.is_none() {
-                record.traffic_back_at_ms = Some(*at_ms);
-                let ms = record.time_to_revert_ms().unwrap_or_default();
-                let note_text = format!("traffic back on {} {ms} ms after the event", record.back_to);
-                dep.timeline.push(crate::model::Mark {
-                    at: now,
-                    phase: dep.phase.name().into(),
-                    note: note_text.clone(),
-                });
-                dep.updated_at = now;
-                note = note_text;
-            } else {
-                note = "traffic already back (re-applied)".into();
-            }
+            note = match traffic_back(dep, *at_ms, now) {
+                Some(mark) => mark,
+                None => "traffic already back (re-applied)".into(),
+            };
         }
         (Event::TrafficApplied { weight: 0, .. }, Phase::Verifying { weight: 0, .. }) => {
             note = format!(
@@ -597,6 +590,11 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
     }
     if let Some(dep) = next.deployment.as_ref() {
         renew_lease(&mut next.service, config, dep, now);
+        // The plan follows the deployment that holds (or held) the service.
+        let holder = |s: &ServiceState| s.active.as_deref() == Some(dep.deploy_id.as_str());
+        if holder(&state.service) || holder(&next.service) {
+            next.service.revert_plan = fast_revert_plan(&next.service, config, dep);
+        }
     }
     Ok(Decision {
         state: next,
@@ -617,6 +615,29 @@ fn renew_lease(service: &mut ServiceState, config: &ServiceConfig, dep: &Deploym
     if service.lease_until.is_none_or(|t| t < short) {
         service.lease_until = Some(now + wait + config.lease_s);
     }
+}
+
+/// The one listener change that rolls `dep` back: while it holds the service, gives green
+/// traffic and its previous fleet is warm. None for a rollback's own redeployment and while
+/// the service needs attention (an alarm must not flip those; a decision sees them).
+pub fn fast_revert_plan(service: &ServiceState, config: &ServiceConfig, dep: &Deployment) -> Option<RevertPlan> {
+    let holds = service.active.as_deref() == Some(dep.deploy_id.as_str());
+    let warm = matches!(
+        dep.phase,
+        Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. } | Phase::Baking { .. }
+    );
+    if !holds || !warm || dep.max_weight == 0 || dep.rollback || dep.revert.is_some() || service.attention.is_some() {
+        return None;
+    }
+    let blue = dep.blue.as_ref()?;
+    Some(RevertPlan {
+        deploy_id: dep.deploy_id.clone(),
+        switch: config.switch.clone(),
+        weights: vec![(blue.target_group.clone(), 100), (dep.green_tg.clone(), 0)],
+        from: dep.version.clone(),
+        back_to: blue.version.clone(),
+        since_ms: dep.created_at.saturating_mul(1000),
+    })
 }
 
 /// An execution that runs a deployment's remaining steps from its phase in the ledger
@@ -857,7 +878,7 @@ fn revert(
     dep: &mut Deployment,
     config: &ServiceConfig,
     request: &RevertRequest,
-    received_at_ms: u64,
+    (received_at_ms, flipped_at_ms): (u64, Option<u64>),
     phase: &Phase,
     now: Epoch,
     effects: &mut Vec<Effect>,
@@ -944,14 +965,39 @@ fn revert(
         received_at_ms,
         back_to: blue.version.clone(),
         // Green never had traffic: it is back already.
-        traffic_back_at_ms: untouched.then_some(received_at_ms),
+        traffic_back_at_ms: None,
     });
     enter_aborting(dep, config, reason.clone(), now);
+    // Green never had traffic, or the fast path already flipped: traffic is back.
+    let back_at = if untouched { Some(received_at_ms) } else { flipped_at_ms };
+    let back = back_at.and_then(|at| traffic_back(dep, at, now));
     abort_effects_for(config, dep, now, effects);
     // The rest of the clean-up (drain, terminate) runs in its own execution, at once,
     // whatever the deployment's own execution is waiting for.
     effects.push(cleanup_execution(dep));
-    Ok(format!("{reason}; traffic back to {}", blue.version))
+    Ok(match back {
+        Some(mark) => format!("{reason}; {mark}"),
+        None => format!("{reason}; traffic back to {}", blue.version),
+    })
+}
+
+/// Records when traffic went back to the previous fleet (the first time only), with a
+/// timeline mark; the mark's text.
+fn traffic_back(dep: &mut Deployment, at_ms: u64, now: Epoch) -> Option<String> {
+    let record = dep.revert.as_mut()?;
+    if record.traffic_back_at_ms.is_some() {
+        return None;
+    }
+    record.traffic_back_at_ms = Some(at_ms);
+    let ms = record.time_to_revert_ms().unwrap_or_default();
+    let text = format!("traffic back on {} {ms} ms after the event", record.back_to);
+    dep.timeline.push(crate::model::Mark {
+        at: now,
+        phase: dep.phase.name().into(),
+        note: text.clone(),
+    });
+    dep.updated_at = now;
+    Some(text)
 }
 
 /// The execution that drains and terminates a rolled-back deployment's fleet.

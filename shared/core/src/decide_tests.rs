@@ -67,6 +67,8 @@ fn in_phase(phase: Phase, max_weight: u8) -> State {
     dep.green_instances = vec!["i-green1".into(), "i-green2".into()];
     dep.phase = phase;
     dep.max_weight = max_weight;
+    let dep = s.deployment.as_ref().unwrap();
+    s.service.revert_plan = fast_revert_plan(&s.service, &s.config, dep);
     s
 }
 
@@ -733,6 +735,7 @@ fn rollback(event_time_ms: u64) -> Event {
             event_time_ms,
         },
         received_at_ms: NOW * 1000 + 50,
+        flipped_at_ms: None,
     }
 }
 
@@ -860,6 +863,7 @@ fn rollback_refusals() {
     let Event::Revert {
         mut request,
         received_at_ms,
+        ..
     } = event
     else {
         unreachable!()
@@ -868,6 +872,7 @@ fn rollback_refusals() {
     let named = Event::Revert {
         request,
         received_at_ms,
+        flipped_at_ms: None,
     };
     let err = decide(&in_phase(Phase::Baking { until: NOW + 100 }, 100), &named, NOW).unwrap_err();
     assert!(err.to_string().contains("the warm version is v1"), "{err}");
@@ -1109,6 +1114,7 @@ fn alarms_on_the_version_rolled_back_to_stop_greenlight() {
     let Event::Revert {
         mut request,
         received_at_ms,
+        ..
     } = rollback(NOW * 1000)
     else {
         unreachable!()
@@ -1120,6 +1126,7 @@ fn alarms_on_the_version_rolled_back_to_stop_greenlight() {
         &Event::Revert {
             request,
             received_at_ms,
+            flipped_at_ms: None,
         },
         NOW,
     )
@@ -1127,4 +1134,61 @@ fn alarms_on_the_version_rolled_back_to_stop_greenlight() {
     assert!(d.state.service.attention.is_some());
     assert_eq!(d.effects, vec![], "no listener change");
     assert_eq!(d.state.deployment, state.deployment, "the rollback goes on");
+}
+
+#[test]
+fn the_fast_revert_plan_exists_exactly_while_one_listener_change_reverts() {
+    use Phase::*;
+    // (phase, max_weight, plan?)
+    let table = [
+        (Launching, 0, false),
+        (Verified { weight: 0 }, 0, false),
+        (Verifying { weight: 10, polls: 0 }, 10, true),
+        (Shifting { from: 10, to: 50 }, 50, true),
+        (Baking { until: NOW + 5 }, 100, true),
+        (Retiring { drain_until: NOW + 5 }, 100, false),
+        (
+            Aborting {
+                reason: "x".into(),
+                drain_until: NOW,
+            },
+            10,
+            false,
+        ),
+    ];
+    for (phase, max_weight, want) in table {
+        let state = in_phase(phase.clone(), max_weight);
+        let plan = state.service.revert_plan.clone();
+        assert_eq!(plan.is_some(), want, "{phase:?}");
+        if let Some(plan) = plan {
+            assert_eq!(
+                plan.weights,
+                vec![(blue().target_group, 100), (sample().target_groups[1].clone(), 0)]
+            );
+            assert_eq!((plan.from.as_str(), plan.back_to.as_str()), ("v2", "v1"));
+        }
+    }
+    // Decisions keep it current: shifting creates it, a rollback removes it.
+    let verified = in_phase(Verified { weight: 0 }, 0);
+    let shifting = decide(&verified, &Event::ShiftDue, NOW).unwrap().state;
+    assert!(shifting.service.revert_plan.is_some());
+    let reverted = decide(&shifting, &rollback(NOW * 1000), NOW).unwrap().state;
+    assert_eq!(reverted.service.revert_plan, None);
+    // Never for a rollback's own redeployment, nor while the service needs attention.
+    let mut own = in_phase(Verifying { weight: 10, polls: 0 }, 10);
+    own.deployment.as_mut().unwrap().rollback = true;
+    assert_eq!(
+        fast_revert_plan(&own.service, &own.config, own.deployment.as_ref().unwrap()),
+        None
+    );
+    let mut attention = in_phase(Verifying { weight: 10, polls: 0 }, 10);
+    attention.service.attention = Some("loop".into());
+    assert_eq!(
+        fast_revert_plan(
+            &attention.service,
+            &attention.config,
+            attention.deployment.as_ref().unwrap()
+        ),
+        None
+    );
 }

@@ -43,6 +43,24 @@ pub struct ServiceState {
     /// alarms too): why. Cleared by the next deployment that succeeds.
     #[serde(default)]
     pub attention: Option<String>,
+    /// The one listener change that rolls the deployment in flight back, while its previous
+    /// fleet is warm (derived by `decide`; the ledger also keeps it where a rollback trigger
+    /// can claim it in one conditional write, without reading first).
+    #[serde(default)]
+    pub revert_plan: Option<RevertPlan>,
+}
+
+/// A fast rollback, ready to apply: put `weights` on `switch`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevertPlan {
+    pub deploy_id: String,
+    pub switch: crate::config::Switch,
+    /// `(target group ARN, weight)`: the previous fleet 100, the deployment's 0.
+    pub weights: Vec<(String, u8)>,
+    pub from: String,
+    pub back_to: String,
+    /// When the deployment started (ms): older triggers concern an earlier version.
+    pub since_ms: u64,
 }
 
 /// A rollback that put `back_to` live again instead of `from`.
@@ -67,6 +85,7 @@ impl ServiceState {
             queued: None,
             last_revert: None,
             attention: None,
+            revert_plan: None,
         }
     }
 }

@@ -16,7 +16,7 @@
 use crate::engine::{drive, with_conflict_retries};
 use crate::start::{start_request, StartOutcome};
 use crate::StepError;
-use greenlight_adapters::Ports;
+use greenlight_adapters::{Ports, RevertKey};
 use greenlight_core::decide::{alarm_loop, rollback_target, Event, ImageRequest, RevertRequest};
 use greenlight_core::inbound::{self, Inbound};
 use greenlight_core::model::ServiceState;
@@ -53,8 +53,23 @@ pub enum RevertOutcome {
 /// Handles one EventBridge event (our `RollbackRequested`, or a CloudWatch alarm state
 /// change).
 pub async fn revert_service(ports: &Ports, event: &Value) -> Result<RevertOutcome, StepError> {
-    let request = match inbound::parse(event, &ports.manifest_prefix)? {
-        Inbound::Rollback(request) => request,
+    let received_at_ms = ports.clock.now_ms();
+    let (request, flipped_at_ms) = match inbound::parse(event, &ports.manifest_prefix)? {
+        Inbound::Rollback(request) => {
+            // A named version may not be the warm one: decided on the full state below.
+            let flipped = match request.to_version {
+                None => fast_flip(
+                    ports,
+                    RevertKey::Service(&request.service),
+                    &request.event_id,
+                    request.event_time_ms,
+                )
+                .await?
+                .map(|(_, at)| at),
+                Some(_) => None,
+            };
+            (request, flipped)
+        }
         Inbound::Alarm(change) => {
             if change.state != "ALARM" {
                 return Ok(ignored(format!(
@@ -62,14 +77,19 @@ pub async fn revert_service(ports: &Ports, event: &Value) -> Result<RevertOutcom
                     change.alarm_name, change.state
                 )));
             }
-            let service = ports.ledger.service_for_alarm(&change.alarm_name).await?;
-            let Some(service) = service else {
-                return Ok(ignored(format!(
-                    "alarm {} is registered for no service; ignored",
-                    change.alarm_name
-                )));
-            };
-            change.revert_request(&service)
+            let key = RevertKey::Alarm(&change.alarm_name);
+            if let Some((service, at)) = fast_flip(ports, key, &change.event_id, change.event_time_ms).await? {
+                (change.revert_request(&service), Some(at))
+            } else {
+                let service = ports.ledger.service_for_alarm(&change.alarm_name).await?;
+                let Some(service) = service else {
+                    return Ok(ignored(format!(
+                        "alarm {} is registered for no service; ignored",
+                        change.alarm_name
+                    )));
+                };
+                (change.revert_request(&service), None)
+            }
         }
         Inbound::Image(_) | Inbound::ImageBuilder { .. } | Inbound::Manifest { .. } | Inbound::Ignored(_) => {
             return Err(StepError::Rejected(
@@ -80,11 +100,35 @@ pub async fn revert_service(ports: &Ports, event: &Value) -> Result<RevertOutcom
     };
     let span =
         info_span!("revert", service = %request.service, event_id = %request.event_id, trigger = %request.trigger);
-    revert(ports, request).instrument(span).await
+    revert(ports, request, received_at_ms, flipped_at_ms)
+        .instrument(span)
+        .await
 }
 
-async fn revert(ports: &Ports, request: RevertRequest) -> Result<RevertOutcome, StepError> {
-    let received_at_ms = ports.clock.now_ms();
+/// The fast path, two AWS calls from the event to traffic back: claim the service's revert
+/// plan in one conditional write that returns it, then make its one listener change. The
+/// full decision (ledger record, clean-up) follows. None: nothing to flip fast.
+async fn fast_flip(
+    ports: &Ports,
+    key: RevertKey<'_>,
+    event_id: &str,
+    event_time_ms: u64,
+) -> Result<Option<(String, u64)>, StepError> {
+    let Some((service, plan)) = ports.ledger.claim_revert(key, event_id, event_time_ms).await? else {
+        return Ok(None);
+    };
+    ports.lb.set_traffic(&plan.switch, &plan.weights).await?;
+    let at = ports.clock.now_ms();
+    info!(%service, deploy_id = %plan.deploy_id, from = %plan.from, back_to = %plan.back_to, "fast rollback: traffic back");
+    Ok(Some((service, at)))
+}
+
+async fn revert(
+    ports: &Ports,
+    request: RevertRequest,
+    received_at_ms: u64,
+    flipped_at_ms: Option<u64>,
+) -> Result<RevertOutcome, StepError> {
     with_conflict_retries(|| async {
         let state = ports.ledger.load(&request.service, None).await?.ok_or_else(|| {
             StepError::Rejected(format!(
@@ -118,6 +162,7 @@ async fn revert(ports: &Ports, request: RevertRequest) -> Result<RevertOutcome, 
             let event = Event::Revert {
                 request: request.clone(),
                 received_at_ms,
+                flipped_at_ms,
             };
             match drive(ports, state.clone(), event).await {
                 Ok((state, notes)) => {

@@ -54,26 +54,23 @@ impl DeployId {
     /// `attempt` is 1 for the first deployment of an image; re-deploying the same image after
     /// an abort is an explicit new attempt.
     pub fn derive(service: &str, version: &str, ami: &str, attempt: u32) -> Self {
-        let mut hash = Sha256::new();
-        for part in [service, version, ami, &attempt.to_string()] {
-            hash.update(part.as_bytes());
-            hash.update([0u8]);
-        }
-        let digest = hash.finalize();
-        let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
-        DeployId(format!("d-{hex}"))
+        Self::hashed(&[service, version, ami, &attempt.to_string()])
     }
 
     /// The id of a rollback that redeploys `ami` as `version`, requested by event
     /// `event_id`: repeated deliveries of the event map to one deployment.
     pub fn derive_rollback(service: &str, version: &str, ami: &str, event_id: &str) -> Self {
+        Self::hashed(&["rollback", service, version, ami, event_id])
+    }
+
+    /// `d-` + the first 20 hex digits of SHA-256 over the NUL-separated parts.
+    fn hashed(parts: &[&str]) -> Self {
         let mut hash = Sha256::new();
-        for part in ["rollback", service, version, ami, event_id] {
+        for part in parts {
             hash.update(part.as_bytes());
             hash.update([0u8]);
         }
-        let digest = hash.finalize();
-        let hex: String = digest.iter().take(10).map(|b| format!("{b:02x}")).collect();
+        let hex: String = hash.finalize().iter().take(10).map(|b| format!("{b:02x}")).collect();
         DeployId(format!("d-{hex}"))
     }
 
@@ -123,6 +120,18 @@ mod tests {
         );
         assert!(DeployId::parse(a.as_str()).is_ok());
         assert!(a.client_token(0).len() <= 64);
+        // A rollback's redeployment: one per triggering event, never a rollout's id.
+        let r = DeployId::derive_rollback("checkout", "v2", "ami-0123456789abcdef0", "ev-1");
+        assert_eq!(
+            r,
+            DeployId::derive_rollback("checkout", "v2", "ami-0123456789abcdef0", "ev-1")
+        );
+        assert_ne!(
+            r,
+            DeployId::derive_rollback("checkout", "v2", "ami-0123456789abcdef0", "ev-2")
+        );
+        assert_ne!(r, a);
+        assert!(DeployId::parse(r.as_str()).is_ok());
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `greenlight-local`: run greenlight on this machine.
 //!
 //! ```text
-//! greenlight-local demo    full canary rollout on the local AWS emulator, shown live
+//! greenlight-local demo    canary rollout, then an alarm-driven rollback, on the local AWS emulator
 //! greenlight-local asl     print the Step Functions definition generated from the plan
 //! ```
 
@@ -15,6 +15,8 @@ COMMANDS:
     demo    Start the local AWS emulator, register a demo service (ALB, blue/green target
             groups, v1 fleet), publish image v2 and show the canary rollout live:
             green launched → healthy → smoke test → 10% → 50% → 100% → bake → v1 retired.
+            Then v3 rolls out the same way, its CloudWatch alarm fires during the bake
+            window, and traffic goes back to v2 (time-to-revert printed).
             Needs the venv from `make setup` (or GREENLIGHT_PYTHON).
     asl     Print the Step Functions definition generated from the Rust plan
             (infra/statemachine.asl.json is this output; a test keeps them equal).

@@ -8,14 +8,16 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use greenlight_adapters::{AdapterError, AdapterResult, Ledger, LoadBalancer, Ports, RevertKey};
 use greenlight_core::config::ServiceConfig;
 use greenlight_core::config::Switch;
+use greenlight_core::decide::RevertRequest;
 use greenlight_core::decide::TargetHealth;
 use greenlight_core::model::{Deployment, Phase};
 use greenlight_core::model::{Release, RevertPlan, State};
+use greenlight_core::plan::{Step, StepInput};
 use greenlight_e2e::{canary, quick, started, App, Env};
 use greenlight_local::fixture::Spec;
 use greenlight_local::orchestrator::Ending;
 use greenlight_local::pump::Outcome;
-use greenlight_steps::{revert_service, RevertOutcome};
+use greenlight_steps::{revert_service, run_step, RevertOutcome};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -408,11 +410,14 @@ impl Ledger for RecordingLedger {
     async fn claim_revert(
         &self,
         key: RevertKey<'_>,
-        event_id: &str,
-        event_time_ms: u64,
+        request: &RevertRequest,
+        received_at_ms: u64,
     ) -> AdapterResult<Option<(String, RevertPlan)>> {
-        self.1.note("claim_revert");
-        self.0.claim_revert(key, event_id, event_time_ms).await
+        self.1.note(match key {
+            RevertKey::Service(_) => "claim_revert(service)",
+            RevertKey::Alarm(_) => "claim_revert(alarm)",
+        });
+        self.0.claim_revert(key, request, received_at_ms).await
     }
 }
 
@@ -483,9 +488,15 @@ async fn the_fast_path_is_two_aws_calls_from_event_to_traffic_back() {
         revert_service(&ports, &event).await.expect("rolled back");
         let log = calls.taken();
         let first_flip = log.iter().position(|c| *c == "set_traffic").expect("a listener change");
+        // An alarm claims on its alias, then on the pointers concurrently with the listener
+        // change (tokio::join): still two sequential calls.
+        let sequence: &[&str] = match trigger {
+            Trigger::Engineer => &["claim_revert(service)", "set_traffic"],
+            Trigger::Alarm => &["claim_revert(alarm)", "claim_revert(service)", "set_traffic"],
+        };
         assert_eq!(
             &log[..=first_flip],
-            ["claim_revert", "set_traffic"],
+            sequence,
             "{stage:?}/{trigger:?}: sequential calls up to traffic back (then: {:?})",
             &log[first_flip + 1..]
         );
@@ -508,7 +519,7 @@ async fn a_crash_between_the_two_fast_path_calls_is_completed_by_redelivery() {
         .await
         .expect_err("the first delivery crashed");
     assert!(err.to_string().contains("crashed"), "{err}");
-    assert_eq!(calls.taken(), ["claim_revert", "set_traffic"]);
+    assert_eq!(calls.taken(), ["claim_revert(service)", "set_traffic"]);
     let claim = env
         .local
         .clients
@@ -535,7 +546,7 @@ async fn a_crash_between_the_two_fast_path_calls_is_completed_by_redelivery() {
 
     // Lambda retries the same event: the same claim succeeds again, traffic goes back.
     revert_service(&ports, &event).await.expect("redelivery");
-    assert_eq!(&calls.taken()[..2], ["claim_revert", "set_traffic"]);
+    assert_eq!(&calls.taken()[..2], ["claim_revert(service)", "set_traffic"]);
     assert_rolled_back(&env, &id, "alice").await;
     // Another trigger now finds no plan to claim; with v1 adopted at registration there is
     // nothing older to redeploy either: refused, nothing changes.
@@ -544,4 +555,27 @@ async fn a_crash_between_the_two_fast_path_calls_is_completed_by_redelivery() {
         .unwrap_err();
     assert!(err.to_string().contains("knows nothing older"), "{err}");
     assert_eq!(env.weights().await, [("a", 100)]);
+}
+
+#[tokio::test]
+async fn a_step_that_runs_after_a_claim_completes_the_rollback_instead_of_moving_traffic() {
+    let (env, id) = deploying("rb-claim", Stage::Canary).await;
+    let (ports, calls) = recorded(&env);
+    calls.fail_first_flip.store(true, Ordering::SeqCst);
+    revert_service(&ports, &rollback_event(&env, "rb-claim-1"))
+        .await
+        .expect_err("crashed after the claim");
+    assert_eq!(env.weights().await, [("a", 90), ("b", 10)]);
+
+    // The canary's next step gets there before any redelivery: it completes the rollback.
+    let input = StepInput {
+        service: env.service.clone(),
+        deploy_id: id.clone(),
+        error: None,
+    };
+    let out = run_step(&env.local.ports, Step::ShiftTraffic, &input)
+        .await
+        .expect("shift-traffic");
+    assert_eq!(out.next, "abort-deployment", "{out:?}");
+    assert_rolled_back(&env, &id, "alice").await;
 }

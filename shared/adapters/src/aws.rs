@@ -31,8 +31,9 @@ use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, ForwardActionConfig, TargetDescription, TargetGroupTuple,
 };
 use greenlight_core::config::Switch;
+use greenlight_core::decide::RevertRequest;
 use greenlight_core::decide::{ImageFacts, TargetHealth, TargetState};
-use greenlight_core::model::{Deployment, Release, RevertPlan, ServiceState, State};
+use greenlight_core::model::{Deployment, Release, RevertClaim, RevertPlan, ServiceState, State};
 use greenlight_core::ServiceConfig;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
@@ -235,6 +236,13 @@ fn body_of<T: DeserializeOwned>(item: &Item, what: &str) -> AdapterResult<T> {
     serde_json::from_str(body).map_err(|e| AdapterError::Invalid(format!("{what} item is not readable: {e}")))
 }
 
+/// The `claim` attribute a fast rollback sets on the pointers.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ClaimAttribute {
+    request: RevertRequest,
+    received_at_ms: u64,
+}
+
 fn json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("ledger records serialize")
 }
@@ -248,6 +256,14 @@ impl DynamoLedger {
         if let Some(plan) = &state.revert_plan {
             item.insert("revert_plan".into(), s(json(plan)));
             item.insert("plan_since".into(), n(plan.since_ms));
+        }
+        if let Some(claim) = &state.revert_claim {
+            let attribute = ClaimAttribute {
+                request: claim.request.clone(),
+                received_at_ms: claim.received_at_ms,
+            };
+            item.insert("claim".into(), s(json(&attribute)));
+            item.insert("claim_event".into(), s(&claim.request.event_id));
         }
         item
     }
@@ -542,6 +558,16 @@ impl Ledger for DynamoLedger {
         let config: ServiceConfig = body_of(config, "registration")?;
         let mut service_state: ServiceState = body_of(pointers, "service state")?;
         service_state.gen = gen_of(pointers);
+        // A rollback claimed by the fast path (an attribute the claim's UpdateItem set).
+        if let (Some(claim), Some(plan)) = (text_of(pointers, "claim"), service_state.revert_plan.as_ref()) {
+            let claim: ClaimAttribute = serde_json::from_str(claim)
+                .map_err(|e| AdapterError::Invalid(format!("revert claim is not readable: {e}")))?;
+            service_state.revert_claim = Some(RevertClaim {
+                deploy_id: plan.deploy_id.clone(),
+                request: claim.request,
+                received_at_ms: claim.received_at_ms,
+            });
+        }
         let deployment = match deploy_id.and_then(|id| by_sk(&format!("{DEPLOY_PREFIX}{id}"))) {
             Some(item) => {
                 let mut dep: Deployment = body_of(item, "deployment")?;
@@ -586,9 +612,10 @@ impl Ledger for DynamoLedger {
     async fn claim_revert(
         &self,
         key_of: RevertKey<'_>,
-        event_id: &str,
-        event_time_ms: u64,
+        revert: &RevertRequest,
+        received_at_ms: u64,
     ) -> AdapterResult<Option<(String, RevertPlan)>> {
+        let (event_id, event_time_ms) = (revert.event_id.as_str(), revert.event_time_ms);
         let (item_key, bump) = match key_of {
             RevertKey::Service(service) => (key(service_pk(service), STATE_SK.into()), true),
             RevertKey::Alarm(alarm) => (key(alarm_pk(alarm), "SERVICE".into()), false),
@@ -596,7 +623,7 @@ impl Ledger for DynamoLedger {
         // On the pointers, the claim also moves the generation: a step that read before it
         // re-reads before it may change anything.
         let update = if bump {
-            "SET claim_event = :event, gen = gen + :one"
+            "SET claim_event = :event, claim = :claim, gen = gen + :one"
         } else {
             "SET claim_event = :event"
         };
@@ -613,7 +640,13 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":time", n(event_time_ms))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
         if bump {
-            request = request.expression_attribute_values(":one", n(1));
+            let claim = ClaimAttribute {
+                request: revert.clone(),
+                received_at_ms,
+            };
+            request = request
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":claim", s(json(&claim)));
         }
         let out = match request.send().await {
             Ok(out) => out,

@@ -16,7 +16,7 @@ pub mod http;
 
 use async_trait::async_trait;
 use greenlight_core::config::{LaunchSettings, Switch};
-use greenlight_core::decide::{ImageFacts, TargetHealth};
+use greenlight_core::decide::{ImageFacts, RevertRequest, TargetHealth};
 use greenlight_core::model::{Deployment, Release, RevertPlan, State};
 use greenlight_core::{Epoch, ServiceConfig};
 use std::collections::BTreeMap;
@@ -83,11 +83,13 @@ pub trait Ledger: Send + Sync {
     /// returns it with the service's name. None when there is no plan (nothing to flip
     /// fast), the plan's deployment is newer than the event, or another event claimed it.
     /// The same event may claim again (a redelivery after a crash).
+    /// On the service's pointers the claim also records `request` (a pending rollback that
+    /// the next delivery to the deployment completes) and moves the generation.
     async fn claim_revert(
         &self,
         key: RevertKey<'_>,
-        event_id: &str,
-        event_time_ms: u64,
+        request: &RevertRequest,
+        received_at_ms: u64,
     ) -> AdapterResult<Option<(String, RevertPlan)>>;
 }
 

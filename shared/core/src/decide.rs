@@ -353,6 +353,20 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
     {
         return start(state, request, image.as_ref(), firing_alarms, now);
     }
+    if let Some(pending) = claimed_revert(state, event) {
+        // A rollback was claimed (and its listener change maybe made) but not recorded:
+        // complete it before anything else can move traffic. If it cannot be (the world
+        // moved on), drop the claim; the event is decided on the next delivery.
+        return decide(state, &pending, now).or_else(|why| {
+            let mut next = state.clone();
+            next.service.revert_claim = None;
+            Ok(Decision {
+                state: next,
+                effects: vec![],
+                note: format!("the claimed rollback cannot be completed ({why}); claim dropped"),
+            })
+        });
+    }
     let mut next = state.clone();
     let config = &state.config;
     let dep = next.deployment.as_mut().ok_or(Refusal::NoDeployment)?;
@@ -600,6 +614,22 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         state: next,
         effects,
         note,
+    })
+}
+
+/// The rollback to decide first, when the fast path claimed one for this deployment that the
+/// ledger does not record yet.
+fn claimed_revert(state: &State, event: &Event) -> Option<Event> {
+    let claim = state.service.revert_claim.as_ref()?;
+    let dep = state.deployment.as_ref()?;
+    let unrecorded = claim.deploy_id == dep.deploy_id && dep.revert.is_none() && !dep.phase.is_terminal();
+    if !unrecorded || matches!(event, Event::Revert { .. }) {
+        return None;
+    }
+    Some(Event::Revert {
+        request: claim.request.clone(),
+        received_at_ms: claim.received_at_ms,
+        flipped_at_ms: None,
     })
 }
 
@@ -883,6 +913,13 @@ fn revert(
     now: Epoch,
     effects: &mut Vec<Effect>,
 ) -> Result<String, Refusal> {
+    if service
+        .revert_claim
+        .as_ref()
+        .is_some_and(|c| c.deploy_id == dep.deploy_id)
+    {
+        service.revert_claim = None;
+    }
     if let Some(done) = &dep.revert {
         if done.traffic_back_at_ms.is_some() || !matches!(phase, Phase::Aborting { .. }) {
             return Ok(format!(

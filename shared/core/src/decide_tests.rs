@@ -1192,3 +1192,36 @@ fn the_fast_revert_plan_exists_exactly_while_one_listener_change_reverts() {
         None
     );
 }
+
+#[test]
+fn a_claimed_rollback_is_completed_by_whatever_reaches_the_deployment_first() {
+    let Event::Revert { request, .. } = rollback(NOW * 1000) else {
+        unreachable!()
+    };
+    let claimed = |phase: Phase, max_weight: u8| {
+        let mut s = in_phase(phase, max_weight);
+        s.service.revert_claim = Some(crate::model::RevertClaim {
+            deploy_id: s.deployment.as_ref().unwrap().deploy_id.clone(),
+            request: request.clone(),
+            received_at_ms: NOW * 1000 + 5,
+        });
+        s
+    };
+    // A shift step arrives first: it rolls back instead of moving traffic forward.
+    let d = decide(&claimed(Phase::Verified { weight: 10 }, 10), &Event::ShiftDue, NOW).unwrap();
+    let dep = d.state.deployment.as_ref().unwrap();
+    assert!(matches!(dep.phase, Phase::Aborting { .. }), "{:?}", dep.phase);
+    assert_eq!(dep.revert.as_ref().unwrap().requested_by, "alice");
+    assert_eq!(d.state.service.revert_claim, None, "the claim is consumed");
+    assert!(
+        matches!(d.effects.first(), Some(Effect::SetTraffic { green_weight: 0, .. })),
+        "{:?}",
+        d.effects
+    );
+    // A claim the world has moved past is dropped, and the step decides on its next delivery.
+    let stale = claimed(Phase::Retiring { drain_until: NOW }, 100);
+    let d = decide(&stale, &Event::RetireDue { blue_serving: false }, NOW).unwrap();
+    assert_eq!(d.state.service.revert_claim, None);
+    assert_eq!(d.state.deployment, stale.deployment);
+    assert!(d.note.contains("claim dropped"), "{}", d.note);
+}

@@ -48,6 +48,18 @@ pub struct ServiceState {
     /// can claim it in one conditional write, without reading first).
     #[serde(default)]
     pub revert_plan: Option<RevertPlan>,
+    /// A rollback claimed by the fast path and not yet recorded: whichever delivery touches
+    /// the deployment next (the trigger's own bookkeeping, or any step) completes it first.
+    #[serde(default)]
+    pub revert_claim: Option<RevertClaim>,
+}
+
+/// A claimed rollback of deployment `deploy_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevertClaim {
+    pub deploy_id: String,
+    pub request: crate::decide::RevertRequest,
+    pub received_at_ms: u64,
 }
 
 /// A fast rollback, ready to apply: put `weights` on `switch`.
@@ -86,6 +98,7 @@ impl ServiceState {
             last_revert: None,
             attention: None,
             revert_plan: None,
+            revert_claim: None,
         }
     }
 }

@@ -58,14 +58,9 @@ pub async fn revert_service(ports: &Ports, event: &Value) -> Result<RevertOutcom
         Inbound::Rollback(request) => {
             // A named version may not be the warm one: decided on the full state below.
             let flipped = match request.to_version {
-                None => fast_flip(
-                    ports,
-                    RevertKey::Service(&request.service),
-                    &request.event_id,
-                    request.event_time_ms,
-                )
-                .await?
-                .map(|(_, at)| at),
+                None => fast_flip(ports, RevertKey::Service(&request.service), &request, received_at_ms)
+                    .await?
+                    .map(|(_, at)| at),
                 Some(_) => None,
             };
             (request, flipped)
@@ -78,7 +73,9 @@ pub async fn revert_service(ports: &Ports, event: &Value) -> Result<RevertOutcom
                 )));
             }
             let key = RevertKey::Alarm(&change.alarm_name);
-            if let Some((service, at)) = fast_flip(ports, key, &change.event_id, change.event_time_ms).await? {
+            // The service is not known before the claim: the request is completed after it.
+            let unnamed = change.revert_request("");
+            if let Some((service, at)) = fast_flip(ports, key, &unnamed, received_at_ms).await? {
                 (change.revert_request(&service), Some(at))
             } else {
                 let service = ports.ledger.service_for_alarm(&change.alarm_name).await?;
@@ -111,13 +108,30 @@ pub async fn revert_service(ports: &Ports, event: &Value) -> Result<RevertOutcom
 async fn fast_flip(
     ports: &Ports,
     key: RevertKey<'_>,
-    event_id: &str,
-    event_time_ms: u64,
+    request: &RevertRequest,
+    received_at_ms: u64,
 ) -> Result<Option<(String, u64)>, StepError> {
-    let Some((service, plan)) = ports.ledger.claim_revert(key, event_id, event_time_ms).await? else {
+    let Some((service, plan)) = ports.ledger.claim_revert(key, request, received_at_ms).await? else {
         return Ok(None);
     };
-    ports.lb.set_traffic(&plan.switch, &plan.weights).await?;
+    if let RevertKey::Alarm(_) = key {
+        // Claimed on the alarm's alias: claim on the service's pointers too, alongside the
+        // listener change (not before it), so that no step acts on what it read before.
+        let request = RevertRequest {
+            service: service.clone(),
+            ..request.clone()
+        };
+        let pointers = ports
+            .ledger
+            .claim_revert(RevertKey::Service(&service), &request, received_at_ms);
+        let (claimed, flipped) = tokio::join!(pointers, ports.lb.set_traffic(&plan.switch, &plan.weights));
+        flipped?;
+        if let Err(why) = claimed {
+            warn!(%why, "could not record the claim on the service's pointers; the full decision follows anyway");
+        }
+    } else {
+        ports.lb.set_traffic(&plan.switch, &plan.weights).await?;
+    }
     let at = ports.clock.now_ms();
     info!(%service, deploy_id = %plan.deploy_id, from = %plan.from, back_to = %plan.back_to, "fast rollback: traffic back");
     Ok(Some((service, at)))

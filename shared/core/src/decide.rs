@@ -399,13 +399,13 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                 format!("green launched: {}", instance_ids.join(", ")),
             );
             effects.push(register_green(dep, instance_ids.clone()));
-            effects.extend(attach_green(state, dep));
+            effects.extend(attach_green(config, dep));
             note = format!("green launched into target group {}", short_arn(&dep.green_tg));
         }
         // A launch delivered again after green was recorded: make sure it is registered.
         (Event::LaunchDue | Event::GreenLaunched { .. }, Phase::Verifying { weight: 0, .. }) => {
             effects.push(register_green(dep, dep.green_instances.clone()));
-            effects.extend(attach_green(state, dep));
+            effects.extend(attach_green(config, dep));
             note = "green already launched; re-registering (idempotent)".into();
         }
         (Event::HealthObserved { report }, Phase::Verifying { weight, polls }) => {
@@ -423,11 +423,11 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                 now,
                 format!("shifting green {weight}% -> {to}%"),
             );
-            effects.push(set_traffic(state, dep, to));
+            effects.push(set_traffic(config, dep, to));
             note = format!("shifting traffic to green: {to}%");
         }
         (Event::ShiftDue, Phase::Shifting { to, .. }) => {
-            effects.push(set_traffic(state, dep, to));
+            effects.push(set_traffic(config, dep, to));
             note = format!("re-applying traffic shift to {to}%");
         }
         (
@@ -536,11 +536,11 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             Phase::Launching | Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. },
         ) => {
             enter_aborting(dep, config, reason.clone(), now);
-            abort_effects(state, dep, now, &mut effects);
+            abort_effects(config, dep, now, &mut effects);
             note = format!("aborting: {reason}");
         }
         (Event::Abort { .. }, Phase::Aborting { .. }) => {
-            abort_effects(state, dep, now, &mut effects);
+            abort_effects(config, dep, now, &mut effects);
             note = "aborting (continued)".into();
         }
         (Event::Abort { .. }, phase @ (Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded)) => {
@@ -563,19 +563,15 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             Phase::Launching | Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. },
         ) => {
             enter_aborting(dep, config, reason.clone(), now);
-            abort_effects(state, dep, now, &mut effects);
+            abort_effects(config, dep, now, &mut effects);
             // Drain and terminate now, whatever the deployment's own execution waits for.
-            effects.push(Effect::StartExecution {
-                service: dep.service.clone(),
-                deploy_id: dep.deploy_id.clone(),
-                execution: format!("{}-superseded", dep.deploy_id),
-            });
+            effects.push(follow_up_execution(dep, "superseded"));
             note = format!("aborting: {reason}");
         }
         (Event::Supersede { resume, .. }, phase) if !phase.is_terminal() => {
             // Green is live (or already aborting): it ends on its own, then the queued one starts.
             if *resume {
-                effects.push(resume_execution(dep));
+                effects.push(follow_up_execution(dep, &format!("resume-{}", dep.gen)));
             }
             note = format!(
                 "{} is {}: it finishes first{}",
@@ -670,13 +666,15 @@ pub fn fast_revert_plan(service: &ServiceState, config: &ServiceConfig, dep: &De
     })
 }
 
-/// An execution that runs a deployment's remaining steps from its phase in the ledger
-/// (its own execution stopped: its lease expired).
-fn resume_execution(dep: &Deployment) -> Effect {
+/// An execution `<deploy id>-<suffix>` that runs a deployment's remaining steps from its
+/// phase in the ledger, whatever its own execution waits for (or if it stopped): the
+/// clean-up after a rollback (`revert`) or a takeover (`superseded`), or a deployment whose
+/// lease expired (`resume-<gen>`).
+fn follow_up_execution(dep: &Deployment, suffix: &str) -> Effect {
     Effect::StartExecution {
         service: dep.service.clone(),
         deploy_id: dep.deploy_id.clone(),
-        execution: format!("{}-resume-{}", dep.deploy_id, dep.gen),
+        execution: format!("{}-{suffix}", dep.deploy_id),
     }
 }
 
@@ -930,8 +928,8 @@ fn revert(
         // Recorded but the listener change never confirmed (a crash between the two):
         // complete it.
         let note = format!("completing the rollback to {} (by {})", done.back_to, done.requested_by);
-        abort_effects_for(config, dep, now, effects);
-        effects.push(cleanup_execution(dep));
+        abort_effects(config, dep, now, effects);
+        effects.push(follow_up_execution(dep, "revert"));
         return Ok(note);
     }
     if request.event_time_ms < dep.created_at.saturating_mul(1000) {
@@ -1001,17 +999,16 @@ fn revert(
         event_time_ms: request.event_time_ms,
         received_at_ms,
         back_to: blue.version.clone(),
-        // Green never had traffic: it is back already.
         traffic_back_at_ms: None,
     });
     enter_aborting(dep, config, reason.clone(), now);
     // Green never had traffic, or the fast path already flipped: traffic is back.
     let back_at = if untouched { Some(received_at_ms) } else { flipped_at_ms };
     let back = back_at.and_then(|at| traffic_back(dep, at, now));
-    abort_effects_for(config, dep, now, effects);
+    abort_effects(config, dep, now, effects);
     // The rest of the clean-up (drain, terminate) runs in its own execution, at once,
     // whatever the deployment's own execution is waiting for.
-    effects.push(cleanup_execution(dep));
+    effects.push(follow_up_execution(dep, "revert"));
     Ok(match back {
         Some(mark) => format!("{reason}; {mark}"),
         None => format!("{reason}; traffic back to {}", blue.version),
@@ -1035,15 +1032,6 @@ fn traffic_back(dep: &mut Deployment, at_ms: u64, now: Epoch) -> Option<String> 
     });
     dep.updated_at = now;
     Some(text)
-}
-
-/// The execution that drains and terminates a rolled-back deployment's fleet.
-fn cleanup_execution(dep: &Deployment) -> Effect {
-    Effect::StartExecution {
-        service: dep.service.clone(),
-        deploy_id: dep.deploy_id.clone(),
-        execution: format!("{}-revert", dep.deploy_id),
-    }
 }
 
 /// The release a rollback with nothing warm redeploys: `to_version` if the ledger recorded
@@ -1240,8 +1228,8 @@ fn observe_health(
 /// The switch point forwards to green's target group with weight 0: no user traffic, but
 /// the load balancer health-checks only target groups its listeners or rules reference
 /// (others report `unused`, `Target.NotInUse`). Nothing to attach to without a blue.
-fn attach_green(state: &State, dep: &Deployment) -> Option<Effect> {
-    dep.blue.as_ref().map(|_| set_traffic(state, dep, 0))
+fn attach_green(config: &ServiceConfig, dep: &Deployment) -> Option<Effect> {
+    dep.blue.as_ref().map(|_| set_traffic(config, dep, 0))
 }
 
 /// Moves to `Aborting`. Green drains for the deregistration delay only if it ever had
@@ -1259,11 +1247,8 @@ fn enter_aborting(dep: &mut Deployment, config: &ServiceConfig, reason: String, 
     );
 }
 
-fn set_traffic(state: &State, dep: &Deployment, green_weight: u8) -> Effect {
-    traffic(&state.config, dep, green_weight)
-}
-
-fn traffic(config: &ServiceConfig, dep: &Deployment, green_weight: u8) -> Effect {
+/// The switch point forwarding to blue and green with green at `green_weight` %.
+fn set_traffic(config: &ServiceConfig, dep: &Deployment, green_weight: u8) -> Effect {
     Effect::SetTraffic {
         switch: config.switch.clone(),
         blue_tg: dep.blue.as_ref().map(|b| b.target_group.clone()),
@@ -1274,13 +1259,9 @@ fn traffic(config: &ServiceConfig, dep: &Deployment, green_weight: u8) -> Effect
 
 /// Abort: traffic back to blue (only if the listener was ever touched and blue exists),
 /// deregister green, and once draining is over terminate everything tagged with the id.
-fn abort_effects(state: &State, dep: &Deployment, now: Epoch, effects: &mut Vec<Effect>) {
-    abort_effects_for(&state.config, dep, now, effects)
-}
-
-fn abort_effects_for(config: &ServiceConfig, dep: &Deployment, now: Epoch, effects: &mut Vec<Effect>) {
+fn abort_effects(config: &ServiceConfig, dep: &Deployment, now: Epoch, effects: &mut Vec<Effect>) {
     if dep.max_weight > 0 && dep.blue.is_some() {
-        effects.push(traffic(config, dep, 0));
+        effects.push(set_traffic(config, dep, 0));
     }
     if !dep.green_instances.is_empty() {
         effects.push(Effect::DeregisterTargets {

@@ -77,6 +77,16 @@ async fn trigger(env: &Env, trigger: Trigger) -> RevertOutcome {
     }
 }
 
+/// A `RollbackRequested` event from alice, as EventBridge delivers it.
+fn rollback_event(env: &Env, id: &str) -> serde_json::Value {
+    let mut event = greenlight_e2e::image_published(serde_json::json!({}));
+    event["detail-type"] = "RollbackRequested".into();
+    event["id"] = id.into();
+    event["time"] = greenlight_e2e::now_rfc3339().into();
+    event["detail"] = serde_json::json!({"service": env.service, "reason": "errors", "requested_by": "alice"});
+    event
+}
+
 /// Traffic on v1 at once; then the clean-up leaves green terminated and v1 live and serving.
 async fn assert_rolled_back(env: &Env, id: &str, by: &str) -> Deployment {
     assert_eq!(
@@ -207,10 +217,8 @@ async fn triggers_that_concern_nothing_change_nothing() {
     let outcome = revert_service(&env.local.ports, &stranger).await.unwrap();
     assert!(matches!(&outcome, RevertOutcome::Ignored { why } if why.contains("registered for no service")));
     // A rollback event from before this deployment started (delivered late, out of order).
-    let mut late = greenlight_e2e::image_published(serde_json::json!({}));
-    late["detail-type"] = "RollbackRequested".into();
+    let mut late = rollback_event(&env, "rb-late");
     late["time"] = "2020-01-01T00:00:00Z".into();
-    late["detail"] = serde_json::json!({"service": env.service, "reason": "old news", "requested_by": "bob"});
     let outcome = revert_service(&env.local.ports, &late).await.unwrap();
     assert!(
         matches!(&outcome, RevertOutcome::Reverted { note, .. } if note.contains("predates")),
@@ -286,12 +294,8 @@ async fn rollback_to_a_named_version_and_to_an_unknown_one() {
     let ami3 = env.image("v3", App::Healthy).await;
     assert_eq!(env.deploy("v3", &ami3).await.1, Ending::Done("succeeded".into()));
     let event = |to: &str| {
-        let mut e = greenlight_e2e::image_published(serde_json::json!({}));
-        e["detail-type"] = "RollbackRequested".into();
-        e["id"] = format!("rb-{to}").into();
-        e["time"] = greenlight_e2e::now_rfc3339().into();
-        e["detail"] =
-            serde_json::json!({"service": env.service, "to_version": to, "reason": "r", "requested_by": "bob"});
+        let mut e = rollback_event(&env, &format!("rb-{to}"));
+        e["detail"]["to_version"] = to.into();
         e
     };
     // Never live: refused, nothing changes.
@@ -464,15 +468,6 @@ fn recorded(env: &Env) -> (Ports, Arc<Calls>) {
         ..env.local.ports.clone()
     };
     (ports, calls)
-}
-
-fn rollback_event(env: &Env, id: &str) -> serde_json::Value {
-    let mut event = greenlight_e2e::image_published(serde_json::json!({}));
-    event["detail-type"] = "RollbackRequested".into();
-    event["id"] = id.into();
-    event["time"] = greenlight_e2e::now_rfc3339().into();
-    event["detail"] = serde_json::json!({"service": env.service, "reason": "errors", "requested_by": "alice"});
-    event
 }
 
 #[tokio::test]

@@ -167,7 +167,7 @@ async fn apply(ports: &Ports, state: &State, effect: &Effect) -> Result<Option<E
                 reason: reason.clone(),
                 resume: *resume,
             };
-            let outcome = Box::pin(with_conflict_retries(|| async {
+            Box::pin(with_conflict_retries(|| async {
                 match ports.ledger.load(service, Some(deploy_id)).await? {
                     Some(other) if other.deployment.is_some() => drive(ports, other, event.clone()).await.map(|_| ()),
                     _ => {
@@ -176,8 +176,7 @@ async fn apply(ports: &Ports, state: &State, effect: &Effect) -> Result<Option<E
                     }
                 }
             }))
-            .await;
-            outcome?;
+            .await?;
             Ok(None)
         }
         Effect::StartQueued { request } => {

@@ -142,6 +142,11 @@ where
     }
 }
 
+/// An SDK request that could not be built (a missing required field): a bug, not transient.
+fn invalid_request(e: impl std::fmt::Display) -> AdapterError {
+    AdapterError::Invalid(e.to_string())
+}
+
 fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
     err.code()
 }
@@ -157,14 +162,14 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Ada
             .attribute_name(name)
             .attribute_type(ScalarAttributeType::S)
             .build()
-            .map_err(|e| AdapterError::Invalid(e.to_string()))
+            .map_err(invalid_request)
     };
     let key = |name: &str, kind: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(name)
             .key_type(kind)
             .build()
-            .map_err(|e| AdapterError::Invalid(e.to_string()))
+            .map_err(invalid_request)
     };
     let created = client
         .create_table()
@@ -287,7 +292,7 @@ impl DynamoLedger {
                         .expression_attribute_values(":since", n(plan.since_ms)),
                     None => update.update_expression("REMOVE revert_plan, plan_since, claim_event"),
                 };
-                update.build().map_err(|e| AdapterError::Invalid(e.to_string()))
+                update.build().map_err(invalid_request)
             })
             .collect()
     }
@@ -312,7 +317,7 @@ impl DynamoLedger {
                 .expression_attribute_names("#gen", "gen")
                 .expression_attribute_values(":gen", n(gen)),
         };
-        builder.build().map_err(|e| AdapterError::Invalid(e.to_string()))
+        builder.build().map_err(invalid_request)
     }
 
     /// Writes conditional puts and updates: one PutItem alone, else one transaction.
@@ -384,7 +389,7 @@ impl DynamoLedger {
                 .set_keys(Some(std::mem::take(&mut pending)))
                 .consistent_read(true)
                 .build()
-                .map_err(|e| AdapterError::Invalid(e.to_string()))?;
+                .map_err(invalid_request)?;
             let out = self
                 .client
                 .batch_get_item()
@@ -426,7 +431,7 @@ impl DynamoLedger {
 #[async_trait]
 impl Ledger for DynamoLedger {
     async fn register_service(&self, config: &ServiceConfig, live: Option<Release>) -> AdapterResult<()> {
-        config.validate().map_err(|e| AdapterError::Invalid(e.to_string()))?;
+        config.validate().map_err(invalid_request)?;
         let pk = service_pk(&config.service);
         // The registration: conditional on the generation read (a concurrent re-registration
         // loses with a conflict instead of being overwritten silently).
@@ -478,7 +483,7 @@ impl Ledger for DynamoLedger {
                         .set_item(Some(item))
                         .condition_expression("attribute_not_exists(service)")
                         .build()
-                        .map_err(|e| AdapterError::Invalid(e.to_string()))?;
+                        .map_err(invalid_request)?;
                     puts.push(put);
                 }
             }
@@ -499,7 +504,7 @@ impl Ledger for DynamoLedger {
                 .condition_expression("service = :svc")
                 .expression_attribute_values(":svc", s(&config.service))
                 .build()
-                .map_err(|e| AdapterError::Invalid(e.to_string()))?;
+                .map_err(invalid_request)?;
             updates.push(update);
         }
         self.write_all(puts, updates).await

@@ -2,6 +2,8 @@
 //! installation per test (own service, event bus and queue), and readable helpers that
 //! read the outcome from the emulator's state (listener actions, instances, ledger).
 
+pub mod template;
+
 use greenlight_core::inbound::{ALARM_STATE_CHANGE, IMAGE_PUBLISHED, ROLLBACK_REQUESTED, SOURCE};
 use greenlight_core::model::{Deployment, Phase, State};
 use greenlight_local::emulator::Emulator;
@@ -268,4 +270,15 @@ pub fn now_rfc3339() -> String {
         .unwrap()
         .as_secs();
     greenlight_core::inbound::format_time(secs)
+}
+
+/// The body of `GET url` (panics on a failure or a status other than 200).
+pub async fn http_get(url: &str) -> String {
+    use greenlight_adapters::Prober;
+    let (status, body) = greenlight_adapters::http::HttpProber
+        .get(url, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(status, 200, "GET {url}: {body}");
+    body
 }

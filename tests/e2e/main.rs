@@ -3,6 +3,8 @@
 //! ledger items, S3 objects), never a handler's word for it.
 //!
 //! - `rollout`: all-at-once and canary rollouts, bake window and retirement;
+//! - `contract`: the shipped binaries as processes behind a fake Lambda Runtime API, driven by
+//!   the committed state machine; metrics lines; each role grants what its function calls;
 //! - `concurrency`: one deployment per service: policies, racing images, lease expiry;
 //! - `gates`: unhealthy green and failed smoke tests abort without touching the listener;
 //! - `idempotency`: duplicate events, handler re-runs, a crash after RunInstances;
@@ -14,6 +16,7 @@
 //! - `infra`: the committed Step Functions definition is the one generated from the plan.
 
 mod concurrency;
+mod contract;
 mod gates;
 mod idempotency;
 mod infra;

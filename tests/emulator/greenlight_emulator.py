@@ -733,7 +733,79 @@ class Ticker(threading.Thread):
 # 6. Serialised request handling
 # ---------------------------------------------------------------------------
 
-_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
+_CREDENTIAL_SCOPE = re.compile(r"Credential=([^/]+)/[^/]+/[^/]+/([^/]+)/")
+
+# IAM's prefix for a SigV4 signing name where the two differ.
+_IAM_PREFIX = {"monitoring": "cloudwatch"}
+
+# Which access key id called which actions ("service:Action", as IAM names them), so tests
+# can check each function's IAM role against what its process really called. A call that
+# signs with an access key id is recorded under it whatever moto answers.
+CALLS: dict[str, set[str]] = {}
+CALLS_LOCK = threading.Lock()
+CALLS_PATH = "/_greenlight/calls"
+
+
+def _peek_body(environ: dict[str, Any]) -> bytes:
+    """The request body, leaving it readable for moto."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length > 0 else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    return body
+
+
+def _query_action(environ: dict[str, Any]) -> str | None:
+    """`Action=` of a query-protocol request (URL or form body)."""
+    for source in (environ.get("QUERY_STRING", ""), _peek_body(environ).decode("utf-8", "replace")):
+        match = re.search(r"(?:^|&)Action=([A-Za-z0-9]+)", source)
+        if match:
+            return match.group(1)
+    return None
+
+
+def _s3_action(environ: dict[str, Any]) -> str:
+    """The S3 API action of a path-style request."""
+    parts = [p for p in environ.get("PATH_INFO", "").split("/") if p]
+    method = environ.get("REQUEST_METHOD", "GET")
+    on_object = len(parts) >= 2
+    if on_object:
+        return {"GET": "GetObject", "HEAD": "GetObject", "PUT": "PutObject", "DELETE": "DeleteObject"}.get(
+            method, f"{method}Object")
+    return {"GET": "ListBucket", "HEAD": "ListBucket", "PUT": "CreateBucket", "DELETE": "DeleteBucket"}.get(
+        method, f"{method}Bucket")
+
+
+def _action(environ: dict[str, Any], service: str) -> str | None:
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    if target:  # JSON protocol: `<Service_Version>.<Action>`
+        return target.rsplit(".", 1)[-1]
+    if service == "s3":
+        return _s3_action(environ)
+    return _query_action(environ)
+
+
+def record_call(environ: dict[str, Any]) -> tuple[str, str] | None:
+    """Records the call's access key and action; returns its (key, signing service)."""
+    match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if not match:
+        return None
+    key, service = match.group(1), match.group(2)
+    if service == "sqs" and _is_sqs_receive(environ):
+        action = "ReceiveMessage"  # no body peek: a long poll must not wait on anything
+    else:
+        action = _action(environ, service)
+    if action:
+        with CALLS_LOCK:
+            CALLS.setdefault(key, set()).add(f"{_IAM_PREFIX.get(service, service)}:{action}")
+    return key, service
+
+
+def calls_app(environ, start_response):
+    """`GET /_greenlight/calls`: `{access key id: [service:Action, ...]}`."""
+    with CALLS_LOCK:
+        body = json.dumps({key: sorted(actions) for key, actions in CALLS.items()}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def _is_sqs_receive(environ: dict[str, Any]) -> bool:
@@ -744,19 +816,19 @@ def _is_sqs_receive(environ: dict[str, Any]) -> bool:
     if "Action=ReceiveMessage" in environ.get("QUERY_STRING", ""):
         return True
     # Legacy query protocol: the action is in the form body; peek at it.
-    length = int(environ.get("CONTENT_LENGTH") or 0)
-    body = environ["wsgi.input"].read(length) if length > 0 else b""
-    environ["wsgi.input"] = io.BytesIO(body)
-    return b"Action=ReceiveMessage" in body
+    return b"Action=ReceiveMessage" in _peek_body(environ)
 
 
 def locked_app(app):
     """Serialise requests on STATE_LOCK, except SQS ReceiveMessage (SQS queues
-    have their own condition variable, which long polling waits on)."""
+    have their own condition variable, which long polling waits on). Every signed call is
+    recorded in CALLS first."""
 
     def wsgi(environ, start_response):
-        match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
-        if match and match.group(1) == "sqs" and _is_sqs_receive(environ):
+        if environ.get("PATH_INFO") == CALLS_PATH:
+            return calls_app(environ, start_response)
+        signed = record_call(environ)
+        if signed and signed[1] == "sqs" and _is_sqs_receive(environ):
             return app(environ, start_response)
         with STATE_LOCK:
             return app(environ, start_response)

@@ -591,6 +591,31 @@ class OtherServicesTest(EmulatorTestCase):
             self.assertLess(time.monotonic() - started, 1.0)
             self.assertEqual(poll.result(timeout=5)["Messages"][0]["Body"], "wake up")
 
+    def test_calls_are_recorded_per_access_key(self):
+        """Each signed call is logged under its access key id as IAM's `service:Action`
+        (JSON, query and REST protocols), so roles can be checked against real use."""
+        key = f"AKIDCALLS{self.suffix.upper()}"
+
+        def client(service: str):
+            return boto3.client(service, endpoint_url=self.url, region_name="us-east-1",
+                                aws_access_key_id=key, aws_secret_access_key="test")
+
+        client("ec2").describe_instances()
+        client("elbv2").describe_target_groups()
+        client("cloudwatch").describe_alarms()
+        s3 = client("s3")
+        s3.create_bucket(Bucket=f"calls-{self.suffix}")
+        s3.put_object(Bucket=f"calls-{self.suffix}", Key="reports/a.json", Body=b"{}")
+        ddb = client("dynamodb")
+        ddb.list_tables()
+        with urllib.request.urlopen(f"{self.url}/_greenlight/calls", timeout=5) as response:
+            calls = json.load(response)
+        self.assertEqual(
+            calls[key],
+            ["cloudwatch:DescribeAlarms", "dynamodb:ListTables", "ec2:DescribeInstances",
+             "elasticloadbalancing:DescribeTargetGroups", "s3:CreateBucket", "s3:PutObject"],
+        )
+
     def test_parallel_clients(self):
         """~8 independent deployments at once (as the Rust tests run)."""
 

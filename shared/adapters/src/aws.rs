@@ -18,7 +18,7 @@
 use crate::http::HttpProber;
 use crate::{
     tags, AdapterError, AdapterResult, ArtifactStore, Fleet, Instance, LaunchRequest, Ledger, LoadBalancer,
-    Orchestrator, Ports, RevertKey, SystemClock,
+    Orchestrator, Ports, RevertKey, StdoutMetrics, SystemClock,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
@@ -101,6 +101,7 @@ pub fn aws_ports(
         }),
         prober: Arc::new(HttpProber),
         clock: Arc::new(SystemClock),
+        metrics: Arc::new(StdoutMetrics),
         manifest_prefix: manifest_prefix.to_string(),
     }
 }

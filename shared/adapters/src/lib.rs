@@ -206,6 +206,39 @@ impl Clock for SystemClock {
     }
 }
 
+/// Where metric lines (CloudWatch Embedded Metric Format) go.
+pub trait MetricsSink: Send + Sync {
+    fn emit(&self, line: &str);
+}
+
+/// Metric lines on stdout, one per line: in Lambda, CloudWatch Logs extracts the metrics.
+pub struct StdoutMetrics;
+
+impl MetricsSink for StdoutMetrics {
+    fn emit(&self, line: &str) {
+        use std::io::Write;
+        // One write per line, so concurrent log lines never split an EMF document.
+        let _ = std::io::stdout().lock().write_all(format!("{line}\n").as_bytes());
+    }
+}
+
+/// Metric lines kept in memory (the local runner and tests read them).
+#[derive(Default)]
+pub struct RecordedMetrics(std::sync::Mutex<Vec<String>>);
+
+impl RecordedMetrics {
+    /// Every line emitted so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+impl MetricsSink for RecordedMetrics {
+    fn emit(&self, line: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(line.to_string());
+    }
+}
+
 /// Everything a handler may touch, built once per process (outside the handler).
 #[derive(Clone)]
 pub struct Ports {
@@ -217,6 +250,7 @@ pub struct Ports {
     pub alarms: Arc<dyn Alarms>,
     pub prober: Arc<dyn Prober>,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn MetricsSink>,
     /// Key prefix of release manifests in the artifact bucket.
     pub manifest_prefix: String,
 }

@@ -8,6 +8,7 @@
 //! - [`plan`]: the step sequence the orchestrator runs (and the Step Functions definition
 //!   generated from it);
 //! - [`inbound`]: parsing of the events that start deployments;
+//! - [`metrics`]: the milestones a decision reached, as CloudWatch Embedded Metric Format;
 //! - [`ids`]: deterministic deployment ids and idempotency tokens;
 //! - [`version`]: version ordering (no silent downgrades).
 
@@ -15,6 +16,7 @@ pub mod config;
 pub mod decide;
 pub mod ids;
 pub mod inbound;
+pub mod metrics;
 pub mod model;
 pub mod plan;
 pub mod version;

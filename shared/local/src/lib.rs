@@ -8,16 +8,22 @@
 //!   the pump delivers each message to start-deployment;
 //! - [`fixture`]: builds a service's world (VPC, ALB, listener, target groups, AMIs, blue
 //!   fleet) and registers it, for the demo and the tests;
+//! - [`lambda_service`]: plays the Lambda service for the shipped binaries: each function a
+//!   process polling a Runtime API on loopback;
+//! - [`asl`]: runs the committed Step Functions definition with its Tasks calling those
+//!   processes;
 //! - [`demo`]: the README's first command.
 
+pub mod asl;
 pub mod demo;
 pub mod emulator;
 pub mod fixture;
+pub mod lambda_service;
 pub mod orchestrator;
 pub mod pump;
 
 use greenlight_adapters::aws::{aws_ports, AwsClients};
-use greenlight_adapters::Ports;
+use greenlight_adapters::{Ports, RecordedMetrics};
 use std::sync::Arc;
 
 /// Table, bucket and prefixes of a local installation.
@@ -75,6 +81,8 @@ pub struct Local {
     pub clients: AwsClients,
     pub ports: Ports,
     pub orchestrator: Arc<orchestrator::LocalOrchestrator>,
+    /// The metric lines (Embedded Metric Format) the handlers emitted.
+    pub metrics: Arc<RecordedMetrics>,
     pub names: Names,
 }
 
@@ -85,20 +93,25 @@ impl Local {
         let sdk = sdk_config(endpoint).await;
         let clients = AwsClients::new(&sdk);
         let orchestrator = Arc::new(orchestrator::LocalOrchestrator::new());
-        let ports = aws_ports(
-            &clients,
-            &names.table,
-            &names.bucket,
-            greenlight_steps::lambda::REPORT_PREFIX,
-            greenlight_core::inbound::MANIFEST_PREFIX,
-            orchestrator.clone(),
-        );
+        let metrics = Arc::new(RecordedMetrics::default());
+        let ports = Ports {
+            metrics: metrics.clone(),
+            ..aws_ports(
+                &clients,
+                &names.table,
+                &names.bucket,
+                greenlight_steps::lambda::REPORT_PREFIX,
+                greenlight_core::inbound::MANIFEST_PREFIX,
+                orchestrator.clone(),
+            )
+        };
         orchestrator.attach(ports.clone());
         let local = Local {
             sdk,
             clients,
             ports,
             orchestrator,
+            metrics,
             names,
         };
         fixture::install(&local).await?;

@@ -1,11 +1,14 @@
 //! The step loop shared by every handler: decide → commit (ledger first) → apply effects →
 //! decide their follow-ups. Effects are applied only after the state that requires them is
 //! committed, so a crash between the two is healed by the next delivery re-applying them.
+//! Each committed milestone (green healthy, traffic back, deployment ended) is emitted once
+//! as an Embedded Metric Format line.
 
 use crate::report;
 use crate::StepError;
 use greenlight_adapters::{AdapterError, LaunchRequest, Ports};
 use greenlight_core::decide::{decide, event_name, Effect, Event};
+use greenlight_core::metrics;
 use greenlight_core::model::State;
 use greenlight_core::plan::{route, StepOutput};
 use std::collections::VecDeque;
@@ -25,7 +28,13 @@ pub async fn drive(ports: &Ports, mut state: State, event: Event) -> Result<(Sta
         info!(event = event_name(&event), note = %decision.note, "decided");
         notes.push(decision.note);
         state = if decision.state != state {
-            ports.ledger.commit(&state, &decision.state).await?
+            let committed = ports.ledger.commit(&state, &decision.state).await?;
+            if let Some(dep) = &committed.deployment {
+                for line in metrics::milestones(state.deployment.as_ref(), dep, ports.clock.now_ms()) {
+                    ports.metrics.emit(&line);
+                }
+            }
+            committed
         } else {
             decision.state
         };

@@ -1,0 +1,363 @@
+//! Contract test of the shipped artifacts: every function binary runs as its own process
+//! against a fake Lambda Runtime API, with its own credentials and only the environment its
+//! template gives it; the committed state machine definition drives the step functions; the
+//! AWS endpoint is the emulator. The sample events from `events/` go in; the emulator's state,
+//! the functions' responses and their metric lines (EMF) are checked; and every AWS action a
+//! function's process called must be granted to that function's role in
+//! `infra/template.yaml`.
+
+use aws_sdk_sfn::Client as Sfn;
+use greenlight_e2e::{canary, now_rfc3339, App, Env};
+use greenlight_local::asl::{self, Ending, Functions};
+use greenlight_local::emulator::repo_root;
+use greenlight_local::fixture::alarm_name;
+use greenlight_local::lambda_service::{built_binary, Function, FunctionSpec};
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Function binaries with the state machine's substitution variable of each (if it is a
+/// state machine task).
+const FUNCTIONS: [(&str, Option<&str>); 8] = [
+    ("start-deployment", None),
+    ("launch-green", Some("LaunchGreenFunctionArn")),
+    ("check-health", Some("CheckHealthFunctionArn")),
+    ("shift-traffic", Some("ShiftTrafficFunctionArn")),
+    ("finalize", Some("FinalizeFunctionArn")),
+    ("retire-blue", Some("RetireBlueFunctionArn")),
+    ("abort-deployment", Some("AbortDeploymentFunctionArn")),
+    ("revert-service", None),
+];
+
+/// The functions of one installation, running as processes, and the state machine that
+/// moto records executions of (and this test runs).
+struct Stack {
+    env: Env,
+    functions: HashMap<&'static str, Arc<Function>>,
+    sfn: Sfn,
+    state_machine_arn: String,
+    /// Ending of each execution run so far, by execution name.
+    endings: Arc<Mutex<BTreeMap<String, Ending>>>,
+}
+
+/// Builds the function binaries once per test process (a no-op when they are fresh), so
+/// the artifact under test is always the current code.
+fn build_functions() {
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo
+            .current_dir(repo_root())
+            .args(["build", "--quiet", "--workspace", "--bins"]);
+        match cargo.status() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("cargo build --workspace --bins failed: {status}")),
+            Err(e) => Err(format!("cannot run cargo: {e}")),
+        }
+    });
+    if let Err(why) = result {
+        panic!("{why}");
+    }
+}
+
+impl Stack {
+    async fn start(env: Env) -> Stack {
+        build_functions();
+        let local = &env.local;
+        let sfn = Sfn::new(&local.sdk);
+        let definition = std::fs::read_to_string(repo_root().join("infra/statemachine.asl.json")).unwrap();
+        let state_machine_arn = sfn
+            .create_state_machine()
+            .name(format!("greenlight-{}", env.service))
+            .definition(definition)
+            .role_arn("arn:aws:iam::123456789012:role/greenlight-pipeline")
+            .send()
+            .await
+            .expect("create state machine")
+            .state_machine_arn;
+        let mut functions = HashMap::new();
+        for (name, _) in FUNCTIONS {
+            let spec = FunctionSpec {
+                name: name.to_string(),
+                binary: built_binary(name),
+                env: vec![
+                    ("AWS_ENDPOINT_URL".into(), greenlight_e2e::endpoint().to_string()),
+                    ("AWS_REGION".into(), "us-east-1".into()),
+                    ("AWS_ACCESS_KEY_ID".into(), access_key(&env.service, name)),
+                    ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
+                    ("GREENLIGHT_TABLE".into(), local.names.table.clone()),
+                    ("GREENLIGHT_BUCKET".into(), local.names.bucket.clone()),
+                    ("GREENLIGHT_STATE_MACHINE_ARN".into(), state_machine_arn.clone()),
+                    ("RUST_LOG".into(), "info".into()),
+                ],
+                timeout: Duration::from_secs(60),
+                stderr_log: Some(std::env::temp_dir().join(format!("greenlight-{}-{name}.stderr", env.service))),
+            };
+            let function = Function::start(spec).await.unwrap_or_else(|e| panic!("{e}"));
+            functions.insert(name, Arc::new(function));
+        }
+        let stack = Stack {
+            env,
+            functions,
+            sfn,
+            state_machine_arn,
+            endings: Default::default(),
+        };
+        stack.play_executions();
+        stack
+    }
+
+    /// Plays Step Functions: every execution moto records is run to its end with the
+    /// committed definition, its Tasks invoking the function processes.
+    fn play_executions(&self) {
+        let definition: Value =
+            serde_json::from_str(&std::fs::read_to_string(repo_root().join("infra/statemachine.asl.json")).unwrap())
+                .unwrap();
+        let definition = Arc::new(definition);
+        let tasks: Functions = FUNCTIONS
+            .iter()
+            .filter_map(|(name, variable)| Some((variable.as_ref()?.to_string(), self.functions[name].clone())))
+            .collect();
+        let (sfn, arn, endings) = (self.sfn.clone(), self.state_machine_arn.clone(), self.endings.clone());
+        tokio::spawn(async move {
+            let mut seen = BTreeSet::new();
+            loop {
+                let listed = sfn.list_executions().state_machine_arn(&arn).send().await;
+                for execution in listed.map(|l| l.executions).unwrap_or_default() {
+                    if !seen.insert(execution.name.clone()) {
+                        continue;
+                    }
+                    let described = sfn
+                        .describe_execution()
+                        .execution_arn(&execution.execution_arn)
+                        .send()
+                        .await
+                        .expect("describe execution");
+                    let input: Value = serde_json::from_str(described.input().unwrap_or("{}")).unwrap();
+                    let (definition, tasks, endings) = (definition.clone(), tasks.clone(), endings.clone());
+                    tokio::spawn(async move {
+                        let (ending, _) = asl::execute(&definition, &tasks, input).await;
+                        endings.lock().unwrap().insert(execution.name, ending);
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
+
+    async fn invoke(&self, function: &str, payload: &Value) -> Result<Value, String> {
+        self.functions[function]
+            .invoke(payload)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Waits (up to 90 s) for execution `name` to be run to its end.
+    async fn ending(&self, name: &str) -> Ending {
+        for _ in 0..900 {
+            if let Some(ending) = self.endings.lock().unwrap().get(name) {
+                return ending.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "execution {name} did not end within 90 s; started: {:?}",
+            self.endings.lock().unwrap()
+        );
+    }
+
+    /// The names of the executions started so far.
+    async fn executions(&self) -> Vec<String> {
+        let listed = self
+            .sfn
+            .list_executions()
+            .state_machine_arn(&self.state_machine_arn)
+            .send()
+            .await;
+        listed
+            .expect("list executions")
+            .executions
+            .into_iter()
+            .map(|e| e.name)
+            .collect()
+    }
+
+    /// The EMF documents every function process printed so far.
+    fn metrics(&self) -> Vec<Value> {
+        self.functions
+            .values()
+            .flat_map(|f| f.stdout())
+            .filter_map(|line| serde_json::from_str::<Value>(&line).ok())
+            .filter(|doc| doc.get("_aws").is_some())
+            .collect()
+    }
+}
+
+/// Each function process signs with its own access key id, so the emulator's call log says
+/// which function called what.
+fn access_key(service: &str, function: &str) -> String {
+    format!("{function}.{service}")
+}
+
+/// A sample from `events/` with its fields replaced (`/detail/service` → value, ...).
+fn sample(file: &str, replace: &[(&str, Value)]) -> Value {
+    let text = std::fs::read_to_string(repo_root().join("events").join(file)).unwrap();
+    let mut event: Value = serde_json::from_str(&text).unwrap();
+    for (pointer, value) in replace {
+        *event
+            .pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("{file} has no {pointer}")) = value.clone();
+    }
+    event
+}
+
+/// The value of metric `name` in the EMF documents of `service`, checking the document
+/// declares it with the service as a dimension.
+fn metric(docs: &[Value], service: &str, name: &str) -> Vec<u64> {
+    docs.iter()
+        .filter(|doc| doc["service"] == service)
+        .filter(|doc| {
+            let declared = &doc["_aws"]["CloudWatchMetrics"][0];
+            declared["Namespace"] == "greenlight"
+                && declared["Dimensions"][0] == json!(["service"])
+                && declared["Metrics"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|m| m["Name"] == name)
+        })
+        .filter_map(|doc| doc[name].as_u64())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
+    let env = Env::new("contract", canary).await;
+    let (v2, v3) = (env.image("v2", App::Healthy).await, env.image("v3", App::Healthy).await);
+    let service = env.service.clone();
+    let stack = Stack::start(env).await;
+
+    // Bad input first: a clear error, and nothing started.
+    let malformed = sample("image-published.json", &[("/detail", json!({"service": service}))]);
+    let refused = stack.invoke("start-deployment", &malformed).await.unwrap_err();
+    assert!(refused.starts_with("greenlight.Rejected: "), "{refused}");
+    let bad_step = stack.invoke("launch-green", &json!({"deploy": "x"})).await.unwrap_err();
+    assert!(bad_step.starts_with("greenlight.Rejected: "), "{bad_step}");
+    assert!(stack.executions().await.is_empty());
+
+    // v2: the sample ImagePublished, through every step of the state machine.
+    let event = sample(
+        "image-published.json",
+        &[
+            ("/id", json!(format!("contract-v2-{service}"))),
+            ("/time", json!(now_rfc3339())),
+            ("/detail/service", json!(service)),
+            ("/detail/version", json!("v2")),
+            ("/detail/ami", json!(v2)),
+        ],
+    );
+    let started = stack.invoke("start-deployment", &event).await.expect("start v2");
+    let v2_id = started["deploy_id"].as_str().expect("a deploy id").to_string();
+    match stack.ending(&v2_id).await {
+        Ending::Succeeded(out) => assert_eq!(out["phase"], "succeeded", "{out}"),
+        other => panic!("v2's execution: {other:?}"),
+    }
+    // A duplicate delivery of the event starts nothing new.
+    let again = stack.invoke("start-deployment", &event).await.expect("duplicate");
+    assert_eq!(again["deploy_id"], json!(v2_id), "{again}");
+    assert_eq!(stack.executions().await, vec![v2_id.clone()]);
+
+    let env = &stack.env;
+    assert_eq!(env.weights().await, vec![("b", 100)]);
+    let state = env.ledger(None).await;
+    assert_eq!(state.service.live.as_ref().unwrap().version, "v2");
+    let blue = env.deployment(&v2_id).await.blue.unwrap().instance_ids;
+    assert!(env
+        .states(&blue)
+        .await
+        .values()
+        .all(|s| s == "terminated" || s == "shutting-down"));
+
+    // v3 rolls out; its alarm fires during the bake window; revert-service puts v2 back.
+    let event = sample(
+        "image-published.json",
+        &[
+            ("/id", json!(format!("contract-v3-{service}"))),
+            ("/time", json!(now_rfc3339())),
+            ("/detail/service", json!(service)),
+            ("/detail/version", json!("v3")),
+            ("/detail/ami", json!(v3)),
+        ],
+    );
+    let v3_id = stack.invoke("start-deployment", &event).await.expect("start v3")["deploy_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.wait_for_phase(&v3_id, |p| matches!(p, greenlight_core::model::Phase::Baking { .. }))
+        .await;
+    assert_eq!(env.weights().await, vec![("a", 100)], "v3 is live, v2 warm");
+    let alarm = sample(
+        "cloudwatch-alarm-state-change-alarm.json",
+        &[
+            ("/id", json!(format!("contract-alarm-{service}"))),
+            ("/time", json!(now_rfc3339())),
+            ("/detail/alarmName", json!(alarm_name(&service))),
+        ],
+    );
+    let reverted = stack.invoke("revert-service", &alarm).await.expect("revert");
+    assert_eq!(reverted["outcome"], "reverted", "{reverted}");
+    assert_eq!(env.weights().await, vec![("b", 100)], "traffic is back on v2");
+    match stack.ending(&v3_id).await {
+        Ending::Succeeded(out) => assert_eq!(out["phase"], "aborted", "{out}"),
+        other => panic!("v3's execution: {other:?}"),
+    }
+    let v3 = env.deployment(&v3_id).await;
+    assert_eq!(v3.revert.as_ref().unwrap().back_to, "v2");
+    assert_eq!(env.ledger(None).await.service.live.unwrap().version, "v2");
+    // The clean-up (drain, terminate) ran in its own execution; no v3 instance is left.
+    for _ in 0..100 {
+        if env.live_instances_of(&v3_id).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(env.live_instances_of(&v3_id).await.is_empty());
+
+    // The metrics CloudWatch would extract from the functions' stdout.
+    let docs = stack.metrics();
+    assert_eq!(metric(&docs, &service, "TimeToHealthy").len(), 2, "{docs:#?}");
+    let to_revert = metric(&docs, &service, "TimeToRevert");
+    assert_eq!(to_revert.len(), 1, "{docs:#?}");
+    assert!(to_revert[0] < 60_000, "time-to-revert {} ms", to_revert[0]);
+    let ended: Vec<&str> = docs
+        .iter()
+        .filter(|d| d["service"] == service && d.get("DeploymentDuration").is_some())
+        .map(|d| d["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(ended.iter().filter(|o| **o == "succeeded").count(), 1, "{ended:?}");
+    assert_eq!(ended.iter().filter(|o| **o == "aborted").count(), 1, "{ended:?}");
+
+    // Least privilege that still works: what each process called, its role allows.
+    let calls = calls_by_key().await;
+    if std::env::var_os("GREENLIGHT_SHOW_CALLS").is_some() {
+        eprintln!("{calls:#?}");
+    }
+    let template = greenlight_e2e::template::Template::load();
+    for (function, _) in FUNCTIONS {
+        let called = calls.get(&access_key(&service, function)).cloned().unwrap_or_default();
+        assert!(!called.is_empty(), "{function} made no AWS call");
+        let missing = template.ungranted(function, &called);
+        assert!(
+            missing.is_empty(),
+            "{function} called {missing:?}, which its role does not grant"
+        );
+    }
+}
+
+/// The emulator's call log: access key id → the `service:Action`s it called.
+async fn calls_by_key() -> BTreeMap<String, Vec<String>> {
+    let url = format!("{}/_greenlight/calls", greenlight_e2e::endpoint());
+    let body = greenlight_e2e::http_get(&url).await;
+    serde_json::from_str(&body).expect("call log JSON")
+}

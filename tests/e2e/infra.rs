@@ -1,15 +1,224 @@
-//! The Step Functions definition in `infra/` is the one generated from the Rust plan.
+//! The deployable stack in `infra/` agrees with the code: the Step Functions definition is
+//! the one generated from the plan; the SAM template builds every function binary with
+//! cargo-lambda for arm64, routes exactly the events greenlight parses, substitutes every
+//! task of the definition, and gives each function its own role with no wildcard action,
+//! no unscoped write and destructive actions only on resources tagged `managed-by=greenlight`.
+//! (That each role grants what its function really calls is checked in `contract`.)
 
+use greenlight_core::inbound::{event_patterns, revert_patterns};
 use greenlight_core::plan::state_machine_definition;
-use serde_json::Value;
+use greenlight_e2e::template::{as_list, function_id, Template};
+use greenlight_local::emulator::repo_root;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
 
 #[test]
 fn committed_state_machine_matches_the_plan() {
-    let path = greenlight_local::emulator::repo_root().join("infra/statemachine.asl.json");
+    let path = repo_root().join("infra/statemachine.asl.json");
     let committed: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(
         committed,
         state_machine_definition(),
         "infra/statemachine.asl.json is stale: run `make asl`"
     );
+}
+
+/// The function binaries of the workspace (`functions/<name>`).
+fn binaries() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(repo_root().join("functions"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A function's properties with the template's `Globals.Function` under them.
+fn function_properties(template: &Template, binary: &str) -> Value {
+    let mut properties = template.doc["Globals"]["Function"].clone();
+    let own = template.function(binary)["Properties"].as_object().unwrap().clone();
+    for (key, value) in own {
+        match (properties.get_mut(&key), value) {
+            (Some(Value::Object(global)), Value::Object(local)) if key == "Environment" => {
+                let variables = global["Variables"].as_object_mut().unwrap();
+                variables.extend(local["Variables"].as_object().cloned().unwrap_or_default());
+            }
+            (_, value) => properties[&key] = value,
+        }
+    }
+    properties
+}
+
+#[test]
+fn every_function_binary_is_built_with_cargo_lambda_for_arm64_with_its_own_role() {
+    let template = Template::load();
+    let binaries = binaries();
+    assert_eq!(binaries.len(), 8, "{binaries:?}");
+    let functions: BTreeSet<String> = template.resources_of("AWS::Serverless::Function").into_iter().collect();
+    let expected: BTreeSet<String> = binaries.iter().map(|b| function_id(b)).collect();
+    assert_eq!(functions, expected, "one template function per functions/<name>");
+    let mut roles = BTreeSet::new();
+    for binary in &binaries {
+        let function = template.function(binary);
+        assert_eq!(function["Metadata"]["BuildMethod"], "rust-cargolambda", "{binary}");
+        assert_eq!(
+            function["Metadata"]["BuildProperties"]["Binary"],
+            json!(binary),
+            "{binary}"
+        );
+        let properties = function_properties(&template, binary);
+        assert_eq!(properties["Runtime"], "provided.al2023", "{binary}");
+        assert_eq!(properties["Architectures"], json!(["arm64"]), "{binary}");
+        assert_eq!(properties["MemorySize"], 128, "{binary}");
+        let timeout = properties["Timeout"].as_u64().unwrap_or(3);
+        assert!((10..=120).contains(&timeout), "{binary}'s timeout {timeout} s");
+        // What greenlight_steps::lambda::ports_from_env reads.
+        let variables = &properties["Environment"]["Variables"];
+        for name in [
+            "GREENLIGHT_TABLE",
+            "GREENLIGHT_BUCKET",
+            "GREENLIGHT_STATE_MACHINE_ARN",
+            "GREENLIGHT_MANIFEST_PREFIX",
+            "GREENLIGHT_REPORT_PREFIX",
+            "GREENLIGHT_DEFAULT_BAKE_WINDOW_S",
+        ] {
+            assert!(!variables[name].is_null(), "{binary} lacks {name}");
+        }
+        let role = template.role_of(binary);
+        let trust = &template.resource(&role)["Properties"]["AssumeRolePolicyDocument"]["Statement"];
+        let principals: Vec<Value> = as_list(trust)
+            .iter()
+            .map(|s| s["Principal"]["Service"].clone())
+            .collect();
+        assert_eq!(principals, vec![json!("lambda.amazonaws.com")], "{role}");
+        assert!(roles.insert(role.clone()), "{role} is shared by two functions");
+    }
+}
+
+/// A template rule's logical id: `greenlight-image-published` → `ImagePublishedRule`.
+fn rule_id(name: &str) -> String {
+    let name = name.trim_start_matches("greenlight-");
+    function_id(name).replace("Function", "Rule")
+}
+
+#[test]
+fn rules_route_exactly_the_events_greenlight_parses() {
+    let template = Template::load();
+    let routed: Vec<(&str, Value, &str)> = event_patterns("BUCKET", "PREFIX")
+        .into_iter()
+        .map(|(name, pattern)| (name, pattern, "start-deployment"))
+        .chain(
+            revert_patterns()
+                .into_iter()
+                .map(|(name, pattern)| (name, pattern, "revert-service")),
+        )
+        .collect();
+    assert_eq!(template.resources_of("AWS::Events::Rule").len(), routed.len());
+    for (name, pattern, target) in routed {
+        let rule = &template.resource(&rule_id(name))["Properties"];
+        // The template names the bucket and prefix by reference.
+        let expected: Value = serde_json::from_str(
+            &pattern
+                .to_string()
+                .replace(r#""BUCKET""#, r#"{"Ref":"ArtifactBucket"}"#)
+                .replace(r#""PREFIX""#, r#"{"Ref":"ManifestPrefix"}"#),
+        )
+        .unwrap();
+        assert_eq!(rule["EventPattern"], expected, "{name}");
+        let targets = as_list(&rule["Targets"]);
+        assert_eq!(targets.len(), 1, "{name}");
+        assert_eq!(
+            targets[0]["Arn"],
+            json!({"Fn::GetAtt": [function_id(target), "Arn"]}),
+            "{name}"
+        );
+        assert!(
+            targets[0]["DeadLetterConfig"]["Arn"].is_object(),
+            "{name} has no dead-letter queue"
+        );
+    }
+}
+
+#[test]
+fn the_state_machine_is_the_generated_definition_with_every_task_substituted() {
+    let template = Template::load();
+    let machines = template.resources_of("AWS::Serverless::StateMachine");
+    assert_eq!(machines.len(), 1);
+    let properties = &template.resource(&machines[0])["Properties"];
+    assert_eq!(properties["DefinitionUri"], "statemachine.asl.json");
+    let definition = std::fs::read_to_string(repo_root().join("infra/statemachine.asl.json")).unwrap();
+    let variables: BTreeSet<String> = definition
+        .split("${")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('}').map(|(name, _)| name.to_string()))
+        .collect();
+    let substitutions = properties["DefinitionSubstitutions"].as_object().unwrap();
+    assert_eq!(substitutions.keys().cloned().collect::<BTreeSet<_>>(), variables);
+    for (variable, value) in substitutions {
+        let function = variable.trim_end_matches("Arn");
+        assert_eq!(value, &json!({"Fn::GetAtt": [function, "Arn"]}), "{variable}");
+    }
+}
+
+/// Every statement of every function role (inline and attached managed policies).
+fn role_statements(template: &Template) -> Vec<(String, Value)> {
+    binaries()
+        .iter()
+        .map(|b| template.role_of(b))
+        .flat_map(|role| template.statements(&role).into_iter().map(move |s| (role.clone(), s)))
+        .collect()
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    as_list(value)
+        .iter()
+        .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
+        .collect()
+}
+
+#[test]
+fn no_role_allows_a_wildcard_action_or_a_write_on_every_resource() {
+    let template = Template::load();
+    let statements = role_statements(&template);
+    assert!(statements.len() > 8);
+    for (role, statement) in statements {
+        let actions = strings(&statement["Action"]);
+        assert!(!actions.is_empty(), "{role}: {statement}");
+        assert!(statement["NotAction"].is_null(), "{role}: NotAction: {statement}");
+        for action in &actions {
+            assert!(!action.contains('*'), "{role} allows the wildcard action {action}");
+        }
+        if strings(&statement["Resource"]).iter().any(|r| r == "*") {
+            for action in &actions {
+                let verb = action.split(':').nth(1).unwrap_or_default();
+                assert!(
+                    ["Describe", "Get", "List"].iter().any(|read| verb.starts_with(read)),
+                    "{role} allows {action} on every resource"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn destructive_actions_need_the_managed_by_tag_and_pass_role_only_goes_to_ec2() {
+    let template = Template::load();
+    let mut seen = BTreeSet::new();
+    for (role, statement) in role_statements(&template) {
+        let actions = strings(&statement["Action"]);
+        let condition = &statement["Condition"]["StringEquals"];
+        for action in &actions {
+            let needed = match action.as_str() {
+                "ec2:TerminateInstances"
+                | "elasticloadbalancing:DeregisterTargets"
+                | "elasticloadbalancing:RegisterTargets" => ("aws:ResourceTag/managed-by", "greenlight"),
+                "ec2:CreateTags" => ("ec2:CreateAction", "RunInstances"),
+                "iam:PassRole" => ("iam:PassedToService", "ec2.amazonaws.com"),
+                _ => continue,
+            };
+            assert_eq!(condition[needed.0], needed.1, "{role}: {action} without {needed:?}");
+            seen.insert(action.clone());
+        }
+    }
+    assert_eq!(seen.len(), 5, "the checks above must have found each action: {seen:?}");
 }

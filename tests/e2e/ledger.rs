@@ -58,3 +58,51 @@ async fn history_lists_every_deployment_of_the_service_oldest_first() {
         .all(|d| d.service == env.service && d.requested_by == "e2e"));
     assert_eq!(env.ledger(None).await.service.live.unwrap().version, "v3");
 }
+
+#[tokio::test]
+async fn a_registration_written_without_a_bake_window_gets_the_installation_default() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use greenlight_adapters::aws::DynamoLedger;
+    use greenlight_adapters::Ledger;
+
+    let env = Env::new("bake-default", quick).await;
+    let dynamodb = &env.local.clients.dynamodb;
+    let table = &env.local.names.table;
+    let key = |sk: &str| {
+        std::collections::HashMap::from([
+            ("pk".to_string(), AttributeValue::S(format!("SVC#{}", env.service))),
+            ("sk".to_string(), AttributeValue::S(sk.into())),
+        ])
+    };
+    // An operator wrote the registration by hand and left the bake window out.
+    let item = dynamodb
+        .get_item()
+        .table_name(table)
+        .set_key(Some(key("CONFIG")))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("the registration item");
+    let mut body: serde_json::Value = serde_json::from_str(item["body"].as_s().unwrap()).unwrap();
+    body.as_object_mut().unwrap().remove("bake_window_s");
+    let mut edited = item.clone();
+    edited.insert("body".into(), AttributeValue::S(body.to_string()));
+    dynamodb
+        .put_item()
+        .table_name(table)
+        .set_item(Some(edited))
+        .send()
+        .await
+        .unwrap();
+
+    let ledger = |default_bake_window_s| DynamoLedger {
+        client: dynamodb.clone(),
+        table: table.clone(),
+        default_bake_window_s,
+    };
+    for default in [1800, 7200] {
+        let state = ledger(default).load(&env.service, None).await.unwrap().unwrap();
+        assert_eq!(state.config.bake_window_s, default);
+    }
+}

@@ -70,19 +70,27 @@ impl AwsClients {
     }
 }
 
-/// The handlers' ports backed by AWS: ledger `table`, artifacts in `bucket`.
-pub fn aws_ports(
-    clients: &AwsClients,
-    table: &str,
-    bucket: &str,
-    report_prefix: &str,
-    manifest_prefix: &str,
-    orchestrator: Arc<dyn Orchestrator>,
-) -> Ports {
+/// Where an installation keeps things (a function's configuration says; see
+/// `infra/template.yaml`).
+#[derive(Debug, Clone)]
+pub struct Installation {
+    /// The ledger's DynamoDB table.
+    pub table: String,
+    /// The artifact bucket: release manifests and deployment reports.
+    pub bucket: String,
+    pub report_prefix: String,
+    pub manifest_prefix: String,
+    /// The bake window of a service whose registration does not set `bake_window_s`.
+    pub default_bake_window_s: u64,
+}
+
+/// The handlers' ports backed by AWS.
+pub fn aws_ports(clients: &AwsClients, installation: &Installation, orchestrator: Arc<dyn Orchestrator>) -> Ports {
     Ports {
         ledger: Arc::new(DynamoLedger {
             client: clients.dynamodb.clone(),
-            table: table.to_string(),
+            table: installation.table.clone(),
+            default_bake_window_s: installation.default_bake_window_s,
         }),
         fleet: Arc::new(Ec2Fleet {
             client: clients.ec2.clone(),
@@ -92,8 +100,8 @@ pub fn aws_ports(
         }),
         store: Arc::new(S3Store {
             client: clients.s3.clone(),
-            bucket: bucket.to_string(),
-            report_prefix: report_prefix.to_string(),
+            bucket: installation.bucket.clone(),
+            report_prefix: installation.report_prefix.clone(),
         }),
         orchestrator,
         alarms: Arc::new(CloudWatchAlarms {
@@ -102,7 +110,7 @@ pub fn aws_ports(
         prober: Arc::new(HttpProber),
         clock: Arc::new(SystemClock),
         metrics: Arc::new(StdoutMetrics),
-        manifest_prefix: manifest_prefix.to_string(),
+        manifest_prefix: installation.manifest_prefix.clone(),
     }
 }
 
@@ -193,6 +201,8 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Ada
 pub struct DynamoLedger {
     pub client: aws_sdk_dynamodb::Client,
     pub table: String,
+    /// Applied to a stored registration without `bake_window_s` (written by hand).
+    pub default_bake_window_s: u64,
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -254,6 +264,18 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 }
 
 impl DynamoLedger {
+    /// A stored registration, with the installation's bake window where it sets none.
+    fn registration(&self, item: &Item) -> AdapterResult<ServiceConfig> {
+        let mut body: serde_json::Value = body_of(item, "registration")?;
+        if let Some(fields) = body.as_object_mut() {
+            fields
+                .entry("bake_window_s")
+                .or_insert(serde_json::json!(self.default_bake_window_s));
+        }
+        serde_json::from_value(body)
+            .map_err(|e| AdapterError::Invalid(format!("registration item is not readable: {e}")))
+    }
+
     fn state_item(&self, state: &ServiceState) -> Item {
         let mut item = key(service_pk(&state.service), STATE_SK.into());
         item.insert("gen".into(), n(state.gen));
@@ -491,7 +513,7 @@ impl Ledger for DynamoLedger {
         }
         // Alarms dropped from the registration no longer map to this service (nor hold its
         // revert plan).
-        let previous: Option<ServiceConfig> = current.as_ref().map(|c| body_of(c, "registration")).transpose()?;
+        let previous: Option<ServiceConfig> = current.as_ref().map(|c| self.registration(c)).transpose()?;
         let dropped = previous
             .iter()
             .flat_map(|p| p.alarms.iter())
@@ -561,7 +583,7 @@ impl Ledger for DynamoLedger {
         let (Some(config), Some(pointers)) = (by_sk(CONFIG_SK), by_sk(STATE_SK)) else {
             return Ok(None);
         };
-        let config: ServiceConfig = body_of(config, "registration")?;
+        let config = self.registration(config)?;
         let mut service_state: ServiceState = body_of(pointers, "service state")?;
         service_state.gen = gen_of(pointers);
         // A rollback claimed by the fast path (an attribute the claim's UpdateItem set).

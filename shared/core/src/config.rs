@@ -6,6 +6,9 @@ use crate::ids;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// The bake window of a registration stored without one, unless the installation sets another.
+pub const DEFAULT_BAKE_WINDOW_S: u64 = 3600;
+
 /// Everything greenlight needs to know to deploy one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +26,9 @@ pub struct ServiceConfig {
     /// All at once (`canary_steps: [100]`) or weighted canary steps.
     #[serde(default)]
     pub rollout: Rollout,
-    /// How long the previous fleet stays warm after 100 % (seconds).
+    /// How long the previous fleet stays warm after 100 % (seconds). A registration stored
+    /// without it gets the installation's default ([`DEFAULT_BAKE_WINDOW_S`] unless the stack
+    /// sets `DefaultBakeWindowSeconds`).
     pub bake_window_s: u64,
     /// Connection-draining wait after deregistering a fleet, before terminating it (seconds).
     /// Match the target groups' `deregistration_delay.timeout_seconds`.

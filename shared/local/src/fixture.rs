@@ -208,6 +208,13 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
             .health_check_interval_seconds(5)
             .healthy_threshold_count(2)
             .unhealthy_threshold_count(2)
+            // greenlight's roles may deregister targets only from groups tagged so.
+            .tags(
+                aws_sdk_elasticloadbalancingv2::types::Tag::builder()
+                    .key(tags::MANAGED_BY)
+                    .value(tags::MANAGED_BY_VALUE)
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| format!("create target group: {e:?}"))?

@@ -22,7 +22,7 @@ pub mod lambda_service;
 pub mod orchestrator;
 pub mod pump;
 
-use greenlight_adapters::aws::{aws_ports, AwsClients};
+use greenlight_adapters::aws::{aws_ports, AwsClients, Installation};
 use greenlight_adapters::{Ports, RecordedMetrics};
 use std::sync::Arc;
 
@@ -43,6 +43,17 @@ impl Names {
             queue: format!("greenlight-start-{tag}"),
             bus: format!("greenlight-{tag}"),
             ..Names::default()
+        }
+    }
+
+    /// The installation these names make (default prefixes and bake window).
+    pub fn installation(&self) -> Installation {
+        Installation {
+            table: self.table.clone(),
+            bucket: self.bucket.clone(),
+            report_prefix: greenlight_steps::lambda::REPORT_PREFIX.into(),
+            manifest_prefix: greenlight_core::inbound::MANIFEST_PREFIX.into(),
+            default_bake_window_s: greenlight_core::config::DEFAULT_BAKE_WINDOW_S,
         }
     }
 }
@@ -96,14 +107,7 @@ impl Local {
         let metrics = Arc::new(RecordedMetrics::default());
         let ports = Ports {
             metrics: metrics.clone(),
-            ..aws_ports(
-                &clients,
-                &names.table,
-                &names.bucket,
-                greenlight_steps::lambda::REPORT_PREFIX,
-                greenlight_core::inbound::MANIFEST_PREFIX,
-                orchestrator.clone(),
-            )
+            ..aws_ports(&clients, &names.installation(), orchestrator.clone())
         };
         orchestrator.attach(ports.clone());
         let local = Local {

@@ -4,11 +4,13 @@
 //!
 //! Environment: `GREENLIGHT_TABLE`, `GREENLIGHT_BUCKET`, `GREENLIGHT_STATE_MACHINE_ARN`
 //! (start-deployment only), optional `GREENLIGHT_MANIFEST_PREFIX` (default `releases/`) and
-//! `GREENLIGHT_REPORT_PREFIX` (default `reports/`).
+//! `GREENLIGHT_REPORT_PREFIX` (default `reports/`), `GREENLIGHT_DEFAULT_BAKE_WINDOW_S` (the
+//! bake window of a registration that sets none; default [`DEFAULT_BAKE_WINDOW_S`]).
 
 use crate::{revert_service, run_step, start_deployment, StartOutcome, StepError};
-use greenlight_adapters::aws::{aws_ports, load_sdk_config, AwsClients, SfnOrchestrator};
+use greenlight_adapters::aws::{aws_ports, load_sdk_config, AwsClients, Installation, SfnOrchestrator};
 use greenlight_adapters::Ports;
+use greenlight_core::config::DEFAULT_BAKE_WINDOW_S;
 use greenlight_core::inbound::MANIFEST_PREFIX;
 use greenlight_core::plan::{Step, StepInput};
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -84,14 +86,20 @@ pub async fn ports_from_env() -> Result<Ports, String> {
         client: clients.sfn.clone(),
         state_machine_arn: std::env::var("GREENLIGHT_STATE_MACHINE_ARN").unwrap_or_default(),
     };
-    Ok(aws_ports(
-        &clients,
-        &env("GREENLIGHT_TABLE")?,
-        &env("GREENLIGHT_BUCKET")?,
-        &std::env::var("GREENLIGHT_REPORT_PREFIX").unwrap_or_else(|_| REPORT_PREFIX.into()),
-        &std::env::var("GREENLIGHT_MANIFEST_PREFIX").unwrap_or_else(|_| MANIFEST_PREFIX.into()),
-        Arc::new(orchestrator),
-    ))
+    let default_bake_window_s = match std::env::var("GREENLIGHT_DEFAULT_BAKE_WINDOW_S") {
+        Ok(text) => text.parse().map_err(|_| {
+            format!("GREENLIGHT_DEFAULT_BAKE_WINDOW_S={text:?} is not a number of seconds (see infra/template.yaml)")
+        })?,
+        Err(_) => DEFAULT_BAKE_WINDOW_S,
+    };
+    let installation = Installation {
+        table: env("GREENLIGHT_TABLE")?,
+        bucket: env("GREENLIGHT_BUCKET")?,
+        report_prefix: std::env::var("GREENLIGHT_REPORT_PREFIX").unwrap_or_else(|_| REPORT_PREFIX.into()),
+        manifest_prefix: std::env::var("GREENLIGHT_MANIFEST_PREFIX").unwrap_or_else(|_| MANIFEST_PREFIX.into()),
+        default_bake_window_s,
+    };
+    Ok(aws_ports(&clients, &installation, Arc::new(orchestrator)))
 }
 
 /// One invocation: an EventBridge event for start-deployment, a [`StepInput`] otherwise.

@@ -1,17 +1,24 @@
 # greenlight — the two commands a newcomer needs are `make demo` and `make test`.
-# Everything they need (the Python venv with the pinned local AWS emulator) is installed here.
+# Everything they need (the Python venvs with the pinned local AWS emulator and the pinned
+# template linters) is installed here.
 
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
+# The infrastructure linters get their own venv: checkov pins boto3 exactly, moto wants another.
+VENV_INFRA ?= .venv-infra
+# One Lambda binary per package under functions/.
+FUNCTIONS := $(notdir $(wildcard functions/*))
 export GREENLIGHT_PYTHON ?= $(abspath $(VENV))/bin/python
 
-.PHONY: help setup demo test lint asl clean
+.PHONY: help setup demo test lint asl infra-check lambdas clean
 
 help:
 	@echo "make demo   full canary rollout on a local AWS emulator, shown live"
-	@echo "make test   every test: formatting, clippy, unit, end-to-end, emulator self-test"
+	@echo "make test   every test: template linters, formatting, clippy, unit, end-to-end, emulator self-test"
 	@echo "make asl    regenerate infra/statemachine.asl.json from the Rust plan"
+	@echo "make infra-check  lint infra/template.yaml offline (cfn-lint, checkov); part of make test"
+	@echo "make lambdas      build every function for Lambda (arm64): target/lambda/<name>/bootstrap"
 
 # The venv with moto (pinned in tests/emulator/requirements.txt).
 setup: $(VENV)/.installed
@@ -27,8 +34,9 @@ $(VENV)/.installed: tests/emulator/requirements.txt
 demo: setup
 	cargo run --quiet -p greenlight-local -- demo
 
-# The emulator's self-test first (the e2e tests stand on it), then every Rust test.
-test: setup lint
+# The template's linters first (seconds), the emulator's self-test next (the e2e tests stand
+# on it), then every Rust test.
+test: infra-check setup lint
 	$(VENV)/bin/python -m unittest discover -s tests/emulator -p 'test_*.py'
 	cargo test --workspace -- --test-threads=8
 
@@ -39,5 +47,32 @@ lint:
 asl:
 	cargo run --quiet -p greenlight-local -- asl > infra/statemachine.asl.json
 
+# The linters pinned in infra/requirements.txt.
+$(VENV_INFRA)/.installed: infra/requirements.txt
+	$(PYTHON) -m venv $(VENV_INFRA)
+	$(VENV_INFRA)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements.txt
+	touch $@
+
+# The deployable template, checked offline: cfn-lint (CloudFormation and SAM schemas, IAM
+# policy shapes; fails on warnings and errors) and checkov (security misconfigurations; fails
+# on any failed check; every suppression sits in the template's Metadata with its reason;
+# --skip-download: no Prisma Cloud/Bridgecrew calls).
+infra-check: $(VENV_INFRA)/.installed
+	$(VENV_INFRA)/bin/cfn-lint --non-zero-exit-code warning infra/template.yaml
+	$(VENV_INFRA)/bin/checkov -f infra/template.yaml --framework cloudformation --skip-download --quiet --compact
+
+# cargo-lambda and zig, pinned in infra/build-requirements.txt, into the main venv.
+$(VENV)/.lambda-tools: infra/build-requirements.txt $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/build-requirements.txt
+	touch $@
+
+# Every function, release build for Lambda's arm64 runtime, into target/lambda/<name>/bootstrap
+# (what `sam build` packages too). The venv's bin comes first on PATH: cargo finds the
+# `cargo lambda` subcommand there, and cargo-lambda finds zig (its cross-linker) as
+# `python3 -m ziglang`.
+lambdas: $(VENV)/.lambda-tools
+	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
+	PATH="$(abspath $(VENV))/bin:$$PATH" cargo lambda build --release --arm64 --locked $(addprefix -p ,$(FUNCTIONS))
+
 clean:
-	rm -rf $(VENV) target
+	rm -rf $(VENV) $(VENV_INFRA) target

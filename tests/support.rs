@@ -282,3 +282,24 @@ pub async fn http_get(url: &str) -> String {
     assert_eq!(status, 200, "GET {url}: {body}");
     body
 }
+
+/// Builds the workspace's binaries (the Lambda functions, the `greenlight` CLI) once per
+/// test process, a no-op when they are fresh, so tests of built binaries always run the
+/// current code. Find them with `greenlight_local::lambda_service::built_binary`.
+pub fn build_binaries() {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        let mut cargo = std::process::Command::new(env!("CARGO"));
+        cargo
+            .current_dir(greenlight_local::emulator::repo_root())
+            .args(["build", "--quiet", "--workspace", "--bins"]);
+        match cargo.status() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!("cargo build --workspace --bins failed: {status}")),
+            Err(e) => Err(format!("cannot run cargo: {e}")),
+        }
+    });
+    if let Err(why) = result {
+        panic!("{why}");
+    }
+}

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 /// Function binaries with the state machine's substitution variable of each (if it is a
 /// state machine task).
-const FUNCTIONS: [(&str, Option<&str>); 8] = [
+const FUNCTIONS: [(&str, Option<&str>); 9] = [
     ("start-deployment", None),
     ("launch-green", Some("LaunchGreenFunctionArn")),
     ("check-health", Some("CheckHealthFunctionArn")),
@@ -28,6 +28,7 @@ const FUNCTIONS: [(&str, Option<&str>); 8] = [
     ("retire-blue", Some("RetireBlueFunctionArn")),
     ("abort-deployment", Some("AbortDeploymentFunctionArn")),
     ("revert-service", None),
+    ("steer-deployment", None),
 ];
 
 /// The functions of one installation, running as processes, and the state machine that
@@ -41,29 +42,9 @@ struct Stack {
     endings: Arc<Mutex<BTreeMap<String, Ending>>>,
 }
 
-/// Builds the function binaries once per test process (a no-op when they are fresh), so
-/// the artifact under test is always the current code.
-fn build_functions() {
-    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-    let result = BUILT.get_or_init(|| {
-        let mut cargo = std::process::Command::new(env!("CARGO"));
-        cargo
-            .current_dir(repo_root())
-            .args(["build", "--quiet", "--workspace", "--bins"]);
-        match cargo.status() {
-            Ok(status) if status.success() => Ok(()),
-            Ok(status) => Err(format!("cargo build --workspace --bins failed: {status}")),
-            Err(e) => Err(format!("cannot run cargo: {e}")),
-        }
-    });
-    if let Err(why) = result {
-        panic!("{why}");
-    }
-}
-
 impl Stack {
     async fn start(env: Env) -> Stack {
-        build_functions();
+        greenlight_e2e::build_binaries();
         let local = &env.local;
         let sfn = Sfn::new(&local.sdk);
         let definition = std::fs::read_to_string(repo_root().join("infra/statemachine.asl.json")).unwrap();
@@ -244,6 +225,9 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
     assert!(refused.starts_with("greenlight.Rejected: "), "{refused}");
     let bad_step = stack.invoke("launch-green", &json!({"deploy": "x"})).await.unwrap_err();
     assert!(bad_step.starts_with("greenlight.Rejected: "), "{bad_step}");
+    let promote = sample("promote-requested.json", &[("/detail/service", json!(service))]);
+    let nothing = stack.invoke("steer-deployment", &promote).await.unwrap_err();
+    assert!(nothing.contains("no deployment in flight"), "{nothing}");
     assert!(stack.executions().await.is_empty());
 
     // v2: the sample ImagePublished, through every step of the state machine.

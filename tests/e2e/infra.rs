@@ -5,7 +5,7 @@
 //! no unscoped write and destructive actions only on resources tagged `managed-by=greenlight`.
 //! (That each role grants what its function really calls is checked in `contract`.)
 
-use greenlight_core::inbound::{event_patterns, revert_patterns};
+use greenlight_core::inbound::{event_patterns, revert_patterns, steer_patterns};
 use greenlight_core::plan::state_machine_definition;
 use greenlight_e2e::template::{as_list, function_id, Template};
 use greenlight_local::emulator::repo_root;
@@ -53,7 +53,7 @@ fn function_properties(template: &Template, binary: &str) -> Value {
 fn every_function_binary_is_built_with_cargo_lambda_for_arm64_with_its_own_role() {
     let template = Template::load();
     let binaries = binaries();
-    assert_eq!(binaries.len(), 8, "{binaries:?}");
+    assert_eq!(binaries.len(), 9, "{binaries:?}");
     let functions: BTreeSet<String> = template.resources_of("AWS::Serverless::Function").into_iter().collect();
     let expected: BTreeSet<String> = binaries.iter().map(|b| function_id(b)).collect();
     assert_eq!(functions, expected, "one template function per functions/<name>");
@@ -111,6 +111,11 @@ fn rules_route_exactly_the_events_greenlight_parses() {
             revert_patterns()
                 .into_iter()
                 .map(|(name, pattern)| (name, pattern, "revert-service")),
+        )
+        .chain(
+            steer_patterns()
+                .into_iter()
+                .map(|(name, pattern)| (name, pattern, "steer-deployment")),
         )
         .collect();
     assert_eq!(template.resources_of("AWS::Events::Rule").len(), routed.len());

@@ -11,6 +11,7 @@
 //! - `ledger`: conditional writes refuse stale state; history per service;
 //! - `refusals`: downgrades, malformed events, unknown services, wrong-owner AMIs;
 //! - `revert`: rollbacks (engineer, alarm) during a canary and the bake window, hygiene;
+//! - `steer`: engineers abort or promote the deployment in flight;
 //! - `sources`: Image Builder and S3 manifest events start deployments;
 //! - `samples`: every file in `events/` parses as expected;
 //! - `infra`: the committed Step Functions definition is the one generated from the plan.
@@ -26,3 +27,4 @@ mod revert;
 mod rollout;
 mod samples;
 mod sources;
+mod steer;

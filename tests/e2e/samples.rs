@@ -26,6 +26,8 @@ fn every_sample_event_parses_as_documented() {
             "rollback-requested-to-version.json",
             "rollback checkout to v2.3.1 by runbook:checkout-sev2",
         ),
+        ("abort-requested.json", "abort checkout by alice@example.com"),
+        ("promote-requested.json", "promote checkout by bob@example.com"),
         ("cloudwatch-alarm-state-change-alarm.json", "alarm checkout-5xx ALARM"),
         ("cloudwatch-alarm-state-change-ok.json", "alarm checkout-5xx OK"),
         ("step-input.json", "step input"),
@@ -68,6 +70,10 @@ fn every_sample_event_parses_as_documented() {
                     None => format!("rollback {} by {}", r.service, r.requested_by),
                 },
                 Ok(Inbound::Alarm(a)) => format!("alarm {} {}", a.alarm_name, a.state),
+                Ok(Inbound::Steer(r)) => {
+                    let action = format!("{:?}", r.action).to_lowercase();
+                    format!("{action} {} by {}", r.service, r.requested_by)
+                }
                 Ok(Inbound::Ignored(_)) => "ignored".into(),
                 Err(e) if e.to_string().contains("not a plain path") => "rejected: not a plain path".into(),
                 Err(e) => format!("rejected: {e}"),

@@ -191,6 +191,13 @@ pub enum Event {
     Supersede { reason: String, resume: bool },
     /// Green is terminated after an abort.
     GreenTerminated,
+    /// An engineer asked to stop the deployment in flight (`AbortRequested`): traffic back on
+    /// blue if green had any, green drained and terminated now. Too late once green is live:
+    /// that is a rollback.
+    AbortRequested { requested_by: String, reason: String },
+    /// An engineer asked to skip the remaining canary steps (and their waits) and the bake
+    /// window (`PromoteRequested`). The health gates still apply, at 100 % too.
+    Promote { requested_by: String, reason: String },
 }
 
 /// A change to the world, applied after the new state is committed. Every effect is
@@ -329,6 +336,8 @@ pub enum Refusal {
     RollbackPending { service: String, version: String },
     #[error("deployment {deploy_id} is {phase}: too late to abort; roll back instead")]
     TooLateToAbort { deploy_id: String, phase: String },
+    #[error("deployment {deploy_id} is {phase}: there is nothing to promote")]
+    NothingToPromote { deploy_id: String, phase: String },
     #[error("cannot roll {service} back instantly: {why}")]
     NothingWarm { service: String, why: String },
     #[error(
@@ -412,7 +421,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             note = observe_health(dep, config, report, weight, polls, now, &mut effects);
         }
         (Event::ShiftDue, Phase::Verified { weight }) if weight < 100 => {
-            let to = if dep.blue.is_some() {
+            let to = if dep.blue.is_some() && dep.promoted_by.is_none() {
                 config.next_weight(weight)
             } else {
                 100
@@ -470,7 +479,12 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             note = format!("traffic shifted: green {to}%");
         }
         (Event::FinalizeDue, Phase::Verified { weight: 100 }) => {
-            let until = now + config.bake_window_s;
+            // A promoted deployment skips the bake window: blue is retired right away.
+            let until = if dep.promoted_by.is_some() {
+                now
+            } else {
+                now + config.bake_window_s
+            };
             next.service.live = Some(dep.green_release());
             next.service.warm = dep.blue.clone();
             if dep.rollback {
@@ -487,7 +501,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                 .map(|b| format!("{} warm until {}", b.version, format_time(until)))
                 .unwrap_or_else(|| "nothing to keep warm".into());
             dep.enter(Phase::Baking { until }, now, format!("{} live; {warm}", dep.version));
-            note = format!("{} is live; baking for {}s", dep.version, config.bake_window_s);
+            note = format!("{} is live; baking for {}s", dep.version, until - now);
         }
         (Event::RetireDue { blue_serving }, Phase::Baking { until }) if now >= until => match dep.blue.clone() {
             None => {
@@ -583,6 +597,60 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                     ""
                 }
             );
+        }
+        (
+            Event::AbortRequested { requested_by, reason },
+            Phase::Launching | Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. },
+        ) => {
+            let reason = format!("aborted by {requested_by}: {reason}");
+            enter_aborting(dep, config, reason.clone(), now);
+            abort_effects(config, dep, now, &mut effects);
+            // Drain and terminate now, whatever the deployment's own execution waits for.
+            effects.push(follow_up_execution(dep, "abort"));
+            note = format!("aborting: {reason}");
+        }
+        (Event::AbortRequested { .. }, Phase::Aborting { .. } | Phase::Aborted { .. }) => {
+            note = format!("{} is already {}", dep.deploy_id, dep.phase.name());
+        }
+        (Event::AbortRequested { .. }, phase @ (Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded)) => {
+            return Err(Refusal::TooLateToAbort {
+                deploy_id: dep.deploy_id.clone(),
+                phase: phase.name().into(),
+            });
+        }
+        (Event::Promote { .. }, _) if dep.promoted_by.is_some() => {
+            note = format!("{} is already promoted", dep.deploy_id);
+        }
+        (
+            Event::Promote { requested_by, reason },
+            phase @ (Phase::Launching
+            | Phase::Verifying { .. }
+            | Phase::Verified { .. }
+            | Phase::Shifting { .. }
+            | Phase::Baking { .. }),
+        ) => {
+            dep.promoted_by = Some(requested_by.clone());
+            let skipped = match phase {
+                Phase::Baking { .. } => {
+                    dep.phase = Phase::Baking { until: now };
+                    "the rest of the bake window skipped"
+                }
+                _ => "remaining canary steps and the bake window skipped; health gates still apply",
+            };
+            let mark = format!("promoted by {requested_by}: {reason}; {skipped}");
+            dep.enter(dep.phase.clone(), now, mark.clone());
+            // Act now, whatever the deployment's own execution waits for.
+            effects.push(follow_up_execution(dep, &format!("promote-{}", dep.gen)));
+            note = mark;
+        }
+        (Event::Promote { .. }, Phase::Retiring { .. } | Phase::Succeeded) => {
+            note = format!("{} is {}: nothing left to skip", dep.deploy_id, dep.phase.name());
+        }
+        (Event::Promote { .. }, phase @ (Phase::Aborting { .. } | Phase::Aborted { .. })) => {
+            return Err(Refusal::NothingToPromote {
+                deploy_id: dep.deploy_id.clone(),
+                phase: phase.name().into(),
+            });
         }
         (event, phase) => {
             // Duplicate, late or out-of-order delivery: nothing to do in this phase.
@@ -806,6 +874,7 @@ fn start(
         healthy_at: None,
         revert: None,
         rollback: request.is_rollback(),
+        promoted_by: None,
         timeline: vec![],
     };
     let from = service.live.as_ref().map(|r| r.version.as_str()).unwrap_or("nothing");
@@ -1329,6 +1398,8 @@ pub fn event_name(event: &Event) -> &'static str {
         Event::Abort { .. } => "abort",
         Event::Supersede { .. } => "supersede",
         Event::GreenTerminated => "green_terminated",
+        Event::AbortRequested { .. } => "abort_requested",
+        Event::Promote { .. } => "promote",
     }
 }
 

@@ -1225,3 +1225,149 @@ fn a_claimed_rollback_is_completed_by_whatever_reaches_the_deployment_first() {
     assert_eq!(d.state.deployment, stale.deployment);
     assert!(d.note.contains("claim dropped"), "{}", d.note);
 }
+
+fn abort_requested() -> Event {
+    Event::AbortRequested {
+        requested_by: "alice".into(),
+        reason: "wrong build".into(),
+    }
+}
+
+fn promote() -> Event {
+    Event::Promote {
+        requested_by: "bob".into(),
+        reason: "hotfix, metrics look fine".into(),
+    }
+}
+
+fn execution_names(effects: &[Effect]) -> Vec<String> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::StartExecution { execution, .. } => Some(execution.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_engineer_aborts_the_deployment_in_flight_until_green_is_live() {
+    let canary = in_phase(Phase::Verified { weight: 10 }, 10);
+    let id = canary.deployment.as_ref().unwrap().deploy_id.clone();
+    let aborted = decide(&canary, &abort_requested(), NOW).unwrap();
+    assert!(
+        matches!(phase_of(&aborted.state), Phase::Aborting { reason, .. } if reason.contains("aborted by alice: wrong build"))
+    );
+    assert_eq!(
+        effect_names(&aborted.effects),
+        vec!["set_traffic", "deregister_targets", "start_execution"],
+        "traffic back on blue, green drained, clean-up now"
+    );
+    assert_eq!(execution_names(&aborted.effects), vec![format!("{id}-abort")]);
+    // Green never had traffic: nothing to flip back, nothing to drain.
+    let gated = decide(
+        &in_phase(Phase::Verifying { weight: 0, polls: 1 }, 0),
+        &abort_requested(),
+        NOW,
+    )
+    .unwrap();
+    assert_eq!(
+        effect_names(&gated.effects),
+        vec!["deregister_targets", "terminate_instances", "start_execution"]
+    );
+    // Again: nothing more.
+    let again = decide(&aborted.state, &abort_requested(), NOW + 1).unwrap();
+    assert_eq!(
+        (phase_of(&again.state), again.effects),
+        (phase_of(&aborted.state), vec![])
+    );
+    // Green live: too late; that is a rollback.
+    for phase in [
+        Phase::Baking { until: NOW + 100 },
+        Phase::Retiring { drain_until: NOW },
+        Phase::Succeeded,
+    ] {
+        let refused = decide(&in_phase(phase, 100), &abort_requested(), NOW).unwrap_err();
+        assert!(matches!(refused, Refusal::TooLateToAbort { .. }), "{refused}");
+        assert!(refused.to_string().contains("roll back instead"));
+    }
+}
+
+#[test]
+fn promotion_skips_the_remaining_canary_steps_and_the_bake_window_but_not_the_gates() {
+    let config = sample();
+    assert_eq!(config.next_weight(10), 50, "the sample's canary goes 10 -> 50 -> 100");
+    let canary = in_phase(Phase::Verified { weight: 10 }, 10);
+    let id = canary.deployment.as_ref().unwrap().deploy_id.clone();
+    let promoted = decide(&canary, &promote(), NOW).unwrap();
+    let dep = promoted.state.deployment.as_ref().unwrap();
+    assert_eq!(dep.promoted_by.as_deref(), Some("bob"));
+    assert_eq!(
+        dep.phase,
+        Phase::Verified { weight: 10 },
+        "the gates passed so far stand"
+    );
+    assert!(dep.timeline.last().unwrap().note.contains("promoted by bob"));
+    assert_eq!(
+        execution_names(&promoted.effects).len(),
+        1,
+        "acts now, not after the step wait"
+    );
+    assert!(execution_names(&promoted.effects)[0].starts_with(&format!("{id}-promote-")));
+
+    // The next shift goes straight to 100 %, and green is health-checked there without the
+    // canary step's wait.
+    let shifting = decide(&promoted.state, &Event::ShiftDue, NOW).unwrap().state;
+    assert_eq!(phase_of(&shifting), &Phase::Shifting { from: 10, to: 100 });
+    let mut at_100 = shifting.clone();
+    at_100.deployment.as_mut().unwrap().phase = Phase::Verifying { weight: 100, polls: 0 };
+    let route = crate::plan::route(&config, at_100.deployment.as_ref().unwrap(), NOW);
+    assert_eq!(route.wait_s, config.health.poll_interval_s);
+    // Gates still apply: an unhealthy green at 100 % aborts.
+    let failing = decide(
+        &at_100,
+        &Event::HealthObserved {
+            report: report(&[TargetState::Unhealthy, TargetState::Healthy]),
+        },
+        NOW,
+    )
+    .unwrap();
+    assert!(matches!(phase_of(&failing.state), Phase::Aborting { .. }));
+
+    // Verified at 100 %: no bake window.
+    let mut verified = promoted.state.clone();
+    verified.deployment.as_mut().unwrap().phase = Phase::Verified { weight: 100 };
+    let baking = decide(&verified, &Event::FinalizeDue, NOW).unwrap().state;
+    assert_eq!(phase_of(&baking), &Phase::Baking { until: NOW });
+
+    // Promoting again changes nothing.
+    let twice = decide(&promoted.state, &promote(), NOW + 1).unwrap();
+    assert_eq!(twice.effects, vec![]);
+    assert_eq!(twice.state.deployment, promoted.state.deployment);
+}
+
+#[test]
+fn promotion_during_the_bake_window_retires_blue_now() {
+    let bake = in_phase(Phase::Baking { until: NOW + 3600 }, 100);
+    let promoted = decide(&bake, &promote(), NOW).unwrap();
+    assert_eq!(phase_of(&promoted.state), &Phase::Baking { until: NOW });
+    assert_eq!(effect_names(&promoted.effects), vec!["start_execution"]);
+    let route = crate::plan::route(&bake.config, promoted.state.deployment.as_ref().unwrap(), NOW);
+    assert_eq!((route.next, route.wait_s), (Some(crate::plan::Step::RetireBlue), 0));
+    // Nothing to skip once blue is being retired; nothing to promote once aborting.
+    let retiring = decide(&in_phase(Phase::Retiring { drain_until: NOW }, 100), &promote(), NOW).unwrap();
+    assert_eq!(retiring.effects, vec![]);
+    let refused = decide(
+        &in_phase(
+            Phase::Aborting {
+                reason: "gate".into(),
+                drain_until: NOW,
+            },
+            0,
+        ),
+        &promote(),
+        NOW,
+    )
+    .unwrap_err();
+    assert!(matches!(refused, Refusal::NothingToPromote { .. }), "{refused}");
+}

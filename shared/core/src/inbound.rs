@@ -21,6 +21,10 @@ pub const IMAGE_BUILDER_STATE_CHANGE: &str = "EC2 Image Builder Image State Chan
 pub const MANIFEST_PREFIX: &str = "releases/";
 /// Detail-type of our rollback request (an engineer, the CLI, a runbook).
 pub const ROLLBACK_REQUESTED: &str = "RollbackRequested";
+/// Detail-type of our request to stop the deployment in flight (an engineer, the CLI).
+pub const ABORT_REQUESTED: &str = "AbortRequested";
+/// Detail-type of our request to skip the remaining canary steps and the bake window.
+pub const PROMOTE_REQUESTED: &str = "PromoteRequested";
 /// Detail-type of CloudWatch alarm state changes.
 pub const ALARM_STATE_CHANGE: &str = "CloudWatch Alarm State Change";
 
@@ -46,8 +50,40 @@ pub enum Inbound {
     Rollback(RevertRequest),
     /// A CloudWatch alarm changed state; the service is found by the alarm's name.
     Alarm(AlarmChange),
+    /// An engineer asked to abort or promote the deployment in flight.
+    Steer(SteerRequest),
     /// A well-formed event that needs no action (e.g. an image that failed to build).
     Ignored(String),
+}
+
+/// What an engineer asks of the deployment in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SteerAction {
+    /// Stop it: traffic back on the previous version, green terminated (`AbortRequested`).
+    Abort,
+    /// Skip its remaining canary steps and bake window (`PromoteRequested`).
+    Promote,
+}
+
+/// An `AbortRequested` or `PromoteRequested` event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SteerRequest {
+    pub service: String,
+    pub action: SteerAction,
+    pub requested_by: String,
+    pub reason: String,
+    pub event_id: String,
+}
+
+impl SteerRequest {
+    /// The decision event this request is for the deployment in flight.
+    pub fn event(&self) -> crate::decide::Event {
+        let (requested_by, reason) = (self.requested_by.clone(), self.reason.clone());
+        match self.action {
+            SteerAction::Abort => crate::decide::Event::AbortRequested { requested_by, reason },
+            SteerAction::Promote => crate::decide::Event::Promote { requested_by, reason },
+        }
+    }
 }
 
 /// A CloudWatch alarm state change.
@@ -84,7 +120,7 @@ impl AlarmChange {
 pub enum InboundError {
     #[error("malformed event: {0}")]
     Malformed(String),
-    #[error("unsupported event: source {event_source:?}, detail-type {detail_type:?}; greenlight accepts ImagePublished and RollbackRequested (source greenlight), EC2 Image Builder Image State Change, S3 Object Created and CloudWatch Alarm State Change")]
+    #[error("unsupported event: source {event_source:?}, detail-type {detail_type:?}; greenlight accepts ImagePublished, RollbackRequested, AbortRequested and PromoteRequested (source greenlight), EC2 Image Builder Image State Change, S3 Object Created and CloudWatch Alarm State Change")]
     Unsupported { event_source: String, detail_type: String },
     #[error("invalid event: {0}")]
     Invalid(String),
@@ -128,6 +164,15 @@ struct RollbackDetail {
     service: String,
     #[serde(default)]
     to_version: Option<String>,
+    reason: String,
+    requested_by: String,
+}
+
+/// The `detail` of our `AbortRequested` and `PromoteRequested` events.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SteerDetail {
+    service: String,
     reason: String,
     requested_by: String,
 }
@@ -203,6 +248,30 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
                 to_version: d.to_version,
                 event_id,
                 event_time_ms,
+            }))
+        }
+        (SOURCE, detail_type @ (ABORT_REQUESTED | PROMOTE_REQUESTED)) => {
+            let d: SteerDetail = serde_json::from_value(detail.clone())
+                .map_err(|e| InboundError::Malformed(format!("{detail_type} detail: {e}")))?;
+            check_service(&d.service).map_err(|e| InboundError::Invalid(e.to_string()))?;
+            bounded("requested_by", &d.requested_by, 128)?;
+            bounded("reason", &d.reason, 512)?;
+            if d.requested_by.trim().is_empty() || d.reason.trim().is_empty() {
+                return Err(InboundError::Invalid(format!(
+                    "{detail_type} needs who asked (requested_by) and why (reason)"
+                )));
+            }
+            let (event_id, _) = id_and_time(event)?;
+            Ok(Inbound::Steer(SteerRequest {
+                service: d.service,
+                action: if detail_type == ABORT_REQUESTED {
+                    SteerAction::Abort
+                } else {
+                    SteerAction::Promote
+                },
+                requested_by: d.requested_by,
+                reason: d.reason,
+                event_id,
             }))
         }
         ("aws.cloudwatch", ALARM_STATE_CHANGE) => {
@@ -312,6 +381,15 @@ pub fn revert_patterns() -> Vec<(&'static str, Value)> {
             }),
         ),
     ]
+}
+
+/// The EventBridge rule that routes engineers' requests about the deployment in flight
+/// (abort, promote) to steer-deployment, as `(rule name, event pattern)`.
+pub fn steer_patterns() -> Vec<(&'static str, Value)> {
+    vec![(
+        "greenlight-steer-requested",
+        serde_json::json!({ "source": [SOURCE], "detail-type": [ABORT_REQUESTED, PROMOTE_REQUESTED] }),
+    )]
 }
 
 /// An RFC 3339 UTC time as EventBridge writes it (`2026-11-24T10:00:00Z`, optionally with
@@ -617,6 +695,48 @@ mod tests {
             "2026-1-24T10:00:00Z",
         ] {
             assert!(parse_time_ms(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn parses_abort_and_promote_requests_with_who_and_why() {
+        for (detail_type, action) in [
+            (ABORT_REQUESTED, SteerAction::Abort),
+            (PROMOTE_REQUESTED, SteerAction::Promote),
+        ] {
+            let e = envelope(
+                SOURCE,
+                detail_type,
+                json!({"service": "checkout", "reason": "looks good", "requested_by": "alice"}),
+            );
+            match parse(&e, MANIFEST_PREFIX).unwrap() {
+                Inbound::Steer(r) => {
+                    assert_eq!(
+                        (r.service.as_str(), r.action, r.event_id.as_str()),
+                        ("checkout", action, "e1")
+                    );
+                    assert_eq!((r.requested_by.as_str(), r.reason.as_str()), ("alice", "looks good"));
+                }
+                other => panic!("{other:?}"),
+            }
+            for (detail, says) in [
+                (json!({"service": "checkout", "reason": "x"}), "requested_by"),
+                (
+                    json!({"service": "checkout", "reason": " ", "requested_by": "a"}),
+                    "who asked",
+                ),
+                (
+                    json!({"service": "checkout", "reason": "x", "requested_by": "a", "to": "v1"}),
+                    "unknown field",
+                ),
+                (
+                    json!({"service": "no such/svc", "reason": "x", "requested_by": "a"}),
+                    "service",
+                ),
+            ] {
+                let err = parse(&envelope(SOURCE, detail_type, detail), MANIFEST_PREFIX).unwrap_err();
+                assert!(err.to_string().contains(says), "{err}");
+            }
         }
     }
 

@@ -223,6 +223,9 @@ pub struct Deployment {
     /// True for a rollback's redeployment of an earlier version (the slow path).
     #[serde(default)]
     pub rollback: bool,
+    /// Who promoted the deployment (remaining canary steps and bake window skipped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_by: Option<String>,
     pub timeline: Vec<Mark>,
 }
 

@@ -59,7 +59,15 @@ impl Step {
     /// execution or going to abort-deployment, which every step may do).
     pub fn successors(self) -> &'static [Step] {
         match self {
-            Step::StartDeployment => &[Step::LaunchGreen],
+            // An execution starts wherever the ledger says the deployment is: a new one at
+            // launch-green, a follow-up (promote, resume after a lost lease) mid-way.
+            Step::StartDeployment => &[
+                Step::LaunchGreen,
+                Step::CheckHealth,
+                Step::ShiftTraffic,
+                Step::Finalize,
+                Step::RetireBlue,
+            ],
             Step::LaunchGreen => &[Step::LaunchGreen, Step::CheckHealth],
             Step::CheckHealth => &[Step::CheckHealth, Step::ShiftTraffic, Step::Finalize],
             Step::ShiftTraffic => &[Step::ShiftTraffic, Step::CheckHealth],
@@ -91,7 +99,8 @@ pub fn route(config: &ServiceConfig, deployment: &Deployment, now: Epoch) -> Rou
     let (next, wait_s) = match &deployment.phase {
         Phase::Launching => (Some(Step::LaunchGreen), 0),
         Phase::Verifying { weight, polls } => {
-            let wait = if *polls == 0 && *weight > 0 {
+            // A canary step's wait, unless the deployment was promoted past its canary steps.
+            let wait = if *polls == 0 && *weight > 0 && deployment.promoted_by.is_none() {
                 config.rollout.step_wait_s
             } else {
                 config.health.poll_interval_s

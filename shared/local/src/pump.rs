@@ -1,13 +1,16 @@
 //! The local EventBridge → Lambda link: the rules from `greenlight_core::inbound::
-//! event_patterns` and `revert_patterns` send matching events to an SQS queue (in AWS they
-//! target the start-deployment and revert-service functions directly); the pump receives
-//! each message and delivers it in-process to the function its rule targets. A delivery that fails for a transient reason is left in the
+//! event_patterns`, `revert_patterns` and `steer_patterns` send matching events to an SQS
+//! queue (in AWS they target the start-deployment, revert-service and steer-deployment
+//! functions directly); the pump receives each message and delivers it in-process to the
+//! function its rule targets. A delivery that fails for a transient reason is left in the
 //! queue and redelivered, like an async Lambda retry.
 
 use crate::Local;
 use greenlight_adapters::Ports;
-use greenlight_core::inbound::{ALARM_STATE_CHANGE, ROLLBACK_REQUESTED, SOURCE};
-use greenlight_steps::{revert_service, start_deployment, RevertOutcome, StartOutcome, StepError};
+use greenlight_core::inbound::{ABORT_REQUESTED, ALARM_STATE_CHANGE, PROMOTE_REQUESTED, ROLLBACK_REQUESTED, SOURCE};
+use greenlight_steps::{
+    revert_service, start_deployment, steer_deployment, RevertOutcome, StartOutcome, SteerOutcome, StepError,
+};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -19,6 +22,8 @@ pub enum Outcome {
     Start(StartOutcome),
     /// revert-service's.
     Revert(RevertOutcome),
+    /// steer-deployment's.
+    Steer(SteerOutcome),
 }
 
 /// One event delivered to its function and what came of it.
@@ -29,18 +34,17 @@ pub struct Delivery {
 }
 
 /// Delivers `event` to the function its EventBridge rule targets in AWS: rollback requests
-/// and alarm state changes to revert-service, image events to start-deployment.
+/// and alarm state changes to revert-service, abort and promote requests to
+/// steer-deployment, image events to start-deployment.
 pub async fn deliver(ports: &Ports, event: &Value) -> Result<Outcome, StepError> {
     let source = event["source"].as_str().unwrap_or_default();
     let detail_type = event["detail-type"].as_str().unwrap_or_default();
-    let revert = matches!(
-        (source, detail_type),
-        (SOURCE, ROLLBACK_REQUESTED) | ("aws.cloudwatch", ALARM_STATE_CHANGE)
-    );
-    if revert {
-        revert_service(ports, event).await.map(Outcome::Revert)
-    } else {
-        start_deployment(ports, event).await.map(Outcome::Start)
+    match (source, detail_type) {
+        (SOURCE, ROLLBACK_REQUESTED) | ("aws.cloudwatch", ALARM_STATE_CHANGE) => {
+            revert_service(ports, event).await.map(Outcome::Revert)
+        }
+        (SOURCE, ABORT_REQUESTED | PROMOTE_REQUESTED) => steer_deployment(ports, event).await.map(Outcome::Steer),
+        _ => start_deployment(ports, event).await.map(Outcome::Start),
     }
 }
 
@@ -70,7 +74,8 @@ pub async fn install(local: &Local) -> Result<(), String> {
     let patterns =
         greenlight_core::inbound::event_patterns(&local.names.bucket, greenlight_core::inbound::MANIFEST_PREFIX)
             .into_iter()
-            .chain(greenlight_core::inbound::revert_patterns());
+            .chain(greenlight_core::inbound::revert_patterns())
+            .chain(greenlight_core::inbound::steer_patterns());
     let bus = &local.names.bus;
     if bus != "default" {
         let created = events.create_event_bus().name(bus).send().await;

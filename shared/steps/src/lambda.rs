@@ -1,13 +1,14 @@
 //! Lambda wiring shared by every function binary: JSON logs, AWS clients built once outside
 //! the handler, and the handler itself (`service_fn`). A function's `main.rs` is one call:
-//! `greenlight_steps::lambda::run(Step::CheckHealth)` (or [`run_revert_service`]).
+//! `greenlight_steps::lambda::run(Step::CheckHealth)` (or [`run_revert_service`],
+//! [`run_steer_deployment`]).
 //!
 //! Environment: `GREENLIGHT_TABLE`, `GREENLIGHT_BUCKET`, `GREENLIGHT_STATE_MACHINE_ARN`
 //! (start-deployment only), optional `GREENLIGHT_MANIFEST_PREFIX` (default `releases/`) and
 //! `GREENLIGHT_REPORT_PREFIX` (default `reports/`), `GREENLIGHT_DEFAULT_BAKE_WINDOW_S` (the
 //! bake window of a registration that sets none; default [`DEFAULT_BAKE_WINDOW_S`]).
 
-use crate::{revert_service, run_step, start_deployment, StartOutcome, StepError};
+use crate::{revert_service, run_step, start_deployment, steer_deployment, StartOutcome, StepError};
 use greenlight_adapters::aws::{aws_ports, load_sdk_config, AwsClients, Installation, SfnOrchestrator};
 use greenlight_adapters::Ports;
 use greenlight_core::config::DEFAULT_BAKE_WINDOW_S;
@@ -38,6 +39,18 @@ pub async fn run_revert_service() -> Result<(), lambda_runtime::Error> {
     let ports = &ports;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         let outcome = revert_service(ports, &event.payload).await?;
+        Ok::<Value, StepError>(serde_json::to_value(outcome).unwrap_or_default())
+    }))
+    .await
+}
+
+/// Runs steer-deployment (engineers' abort and promote requests) as a Lambda function.
+pub async fn run_steer_deployment() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let ports = ports_from_env().await?;
+    let ports = &ports;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+        let outcome = steer_deployment(ports, &event.payload).await?;
         Ok::<Value, StepError>(serde_json::to_value(outcome).unwrap_or_default())
     }))
     .await

@@ -11,6 +11,7 @@ pub mod lambda;
 pub mod report;
 pub mod revert;
 pub mod start;
+pub mod steer;
 pub mod step;
 
 use greenlight_adapters::AdapterError;
@@ -19,6 +20,7 @@ use greenlight_core::inbound::InboundError;
 
 pub use revert::{revert_service, RevertOutcome};
 pub use start::{start_deployment, StartOutcome};
+pub use steer::{steer_deployment, SteerOutcome};
 pub use step::run_step;
 
 /// Why a handler did not complete.

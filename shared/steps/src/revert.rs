@@ -88,6 +88,12 @@ pub async fn revert_service(ports: &Ports, event: &Value) -> Result<RevertOutcom
                 (change.revert_request(&service), None)
             }
         }
+        Inbound::Steer(_) => {
+            return Err(StepError::Rejected(
+                "abort and promote requests are for steer-deployment, not revert-service; check the EventBridge rule's target"
+                    .into(),
+            ))
+        }
         Inbound::Image(_) | Inbound::ImageBuilder { .. } | Inbound::Manifest { .. } | Inbound::Ignored(_) => {
             return Err(StepError::Rejected(
                 "an image event is for start-deployment, not revert-service; check the EventBridge rule's target"

@@ -39,6 +39,11 @@ pub async fn start_deployment(ports: &Ports, event: &Value) -> Result<StartOutco
                 "a rollback request or alarm state change is for revert-service, not start-deployment; check the EventBridge rule's target".into(),
             ))
         }
+        Inbound::Steer(_) => {
+            return Err(StepError::Rejected(
+                "abort and promote requests are for steer-deployment, not start-deployment; check the EventBridge rule's target".into(),
+            ))
+        }
         Inbound::ImageBuilder {
             image_arn,
             image_name,

@@ -1,0 +1,78 @@
+//! steer-deployment: an engineer's request about the deployment in flight, from the CLI or
+//! a runbook: `AbortRequested` (stop it: traffic back on the previous version, green drained
+//! and terminated now) or `PromoteRequested` (skip the remaining canary steps and the bake
+//! window; the health gates still apply). Either acts at once through a follow-up execution,
+//! whatever the deployment's own execution is waiting for. With no deployment in flight the
+//! request is refused and nothing changes.
+
+use crate::engine::{drive, with_conflict_retries};
+use crate::StepError;
+use greenlight_adapters::Ports;
+use greenlight_core::inbound::{self, Inbound, SteerAction, SteerRequest};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{info, info_span, Instrument};
+
+/// What steer-deployment did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SteerOutcome {
+    pub service: String,
+    pub deploy_id: String,
+    /// `abort` or `promote`.
+    pub action: &'static str,
+    /// The deployment's phase after the request.
+    pub phase: String,
+    pub note: String,
+}
+
+/// Handles one `AbortRequested` or `PromoteRequested` EventBridge event.
+pub async fn steer_deployment(ports: &Ports, event: &Value) -> Result<SteerOutcome, StepError> {
+    let request = match inbound::parse(event, &ports.manifest_prefix)? {
+        Inbound::Steer(request) => request,
+        _ => return Err(StepError::Rejected(
+            "steer-deployment takes AbortRequested and PromoteRequested events; check the EventBridge rule's target"
+                .into(),
+        )),
+    };
+    let action = match request.action {
+        SteerAction::Abort => "abort",
+        SteerAction::Promote => "promote",
+    };
+    let span = info_span!("steer", service = %request.service, event_id = %request.event_id, action);
+    async {
+        let outcome = with_conflict_retries(|| steer(ports, &request, action)).await?;
+        info!(deploy_id = %outcome.deploy_id, phase = %outcome.phase, note = %outcome.note, "steered");
+        Ok(outcome)
+    }
+    .instrument(span)
+    .await
+}
+
+async fn steer(ports: &Ports, request: &SteerRequest, action: &'static str) -> Result<SteerOutcome, StepError> {
+    let service = &request.service;
+    let pointers = ports
+        .ledger
+        .load(service, None)
+        .await?
+        .ok_or_else(|| StepError::Rejected(format!("service {service} is not registered")))?;
+    let Some(deploy_id) = pointers.service.active else {
+        return Err(StepError::Rejected(format!(
+            "{service} has no deployment in flight: nothing to {action} (see `greenlight status {service}`)"
+        )));
+    };
+    let state = ports
+        .ledger
+        .load(service, Some(&deploy_id))
+        .await?
+        .filter(|s| s.deployment.is_some())
+        .ok_or_else(|| StepError::Rejected(format!("deployment {deploy_id} of {service} is not in the ledger")))?;
+    let (state, notes) = drive(ports, state, request.event()).await?;
+    let dep = state.deployment.as_ref().expect("drive keeps the deployment");
+    Ok(SteerOutcome {
+        service: service.clone(),
+        deploy_id: dep.deploy_id.clone(),
+        action,
+        phase: dep.phase.name().to_string(),
+        note: notes.join("; "),
+    })
+}

@@ -5,6 +5,8 @@
 //! - `rollout`: all-at-once and canary rollouts, bake window and retirement;
 //! - `contract`: the shipped binaries as processes behind a fake Lambda Runtime API, driven by
 //!   the committed state machine; metrics lines; each role grants what its function calls;
+//! - `cli`: the `greenlight` CLI as a built binary: every verb, exit codes, JSON output, and
+//!   that it only reads and publishes events;
 //! - `concurrency`: one deployment per service: policies, racing images, lease expiry;
 //! - `gates`: unhealthy green and failed smoke tests abort without touching the listener;
 //! - `idempotency`: duplicate events, handler re-runs, a crash after RunInstances;
@@ -16,6 +18,7 @@
 //! - `samples`: every file in `events/` parses as expected;
 //! - `infra`: the committed Step Functions definition is the one generated from the plan.
 
+mod cli;
 mod concurrency;
 mod contract;
 mod gates;

@@ -1,0 +1,502 @@
+//! The command line: every verb, its options, and help text that teaches what each verb does
+//! in AWS (which calls it makes, which event it publishes, what greenlight's functions do
+//! with it) with an example.
+//!
+//! Values that reach an event or the ledger are checked here, with greenlight-core's own
+//! rules (`ids::check_service`, `ids::check_ami`, `version::Version::parse`), so a bad value
+//! is a usage error (exit 2) before any AWS call.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use greenlight_core::ids::{check_ami, check_service};
+use greenlight_core::version::Version;
+
+const LONG_ABOUT: &str = "greenlight runs blue/green and canary deployments of EC2 fleets behind an Application \
+Load Balancer, as small Lambda functions driven by EventBridge events, with a DynamoDB ledger as the source of truth.
+
+This CLI is how an engineer looks at and steers it. The CLI NEVER changes fleets or listeners: it reads the ledger \
+and AWS (DynamoDB, ELB Describe*, STS) and acts only by publishing events (plus `service register`, which writes \
+the registration to the ledger through Ledger::register_service). greenlight's functions receive those events and do \
+the work: launch green, check its health, move the listener, roll back.
+
+Like the AWS CLI, it uses your AWS configuration: --profile, --region and --endpoint-url (or AWS_PROFILE, \
+AWS_REGION / AWS_DEFAULT_REGION, AWS_ENDPOINT_URL), and credentials from the usual chain (environment, SSO, \
+~/.aws). Events carry who asked (requested_by): your identity from STS GetCallerIdentity (the role session name for \
+an assumed role, else the IAM user name, else the ARN), or --requested-by.";
+
+const AFTER_HELP: &str = "Examples:
+  greenlight services
+  greenlight status checkout --watch
+  greenlight deploy checkout --ami ami-0a1b2c3d4e5f60718 --version v2.4.0 --watch
+  greenlight rollback checkout --reason \"p99 doubled\"
+  greenlight history checkout -o json | jq '.[0]'
+
+Exit codes: 0 ok; 1 refused or failed (service not registered, invalid registration, nothing in flight, AWS error, \
+a watched deployment aborted, a drill that did not revert); 2 usage (bad arguments or values).
+
+Environment: GREENLIGHT_TABLE (ledger table, default greenlight), GREENLIGHT_EVENT_BUS (default default), \
+AWS_PROFILE, AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, and the AWS credential variables.";
+
+/// `greenlight`: the engineer's view of greenlight, and its steering wheel.
+#[derive(Parser, Debug)]
+#[command(
+    name = "greenlight",
+    version,
+    about = "Look at and steer greenlight's blue/green and canary deployments of EC2 fleets",
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
+    max_term_width = 120
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every verb takes, like the AWS CLI's.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// The AWS profile (from ~/.aws/config) to use.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "AWS_PROFILE",
+        value_name = "NAME"
+    )]
+    pub profile: Option<String>,
+    /// The AWS region (AWS_DEFAULT_REGION and the profile's region apply when unset).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "AWS_REGION",
+        value_name = "REGION"
+    )]
+    pub region: Option<String>,
+    /// Send every AWS call to this endpoint instead of AWS's (e.g. a local emulator).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "AWS_ENDPOINT_URL",
+        value_name = "URL"
+    )]
+    pub endpoint_url: Option<String>,
+    /// The ledger's DynamoDB table (the stack's `LedgerTable` output).
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "GREENLIGHT_TABLE",
+        default_value = "greenlight",
+        value_name = "TABLE"
+    )]
+    pub table: String,
+    /// The EventBridge bus greenlight's rules listen on.
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        env = "GREENLIGHT_EVENT_BUS",
+        default_value = "default",
+        value_name = "BUS"
+    )]
+    pub event_bus: String,
+    /// How to print results: a table for people, or one JSON document on stdout for scripts
+    /// (progress then goes to stderr).
+    #[arg(short, long, global = true, help_heading = "Global options", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// Output format.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// List registered services with their live and warm versions and the deployment in flight.
+    #[command(
+        long_about = "List the services registered in the ledger, with the version each one serves (live), the \
+previous version kept warm during a bake window (warm), the deployment in flight with its phase, and whether \
+greenlight stopped and needs a human (attention).
+
+In AWS: one DynamoDB Scan of the ledger table for registrations, then a BatchGetItem per service. Read-only.",
+        after_help = "Example:\n  greenlight services\n  greenlight services -o json | jq -r '.[].service'"
+    )]
+    Services,
+
+    /// Register a service, or show its registration.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+
+    /// Show a service: live and warm versions, the deployment in flight, target health, listener weights.
+    #[command(
+        long_about = "Show where a service is: the live version, the warm (previous) version and until when it \
+stays warm, the deployment in flight (its phase, canary weight and time in that phase, from the ledger's \
+timeline), the health of every target in green's and blue's target groups as the load balancer reports it, the \
+switch point's (listener or rule) forward weights, and `attention` if greenlight stopped and needs a human.
+
+In AWS: DynamoDB BatchGetItem on the ledger; ELB DescribeTargetHealth for both target groups; \
+DescribeListeners or DescribeRules for the weights. Read-only.
+
+With --watch it redraws every second, with a progress bar for the canary weight and the bake time left, until the \
+deployment in flight ends (or Ctrl-C); when stdout is not a terminal it prints one line per change instead. It \
+then exits 0 if the deployment succeeded, 1 if it was aborted or rolled back.",
+        after_help = "Examples:\n  greenlight status checkout\n  greenlight status checkout --watch\n  \
+greenlight status checkout -o json | jq .deployment.phase"
+    )]
+    Status(StatusArgs),
+
+    /// List a service's deployments, newest first: outcome, who and why, time-to-healthy, time-to-revert.
+    #[command(
+        long_about = "List a service's deployments from the ledger, newest first: deploy id, version, AMI, when it \
+started and finished, its outcome (or phase, if in flight), who asked and why, time-to-healthy (from start to \
+every green target healthy and smoke-tested) and, for a rollback, time-to-revert (from the rollback event to \
+traffic back on the previous version).
+
+In AWS: one DynamoDB Query on the service's partition. Read-only.",
+        after_help = "Examples:\n  greenlight history checkout --limit 5\n  \
+greenlight history checkout -o json | jq '.[] | select(.outcome == \"aborted\")'"
+    )]
+    History(HistoryArgs),
+
+    /// Deploy an AMI as a new version: publish ImagePublished, as the build pipeline would.
+    #[command(
+        long_about = "Deploy an image: publish on EventBridge exactly the event the build pipeline would \
+(source `greenlight`, detail-type `ImagePublished`, detail {service, version, ami, requested_by, reason}).
+
+greenlight's start-deployment function receives it, checks the image (owner, tags, state) and the version (never \
+older than live), records the deployment in the ledger and starts its state machine: green is launched from the \
+AMI into the idle target group, must be healthy in the load balancer and pass the smoke test, then takes traffic \
+in the service's canary steps; the previous fleet stays warm for the bake window, then is retired.
+
+Before publishing, the CLI checks locally: the service is registered, the version is not older than live, and \
+this image was not deployed already (pass --attempt to deploy it again after an abort). It prints the event id \
+and the deployment id the event will start. With --watch it then follows the deployment like `status --watch` \
+and exits 0 if it succeeds, 1 if it is aborted or rolled back.
+
+In AWS: STS GetCallerIdentity, DynamoDB reads, EventBridge PutEvents.",
+        after_help = "Examples:\n  greenlight deploy checkout --ami ami-0a1b2c3d4e5f60718 --version v2.4.0 --watch\n  \
+greenlight deploy checkout --ami ami-0a1b2c3d4e5f60718 --version v2.4.0 --reason \"fix\""
+    )]
+    Deploy(DeployArgs),
+
+    /// Roll a service back to the previous version: publish RollbackRequested.
+    #[command(
+        long_about = "Roll a service back: publish `RollbackRequested` (source `greenlight`, detail {service, \
+reason, requested_by, to_version?}).
+
+greenlight's revert-service function receives it. While the previous fleet is warm (a canary in progress, or the \
+bake window) this is the fast path: two AWS calls from the event to traffic back (one conditional DynamoDB \
+UpdateItem claiming the revert plan, one listener change); the bad fleet is then drained and terminated. Once the \
+previous fleet is retired, the previous version's image (or --to's, which the ledger must have recorded live) is \
+deployed again through the health gates. The ledger records who, why and the time-to-revert.
+
+With --watch it follows the rollback until traffic is back and the rolled-back deployment has ended (or the \
+redeployment has), and exits 0 if the service was rolled back, 1 otherwise.
+
+In AWS: STS GetCallerIdentity, DynamoDB reads, EventBridge PutEvents.",
+        after_help = "Examples:\n  greenlight rollback checkout --reason \"p99 doubled\" --watch\n  \
+greenlight rollback checkout --to v2.3.1 --reason \"bad migration in v2.4\""
+    )]
+    Rollback(RollbackArgs),
+
+    /// Stop the deployment in flight: publish AbortRequested.
+    #[command(
+        long_about = "Abort the deployment in flight: publish `AbortRequested` (source `greenlight`, detail \
+{service, reason, requested_by}).
+
+greenlight's steer-deployment function receives it: traffic goes back to the previous version if green ever had \
+any, and green is drained and terminated at once, whatever the deployment was waiting for. The ledger records who \
+and why.
+
+Refused (exit 1, nothing published) when the ledger shows no deployment in flight.
+
+In AWS: STS GetCallerIdentity, DynamoDB reads, EventBridge PutEvents.",
+        after_help = "Example:\n  greenlight abort checkout --reason \"wrong build\""
+    )]
+    Abort(SteerArgs),
+
+    /// Finish the deployment in flight now: publish PromoteRequested (skip canary steps and bake window).
+    #[command(
+        long_about = "Promote the deployment in flight: publish `PromoteRequested` (source `greenlight`, detail \
+{service, reason, requested_by}).
+
+greenlight's steer-deployment function receives it: the remaining canary steps and the bake window are skipped \
+(green goes to 100 %, then the previous fleet is retired). The health gates still apply.
+
+Refused (exit 1, nothing published) when the ledger shows no deployment in flight.
+
+In AWS: STS GetCallerIdentity, DynamoDB reads, EventBridge PutEvents.",
+        after_help = "Example:\n  greenlight promote checkout --reason \"canary metrics clean for an hour\""
+    )]
+    Promote(SteerArgs),
+
+    /// Rehearse a rollback on the deployment in flight and measure time-to-revert.
+    #[command(
+        long_about = "Run a rollback drill: publish `RollbackRequested` with the reason \"drill: ...\" on the \
+deployment in flight, wait for the ledger to record the rollback with traffic back, read the switch point to \
+confirm traffic is on the previous target group, and report time-to-revert (event → traffic back) and \
+receipt → traffic back (greenlight's own share).
+
+This is a real rollback: the deployment in flight ends rolled back. A drill needs a deployment in flight with the \
+previous fleet warm (a canary in progress, or the bake window), where the fast path applies; --allow-slow also \
+drills the slow path (the previous version redeployed through the health gates).
+
+Exits 0 if traffic was back within --timeout, 1 otherwise.
+
+In AWS: STS GetCallerIdentity, DynamoDB reads, EventBridge PutEvents, ELB DescribeListeners/DescribeRules.",
+        after_help = "Example:\n  greenlight drill checkout --reason \"quarterly game day\" --timeout 120"
+    )]
+    Drill(DrillArgs),
+
+    /// Print a shell completion script.
+    #[command(
+        long_about = "Print a completion script for your shell on stdout. Makes no AWS call.",
+        after_help = "Examples:\n  greenlight completions bash > ~/.local/share/bash-completion/completions/greenlight\n  \
+greenlight completions zsh > \"${fpath[1]}/_greenlight\"\n  \
+greenlight completions fish > ~/.config/fish/completions/greenlight.fish"
+    )]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Register (or update) a service from a JSON file.
+    #[command(
+        long_about = "Register a service, or update its registration, from a JSON document: the registration \
+shown in README.md (\"Registering a service\"), plus an optional top-level \"live\" release to adopt as what serves \
+today: {\"version\", \"ami\", \"target_group\", \"instance_ids\"} (used only the first time; the ledger tracks what \
+is live from then on).
+
+Everything is checked first and every problem is listed at once; if there is any, nothing is written (exit 1).
+
+In AWS: DynamoDB GetItem, then one conditional PutItem or TransactWriteItems (the registration, the service's \
+pointer record, and its Image Builder and alarm aliases). This is the one verb that writes to the ledger.",
+        after_help = "Examples:\n  greenlight service register checkout.json\n  \
+greenlight service show checkout -o json > checkout.json && $EDITOR checkout.json && \
+greenlight service register checkout.json"
+    )]
+    Register(RegisterArgs),
+
+    /// Show a service's registration.
+    #[command(
+        long_about = "Show a service's registration as the ledger has it. With -o json it prints the registration \
+document itself, which `service register` takes back after editing.
+
+In AWS: DynamoDB BatchGetItem. Read-only.",
+        after_help = "Example:\n  greenlight service show checkout"
+    )]
+    Show(ServiceArg),
+}
+
+#[derive(Args, Debug)]
+pub struct ServiceArg {
+    /// The service's name.
+    #[arg(value_parser = service_name)]
+    pub service: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RegisterArgs {
+    /// The registration document (JSON); `-` reads it from stdin.
+    #[arg(value_name = "FILE")]
+    pub file: std::path::PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The service's name.
+    #[arg(value_parser = service_name)]
+    pub service: String,
+    /// Redraw every second until the deployment in flight ends (one line per change when not a terminal).
+    #[arg(short, long)]
+    pub watch: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// The service's name.
+    #[arg(value_parser = service_name)]
+    pub service: String,
+    /// Show the newest N deployments (0: all).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub limit: usize,
+}
+
+/// Who asks, for the verbs that publish.
+#[derive(Args, Debug)]
+pub struct Who {
+    /// Who the event says asked (default: your identity from STS GetCallerIdentity).
+    #[arg(long, value_name = "NAME", value_parser = requested_by)]
+    pub requested_by: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    /// The service's name.
+    #[arg(value_parser = service_name)]
+    pub service: String,
+    /// The AMI to deploy (ami- followed by 8 or 17 hex digits).
+    #[arg(long, value_parser = ami_id, value_name = "AMI")]
+    pub ami: String,
+    /// The version this AMI is (e.g. v2.4.0; never older than live).
+    #[arg(long, value_parser = version, value_name = "VERSION")]
+    pub version: String,
+    /// Why (recorded in the ledger with the deployment).
+    #[arg(long, value_parser = reason, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Deploy this image again after an aborted attempt (the first deployment of an image is attempt 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000), value_name = "N")]
+    pub attempt: Option<u32>,
+    /// Follow the deployment until it ends (like `status --watch`).
+    #[arg(short, long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub who: Who,
+}
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    /// The service's name.
+    #[arg(value_parser = service_name)]
+    pub service: String,
+    /// Roll back to this version (one the ledger recorded live) instead of the previous one.
+    #[arg(long = "to", value_parser = version, value_name = "VERSION")]
+    pub to_version: Option<String>,
+    /// Why (required; recorded in the ledger).
+    #[arg(long, value_parser = reason, value_name = "TEXT")]
+    pub reason: String,
+    /// Follow the rollback until it has ended.
+    #[arg(short, long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub who: Who,
+}
+
+#[derive(Args, Debug)]
+pub struct SteerArgs {
+    /// The service's name.
+    #[arg(value_parser = service_name)]
+    pub service: String,
+    /// Why (required; recorded in the ledger).
+    #[arg(long, value_parser = reason, value_name = "TEXT")]
+    pub reason: String,
+    #[command(flatten)]
+    pub who: Who,
+}
+
+#[derive(Args, Debug)]
+pub struct DrillArgs {
+    /// The service's name.
+    #[arg(value_parser = service_name)]
+    pub service: String,
+    /// Why (the event's reason is "drill: <TEXT>").
+    #[arg(long, value_parser = reason, default_value = "rollback drill", value_name = "TEXT")]
+    pub reason: String,
+    /// Give up (exit 1) if traffic is not back within this many seconds.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600), value_name = "SECONDS")]
+    pub timeout: u64,
+    /// Also drill when no fleet is warm: the previous version is redeployed through the health gates.
+    #[arg(long)]
+    pub allow_slow: bool,
+    #[command(flatten)]
+    pub who: Who,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+fn service_name(text: &str) -> Result<String, String> {
+    check_service(text).map(|_| text.to_string()).map_err(|e| e.to_string())
+}
+
+fn ami_id(text: &str) -> Result<String, String> {
+    check_ami(text).map(|_| text.to_string()).map_err(|e| e.to_string())
+}
+
+fn version(text: &str) -> Result<String, String> {
+    Version::parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// Free text that goes into an event: what greenlight's parser accepts.
+fn bounded(text: &str, what: &str, max: usize) -> Result<String, String> {
+    if text.trim().is_empty() {
+        return Err(format!("{what} must not be empty"));
+    }
+    if text.len() > max || text.chars().any(char::is_control) {
+        return Err(format!(
+            "{what} must be at most {max} characters with no control characters"
+        ));
+    }
+    Ok(text.to_string())
+}
+
+fn reason(text: &str) -> Result<String, String> {
+    bounded(text, "a reason", 500)
+}
+
+/// The limit greenlight's event parser puts on `requested_by`.
+pub const MAX_REQUESTED_BY: usize = 128;
+
+fn requested_by(text: &str) -> Result<String, String> {
+    bounded(text, "--requested-by", MAX_REQUESTED_BY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_help_keeps_the_promise() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("The CLI NEVER changes fleets or listeners"), "{help}");
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        let table: &[&[&str]] = &[
+            &["greenlight", "status", "Check Out"],
+            &[
+                "greenlight",
+                "deploy",
+                "checkout",
+                "--ami",
+                "ami-xyz",
+                "--version",
+                "v2",
+            ],
+            &[
+                "greenlight",
+                "deploy",
+                "checkout",
+                "--ami",
+                "ami-0123456789abcdef0",
+                "--version",
+                "latest",
+            ],
+            &["greenlight", "rollback", "checkout"],
+            &["greenlight", "abort", "checkout", "--reason", " "],
+        ];
+        for args in table {
+            let err = Cli::try_parse_from(*args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}: {err}");
+        }
+    }
+}

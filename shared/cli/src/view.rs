@@ -1,0 +1,441 @@
+//! What the read verbs show, as plain serializable records built from the ledger and the load
+//! balancer: the JSON output is these records (stable field names; times as RFC 3339 UTC
+//! strings, durations as `_s` / `_ms` numbers), and the tables are drawn from them.
+
+use crate::aws::Aws;
+use crate::error::CliResult;
+use greenlight_core::inbound::format_time;
+use greenlight_core::model::{Deployment, Phase, Release, RevertRecord, State};
+use greenlight_core::ServiceConfig;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Seconds since the epoch, now.
+pub fn now_s() -> u64 {
+    now_ms() / 1000
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A release (a version on a fleet in one target group).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReleaseView {
+    pub version: String,
+    pub ami: String,
+    pub target_group: String,
+    pub instance_ids: Vec<String>,
+    pub deploy_id: Option<String>,
+}
+
+impl From<&Release> for ReleaseView {
+    fn from(r: &Release) -> Self {
+        ReleaseView {
+            version: r.version.clone(),
+            ami: r.ami.clone(),
+            target_group: r.target_group.clone(),
+            instance_ids: r.instance_ids.clone(),
+            deploy_id: r.deploy_id.clone(),
+        }
+    }
+}
+
+/// The previous release, kept warm during the bake window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WarmView {
+    #[serde(flatten)]
+    pub release: ReleaseView,
+    /// When the bake window ends and it is retired (if a deployment in flight is baking).
+    pub until: Option<String>,
+    pub remaining_s: Option<u64>,
+}
+
+/// An image waiting for the deployment in flight to end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueuedView {
+    pub version: String,
+    pub ami: String,
+    pub requested_by: String,
+    pub rollback: bool,
+}
+
+/// How a deployment was rolled back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevertView {
+    pub trigger: String,
+    pub requested_by: String,
+    pub reason: String,
+    pub event_id: String,
+    pub back_to: String,
+    pub time_to_revert_ms: Option<u64>,
+    pub receipt_to_revert_ms: Option<u64>,
+}
+
+impl From<&RevertRecord> for RevertView {
+    fn from(r: &RevertRecord) -> Self {
+        RevertView {
+            trigger: r.trigger.clone(),
+            requested_by: r.requested_by.clone(),
+            reason: r.reason.clone(),
+            event_id: r.event_id.clone(),
+            back_to: r.back_to.clone(),
+            time_to_revert_ms: r.time_to_revert_ms(),
+            receipt_to_revert_ms: r.receipt_to_revert_ms(),
+        }
+    }
+}
+
+/// A deployment as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeploymentView {
+    pub deploy_id: String,
+    pub version: String,
+    pub ami: String,
+    /// The version it moves away from (None for a service with nothing live before).
+    pub from_version: Option<String>,
+    /// `launching`, `verifying`, `verified`, `shifting`, `baking`, `retiring`, `succeeded`,
+    /// `aborting`, `aborted`.
+    pub phase: String,
+    /// True once nothing more will happen to it (`succeeded`, `aborted`).
+    pub ended: bool,
+    /// Green's share of traffic the phase asks for (%).
+    pub weight: u8,
+    pub canary_steps: Vec<u8>,
+    /// Health polls so far (while verifying).
+    pub polls: Option<u32>,
+    /// When the current phase began (the ledger timeline's last mark) and for how long.
+    pub phase_since: String,
+    pub in_phase_s: u64,
+    pub started_at: String,
+    pub requested_by: String,
+    pub reason: Option<String>,
+    pub source: String,
+    /// A rollback's redeployment of an earlier version.
+    pub rollback: bool,
+    pub bake_until: Option<String>,
+    pub bake_remaining_s: Option<u64>,
+    pub drain_until: Option<String>,
+    /// Why it was (or is being) aborted.
+    pub abort_reason: Option<String>,
+    pub revert: Option<RevertView>,
+    /// Who promoted it (remaining canary steps and bake window skipped).
+    pub promoted_by: Option<String>,
+    /// The timeline's last note.
+    pub last_note: Option<String>,
+}
+
+/// Green's traffic share the phase asks for.
+pub fn phase_weight(phase: &Phase) -> u8 {
+    match phase {
+        Phase::Launching | Phase::Aborting { .. } | Phase::Aborted { .. } => 0,
+        Phase::Verifying { weight, .. } | Phase::Verified { weight } => *weight,
+        Phase::Shifting { to, .. } => *to,
+        Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded => 100,
+    }
+}
+
+impl DeploymentView {
+    pub fn new(dep: &Deployment, config: &ServiceConfig, now: u64) -> Self {
+        let since = dep.timeline.last().map_or(dep.created_at, |m| m.at);
+        let (bake_until, drain_until) = match &dep.phase {
+            Phase::Baking { until } => (Some(*until), None),
+            Phase::Retiring { drain_until } | Phase::Aborting { drain_until, .. } => (None, Some(*drain_until)),
+            _ => (None, None),
+        };
+        let abort_reason = match &dep.phase {
+            Phase::Aborting { reason, .. } | Phase::Aborted { reason } => Some(reason.clone()),
+            _ => None,
+        };
+        DeploymentView {
+            deploy_id: dep.deploy_id.clone(),
+            version: dep.version.clone(),
+            ami: dep.ami.clone(),
+            from_version: dep.blue.as_ref().map(|b| b.version.clone()),
+            phase: dep.phase.name().to_string(),
+            ended: dep.phase.is_terminal(),
+            weight: phase_weight(&dep.phase),
+            canary_steps: config.rollout.canary_steps.clone(),
+            polls: match dep.phase {
+                Phase::Verifying { polls, .. } => Some(polls),
+                _ => None,
+            },
+            phase_since: format_time(since),
+            in_phase_s: now.saturating_sub(since),
+            started_at: format_time(dep.created_at),
+            requested_by: dep.requested_by.clone(),
+            reason: dep.reason.clone(),
+            source: dep.source.clone(),
+            rollback: dep.rollback,
+            bake_until: bake_until.map(format_time),
+            bake_remaining_s: bake_until.map(|u| u.saturating_sub(now)),
+            drain_until: drain_until.map(format_time),
+            abort_reason,
+            revert: dep.revert.as_ref().map(RevertView::from),
+            promoted_by: dep.promoted_by.clone(),
+            last_note: dep.timeline.last().map(|m| m.note.clone()),
+        }
+    }
+}
+
+/// One target's health as the load balancer reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetView {
+    pub instance_id: String,
+    /// `initial`, `healthy`, `unhealthy`, `unused`, `draining`, `unavailable`.
+    pub state: String,
+    pub reason: Option<String>,
+}
+
+/// One of the service's target groups: its role, version, weight at the switch point and
+/// targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetGroupView {
+    pub target_group: String,
+    /// The short name from the ARN (`targetgroup/<name>/<id>`).
+    pub name: String,
+    /// `green` / `blue` (a deployment in flight), else `live` / `warm` / `idle`.
+    pub role: String,
+    pub version: Option<String>,
+    /// Its forward weight at the switch point (%).
+    pub weight: u8,
+    pub targets: Vec<TargetView>,
+}
+
+/// What `status` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    pub service: String,
+    pub as_of: String,
+    pub live: Option<ReleaseView>,
+    pub warm: Option<WarmView>,
+    /// Set when greenlight stopped acting on its own and needs a human: why.
+    pub attention: Option<String>,
+    /// True while a rollback is one listener change away (the previous fleet is warm).
+    pub fast_rollback_ready: bool,
+    pub queued: Option<QueuedView>,
+    /// The deployment in flight (or the one being followed).
+    pub deployment: Option<DeploymentView>,
+    pub target_groups: Vec<TargetGroupView>,
+    /// The switch point: the listener (or rule) whose forward weights move traffic.
+    pub switch: String,
+}
+
+/// The short name of a target group ARN.
+pub fn tg_name(arn: &str) -> String {
+    arn.split('/').nth(1).unwrap_or(arn).to_string()
+}
+
+/// Reads a service's status: the ledger (and deployment `focus`, else the one in flight),
+/// the target health of both target groups and the switch point's weights.
+pub async fn status(aws: &Aws, service: &str, focus: Option<&str>) -> CliResult<Status> {
+    let state = aws.load(service, None).await?;
+    let deploy_id = focus.map(str::to_string).or(state.service.active.clone());
+    let state = match &deploy_id {
+        Some(id) => aws.load(service, Some(id)).await?,
+        None => state,
+    };
+    let config = &state.config;
+    let now = now_s();
+    let dep = state.deployment.as_ref();
+    let pointers = &state.service;
+    let traffic: BTreeMap<String, u8> = aws
+        .lb
+        .traffic(&config.switch)
+        .await
+        .map_err(|e| aws.error(e))?
+        .into_iter()
+        .collect();
+    // A deployment still in flight names its groups green and blue.
+    let in_flight = dep.filter(|d| !d.phase.is_terminal());
+    let mut groups = Vec::new();
+    for tg in &config.target_groups {
+        let (role, version) = match in_flight {
+            Some(d) if &d.green_tg == tg => ("green", Some(d.version.clone())),
+            Some(d) if d.blue.as_ref().is_some_and(|b| &b.target_group == tg) => {
+                ("blue", d.blue.as_ref().map(|b| b.version.clone()))
+            }
+            _ => match (&pointers.live, &pointers.warm) {
+                (Some(live), _) if &live.target_group == tg => ("live", Some(live.version.clone())),
+                (_, Some(warm)) if &warm.target_group == tg => ("warm", Some(warm.version.clone())),
+                _ => ("idle", None),
+            },
+        };
+        let targets = aws.lb.target_health(tg).await.map_err(|e| aws.error(e))?;
+        groups.push(TargetGroupView {
+            target_group: tg.clone(),
+            name: tg_name(tg),
+            role: role.to_string(),
+            version,
+            weight: traffic.get(tg).copied().unwrap_or(0),
+            targets: targets
+                .into_iter()
+                .map(|t| TargetView {
+                    instance_id: t.instance_id,
+                    state: t.state.as_str().to_string(),
+                    reason: t.reason,
+                })
+                .collect(),
+        });
+    }
+    let warm_until = in_flight.and_then(|d| match d.phase {
+        Phase::Baking { until } => Some(until),
+        _ => None,
+    });
+    Ok(Status {
+        service: service.to_string(),
+        as_of: format_time(now),
+        live: pointers.live.as_ref().map(ReleaseView::from),
+        warm: pointers.warm.as_ref().map(|w| WarmView {
+            release: w.into(),
+            until: warm_until.map(format_time),
+            remaining_s: warm_until.map(|u| u.saturating_sub(now)),
+        }),
+        attention: pointers.attention.clone(),
+        fast_rollback_ready: pointers.revert_plan.is_some(),
+        queued: pointers.queued.as_ref().map(|q| QueuedView {
+            version: q.version.clone(),
+            ami: q.ami.clone(),
+            requested_by: q.requested_by.clone(),
+            rollback: q.rollback_of.is_some(),
+        }),
+        deployment: dep.map(|d| DeploymentView::new(d, config, now)),
+        target_groups: groups,
+        switch: config
+            .switch
+            .rule_arn
+            .clone()
+            .unwrap_or_else(|| config.switch.listener_arn.clone()),
+    })
+}
+
+/// One row of `services`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceRow {
+    pub service: String,
+    pub live: Option<String>,
+    pub warm: Option<String>,
+    pub deployment: Option<InFlight>,
+    pub attention: Option<String>,
+    /// Set when the service's ledger items could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The deployment in flight, in brief.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InFlight {
+    pub deploy_id: String,
+    pub version: String,
+    pub phase: String,
+    pub weight: u8,
+}
+
+/// Reads one service's row.
+pub async fn service_row(aws: &Aws, service: String) -> ServiceRow {
+    let mut row = ServiceRow {
+        service: service.clone(),
+        live: None,
+        warm: None,
+        deployment: None,
+        attention: None,
+        error: None,
+    };
+    let state = match aws.ledger.load(&service, None).await {
+        Ok(Some(state)) => state,
+        Ok(None) => {
+            row.error = Some("registration without pointers (being registered?)".into());
+            return row;
+        }
+        Err(e) => {
+            row.error = Some(e.to_string());
+            return row;
+        }
+    };
+    row.live = state.service.live.as_ref().map(|r| r.version.clone());
+    row.warm = state.service.warm.as_ref().map(|r| r.version.clone());
+    row.attention = state.service.attention.clone();
+    if let Some(active) = &state.service.active {
+        match aws.ledger.load(&service, Some(active)).await {
+            Ok(Some(State {
+                deployment: Some(dep), ..
+            })) => {
+                row.deployment = Some(InFlight {
+                    deploy_id: dep.deploy_id.clone(),
+                    version: dep.version.clone(),
+                    phase: dep.phase.name().to_string(),
+                    weight: phase_weight(&dep.phase),
+                })
+            }
+            Ok(_) => {
+                row.deployment = Some(InFlight {
+                    deploy_id: active.clone(),
+                    version: "?".into(),
+                    phase: "starting".into(),
+                    weight: 0,
+                })
+            }
+            Err(e) => row.error = Some(e.to_string()),
+        }
+    }
+    row
+}
+
+/// One row of `history`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HistoryRow {
+    pub deploy_id: String,
+    pub version: String,
+    pub ami: String,
+    pub started_at: String,
+    /// When it ended (None while in flight).
+    pub finished_at: Option<String>,
+    /// `succeeded`, `aborted`, or the phase of a deployment in flight.
+    pub outcome: String,
+    pub ended: bool,
+    /// Why it was aborted (a rollback says who rolled it back and why).
+    pub abort_reason: Option<String>,
+    pub requested_by: String,
+    pub reason: Option<String>,
+    pub source: String,
+    pub rollback: bool,
+    pub promoted_by: Option<String>,
+    /// From start to every green target healthy and smoke-tested.
+    pub time_to_healthy_s: Option<u64>,
+    /// For a deployment rolled back: who, and the rollback event → traffic back.
+    pub reverted_by: Option<String>,
+    pub time_to_revert_ms: Option<u64>,
+    pub receipt_to_revert_ms: Option<u64>,
+}
+
+impl From<&Deployment> for HistoryRow {
+    fn from(dep: &Deployment) -> Self {
+        let ended = dep.phase.is_terminal();
+        HistoryRow {
+            deploy_id: dep.deploy_id.clone(),
+            version: dep.version.clone(),
+            ami: dep.ami.clone(),
+            started_at: format_time(dep.created_at),
+            finished_at: ended.then(|| format_time(dep.updated_at)),
+            outcome: dep.phase.name().to_string(),
+            ended,
+            abort_reason: match &dep.phase {
+                Phase::Aborting { reason, .. } | Phase::Aborted { reason } => Some(reason.clone()),
+                _ => None,
+            },
+            requested_by: dep.requested_by.clone(),
+            reason: dep.reason.clone(),
+            source: dep.source.clone(),
+            rollback: dep.rollback,
+            promoted_by: dep.promoted_by.clone(),
+            time_to_healthy_s: dep.healthy_at.map(|h| h.saturating_sub(dep.created_at)),
+            reverted_by: dep.revert.as_ref().map(|r| r.requested_by.clone()),
+            time_to_revert_ms: dep.revert.as_ref().and_then(RevertRecord::time_to_revert_ms),
+            receipt_to_revert_ms: dep.revert.as_ref().and_then(RevertRecord::receipt_to_revert_ms),
+        }
+    }
+}

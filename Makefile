@@ -31,7 +31,9 @@ $(VENV)/.installed: tests/emulator/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/emulator/requirements.txt
 	touch $@
 
+# The demo runs the greenlight CLI where an engineer would: build it first.
 demo: setup
+	cargo build --quiet -p greenlight-cli
 	cargo run --quiet -p greenlight-local -- demo
 
 # The template's linters first (seconds), the emulator's self-test next (the e2e tests stand

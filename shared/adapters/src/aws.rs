@@ -1029,7 +1029,7 @@ impl LoadBalancer for ElbLoadBalancer {
             Ok(_) => Ok(()),
             // A target already gone (e.g. terminated by an earlier delivery) is deregistered.
             Err(e) if error_code(&e) == Some("InvalidTarget") => {
-                tracing::warn!(target_group, ?instance_ids, "deregister: targets already gone");
+                tracing::info!(target_group, ?instance_ids, "deregister: targets already gone");
                 Ok(())
             }
             Err(e) => Err(aws_error("elbv2", "DeregisterTargets", e)),

@@ -4,6 +4,10 @@
 //!    traffic returns to v2 with one listener change (time-to-revert printed), v3 cleaned up;
 //!
 //! and finally the ledger's history of the service.
+//!
+//! Where an engineer would act or look, the demo runs the `greenlight` CLI (built next to
+//! this binary): `greenlight deploy` publishes the images, `greenlight status` and
+//! `greenlight history` read the ledger.
 
 use crate::emulator::{repo_root, Emulator};
 use crate::fixture::{self, AppBehaviour, Spec};
@@ -12,7 +16,7 @@ use crate::pump::Outcome;
 use crate::{pump, Local, Names};
 use greenlight_core::config::NewImagePolicy;
 use greenlight_core::decide::short_arn;
-use greenlight_core::inbound::{ALARM_STATE_CHANGE, IMAGE_PUBLISHED, SOURCE};
+use greenlight_core::inbound::ALARM_STATE_CHANGE;
 use greenlight_core::plan::{Step, END};
 use greenlight_core::ServiceConfig;
 use greenlight_steps::{RevertOutcome, StartOutcome};
@@ -61,16 +65,18 @@ pub async fn run() -> Result<(), String> {
 
     let (pump_task, mut deliveries) = pump::spawn(local.clone());
     let mut progress = local.orchestrator.subscribe();
+    let cli = Cli::new(&emulator.endpoint, &local.names)?;
 
     // Part 1: a canary rollout of v2, bake, v1 retired.
-    let deploy_v2 = publish_image(&local, &mut deliveries, &spec.service, "v2", &ami_v2).await?;
+    let deploy_v2 = deploy(&cli, &mut deliveries, &spec.service, "v2", &ami_v2).await?;
     follow(&local, &world.config, &mut progress, &deploy_v2, |_| false).await;
     println!("\nv1 fleet now: {}", fleet_states(&local, &world.blue_instances).await?);
+    cli.run(&["status", &spec.service]).await?;
 
     // Part 2: v3 goes live, its alarm fires during the bake window, traffic returns to v2.
     println!("\n— part 2: v3 is promoted, then its alarm fires —\n");
     let ami_v3 = fixture::image(&local, &spec.service, "v3", AppBehaviour::Healthy).await?;
-    let deploy_v3 = publish_image(&local, &mut deliveries, &spec.service, "v3", &ami_v3).await?;
+    let deploy_v3 = deploy(&cli, &mut deliveries, &spec.service, "v3", &ami_v3).await?;
     let baking = |p: &Progress| p.step == Step::Finalize;
     follow(&local, &world.config, &mut progress, &deploy_v3, baking).await;
     let alarm = world
@@ -118,23 +124,85 @@ pub async fn run() -> Result<(), String> {
     )
     .await;
     pump_task.abort();
-    print_history(&local, &spec.service).await?;
+    println!();
+    cli.run(&["history", &spec.service]).await?;
     drop(emulator);
     Ok(())
 }
 
-/// Publishes `ImagePublished` and waits for start-deployment to take it; the deploy id.
-async fn publish_image(
-    local: &Local,
+/// The `greenlight` CLI, pointed at the emulator and this installation.
+struct Cli {
+    binary: std::path::PathBuf,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Cli {
+    fn new(endpoint: &str, names: &Names) -> Result<Cli, String> {
+        let binary = crate::lambda_service::built_binary("greenlight");
+        if !binary.exists() {
+            return Err(format!(
+                "{} not found: build the CLI first (`cargo build -p greenlight-cli`; `make demo` does)",
+                binary.display()
+            ));
+        }
+        let env = vec![
+            ("AWS_ENDPOINT_URL", endpoint.to_string()),
+            ("AWS_REGION", "us-east-1".to_string()),
+            ("AWS_ACCESS_KEY_ID", "demo".to_string()),
+            ("AWS_SECRET_ACCESS_KEY", "demo".to_string()),
+            ("GREENLIGHT_TABLE", names.table.clone()),
+            ("GREENLIGHT_EVENT_BUS", names.bus.clone()),
+        ];
+        Ok(Cli { binary, env })
+    }
+
+    /// Runs `greenlight <args>` as an engineer would, showing the command and its output.
+    async fn run(&self, args: &[&str]) -> Result<String, String> {
+        println!("$ greenlight {}", args.join(" "));
+        let out = tokio::process::Command::new(&self.binary)
+            .args(args)
+            .env_remove("AWS_PROFILE")
+            .envs(self.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .await
+            .map_err(|e| format!("cannot run {}: {e}", self.binary.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        for line in stdout.lines() {
+            println!("  {line}");
+        }
+        if !out.status.success() {
+            return Err(format!(
+                "greenlight {} failed ({}): {}",
+                args.join(" "),
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(stdout)
+    }
+}
+
+/// `greenlight deploy`: publishes `ImagePublished` as the build pipeline would, and waits for
+/// start-deployment to take it; the deploy id.
+async fn deploy(
+    cli: &Cli,
     deliveries: &mut tokio::sync::broadcast::Receiver<pump::Delivery>,
     service: &str,
     version: &str,
     ami: &str,
 ) -> Result<String, String> {
-    let detail = json!({ "service": service, "version": version, "ami": ami,
-                         "requested_by": "demo", "reason": format!("demo rollout of {version}") });
-    let event_id = pump::publish(local, SOURCE, IMAGE_PUBLISHED, &detail).await?;
-    println!("→ published {IMAGE_PUBLISHED} {version} ({ami}) on EventBridge (event {event_id})");
+    let reason = format!("demo rollout of {version}");
+    let args = [
+        "deploy",
+        service,
+        "--ami",
+        ami,
+        "--version",
+        version,
+        "--reason",
+        &reason,
+    ];
+    cli.run(&args).await?;
     match next_delivery(deliveries).await? {
         Outcome::Start(StartOutcome::Started(out)) => {
             println!(
@@ -224,33 +292,4 @@ async fn print_progress(local: &Local, config: &ServiceConfig, p: &Progress) {
         line.push_str(&format!("   (next: {} in {}s)", out.next, out.wait_s));
     }
     println!("{line}");
-}
-
-/// Prints the ledger's history of `service` as a table.
-pub async fn print_history(local: &Local, service: &str) -> Result<(), String> {
-    let history = local.ports.ledger.history(service).await.map_err(|e| e.to_string())?;
-    println!("\nledger history of {service}:");
-    println!(
-        "  {:<24} {:<8} {:<8} {:<22} {:<10} {:>9} {:>9}  requested by",
-        "deployment", "from", "to", "ami", "outcome", "healthy", "duration"
-    );
-    for d in history {
-        println!(
-            "  {:<24} {:<8} {:<8} {:<22} {:<10} {:>9} {:>9}  {}",
-            d.deploy_id,
-            d.blue.as_ref().map(|b| b.version.as_str()).unwrap_or("-"),
-            d.version,
-            d.ami,
-            d.phase.name(),
-            d.healthy_at
-                .map(|t| format!("{}s", t.saturating_sub(d.created_at)))
-                .unwrap_or("-".into()),
-            format!("{}s", d.updated_at.saturating_sub(d.created_at)),
-            d.requested_by
-        );
-        for mark in &d.timeline {
-            println!("      {:<10} {}", mark.phase, mark.note);
-        }
-    }
-    Ok(())
 }

@@ -68,27 +68,35 @@ impl Template {
         statements.into_iter().filter(|s| s["Effect"] == "Allow").collect()
     }
 
-    /// The actions role `role_id` allows (on some resource).
-    pub fn allowed_actions(&self, role_id: &str) -> BTreeSet<String> {
-        self.statements(role_id)
-            .iter()
-            .flat_map(|s| as_list(&s["Action"]))
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect()
+    /// The `Allow` statements of managed policy `policy_id`.
+    pub fn policy_statements(&self, policy_id: &str) -> Vec<Value> {
+        let statements = as_list(&self.resource(policy_id)["Properties"]["PolicyDocument"]["Statement"]);
+        statements.into_iter().filter(|s| s["Effect"] == "Allow").collect()
     }
 
     /// The IAM actions `called` (the emulator's `service:Action` API names) need that the
     /// role of function `binary` does not allow.
     pub fn ungranted(&self, binary: &str, called: &[String]) -> Vec<String> {
-        let allowed = self.allowed_actions(&self.role_of(binary));
-        called
-            .iter()
-            .flat_map(|api| iam_actions(api))
-            .filter(|needed| !allowed.contains(needed))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect()
+        ungranted_by(&self.statements(&self.role_of(binary)), called)
     }
+}
+
+/// The IAM actions `called` needs that no statement of `statements` allows (on some resource).
+/// `sts:GetCallerIdentity` needs no permission.
+pub fn ungranted_by(statements: &[Value], called: &[String]) -> Vec<String> {
+    let allowed: BTreeSet<String> = statements
+        .iter()
+        .flat_map(|s| as_list(&s["Action"]))
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    called
+        .iter()
+        .filter(|api| *api != "sts:GetCallerIdentity")
+        .flat_map(|api| iam_actions(api))
+        .filter(|needed| !allowed.contains(needed))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
 }
 
 /// `launch-green` → `LaunchGreenFunction`.

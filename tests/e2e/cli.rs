@@ -153,6 +153,13 @@ fn assert_reads_and_publishes_only(calls: &[String], writes: &[&str]) {
             "the CLI called {call}; it may only read and publish: {calls:?}"
         );
     }
+    // The policy the stack offers engineers grants all of it.
+    let template = greenlight_e2e::template::Template::load();
+    let missing = greenlight_e2e::template::ungranted_by(&template.policy_statements("CliPolicy"), calls);
+    assert!(
+        missing.is_empty(),
+        "the CLI called {missing:?}, which CliPolicy does not grant"
+    );
 }
 
 #[tokio::test]

@@ -230,17 +230,22 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
     assert!(nothing.contains("no deployment in flight"), "{nothing}");
     assert!(stack.executions().await.is_empty());
 
-    // v2: the sample ImagePublished, through every step of the state machine.
-    let event = sample(
-        "image-published.json",
-        &[
-            ("/id", json!(format!("contract-v2-{service}"))),
-            ("/time", json!(now_rfc3339())),
-            ("/detail/service", json!(service)),
-            ("/detail/version", json!("v2")),
-            ("/detail/ami", json!(v2)),
-        ],
-    );
+    // The sample ImagePublished, for this service's image of `version`.
+    let image_published = |version: &str, ami: &str| {
+        sample(
+            "image-published.json",
+            &[
+                ("/id", json!(format!("contract-{version}-{service}"))),
+                ("/time", json!(now_rfc3339())),
+                ("/detail/service", json!(service)),
+                ("/detail/version", json!(version)),
+                ("/detail/ami", json!(ami)),
+            ],
+        )
+    };
+
+    // v2, through every step of the state machine.
+    let event = image_published("v2", &v2);
     let started = stack.invoke("start-deployment", &event).await.expect("start v2");
     let v2_id = started["deploy_id"].as_str().expect("a deploy id").to_string();
     match stack.ending(&v2_id).await {
@@ -264,17 +269,10 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
         .all(|s| s == "terminated" || s == "shutting-down"));
 
     // v3 rolls out; its alarm fires during the bake window; revert-service puts v2 back.
-    let event = sample(
-        "image-published.json",
-        &[
-            ("/id", json!(format!("contract-v3-{service}"))),
-            ("/time", json!(now_rfc3339())),
-            ("/detail/service", json!(service)),
-            ("/detail/version", json!("v3")),
-            ("/detail/ami", json!(v3)),
-        ],
-    );
-    let v3_id = stack.invoke("start-deployment", &event).await.expect("start v3")["deploy_id"]
+    let v3_id = stack
+        .invoke("start-deployment", &image_published("v3", &v3))
+        .await
+        .expect("start v3")["deploy_id"]
         .as_str()
         .unwrap()
         .to_string();

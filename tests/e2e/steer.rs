@@ -28,14 +28,20 @@ async fn steer(env: &Env, detail_type: &str, requested_by: &str) -> Result<Outco
     env.deliver(1).await.remove(0)
 }
 
-#[tokio::test]
-async fn promote_skips_the_remaining_canary_steps_and_the_bake_window() {
-    let env = Env::new("promote", slow_canary).await;
+/// Starts v2 and waits until its canary has green at 10 %; the deploy id.
+async fn canary_at_10(env: &Env) -> String {
     let ami = env.image("v2", App::Healthy).await;
     env.publish("v2", &ami).await;
     let id = started(&env.deliver(1).await[0]);
     env.wait_for_phase(&id, |p| matches!(p, Phase::Verifying { weight: 10, .. }))
         .await;
+    id
+}
+
+#[tokio::test]
+async fn promote_skips_the_remaining_canary_steps_and_the_bake_window() {
+    let env = Env::new("promote", slow_canary).await;
+    let id = canary_at_10(&env).await;
     assert_eq!(env.weights().await, [("a", 90), ("b", 10)]);
 
     let outcome = steer(&env, PROMOTE_REQUESTED, "bob").await.expect("promoted");
@@ -65,11 +71,7 @@ async fn promote_skips_the_remaining_canary_steps_and_the_bake_window() {
 #[tokio::test]
 async fn abort_puts_traffic_back_and_cleans_up_now_and_is_refused_once_green_is_live() {
     let env = Env::new("abort", slow_canary).await;
-    let ami = env.image("v2", App::Healthy).await;
-    env.publish("v2", &ami).await;
-    let id = started(&env.deliver(1).await[0]);
-    env.wait_for_phase(&id, |p| matches!(p, Phase::Verifying { weight: 10, .. }))
-        .await;
+    let id = canary_at_10(&env).await;
 
     let outcome = steer(&env, ABORT_REQUESTED, "alice").await.expect("aborted");
     let Outcome::Steer(outcome) = outcome else {

@@ -23,37 +23,36 @@ pub const REPORT_PREFIX: &str = "reports/";
 
 /// Runs `step` as a Lambda function until the runtime stops it.
 pub async fn run(step: Step) -> Result<(), lambda_runtime::Error> {
-    init_tracing();
-    let ports = ports_from_env().await?;
-    let ports = &ports;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        handle(ports, step, event.payload).await
-    }))
-    .await
+    serve(move |ports, payload| handle(ports, step, payload)).await
 }
 
 /// Runs revert-service (rollback requests and alarm state changes) as a Lambda function.
 pub async fn run_revert_service() -> Result<(), lambda_runtime::Error> {
-    init_tracing();
-    let ports = ports_from_env().await?;
-    let ports = &ports;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let outcome = revert_service(ports, &event.payload).await?;
-        Ok::<Value, StepError>(serde_json::to_value(outcome).unwrap_or_default())
-    }))
-    .await
+    serve(|ports, payload| async move { as_response(revert_service(ports, &payload).await?) }).await
 }
 
 /// Runs steer-deployment (engineers' abort and promote requests) as a Lambda function.
 pub async fn run_steer_deployment() -> Result<(), lambda_runtime::Error> {
+    serve(|ports, payload| async move { as_response(steer_deployment(ports, &payload).await?) }).await
+}
+
+/// JSON logs, the AWS clients built once (before the first event, for the life of the
+/// process), and `handler` for every event until the runtime stops the process.
+async fn serve<F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
+where
+    F: Fn(&'static Ports, Value) -> Fut,
+    Fut: std::future::Future<Output = Result<Value, StepError>>,
+{
     init_tracing();
-    let ports = ports_from_env().await?;
-    let ports = &ports;
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
-        let outcome = steer_deployment(ports, &event.payload).await?;
-        Ok::<Value, StepError>(serde_json::to_value(outcome).unwrap_or_default())
+    let ports: &'static Ports = Box::leak(Box::new(ports_from_env().await?));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        handler(ports, event.payload)
     }))
     .await
+}
+
+fn as_response(outcome: impl serde::Serialize) -> Result<Value, StepError> {
+    Ok(serde_json::to_value(outcome).unwrap_or_default())
 }
 
 /// A failed invocation as Lambda reports it: the error type is what a Step Functions

@@ -11,6 +11,7 @@ use crate::error::{CliError, CliResult};
 use crate::render;
 use crate::view::{self, now_ms, tg_name, HistoryRow, Status};
 use crate::watch::{self, Watcher};
+use greenlight_core::decide::check_version;
 use greenlight_core::ids::{check_ami, DeployId};
 use greenlight_core::inbound::{ABORT_REQUESTED, IMAGE_PUBLISHED, PROMOTE_REQUESTED, ROLLBACK_REQUESTED};
 use greenlight_core::model::{Phase, Release};
@@ -308,35 +309,12 @@ async fn deploy(aws: &Aws, args: &DeployArgs, out: Output) -> CliResult<()> {
         }));
     }
     // The same version rules start-deployment applies, checked before anything is published.
-    if let Some(live) = &state.service.live {
-        if let (Ok(requested), Ok(current)) = (Version::parse(&args.version), Version::parse(&live.version)) {
-            let refusal = match requested.cmp(&current) {
-                std::cmp::Ordering::Less => Some(Refusal::Downgrade {
-                    service: service.clone(),
-                    live: live.version.clone(),
-                    requested: args.version.clone(),
-                }),
-                std::cmp::Ordering::Equal if live.ami == args.ami => Some(Refusal::AlreadyLive {
-                    service: service.clone(),
-                    version: live.version.clone(),
-                    ami: live.ami.clone(),
-                }),
-                std::cmp::Ordering::Equal => Some(Refusal::VersionReused {
-                    service: service.clone(),
-                    version: live.version.clone(),
-                    live_ami: live.ami.clone(),
-                    requested_ami: args.ami.clone(),
-                }),
-                std::cmp::Ordering::Greater => None,
-            };
-            if let Some(refusal) = refusal {
-                let hint = match refusal {
-                    Refusal::Downgrade { .. } => format!(" (`greenlight rollback {service} --to {}`)", args.version),
-                    _ => String::new(),
-                };
-                return Err(CliError::failed(format!("{refusal}{hint}; nothing was published")));
-            }
-        }
+    if let Err(refusal) = check_version(service, state.service.live.as_ref(), &args.version, &args.ami, false) {
+        let hint = match refusal {
+            Refusal::Downgrade { .. } => format!(" (`greenlight rollback {service} --to {}`)", args.version),
+            _ => String::new(),
+        };
+        return Err(CliError::failed(format!("{refusal}{hint}; nothing was published")));
     }
     if let Some(active) = &state.service.active {
         let policy = state.config.on_new_image;

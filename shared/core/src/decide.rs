@@ -787,37 +787,14 @@ fn start(
             }],
         ));
     }
-    let requested = Version::parse(&request.version)?;
     let service = &state.service;
-    if let Some(live) = &service.live {
-        let live_version = Version::parse(&live.version)?;
-        match requested.cmp(&live_version) {
-            std::cmp::Ordering::Less if request.is_rollback() => {}
-            std::cmp::Ordering::Less => {
-                return Err(Refusal::Downgrade {
-                    service: config.service.clone(),
-                    live: live.version.clone(),
-                    requested: request.version.clone(),
-                })
-            }
-            std::cmp::Ordering::Equal if live.ami == request.ami => {
-                return Err(Refusal::AlreadyLive {
-                    service: config.service.clone(),
-                    version: live.version.clone(),
-                    ami: live.ami.clone(),
-                })
-            }
-            std::cmp::Ordering::Equal => {
-                return Err(Refusal::VersionReused {
-                    service: config.service.clone(),
-                    version: live.version.clone(),
-                    live_ami: live.ami.clone(),
-                    requested_ami: request.ami.clone(),
-                })
-            }
-            std::cmp::Ordering::Greater => {}
-        }
-    }
+    check_version(
+        &config.service,
+        service.live.as_ref(),
+        &request.version,
+        &request.ami,
+        request.is_rollback(),
+    )?;
     let image = image.ok_or_else(|| Refusal::ImageNotFound {
         ami: request.ami.clone(),
     })?;
@@ -1082,6 +1059,40 @@ fn revert(
         Some(mark) => format!("{reason}; {mark}"),
         None => format!("{reason}; traffic back to {}", blue.version),
     })
+}
+
+/// The version rules an image must pass against the live release: no silent downgrade (a
+/// rollback may go older), not the live image again, not the live version with another AMI.
+/// (Also checked by the CLI before it publishes.)
+pub fn check_version(
+    service: &str,
+    live: Option<&Release>,
+    version: &str,
+    ami: &str,
+    rollback: bool,
+) -> Result<(), Refusal> {
+    let requested = Version::parse(version)?;
+    let Some(live) = live else { return Ok(()) };
+    match requested.cmp(&Version::parse(&live.version)?) {
+        std::cmp::Ordering::Less if rollback => Ok(()),
+        std::cmp::Ordering::Less => Err(Refusal::Downgrade {
+            service: service.to_string(),
+            live: live.version.clone(),
+            requested: version.to_string(),
+        }),
+        std::cmp::Ordering::Equal if live.ami == ami => Err(Refusal::AlreadyLive {
+            service: service.to_string(),
+            version: live.version.clone(),
+            ami: live.ami.clone(),
+        }),
+        std::cmp::Ordering::Equal => Err(Refusal::VersionReused {
+            service: service.to_string(),
+            version: live.version.clone(),
+            live_ami: live.ami.clone(),
+            requested_ami: ami.to_string(),
+        }),
+        std::cmp::Ordering::Greater => Ok(()),
+    }
 }
 
 /// Records when traffic went back to the previous fleet (the first time only), with a

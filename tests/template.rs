@@ -63,7 +63,7 @@ impl Template {
             let id = managed["Ref"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{role_id} attaches a policy from outside the template: {managed}"));
-            statements.extend(as_list(&self.resource(id)["Properties"]["PolicyDocument"]["Statement"]));
+            statements.extend(self.policy_statements(id));
         }
         statements.into_iter().filter(|s| s["Effect"] == "Allow").collect()
     }

@@ -51,7 +51,7 @@ impl Stack {
         let state_machine_arn = sfn
             .create_state_machine()
             .name(format!("greenlight-{}", env.service))
-            .definition(definition)
+            .definition(&definition)
             .role_arn("arn:aws:iam::123456789012:role/greenlight-pipeline")
             .send()
             .await
@@ -85,16 +85,13 @@ impl Stack {
             state_machine_arn,
             endings: Default::default(),
         };
-        stack.play_executions();
+        stack.play_executions(serde_json::from_str(&definition).expect("the definition is JSON"));
         stack
     }
 
     /// Plays Step Functions: every execution moto records is run to its end with the
     /// committed definition, its Tasks invoking the function processes.
-    fn play_executions(&self) {
-        let definition: Value =
-            serde_json::from_str(&std::fs::read_to_string(repo_root().join("infra/statemachine.asl.json")).unwrap())
-                .unwrap();
+    fn play_executions(&self, definition: Value) {
         let definition = Arc::new(definition);
         let tasks: Functions = FUNCTIONS
             .iter()

@@ -576,11 +576,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             Event::Supersede { reason, .. },
             Phase::Launching | Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. },
         ) => {
-            enter_aborting(dep, config, reason.clone(), now);
-            abort_effects(config, dep, now, &mut effects);
-            // Drain and terminate now, whatever the deployment's own execution waits for.
-            effects.push(follow_up_execution(dep, "superseded"));
-            note = format!("aborting: {reason}");
+            note = abort_now(dep, config, reason.clone(), "superseded", now, &mut effects);
         }
         (Event::Supersede { resume, .. }, phase) if !phase.is_terminal() => {
             // Green is live (or already aborting): it ends on its own, then the queued one starts.
@@ -603,11 +599,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             Phase::Launching | Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. },
         ) => {
             let reason = format!("aborted by {requested_by}: {reason}");
-            enter_aborting(dep, config, reason.clone(), now);
-            abort_effects(config, dep, now, &mut effects);
-            // Drain and terminate now, whatever the deployment's own execution waits for.
-            effects.push(follow_up_execution(dep, "abort"));
-            note = format!("aborting: {reason}");
+            note = abort_now(dep, config, reason, "abort", now, &mut effects);
         }
         (Event::AbortRequested { .. }, Phase::Aborting { .. } | Phase::Aborted { .. }) => {
             note = format!("{} is already {}", dep.deploy_id, dep.phase.name());
@@ -1360,6 +1352,24 @@ fn abort_effects(config: &ServiceConfig, dep: &Deployment, now: Epoch, effects: 
             });
         }
     }
+}
+
+/// Aborts a deployment from outside its own execution (superseded, an engineer's request):
+/// traffic back, green deregistered, and drain and terminate in a follow-up execution
+/// (`<deploy id>-<suffix>`) now, whatever the deployment's own execution waits for. The note.
+fn abort_now(
+    dep: &mut Deployment,
+    config: &ServiceConfig,
+    reason: String,
+    suffix: &str,
+    now: Epoch,
+    effects: &mut Vec<Effect>,
+) -> String {
+    let note = format!("aborting: {reason}");
+    enter_aborting(dep, config, reason, now);
+    abort_effects(config, dep, now, effects);
+    effects.push(follow_up_execution(dep, suffix));
+    note
 }
 
 /// A deployment reached a terminal phase: free the service, start the queued deployment,

@@ -177,6 +177,18 @@ struct SteerDetail {
     requested_by: String,
 }
 
+/// An engineer's request must say who asked and why, within bounds (the ledger records both).
+fn who_and_why(what: &str, requested_by: &str, reason: &str) -> Result<(), InboundError> {
+    bounded("requested_by", requested_by, 128)?;
+    bounded("reason", reason, 512)?;
+    if requested_by.trim().is_empty() || reason.trim().is_empty() {
+        return Err(InboundError::Invalid(format!(
+            "{what} needs who asked (requested_by) and why (reason)"
+        )));
+    }
+    Ok(())
+}
+
 /// The envelope's `id` and `time` (milliseconds since the epoch), which reverts record.
 fn id_and_time(event: &Value) -> Result<(String, u64), InboundError> {
     let id = text(event, "/id")?;
@@ -232,13 +244,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
             if let Some(v) = &d.to_version {
                 Version::parse(v).map_err(|e| InboundError::Invalid(format!("to_version: {e}")))?;
             }
-            bounded("requested_by", &d.requested_by, 128)?;
-            bounded("reason", &d.reason, 512)?;
-            if d.requested_by.trim().is_empty() || d.reason.trim().is_empty() {
-                return Err(InboundError::Invalid(
-                    "a rollback needs who asked (requested_by) and why (reason)".into(),
-                ));
-            }
+            who_and_why("a rollback", &d.requested_by, &d.reason)?;
             let (event_id, event_time_ms) = id_and_time(event)?;
             Ok(Inbound::Rollback(RevertRequest {
                 service: d.service,
@@ -254,13 +260,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
             let d: SteerDetail = serde_json::from_value(detail.clone())
                 .map_err(|e| InboundError::Malformed(format!("{detail_type} detail: {e}")))?;
             check_service(&d.service).map_err(|e| InboundError::Invalid(e.to_string()))?;
-            bounded("requested_by", &d.requested_by, 128)?;
-            bounded("reason", &d.reason, 512)?;
-            if d.requested_by.trim().is_empty() || d.reason.trim().is_empty() {
-                return Err(InboundError::Invalid(format!(
-                    "{detail_type} needs who asked (requested_by) and why (reason)"
-                )));
-            }
+            who_and_why(detail_type, &d.requested_by, &d.reason)?;
             let (event_id, _) = id_and_time(event)?;
             Ok(Inbound::Steer(SteerRequest {
                 service: d.service,

@@ -12,6 +12,7 @@
 //! - terminate only touches instances tagged `managed-by=greenlight` for the service.
 
 pub mod aws;
+pub mod chaos;
 pub mod http;
 
 use async_trait::async_trait;

@@ -1,0 +1,295 @@
+//! Crash injection for tests and the simulator: [`crashing`] wraps every AWS-facing adapter
+//! of a [`Ports`] so that the handler using them "crashes" right after its k-th AWS call.
+//!
+//! The call itself completes (its effect on the world happens, like a Lambda that dies after
+//! RunInstances returned but before it recorded the ids); the caller gets an error instead of
+//! the result, and every later call of the same invocation fails without reaching the world,
+//! as if the process were gone. The handler therefore ends with a retryable error and the
+//! event is redelivered, exactly what Lambda and Step Functions do after a crash.
+//!
+//! The wrapper is the handler's own code path: nothing in the handler is copied or mocked.
+//! Calls are counted per adapter call (one ledger `load` is one BatchGetItem, one `commit`
+//! one PutItem or TransactWriteItems, one `set_traffic` one ModifyListener/ModifyRule).
+//! The prober (HTTP to the instances), the clock and the metrics sink are not AWS calls and
+//! pass through uncounted.
+
+use crate::{
+    AdapterError, AdapterResult, Alarms, ArtifactStore, Fleet, Instance, LaunchRequest, Ledger, LoadBalancer,
+    Orchestrator, Ports, RevertKey,
+};
+use async_trait::async_trait;
+use greenlight_core::config::Switch;
+use greenlight_core::decide::{ImageFacts, RevertRequest, TargetHealth};
+use greenlight_core::model::{Deployment, Release, RevertPlan, State};
+use greenlight_core::ServiceConfig;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+/// Counts the AWS calls of one handler invocation and trips after the armed one.
+#[derive(Debug, Default)]
+pub struct Tripwire {
+    inner: Mutex<Wire>,
+}
+
+#[derive(Debug, Default)]
+struct Wire {
+    /// Crash right after this call (1-based); None: never.
+    crash_after: Option<usize>,
+    tripped: bool,
+    /// The calls made so far (`ledger.commit`, `lb.set_traffic`, ...), in order.
+    calls: Vec<&'static str>,
+}
+
+impl Tripwire {
+    /// A wire that never trips (it only counts).
+    pub fn counting() -> Arc<Tripwire> {
+        Arc::new(Tripwire::default())
+    }
+
+    /// A wire that trips right after call `k` (1-based).
+    pub fn crash_after(k: usize) -> Arc<Tripwire> {
+        let wire = Tripwire::default();
+        wire.lock().crash_after = Some(k);
+        Arc::new(wire)
+    }
+
+    /// The calls made through this wire, in order (including the one it tripped on).
+    pub fn calls(&self) -> Vec<&'static str> {
+        self.lock().calls.clone()
+    }
+
+    /// True once the wire has tripped.
+    pub fn tripped(&self) -> bool {
+        self.lock().tripped
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Wire> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs one AWS call through the wire: refused once tripped; counted; the armed call's
+    /// result is replaced by the crash.
+    async fn call<T>(&self, name: &'static str, call: impl Future<Output = AdapterResult<T>>) -> AdapterResult<T> {
+        if self.tripped() {
+            return Err(crashed(name, "the process crashed earlier"));
+        }
+        let result = call.await;
+        let mut wire = self.lock();
+        wire.calls.push(name);
+        if wire.crash_after == Some(wire.calls.len()) {
+            wire.tripped = true;
+            return Err(crashed(name, "crashed right after this call"));
+        }
+        result
+    }
+}
+
+/// The error a crashed invocation ends with: transient, so the event is delivered again.
+fn crashed(call: &'static str, what: &str) -> AdapterError {
+    AdapterError::Aws {
+        service: "greenlight-chaos",
+        operation: call,
+        message: format!("injected crash: {what}"),
+        retryable: true,
+    }
+}
+
+/// `ports` with every AWS-facing adapter behind `wire`.
+pub fn crashing(ports: &Ports, wire: Arc<Tripwire>) -> Ports {
+    let wrapped = Arc::new(Crashing {
+        ports: ports.clone(),
+        wire,
+    });
+    Ports {
+        ledger: wrapped.clone(),
+        fleet: wrapped.clone(),
+        lb: wrapped.clone(),
+        store: wrapped.clone(),
+        orchestrator: wrapped.clone(),
+        alarms: wrapped,
+        ..ports.clone()
+    }
+}
+
+/// The real adapters of `ports`, each call going through `wire`.
+struct Crashing {
+    ports: Ports,
+    wire: Arc<Tripwire>,
+}
+
+#[async_trait]
+impl Ledger for Crashing {
+    async fn register_service(&self, config: &ServiceConfig, live: Option<Release>) -> AdapterResult<()> {
+        let inner = &self.ports.ledger;
+        self.wire
+            .call("ledger.register_service", inner.register_service(config, live))
+            .await
+    }
+    async fn services(&self) -> AdapterResult<Vec<String>> {
+        self.wire.call("ledger.services", self.ports.ledger.services()).await
+    }
+    async fn service_for_image(&self, image_name: &str) -> AdapterResult<Option<String>> {
+        let inner = &self.ports.ledger;
+        self.wire
+            .call("ledger.service_for_image", inner.service_for_image(image_name))
+            .await
+    }
+    async fn service_for_alarm(&self, alarm_name: &str) -> AdapterResult<Option<String>> {
+        let inner = &self.ports.ledger;
+        self.wire
+            .call("ledger.service_for_alarm", inner.service_for_alarm(alarm_name))
+            .await
+    }
+    async fn load(&self, service: &str, deploy_id: Option<&str>) -> AdapterResult<Option<State>> {
+        self.wire
+            .call("ledger.load", self.ports.ledger.load(service, deploy_id))
+            .await
+    }
+    async fn commit(&self, before: &State, after: &State) -> AdapterResult<State> {
+        self.wire
+            .call("ledger.commit", self.ports.ledger.commit(before, after))
+            .await
+    }
+    async fn history(&self, service: &str) -> AdapterResult<Vec<Deployment>> {
+        self.wire
+            .call("ledger.history", self.ports.ledger.history(service))
+            .await
+    }
+    async fn claim_revert(
+        &self,
+        key: RevertKey<'_>,
+        request: &RevertRequest,
+        received_at_ms: u64,
+    ) -> AdapterResult<Option<(String, RevertPlan)>> {
+        let inner = &self.ports.ledger;
+        self.wire
+            .call("ledger.claim_revert", inner.claim_revert(key, request, received_at_ms))
+            .await
+    }
+}
+
+#[async_trait]
+impl Fleet for Crashing {
+    async fn describe_image(&self, ami: &str) -> AdapterResult<Option<ImageFacts>> {
+        self.wire
+            .call("fleet.describe_image", self.ports.fleet.describe_image(ami))
+            .await
+    }
+    async fn image_builder_ami(&self, image_arn: &str) -> AdapterResult<Option<String>> {
+        let inner = &self.ports.fleet;
+        self.wire
+            .call("fleet.image_builder_ami", inner.image_builder_ami(image_arn))
+            .await
+    }
+    async fn launch(&self, request: &LaunchRequest) -> AdapterResult<Vec<String>> {
+        self.wire.call("fleet.launch", self.ports.fleet.launch(request)).await
+    }
+    async fn instances_of(&self, deploy_id: &str) -> AdapterResult<Vec<Instance>> {
+        self.wire
+            .call("fleet.instances_of", self.ports.fleet.instances_of(deploy_id))
+            .await
+    }
+    async fn describe(&self, instance_ids: &[String]) -> AdapterResult<Vec<Instance>> {
+        self.wire
+            .call("fleet.describe", self.ports.fleet.describe(instance_ids))
+            .await
+    }
+    async fn terminate(&self, service: &str, instance_ids: &[String]) -> AdapterResult<Vec<String>> {
+        self.wire
+            .call("fleet.terminate", self.ports.fleet.terminate(service, instance_ids))
+            .await
+    }
+}
+
+#[async_trait]
+impl LoadBalancer for Crashing {
+    async fn target_health(&self, target_group: &str) -> AdapterResult<Vec<TargetHealth>> {
+        self.wire
+            .call("lb.target_health", self.ports.lb.target_health(target_group))
+            .await
+    }
+    async fn register(&self, target_group: &str, instance_ids: &[String], port: u16) -> AdapterResult<()> {
+        self.wire
+            .call("lb.register", self.ports.lb.register(target_group, instance_ids, port))
+            .await
+    }
+    async fn deregister(&self, target_group: &str, instance_ids: &[String], port: u16) -> AdapterResult<()> {
+        self.wire
+            .call(
+                "lb.deregister",
+                self.ports.lb.deregister(target_group, instance_ids, port),
+            )
+            .await
+    }
+    async fn set_traffic(&self, switch: &Switch, weights: &[(String, u8)]) -> AdapterResult<()> {
+        self.wire
+            .call("lb.set_traffic", self.ports.lb.set_traffic(switch, weights))
+            .await
+    }
+    async fn traffic(&self, switch: &Switch) -> AdapterResult<Vec<(String, u8)>> {
+        self.wire.call("lb.traffic", self.ports.lb.traffic(switch)).await
+    }
+}
+
+#[async_trait]
+impl ArtifactStore for Crashing {
+    async fn get(&self, bucket: &str, key: &str) -> AdapterResult<Vec<u8>> {
+        self.wire.call("store.get", self.ports.store.get(bucket, key)).await
+    }
+    async fn put_report(&self, service: &str, deploy_id: &str, body: &[u8]) -> AdapterResult<String> {
+        self.wire
+            .call(
+                "store.put_report",
+                self.ports.store.put_report(service, deploy_id, body),
+            )
+            .await
+    }
+}
+
+#[async_trait]
+impl Orchestrator for Crashing {
+    async fn start(&self, deploy_id: &str, input: &serde_json::Value) -> AdapterResult<()> {
+        self.wire
+            .call("orchestrator.start", self.ports.orchestrator.start(deploy_id, input))
+            .await
+    }
+}
+
+#[async_trait]
+impl Alarms for Crashing {
+    async fn in_alarm(&self, names: &[String]) -> AdapterResult<Vec<String>> {
+        self.wire
+            .call("alarms.in_alarm", self.ports.alarms.in_alarm(names))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_armed_call_happens_then_everything_after_it_fails() {
+        let wire = Tripwire::crash_after(2);
+        let ok = || async { Ok::<u32, AdapterError>(7) };
+        assert_eq!(wire.call("a", ok()).await.unwrap(), 7);
+        assert!(wire.call("b", ok()).await.is_err(), "the second call is the crash");
+        assert!(wire.call("c", ok()).await.is_err(), "nothing runs after a crash");
+        assert_eq!(
+            wire.calls(),
+            vec!["a", "b"],
+            "the crashed call happened; the later one never ran"
+        );
+        assert!(wire.tripped());
+    }
+
+    #[tokio::test]
+    async fn a_counting_wire_never_trips() {
+        let wire = Tripwire::counting();
+        for _ in 0..5 {
+            wire.call("x", async { Ok::<(), AdapterError>(()) }).await.unwrap();
+        }
+        assert_eq!(wire.calls().len(), 5);
+        assert!(!wire.tripped());
+    }
+}

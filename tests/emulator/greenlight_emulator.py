@@ -27,7 +27,13 @@ Added on top of moto (each section below names the AWS documentation):
      `account`, and builds the JSON by string substitution).
   6. Thread safety: moto backends are plain dicts; all requests except SQS
      (which has its own locking and long polling) are serialised with one
-     lock that the background threads share.
+     lock that the background threads share. Every signed request is logged
+     per access key id as IAM's `service:Action` (GET /_greenlight/calls).
+  7. Fault injection per access key id (POST/GET/DELETE /_greenlight/faults):
+     seeded throttling errors in each protocol's wire shape, 500/503 before
+     or after moto applied the request, connection resets (TCP RST) before or
+     after, and added latency ("Error retries and exponential backoff in
+     AWS"). Section 7 below has the details.
 
 Contract with the Rust test harness:
   python greenlight_emulator.py --host 127.0.0.1 --port 0
@@ -48,9 +54,11 @@ import random
 import re
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -784,8 +792,8 @@ def _action(environ: dict[str, Any], service: str) -> str | None:
     return _query_action(environ)
 
 
-def record_call(environ: dict[str, Any]) -> tuple[str, str] | None:
-    """Records the call's access key and action; returns its (key, signing service)."""
+def record_call(environ: dict[str, Any]) -> tuple[str, str, str | None] | None:
+    """Records the call's access key and action; returns its (key, signing service, action)."""
     match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
     if not match:
         return None
@@ -797,7 +805,7 @@ def record_call(environ: dict[str, Any]) -> tuple[str, str] | None:
     if action:
         with CALLS_LOCK:
             CALLS.setdefault(key, set()).add(f"{_IAM_PREFIX.get(service, service)}:{action}")
-    return key, service
+    return key, service, action
 
 
 def calls_app(environ, start_response):
@@ -822,18 +830,342 @@ def _is_sqs_receive(environ: dict[str, Any]) -> bool:
 def locked_app(app):
     """Serialise requests on STATE_LOCK, except SQS ReceiveMessage (SQS queues
     have their own condition variable, which long polling waits on). Every signed call is
-    recorded in CALLS first."""
+    recorded in CALLS first, then meets the fate the fault injector draws for its key."""
 
-    def wsgi(environ, start_response):
-        if environ.get("PATH_INFO") == CALLS_PATH:
-            return calls_app(environ, start_response)
-        signed = record_call(environ)
-        if signed and signed[1] == "sqs" and _is_sqs_receive(environ):
+    def call(environ, start_response):
+        if environ.get("greenlight.unlocked"):
             return app(environ, start_response)
         with STATE_LOCK:
             return app(environ, start_response)
 
+    def wsgi(environ, start_response):
+        path = environ.get("PATH_INFO")
+        if path == CALLS_PATH:
+            return calls_app(environ, start_response)
+        if path == FAULTS_PATH:
+            return faults_app(environ, start_response)
+        signed = record_call(environ)
+        if signed and signed[1] == "sqs" and _is_sqs_receive(environ):
+            environ["greenlight.unlocked"] = True
+        fault = draw_fault(*signed) if signed else None
+        if fault is not None:
+            return with_fault(fault, signed[1], environ, start_response, call)
+        return call(environ, start_response)
+
     return wsgi
+
+
+# ---------------------------------------------------------------------------
+# 7. Fault injection (per access key id)
+#
+# AWS APIs throttle, fail with 5xx, drop connections and slow down; the SDKs retry those
+# ("Error retries and exponential backoff in AWS", "Retry behavior" in the SDK reference).
+# A test gives its handlers their own access key id and asks for faults on that key only
+# (fixture setup and assertions sign with another key and see none):
+#
+#   POST   /_greenlight/faults  {"access_key": "AKID…", "rate": 0.15, "seed": 7,
+#                                "latency_ms": [0, 40], "kinds": [...], "services": [...]}
+#   GET    /_greenlight/faults[?access_key=AKID…]   what was injected (per kind, per action)
+#   DELETE /_greenlight/faults[?access_key=AKID…]   stop (the counts stay readable)
+#
+# Each request signed with the key (and of one of `services`, IAM prefixes, if given) gets
+# a delay drawn from `latency_ms`, and with probability `rate` one fault of `kinds`, all
+# drawn from a PRNG seeded with `seed` (a fixed number of draws per request, so the n-th
+# request of a key always meets the same fate). The kinds:
+#   throttle      the service's throttling error in its protocol's wire shape, before moto;
+#   error-before  HTTP 500 or 503 (InternalError / ServiceUnavailable), before moto;
+#   error-after   moto applies the request, then the client gets a 500 or 503 instead of
+#                 the answer (a write happened, its response was lost);
+#   reset-before  the connection is reset (TCP RST, no response) before moto;
+#   reset-after   moto applies the request, then the connection is reset.
+# ---------------------------------------------------------------------------
+
+FAULTS_PATH = "/_greenlight/faults"
+FAULT_KINDS = ("throttle", "error-before", "error-after", "reset-before", "reset-after")
+RESET_MARK = "greenlight.reset"  # environ key: GreenlightRequestHandler resets the connection
+
+# (status, code, message) per protocol. EC2's query dialect, awsQuery (ELBv2, CloudWatch),
+# awsJson (DynamoDB, Step Functions, EventBridge, SQS), restXml (S3).
+_THROTTLE = {
+    "ec2": (503, "RequestLimitExceeded", "Request limit exceeded."),
+    "query": (400, "Throttling", "Rate exceeded"),
+    "json": (400, "ThrottlingException", "Rate exceeded"),
+    "rest-xml": (503, "SlowDown", "Please reduce your request rate."),
+}
+_SERVER_ERROR = {
+    500: {
+        "ec2": "InternalError",
+        "query": "InternalFailure",
+        "json": "InternalFailure",
+        "rest-xml": "InternalError",
+    },
+    503: {
+        "ec2": "Unavailable",
+        "query": "ServiceUnavailable",
+        "json": "ServiceUnavailable",
+        "rest-xml": "ServiceUnavailable",
+    },
+}
+_SERVER_MESSAGE = {
+    500: "We encountered an internal error. Please try again.",
+    503: "The service is unavailable. Please try again shortly.",
+}
+# DynamoDB's JSON errors carry its namespace; its 500 is InternalServerError.
+_JSON_NAMESPACE = {"dynamodb": "com.amazonaws.dynamodb.v20120810#"}
+_JSON_CODE = {("dynamodb", "InternalFailure"): "InternalServerError"}
+_QUERY_XMLNS = {
+    "elasticloadbalancing": "https://elasticloadbalancing.amazonaws.com/doc/2015-12-01/",
+    "monitoring": "http://monitoring.amazonaws.com/doc/2010-08-01/",
+}
+
+
+@dataclass
+class FaultPlan:
+    access_key: str
+    rate: float
+    seed: int
+    latency_ms: tuple[float, float] = (0.0, 0.0)
+    kinds: tuple[str, ...] = FAULT_KINDS
+    services: frozenset[str] | None = None  # IAM prefixes (ec2, dynamodb, ...); None = all
+    active: bool = True
+    rng: random.Random = field(default_factory=random.Random)
+    requests: int = 0
+    latency_ms_total: float = 0.0
+    injected: dict[str, int] = field(default_factory=dict)
+    by_action: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @staticmethod
+    def parse(doc: Any) -> "FaultPlan":
+        if not isinstance(doc, dict):
+            raise ValueError("expected a JSON object")
+        key = doc.get("access_key")
+        if not isinstance(key, str) or not key:
+            raise ValueError("access_key: a non-empty string is required")
+        rate = doc.get("rate", 0.0)
+        if not isinstance(rate, (int, float)) or not 0.0 <= rate <= 1.0:
+            raise ValueError("rate: a number in [0, 1] is required")
+        seed = doc.get("seed", 0)
+        if not isinstance(seed, int):
+            raise ValueError("seed: an integer is required")
+        latency = doc.get("latency_ms", [0, 0])
+        if (not isinstance(latency, list) or len(latency) != 2
+                or not all(isinstance(v, (int, float)) and v >= 0 for v in latency) or latency[0] > latency[1]):
+            raise ValueError("latency_ms: [low, high] with 0 <= low <= high is required")
+        kinds = doc.get("kinds", list(FAULT_KINDS))
+        if not isinstance(kinds, list) or not kinds or any(k not in FAULT_KINDS for k in kinds):
+            raise ValueError(f"kinds: a non-empty list of {list(FAULT_KINDS)} is required")
+        services = doc.get("services")
+        if services is not None and (not isinstance(services, list)
+                                     or not all(isinstance(s, str) for s in services)):
+            raise ValueError("services: a list of IAM service prefixes (ec2, dynamodb, ...) or null")
+        return FaultPlan(
+            access_key=key, rate=float(rate), seed=seed,
+            latency_ms=(float(latency[0]), float(latency[1])), kinds=tuple(kinds),
+            services=frozenset(services) if services is not None else None,
+            rng=random.Random(seed),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "access_key": self.access_key, "active": self.active, "rate": self.rate, "seed": self.seed,
+            "latency_ms": list(self.latency_ms), "kinds": list(self.kinds),
+            "services": sorted(self.services) if self.services is not None else None,
+            "requests": self.requests, "latency_ms_total": round(self.latency_ms_total, 1),
+            "injected": dict(sorted(self.injected.items())), "total": sum(self.injected.values()),
+            "by_action": {a: dict(sorted(k.items())) for a, k in sorted(self.by_action.items())},
+        }
+
+
+@dataclass
+class Fault:
+    latency_s: float
+    kind: str | None
+    status: int  # for error-before / error-after
+
+
+FAULTS: dict[str, FaultPlan] = {}
+FAULTS_LOCK = threading.Lock()
+
+
+def draw_fault(key: str, service: str, action: str | None) -> Fault | None:
+    """The fate of one request signed with `key` (None: no plan for it)."""
+    iam_action = f"{_IAM_PREFIX.get(service, service)}:{action or 'Unknown'}"
+    with FAULTS_LOCK:
+        plan = FAULTS.get(key)
+        if plan is None or not plan.active:
+            return None
+        if plan.services is not None and _IAM_PREFIX.get(service, service) not in plan.services:
+            return None
+        rng = plan.rng
+        # Always four draws, whatever the outcome: the n-th request's fate depends only on n.
+        latency_ms = rng.uniform(*plan.latency_ms)
+        hit = rng.random() < plan.rate
+        kind = plan.kinds[min(int(rng.random() * len(plan.kinds)), len(plan.kinds) - 1)]
+        status = 503 if rng.random() < 0.5 else 500
+        plan.requests += 1
+        plan.latency_ms_total += latency_ms
+        if not hit:
+            return Fault(latency_ms / 1000.0, None, status)
+        plan.injected[kind] = plan.injected.get(kind, 0) + 1
+        per_action = plan.by_action.setdefault(iam_action, {})
+        per_action[kind] = per_action.get(kind, 0) + 1
+    log.info("fault: %s for %s (%s)", kind, iam_action, key)
+    return Fault(latency_ms / 1000.0, kind, status)
+
+
+def _protocol(service: str, environ: dict[str, Any]) -> str:
+    if environ.get("HTTP_X_AMZ_TARGET"):
+        return "json"
+    if service == "s3":
+        return "rest-xml"
+    if service == "ec2":
+        return "ec2"
+    return "query"
+
+
+def _xml_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def fault_response(service: str, environ: dict[str, Any], kind: str, status: int) -> tuple[int, list, bytes]:
+    """(status, headers, body) of a throttling or server error, as `service` sends it."""
+    protocol = _protocol(service, environ)
+    if kind == "throttle":
+        status, code, message = _THROTTLE[protocol]
+    else:
+        code, message = _SERVER_ERROR[status][protocol], _SERVER_MESSAGE[status]
+    request_id = str(uuid.uuid4())
+    if protocol == "json":
+        code = _JSON_CODE.get((service, code), code)
+        content_type = environ.get("CONTENT_TYPE") or ""
+        if not content_type.startswith("application/x-amz-json"):
+            content_type = "application/x-amz-json-1.0"
+        body = json.dumps({"__type": _JSON_NAMESPACE.get(service, "") + code, "message": message}).encode()
+        headers = [("Content-Type", content_type), ("x-amzn-RequestId", request_id)]
+        if service == "sqs":  # awsQueryCompatible: the query-protocol code and fault
+            headers.append(("x-amzn-query-error", f"{code};{'Sender' if status < 500 else 'Receiver'}"))
+    elif protocol == "ec2":
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                f"<Response><Errors><Error><Code>{code}</Code><Message>{_xml_escape(message)}</Message>"
+                f"</Error></Errors><RequestID>{request_id}</RequestID></Response>").encode()
+        headers = [("Content-Type", "text/xml;charset=UTF-8")]
+    elif protocol == "rest-xml":
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+                f"<Error><Code>{code}</Code><Message>{_xml_escape(message)}</Message>"
+                f"<RequestId>{request_id[:16]}</RequestId><HostId>greenlight-fault</HostId></Error>").encode()
+        headers = [("Content-Type", "application/xml"), ("x-amz-request-id", request_id[:16]),
+                   ("x-amz-id-2", "greenlight-fault")]
+    else:
+        xmlns = _QUERY_XMLNS.get(service)
+        opening = f'<ErrorResponse xmlns="{xmlns}">' if xmlns else "<ErrorResponse>"
+        fault_type = "Sender" if status < 500 else "Receiver"
+        body = (f"{opening}<Error><Type>{fault_type}</Type><Code>{code}</Code>"
+                f"<Message>{_xml_escape(message)}</Message></Error>"
+                f"<RequestId>{request_id}</RequestId></ErrorResponse>").encode()
+        headers = [("Content-Type", "text/xml"), ("x-amzn-RequestId", request_id)]
+    if environ.get("REQUEST_METHOD") == "HEAD":
+        body = b""  # HEAD answers carry no body (S3's HeadObject/HeadBucket errors neither)
+    headers.append(("Content-Length", str(len(body))))
+    return status, headers, body
+
+
+_REASONS = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def _send_fault(service, environ, start_response, kind, status):
+    status, headers, body = fault_response(service, environ, kind, status)
+    start_response(f"{status} {_REASONS.get(status, 'Error')}", headers)
+    return [body]
+
+
+def _reset(environ: dict[str, Any]):
+    """No response: GreenlightRequestHandler resets the connection (TCP RST)."""
+    environ[RESET_MARK] = True
+    raise ConnectionResetError("greenlight fault: connection reset")
+
+
+def _apply_and_lose(call, environ: dict[str, Any]) -> None:
+    """Lets moto apply the request and throws its answer away."""
+
+    def discard(status, headers, exc_info=None):
+        return lambda data: None
+
+    body = call(environ, discard)
+    try:
+        for _ in body:
+            pass
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
+
+
+def with_fault(fault: Fault, service: str, environ, start_response, call):
+    """Serves a request whose fate was drawn: delayed, and maybe never reaching moto, or
+    reaching it and losing its answer."""
+    if fault.latency_s > 0:
+        time.sleep(fault.latency_s)
+    if fault.kind is None:
+        return call(environ, start_response)
+    if fault.kind in ("error-after", "reset-after"):
+        _apply_and_lose(call, environ)
+    if fault.kind in ("reset-before", "reset-after"):
+        return _reset(environ)
+    return _send_fault(service, environ, start_response, fault.kind, fault.status)
+
+
+def _json_response(start_response, status: str, doc: Any):
+    body = json.dumps(doc).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def faults_app(environ, start_response):
+    """`POST` a plan, `GET` the counts, `DELETE` to stop (see section 7)."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    query = dict(p.split("=", 1) for p in environ.get("QUERY_STRING", "").split("&") if "=" in p)
+    key = query.get("access_key")
+    if method == "POST":
+        try:
+            plan = FaultPlan.parse(json.loads(_peek_body(environ) or b"null"))
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            return _json_response(start_response, "400 Bad Request", {"error": str(exc)})
+        with FAULTS_LOCK:
+            FAULTS[plan.access_key] = plan
+            doc = plan.to_json()
+        log.info("faults for %s: rate %s, seed %s, latency %s ms, kinds %s, services %s", plan.access_key,
+                 plan.rate, plan.seed, list(plan.latency_ms), list(plan.kinds), doc["services"])
+        return _json_response(start_response, "200 OK", doc)
+    if method not in ("GET", "DELETE"):
+        return _json_response(start_response, "405 Method Not Allowed", {"error": "GET, POST or DELETE"})
+    with FAULTS_LOCK:
+        plans = [p for k, p in FAULTS.items() if key is None or k == key]
+        if method == "DELETE":
+            for plan in plans:
+                plan.active = False
+        doc = {p.access_key: p.to_json() for p in plans}
+    if key is not None:
+        if not plans:
+            return _json_response(start_response, "404 Not Found", {"error": f"no faults for {key}"})
+        return _json_response(start_response, "200 OK", doc[key])
+    return _json_response(start_response, "200 OK", doc)
+
+
+class GreenlightRequestHandler(MotoRequestHandler):
+    """moto's request handler, plus the connection reset the fault injector asks for: no
+    response, SO_LINGER 0 and close, so the client sees ECONNRESET as from a dropped
+    connection (the socket's read file is closed first, or close() would not close it)."""
+
+    def run_wsgi(self) -> None:
+        super().run_wsgi()
+        if getattr(self, "environ", {}).get(RESET_MARK):
+            self.close_connection = True
+            try:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.rfile.close()
+                self.connection.close()
+            except OSError:
+                pass
 
 
 # ---------------------------------------------------------------------------
@@ -898,7 +1230,7 @@ def main(argv: list[str] | None = None) -> None:
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(
         args.host, args.port, locked_app(app), threaded=True,
-        request_handler=MotoRequestHandler,
+        request_handler=GreenlightRequestHandler,
     )
     threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
     Ticker().start()

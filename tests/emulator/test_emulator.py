@@ -652,5 +652,209 @@ class OtherServicesTest(EmulatorTestCase):
             self.assertEqual(list(pool.map(one_deployment, range(8))), ["ok"] * 8)
 
 
+# --- fault injection -------------------------------------------------------------------------
+
+
+def faults_request(method: str, query: str = "", doc=None) -> tuple[int, dict]:
+    data = json.dumps(doc).encode() if doc is not None else None
+    request = urllib.request.Request(f"{EMULATOR_URL}/_greenlight/faults{query}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as err:
+        return err.code, json.load(err)
+
+
+def raw_call(key: str, service: str, body: bytes, target: str | None = None,
+             content_type: str = "application/x-www-form-urlencoded") -> tuple[int, dict, bytes]:
+    """One request with a SigV4-shaped Authorization header for `key` (moto does not check
+    signatures): (status, headers, body), or raises ConnectionResetError."""
+    import http.client as client
+
+    host, port = EMULATOR_URL.removeprefix("http://").split(":")
+    headers = {
+        "Authorization": f"AWS4-HMAC-SHA256 Credential={key}/20260101/us-east-1/{service}/aws4_request, "
+                         "SignedHeaders=host, Signature=0",
+        "Content-Type": content_type,
+    }
+    if target:
+        headers["X-Amz-Target"] = target
+    conn = client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        conn.request("POST", "/", body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+class FaultInjectionTest(EmulatorTestCase):
+    """`/_greenlight/faults`: seeded faults for one access key id, in each protocol's shape."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.key = f"AKIDFAULT{self.suffix.upper()}"
+
+    def tearDown(self) -> None:
+        faults_request("DELETE", f"?access_key={self.key}")
+
+    def plan(self, **plan) -> dict:
+        status, doc = faults_request("POST", "", {"access_key": self.key, "seed": 7, **plan})
+        self.assertEqual(status, 200, doc)
+        return doc
+
+    def counts(self) -> dict:
+        status, doc = faults_request("GET", f"?access_key={self.key}")
+        self.assertEqual(status, 200, doc)
+        return doc
+
+    def faulty(self, service: str):
+        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1",
+                            aws_access_key_id=self.key, aws_secret_access_key="test",
+                            config=Config(retries={"total_max_attempts": 1}))
+
+    def test_throttling_in_each_protocols_wire_shape(self):
+        """EC2 query (503 RequestLimitExceeded), awsQuery (400 Throttling, Sender), DynamoDB
+        JSON 1.0 (400 ThrottlingException with its namespace), S3 (503 SlowDown), and the
+        other JSON services; parsed as such by a real SDK."""
+        self.plan(rate=1.0, kinds=["throttle"])
+        status, _, body = raw_call(self.key, "ec2", b"Action=DescribeInstances&Version=2016-11-15")
+        self.assertEqual(status, 503)
+        self.assertRegex(body.decode(), r"^<\?xml[^>]*>\s*<Response><Errors><Error><Code>RequestLimitExceeded</Code>"
+                                        r"<Message>[^<]+</Message></Error></Errors><RequestID>[^<]+</RequestID>"
+                                        r"</Response>$")
+        for service, action in (("elasticloadbalancing", "DescribeTargetGroups"), ("monitoring", "DescribeAlarms")):
+            status, _, body = raw_call(self.key, service, f"Action={action}&Version=2015-12-01".encode())
+            self.assertEqual(status, 400)
+            self.assertRegex(body.decode(), r"^<ErrorResponse( xmlns=\"[^\"]+\")?><Error><Type>Sender</Type>"
+                                            r"<Code>Throttling</Code><Message>[^<]+</Message></Error>"
+                                            r"<RequestId>[^<]+</RequestId></ErrorResponse>$")
+        status, headers, body = raw_call(self.key, "dynamodb", b"{}", "DynamoDB_20120810.ListTables",
+                                         "application/x-amz-json-1.0")
+        self.assertEqual((status, headers["content-type"]), (400, "application/x-amz-json-1.0"))
+        self.assertEqual(json.loads(body)["__type"], "com.amazonaws.dynamodb.v20120810#ThrottlingException")
+        self.assertIn("message", json.loads(body))
+
+        expected = {
+            "ec2": (503, "RequestLimitExceeded", lambda c: c.describe_instances()),
+            "elbv2": (400, "Throttling", lambda c: c.describe_target_groups()),
+            "dynamodb": (400, "ThrottlingException", lambda c: c.list_tables()),
+            "s3": (503, "SlowDown", lambda c: c.list_objects_v2(Bucket="any")),
+            "stepfunctions": (400, "ThrottlingException", lambda c: c.list_state_machines()),
+            "events": (400, "ThrottlingException", lambda c: c.list_rules()),
+            "cloudwatch": (None, None, lambda c: c.describe_alarms()),
+            "sqs": (400, "ThrottlingException", lambda c: c.list_queues()),
+        }
+        for service, (status, code, call) in expected.items():
+            with self.subTest(service=service), self.assertRaises(ClientError) as caught:
+                call(self.faulty(service))
+            error = caught.exception.response
+            if status is not None:
+                self.assertEqual((error["ResponseMetadata"]["HTTPStatusCode"], error["Error"]["Code"]),
+                                 (status, code))
+            else:  # whichever protocol this botocore speaks to CloudWatch
+                self.assertIn(error["Error"]["Code"], ("Throttling", "ThrottlingException"))
+        self.assertEqual(self.counts()["injected"], {"throttle": 3 + 1 + len(expected)})
+
+    def test_server_errors_before_and_after_the_request_is_applied(self):
+        """error-before: 500/503 and nothing happened; error-after: the write happened and
+        its answer was lost (a 500/503 instead)."""
+        s3 = self.client("s3")
+        bucket = f"faults-{self.suffix}"
+        s3.create_bucket(Bucket=bucket)
+        for kind in ("error-before", "error-after"):
+            self.plan(rate=1.0, kinds=[kind])
+            for service, call in (("s3", lambda c: c.put_object(Bucket=bucket, Key=kind, Body=b"x")),
+                                  ("ec2", lambda c: c.describe_instances()),
+                                  ("elbv2", lambda c: c.describe_target_groups()),
+                                  ("dynamodb", lambda c: c.list_tables())):
+                with self.subTest(kind=kind, service=service), self.assertRaises(ClientError) as caught:
+                    call(self.faulty(service))
+                error = caught.exception.response
+                self.assertIn(error["ResponseMetadata"]["HTTPStatusCode"], (500, 503))
+                self.assertIn(error["Error"]["Code"], ("InternalError", "InternalFailure", "InternalServerError",
+                                                       "Unavailable", "ServiceUnavailable"))
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        self.assertEqual(keys, ["error-after"], "only the after-kind reached moto")
+        self.assertEqual(self.counts()["injected"], {"error-after": 4})
+
+    def test_connection_resets_before_and_after_the_request_is_applied(self):
+        """The connection is reset with no response (the client reads ECONNRESET); the
+        after-kind applies the request first."""
+        s3 = self.client("s3")
+        bucket = f"resets-{self.suffix}"
+        s3.create_bucket(Bucket=bucket)
+        from botocore.exceptions import ConnectionClosedError
+        for kind in ("reset-before", "reset-after"):
+            self.plan(rate=1.0, kinds=[kind])
+            with self.assertRaises(ConnectionResetError):
+                raw_call(self.key, "ec2", b"Action=DescribeInstances&Version=2016-11-15")
+            with self.assertRaises(ConnectionClosedError):
+                self.faulty("s3").put_object(Bucket=bucket, Key=kind, Body=b"x")
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+        self.assertEqual(keys, ["reset-after"])
+        self.assertEqual(self.counts()["by_action"],
+                         {"ec2:DescribeInstances": {"reset-after": 1}, "s3:PutObject": {"reset-after": 1}})
+
+    def test_rate_zero_injects_nothing_and_latency_is_added(self):
+        self.plan(rate=0.0, latency_ms=[60, 60])
+        ec2 = self.faulty("ec2")
+        started = time.monotonic()
+        for _ in range(10):
+            ec2.describe_instances()
+        self.assertGreaterEqual(time.monotonic() - started, 0.6)
+        counts = self.counts()
+        self.assertEqual((counts["requests"], counts["total"], counts["injected"]), (10, 0, {}))
+        self.assertEqual(counts["latency_ms_total"], 600.0)
+
+    def outcomes(self, n: int) -> list[str]:
+        ec2 = self.faulty("ec2")
+        seen = []
+        for _ in range(n):
+            try:
+                ec2.describe_instances()
+                seen.append("ok")
+            except ClientError as err:
+                seen.append(err.response["Error"]["Code"])
+            except Exception as err:  # a reset
+                seen.append(type(err).__name__)
+        return seen
+
+    def test_same_seed_same_sequence(self):
+        self.plan(rate=0.5, seed=7)
+        first = self.outcomes(30)
+        self.plan(rate=0.5, seed=7)
+        self.assertEqual(self.outcomes(30), first)
+        self.assertGreater(first.count("ok"), 0)
+        self.assertGreater(len(set(first)), 2, f"several kinds in {first}")
+        self.plan(rate=0.5, seed=8)
+        self.assertNotEqual(self.outcomes(30), first)
+        self.assertEqual(self.counts()["requests"], 30)
+
+    def test_faults_only_for_the_configured_key_and_services_and_delete_stops(self):
+        self.plan(rate=1.0, kinds=["throttle"], services=["ec2"])
+        self.client("ec2").describe_instances()  # another key: untouched
+        self.faulty("dynamodb").list_tables()  # not a faulty service
+        with self.assertRaises(ClientError):
+            self.faulty("ec2").describe_instances()
+        status, doc = faults_request("DELETE", f"?access_key={self.key}")
+        self.assertEqual((status, doc["active"], doc["total"]), (200, False, 1))
+        self.faulty("ec2").describe_instances()  # stopped
+        counts = self.counts()
+        self.assertEqual((counts["requests"], counts["by_action"]), (1, {"ec2:DescribeInstances": {"throttle": 1}}))
+        status, everything = faults_request("GET")
+        self.assertEqual(status, 200)
+        self.assertNotIn("test", everything)
+
+    def test_bad_plans_are_refused(self):
+        for plan in ({"rate": 0.1}, {"access_key": "k", "rate": 2}, {"access_key": "k", "latency_ms": [5, 1]},
+                     {"access_key": "k", "kinds": ["meteor"]}):
+            status, doc = faults_request("POST", "", plan)
+            self.assertEqual(status, 400, plan)
+            self.assertIn("error", doc)
+        self.assertEqual(faults_request("GET", "?access_key=never-configured")[0], 404)
+
+
 if __name__ == "__main__":
     unittest.main()

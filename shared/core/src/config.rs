@@ -181,7 +181,8 @@ pub struct ConfigError(pub Vec<String>);
 impl ServiceConfig {
     /// Parses and validates a registration document (JSON).
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        let config: ServiceConfig = serde_json::from_str(text).map_err(|e| ConfigError(vec![e.to_string()]))?;
+        let config: ServiceConfig =
+            serde_json::from_str(text).map_err(|e| ConfigError(vec![ids::sanitize(&e.to_string())]))?;
         config.validate()?;
         Ok(config)
     }
@@ -202,7 +203,7 @@ impl ServiceConfig {
         }
         for tg in &self.target_groups {
             if !tg.starts_with("arn:") {
-                problems.push(format!("target_groups: {tg:?} is not a target group ARN"));
+                problems.push(format!("target_groups: {} is not a target group ARN", ids::quote(tg)));
             }
         }
         if self.target_groups[0] == self.target_groups[1] {
@@ -227,7 +228,8 @@ impl ServiceConfig {
             problems.push("health.max_polls must be between 1 and 1000".into());
         }
         let smoke = &self.health.smoke;
-        if !smoke.path.starts_with('/') || smoke.path.contains("..") || smoke.path.contains(char::is_whitespace) {
+        let odd = |c: char| c.is_whitespace() || c.is_control();
+        if !smoke.path.starts_with('/') || smoke.path.contains("..") || smoke.path.contains(odd) {
             problems.push("health.smoke.path must be an absolute URL path like /healthz".into());
         }
         if !(100..=599).contains(&smoke.expect_status) {
@@ -257,7 +259,8 @@ impl ServiceConfig {
             let printable = alarm.chars().all(|c| !c.is_control());
             if alarm.is_empty() || alarm.len() > 255 || !printable || alarm.starts_with("arn:") {
                 problems.push(format!(
-                    "alarms: {alarm:?} must be a CloudWatch alarm name (1-255 printable characters, not an ARN)"
+                    "alarms: {} must be a CloudWatch alarm name (1-255 printable characters, not an ARN)",
+                    ids::quote(alarm)
                 ));
             }
         }
@@ -365,6 +368,44 @@ pub(crate) mod tests {
         value["bake_window"] = 5.into();
         let err = ServiceConfig::from_json(&value.to_string()).unwrap_err();
         assert!(err.to_string().contains("bake_window"), "{err}");
+    }
+
+    #[test]
+    fn smoke_path_must_be_a_plain_absolute_path() {
+        for bad in [
+            "smoke",
+            "",
+            "/smoke\u{1}",
+            "/smoke\u{0}",
+            "/smoke\r\nHost: 169.254.169.254",
+            "/smoke path",
+            "/../admin",
+            "/smoke/..",
+            "http://169.254.169.254/",
+        ] {
+            let mut config = sample();
+            config.health.smoke.path = bad.into();
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains("health.smoke.path"), "{bad:?}: {err}");
+        }
+        for good in ["/smoke", "/health?full=1", "/"] {
+            let mut config = sample();
+            config.health.smoke.path = good.into();
+            assert!(config.validate().is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn rejections_quote_hostile_values_escaped_and_short() {
+        let mut value = serde_json::to_value(sample()).unwrap();
+        value["\u{1b}[2J"] = 5.into();
+        let err = ServiceConfig::from_json(&value.to_string()).unwrap_err().to_string();
+        assert!(err.contains("\\u{1b}[2J") && !err.contains('\u{1b}'), "{err}");
+        let mut config = sample();
+        config.target_groups[1] = "x".repeat(100_000);
+        config.alarms = vec![format!("\u{7}{}", "y".repeat(100_000))];
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.len() < 1000 && !err.contains('\u{7}'), "{err}");
     }
 
     #[test]

@@ -19,6 +19,40 @@ pub enum IdError {
     DeployId(String),
 }
 
+/// At most 64 characters of `text` (then `…`): how a rejection repeats what it rejected,
+/// so a hostile input never comes back whole in an error message or a log line.
+pub fn shorten(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        None => text.to_string(),
+        Some((at, _)) => format!("{}…", &text[..at]),
+    }
+}
+
+/// `text` quoted for a message: [`shorten`]ed and escaped (`{:?}`: no raw control characters).
+pub fn quote(text: &str) -> String {
+    format!("{:?}", shorten(text))
+}
+
+/// A message from a library that may repeat its input raw (serde's "unknown field"), made
+/// safe to show and log: control characters escaped, at most 300 characters.
+pub fn sanitize(message: &str) -> String {
+    let (mut out, mut count) = (String::new(), 0);
+    for c in message.chars() {
+        let piece: String = if c.is_control() {
+            c.escape_default().collect()
+        } else {
+            c.into()
+        };
+        count += piece.chars().count();
+        if count > 300 {
+            out.push('…');
+            break;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
 /// Validates a service name (it becomes part of ledger keys, tags and object keys).
 pub fn check_service(name: &str) -> Result<(), IdError> {
     let ok = (1..=48).contains(&name.len())
@@ -29,7 +63,7 @@ pub fn check_service(name: &str) -> Result<(), IdError> {
     if ok {
         Ok(())
     } else {
-        Err(IdError::Service(name.to_string()))
+        Err(IdError::Service(shorten(name)))
     }
 }
 
@@ -41,7 +75,7 @@ pub fn check_ami(ami: &str) -> Result<(), IdError> {
     if ok {
         Ok(())
     } else {
-        Err(IdError::Ami(ami.to_string()))
+        Err(IdError::Ami(shorten(ami)))
     }
 }
 
@@ -82,7 +116,7 @@ impl DeployId {
         if ok {
             Ok(DeployId(text.to_string()))
         } else {
-            Err(IdError::DeployId(text.to_string()))
+            Err(IdError::DeployId(shorten(text)))
         }
     }
 
@@ -146,5 +180,100 @@ mod tests {
             assert!(check_ami(bad).is_err(), "{bad:?}");
         }
         assert!(DeployId::parse("d-123").is_err());
+    }
+
+    #[test]
+    fn rejects_hostile_service_names() {
+        let long = "a".repeat(49);
+        let table = [
+            "",
+            " ",
+            "a/b",
+            "a\\b",
+            "..",
+            "../etc",
+            "a..b",
+            "a.b",
+            "a%2Fb",
+            "checkout ",
+            " checkout",
+            "check out",
+            "check\tout",
+            "checkout\n",
+            "checkout\0",
+            "Checkout",
+            "CHECKOUT",
+            "ch\u{0435}ckout",  // Cyrillic e
+            "\u{ff43}heckout",  // fullwidth c
+            "checkout\u{200b}", // zero-width space
+            "checke\u{301}",    // combining accent
+            "-checkout",
+            "1checkout",
+            "_checkout",
+            &long,
+        ];
+        for bad in table {
+            assert!(check_service(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a", "checkout-api", "a1-b2", &"a".repeat(48)] {
+            assert!(check_service(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_hostile_ami_ids() {
+        let table = [
+            "",
+            "ami-",
+            "ami-1234567",
+            "ami-123456789",
+            "ami-0123456789abcdef",
+            "ami-0123456789abcdef01",
+            "AMI-12345678",
+            "Ami-12345678",
+            "ami-ABCDEF12",
+            "ami-ghijklmn",
+            "ami_12345678",
+            "ami12345678",
+            " ami-12345678",
+            "ami-12345678 ",
+            "ami-12345678\n",
+            "ami-\u{ff11}\u{ff12}\u{ff13}\u{ff14}\u{ff15}\u{ff16}\u{ff17}\u{ff18}", // fullwidth digits
+            "ami-1234567\u{0661}",                                                  // Arabic-Indic one
+            "ami-../../x",
+            "ami-1234%2F8",
+            "i-12345678",
+            "snap-12345678",
+            "arn:aws:ec2:us-east-1::image/ami-12345678",
+        ];
+        for bad in table {
+            assert!(check_ami(bad).is_err(), "{bad:?}");
+        }
+        for bad in [
+            "d-3B9F2C41A7E05D6C8E12",
+            "d-3b9f2c41a7e05d6c8e1",
+            "d-3b9f2c41a7e05d6c8e12a",
+            " d-3b9f2c41a7e05d6c8e12",
+            "d-3b9f2c41a7e05d6c8e1g",
+            "d-../3b9f2c41a7e05d6c8e",
+        ] {
+            assert!(DeployId::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(DeployId::parse("d-3b9f2c41a7e05d6c8e12").is_ok());
+    }
+
+    #[test]
+    fn rejections_quote_hostile_input_short_and_escaped() {
+        let huge = "a".repeat(100_000);
+        let err = check_service(&huge).unwrap_err().to_string();
+        assert!(err.len() < 300 && err.contains('…'), "{err}");
+        let err = check_ami("ami-\u{1b}[2J\u{7}").unwrap_err().to_string();
+        assert!(!err.contains(char::is_control) && err.contains("\\u{1b}"), "{err}");
+        assert_eq!(quote("ok"), "\"ok\"");
+        let clean = sanitize(&format!("unknown field `\u{1b}[31m{}`", "x".repeat(1000)));
+        assert!(
+            !clean.contains(char::is_control) && clean.chars().count() <= 301,
+            "{clean}"
+        );
     }
 }

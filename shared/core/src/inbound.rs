@@ -6,7 +6,7 @@
 //! Every field that reaches AWS is validated here; a rejected event changes nothing.
 
 use crate::decide::{ImageRequest, RevertRequest};
-use crate::ids::{check_ami, check_service};
+use crate::ids::{check_ami, check_service, quote, sanitize};
 use crate::version::Version;
 use serde::Deserialize;
 use serde_json::Value;
@@ -213,7 +213,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
     match (source, detail_type) {
         (SOURCE, IMAGE_PUBLISHED) => {
             let d: ImagePublishedDetail = serde_json::from_value(detail.clone())
-                .map_err(|e| InboundError::Malformed(format!("ImagePublished detail: {e}")))?;
+                .map_err(|e| InboundError::Malformed(format!("ImagePublished detail: {}", sanitize(&e.to_string()))))?;
             check_service(&d.service).map_err(|e| InboundError::Invalid(e.to_string()))?;
             check_ami(&d.ami).map_err(|e| InboundError::Invalid(e.to_string()))?;
             Version::parse(&d.version).map_err(|e| InboundError::Invalid(e.to_string()))?;
@@ -238,8 +238,9 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
             }))
         }
         (SOURCE, ROLLBACK_REQUESTED) => {
-            let d: RollbackDetail = serde_json::from_value(detail.clone())
-                .map_err(|e| InboundError::Malformed(format!("RollbackRequested detail: {e}")))?;
+            let d: RollbackDetail = serde_json::from_value(detail.clone()).map_err(|e| {
+                InboundError::Malformed(format!("RollbackRequested detail: {}", sanitize(&e.to_string())))
+            })?;
             check_service(&d.service).map_err(|e| InboundError::Invalid(e.to_string()))?;
             if let Some(v) = &d.to_version {
                 Version::parse(v).map_err(|e| InboundError::Invalid(format!("to_version: {e}")))?;
@@ -258,7 +259,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
         }
         (SOURCE, detail_type @ (ABORT_REQUESTED | PROMOTE_REQUESTED)) => {
             let d: SteerDetail = serde_json::from_value(detail.clone())
-                .map_err(|e| InboundError::Malformed(format!("{detail_type} detail: {e}")))?;
+                .map_err(|e| InboundError::Malformed(format!("{detail_type} detail: {}", sanitize(&e.to_string()))))?;
             check_service(&d.service).map_err(|e| InboundError::Invalid(e.to_string()))?;
             who_and_why(detail_type, &d.requested_by, &d.reason)?;
             let (event_id, _) = id_and_time(event)?;
@@ -279,7 +280,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
             bounded("alarmName", alarm_name, 255)?;
             let state = text(detail, "/state/value")?;
             if !["ALARM", "OK", "INSUFFICIENT_DATA"].contains(&state) {
-                return Err(InboundError::Invalid(format!("unknown alarm state {state:?}")));
+                return Err(InboundError::Invalid(format!("unknown alarm state {}", quote(state))));
             }
             let (event_id, event_time_ms) = id_and_time(event)?;
             Ok(Inbound::Alarm(AlarmChange {
@@ -288,12 +289,14 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
                 previous_state: detail
                     .pointer("/previousState/value")
                     .and_then(Value::as_str)
-                    .map(str::to_string),
-                reason: detail
-                    .pointer("/state/reason")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
+                    .map(sanitize),
+                // CloudWatch's words, recorded with a revert: no control characters, bounded.
+                reason: sanitize(
+                    detail
+                        .pointer("/state/reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default(),
+                ),
                 event_id,
                 event_time_ms,
             }))
@@ -306,7 +309,9 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
                 .ok_or_else(|| InboundError::Malformed("missing resources[0] (the image ARN)".into()))?;
             if status != "AVAILABLE" {
                 return Ok(Inbound::Ignored(format!(
-                    "image {image_arn} is {status}, not AVAILABLE"
+                    "image {} is {}, not AVAILABLE",
+                    sanitize(image_arn),
+                    sanitize(status)
                 )));
             }
             let (image_name, version) = parse_image_arn(image_arn)?;
@@ -318,6 +323,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
         }
         ("aws.s3", "Object Created") => {
             let bucket = text(detail, "/bucket/name")?;
+            check_bucket(bucket)?;
             let key = text(detail, "/object/key")?;
             let (service, version) = parse_manifest_key(key, manifest_prefix)?;
             Ok(Inbound::Manifest {
@@ -397,7 +403,8 @@ pub fn steer_patterns() -> Vec<(&'static str, Value)> {
 pub fn parse_time_ms(text: &str) -> Result<u64, InboundError> {
     let bad = || {
         InboundError::Invalid(format!(
-            "time {text:?} is not an RFC 3339 UTC time like 2026-11-24T10:00:00Z"
+            "time {} is not an RFC 3339 UTC time like 2026-11-24T10:00:00Z",
+            quote(text)
         ))
     };
     let body = text
@@ -425,7 +432,14 @@ pub fn parse_time_ms(text: &str) -> Result<u64, InboundError> {
         (Some(h), Some(m), Some(s), None) => (number(h, 2)?, number(m, 2)?, number(s, 2)?),
         _ => return Err(bad()),
     };
-    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || !(1..=month_days).contains(&day) {
         return Err(bad());
     }
     if hour > 23 || minute > 59 || second > 60 {
@@ -478,7 +492,8 @@ pub fn format_time(epoch_s: u64) -> String {
 pub fn parse_image_arn(arn: &str) -> Result<(String, String), InboundError> {
     let bad = || {
         InboundError::Invalid(format!(
-            "{arn:?} is not an Image Builder image ARN (arn:aws:imagebuilder:REGION:ACCOUNT:image/NAME/VERSION/BUILD)"
+            "{} is not an Image Builder image ARN (arn:aws:imagebuilder:REGION:ACCOUNT:image/NAME/VERSION/BUILD)",
+            quote(arn)
         ))
     };
     let parts: Vec<&str> = arn.splitn(6, ':').collect();
@@ -495,12 +510,33 @@ pub fn parse_image_arn(arn: &str) -> Result<(String, String), InboundError> {
     }
 }
 
+/// An S3 bucket name (3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a
+/// letter or digit): the bucket an S3 event names is read from.
+fn check_bucket(name: &str) -> Result<(), InboundError> {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let ok = (3..=63).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+        && edge(name.chars().next())
+        && edge(name.chars().last());
+    if ok {
+        Ok(())
+    } else {
+        Err(InboundError::Invalid(format!(
+            "bucket name {} is not an S3 bucket name",
+            quote(name)
+        )))
+    }
+}
+
 /// `<prefix><service>/<version>.json` → (service, version). Keys that could escape the
 /// prefix or be read two ways (`..`, `//`, `%`, `\`) are refused.
 pub fn parse_manifest_key(key: &str, prefix: &str) -> Result<(String, String), InboundError> {
     let bad = |why: &str| {
         InboundError::Invalid(format!(
-            "manifest key {key:?} {why}; expected {prefix}<service>/<version>.json"
+            "manifest key {} {why}; expected {prefix}<service>/<version>.json",
+            quote(key)
         ))
     };
     if key.contains("..") || key.contains("//") || key.contains('%') || key.contains('\\') {
@@ -532,12 +568,13 @@ struct ManifestBody {
 /// a `version` in the body must agree with it.
 pub fn parse_manifest(body: &[u8], service: &str, version: &str) -> Result<ImageRequest, InboundError> {
     let m: ManifestBody = serde_json::from_slice(body)
-        .map_err(|e| InboundError::Malformed(format!("manifest is not valid JSON: {e}")))?;
+        .map_err(|e| InboundError::Malformed(format!("manifest is not valid JSON: {}", sanitize(&e.to_string()))))?;
     check_ami(&m.ami).map_err(|e| InboundError::Invalid(e.to_string()))?;
     if let Some(v) = &m.version {
         if v != version {
             return Err(InboundError::Invalid(format!(
-                "manifest says version {v:?} but its key says {version:?}"
+                "manifest says version {} but its key says {version:?}",
+                quote(v)
             )));
         }
     }
@@ -597,7 +634,7 @@ mod tests {
         let e = envelope(
             "aws.s3",
             "Object Created",
-            json!({"bucket": {"name": "b"}, "object": {"key": "releases/checkout/v3.json"}}),
+            json!({"bucket": {"name": "greenlight-artifacts"}, "object": {"key": "releases/checkout/v3.json"}}),
         );
         assert!(
             matches!(parse(&e, MANIFEST_PREFIX).unwrap(), Inbound::Manifest { service, version, .. } if service == "checkout" && version == "v3")
@@ -645,7 +682,7 @@ mod tests {
                 envelope(
                     "aws.s3",
                     "Object Created",
-                    json!({"bucket": {"name": "b"}, "object": {"key": "releases/../secrets/v1.json"}}),
+                    json!({"bucket": {"name": "greenlight-artifacts"}, "object": {"key": "releases/../secrets/v1.json"}}),
                 ),
                 "plain path",
             ),
@@ -653,7 +690,7 @@ mod tests {
                 envelope(
                     "aws.s3",
                     "Object Created",
-                    json!({"bucket": {"name": "b"}, "object": {"key": "releases/checkout%2F..%2Fx/v1.json"}}),
+                    json!({"bucket": {"name": "greenlight-artifacts"}, "object": {"key": "releases/checkout%2F..%2Fx/v1.json"}}),
                 ),
                 "plain path",
             ),
@@ -661,7 +698,7 @@ mod tests {
                 envelope(
                     "aws.s3",
                     "Object Created",
-                    json!({"bucket": {"name": "b"}, "object": {"key": "other/checkout/v1.json"}}),
+                    json!({"bucket": {"name": "greenlight-artifacts"}, "object": {"key": "other/checkout/v1.json"}}),
                 ),
                 "outside",
             ),
@@ -813,6 +850,163 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("/time"));
+    }
+
+    fn s3_event(bucket: &str, key: &str) -> Value {
+        envelope(
+            "aws.s3",
+            "Object Created",
+            json!({"bucket": {"name": bucket}, "object": {"key": key}}),
+        )
+    }
+
+    #[test]
+    fn manifest_keys_cannot_escape_the_prefix() {
+        let table = [
+            "releases/../config/checkout.json",
+            "releases/checkout/../v1.json",
+            "releases/..%2Fconfig/v1.json",
+            "releases/%2e%2e/config/v1.json",
+            "releases/%2E%2E%2Fconfig/v1.json",
+            "releases/checkout%2Fv1.json",
+            "releases/checkout%2fv1.json",
+            "releases\\checkout\\v1.json",
+            "releases/checkout\\..\\v1.json",
+            "releases//checkout/v1.json",
+            "releases/checkout//v1.json",
+            "releases/./checkout/v1.json",
+            "releases/checkout/./v1.json",
+            "/releases/checkout/v1.json",
+            "/etc/passwd",
+            "releases/",
+            "releases",
+            "",
+            "releases-evil/checkout/v1.json",
+            "releases.evil/checkout/v1.json",
+            "releasescheckout/v1.json",
+            "reports/checkout/v1.json",
+            "releases/checkout/v1.json/",
+            "releases/checkout/sub/v1.json",
+            "releases/checkout/v1",
+            "releases/checkout/v1.JSON",
+            "releases/checkout/.json",
+            "releases/checkout/v1.json\u{0}",
+            "releases/Checkout/v1.json",
+            "releases/ch\u{0435}ckout/v1.json",
+            "releases/checkout\u{ff0f}v1.json",
+            "releases/ checkout/v1.json",
+            "releases/checkout/v1.json?versionId=2",
+        ];
+        for key in table {
+            let err = parse_manifest_key(key, MANIFEST_PREFIX).unwrap_err();
+            assert!(matches!(err, InboundError::Invalid(_)), "{key:?}: {err}");
+            let event = s3_event("greenlight-artifacts", key);
+            let err = parse(&event, MANIFEST_PREFIX).unwrap_err();
+            assert!(matches!(err, InboundError::Invalid(_)), "{key:?}: {err}");
+            assert!(!err.to_string().contains(char::is_control), "{err}");
+        }
+        for (key, service, version) in [
+            ("releases/checkout/v2.6.0.json", "checkout", "v2.6.0"),
+            ("releases/a-1/2.0.0-rc.1.json", "a-1", "2.0.0-rc.1"),
+        ] {
+            assert_eq!(
+                parse_manifest_key(key, MANIFEST_PREFIX).unwrap(),
+                (service.to_string(), version.to_string())
+            );
+        }
+    }
+
+    #[test]
+    fn s3_events_must_name_a_real_bucket() {
+        let key = "releases/checkout/v2.6.0.json";
+        let long = "b".repeat(64);
+        for bad in [
+            "",
+            "b",
+            "ab",
+            "Greenlight",
+            "a/b",
+            "../x",
+            "a b",
+            "-abc",
+            "abc-",
+            "abc\n",
+            "\u{e9}t\u{e9}",
+            &long,
+        ] {
+            let err = parse(&s3_event(bad, key), MANIFEST_PREFIX).unwrap_err();
+            assert!(err.to_string().contains("bucket name"), "{bad:?}: {err}");
+        }
+        for good in ["greenlight-artifacts", "my.bucket-1", "abc"] {
+            assert!(parse(&s3_event(good, key), MANIFEST_PREFIX).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn event_times_must_be_calendar_dates() {
+        // Accepted before: 2026-02-31 was read as 2026-03-03.
+        for bad in [
+            "2026-02-31T00:00:00Z",
+            "2026-02-29T00:00:00Z",
+            "2100-02-29T00:00:00Z",
+            "2026-04-31T00:00:00Z",
+            "2026-00-10T00:00:00Z",
+            "2026-11-00T00:00:00Z",
+            "2026-11-24T24:00:00Z",
+            "2026-11-24T10:00:00-00:00",
+            "2026-11-24 10:00:00Z",
+            "\u{ff12}026-11-24T10:00:00Z",
+        ] {
+            assert!(parse_time_ms(bad).is_err(), "{bad:?}");
+        }
+        for good in ["2024-02-29T00:00:00Z", "2000-02-29T00:00:00Z", "2026-12-31T23:59:59Z"] {
+            assert!(parse_time_ms(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn what_events_say_comes_back_escaped_and_bounded() {
+        // serde repeats an unknown field's name raw; the rejection escapes it.
+        let detail = json!({"service": "checkout", "version": "v2", "ami": "ami-12345678", "\u{1b}[2J": 1});
+        let err = parse(&envelope(SOURCE, IMAGE_PUBLISHED, detail), MANIFEST_PREFIX).unwrap_err();
+        assert!(
+            err.to_string().contains("\\u{1b}[2J") && !err.to_string().contains('\u{1b}'),
+            "{err}"
+        );
+        // A huge hostile key is quoted shortened.
+        let key = format!("releases/{}", "../".repeat(50_000));
+        let err = parse(&s3_event("greenlight-artifacts", &key), MANIFEST_PREFIX).unwrap_err();
+        assert!(err.to_string().len() < 400, "{err}");
+        // CloudWatch's words, recorded with a revert: no control characters, bounded.
+        let reason = format!("Threshold Crossed\n\u{1b}[31m{}", "x".repeat(10_000));
+        let alarm = envelope(
+            "aws.cloudwatch",
+            ALARM_STATE_CHANGE,
+            json!({"alarmName": "checkout-5xx", "state": {"value": "ALARM", "reason": reason},
+                   "previousState": {"value": "OK\r\n"}}),
+        );
+        let Inbound::Alarm(a) = parse(&alarm, MANIFEST_PREFIX).unwrap() else {
+            panic!("an alarm")
+        };
+        let r = a.revert_request("checkout");
+        assert!(
+            !r.reason.contains(char::is_control) && r.reason.chars().count() < 400,
+            "{}",
+            r.reason
+        );
+        assert!(r.reason.contains("Threshold Crossed\\n"), "{}", r.reason);
+        assert_eq!(a.previous_state.as_deref(), Some("OK\\r\\n"));
+        // An ignored image's note is logged: escaped too.
+        let mut failed = envelope(
+            "aws.imagebuilder",
+            IMAGE_BUILDER_STATE_CHANGE,
+            json!({"state": {"status": "FAILED\n"}}),
+        );
+        failed["resources"] = json!(["arn:aws:imagebuilder:us-east-1:1:image/x/1.0.0/1\u{1b}[2J"]);
+        let Inbound::Ignored(note) = parse(&failed, MANIFEST_PREFIX).unwrap() else {
+            panic!("ignored")
+        };
+        assert!(!note.contains(char::is_control), "{note}");
     }
 
     #[test]

@@ -20,7 +20,7 @@ pub struct VersionError(pub String);
 impl Version {
     /// Parses `v1.2.3`, `1.2.3`, `1.2.3-rc.1` (1 to 4 numeric components).
     pub fn parse(text: &str) -> Result<Self, VersionError> {
-        let err = || VersionError(text.to_string());
+        let err = || VersionError(crate::ids::shorten(text));
         if text.is_empty() || text.len() > 64 {
             return Err(err());
         }
@@ -30,7 +30,10 @@ impl Version {
             None => (body, None),
         };
         if let Some(pre) = pre {
-            let ok = !pre.is_empty() && pre.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+            // Dot-separated identifiers, none empty (`rc.1`, not `rc..1` or `rc.`).
+            let ok = pre
+                .split('.')
+                .all(|id| !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'));
             if !ok {
                 return Err(err());
             }
@@ -113,5 +116,54 @@ mod tests {
         for bad in ["", "v", "latest", "1..2", "1.2.3.4.5", "1.x", "1.0-", "1.0-a b", "../1"] {
             assert!(Version::parse(bad).is_err(), "{bad:?} should be rejected");
         }
+    }
+
+    #[test]
+    fn rejects_hostile_versions() {
+        let long = format!("v{}", "1.".repeat(40));
+        let table = [
+            " ",
+            "V1",
+            "vv1",
+            "v 1",
+            " 1.0",
+            "1.0 ",
+            "1.0\n",
+            "1.0\0",
+            "1/2",
+            "1\\2",
+            "1.0/../../x",
+            "..",
+            "%2e%2e",
+            "1.0-rc/1",
+            "1.0-rc%2F1",
+            "1.0-rc..1", // found by the property test: an empty pre-release identifier
+            "1.0-rc.",
+            "1.0-.rc",
+            "\u{ff11}.\u{ff10}", // fullwidth digits
+            "\u{661}.\u{660}",   // Arabic-Indic digits
+            "1234567890",        // a component over 9 digits
+            "-1",
+            "+1",
+            "1e3",
+            "0x10",
+            "1.0+build.5",
+            &long,
+        ];
+        for bad in table {
+            assert!(Version::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+        for good in [
+            "v1.2.3",
+            "1.2",
+            "2.0.0-rc.1",
+            "1.0.0-alpha-1",
+            "999999999.0",
+            "1.0.0-0.3.7",
+        ] {
+            assert!(Version::parse(good).is_ok(), "{good:?}");
+        }
+        let err = Version::parse(&"9".repeat(100_000)).unwrap_err().to_string();
+        assert!(err.len() < 400, "the rejection quotes a shortened input: {err}");
     }
 }

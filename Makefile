@@ -11,7 +11,7 @@ VENV_INFRA ?= .venv-infra
 FUNCTIONS := $(notdir $(wildcard functions/*))
 export GREENLIGHT_PYTHON ?= $(abspath $(VENV))/bin/python
 
-.PHONY: help setup demo test lint asl infra-check lambdas clean
+.PHONY: help setup demo test lint asl infra-check lambdas fuzz clean
 
 help:
 	@echo "make demo   full canary rollout on a local AWS emulator, shown live"
@@ -19,6 +19,7 @@ help:
 	@echo "make asl    regenerate infra/statemachine.asl.json from the Rust plan"
 	@echo "make infra-check  lint infra/template.yaml offline (cfn-lint, checkov); part of make test"
 	@echo "make lambdas      build every function for Lambda (arm64): target/lambda/<name>/bootstrap"
+	@echo "make fuzz         fuzz every parser target for FUZZ_SECONDS each (cargo-fuzz, nightly)"
 
 # The venv with moto (pinned in tests/emulator/requirements.txt).
 setup: $(VENV)/.installed
@@ -75,6 +76,19 @@ $(VENV)/.lambda-tools: infra/build-requirements.txt $(VENV)/.installed
 lambdas: $(VENV)/.lambda-tools
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 	PATH="$(abspath $(VENV))/bin:$$PATH" cargo lambda build --release --arm64 --locked $(addprefix -p ,$(FUNCTIONS))
+
+# Each fuzz target in shared/fuzz (one per parser family) for FUZZ_SECONDS, one after the
+# other, on corpora seeded from events/ (shared/fuzz/corpus, not committed; crashes go to
+# shared/fuzz/artifacts). Needs the nightly toolchain; installs cargo-fuzz if missing.
+# On a shared machine: nice -n 19 make fuzz.
+FUZZ_SECONDS ?= 600
+fuzz:
+	@rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+	@cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	shared/fuzz/seed.sh
+	set -e; for target in $$(cargo +nightly fuzz list --fuzz-dir shared/fuzz); do \
+		cargo +nightly fuzz run --fuzz-dir shared/fuzz $$target -- -max_total_time=$(FUZZ_SECONDS); \
+	done
 
 clean:
 	rm -rf $(VENV) $(VENV_INFRA) target

@@ -8,7 +8,7 @@ use greenlight_core::inbound::{ALARM_STATE_CHANGE, IMAGE_PUBLISHED, ROLLBACK_REQ
 use greenlight_core::model::{Deployment, Phase, State};
 use greenlight_local::emulator::Emulator;
 use greenlight_local::fixture::{self, AppBehaviour, Spec, World};
-use greenlight_local::orchestrator::Ending;
+use greenlight_local::orchestrator::{Ending, LocalOrchestrator};
 use greenlight_local::pump::Outcome;
 use greenlight_local::{pump, Local, Names};
 use greenlight_steps::StartOutcome;
@@ -135,16 +135,7 @@ impl Env {
 
     /// Delivers queued events to their functions until `n` were delivered (10 s at most).
     pub async fn deliver(&self, n: usize) -> Vec<Result<Outcome, String>> {
-        let mut results = Vec::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while results.len() < n && tokio::time::Instant::now() < deadline {
-            let batch = pump::pump_once(&self.local, Duration::from_secs(1))
-                .await
-                .expect("pump");
-            results.extend(batch.into_iter().map(|d| d.result));
-        }
-        assert_eq!(results.len(), n, "expected {n} deliveries, got {results:?}");
-        results
+        deliver_via(&self.local, n).await
     }
 
     /// Publishes `version` and runs the deployment to its end; returns its id and ending.
@@ -158,18 +149,7 @@ impl Env {
     /// Waits (up to 120 s) for execution `name` to start (a queued deployment starts when
     /// the one before it ends) and end.
     pub async fn wait(&self, name: &str) -> Ending {
-        let orchestrator = &self.local.orchestrator;
-        let run = async {
-            loop {
-                if let Some(ending) = orchestrator.wait(name).await {
-                    return ending;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(120), run)
-            .await
-            .unwrap_or_else(|_| panic!("execution {name} did not start and end within 120s"))
+        wait_execution(&self.local.orchestrator, name).await
     }
 
     /// The ledger's view of the service (and deployment `deploy_id`).
@@ -231,6 +211,34 @@ impl Env {
             .await
             .expect("instances_of")
     }
+}
+
+/// Delivers events queued for `local`'s installation to its handlers until `n` were
+/// delivered (10 s at most).
+pub async fn deliver_via(local: &Local, n: usize) -> Vec<Result<Outcome, String>> {
+    let mut results = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while results.len() < n && tokio::time::Instant::now() < deadline {
+        let batch = pump::pump_once(local, Duration::from_secs(1)).await.expect("pump");
+        results.extend(batch.into_iter().map(|d| d.result));
+    }
+    assert_eq!(results.len(), n, "expected {n} deliveries, got {results:?}");
+    results
+}
+
+/// Waits (up to 120 s) for execution `name` of `orchestrator` to start and end.
+pub async fn wait_execution(orchestrator: &LocalOrchestrator, name: &str) -> Ending {
+    let run = async {
+        loop {
+            if let Some(ending) = orchestrator.wait(name).await {
+                return ending;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .unwrap_or_else(|_| panic!("execution {name} did not start and end within 120s"))
 }
 
 /// The deployment id of a started outcome (panics with the error otherwise).

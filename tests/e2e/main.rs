@@ -9,6 +9,7 @@
 //!   that it only reads and publishes events;
 //! - `concurrency`: one deployment per service: policies, racing images, lease expiry;
 //! - `gates`: unhealthy green and failed smoke tests abort without touching the listener;
+//! - `faults`: rollouts and rollbacks while 15–20 % of the handlers' AWS calls fail; bounded retries;
 //! - `idempotency`: duplicate events, handler re-runs, a crash after RunInstances;
 //! - `ledger`: conditional writes refuse stale state; history per service;
 //! - `refusals`: downgrades, malformed events, unknown services, wrong-owner AMIs;
@@ -21,6 +22,7 @@
 mod cli;
 mod concurrency;
 mod contract;
+mod faults;
 mod gates;
 mod idempotency;
 mod infra;

@@ -12,11 +12,13 @@
 //!   process polling a Runtime API on loopback;
 //! - [`asl`]: runs the committed Step Functions definition with its Tasks calling those
 //!   processes;
+//! - [`faults`]: asks the emulator to inject AWS faults into one access key's calls;
 //! - [`demo`]: the README's first command.
 
 pub mod asl;
 pub mod demo;
 pub mod emulator;
+pub mod faults;
 pub mod fixture;
 pub mod lambda_service;
 pub mod orchestrator;
@@ -69,13 +71,34 @@ impl Default for Names {
     }
 }
 
+/// The access key id the fixture, the tests' assertions and the demo sign with.
+pub const DEFAULT_ACCESS_KEY: &str = "test";
+
+/// The AWS SDK retry policy of everything local, explicit so that no environment variable or
+/// profile changes it: standard mode, 3 attempts (2 retries) with exponential backoff from 1 s
+/// (capped at 20 s) and full jitter, under the SDK's retry quota; aws-config's default
+/// (`RetryConfig::standard()`), which the Lambda functions run with.
+pub fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(std::time::Duration::from_secs(1))
+        .with_max_backoff(std::time::Duration::from_secs(20))
+}
+
 /// SDK configuration pointing at the emulator (`endpoint`), with dummy credentials.
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    sdk_config_as(endpoint, DEFAULT_ACCESS_KEY).await
+}
+
+/// [`sdk_config`] signing with `access_key` (the emulator logs calls, and injects faults, per
+/// access key id).
+pub async fn sdk_config_as(endpoint: &str, access_key: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
+        .retry_config(retry_config())
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
-            "test",
+            access_key,
             "test",
             None,
             None,
@@ -101,7 +124,23 @@ impl Local {
     /// Connects to the emulator at `endpoint` and creates the table, bucket and event routing
     /// (idempotent: safe to call for an emulator already set up).
     pub async fn connect(endpoint: &str, names: Names) -> Result<Local, String> {
-        let sdk = sdk_config(endpoint).await;
+        let local = Local::assemble(sdk_config(endpoint).await, names);
+        fixture::install(&local).await?;
+        Ok(local)
+    }
+
+    /// The same installation (table, bucket, queue, bus) with everything signing with
+    /// `access_key`: its own clients, handlers' ports, orchestrator and metrics. Tests give
+    /// the handlers they drive their own key, e.g. to have faults injected on it alone.
+    pub async fn with_access_key(&self, access_key: &str) -> Local {
+        let endpoint = self
+            .sdk
+            .endpoint_url()
+            .expect("a local SDK configuration has an endpoint");
+        Local::assemble(sdk_config_as(endpoint, access_key).await, self.names.clone())
+    }
+
+    fn assemble(sdk: aws_config::SdkConfig, names: Names) -> Local {
         let clients = AwsClients::new(&sdk);
         let orchestrator = Arc::new(orchestrator::LocalOrchestrator::new());
         let metrics = Arc::new(RecordedMetrics::default());
@@ -110,15 +149,13 @@ impl Local {
             ..aws_ports(&clients, &names.installation(), orchestrator.clone())
         };
         orchestrator.attach(ports.clone());
-        let local = Local {
+        Local {
             sdk,
             clients,
             ports,
             orchestrator,
             metrics,
             names,
-        };
-        fixture::install(&local).await?;
-        Ok(local)
+        }
     }
 }

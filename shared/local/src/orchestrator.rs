@@ -1,7 +1,8 @@
 //! The local stand-in for Step Functions: interprets the plan from greenlight-core
 //! (`route`, `Step::successors`, `RETRY`) exactly as the generated state machine does —
-//! wait `wait_s`, run the step, retry a failed step, send the execution to
-//! abort-deployment once retries are exhausted, stop on a route the plan does not allow.
+//! wait `wait_s`, run the step, retry a failed step (bounded, exponential backoff with full
+//! jitter), send the execution to abort-deployment once retries are exhausted, stop on a
+//! route the plan does not allow.
 //! Executions are named by deployment id and started at most once, like StartExecution.
 
 use async_trait::async_trait;
@@ -171,21 +172,57 @@ async fn execute(ports: &Ports, first: StepOutput, progress: &broadcast::Sender<
     }
 }
 
-/// A step with the plan's retry policy (which errors, interval, backoff, attempts).
+/// A step with the plan's retry policy (which errors, interval, backoff, attempts), and the
+/// state machine's `"JitterStrategy": "FULL"`: each wait is a random duration between 0 and
+/// the computed backoff (`interval_s × backoff_rate^attempt`). At most `max_attempts` retries.
 async fn run_with_retries(ports: &Ports, step: Step, input: &StepInput) -> Result<StepOutput, String> {
-    let mut delay = Duration::from_secs(RETRY.interval_s);
+    let mut backoff = Duration::from_secs(RETRY.interval_s);
     let mut attempt = 0;
     loop {
         match run_step(ports, step, input).await {
             Ok(out) => return Ok(out),
             // Like the state machine's `Retry`: only transient failures are retried.
             Err(e) if e.is_retryable() && attempt < RETRY.max_attempts => {
-                tracing::warn!(step = step.name(), error = %e, attempt, "step failed; retrying");
-                tokio::time::sleep(delay).await;
-                delay = delay.mul_f64(RETRY.backoff_rate);
+                let wait = full_jitter(backoff);
+                tracing::warn!(step = step.name(), error = %e, attempt, ?wait, "step failed; retrying");
+                tokio::time::sleep(wait).await;
+                backoff = backoff.mul_f64(RETRY.backoff_rate);
                 attempt += 1;
             }
             Err(e) => return Err(e.to_string()),
         }
+    }
+}
+
+/// A uniformly random duration in `[0, max]` (full jitter).
+fn full_jitter(max: Duration) -> Duration {
+    max.mul_f64(unit_random())
+}
+
+/// A random number in `[0, 1]`, from the standard library's randomly keyed hasher (each
+/// `RandomState` has new keys), so no RNG crate is needed for a retry's jitter.
+fn unit_random() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_jitter_stays_within_the_computed_backoff_and_varies() {
+        let max = Duration::from_secs(2);
+        let waits: Vec<Duration> = (0..200).map(|_| full_jitter(max)).collect();
+        assert!(waits.iter().all(|w| *w <= max), "{waits:?}");
+        assert!(waits.iter().any(|w| *w < max / 2) && waits.iter().any(|w| *w > max / 2));
+        assert_eq!(full_jitter(Duration::ZERO), Duration::ZERO);
     }
 }

@@ -3,9 +3,13 @@
 //! queue (in AWS they target the start-deployment, revert-service and steer-deployment
 //! functions directly); the pump receives each message and delivers it in-process to the
 //! function its rule targets. A delivery that fails for a transient reason is left in the
-//! queue and redelivered, like an async Lambda retry.
+//! queue and redelivered after the visibility timeout, like Lambda's asynchronous invocation
+//! retries: at most [`MAX_RETRIES`] times (the message's `ApproximateReceiveCount` says which
+//! attempt it is), then it is dropped with a warning, where AWS would send it to the
+//! function's on-failure destination or dead-letter queue.
 
 use crate::Local;
+use aws_sdk_sqs::types::MessageSystemAttributeName;
 use greenlight_adapters::Ports;
 use greenlight_core::inbound::{ABORT_REQUESTED, ALARM_STATE_CHANGE, PROMOTE_REQUESTED, ROLLBACK_REQUESTED, SOURCE};
 use greenlight_steps::{
@@ -26,11 +30,25 @@ pub enum Outcome {
     Steer(SteerOutcome),
 }
 
+/// How many times a delivery that failed for a transient reason is retried: Lambda's default
+/// for asynchronous invocations (`MaximumRetryAttempts`).
+pub const MAX_RETRIES: u32 = 2;
+
+/// How long a received message stays invisible: the wait before a retry.
+const VISIBILITY_TIMEOUT_S: i32 = 5;
+
 /// One event delivered to its function and what came of it.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub event: Value,
     pub result: Result<Outcome, String>,
+    /// Which attempt this was (1 = the first delivery).
+    pub attempt: u32,
+    /// The delivery failed for a transient reason and the event stays queued: it will be
+    /// delivered again after the visibility timeout.
+    pub retrying: bool,
+    /// The delivery failed for a transient reason on its last attempt: the event was dropped.
+    pub dropped: bool,
 }
 
 /// Delivers `event` to the function its EventBridge rule targets in AWS: rollback requests
@@ -136,6 +154,40 @@ pub async fn publish(local: &Local, source: &str, detail_type: &str, detail: &Va
     }
 }
 
+/// The queue's depth: (messages waiting, messages received and not yet deleted).
+pub async fn queue_depth(local: &Local) -> Result<(u64, u64), String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let sqs = aws_sdk_sqs::Client::new(&local.sdk);
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&local.names.queue)
+        .send()
+        .await
+        .map_err(|e| format!("queue url: {e:?}"))?
+        .queue_url
+        .unwrap_or_default();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| format!("queue attributes: {e:?}"))?
+        .attributes
+        .unwrap_or_default();
+    let count = |name: QueueAttributeName| {
+        attributes
+            .get(&name)
+            .and_then(|n| n.parse::<u64>().ok())
+            .ok_or_else(|| format!("queue attribute {name:?} missing"))
+    };
+    Ok((
+        count(QueueAttributeName::ApproximateNumberOfMessages)?,
+        count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)?,
+    ))
+}
+
 /// Receives what is in the queue (waiting up to `wait`) and delivers each message.
 pub async fn pump_once(local: &Local, wait: Duration) -> Result<Vec<Delivery>, String> {
     let sqs = aws_sdk_sqs::Client::new(&local.sdk);
@@ -152,17 +204,33 @@ pub async fn pump_once(local: &Local, wait: Duration) -> Result<Vec<Delivery>, S
         .queue_url(&url)
         .max_number_of_messages(10)
         .wait_time_seconds(wait.as_secs().min(20) as i32)
-        .visibility_timeout(5)
+        .visibility_timeout(VISIBILITY_TIMEOUT_S)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
         .send()
         .await
         .map_err(|e| format!("receive: {e:?}"))?;
     let mut deliveries = Vec::new();
     for message in received.messages.unwrap_or_default() {
+        let attempt = message
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(1);
         let body = message.body.unwrap_or_default();
         let event: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
         let result = deliver(&local.ports, &event).await;
-        let retry = matches!(&result, Err(e) if e.is_retryable());
-        if !retry {
+        let retryable = matches!(&result, Err(e) if e.is_retryable());
+        let dropped = retryable && attempt > MAX_RETRIES;
+        if dropped {
+            tracing::warn!(
+                attempt,
+                error = %result.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+                event = %event,
+                "pump: delivery failed on its last attempt; event dropped (in AWS: the on-failure destination)"
+            );
+        }
+        if !retryable || dropped {
             if let Some(handle) = &message.receipt_handle {
                 sqs.delete_message()
                     .queue_url(&url)
@@ -175,6 +243,9 @@ pub async fn pump_once(local: &Local, wait: Duration) -> Result<Vec<Delivery>, S
         deliveries.push(Delivery {
             event,
             result: result.map_err(|e| e.to_string()),
+            attempt,
+            retrying: retryable && !dropped,
+            dropped,
         });
     }
     Ok(deliveries)

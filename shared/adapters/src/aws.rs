@@ -114,20 +114,36 @@ pub fn aws_ports(clients: &AwsClients, installation: &Installation, orchestrator
     }
 }
 
-/// Error codes AWS uses for throttling (retry later, with backoff).
+/// Error codes AWS uses for throttling (retry later, with backoff): the AWS SDKs' list
+/// (aws-runtime's `THROTTLING_ERRORS`, which the SDK's standard retry mode retries), less
+/// `LimitExceededException`, which greenlight's services use for quotas, not rates.
 const THROTTLING: &[&str] = &[
     "Throttling",
     "ThrottlingException",
     "ThrottledException",
-    "RequestLimitExceeded",
+    "RequestThrottledException",
     "TooManyRequestsException",
     "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
     "RequestThrottled",
     "SlowDown",
     "PriorRequestNotComplete",
+    "EC2ThrottledException",
 ];
 
-/// Classifies an SDK error: throttling, 5xx and connection failures are retryable.
+/// Error codes of transient failures that are not throttling (aws-runtime's
+/// `TRANSIENT_ERRORS`).
+const TRANSIENT: &[&str] = &["RequestTimeout", "RequestTimeoutException"];
+
+/// True for an answer worth retrying: a 5xx, throttling, or a transient error code.
+fn retryable_answer(status: Option<u16>, code: Option<&str>) -> bool {
+    status.is_some_and(|s| s >= 500) || code.is_some_and(|c| THROTTLING.contains(&c) || TRANSIENT.contains(&c))
+}
+
+/// Classifies an SDK error: throttling, 5xx, transient codes and connection failures are
+/// retryable.
 fn aws_error<E>(service: &'static str, operation: &'static str, err: SdkError<E>) -> AdapterError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -136,7 +152,7 @@ where
     let code = err.code().map(str::to_string);
     let retryable = match &err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
-        _ => status.is_some_and(|s| s >= 500) || code.as_deref().is_some_and(|c| THROTTLING.contains(&c)),
+        _ => retryable_answer(status, code.as_deref()),
     };
     let message = match (code, err.message()) {
         (Some(code), Some(message)) => format!("{code}: {message}"),
@@ -1241,6 +1257,36 @@ impl Orchestrator for SfnOrchestrator {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_5xx_and_transient_answers_are_retryable_and_nothing_else() {
+        // What the emulator's fault injector answers with, per protocol.
+        for (status, code) in [
+            (503, "RequestLimitExceeded"),
+            (400, "Throttling"),
+            (400, "ThrottlingException"),
+            (503, "SlowDown"),
+            (500, "InternalError"),
+            (500, "InternalFailure"),
+            (500, "InternalServerError"),
+            (503, "ServiceUnavailable"),
+            (503, "Unavailable"),
+            (400, "TransactionInProgressException"),
+            (400, "RequestTimeout"),
+        ] {
+            assert!(retryable_answer(Some(status), Some(code)), "{status} {code}");
+        }
+        assert!(retryable_answer(Some(503), None), "a HEAD answer has no body");
+        for (status, code) in [
+            (400, "ConditionalCheckFailedException"),
+            (400, "ValidationException"),
+            (400, "InvalidAMIID.NotFound"),
+            (403, "UnauthorizedOperation"),
+            (400, "LimitExceededException"),
+        ] {
+            assert!(!retryable_answer(Some(status), Some(code)), "{status} {code}");
+        }
+    }
 
     #[test]
     fn forward_weights_are_percentages_of_their_sum() {

@@ -9,6 +9,8 @@
 //!   that it only reads and publishes events;
 //! - `concurrency`: one deployment per service: policies, racing images, lease expiry;
 //! - `gates`: unhealthy green and failed smoke tests abort without touching the listener;
+//! - `hostile`: events cannot aim the smoke test elsewhere; no shell-outs; no secrets or event
+//!   fields a handler does not need in the functions' info logs;
 //! - `faults`: rollouts and rollbacks while 15–20 % of the handlers' AWS calls fail; bounded retries;
 //! - `idempotency`: duplicate events, handler re-runs, a crash after RunInstances;
 //! - `ledger`: conditional writes refuse stale state; history per service;
@@ -24,6 +26,7 @@ mod concurrency;
 mod contract;
 mod faults;
 mod gates;
+mod hostile;
 mod idempotency;
 mod infra;
 mod ledger;

@@ -596,6 +596,13 @@ fn set(value: &mut Value, path: &[Seg], new: Value) {
 
 /// An S3 key glued from [`KEY_PARTS`], often starting at the manifest prefix.
 pub fn manifest_key(e: &mut impl Entropy) -> String {
+    if e.one_in(3) {
+        // A valid key, or a near miss: one hostile edit of it.
+        let service: &&str = pick(e, &["checkout", "a", "a-1", "web-api-2"]);
+        let version: &&str = pick(e, &["v2.6.0", "1.2", "2.0.0-rc.1", "v1.0.0-alpha-1"]);
+        let key = format!("releases/{service}/{version}.json");
+        return if e.one_in(2) { key } else { mutate_string(e, &key) };
+    }
     let mut key = String::new();
     if e.one_in(2) {
         key.push_str("releases/");

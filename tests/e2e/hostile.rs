@@ -2,7 +2,8 @@
 //! - an event cannot point the smoke test at a host of its choosing: every URL probed is
 //!   built from a green instance's own private address (read back from EC2), the
 //!   registration's port and smoke path, whatever the event carries;
-//! - no shell-outs in shipped code (shared/core, shared/adapters, shared/steps, functions/*);
+//! - no shell-outs in shipped code (shared/core, shared/adapters, shared/steps, functions/*):
+//!   no process APIs in their sources, no process-running crate in their manifests;
 //! - a shipped function binary at log level info writes neither its AWS secret nor the parts
 //!   of an event it does not need to its stdout or stderr.
 
@@ -155,23 +156,43 @@ const SHELL_OUTS: &[&str] = &[
     "nix::unistd",
 ];
 
-/// `exec`-family calls (`.exec()`, `execve(...)`), as words followed by `(`.
-fn calls_exec(line: &str) -> bool {
-    line.match_indices("exec").any(|(at, _)| {
-        let before = line[..at].chars().next_back();
-        let word_start = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
-        let rest = &line[at + 4..];
-        let suffix = rest.trim_start_matches(|c: char| c.is_ascii_lowercase());
-        word_start && rest.len() - suffix.len() <= 2 && suffix.trim_start().starts_with('(')
-    })
+/// The `exec` family, as functions or methods (`CommandExt::exec`, `libc::execve`).
+const EXECS: &[&str] = &[
+    "exec", "execv", "execve", "execvp", "execvpe", "execl", "execlp", "execle", "fexecve",
+];
+
+/// Crates that run processes.
+const PROCESS_CRATES: &[&str] = &["duct", "xshell", "subprocess", "cmd_lib", "async-process", "nix"];
+
+/// True when a manifest's `line` depends on a crate that runs processes.
+fn depends_on_process_crate(line: &str) -> bool {
+    let name = line.split(['=', '.', ' ']).next().unwrap_or_default().trim_matches('"');
+    PROCESS_CRATES.contains(&name)
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+/// True when `line` calls a function of the `exec` family: the word, then `(`.
+fn calls_exec(line: &str) -> bool {
+    let mut rest = line;
+    while let Some(start) = rest.find(|c: char| c.is_alphanumeric() || c == '_') {
+        let word_len = rest[start..]
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len() - start);
+        let (word, after) = (&rest[start..start + word_len], &rest[start + word_len..]);
+        if EXECS.contains(&word) && after.trim_start().starts_with('(') {
+            return true;
+        }
+        rest = after;
+    }
+    false
+}
+
+/// The Rust sources and manifests under `dir`.
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
         let path = entry.unwrap().path();
         if path.is_dir() && path.file_name().is_some_and(|n| n != "target") {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|x| x == "rs") {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|x| x == "rs") || path.ends_with("Cargo.toml") {
             out.push(path);
         }
     }
@@ -182,7 +203,7 @@ fn no_shell_outs_in_shipped_code() {
     let root = repo_root();
     let mut files = Vec::new();
     for dir in ["shared/core", "shared/adapters", "shared/steps", "functions"] {
-        rust_files(&root.join(dir), &mut files);
+        sources(&root.join(dir), &mut files);
     }
     assert!(files.len() > 20, "the shipped sources: {files:?}");
     let mut found = Vec::new();
@@ -192,7 +213,12 @@ fn no_shell_outs_in_shipped_code() {
             if line.trim_start().starts_with("//") {
                 continue;
             }
-            if SHELL_OUTS.iter().any(|s| line.contains(s)) || calls_exec(line) {
+            let shell_out = if file.ends_with("Cargo.toml") {
+                depends_on_process_crate(line)
+            } else {
+                SHELL_OUTS.iter().any(|s| line.contains(s)) || calls_exec(line)
+            };
+            if shell_out {
                 let shown = file.strip_prefix(&root).unwrap_or(file).display().to_string();
                 found.push(format!("{shown}:{}: {}", n + 1, line.trim()));
             }
@@ -209,6 +235,7 @@ fn no_shell_outs_in_shipped_code() {
         "cmd.exec();",
         "libc::execve(p, a, e)",
         "execv (x)",
+        "nix::unistd::execvpe(f, a, e)",
     ] {
         assert!(
             SHELL_OUTS.iter().any(|s| shell_out.contains(s)) || calls_exec(shell_out),
@@ -219,10 +246,13 @@ fn no_shell_outs_in_shipped_code() {
         "execution: deploy_id",
         "start_execution()",
         ".executions(x)",
-        "// std::process",
+        "execute(x)",
+        "let exec = 1;",
     ] {
         assert!(!calls_exec(fine), "{fine}");
     }
+    assert!(depends_on_process_crate("duct = \"0.13\"") && depends_on_process_crate("nix.workspace = true"));
+    assert!(!depends_on_process_crate("tokio.workspace = true") && !depends_on_process_crate("[dependencies]"));
 }
 
 /// A sample from `events/` with fields replaced (`/detail/service` → value, ...).

@@ -410,12 +410,35 @@ pub fn hostile_value(e: &mut impl Entropy, depth: usize) -> Value {
     }
 }
 
-/// `s` with one hostile edit at a character boundary.
+/// The longest string a mutation makes: an EventBridge event is at most 256 KB. (Without a
+/// bound, repeated repetitions grew a string to gigabytes: the fuzzer ran out of memory.)
+pub const MAX_TEXT: usize = 256 * 1024;
+
+/// The longest prefix of `s` of at most `max` bytes that ends at a character boundary.
+fn prefix(s: &str, max: usize) -> &str {
+    let at = (0..=max.min(s.len()))
+        .rev()
+        .find(|&i| s.is_char_boundary(i))
+        .unwrap_or(0);
+    &s[..at]
+}
+
+/// `s` cut to [`MAX_TEXT`] bytes.
+fn capped(s: String) -> String {
+    if s.len() > MAX_TEXT {
+        prefix(&s, MAX_TEXT).to_string()
+    } else {
+        s
+    }
+}
+
+/// `s` with one hostile edit at a character boundary (at most [`MAX_TEXT`] bytes).
 pub fn mutate_string(e: &mut impl Entropy, s: &str) -> String {
+    let s = prefix(s, MAX_TEXT);
     let bounds: Vec<usize> = s.char_indices().map(|(i, _)| i).chain([s.len()]).collect();
     let at = *pick(e, &bounds);
     let fragment = pick(e, HOSTILE);
-    match e.below(9) {
+    capped(match e.below(9) {
         0 => format!("{}{fragment}{}", &s[..at], &s[at..]),
         1 => s[..at].to_string(),
         2 => {
@@ -425,10 +448,10 @@ pub fn mutate_string(e: &mut impl Entropy, s: &str) -> String {
         3 => format!("{s}{fragment}"),
         4 => format!("{fragment}{s}"),
         5 => s.to_uppercase(),
-        6 => s.repeat(2 + e.below(40)),
+        6 => s.repeat((2 + e.below(40)).min(1 + MAX_TEXT / s.len().max(1))),
         7 => s[at..].to_string(),
         _ => hostile_string(e),
-    }
+    })
 }
 
 /// One step of a path into a JSON value.

@@ -261,6 +261,9 @@ pub enum Effect {
     },
     /// Start the queued deployment (the service is free).
     StartQueued { request: ImageRequest },
+    /// Make sure deployment `deploy_id` (the successor of a finished one) has its execution:
+    /// if it is still launching, StartExecution of its name (a no-op when it runs or ran).
+    EnsureExecution { service: String, deploy_id: String },
 }
 
 /// The outcome of `decide`: the new state, the effects to apply after committing it, and a
@@ -656,6 +659,31 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                     });
                 }
             }
+            // Or whose successor was created by a delivery that crashed before its
+            // StartExecution: make sure it runs. (Found by the simulator, seed 799.)
+            if let Some(successor) = next.service.active.as_ref().filter(|a| **a != dep.deploy_id) {
+                if phase.is_terminal() {
+                    effects.push(Effect::EnsureExecution {
+                        service: dep.service.clone(),
+                        deploy_id: successor.clone(),
+                    });
+                }
+            }
+        }
+    }
+    if let Some(dep) = next.deployment.as_ref().filter(|d| d.phase == Phase::Launching) {
+        // A rollback trigger that finds the deployment still launching may be the redelivery
+        // of the trigger that started it (a rollback's redeploy), whose first delivery crashed
+        // between the commit and StartExecution: make sure the execution runs (StartExecution
+        // of a running or closed execution's name is a no-op). (Found by the simulator, seeds
+        // 84 and 443.)
+        let started = effects.iter().any(|e| matches!(e, Effect::StartExecution { .. }));
+        if matches!(event, Event::Revert { .. }) && !started {
+            effects.push(Effect::StartExecution {
+                service: dep.service.clone(),
+                deploy_id: dep.deploy_id.clone(),
+                execution: dep.deploy_id.clone(),
+            });
         }
     }
     if let Some(dep) = next.deployment.as_ref() {

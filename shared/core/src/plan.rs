@@ -57,32 +57,27 @@ impl Step {
 
     /// The steps the orchestrator may run after this one (besides itself ending the
     /// execution or going to abort-deployment, which every step may do).
+    ///
+    /// Any step: executions of one deployment overlap (a follow-up execution for a promote,
+    /// a resume after a lost lease or a rollback's clean-up runs alongside the original), so
+    /// a step may find the deployment further along than the step before it left it. The
+    /// route comes from the committed phase alone, so wherever it leads is where the
+    /// deployment is. (Found by the simulator, seed 11: the original execution's check-health
+    /// found its deployment retiring, promoted by a follow-up, and the route failed.)
     pub fn successors(self) -> &'static [Step] {
-        match self {
-            // An execution starts wherever the ledger says the deployment is: a new one at
-            // launch-green, a follow-up (promote, resume after a lost lease) mid-way.
-            Step::StartDeployment => &[
-                Step::LaunchGreen,
-                Step::CheckHealth,
-                Step::ShiftTraffic,
-                Step::Finalize,
-                Step::RetireBlue,
-            ],
-            Step::LaunchGreen => &[Step::LaunchGreen, Step::CheckHealth],
-            Step::CheckHealth => &[Step::CheckHealth, Step::ShiftTraffic, Step::Finalize],
-            Step::ShiftTraffic => &[Step::ShiftTraffic, Step::CheckHealth],
-            Step::Finalize => &[Step::RetireBlue],
-            Step::RetireBlue => &[Step::RetireBlue],
-            Step::AbortDeployment => &[Step::AbortDeployment],
-        }
+        &[
+            Step::LaunchGreen,
+            Step::CheckHealth,
+            Step::ShiftTraffic,
+            Step::Finalize,
+            Step::RetireBlue,
+            Step::AbortDeployment,
+        ]
     }
 
     /// True when `next` may follow this step.
     pub fn allows(self, next: Option<Step>) -> bool {
-        match next {
-            None | Some(Step::AbortDeployment) => true,
-            Some(step) => self.successors().contains(&step),
-        }
+        next.is_none_or(|step| self.successors().contains(&step))
     }
 }
 
@@ -180,12 +175,33 @@ pub struct RetryPolicy {
 /// own errors, are retried; anything else goes straight to abort-deployment.
 pub const TRANSIENT_ERROR: &str = "greenlight.Transient";
 
-/// The retry policy of every task.
+/// The retry policy of every task but abort-deployment: a step that keeps failing sends the
+/// deployment to abort-deployment soon.
 pub const RETRY: RetryPolicy = RetryPolicy {
     interval_s: 1,
     max_attempts: 2,
     backoff_rate: 2.0,
 };
+
+/// abort-deployment's retry policy: it is the clean-up every other failure ends in, so it
+/// keeps trying longer (about 8.5 minutes in all, with full jitter less) before the execution
+/// fails. (Found by the simulator, seed 73: three crashes in a row of abort-deployment failed
+/// the execution and left the deployment aborting, holding the service.)
+pub const ABORT_RETRY: RetryPolicy = RetryPolicy {
+    interval_s: 2,
+    max_attempts: 8,
+    backoff_rate: 2.0,
+};
+
+impl Step {
+    /// The retry policy of this step's task.
+    pub fn retry(self) -> RetryPolicy {
+        match self {
+            Step::AbortDeployment => ABORT_RETRY,
+            _ => RETRY,
+        }
+    }
+}
 
 /// The Amazon States Language definition of the pipeline. `${<Pascal>FunctionArn}`
 /// placeholders are filled by SAM `DefinitionSubstitutions`.
@@ -207,9 +223,9 @@ pub fn state_machine_definition() -> Value {
                 "ErrorEquals": ["Lambda.ServiceException", "Lambda.AWSLambdaException",
                                  "Lambda.SdkClientException", "Lambda.TooManyRequestsException",
                                  TRANSIENT_ERROR],
-                "IntervalSeconds": RETRY.interval_s,
-                "MaxAttempts": RETRY.max_attempts,
-                "BackoffRate": RETRY.backoff_rate,
+                "IntervalSeconds": step.retry().interval_s,
+                "MaxAttempts": step.retry().max_attempts,
+                "BackoffRate": step.retry().backoff_rate,
                 "JitterStrategy": "FULL"
             }],
             "Next": format!("Route after {}", step.name())
@@ -248,8 +264,6 @@ fn choice(step: Step) -> Value {
     let mut choices: Vec<Value> = step
         .successors()
         .iter()
-        .chain(std::iter::once(&Step::AbortDeployment))
-        .filter(|s| **s != Step::AbortDeployment || step != Step::AbortDeployment)
         .map(|next| {
             json!({ "Variable": "$.next", "StringEquals": next.name(),
                     "Next": format!("Wait before {}", next.name()) })
@@ -298,6 +312,32 @@ mod tests {
             }
         }
         assert!(states.contains_key(def["StartAt"].as_str().unwrap()));
+    }
+
+    /// Before the simulator found it, abort-deployment could not route to itself in the
+    /// state machine (only in the local orchestrator), so an abort waiting for green to drain
+    /// failed the execution with greenlight.UnplannedRoute.
+    #[test]
+    fn every_step_may_route_to_every_step_in_the_state_machine_too() {
+        let def = state_machine_definition();
+        for from in Step::ALL {
+            let choice = if from == Step::StartDeployment {
+                "Route start".to_string()
+            } else {
+                format!("Route after {}", from.name())
+            };
+            let targets: Vec<&str> = def["States"][&choice]["Choices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["StringEquals"].as_str().unwrap())
+                .collect();
+            for to in Step::ALL.into_iter().filter(|s| *s != Step::StartDeployment) {
+                assert!(from.allows(Some(to)), "{} -> {}", from.name(), to.name());
+                assert!(targets.contains(&to.name()), "{choice} lacks {}", to.name());
+            }
+            assert!(targets.contains(&END));
+        }
     }
 
     #[test]

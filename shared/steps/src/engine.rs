@@ -7,7 +7,7 @@
 use crate::report;
 use crate::StepError;
 use greenlight_adapters::{AdapterError, LaunchRequest, Ports};
-use greenlight_core::decide::{decide, event_name, Effect, Event};
+use greenlight_core::decide::{decide, event_name, Effect, Event, ImageRequest};
 use greenlight_core::metrics;
 use greenlight_core::model::State;
 use greenlight_core::plan::{route, StepOutput};
@@ -194,9 +194,23 @@ async fn apply(ports: &Ports, state: &State, effect: &Effect) -> Result<Option<E
                 // The step that freed the service has done its work; a queued image that is no
                 // longer acceptable (e.g. now older than live) is dropped with the reason.
                 Err(e @ (StepError::Refused(_) | StepError::Rejected(_))) => {
-                    warn!(version = %request.version, why = %e, "queued deployment refused")
+                    warn!(version = %request.version, why = %e, "queued deployment refused; dropped from the queue");
+                    Box::pin(drop_queued(ports, request)).await?;
                 }
                 Err(e) => return Err(e),
+            }
+            Ok(None)
+        }
+        Effect::EnsureExecution { service, deploy_id } => {
+            let successor = ports.ledger.load(service, Some(deploy_id)).await?;
+            if let Some(successor) = successor.filter(|s| {
+                s.deployment
+                    .as_ref()
+                    .is_some_and(|d| d.phase == greenlight_core::model::Phase::Launching)
+            }) {
+                let out = output(ports, &successor, &[])?;
+                let input = serde_json::to_value(&out).map_err(|e| StepError::Rejected(e.to_string()))?;
+                ports.orchestrator.start(deploy_id, &input).await?;
             }
             Ok(None)
         }
@@ -209,6 +223,26 @@ async fn apply(ports: &Ports, state: &State, effect: &Effect) -> Result<Option<E
             Ok(None)
         }
     }
+}
+
+/// Takes a refused queued request off the service's pointers (conditionally: unless
+/// something else queued in the meantime), so that it neither lingers nor blocks later images.
+/// (Found by the simulator, seed 11: an image queued behind a deployment was refused when
+/// that deployment ended, an alarm being in ALARM, and stayed queued for ever.)
+async fn drop_queued(ports: &Ports, request: &ImageRequest) -> Result<(), StepError> {
+    with_conflict_retries(|| async {
+        let Some(state) = ports.ledger.load(&request.service, None).await? else {
+            return Ok(());
+        };
+        if state.service.queued.as_ref() != Some(request) {
+            return Ok(());
+        }
+        let mut next = state.clone();
+        next.service.queued = None;
+        ports.ledger.commit(&state, &next).await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Effect names for log lines (without the payload).

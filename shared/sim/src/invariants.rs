@@ -1,0 +1,284 @@
+//! The invariants of ARCHITECTURE.md, checked on the simulated world after every step, and
+//! the liveness checks once faults stop. Each check reads the world (listener weights,
+//! target health, instances and tags) and the ledger's items, never a handler's word.
+//!
+//! Safety, after every step:
+//! - **traffic**: every target group with weight > 0 is one the ledger records for the
+//!   service (the live release, the warm one, or the canary of the deployment in flight),
+//!   its registered targets run that version, and they are all healthy (I1, I3);
+//! - **one deployment**: at most one deployment of a service is not ended, and it is the
+//!   pointers' `active` (the lease owner) (I4);
+//! - **no downgrade**: the live version only moves to an older one by a rollback (I7);
+//! - **instances**: every instance is tagged, and is live, warm, terminated, or belongs to
+//!   the deployment in flight (its green, or the blue it is retiring) (I5, I6);
+//! - **leases**: a lease exists exactly while a deployment is active, and never runs longer
+//!   than the service's lease plus the longest wait of a step (I2).
+//!
+//! Liveness, once settled: every deployment ended, no lease, nothing queued, all traffic on
+//! the live release, and the only instances left running are the live fleet.
+
+use crate::ledger::Table;
+use crate::world::{switch_key, Aws};
+use greenlight_adapters::tags;
+use greenlight_core::decide::TargetState;
+use greenlight_core::model::{Deployment, ServiceState};
+use greenlight_core::version::Version;
+use std::collections::BTreeMap;
+
+/// Remembers what the invariants compare across steps (the live version of each service).
+#[derive(Debug, Default)]
+pub struct Checker {
+    live: BTreeMap<String, String>,
+}
+
+impl Checker {
+    /// The safety invariants, after a step.
+    pub fn check(&mut self, aws: &Aws, table: &Table, services: &[String]) -> Result<(), String> {
+        for service in services {
+            let (config, ptr) = match (table.configs.get(service), table.service_state(service)) {
+                (Some((_, c)), Some(p)) => (c, p),
+                _ => return Err(format!("{service}: registration or pointers missing from the ledger")),
+            };
+            let history = table.history(service);
+            let open: Vec<&Deployment> = history.iter().filter(|d| !d.phase.is_terminal()).collect();
+            let active = open.first().copied();
+            // One deployment at a time, and it holds the lease.
+            if open.len() > 1 {
+                let ids: Vec<_> = open
+                    .iter()
+                    .map(|d| format!("{} ({})", d.deploy_id, d.phase.name()))
+                    .collect();
+                return Err(format!(
+                    "{service}: {} deployments in flight: {}",
+                    open.len(),
+                    ids.join(", ")
+                ));
+            }
+            if let Some(dep) = active {
+                if ptr.active.as_deref() != Some(&dep.deploy_id) {
+                    return Err(format!(
+                        "{service}: deployment {} is {} but the pointers' active is {:?}",
+                        dep.deploy_id,
+                        dep.phase.name(),
+                        ptr.active
+                    ));
+                }
+            }
+            self.traffic(aws, service, &switch_key(&config.switch), &ptr, active)?;
+            self.downgrade(service, &ptr, &history)?;
+            // Leases.
+            if ptr.active.is_some() != ptr.lease_until.is_some() {
+                return Err(format!(
+                    "{service}: active {:?} with lease until {:?}",
+                    ptr.active, ptr.lease_until
+                ));
+            }
+            let now = aws.now_ms / 1000;
+            let longest_wait = config
+                .bake_window_s
+                .max(config.rollout.step_wait_s)
+                .max(config.health.poll_interval_s)
+                .max(config.deregistration_delay_s);
+            if let Some(until) = ptr.lease_until {
+                // The registration may have shortened since the lease was taken: allow the
+                // longest lease any registration could have granted.
+                let bound = now + longest_wait.max(3600) + config.lease_s.max(900);
+                if until > bound {
+                    return Err(format!("{service}: lease until {until} is beyond {bound} (now {now})"));
+                }
+            }
+        }
+        instances(aws, table)
+    }
+
+    /// Traffic only on target groups the ledger records, running that version, healthy.
+    fn traffic(
+        &self,
+        aws: &Aws,
+        service: &str,
+        switch: &str,
+        ptr: &ServiceState,
+        active: Option<&Deployment>,
+    ) -> Result<(), String> {
+        let weights = aws.listeners.get(switch).cloned().unwrap_or_default();
+        if weights.iter().all(|(_, w)| *w == 0) {
+            return Err(format!("{service}: the listener forwards to nothing: {weights:?}"));
+        }
+        for (tg, weight) in weights.iter().filter(|(_, w)| *w > 0) {
+            let recorded = [ptr.live.as_ref(), ptr.warm.as_ref()]
+                .into_iter()
+                .flatten()
+                .find(|r| &r.target_group == tg)
+                .map(|r| r.version.clone())
+                .or_else(|| {
+                    active
+                        .filter(|d| &d.green_tg == tg && d.max_weight > 0)
+                        .map(|d| d.version.clone())
+                });
+            let Some(version) = recorded else {
+                return Err(format!(
+                    "{service}: {weight}% of traffic on {} which the ledger records as neither live, warm nor canary",
+                    short_tg(tg)
+                ));
+            };
+            let group = aws.target_groups.get(tg).cloned().unwrap_or_default();
+            let serving: Vec<_> = group
+                .targets
+                .iter()
+                .filter_map(|(id, t)| aws.target_state(&group, id, t).map(|s| (id, s)))
+                .filter(|(_, s)| *s != TargetState::Draining)
+                .collect();
+            if serving.is_empty() {
+                return Err(format!(
+                    "{service}: {weight}% of traffic on {} ({version}) which has no target in service",
+                    short_tg(tg)
+                ));
+            }
+            for (id, state) in serving {
+                if state != TargetState::Healthy {
+                    return Err(format!(
+                        "{service}: {weight}% of traffic on {} whose target {id} is {state:?}",
+                        short_tg(tg)
+                    ));
+                }
+                let running = aws.instances.get(id).and_then(|i| i.tags.get(tags::VERSION));
+                if running != Some(&version) {
+                    return Err(format!(
+                        "{service}: {} serves {running:?} on {id}, the ledger records {version}",
+                        short_tg(tg)
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The live version moves to an older one only by a rollback.
+    fn downgrade(&mut self, service: &str, ptr: &ServiceState, history: &[Deployment]) -> Result<(), String> {
+        let Some(live) = &ptr.live else { return Ok(()) };
+        if let Some(before) = self.live.get(service).filter(|v| **v != live.version) {
+            let older = match (Version::parse(&live.version), Version::parse(before)) {
+                (Ok(now), Ok(then)) => now < then,
+                _ => false,
+            };
+            let by_rollback = history.iter().any(|d| {
+                (d.version == *before && d.revert.is_some())
+                    || (Some(&d.deploy_id) == live.deploy_id.as_ref() && d.rollback)
+            });
+            if older && !by_rollback {
+                return Err(format!(
+                    "{service}: the live version went from {before} to the older {} without a rollback",
+                    live.version
+                ));
+            }
+        }
+        self.live.insert(service.to_string(), live.version.clone());
+        Ok(())
+    }
+
+    /// Liveness, once everything in flight has run to its end.
+    pub fn settled(&self, aws: &Aws, table: &Table) -> Result<(), String> {
+        for (service, (_, config)) in &table.configs {
+            let ptr = table.service_state(service).expect("checked");
+            for dep in table.history(service) {
+                if !dep.phase.is_terminal() {
+                    return Err(format!(
+                        "{service}: deployment {} never ended ({})",
+                        dep.deploy_id,
+                        dep.phase.name()
+                    ));
+                }
+            }
+            if ptr.active.is_some() || ptr.lease_until.is_some() || ptr.queued.is_some() {
+                return Err(format!(
+                    "{service}: settled with active {:?}, lease {:?}, queued {:?}",
+                    ptr.active,
+                    ptr.lease_until,
+                    ptr.queued.as_ref().map(|q| &q.version)
+                ));
+            }
+            let live = ptr.live.as_ref().ok_or(format!("{service}: nothing live"))?;
+            let weights = aws
+                .listeners
+                .get(&switch_key(&config.switch))
+                .cloned()
+                .unwrap_or_default();
+            let on_live: u32 = weights
+                .iter()
+                .filter(|(tg, _)| *tg == live.target_group)
+                .map(|(_, w)| *w as u32)
+                .sum();
+            let total: u32 = weights.iter().map(|(_, w)| *w as u32).sum();
+            if on_live != total {
+                return Err(format!(
+                    "{service}: settled with traffic {weights:?}, live is {}",
+                    short_tg(&live.target_group)
+                ));
+            }
+            if let Some(warm) = &ptr.warm {
+                return Err(format!("{service}: settled with {} still warm", warm.version));
+            }
+            let running: Vec<&String> = aws
+                .instances
+                .iter()
+                .filter(|(_, i)| i.terminated_ms.is_none())
+                .filter(|(_, i)| i.tags.get(tags::SERVICE) == Some(service))
+                .map(|(id, _)| id)
+                .collect();
+            let mut expected: Vec<&String> = live.instance_ids.iter().collect();
+            expected.sort();
+            if running != expected {
+                return Err(format!(
+                    "{service}: settled with instances {running:?} running; the live fleet is {expected:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every instance tagged; none orphaned: each is live, warm, terminated, or belongs to the
+/// deployment in flight (its green fleet, or the blue fleet it is retiring).
+fn instances(aws: &Aws, table: &Table) -> Result<(), String> {
+    for (id, instance) in aws.instances.iter().filter(|(_, i)| i.terminated_ms.is_none()) {
+        let tag = |key: &str| instance.tags.get(key).cloned();
+        let (Some(service), Some(_), Some(deploy_id), Some(managed)) = (
+            tag(tags::SERVICE),
+            tag(tags::VERSION),
+            tag(tags::DEPLOY_ID),
+            tag(tags::MANAGED_BY),
+        ) else {
+            return Err(format!("instance {id} is missing greenlight tags: {:?}", instance.tags));
+        };
+        if managed != tags::MANAGED_BY_VALUE {
+            return Err(format!("instance {id} is tagged managed-by={managed}"));
+        }
+        let Some(ptr) = table.service_state(&service) else {
+            return Err(format!("instance {id} belongs to unregistered service {service}"));
+        };
+        let in_release = [ptr.live.as_ref(), ptr.warm.as_ref()]
+            .into_iter()
+            .flatten()
+            .any(|r| r.instance_ids.contains(id));
+        let open = table
+            .history(&service)
+            .into_iter()
+            .filter(|d| !d.phase.is_terminal())
+            .any(|d| d.deploy_id == deploy_id || d.blue.as_ref().is_some_and(|b| b.instance_ids.contains(id)));
+        if !in_release && !open {
+            let phase = table
+                .deployments
+                .get(&(service.clone(), deploy_id.clone()))
+                .map(|d| d.phase.name())
+                .unwrap_or("unknown");
+            return Err(format!(
+                "{service}: orphan instance {id} of deployment {deploy_id} ({phase}): neither live, warm nor in flight"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn short_tg(arn: &str) -> &str {
+    arn.split('/').nth(1).unwrap_or(arn)
+}

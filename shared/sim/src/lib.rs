@@ -1,0 +1,23 @@
+//! greenlight-sim: deterministic simulation of greenlight, TigerBeetle-style.
+//!
+//! The real core (`decide`) and the real step handlers (greenlight-steps) run unchanged
+//! against an in-memory AWS behind the same adapter traits the Lambda functions use:
+//! - [`world`]: EC2, ELB, S3, CloudWatch alarms, the instances' HTTP endpoints and Step
+//!   Functions' StartExecution, on a simulated clock;
+//! - [`ledger`]: the DynamoDB ledger with its real conditional-write semantics;
+//! - [`sim`]: the seeded scheduler (at-least-once, duplicated, reordered and delayed
+//!   deliveries; crashes after any AWS call; clock jumps; images, alarms, rollbacks,
+//!   aborts, promotions, policy changes);
+//! - [`invariants`]: the safety checks after every step and the liveness checks at the end;
+//! - [`rng`]: the only source of randomness, so a seed replays exactly.
+//!
+//! `cargo run --release -p greenlight-sim -- --seed 1 --runs 10000` runs many seeds; the
+//! test command runs a fixed set (`shared/sim/tests/seeds.rs`).
+
+pub mod invariants;
+pub mod ledger;
+pub mod rng;
+pub mod sim;
+pub mod world;
+
+pub use sim::{run, run_traced, Failure, Options, Stats};

@@ -1,0 +1,879 @@
+//! The seeded scheduler. One run = one seed: a few services on the simulated AWS, then a
+//! chaos phase in which the PRNG picks, step by step, what happens next — an event delivered
+//! (maybe twice, maybe late, maybe to a handler that crashes after any of its AWS calls), a
+//! Step Functions task run (with the state machine's retries and catch, and late duplicate
+//! invocations), a new image (newer, older than live, broken), an alarm, a rollback (to the
+//! previous version, a named one, an unknown one), an abort or promote, a policy change, or
+//! the clock moving (sometimes across bake windows and lease expiries). The invariants are
+//! checked after every step ([`crate::invariants`]). Then faults stop, everything in flight
+//! is run to the end, and liveness is checked: every deployment ended, every lease released,
+//! nothing left warm or orphaned.
+//!
+//! The real handlers run unchanged (`greenlight_local::pump::deliver` routes an event the way
+//! the EventBridge rules do; `greenlight_steps::run_step` runs a task), on one
+//! current-thread runtime, one at a time: the interleaving is the PRNG's alone.
+
+use crate::invariants::Checker;
+use crate::ledger::MemLedger;
+use crate::rng::Rng;
+use crate::world::{Aws, Behaviour, Image, Timings, World};
+use greenlight_adapters::chaos::{crashing, Tripwire};
+use greenlight_adapters::{tags, Ledger, Ports, RecordedMetrics};
+use greenlight_core::config::{NewImagePolicy, Rollout};
+use greenlight_core::decide::ImageFacts;
+use greenlight_core::inbound::{
+    format_time, ABORT_REQUESTED, ALARM_STATE_CHANGE, IMAGE_PUBLISHED, PROMOTE_REQUESTED, ROLLBACK_REQUESTED, SOURCE,
+};
+use greenlight_core::model::Release;
+use greenlight_core::plan::{Step, StepInput, StepOutput};
+use greenlight_core::ServiceConfig;
+use greenlight_local::pump::{deliver, Outcome};
+use greenlight_steps::run_step;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// What a run does.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub seed: u64,
+    /// Steps of the chaos phase.
+    pub steps: u32,
+    /// Services sharing the table.
+    pub services: usize,
+    /// Chance (%) that a delivery's handler crashes after one of its AWS calls.
+    pub crash_pct: u64,
+    /// Chance (%) that an event or a task is delivered a second time, later.
+    pub duplicate_pct: u64,
+}
+
+impl Options {
+    pub fn new(seed: u64) -> Options {
+        Options {
+            seed,
+            steps: 300,
+            services: 3,
+            crash_pct: 15,
+            duplicate_pct: 15,
+        }
+    }
+}
+
+/// What a run did (summed over runs by the CLI).
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub runs: u64,
+    pub steps: u64,
+    pub invariant_checks: u64,
+    pub events: u64,
+    pub deliveries: u64,
+    pub task_runs: u64,
+    pub crashes: u64,
+    pub duplicates: u64,
+    pub dead_lettered: u64,
+    pub conflicts: u64,
+    pub deployments: u64,
+    /// Final phase → count.
+    pub outcomes: BTreeMap<String, u64>,
+    pub aws_calls: u64,
+}
+
+impl Stats {
+    pub fn add(&mut self, other: &Stats) {
+        self.runs += other.runs;
+        self.steps += other.steps;
+        self.invariant_checks += other.invariant_checks;
+        self.events += other.events;
+        self.deliveries += other.deliveries;
+        self.task_runs += other.task_runs;
+        self.crashes += other.crashes;
+        self.duplicates += other.duplicates;
+        self.dead_lettered += other.dead_lettered;
+        self.conflicts += other.conflicts;
+        self.deployments += other.deployments;
+        self.aws_calls += other.aws_calls;
+        for (k, v) in &other.outcomes {
+            *self.outcomes.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+/// A broken invariant, with the steps that led there.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub seed: u64,
+    pub step: u64,
+    pub violation: String,
+    pub trace: Vec<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "seed {} broke an invariant at step {}:", self.seed, self.step)?;
+        writeln!(f, "  {}", self.violation)?;
+        let shown = self.trace.len().saturating_sub(60);
+        writeln!(
+            f,
+            "trace (last {} of {} steps):",
+            self.trace.len() - shown,
+            self.trace.len()
+        )?;
+        for line in &self.trace[shown..] {
+            writeln!(f, "  {line}")?;
+        }
+        write!(
+            f,
+            "reproduce: cargo run -p greenlight-sim -- --seed {} --runs 1",
+            self.seed
+        )
+    }
+}
+
+/// An event on its way to a function (EventBridge → Lambda async invocation).
+#[derive(Debug, Clone)]
+struct Pending {
+    event: Value,
+    label: String,
+    due_ms: u64,
+    /// Lambda's async retries so far (two, then the dead-letter queue).
+    retries: u32,
+}
+
+/// A Step Functions execution of the committed plan.
+#[derive(Debug, Clone)]
+struct Execution {
+    name: String,
+    current: StepOutput,
+    previous: Step,
+    /// `$.error` for abort-deployment after a catch.
+    error: Option<Value>,
+    due_ms: u64,
+    attempt: u32,
+    ended: Option<Result<String, String>>,
+}
+
+/// A task invoked again, late (at-least-once Lambda): its result is ignored.
+#[derive(Debug, Clone)]
+struct Ghost {
+    step: Step,
+    input: StepInput,
+    due_ms: u64,
+}
+
+/// What the simulator knows of a service it drives (for generating events).
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub config: ServiceConfig,
+    /// Versions pushed so far, in order: (version, AMI).
+    pub pushed: Vec<(String, String)>,
+    pub next_minor: u32,
+}
+
+/// One run.
+pub struct Sim {
+    options: Options,
+    rng: Rng,
+    runtime: tokio::runtime::Runtime,
+    pub world: World,
+    pub ledger: MemLedger,
+    ports: Ports,
+    pub services: Vec<Service>,
+    events: Vec<Pending>,
+    executions: Vec<Execution>,
+    ghosts: Vec<Ghost>,
+    trace: Vec<String>,
+    step: u64,
+    faults: bool,
+    next_event: u64,
+    checker: Checker,
+    pub stats: Stats,
+}
+
+/// The epoch the simulated clock starts at (2026-11-25T00:00:00Z).
+const T0_MS: u64 = 1_795_564_800_000;
+/// The AMIs' owner account, the one every service's policy allows.
+const OWNER: &str = "123456789012";
+
+/// Runs one seed to the end; the first broken invariant stops it.
+pub fn run(options: Options) -> Result<Stats, Failure> {
+    let mut sim = Sim::new(options);
+    sim.chaos()?;
+    sim.settle()?;
+    Ok(sim.finish())
+}
+
+impl Sim {
+    pub fn new(options: Options) -> Sim {
+        let mut rng = Rng::new(options.seed);
+        let world = World::new(Aws::new(
+            T0_MS,
+            Timings {
+                pending_ms: rng.range(1_000, 20_000),
+                health_check_ms: rng.range(1_000, 30_000),
+            },
+        ));
+        let ledger = MemLedger::default();
+        let w = Arc::new(world.clone());
+        let ports = Ports {
+            ledger: Arc::new(ledger.clone()),
+            fleet: w.clone(),
+            lb: w.clone(),
+            store: w.clone(),
+            orchestrator: w.clone(),
+            alarms: w.clone(),
+            prober: w.clone(),
+            clock: w,
+            metrics: Arc::new(RecordedMetrics::default()),
+            manifest_prefix: greenlight_core::inbound::MANIFEST_PREFIX.into(),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a current-thread runtime");
+        let mut sim = Sim {
+            options,
+            rng,
+            runtime,
+            world,
+            ledger,
+            ports,
+            services: Vec::new(),
+            events: Vec::new(),
+            executions: Vec::new(),
+            ghosts: Vec::new(),
+            trace: Vec::new(),
+            step: 0,
+            faults: true,
+            next_event: 0,
+            checker: Checker::default(),
+            stats: Stats {
+                runs: 1,
+                ..Stats::default()
+            },
+        };
+        for i in 0..sim.options.services {
+            sim.add_service(i);
+        }
+        sim
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.world.lock().now_ms
+    }
+
+    fn note(&mut self, what: String) {
+        let t = (self.now_ms() - T0_MS) as f64 / 1000.0;
+        self.trace.push(format!("{:>4} t+{t:>8.1}s {what}", self.step));
+    }
+
+    fn fail(&self, violation: String) -> Failure {
+        Failure {
+            seed: self.options.seed,
+            step: self.step,
+            violation,
+            trace: self.trace.clone(),
+        }
+    }
+
+    /// A service with a random registration and v1.0.0 live on a healthy fleet.
+    fn add_service(&mut self, i: usize) {
+        let name = format!("svc{i}");
+        let elb = format!("arn:aws:elasticloadbalancing:us-east-1:{OWNER}");
+        let registration = json!({
+            "service": name,
+            "switch": {"listener_arn": format!("{elb}:listener/app/sim/{i}/1")},
+            "target_groups": [format!("{elb}:targetgroup/{name}-a/1"), format!("{elb}:targetgroup/{name}-b/2")],
+            "launch": {"instance_type": "t3.micro", "subnet_id": "subnet-0123", "count": 2, "port": 8080},
+            "health": {"poll_interval_s": 10, "max_polls": 5, "smoke": {"path": "/smoke", "expect_body": "ok"}},
+            "bake_window_s": 600,
+            "ami_policy": {"allowed_owners": [OWNER]},
+            "alarms": [format!("{name}-5xx")],
+        });
+        let mut config = ServiceConfig::from_json(&registration.to_string()).expect("a valid registration");
+        self.randomise(&mut config);
+        let ami = self.new_image(&name, "1.0.0", Behaviour::Healthy, OWNER);
+        let ids = {
+            let mut aws = self.world.lock();
+            for tg in &config.target_groups {
+                aws.target_groups.entry(tg.clone()).or_default().deregistration_delay_ms =
+                    config.deregistration_delay_s * 1000;
+            }
+            let tags = BTreeMap::from([
+                (tags::MANAGED_BY.to_string(), tags::MANAGED_BY_VALUE.to_string()),
+                (tags::SERVICE.to_string(), name.clone()),
+                (tags::VERSION.to_string(), "1.0.0".to_string()),
+                (tags::DEPLOY_ID.to_string(), "adopted".to_string()),
+            ]);
+            let count = config.launch.count;
+            // Launched and checked long ago: running and healthy from the start.
+            let now = aws.now_ms;
+            aws.now_ms = now - 3_600_000;
+            let ids = aws.run_instances(&ami, count, tags);
+            let tg = aws.target_groups.get_mut(&config.target_groups[0]).expect("created");
+            for id in &ids {
+                tg.targets.insert(
+                    id.clone(),
+                    crate::world::Target {
+                        registered_ms: now - 3_600_000,
+                        deregistered_ms: None,
+                    },
+                );
+            }
+            aws.now_ms = now;
+            aws.listeners.insert(
+                config.switch.listener_arn.clone(),
+                vec![(config.target_groups[0].clone(), 100)],
+            );
+            ids
+        };
+        let live = Release {
+            version: "1.0.0".into(),
+            ami: ami.clone(),
+            target_group: config.target_groups[0].clone(),
+            instance_ids: ids,
+            deploy_id: None,
+        };
+        let ledger = self.ledger.clone();
+        self.runtime
+            .block_on(ledger.register_service(&config, Some(live)))
+            .expect("a valid registration");
+        self.note(format!(
+            "register {name}: {} instances, canary {:?}, bake {}s, lease {}s, on new image {}",
+            config.launch.count,
+            config.rollout.canary_steps,
+            config.bake_window_s,
+            config.lease_s,
+            config.on_new_image.name()
+        ));
+        self.services.push(Service {
+            config,
+            pushed: vec![("1.0.0".into(), ami)],
+            next_minor: 1,
+        });
+    }
+
+    /// Random rollout shape, bake window, lease and policy.
+    fn randomise(&mut self, config: &mut ServiceConfig) {
+        let rng = &mut self.rng;
+        config.launch.count = rng.range(1, 3) as u32;
+        config.health.poll_interval_s = rng.range(5, 30);
+        config.health.max_polls = rng.range(3, 8) as u32;
+        config.rollout = match rng.range(0, 2) {
+            0 => Rollout::default(),
+            1 => Rollout {
+                canary_steps: vec![25, 100],
+                step_wait_s: rng.range(10, 120),
+            },
+            _ => Rollout {
+                canary_steps: vec![10, 50, 100],
+                step_wait_s: rng.range(10, 120),
+            },
+        };
+        config.bake_window_s = *rng.pick(&[0, 60, 300, 900, 3600]);
+        config.deregistration_delay_s = rng.range(0, 120);
+        config.lease_s = rng.range(120, 900);
+        config.on_new_image = *rng.pick(&[NewImagePolicy::Supersede, NewImagePolicy::Queue, NewImagePolicy::Reject]);
+    }
+
+    fn new_image(&mut self, service: &str, version: &str, behaviour: Behaviour, owner: &str) -> String {
+        let mut aws = self.world.lock();
+        let ami = format!("ami-{:017x}", aws.images.len() + 1);
+        aws.images.insert(
+            ami.clone(),
+            Image {
+                facts: ImageFacts {
+                    owner: owner.into(),
+                    available: true,
+                    tags: BTreeMap::from([
+                        ("greenlight:service".into(), service.into()),
+                        ("greenlight:version".into(), version.into()),
+                    ]),
+                },
+                behaviour,
+            },
+        );
+        ami
+    }
+
+    fn envelope(&mut self, source: &str, detail_type: &str, detail: Value) -> Value {
+        self.next_event += 1;
+        json!({
+            "version": "0",
+            "id": format!("00000000-0000-4000-8000-{:012x}", self.next_event),
+            "detail-type": detail_type,
+            "source": source,
+            "account": OWNER,
+            "time": format_time(self.now_ms() / 1000),
+            "region": "us-east-1",
+            "resources": [],
+            "detail": detail,
+        })
+    }
+
+    fn publish(&mut self, label: String, event: Value) {
+        self.stats.events += 1;
+        let due_ms = self.now_ms() + self.rng.range(0, 3_000);
+        self.note(format!("publish {label}"));
+        self.events.push(Pending {
+            event,
+            label,
+            due_ms,
+            retries: 0,
+        });
+    }
+
+    // ------------------------------------------------------------------------------------
+    // The chaos phase
+    // ------------------------------------------------------------------------------------
+
+    fn chaos(&mut self) -> Result<(), Failure> {
+        self.check()?;
+        for _ in 0..self.options.steps {
+            self.step += 1;
+            self.stats.steps += 1;
+            let runnable = self.runnable();
+            let choice = self.rng.weighted(&[if runnable.is_empty() { 0 } else { 50 }, 12, 38]);
+            match choice {
+                0 => {
+                    let which = *self.rng.pick(&runnable);
+                    self.run_one(which);
+                }
+                1 => self.inject(),
+                _ => self.tick(),
+            }
+            self.check()?;
+        }
+        Ok(())
+    }
+
+    /// Moves the clock: mostly seconds, sometimes minutes, now and then past bake windows
+    /// and leases.
+    fn tick(&mut self) {
+        let ms = match self.rng.weighted(&[70, 25, 5]) {
+            0 => self.rng.range(100, 10_000),
+            1 => self.rng.range(10_000, 180_000),
+            _ => self.rng.range(600_000, 4_000_000),
+        };
+        self.world.lock().now_ms += ms;
+        if ms >= 600_000 {
+            self.note(format!("clock jumps {}s", ms / 1000));
+        }
+    }
+
+    /// Something from outside: an image, an alarm, a rollback, an abort or promote, a
+    /// policy change.
+    fn inject(&mut self) {
+        let s = self.rng.range(0, self.services.len() as u64 - 1) as usize;
+        let name = self.services[s].config.service.clone();
+        match self.rng.weighted(&[40, 14, 5, 12, 5, 5, 4]) {
+            0 => self.push_image(s),
+            1 | 2 => {
+                let alarm = if self.rng.chance(90) {
+                    self.services[s].config.alarms[0].clone()
+                } else {
+                    "unregistered-alarm".into()
+                };
+                let value = if self.rng.chance(75) { "ALARM" } else { "OK" };
+                {
+                    let mut aws = self.world.lock();
+                    if value == "ALARM" {
+                        aws.in_alarm.insert(alarm.clone());
+                    } else {
+                        aws.in_alarm.remove(&alarm);
+                    }
+                }
+                let detail = json!({
+                    "alarmName": alarm,
+                    "state": {"value": value, "reason": "simulated", "timestamp": "2026-11-25T00:00:00.000+0000"},
+                    "previousState": {"value": if value == "ALARM" { "OK" } else { "ALARM" }},
+                });
+                let event = self.envelope("aws.cloudwatch", ALARM_STATE_CHANGE, detail);
+                self.publish(format!("alarm {alarm} → {value}"), event);
+            }
+            3 => {
+                let pushed = self.services[s].pushed.clone();
+                let to_version = match self.rng.range(0, 3) {
+                    0 | 1 => None,
+                    2 => Some(self.rng.pick(&pushed).0.clone()),
+                    _ => Some("9.9.9".to_string()),
+                };
+                let mut detail = json!({"service": name, "reason": "simulated rollback", "requested_by": "sim"});
+                if let Some(v) = &to_version {
+                    detail["to_version"] = json!(v);
+                }
+                let event = self.envelope(SOURCE, ROLLBACK_REQUESTED, detail);
+                let to = to_version.map(|v| format!(" to {v}")).unwrap_or_default();
+                self.publish(format!("rollback {name}{to}"), event);
+            }
+            4 | 5 => {
+                let (kind, detail_type) = if self.rng.chance(50) {
+                    ("abort", ABORT_REQUESTED)
+                } else {
+                    ("promote", PROMOTE_REQUESTED)
+                };
+                let detail = json!({"service": name, "reason": "simulated", "requested_by": "sim"});
+                let event = self.envelope(SOURCE, detail_type, detail);
+                self.publish(format!("{kind} {name}"), event);
+            }
+            _ => {
+                let mut config = self.services[s].config.clone();
+                self.randomise(&mut config);
+                let ledger = self.ledger.clone();
+                self.runtime
+                    .block_on(ledger.register_service(&config, None))
+                    .expect("a valid registration");
+                self.note(format!(
+                    "re-register {name}: canary {:?}, bake {}s, lease {}s, on new image {}",
+                    config.rollout.canary_steps,
+                    config.bake_window_s,
+                    config.lease_s,
+                    config.on_new_image.name()
+                ));
+                self.services[s].config = config;
+            }
+        }
+    }
+
+    /// An image for service `s`: usually the next version, sometimes a repeat of the last
+    /// push, one older than live, a broken build, or an AMI of the wrong owner.
+    fn push_image(&mut self, s: usize) {
+        let name = self.services[s].config.service.clone();
+        let roll = self.rng.range(0, 99);
+        let (version, ami, what) = if roll < 10 {
+            let (v, a) = self.services[s].pushed.last().cloned().expect("v1 is pushed");
+            (v, a, "again")
+        } else {
+            let version = if roll < 18 {
+                "0.9.0".to_string()
+            } else {
+                self.services[s].next_minor += 1;
+                format!("1.{}.0", self.services[s].next_minor)
+            };
+            let (behaviour, what) = match self.rng.range(0, 99) {
+                0..=69 => (Behaviour::Healthy, "healthy"),
+                70..=82 => (Behaviour::Unhealthy, "unhealthy"),
+                _ => (Behaviour::SmokeFails, "fails its smoke test"),
+            };
+            let owner = if self.rng.chance(4) { "999999999999" } else { OWNER };
+            let what = if owner == OWNER { what } else { "wrong owner" };
+            let ami = self.new_image(&name, &version, behaviour, owner);
+            self.services[s].pushed.push((version.clone(), ami.clone()));
+            (version, ami, what)
+        };
+        let detail = json!({"service": name, "version": version, "ami": ami, "requested_by": "sim"});
+        let event = self.envelope(SOURCE, IMAGE_PUBLISHED, detail);
+        self.publish(format!("image {name} {version} ({what})"), event);
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Deliveries
+    // ------------------------------------------------------------------------------------
+
+    /// What may run now: (kind, index) with kind 0 = event, 1 = execution, 2 = ghost task.
+    fn runnable(&self) -> Vec<(u8, usize)> {
+        let now = self.now_ms();
+        let events = self.events.iter().enumerate().filter(|(_, e)| e.due_ms <= now);
+        let executions = self
+            .executions
+            .iter()
+            .enumerate()
+            .filter(|(_, x)| x.ended.is_none() && x.due_ms <= now);
+        let ghosts = self.ghosts.iter().enumerate().filter(|(_, g)| g.due_ms <= now);
+        events
+            .map(|(i, _)| (0, i))
+            .chain(executions.map(|(i, _)| (1, i)))
+            .chain(ghosts.map(|(i, _)| (2, i)))
+            .collect()
+    }
+
+    /// The earliest time something becomes runnable.
+    fn next_due(&self) -> Option<u64> {
+        let events = self.events.iter().map(|e| e.due_ms);
+        let executions = self.executions.iter().filter(|x| x.ended.is_none()).map(|x| x.due_ms);
+        let ghosts = self.ghosts.iter().map(|g| g.due_ms);
+        events.chain(executions).chain(ghosts).min()
+    }
+
+    fn run_one(&mut self, (kind, i): (u8, usize)) {
+        match kind {
+            0 => {
+                let pending = self.events.remove(i);
+                self.deliver(pending);
+            }
+            1 => self.run_task(i),
+            _ => {
+                let ghost = self.ghosts.remove(i);
+                let wire = self.wire();
+                let ports = crashing(&self.ports, wire.clone());
+                let result = self.runtime.block_on(run_step(&ports, ghost.step, &ghost.input));
+                self.count(&wire);
+                let result = match result {
+                    Ok(out) => format!("{} ({})", out.phase, short(&out.note)),
+                    Err(e) => format!("error: {}", short(&e.to_string())),
+                };
+                self.note(format!(
+                    "late duplicate {} of {}{} → {result}",
+                    ghost.step.name(),
+                    ghost.input.deploy_id,
+                    crashed(&wire)
+                ));
+                self.collect_executions();
+            }
+        }
+    }
+
+    /// A tripwire for the next handler run: armed at a random call while faults are on.
+    fn wire(&mut self) -> Arc<Tripwire> {
+        if self.faults && self.rng.chance(self.options.crash_pct) {
+            Tripwire::crash_after(self.rng.range(1, 10) as usize)
+        } else {
+            Tripwire::counting()
+        }
+    }
+
+    fn count(&mut self, wire: &Tripwire) {
+        self.stats.aws_calls += wire.calls().len() as u64;
+        if wire.tripped() {
+            self.stats.crashes += 1;
+        }
+    }
+
+    fn deliver(&mut self, pending: Pending) {
+        self.stats.deliveries += 1;
+        if self.faults && self.rng.chance(self.options.duplicate_pct) {
+            self.stats.duplicates += 1;
+            let mut copy = pending.clone();
+            copy.due_ms = self.now_ms() + self.rng.range(0, 300_000);
+            self.events.push(copy);
+        }
+        let wire = self.wire();
+        let ports = crashing(&self.ports, wire.clone());
+        let result = self.runtime.block_on(deliver(&ports, &pending.event));
+        self.count(&wire);
+        let said = match &result {
+            Ok(Outcome::Start(o)) => format!("{o:?}"),
+            Ok(Outcome::Revert(o)) => format!("{o:?}"),
+            Ok(Outcome::Steer(o)) => format!("{} {}: {}", o.action, o.phase, o.note),
+            Err(e) => format!("error: {e}"),
+        };
+        self.note(format!(
+            "deliver {}{} → {}",
+            pending.label,
+            crashed(&wire),
+            short(&said)
+        ));
+        if let Err(e) = result {
+            if e.is_retryable() {
+                if pending.retries < 2 {
+                    let delay = 60_000 * (pending.retries as u64 + 1);
+                    self.events.push(Pending {
+                        due_ms: self.now_ms() + delay,
+                        retries: pending.retries + 1,
+                        ..pending
+                    });
+                } else {
+                    self.stats.dead_lettered += 1;
+                    self.note(format!("dead-letter queue: {}", pending.label));
+                }
+            }
+        }
+        self.collect_executions();
+    }
+
+    /// Executions accepted by StartExecution since the last look.
+    fn collect_executions(&mut self) {
+        let started: Vec<_> = std::mem::take(&mut self.world.lock().started);
+        for s in started {
+            let current: StepOutput = serde_json::from_value(s.input).expect("StartExecution input is a step output");
+            let due_ms = self.now_ms() + current.wait_s * 1000;
+            self.executions.push(Execution {
+                name: s.name,
+                current,
+                previous: Step::StartDeployment,
+                error: None,
+                due_ms,
+                attempt: 0,
+                ended: None,
+            });
+        }
+    }
+
+    /// Runs execution `i`'s next task, as the committed state machine does: the route from
+    /// the last output, the task, `Retry` on transient errors (full jitter), `Catch` →
+    /// abort-deployment.
+    fn run_task(&mut self, i: usize) {
+        let x = self.executions[i].clone();
+        let next = match x.current.next_step() {
+            Ok(next) => next,
+            Err(why) => return self.end(i, Err(why)),
+        };
+        if !x.previous.allows(next) {
+            let why = format!("unplanned route {} → {}", x.previous.name(), x.current.next);
+            return self.end(i, Err(why));
+        }
+        let Some(step) = next else {
+            return self.end(i, Ok(x.current.phase.clone()));
+        };
+        self.stats.task_runs += 1;
+        let input = StepInput {
+            service: x.current.service.clone(),
+            deploy_id: x.current.deploy_id.clone(),
+            error: x.error.clone(),
+        };
+        if self.faults && self.rng.chance(self.options.duplicate_pct) {
+            self.stats.duplicates += 1;
+            let due_ms = self.now_ms() + self.rng.range(0, 600_000);
+            self.ghosts.push(Ghost {
+                step,
+                input: input.clone(),
+                due_ms,
+            });
+        }
+        let wire = self.wire();
+        let ports = crashing(&self.ports, wire.clone());
+        let result = self.runtime.block_on(run_step(&ports, step, &input));
+        self.count(&wire);
+        let now = self.now_ms();
+        let said = match &result {
+            Ok(out) => format!(
+                "{} next {} in {}s ({})",
+                out.phase,
+                out.next,
+                out.wait_s,
+                short(&out.note)
+            ),
+            Err(e) => format!("error: {}", short(&e.to_string())),
+        };
+        self.note(format!("task {} of {}{} → {said}", step.name(), x.name, crashed(&wire)));
+        let x = &mut self.executions[i];
+        match result {
+            Ok(out) => {
+                x.due_ms = now + out.wait_s * 1000;
+                x.current = out;
+                x.previous = step;
+                x.error = None;
+                x.attempt = 0;
+            }
+            Err(e) if e.is_retryable() && x.attempt < step.retry().max_attempts => {
+                // Full jitter: anywhere up to the backoff interval.
+                let retry = step.retry();
+                let cap_s = retry.interval_s as f64 * retry.backoff_rate.powi(x.attempt as i32);
+                x.due_ms = now + self.rng.range(0, (cap_s * 1000.0) as u64);
+                x.attempt += 1;
+            }
+            Err(e) if step == Step::AbortDeployment => {
+                let why = format!("abort-deployment failed: {e}");
+                return self.end(i, Err(why));
+            }
+            Err(e) => {
+                x.error = Some(json!({"Error": "StepFailed", "Cause": format!("{}: {e}", step.name())}));
+                x.current.next = Step::AbortDeployment.name().into();
+                x.current.wait_s = 0;
+                x.previous = step;
+                x.due_ms = now;
+                x.attempt = 0;
+            }
+        }
+        self.collect_executions();
+    }
+
+    fn end(&mut self, i: usize, ending: Result<String, String>) {
+        let name = self.executions[i].name.clone();
+        match &ending {
+            Ok(phase) => self.note(format!("execution {name} ends: {phase}")),
+            Err(why) => self.note(format!("execution {name} FAILED: {why}")),
+        }
+        self.executions[i].ended = Some(ending);
+    }
+
+    // ------------------------------------------------------------------------------------
+    // Settling and checks
+    // ------------------------------------------------------------------------------------
+
+    /// Faults stop; everything in flight runs to its end (the clock jumps to the next due
+    /// time when nothing is runnable); then liveness is checked.
+    fn settle(&mut self) -> Result<(), Failure> {
+        self.faults = false;
+        self.note("faults stop; settling".into());
+        for _ in 0..20_000 {
+            self.step += 1;
+            let runnable = self.runnable();
+            if let Some(first) = runnable.first() {
+                self.run_one(*first);
+            } else if let Some(due) = self.next_due() {
+                let mut aws = self.world.lock();
+                aws.now_ms = aws.now_ms.max(due);
+            } else {
+                self.check()?;
+                let failed: Vec<String> = self
+                    .executions
+                    .iter()
+                    .filter_map(|x| match &x.ended {
+                        Some(Err(why)) => Some(format!("{}: {why}", x.name)),
+                        _ => None,
+                    })
+                    .collect();
+                if !failed.is_empty() {
+                    return Err(self.fail(format!("executions failed: {}", failed.join("; "))));
+                }
+                let aws = self.world.lock().clone();
+                let table = self.ledger.lock().clone();
+                return self.checker.settled(&aws, &table).map_err(|v| self.fail(v));
+            }
+            self.check()?;
+        }
+        Err(self.fail("did not settle: work still pending after 20000 steps".into()))
+    }
+
+    fn check(&mut self) -> Result<(), Failure> {
+        self.stats.invariant_checks += 1;
+        let aws = self.world.lock().clone();
+        let table = self.ledger.lock().clone();
+        let services: Vec<String> = self.services.iter().map(|s| s.config.service.clone()).collect();
+        self.checker.check(&aws, &table, &services).map_err(|v| self.fail(v))
+    }
+
+    fn finish(mut self) -> Stats {
+        let table = self.ledger.lock().clone();
+        self.stats.conflicts = table.conflicts;
+        for dep in table.deployments.values() {
+            self.stats.deployments += 1;
+            *self.stats.outcomes.entry(dep.phase.name().to_string()).or_default() += 1;
+        }
+        self.stats
+    }
+
+    /// The trace so far (for `--trace`).
+    pub fn trace(&self) -> &[String] {
+        &self.trace
+    }
+}
+
+/// Runs one seed and returns its trace too (for `--trace` on a passing seed).
+pub fn run_traced(options: Options) -> (Result<Stats, Failure>, Vec<String>) {
+    let mut sim = Sim::new(options);
+    let result = sim.chaos().and_then(|_| sim.settle());
+    let trace = sim.trace().to_vec();
+    (result.map(|_| sim.finish()), trace)
+}
+
+fn crashed(wire: &Tripwire) -> String {
+    if wire.tripped() {
+        let calls = wire.calls();
+        format!(
+            " [crash after call {}: {}]",
+            calls.len(),
+            calls.last().copied().unwrap_or("?")
+        )
+    } else {
+        String::new()
+    }
+}
+
+fn short(text: &str) -> String {
+    let mut s: String = text.chars().take(150).collect();
+    if text.chars().count() > 150 {
+        let _ = write!(s, "…");
+    }
+    s
+}

@@ -1,0 +1,429 @@
+//! The simulated AWS behind the same adapter traits the functions use: EC2 images and
+//! instances (`pending` → `running` → `terminated`, RunInstances `ClientToken` idempotency,
+//! tags on launch), ELB target groups with health states (`initial` → `healthy` or
+//! `unhealthy`, `draining` for the deregistration delay) and weighted listeners, CloudWatch
+//! alarm states, S3 objects, the smoke-test HTTP endpoint of every instance, and Step
+//! Functions' StartExecution (executions are run by the scheduler in [`crate::sim`]).
+//! Time is the simulated clock; nothing here sleeps or reads the wall clock.
+
+use async_trait::async_trait;
+use greenlight_adapters::{
+    AdapterError, AdapterResult, Alarms, ArtifactStore, Clock, Fleet, Instance, LaunchRequest, LoadBalancer,
+    Orchestrator, Prober,
+};
+use greenlight_core::config::Switch;
+use greenlight_core::decide::{ImageFacts, TargetHealth, TargetState};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// How an image's application behaves once its instance runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    Healthy,
+    /// Fails the load balancer's health check.
+    Unhealthy,
+    /// Passes the health check, fails the smoke test.
+    SmokeFails,
+}
+
+/// An AMI.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub facts: ImageFacts,
+    pub behaviour: Behaviour,
+}
+
+/// An EC2 instance.
+#[derive(Debug, Clone)]
+pub struct SimInstance {
+    pub ami: String,
+    pub ip: String,
+    pub tags: BTreeMap<String, String>,
+    pub launched_ms: u64,
+    pub terminated_ms: Option<u64>,
+}
+
+/// A target in a target group.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub registered_ms: u64,
+    pub deregistered_ms: Option<u64>,
+}
+
+/// A target group.
+#[derive(Debug, Clone, Default)]
+pub struct TargetGroup {
+    pub deregistration_delay_ms: u64,
+    pub targets: BTreeMap<String, Target>,
+}
+
+/// An execution StartExecution accepted, for the scheduler to run.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub name: String,
+    pub input: Value,
+}
+
+/// Timings of the simulated AWS.
+#[derive(Debug, Clone)]
+pub struct Timings {
+    /// RunInstances → `running`.
+    pub pending_ms: u64,
+    /// `running` → the first health check verdict.
+    pub health_check_ms: u64,
+}
+
+/// Everything the simulated AWS holds.
+#[derive(Debug, Clone)]
+pub struct Aws {
+    pub now_ms: u64,
+    pub timings: Timings,
+    pub images: BTreeMap<String, Image>,
+    pub instances: BTreeMap<String, SimInstance>,
+    /// ClientToken → (request fingerprint, instance ids).
+    pub tokens: BTreeMap<String, (String, Vec<String>)>,
+    pub target_groups: BTreeMap<String, TargetGroup>,
+    /// Switch point (rule ARN, else listener ARN) → forward weights.
+    pub listeners: BTreeMap<String, Vec<(String, u8)>>,
+    pub in_alarm: BTreeSet<String>,
+    pub objects: BTreeMap<(String, String), Vec<u8>>,
+    /// Execution names ever started (StartExecution of one of them is a no-op).
+    pub execution_names: BTreeSet<String>,
+    /// Started and not yet picked up by the scheduler.
+    pub started: Vec<Started>,
+    next_instance: u64,
+}
+
+impl Aws {
+    pub fn new(now_ms: u64, timings: Timings) -> Aws {
+        Aws {
+            now_ms,
+            timings,
+            images: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            tokens: BTreeMap::new(),
+            target_groups: BTreeMap::new(),
+            listeners: BTreeMap::new(),
+            in_alarm: BTreeSet::new(),
+            objects: BTreeMap::new(),
+            execution_names: BTreeSet::new(),
+            started: Vec::new(),
+            next_instance: 0,
+        }
+    }
+
+    /// The EC2 state name of an instance now.
+    pub fn state(&self, instance: &SimInstance) -> &'static str {
+        match instance.terminated_ms {
+            Some(_) => "terminated",
+            None if self.now_ms < instance.launched_ms + self.timings.pending_ms => "pending",
+            None => "running",
+        }
+    }
+
+    /// Launches `count` instances of `ami` with `tags` (no token check: see [`Fleet::launch`]).
+    pub fn run_instances(&mut self, ami: &str, count: u32, tags: BTreeMap<String, String>) -> Vec<String> {
+        (0..count)
+            .map(|_| {
+                self.next_instance += 1;
+                let n = self.next_instance;
+                let id = format!("i-{n:017x}");
+                let instance = SimInstance {
+                    ami: ami.to_string(),
+                    ip: format!("10.{}.{}.{}", (n >> 16) & 255, (n >> 8) & 255, n & 255),
+                    tags: tags.clone(),
+                    launched_ms: self.now_ms,
+                    terminated_ms: None,
+                };
+                self.instances.insert(id.clone(), instance);
+                id
+            })
+            .collect()
+    }
+
+    /// The health of one registered target now (None once it has drained away).
+    pub fn target_state(&self, tg: &TargetGroup, instance_id: &str, target: &Target) -> Option<TargetState> {
+        let instance = self.instances.get(instance_id)?;
+        let gone_since = target.deregistered_ms.or(instance.terminated_ms);
+        if let Some(since) = gone_since {
+            return (self.now_ms < since + tg.deregistration_delay_ms).then_some(TargetState::Draining);
+        }
+        let checked_from =
+            (instance.launched_ms + self.timings.pending_ms).max(target.registered_ms) + self.timings.health_check_ms;
+        if self.now_ms < checked_from {
+            return Some(TargetState::Initial);
+        }
+        let behaviour = self.images.get(&instance.ami).map(|i| i.behaviour);
+        Some(match behaviour {
+            Some(Behaviour::Unhealthy) | None => TargetState::Unhealthy,
+            Some(_) => TargetState::Healthy,
+        })
+    }
+}
+
+/// The simulated AWS, shared by every adapter. Cloning shares it.
+#[derive(Clone)]
+pub struct World(pub Arc<Mutex<Aws>>);
+
+impl World {
+    pub fn new(aws: Aws) -> World {
+        World(Arc::new(Mutex::new(aws)))
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Aws> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn invalid(what: String) -> AdapterError {
+    AdapterError::Invalid(what)
+}
+
+/// The key a switch point's weights are stored under (the rule, else the listener).
+pub fn switch_key(switch: &Switch) -> String {
+    switch.rule_arn.clone().unwrap_or_else(|| switch.listener_arn.clone())
+}
+
+impl Clock for World {
+    fn now_ms(&self) -> u64 {
+        self.lock().now_ms
+    }
+}
+
+#[async_trait]
+impl Fleet for World {
+    async fn describe_image(&self, ami: &str) -> AdapterResult<Option<ImageFacts>> {
+        Ok(self.lock().images.get(ami).map(|i| i.facts.clone()))
+    }
+
+    async fn image_builder_ami(&self, _image_arn: &str) -> AdapterResult<Option<String>> {
+        Ok(None)
+    }
+
+    async fn launch(&self, request: &LaunchRequest) -> AdapterResult<Vec<String>> {
+        use greenlight_adapters::tags;
+        let mut aws = self.lock();
+        if !aws.images.contains_key(&request.ami) {
+            return Err(invalid(format!("InvalidAMIID.NotFound: {}", request.ami)));
+        }
+        let fingerprint = format!("{}|{}|{}", request.ami, request.launch.count, request.deploy_id);
+        if let Some((known, ids)) = aws.tokens.get(&request.client_token) {
+            return if *known == fingerprint {
+                Ok(ids.clone())
+            } else {
+                Err(invalid("IdempotentParameterMismatch".into()))
+            };
+        }
+        let tags = BTreeMap::from([
+            (tags::MANAGED_BY.to_string(), tags::MANAGED_BY_VALUE.to_string()),
+            (tags::SERVICE.to_string(), request.service.clone()),
+            (tags::VERSION.to_string(), request.version.clone()),
+            (tags::DEPLOY_ID.to_string(), request.deploy_id.clone()),
+        ]);
+        let ids = aws.run_instances(&request.ami, request.launch.count, tags);
+        aws.tokens
+            .insert(request.client_token.clone(), (fingerprint, ids.clone()));
+        Ok(ids)
+    }
+
+    async fn instances_of(&self, deploy_id: &str) -> AdapterResult<Vec<Instance>> {
+        let aws = self.lock();
+        let ids: Vec<String> = aws
+            .instances
+            .iter()
+            .filter(|(_, i)| i.terminated_ms.is_none())
+            .filter(|(_, i)| i.tags.get(greenlight_adapters::tags::DEPLOY_ID).map(String::as_str) == Some(deploy_id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        Ok(describe(&aws, &ids))
+    }
+
+    async fn describe(&self, instance_ids: &[String]) -> AdapterResult<Vec<Instance>> {
+        Ok(describe(&self.lock(), instance_ids))
+    }
+
+    async fn terminate(&self, service: &str, instance_ids: &[String]) -> AdapterResult<Vec<String>> {
+        use greenlight_adapters::tags;
+        let mut aws = self.lock();
+        let now = aws.now_ms;
+        let mut refused = Vec::new();
+        for id in instance_ids {
+            match aws.instances.get_mut(id) {
+                Some(i)
+                    if i.tags.get(tags::MANAGED_BY).map(String::as_str) == Some(tags::MANAGED_BY_VALUE)
+                        && i.tags.get(tags::SERVICE).map(String::as_str) == Some(service) =>
+                {
+                    i.terminated_ms.get_or_insert(now);
+                }
+                Some(_) => refused.push(id.clone()),
+                None => {}
+            }
+        }
+        Ok(refused)
+    }
+}
+
+fn describe(aws: &Aws, ids: &[String]) -> Vec<Instance> {
+    ids.iter()
+        .filter_map(|id| {
+            let i = aws.instances.get(id)?;
+            Some(Instance {
+                instance_id: id.clone(),
+                state: aws.state(i).to_string(),
+                private_ip: Some(i.ip.clone()),
+                tags: i.tags.clone(),
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl LoadBalancer for World {
+    async fn target_health(&self, target_group: &str) -> AdapterResult<Vec<TargetHealth>> {
+        let aws = self.lock();
+        let tg = aws
+            .target_groups
+            .get(target_group)
+            .ok_or_else(|| AdapterError::NotFound(format!("target group {target_group}")))?;
+        Ok(tg
+            .targets
+            .iter()
+            .filter_map(|(id, t)| {
+                aws.target_state(tg, id, t).map(|state| TargetHealth {
+                    instance_id: id.clone(),
+                    state,
+                    reason: None,
+                })
+            })
+            .collect())
+    }
+
+    async fn register(&self, target_group: &str, instance_ids: &[String], _port: u16) -> AdapterResult<()> {
+        let mut aws = self.lock();
+        let now = aws.now_ms;
+        for id in instance_ids {
+            match aws.instances.get(id) {
+                Some(i) if i.terminated_ms.is_none() => {}
+                _ => return Err(invalid(format!("InvalidTarget: {id} is not running"))),
+            }
+        }
+        let tg = aws
+            .target_groups
+            .get_mut(target_group)
+            .ok_or_else(|| AdapterError::NotFound(format!("target group {target_group}")))?;
+        for id in instance_ids {
+            let target = tg.targets.entry(id.clone()).or_insert(Target {
+                registered_ms: now,
+                deregistered_ms: None,
+            });
+            if target.deregistered_ms.is_some() {
+                *target = Target {
+                    registered_ms: now,
+                    deregistered_ms: None,
+                };
+            }
+        }
+        Ok(())
+    }
+
+    async fn deregister(&self, target_group: &str, instance_ids: &[String], _port: u16) -> AdapterResult<()> {
+        let mut aws = self.lock();
+        let now = aws.now_ms;
+        let tg = aws
+            .target_groups
+            .get_mut(target_group)
+            .ok_or_else(|| AdapterError::NotFound(format!("target group {target_group}")))?;
+        for id in instance_ids {
+            if let Some(target) = tg.targets.get_mut(id) {
+                target.deregistered_ms.get_or_insert(now);
+            }
+        }
+        Ok(())
+    }
+
+    async fn set_traffic(&self, switch: &Switch, weights: &[(String, u8)]) -> AdapterResult<()> {
+        let mut aws = self.lock();
+        if let Some((tg, _)) = weights.iter().find(|(tg, _)| !aws.target_groups.contains_key(tg)) {
+            return Err(AdapterError::NotFound(format!("target group {tg}")));
+        }
+        let key = switch_key(switch);
+        if !aws.listeners.contains_key(&key) {
+            return Err(AdapterError::NotFound(format!("listener {key}")));
+        }
+        aws.listeners.insert(key, weights.to_vec());
+        Ok(())
+    }
+
+    async fn traffic(&self, switch: &Switch) -> AdapterResult<Vec<(String, u8)>> {
+        let key = switch_key(switch);
+        self.lock()
+            .listeners
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| AdapterError::NotFound(format!("listener {key}")))
+    }
+}
+
+#[async_trait]
+impl ArtifactStore for World {
+    async fn get(&self, bucket: &str, key: &str) -> AdapterResult<Vec<u8>> {
+        self.lock()
+            .objects
+            .get(&(bucket.to_string(), key.to_string()))
+            .cloned()
+            .ok_or_else(|| AdapterError::NotFound(format!("s3://{bucket}/{key}")))
+    }
+
+    async fn put_report(&self, service: &str, deploy_id: &str, body: &[u8]) -> AdapterResult<String> {
+        let key = format!("reports/{service}/{deploy_id}.json");
+        self.lock()
+            .objects
+            .insert(("artifacts".into(), key.clone()), body.to_vec());
+        Ok(key)
+    }
+}
+
+#[async_trait]
+impl Orchestrator for World {
+    async fn start(&self, deploy_id: &str, input: &Value) -> AdapterResult<()> {
+        let mut aws = self.lock();
+        if aws.execution_names.insert(deploy_id.to_string()) {
+            aws.started.push(Started {
+                name: deploy_id.to_string(),
+                input: input.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Alarms for World {
+    async fn in_alarm(&self, names: &[String]) -> AdapterResult<Vec<String>> {
+        let aws = self.lock();
+        Ok(names.iter().filter(|n| aws.in_alarm.contains(*n)).cloned().collect())
+    }
+}
+
+#[async_trait]
+impl Prober for World {
+    async fn get(&self, url: &str, _timeout: Duration) -> Result<(u16, String), String> {
+        let aws = self.lock();
+        let host = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split(':').next())
+            .unwrap_or_default();
+        let instance = aws
+            .instances
+            .values()
+            .find(|i| i.ip == host && aws.state(i) == "running")
+            .ok_or_else(|| format!("connect {host}: connection refused"))?;
+        match aws.images.get(&instance.ami).map(|i| i.behaviour) {
+            Some(Behaviour::Healthy) => Ok((200, "ok".into())),
+            Some(Behaviour::SmokeFails) => Ok((500, "internal error".into())),
+            _ => Err(format!("connect {host}: connection refused")),
+        }
+    }
+}

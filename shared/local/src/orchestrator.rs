@@ -1,5 +1,5 @@
 //! The local stand-in for Step Functions: interprets the plan from greenlight-core
-//! (`route`, `Step::successors`, `RETRY`) exactly as the generated state machine does —
+//! (`route`, `Step::successors`, `Step::retry`) exactly as the generated state machine does —
 //! wait `wait_s`, run the step, retry a failed step (bounded, exponential backoff with full
 //! jitter), send the execution to abort-deployment once retries are exhausted, stop on a
 //! route the plan does not allow.
@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use greenlight_adapters::{AdapterResult, Orchestrator, Ports};
-use greenlight_core::plan::{Step, StepInput, StepOutput, END, RETRY};
+use greenlight_core::plan::{Step, StepInput, StepOutput, END};
 use greenlight_steps::run_step;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -176,17 +176,18 @@ async fn execute(ports: &Ports, first: StepOutput, progress: &broadcast::Sender<
 /// state machine's `"JitterStrategy": "FULL"`: each wait is a random duration between 0 and
 /// the computed backoff (`interval_s × backoff_rate^attempt`). At most `max_attempts` retries.
 async fn run_with_retries(ports: &Ports, step: Step, input: &StepInput) -> Result<StepOutput, String> {
-    let mut backoff = Duration::from_secs(RETRY.interval_s);
+    let retry = step.retry();
+    let mut backoff = Duration::from_secs(retry.interval_s);
     let mut attempt = 0;
     loop {
         match run_step(ports, step, input).await {
             Ok(out) => return Ok(out),
             // Like the state machine's `Retry`: only transient failures are retried.
-            Err(e) if e.is_retryable() && attempt < RETRY.max_attempts => {
+            Err(e) if e.is_retryable() && attempt < retry.max_attempts => {
                 let wait = full_jitter(backoff);
                 tracing::warn!(step = step.name(), error = %e, attempt, ?wait, "step failed; retrying");
                 tokio::time::sleep(wait).await;
-                backoff = backoff.mul_f64(RETRY.backoff_rate);
+                backoff = backoff.mul_f64(retry.backoff_rate);
                 attempt += 1;
             }
             Err(e) => return Err(e.to_string()),

@@ -11,7 +11,7 @@ VENV_INFRA ?= .venv-infra
 FUNCTIONS := $(notdir $(wildcard functions/*))
 export GREENLIGHT_PYTHON ?= $(abspath $(VENV))/bin/python
 
-.PHONY: help setup demo test lint asl infra-check lambdas fuzz clean
+.PHONY: help setup demo test lint asl infra-check lambdas fuzz sim clean
 
 help:
 	@echo "make demo   full canary rollout on a local AWS emulator, shown live"
@@ -19,6 +19,7 @@ help:
 	@echo "make asl    regenerate infra/statemachine.asl.json from the Rust plan"
 	@echo "make infra-check  lint infra/template.yaml offline (cfn-lint, checkov); part of make test"
 	@echo "make lambdas      build every function for Lambda (arm64): target/lambda/<name>/bootstrap"
+	@echo "make sim          the deterministic simulator over SEEDS seeds (default 10000; the test command runs 150)"
 	@echo "make fuzz         fuzz every parser target for FUZZ_SECONDS each (cargo-fuzz, nightly)"
 
 # The venv with moto (pinned in tests/emulator/requirements.txt).
@@ -76,6 +77,13 @@ $(VENV)/.lambda-tools: infra/build-requirements.txt $(VENV)/.installed
 lambdas: $(VENV)/.lambda-tools
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
 	PATH="$(abspath $(VENV))/bin:$$PATH" cargo lambda build --release --arm64 --locked $(addprefix -p ,$(FUNCTIONS))
+
+# The deterministic simulator (shared/sim) over many seeds (the test build: its dependencies
+# are optimised, and a release build with LTO takes far longer than it saves); a failing seed prints its trace and
+# how to replay it. `make test` runs a fixed set (shared/sim/tests/seeds.rs).
+SEEDS ?= 10000
+sim:
+	cargo run -p greenlight-sim -- --seed 1 --runs $(SEEDS)
 
 # Each fuzz target in shared/fuzz (one per parser family) for FUZZ_SECONDS, one after the
 # other, on corpora seeded from events/ (shared/fuzz/corpus, not committed; crashes go to

@@ -5,17 +5,17 @@
 //! Safety, after every step:
 //! - **traffic**: every target group with weight > 0 is one the ledger records for the
 //!   service (the live release, the warm one, or the canary of the deployment in flight),
-//!   its registered targets run that version, and they are all healthy (I1, I3);
+//!   its registered targets run that version, and they are all healthy (I4, I8, I13);
 //! - **one deployment**: at most one deployment of a service is not ended, and it is the
-//!   pointers' `active` (the lease owner) (I4);
-//! - **no downgrade**: the live version only moves to an older one by a rollback (I7);
+//!   pointers' `active` (the lease owner) (I6);
+//! - **no downgrade**: the live version only moves to an older one by a rollback (I5);
 //! - **instances**: every instance is tagged, and is live, warm, terminated, or belongs to
-//!   the deployment in flight (its green, or the blue it is retiring) (I5, I6);
+//!   the deployment in flight (its green, or the blue it is retiring) (I7, I11);
 //! - **leases**: a lease exists exactly while a deployment is active, and never runs longer
-//!   than the service's lease plus the longest wait of a step (I2).
+//!   than the service's lease plus the longest wait of a step (I6).
 //!
 //! Liveness, once settled: every deployment ended, no lease, nothing queued, all traffic on
-//! the live release, and the only instances left running are the live fleet.
+//! the live release, and the only instances left running are the live fleet (I6, I7, I22).
 
 use crate::ledger::Table;
 use crate::world::{switch_key, Aws};

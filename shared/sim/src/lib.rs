@@ -11,7 +11,7 @@
 //! - [`invariants`]: the safety checks after every step and the liveness checks at the end;
 //! - [`rng`]: the only source of randomness, so a seed replays exactly.
 //!
-//! `cargo run --release -p greenlight-sim -- --seed 1 --runs 10000` runs many seeds; the
+//! `make sim` (`cargo run -p greenlight-sim -- --seed 1 --runs 10000`) runs many seeds; the
 //! test command runs a fixed set (`shared/sim/tests/seeds.rs`).
 
 pub mod invariants;

@@ -124,7 +124,7 @@ impl std::fmt::Display for Failure {
         }
         write!(
             f,
-            "reproduce: cargo run -p greenlight-sim -- --seed {} --runs 1",
+            "reproduce: cargo run -p greenlight-sim -- --seed {} --runs 1 --trace",
             self.seed
         )
     }

@@ -1,5 +1,5 @@
 //! The fixed seed set the test command runs, and the regression seeds (each kept with the
-//! bug it found). More seeds: `cargo run --release -p greenlight-sim -- --runs 10000`.
+//! bug it found). More seeds: `make sim` (10 000 by default).
 
 use greenlight_sim::{run, Options, Stats};
 

@@ -12,13 +12,13 @@
 //! or serves the live version), no deployment left active, every deployment ended, and no
 //! execution failed without its deployment aborted. Each scenario completes or aborts
 //! cleanly. Nothing retries forever: a delivery that keeps failing is dropped after two
-//! retries, and an execution whose steps keep failing ends.
+//! retries, and a step that keeps failing is retried twice, then the execution goes to
+//! abort-deployment (which retries longer, and outlasts a short outage).
 
 use greenlight_adapters::tags;
 use greenlight_core::config::ServiceConfig;
 use greenlight_core::decide::TargetState;
 use greenlight_core::model::{Phase, State};
-use greenlight_core::plan::{Step, StepInput};
 use greenlight_e2e::{canary, endpoint, quick, wait_execution, App, Env};
 use greenlight_local::faults::{self, FaultCounts, FaultKind, FaultPlan};
 use greenlight_local::fixture::Spec;
@@ -158,7 +158,10 @@ impl Chaos {
     async fn reach(&mut self, id: &str, what: &str, want: impl Fn(&Phase) -> bool) -> bool {
         let dep = self.env.wait_for_phase(id, |p| want(p) || p.is_terminal()).await;
         let reached = want(&dep.phase);
-        if !reached {
+        if reached {
+            let weights = self.env.weights().await;
+            self.notes.push(format!("reached {what}: traffic {weights:?}"));
+        } else {
             self.notes.push(format!("ended before {what}: {:?}", dep.phase));
         }
         reached
@@ -226,7 +229,11 @@ impl Chaos {
 
         let outcomes: Vec<String> = history
             .iter()
-            .map(|d| format!("{} {} {:?}", d.deploy_id, d.version, d.phase))
+            .map(|d| {
+                let revert = d.revert.as_ref().and_then(|r| r.time_to_revert_ms());
+                let revert = revert.map(|ms| format!(", time to revert {ms} ms")).unwrap_or_default();
+                format!("{} {} {:?}{revert}", d.deploy_id, d.version, d.phase)
+            })
             .collect();
         let report = format!(
             "{} (seed {}, rate {}): {:.1} s, live {} on {}; {} samples, traffic seen {:?}\n  deployments: {outcomes:?}\n  executions: {endings:?}\n  faults: {counts}",
@@ -614,6 +621,14 @@ async fn alarm_rollback_during_a_canary_under_faults() {
         })
         .await;
     if at_10 {
+        assert!(
+            chaos
+                .notes
+                .last()
+                .is_some_and(|n| n.ends_with(r#"[("a", 90), ("b", 10)]"#)),
+            "{:?}",
+            chaos.notes
+        );
         chaos.env.alarm("chaos-alarm-1", "ALARM").await;
         let delivery = chaos.deliver().await;
         if !matches!(&delivery.result, Ok(Outcome::Revert(RevertOutcome::Reverted { deploy_id, .. })) if deploy_id == &id)
@@ -662,38 +677,48 @@ async fn a_delivery_that_keeps_failing_is_retried_twice_then_dropped() {
 }
 
 #[tokio::test]
-async fn an_execution_whose_steps_keep_failing_ends_and_a_rerun_of_abort_cleans_up() {
+async fn a_step_that_keeps_failing_is_retried_twice_then_aborted_and_the_abort_outlasts_the_outage() {
     let mut chaos = Chaos::new("load balancer outage", quick, outage("elasticloadbalancing")).await;
     let ami = chaos.env.image("v2", App::Healthy).await;
     let id = chaos.start("v2", &ami).await;
-    // launch-green cannot register green, nor abort-deployment deregister it: each step is
-    // retried twice, then the execution ends.
-    let ending = wait_execution(&chaos.handlers.orchestrator, &id).await;
-    assert!(
-        matches!(&ending, Ending::Failed(why) if why.contains("abort-deployment failed")),
-        "{ending:?}"
-    );
-    let dep = chaos.env.deployment(&id).await;
-    assert!(
-        matches!(dep.phase, Phase::Aborting { .. }),
-        "the ledger says what is left: {:?}",
-        dep.phase
-    );
-    assert_eq!(dep.max_weight, 0, "green never had traffic");
-    // The outage ends; abort-deployment run again (as a later delivery would) finishes it.
-    faults::stop(endpoint(), &chaos.plan.access_key).await.unwrap();
-    let input = StepInput {
-        service: chaos.env.service.clone(),
-        deploy_id: id.clone(),
-        error: None,
+    // launch-green cannot register green: two retries, then abort-deployment, which cannot
+    // deregister it either. The outage ends once abort-deployment has failed once.
+    let calls = |counts: &FaultCounts, action: &str| -> u64 {
+        counts
+            .by_action
+            .get(&format!("elasticloadbalancing:{action}"))
+            .map_or(0, |kinds| kinds.values().sum())
     };
-    let out = greenlight_steps::run_step(&chaos.handlers.ports, Step::AbortDeployment, &input)
-        .await
-        .expect("abort-deployment after the outage");
-    assert_eq!(out.phase, "aborted");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let during = loop {
+        let counts = faults::counts(endpoint(), &chaos.plan.access_key).await.unwrap();
+        if calls(&counts, "DeregisterTargets") >= 3 {
+            break counts;
+        }
+        if Instant::now() > deadline {
+            chaos.fail("abort-deployment never ran").await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    faults::stop(endpoint(), &chaos.plan.access_key).await.unwrap();
+    // Three runs of launch-green, each call attempted 3 times by the SDK (fewer if the SDK's
+    // retry quota ran out): bounded, and then the execution moved on.
+    let register = calls(&during, "RegisterTargets");
+    assert!((3..=9).contains(&register), "RegisterTargets attempts: {during}");
+    let dep = chaos.env.deployment(&id).await;
+    assert!(matches!(dep.phase, Phase::Aborting { .. }), "{:?}", dep.phase);
+    assert_eq!(dep.max_weight, 0, "green never had traffic");
+    // abort-deployment's next retry cleans up.
+    let ending = wait_execution(&chaos.handlers.orchestrator, &id).await;
+    assert_eq!(ending, Ending::Done("aborted".into()));
     let end = chaos.finish().await;
-    assert!(matches!(end.deployment(&id).phase, Phase::Aborted { .. }));
+    assert!(
+        matches!(&end.deployment(&id).phase, Phase::Aborted { reason } if reason.contains("RegisterTargets")),
+        "{:?}",
+        end.deployment(&id).phase
+    );
     assert_eq!(end.state.service.live.as_ref().unwrap().version, "v1");
+    assert_eq!(calls(&end.counts, "RegisterTargets"), register, "launch-green gave up");
 }
 
 /// Found by `alarm_rollback_during_a_canary_under_faults` with `GREENLIGHT_CHAOS_SEED=12

@@ -311,3 +311,70 @@ pub fn build_binaries() {
         panic!("{why}");
     }
 }
+
+impl Env {
+    /// A fresh service `prefix-n` built from `spec` in an installation already connected
+    /// (`local`, which several services may share, e.g. on an emulator of their own).
+    pub async fn on(local: &Local, prefix: &str, spec: impl FnOnce(&str) -> Spec) -> Env {
+        let service = unique(prefix);
+        let world = fixture::build(local, &spec(&service)).await.expect("build world");
+        Env {
+            local: local.clone(),
+            world,
+            service,
+        }
+    }
+
+    /// An engineer's request about this service (`RollbackRequested`, `AbortRequested` or
+    /// `PromoteRequested`) as EventBridge delivers it to its function: event `id`, sent now.
+    pub fn request_event(&self, detail_type: &str, id: &str, requested_by: &str, reason: &str) -> Value {
+        let detail = json!({"service": self.service, "reason": reason, "requested_by": requested_by});
+        json!({"version": "0", "id": id, "detail-type": detail_type, "source": SOURCE,
+               "account": "123456789012", "time": now_rfc3339(), "region": "us-east-1",
+               "resources": [], "detail": detail})
+    }
+
+    /// Every instance tagged `greenlight:service=<this service>`, in any state (terminated
+    /// ones included: EC2 keeps listing them for a while, the emulator for good).
+    pub async fn service_instances(&self) -> Vec<greenlight_adapters::Instance> {
+        use aws_sdk_ec2::types::Filter;
+        let filter = Filter::builder()
+            .name(format!("tag:{}", greenlight_adapters::tags::SERVICE))
+            .values(&self.service)
+            .build();
+        let mut found = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let out = self
+                .local
+                .clients
+                .ec2
+                .describe_instances()
+                .filters(filter.clone())
+                .set_next_token(token.take())
+                .send()
+                .await
+                .expect("describe instances");
+            for instance in out.reservations().iter().flat_map(|r| r.instances()) {
+                found.push(greenlight_adapters::Instance {
+                    instance_id: instance.instance_id().unwrap_or_default().to_string(),
+                    state: instance
+                        .state()
+                        .and_then(|s| s.name())
+                        .map(|n| n.as_str().to_string())
+                        .unwrap_or_default(),
+                    private_ip: instance.private_ip_address().map(str::to_string),
+                    tags: instance
+                        .tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
+                        .collect(),
+                });
+            }
+            match out.next_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return found,
+            }
+        }
+    }
+}

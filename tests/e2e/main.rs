@@ -13,6 +13,7 @@
 //!   fields a handler does not need in the functions' info logs;
 //! - `faults`: rollouts and rollbacks while 15–20 % of the handlers' AWS calls fail; bounded retries;
 //! - `idempotency`: duplicate events, handler re-runs, a crash after RunInstances;
+//! - `crash`: a crash right after every AWS call of every handler, then redelivery: the same end;
 //! - `ledger`: conditional writes refuse stale state; history per service;
 //! - `refusals`: downgrades, malformed events, unknown services, wrong-owner AMIs;
 //! - `revert`: rollbacks (engineer, alarm) during a canary and the bake window, hygiene;
@@ -24,6 +25,7 @@
 mod cli;
 mod concurrency;
 mod contract;
+mod crash;
 mod faults;
 mod gates;
 mod hostile;

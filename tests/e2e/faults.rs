@@ -730,7 +730,6 @@ async fn a_step_that_keeps_failing_is_retried_twice_then_aborted_and_the_abort_o
 /// Redelivery is normal (EventBridge delivers at least once; Lambda retries a failed
 /// invocation), so the same event must change nothing.
 #[tokio::test]
-#[ignore = "bug in revert-service (shared/steps/src/revert.rs, alarm_loop): reported in issue 8"]
 async fn an_alarm_redelivered_after_its_rollback_completed_changes_nothing() {
     let env = Env::new("alarm-again", |s| Spec {
         step_wait_s: 30,

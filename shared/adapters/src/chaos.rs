@@ -12,6 +12,10 @@
 //! one PutItem or TransactWriteItems, one `set_traffic` one ModifyListener/ModifyRule).
 //! The prober (HTTP to the instances), the clock and the metrics sink are not AWS calls and
 //! pass through uncounted.
+//!
+//! A wire may also interleave: before each call it yields to the async runtime a seeded
+//! number of times, so that handlers run concurrently on one thread interleave their AWS
+//! calls in an order the seed picks (the simulator's races).
 
 use crate::{
     AdapterError, AdapterResult, Alarms, ArtifactStore, Fleet, Instance, LaunchRequest, Ledger, LoadBalancer,
@@ -38,6 +42,8 @@ struct Wire {
     tripped: bool,
     /// The calls made so far (`ledger.commit`, `lb.set_traffic`, ...), in order.
     calls: Vec<&'static str>,
+    /// When set, the state of the generator of yields before each call.
+    interleave: Option<u64>,
 }
 
 impl Tripwire {
@@ -51,6 +57,12 @@ impl Tripwire {
         let wire = Tripwire::default();
         wire.lock().crash_after = Some(k);
         Arc::new(wire)
+    }
+
+    /// This wire, yielding to the runtime 0–3 times (from `seed`) before each call.
+    pub fn interleaved(self: Arc<Self>, seed: u64) -> Arc<Tripwire> {
+        self.lock().interleave = Some(seed | 1);
+        self
     }
 
     /// The calls made through this wire, in order (including the one it tripped on).
@@ -70,6 +82,19 @@ impl Tripwire {
     /// Runs one AWS call through the wire: refused once tripped; counted; the armed call's
     /// result is replaced by the crash.
     async fn call<T>(&self, name: &'static str, call: impl Future<Output = AdapterResult<T>>) -> AdapterResult<T> {
+        let yields = {
+            let mut wire = self.lock();
+            wire.interleave.as_mut().map_or(0, |x| {
+                // xorshift64
+                *x ^= *x << 13;
+                *x ^= *x >> 7;
+                *x ^= *x << 17;
+                *x % 4
+            })
+        };
+        for _ in 0..yields {
+            tokio::task::yield_now().await;
+        }
         if self.tripped() {
             return Err(crashed(name, "the process crashed earlier"));
         }

@@ -383,7 +383,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
     let config = &state.config;
     let dep = next.deployment.as_mut().ok_or(Refusal::NoDeployment)?;
     let mut effects = Vec::new();
-    let note: String;
+    let mut note: String;
     let register_green = |dep: &Deployment, ids: Vec<String>| Effect::RegisterTargets {
         target_group: dep.green_tg.clone(),
         instance_ids: ids,
@@ -560,11 +560,15 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             abort_effects(config, dep, now, &mut effects);
             note = "aborting (continued)".into();
         }
-        (Event::Abort { .. }, phase @ (Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded)) => {
-            return Err(Refusal::TooLateToAbort {
-                deploy_id: dep.deploy_id.clone(),
-                phase: phase.name().into(),
-            });
+        (Event::Abort { reason }, phase @ (Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded)) => {
+            // abort-deployment after a step of this execution failed, while another execution
+            // (a promote's follow-up) took the deployment live: green is live, so there is
+            // nothing to abort; the route continues the deployment (retire-blue, or the end)
+            // instead of failing the execution. (Found by the simulator, seed 1616.)
+            note = format!(
+                "too late to abort ({}: green is live); continuing. The step failure was: {reason}",
+                phase.name()
+            );
         }
         (Event::GreenTerminated, Phase::Aborting { reason, .. }) => {
             dep.enter(
@@ -650,6 +654,31 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         (event, phase) => {
             // Duplicate, late or out-of-order delivery: nothing to do in this phase.
             note = format!("{} ignored in phase {}", event_name(event), phase.name());
+            // A step of the deployment's own execution that finds it aborting may have just
+            // moved traffic forward on what it read before the abort (its commit then lost):
+            // put traffic back again, so that no stale listener change outlives the abort until
+            // abort-deployment's next run. (Found by the simulator's races, seed 689:
+            // shift-traffic ∥ an abort request left 25 % on green, deregistered.)
+            let own_step = matches!(
+                event,
+                Event::ShiftDue | Event::HealthObserved { .. } | Event::FinalizeDue | Event::LaunchDue
+            );
+            if own_step && matches!(phase, Phase::Aborting { .. }) && dep.max_weight > 0 && dep.blue.is_some() {
+                effects.push(set_traffic(config, dep, 0));
+                note.push_str("; traffic back on the previous version re-applied");
+            }
+            // An aborted deployment runs no instance: a launch that raced the abort (its
+            // RunInstances returned after the clean-up looked for instances to terminate) is
+            // terminated by the next step of its execution. (Found by the simulator's races,
+            // seed 971: launch-green ∥ an abort request.)
+            if (own_step || matches!(event, Event::Abort { .. })) && matches!(phase, Phase::Aborted { .. }) {
+                effects.push(Effect::TerminateInstances {
+                    service: dep.service.clone(),
+                    instance_ids: dep.green_instances.clone(),
+                    deploy_id: Some(dep.deploy_id.clone()),
+                    green: true,
+                });
+            }
             // A finished deployment whose successor never started (a crash right after the
             // finish was committed): start it now.
             if phase.is_terminal() && next.service.active.is_none() {

@@ -403,11 +403,21 @@ fn transitions() {
             vec!["write_report"],
         ),
         (
-            "abort of an aborted deployment is a no-op",
+            "abort of an aborted deployment only terminates what raced it (by deploy id)",
             in_phase(Aborted { reason: "x".into() }, 0),
             Event::Abort { reason: "y".into() },
             NOW,
             Aborted { reason: "x".into() },
+            vec!["terminate_instances"],
+        ),
+        (
+            "abort-deployment after green went live continues the deployment",
+            in_phase(Phase::Baking { until: NOW + 10 }, 100),
+            Event::Abort {
+                reason: "a step failed".into(),
+            },
+            NOW,
+            Phase::Baking { until: NOW + 10 },
             vec![],
         ),
         (
@@ -535,12 +545,6 @@ fn refusals() {
             "for service",
         ),
         ("step without deployment", idle(), Event::LaunchDue, "no deployment"),
-        (
-            "abort while baking",
-            in_phase(Phase::Baking { until: NOW }, 100),
-            Event::Abort { reason: "x".into() },
-            "roll back instead",
-        ),
         (
             "retire while blue serves",
             in_phase(Phase::Baking { until: NOW }, 100),

@@ -23,7 +23,7 @@ use greenlight_adapters::tags;
 use greenlight_core::decide::TargetState;
 use greenlight_core::model::{Deployment, ServiceState};
 use greenlight_core::version::Version;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Remembers what the invariants compare across steps (the live version of each service).
 #[derive(Debug, Default)]
@@ -33,7 +33,15 @@ pub struct Checker {
 
 impl Checker {
     /// The safety invariants, after a step.
-    pub fn check(&mut self, aws: &Aws, table: &Table, services: &[String]) -> Result<(), String> {
+    /// `cleaning`: deployments with an execution still running (which may yet terminate an
+    /// instance that raced their abort).
+    pub fn check(
+        &mut self,
+        aws: &Aws,
+        table: &Table,
+        services: &[String],
+        cleaning: &BTreeSet<String>,
+    ) -> Result<(), String> {
         for service in services {
             let (config, ptr) = match (table.configs.get(service), table.service_state(service)) {
                 (Some((_, c)), Some(p)) => (c, p),
@@ -88,7 +96,7 @@ impl Checker {
                 }
             }
         }
-        instances(aws, table)
+        instances(aws, table, cleaning)
     }
 
     /// Traffic only on target groups the ledger records, running that version, healthy.
@@ -238,8 +246,9 @@ impl Checker {
 }
 
 /// Every instance tagged; none orphaned: each is live, warm, terminated, or belongs to the
-/// deployment in flight (its green fleet, or the blue fleet it is retiring).
-fn instances(aws: &Aws, table: &Table) -> Result<(), String> {
+/// deployment in flight (its green fleet, or the blue fleet it is retiring), or to one whose
+/// execution is still running (its next step cleans up what raced its abort).
+fn instances(aws: &Aws, table: &Table, cleaning: &BTreeSet<String>) -> Result<(), String> {
     for (id, instance) in aws.instances.iter().filter(|(_, i)| i.terminated_ms.is_none()) {
         let tag = |key: &str| instance.tags.get(key).cloned();
         let (Some(service), Some(_), Some(deploy_id), Some(managed)) = (
@@ -265,7 +274,7 @@ fn instances(aws: &Aws, table: &Table) -> Result<(), String> {
             .into_iter()
             .filter(|d| !d.phase.is_terminal())
             .any(|d| d.deploy_id == deploy_id || d.blue.as_ref().is_some_and(|b| b.instance_ids.contains(id)));
-        if !in_release && !open {
+        if !in_release && !open && !cleaning.contains(&deploy_id) {
             let phase = table
                 .deployments
                 .get(&(service.clone(), deploy_id.clone()))

@@ -28,7 +28,7 @@ use greenlight_core::model::Release;
 use greenlight_core::plan::{Step, StepInput, StepOutput};
 use greenlight_core::ServiceConfig;
 use greenlight_local::pump::{deliver, Outcome};
-use greenlight_steps::run_step;
+use greenlight_steps::{run_step, StepError};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -151,6 +151,27 @@ struct Execution {
     due_ms: u64,
     attempt: u32,
     ended: Option<Result<String, String>>,
+}
+
+/// One handler run: what it stands for, its wire and its future.
+struct Job {
+    label: String,
+    what: Ctx,
+    wire: Arc<Tripwire>,
+    future: std::pin::Pin<Box<dyn std::future::Future<Output = Done>>>,
+}
+
+/// What a handler run stands for.
+enum Ctx {
+    Event(Pending),
+    Task { i: usize, step: Step },
+    Ghost,
+}
+
+/// A handler run's result.
+enum Done {
+    Event(Result<Outcome, StepError>),
+    Step(Result<StepOutput, StepError>),
 }
 
 /// A task invoked again, late (at-least-once Lambda): its result is ignored.
@@ -432,13 +453,20 @@ impl Sim {
             self.step += 1;
             self.stats.steps += 1;
             let runnable = self.runnable();
-            let choice = self.rng.weighted(&[if runnable.is_empty() { 0 } else { 50 }, 12, 38]);
-            match choice {
+            let one = if runnable.is_empty() { 0 } else { 40 };
+            let two = if runnable.len() < 2 { 0 } else { 12 };
+            match self.rng.weighted(&[one, two, 12, 36]) {
                 0 => {
                     let which = *self.rng.pick(&runnable);
                     self.run_one(which);
                 }
-                1 => self.inject(),
+                1 => {
+                    let a = *self.rng.pick(&runnable);
+                    let others: Vec<_> = runnable.iter().copied().filter(|r| *r != a).collect();
+                    let b = *self.rng.pick(&others);
+                    self.race(a, b);
+                }
+                2 => self.inject(),
                 _ => self.tick(),
             }
             self.check()?;
@@ -594,76 +622,122 @@ impl Sim {
         events.chain(executions).chain(ghosts).min()
     }
 
-    fn run_one(&mut self, (kind, i): (u8, usize)) {
+    /// Runs one runnable item to its end.
+    fn run_one(&mut self, item: (u8, usize)) {
+        let job = self.launch(item, false);
+        if let Some(mut job) = job.into_iter().next() {
+            let done = self.runtime.block_on(&mut job.future);
+            self.land(job, done);
+        }
+    }
+
+    /// Runs two runnable items concurrently, their AWS calls interleaved as the seed picks.
+    fn race(&mut self, a: (u8, usize), b: (u8, usize)) {
+        // Launch the later index of a kind first, so the earlier one's index still holds.
+        let (first, second) = if a.0 == b.0 && a.1 < b.1 { (b, a) } else { (a, b) };
+        let jobs: Vec<Job> = [first, second]
+            .into_iter()
+            .flat_map(|item| self.launch(item, true))
+            .collect();
+        let [mut one, mut two]: [Job; 2] = match jobs.try_into() {
+            Ok(both) => both,
+            Err(jobs) => {
+                // One of them had nothing to run (an execution ending): run the other alone.
+                for mut job in jobs {
+                    let done = self.runtime.block_on(&mut job.future);
+                    self.land(job, done);
+                }
+                return;
+            }
+        };
+        self.note(format!("race: {} ∥ {}", one.label, two.label));
+        let (d1, d2) = self
+            .runtime
+            .block_on(async { tokio::join!(&mut one.future, &mut two.future) });
+        self.land(one, d1);
+        self.land(two, d2);
+    }
+
+    /// Takes a runnable item and builds the handler run it stands for (None: nothing to
+    /// run, e.g. an execution that ends here).
+    fn launch(&mut self, (kind, i): (u8, usize), interleave: bool) -> Option<Job> {
+        let wire = self.wire(interleave);
+        let ports = crashing(&self.ports, wire.clone());
         match kind {
             0 => {
                 let pending = self.events.remove(i);
-                self.deliver(pending);
+                self.stats.deliveries += 1;
+                if self.faults && self.rng.chance(self.options.duplicate_pct) {
+                    self.stats.duplicates += 1;
+                    let mut copy = pending.clone();
+                    copy.due_ms = self.now_ms() + self.rng.range(0, 300_000);
+                    self.events.push(copy);
+                }
+                let event = pending.event.clone();
+                Some(Job {
+                    label: format!("deliver {}", pending.label),
+                    what: Ctx::Event(pending),
+                    wire,
+                    future: Box::pin(async move { Done::Event(deliver(&ports, &event).await) }),
+                })
             }
-            1 => self.run_task(i),
+            1 => {
+                let (step, input) = self.next_task(i)?;
+                let name = self.executions[i].name.clone();
+                let task_input = input.clone();
+                Some(Job {
+                    label: format!("task {} of {name}", step.name()),
+                    what: Ctx::Task { i, step },
+                    wire,
+                    future: Box::pin(async move { Done::Step(run_step(&ports, step, &task_input).await) }),
+                })
+            }
             _ => {
                 let ghost = self.ghosts.remove(i);
-                let wire = self.wire();
-                let ports = crashing(&self.ports, wire.clone());
-                let result = self.runtime.block_on(run_step(&ports, ghost.step, &ghost.input));
-                self.count(&wire);
-                let result = match result {
-                    Ok(out) => format!("{} ({})", out.phase, short(&out.note)),
-                    Err(e) => format!("error: {}", short(&e.to_string())),
-                };
-                self.note(format!(
-                    "late duplicate {} of {}{} → {result}",
-                    ghost.step.name(),
-                    ghost.input.deploy_id,
-                    crashed(&wire)
-                ));
-                self.collect_executions();
+                let (step, input) = (ghost.step, ghost.input.clone());
+                Some(Job {
+                    label: format!("late duplicate {} of {}", ghost.step.name(), ghost.input.deploy_id),
+                    what: Ctx::Ghost,
+                    wire,
+                    future: Box::pin(async move { Done::Step(run_step(&ports, step, &input).await) }),
+                })
             }
         }
     }
 
-    /// A tripwire for the next handler run: armed at a random call while faults are on.
-    fn wire(&mut self) -> Arc<Tripwire> {
-        if self.faults && self.rng.chance(self.options.crash_pct) {
+    /// A tripwire for the next handler run: armed at a random call while faults are on;
+    /// interleaving its calls with another run's when racing.
+    fn wire(&mut self, interleave: bool) -> Arc<Tripwire> {
+        let wire = if self.faults && self.rng.chance(self.options.crash_pct) {
             Tripwire::crash_after(self.rng.range(1, 10) as usize)
         } else {
             Tripwire::counting()
+        };
+        if interleave {
+            wire.interleaved(self.rng.next_u64())
+        } else {
+            wire
         }
     }
 
-    fn count(&mut self, wire: &Tripwire) {
+    /// What a handler run did: noted, counted, and its consequences scheduled (Lambda's
+    /// async retries of an event; the execution's next task, retry or catch).
+    fn land(&mut self, job: Job, done: Done) {
+        let wire = job.wire;
         self.stats.aws_calls += wire.calls().len() as u64;
         if wire.tripped() {
             self.stats.crashes += 1;
         }
-    }
-
-    fn deliver(&mut self, pending: Pending) {
-        self.stats.deliveries += 1;
-        if self.faults && self.rng.chance(self.options.duplicate_pct) {
-            self.stats.duplicates += 1;
-            let mut copy = pending.clone();
-            copy.due_ms = self.now_ms() + self.rng.range(0, 300_000);
-            self.events.push(copy);
-        }
-        let wire = self.wire();
-        let ports = crashing(&self.ports, wire.clone());
-        let result = self.runtime.block_on(deliver(&ports, &pending.event));
-        self.count(&wire);
-        let said = match &result {
-            Ok(Outcome::Start(o)) => format!("{o:?}"),
-            Ok(Outcome::Revert(o)) => format!("{o:?}"),
-            Ok(Outcome::Steer(o)) => format!("{} {}: {}", o.action, o.phase, o.note),
-            Err(e) => format!("error: {e}"),
+        let said = match &done {
+            Done::Event(Ok(Outcome::Start(o))) => format!("{o:?}"),
+            Done::Event(Ok(Outcome::Revert(o))) => format!("{o:?}"),
+            Done::Event(Ok(Outcome::Steer(o))) => format!("{} {}: {}", o.action, o.phase, o.note),
+            Done::Step(Ok(out)) => format!("{} next {} in {}s ({})", out.phase, out.next, out.wait_s, out.note),
+            Done::Event(Err(e)) | Done::Step(Err(e)) => format!("error: {e}"),
         };
-        self.note(format!(
-            "deliver {}{} → {}",
-            pending.label,
-            crashed(&wire),
-            short(&said)
-        ));
-        if let Err(e) = result {
-            if e.is_retryable() {
+        self.note(format!("{}{} → {}", job.label, crashed(&wire), short(&said)));
+        match (job.what, done) {
+            (Ctx::Event(pending), Done::Event(Err(e))) if e.is_retryable() => {
                 if pending.retries < 2 {
                     let delay = 60_000 * (pending.retries as u64 + 1);
                     self.events.push(Pending {
@@ -676,6 +750,8 @@ impl Sim {
                     self.note(format!("dead-letter queue: {}", pending.label));
                 }
             }
+            (Ctx::Task { i, step }, Done::Step(result)) => self.task_done(i, step, result),
+            _ => {}
         }
         self.collect_executions();
     }
@@ -698,21 +774,25 @@ impl Sim {
         }
     }
 
-    /// Runs execution `i`'s next task, as the committed state machine does: the route from
-    /// the last output, the task, `Retry` on transient errors (full jitter), `Catch` →
-    /// abort-deployment.
-    fn run_task(&mut self, i: usize) {
+    /// Execution `i`'s next task, as the committed state machine routes it (None when the
+    /// execution ends here), and maybe a late duplicate of it for later.
+    fn next_task(&mut self, i: usize) -> Option<(Step, StepInput)> {
         let x = self.executions[i].clone();
         let next = match x.current.next_step() {
             Ok(next) => next,
-            Err(why) => return self.end(i, Err(why)),
+            Err(why) => {
+                self.end(i, Err(why));
+                return None;
+            }
         };
         if !x.previous.allows(next) {
             let why = format!("unplanned route {} → {}", x.previous.name(), x.current.next);
-            return self.end(i, Err(why));
+            self.end(i, Err(why));
+            return None;
         }
         let Some(step) = next else {
-            return self.end(i, Ok(x.current.phase.clone()));
+            self.end(i, Ok(x.current.phase.clone()));
+            return None;
         };
         self.stats.task_runs += 1;
         let input = StepInput {
@@ -729,22 +809,15 @@ impl Sim {
                 due_ms,
             });
         }
-        let wire = self.wire();
-        let ports = crashing(&self.ports, wire.clone());
-        let result = self.runtime.block_on(run_step(&ports, step, &input));
-        self.count(&wire);
+        // Not runnable again until this task lands.
+        self.executions[i].due_ms = u64::MAX;
+        Some((step, input))
+    }
+
+    /// A task's result, as the state machine takes it: the next route, `Retry` on transient
+    /// errors (full jitter), `Catch` → abort-deployment.
+    fn task_done(&mut self, i: usize, step: Step, result: Result<StepOutput, StepError>) {
         let now = self.now_ms();
-        let said = match &result {
-            Ok(out) => format!(
-                "{} next {} in {}s ({})",
-                out.phase,
-                out.next,
-                out.wait_s,
-                short(&out.note)
-            ),
-            Err(e) => format!("error: {}", short(&e.to_string())),
-        };
-        self.note(format!("task {} of {}{} → {said}", step.name(), x.name, crashed(&wire)));
         let x = &mut self.executions[i];
         match result {
             Ok(out) => {
@@ -762,8 +835,7 @@ impl Sim {
                 x.attempt += 1;
             }
             Err(e) if step == Step::AbortDeployment => {
-                let why = format!("abort-deployment failed: {e}");
-                return self.end(i, Err(why));
+                self.end(i, Err(format!("abort-deployment failed: {e}")));
             }
             Err(e) => {
                 x.error = Some(json!({"Error": "StepFailed", "Cause": format!("{}: {e}", step.name())}));
@@ -774,7 +846,6 @@ impl Sim {
                 x.attempt = 0;
             }
         }
-        self.collect_executions();
     }
 
     fn end(&mut self, i: usize, ending: Result<String, String>) {
@@ -830,7 +901,16 @@ impl Sim {
         let aws = self.world.lock().clone();
         let table = self.ledger.lock().clone();
         let services: Vec<String> = self.services.iter().map(|s| s.config.service.clone()).collect();
-        self.checker.check(&aws, &table, &services).map_err(|v| self.fail(v))
+        // Execution names are the deploy id, or the deploy id and a suffix.
+        let cleaning = self
+            .executions
+            .iter()
+            .filter(|x| x.ended.is_none())
+            .map(|x| x.current.deploy_id.clone())
+            .collect();
+        self.checker
+            .check(&aws, &table, &services, &cleaning)
+            .map_err(|v| self.fail(v))
     }
 
     fn finish(mut self) -> Stats {

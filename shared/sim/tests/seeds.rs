@@ -14,6 +14,9 @@ const REGRESSIONS: &[(u64, &str)] = &[
     (84, "a rollback's redeploy committed, then the delivery crashed before StartExecution; the redelivered alarm never started it"),
     (443, "the same, through the branch that marks the service as needing attention"),
     (799, "retire-blue started the queued deployment and crashed before its StartExecution; the redelivered step never started it"),
+    (689, "race: shift-traffic ∥ an abort request: the step's stale listener change left 25 % on green after the abort"),
+    (971, "race: launch-green ∥ an abort request: instances launched after the abort's clean-up looked were orphaned"),
+    (1616, "abort-deployment after a failed step found the deployment live (promoted meanwhile) and failed the execution"),
 ];
 
 fn run_seeds(seeds: impl Iterator<Item = u64>) -> Stats {

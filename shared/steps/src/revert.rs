@@ -204,6 +204,9 @@ async fn revert(
                 Err(e) => return Err(e),
             }
         } else if request.trigger == "alarm" {
+            if let Some(done) = already_reverted_by(ports, &state.service, &request.event_id).await? {
+                return Ok(ignored(done));
+            }
             if let Some(why) = alarm_loop(&state.service, &request.requested_by) {
                 let mut stopped = state.clone();
                 stopped.service.attention = Some(why.clone());
@@ -215,6 +218,31 @@ async fn revert(
         redeploy(ports, &state.service, &request).await
     })
     .await
+}
+
+/// When the last rollback of the service was made by this very event (a redelivery after
+/// its rollback completed), what it did. Not a new alarm on the version it went back to.
+/// (Found by the fault-injection tests: a redelivered alarm marked the service as needing
+/// attention.)
+async fn already_reverted_by(
+    ports: &Ports,
+    service: &ServiceState,
+    event_id: &str,
+) -> Result<Option<String>, StepError> {
+    let Some(last) = &service.last_revert else {
+        return Ok(None);
+    };
+    let state = ports.ledger.load(&service.service, Some(&last.deploy_id)).await?;
+    let by_this_event = state
+        .and_then(|s| s.deployment)
+        .and_then(|d| d.revert)
+        .is_some_and(|r| r.event_id == event_id);
+    Ok(by_this_event.then(|| {
+        format!(
+            "event {event_id} already rolled {} back from {} to {} ({}); a redelivery changes nothing",
+            service.service, last.from, last.back_to, last.deploy_id
+        )
+    }))
 }
 
 /// The slow path: the version to go back to has no warm fleet, so its image is deployed

@@ -223,6 +223,10 @@ pub struct DynamoLedger {
 
 type Item = HashMap<String, AttributeValue>;
 
+/// An alarm's claim of a revert plan older than this no longer holds the plan (its handler
+/// died and was not retried; Lambda's async retries come within minutes).
+pub const STALE_CLAIM_MS: u64 = 15 * 60 * 1000;
+
 const CONFIG_SK: &str = "CONFIG";
 const STATE_SK: &str = "STATE";
 const DEPLOY_PREFIX: &str = "DEPLOY#";
@@ -314,7 +318,22 @@ impl DynamoLedger {
 
     /// Mirrors the service's revert plan onto its alarms' alias items (in the same
     /// transaction as the pointers), so that an alarm can claim it without a lookup first.
-    fn alarm_plan_updates(&self, config: &ServiceConfig, plan: Option<&RevertPlan>) -> AdapterResult<Vec<Update>> {
+    ///
+    /// Not while an alarm's claim of the plan is pending (the alarm's listener change may be
+    /// in flight, its record not yet written): only the rollback that claim belongs to
+    /// (`claimed_by`, the event id the deployment's revert records) may change the plan then,
+    /// or anyone once the claim is older than [`STALE_CLAIM_MS`] (its handler died and was
+    /// not retried). Anything else loses with a conflict, re-reads and decides again.
+    /// (Found by the simulator's races, seed 2717: retire-blue committed Retiring, removing
+    /// the plan, between an alarm's claim and its listener change, which then put traffic back
+    /// on the fleet being drained.)
+    fn alarm_plan_updates(
+        &self,
+        config: &ServiceConfig,
+        plan: Option<&RevertPlan>,
+        claimed_by: Option<&str>,
+        decided_at_ms: u64,
+    ) -> AdapterResult<Vec<Update>> {
         config
             .alarms
             .iter()
@@ -322,14 +341,20 @@ impl DynamoLedger {
                 let update = Update::builder()
                     .table_name(&self.table)
                     .set_key(Some(key(alarm_pk(alarm), "SERVICE".into())))
-                    .condition_expression("service = :svc")
-                    .expression_attribute_values(":svc", s(&config.service));
+                    .condition_expression(
+                        "service = :svc AND (attribute_not_exists(claim_event) OR claim_event = :mine OR claimed_at < :stale)",
+                    )
+                    .expression_attribute_values(":svc", s(&config.service))
+                    .expression_attribute_values(":mine", s(claimed_by.unwrap_or("-")))
+                    .expression_attribute_values(":stale", n(decided_at_ms.saturating_sub(STALE_CLAIM_MS)));
                 let update = match plan {
                     Some(plan) => update
-                        .update_expression("SET revert_plan = :plan, plan_since = :since REMOVE claim_event")
+                        .update_expression(
+                            "SET revert_plan = :plan, plan_since = :since REMOVE claim_event, claimed_at",
+                        )
                         .expression_attribute_values(":plan", s(json(plan)))
                         .expression_attribute_values(":since", n(plan.since_ms)),
-                    None => update.update_expression("REMOVE revert_plan, plan_since, claim_event"),
+                    None => update.update_expression("REMOVE revert_plan, plan_since, claim_event, claimed_at"),
                 };
                 update.build().map_err(invalid_request)
             })
@@ -643,7 +668,15 @@ impl Ledger for DynamoLedger {
             }
         }
         let updates = if before.service.revert_plan != committed.service.revert_plan {
-            self.alarm_plan_updates(&after.config, committed.service.revert_plan.as_ref())?
+            let dep = after.deployment.as_ref();
+            let claimed_by = dep.and_then(|d| d.revert.as_ref()).map(|r| r.event_id.as_str());
+            let decided_at_ms = dep.map_or(0, |d| d.updated_at.saturating_mul(1000));
+            self.alarm_plan_updates(
+                &after.config,
+                committed.service.revert_plan.as_ref(),
+                claimed_by,
+                decided_at_ms,
+            )?
         } else {
             vec![]
         };
@@ -669,7 +702,7 @@ impl Ledger for DynamoLedger {
         let update = if bump {
             "SET claim_event = :event, claim = :claim, gen = gen + :one"
         } else {
-            "SET claim_event = :event"
+            "SET claim_event = :event, claimed_at = :at"
         };
         let mut request = self
             .client
@@ -683,6 +716,9 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":event", s(event_id))
             .expression_attribute_values(":time", n(event_time_ms))
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        if !bump {
+            request = request.expression_attribute_values(":at", n(received_at_ms));
+        }
         if bump {
             let claim = ClaimAttribute {
                 request: revert.clone(),

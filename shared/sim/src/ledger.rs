@@ -30,6 +30,8 @@ pub struct Alias {
     pub service: Option<String>,
     pub revert_plan: Option<RevertPlan>,
     pub claim_event: Option<String>,
+    /// When an alarm claimed the plan (ms).
+    pub claimed_at: Option<u64>,
 }
 
 /// The table's items.
@@ -209,9 +211,22 @@ impl Ledger for MemLedger {
         }
         let plan_changed = before.service.revert_plan != after.service.revert_plan;
         if plan_changed {
+            // As `DynamoLedger::alarm_plan_updates`: not while another event's claim is pending.
+            let dep = after.deployment.as_ref();
+            let mine = dep.and_then(|d| d.revert.as_ref()).map(|r| r.event_id.clone());
+            let stale = dep
+                .map_or(0, |d| d.updated_at.saturating_mul(1000))
+                .saturating_sub(greenlight_adapters::aws::STALE_CLAIM_MS);
             for alarm in &after.config.alarms {
-                if t.alarms.get(alarm).and_then(|a| a.service.as_ref()) != Some(&service) {
+                let alias = t.alarms.get(alarm).cloned().unwrap_or_default();
+                if alias.service.as_ref() != Some(&service) {
                     return Err(conflict(&mut t, "an alarm alias no longer belongs to the service"));
+                }
+                let free = alias.claim_event.is_none()
+                    || alias.claim_event == mine
+                    || alias.claimed_at.is_some_and(|at| at < stale);
+                if !free {
+                    return Err(conflict(&mut t, "an alarm's claim of the revert plan is pending"));
                 }
             }
         }
@@ -229,6 +244,7 @@ impl Ledger for MemLedger {
                 let alias = t.alarms.get_mut(alarm).expect("checked above");
                 alias.revert_plan = committed.service.revert_plan.clone();
                 alias.claim_event = None;
+                alias.claimed_at = None;
             }
         }
         Ok(committed)
@@ -273,6 +289,7 @@ impl Ledger for MemLedger {
                 };
                 let item = t.alarms.get_mut(alarm).expect("found above");
                 item.claim_event = Some(event.clone());
+                item.claimed_at = Some(received_at_ms);
                 Ok(Some((item.service.clone().unwrap_or_default(), plan)))
             }
         }

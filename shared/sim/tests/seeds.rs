@@ -17,6 +17,11 @@ const REGRESSIONS: &[(u64, &str)] = &[
     (689, "race: shift-traffic ∥ an abort request: the step's stale listener change left 25 % on green after the abort"),
     (971, "race: launch-green ∥ an abort request: instances launched after the abort's clean-up looked were orphaned"),
     (1616, "abort-deployment after a failed step found the deployment live (promoted meanwhile) and failed the execution"),
+    (
+        2717,
+        "race: retire-blue ∥ an alarm: retire-blue removed the revert plan between the alarm's claim and its listener change, \
+         which put traffic back on the fleet being drained",
+    ),
 ];
 
 fn run_seeds(seeds: impl Iterator<Item = u64>) -> Stats {

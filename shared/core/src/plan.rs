@@ -65,14 +65,8 @@ impl Step {
     /// deployment is. (Found by the simulator, seed 11: the original execution's check-health
     /// found its deployment retiring, promoted by a follow-up, and the route failed.)
     pub fn successors(self) -> &'static [Step] {
-        &[
-            Step::LaunchGreen,
-            Step::CheckHealth,
-            Step::ShiftTraffic,
-            Step::Finalize,
-            Step::RetireBlue,
-            Step::AbortDeployment,
-        ]
+        // Every step but start-deployment, which only an event runs.
+        &Step::ALL[1..]
     }
 
     /// True when `next` may follow this step.

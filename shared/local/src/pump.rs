@@ -154,9 +154,8 @@ pub async fn publish(local: &Local, source: &str, detail_type: &str, detail: &Va
     }
 }
 
-/// The queue's depth: (messages waiting, messages received and not yet deleted).
-pub async fn queue_depth(local: &Local) -> Result<(u64, u64), String> {
-    use aws_sdk_sqs::types::QueueAttributeName;
+/// An SQS client and the installation's queue URL.
+async fn queue(local: &Local) -> Result<(aws_sdk_sqs::Client, String), String> {
     let sqs = aws_sdk_sqs::Client::new(&local.sdk);
     let url = sqs
         .get_queue_url()
@@ -166,6 +165,13 @@ pub async fn queue_depth(local: &Local) -> Result<(u64, u64), String> {
         .map_err(|e| format!("queue url: {e:?}"))?
         .queue_url
         .unwrap_or_default();
+    Ok((sqs, url))
+}
+
+/// The queue's depth: (messages waiting, messages received and not yet deleted).
+pub async fn queue_depth(local: &Local) -> Result<(u64, u64), String> {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let (sqs, url) = queue(local).await?;
     let attributes = sqs
         .get_queue_attributes()
         .queue_url(&url)
@@ -190,15 +196,7 @@ pub async fn queue_depth(local: &Local) -> Result<(u64, u64), String> {
 
 /// Receives what is in the queue (waiting up to `wait`) and delivers each message.
 pub async fn pump_once(local: &Local, wait: Duration) -> Result<Vec<Delivery>, String> {
-    let sqs = aws_sdk_sqs::Client::new(&local.sdk);
-    let url = sqs
-        .get_queue_url()
-        .queue_name(&local.names.queue)
-        .send()
-        .await
-        .map_err(|e| format!("queue url: {e:?}"))?
-        .queue_url
-        .unwrap_or_default();
+    let (sqs, url) = queue(local).await?;
     let received = sqs
         .receive_message()
         .queue_url(&url)

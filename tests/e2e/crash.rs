@@ -211,53 +211,15 @@ struct Finding {
     explains: fn(&str) -> bool,
 }
 
-const FINDINGS: &[Finding] = &[
-    Finding {
-        test: "retire_blue_crashed_after_recording_retiring_terminates_blue_without_deregistering_it",
-        scenario: "*",
-        handlers: &["retire-blue"],
-        calls: &["ledger.commit"],
-        explains: |line| line.starts_with("targets in "),
-    },
-    Finding {
-        test: "a_deployment_crashed_after_recording_its_end_never_writes_its_report",
-        scenario: "*",
-        handlers: &["retire-blue", "abort-deployment"],
-        calls: &["ledger.commit"],
-        explains: |line| line.starts_with("deployment ") && line.contains(": report "),
-    },
-    Finding {
-        test: "an_abort_crashed_after_recording_it_leaves_traffic_on_green_until_the_canary_step_wait_ends",
-        scenario: "engineer abort during the canary",
-        handlers: &["steer-deployment"],
-        calls: &["ledger.commit", "lb.set_traffic", "lb.deregister"],
-        explains: |line| line.starts_with("execution ") || line.starts_with("right after delivery "),
-    },
-    Finding {
-        test: "an_alarm_revert_crashed_after_recording_it_leaves_green_running_until_the_bake_window_ends",
-        scenario: "alarm revert during the bake window",
-        handlers: &["revert-service"],
-        calls: &["ledger.commit", "lb.set_traffic", "lb.deregister"],
-        explains: |line| line.starts_with("execution ") || line.starts_with("right after delivery "),
-    },
-    Finding {
-        test: "a_rollback_request_redelivered_after_its_redeployment_was_recorded_rolls_the_rollback_back",
-        scenario: "engineer rollback after blue was retired",
-        handlers: &["revert-service"],
-        calls: &["ledger.commit", "orchestrator.start"],
-        // The outcome differs (v2 stays live); no instance may leak or be duplicated.
-        explains: |line| !line.starts_with("violation: "),
-    },
-];
+const FINDINGS: &[Finding] = &[];
 
 /// The canary's first retire-blue (bake window over) crashes right after committing
 /// `Retiring`, before DeregisterTargets. Its redelivery comes while blue "drains" (now <
 /// `drain_until`): `decide` ignores `RetireDue` in `Retiring` until then and, once it is over,
 /// terminates blue without deregistering it. Blue's targets were never drained and stay
-/// registered in the target group (`unused`, terminated). decide.rs should re-issue
-/// DeregisterTargets (idempotent) on every `RetireDue` in `Retiring`.
+/// registered in the target group (`unused`, terminated). Fixed: decide re-issues
+/// DeregisterTargets (idempotent) on every `RetireDue` in `Retiring` (I8).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding for shared/core decide: Retiring does not re-apply DeregisterTargets"]
 async fn retire_blue_crashed_after_recording_retiring_terminates_blue_without_deregistering_it() {
     crash_once(CANARY_ROLLOUT, "retire-blue", 0, "ledger.commit").await;
 }
@@ -265,11 +227,9 @@ async fn retire_blue_crashed_after_recording_retiring_terminates_blue_without_de
 /// The canary's last retire-blue crashes right after committing `Succeeded`, before the
 /// report's PutObject. Its redelivery finds the deployment succeeded: `decide` ignores
 /// `RetireDue` there and no one writes the report, ever. The same holds for abort-deployment
-/// after `Aborted` (every other scenario shows it). decide.rs's fallback for a terminal phase
-/// re-starts a queued deployment but should also re-issue `WriteReport` (an idempotent
-/// PutObject).
+/// after `Aborted` (every other scenario shows it). Fixed: a step of the deployment's
+/// executions that finds it ended re-issues `WriteReport` (an idempotent PutObject).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding for shared/core decide: a terminal phase does not re-issue WriteReport"]
 async fn a_deployment_crashed_after_recording_its_end_never_writes_its_report() {
     crash_once(CANARY_ROLLOUT, "retire-blue", 1, "ledger.commit").await;
 }
@@ -280,11 +240,10 @@ async fn a_deployment_crashed_after_recording_its_end_never_writes_its_report() 
 /// effects. Traffic stays 50 % on green and green registered (right after the delivery) and
 /// nothing cleans up until the deployment's own execution wakes after the canary step's wait (300 s here):
 /// only then does its check-health route to abort-deployment. The same at a crash after the
-/// listener change or the deregistration (then only the clean-up waits). decide.rs should
-/// re-apply the abort's effects and the follow-up execution on `AbortRequested` in `Aborting`
-/// (all idempotent; StartExecution of the same name is "already started").
+/// listener change or the deregistration (then only the clean-up waits). Fixed: decide
+/// re-applies the abort's effects and the follow-up execution on `AbortRequested` in
+/// `Aborting` (all idempotent; StartExecution of the same name is "already started") (I20).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding for shared/core decide: AbortRequested in Aborting re-applies nothing"]
 async fn an_abort_crashed_after_recording_it_leaves_traffic_on_green_until_the_canary_step_wait_ends() {
     crash_once(ABORT_IN_CANARY, "steer-deployment", 0, "ledger.commit").await;
 }
@@ -294,10 +253,9 @@ async fn an_abort_crashed_after_recording_it_leaves_traffic_on_green_until_the_c
 /// StartExecution. The redelivered alarm finds the rollback recorded: no effects. Green stays
 /// registered (right after the delivery) and running until the deployment's own execution wakes after the bake window
 /// (120 s here, an hour by default); only then does its retire-blue route to
-/// abort-deployment. decide.rs should re-issue the clean-up (DeregisterTargets, the follow-up
-/// execution) when a revert finds its own rollback recorded.
+/// abort-deployment. Fixed: a revert that finds the rollback recorded while the deployment is
+/// still aborting re-issues the clean-up (DeregisterTargets, the follow-up execution) (I13).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding for shared/core decide: a revert that finds itself recorded re-issues no clean-up"]
 async fn an_alarm_revert_crashed_after_recording_it_leaves_green_running_until_the_bake_window_ends() {
     crash_once(ALARM_IN_BAKE, "revert-service", 0, "ledger.commit").await;
 }
@@ -307,11 +265,10 @@ async fn an_alarm_revert_crashed_after_recording_it_leaves_green_running_until_t
 /// RollbackRequested finds that deployment holding the service and rolls *it* back (decide's
 /// `Event::Revert` on the rollback's own deployment, in `Launching`): the rollback is aborted
 /// ("rolled back by alice"), v2, the version the engineer rolled back from, stays live, and
-/// `last_revert` reads v1 → v2. revert.rs (or decide) should recognise the deployment whose
-/// `rollback_of` is this event's id and re-start its execution instead (start_request is
-/// idempotent for it).
+/// `last_revert` reads v1 → v2. Fixed: decide's revert recognises the deployment whose id
+/// derives from this event's id (`DeployId::derive_rollback`), changes nothing and makes sure
+/// its execution runs (I14).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "finding for shared/steps revert / shared/core decide: the redelivered rollback reverts its own redeployment"]
 async fn a_rollback_request_redelivered_after_its_redeployment_was_recorded_rolls_the_rollback_back() {
     crash_once(ROLLBACK_AFTER_RETIRE, "revert-service", 0, "ledger.commit").await;
 }

@@ -533,15 +533,31 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                 note = format!("bake window over; draining {}", blue.version);
             }
         },
-        (Event::RetireDue { .. }, Phase::Retiring { drain_until }) if now >= drain_until => {
+        (Event::RetireDue { .. }, Phase::Retiring { drain_until }) => {
+            // Deregister again on every delivery (idempotent): the delivery that committed
+            // `Retiring` may have crashed before its DeregisterTargets, and blue must be
+            // deregistered before it is terminated (I8).
             let blue = dep.blue.clone().unwrap_or_else(|| dep.green_release());
-            effects.push(Effect::TerminateInstances {
-                service: dep.service.clone(),
-                instance_ids: blue.instance_ids,
-                deploy_id: None,
-                green: false,
+            effects.push(Effect::DeregisterTargets {
+                target_group: blue.target_group.clone(),
+                instance_ids: blue.instance_ids.clone(),
+                port: config.launch.port,
             });
-            note = "draining over; terminating the old fleet".into();
+            if now >= drain_until {
+                effects.push(Effect::TerminateInstances {
+                    service: dep.service.clone(),
+                    instance_ids: blue.instance_ids,
+                    deploy_id: None,
+                    green: false,
+                });
+                note = "draining over; terminating the old fleet".into();
+            } else {
+                note = format!(
+                    "{} draining until {} (deregistration re-applied)",
+                    blue.version,
+                    format_time(drain_until)
+                );
+            }
         }
         (Event::BlueTerminated, Phase::Retiring { .. }) => {
             dep.enter(Phase::Succeeded, now, "old fleet terminated");
@@ -560,11 +576,12 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             abort_effects(config, dep, now, &mut effects);
             note = "aborting (continued)".into();
         }
-        (Event::Abort { reason }, phase @ (Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded)) => {
+        (Event::Abort { reason }, phase @ (Phase::Baking { .. } | Phase::Retiring { .. })) => {
             // abort-deployment after a step of this execution failed, while another execution
             // (a promote's follow-up) took the deployment live: green is live, so there is
-            // nothing to abort; the route continues the deployment (retire-blue, or the end)
-            // instead of failing the execution. (Found by the simulator, seed 1616.)
+            // nothing to abort; the route continues the deployment (retire-blue) instead of
+            // failing the execution. (Found by the simulator, seed 1616.) In `Succeeded` it
+            // ends: the last arm re-issues what a finished deployment owes (its report).
             note = format!(
                 "too late to abort ({}: green is live); continuing. The step failure was: {reason}",
                 phase.name()
@@ -608,7 +625,20 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             let reason = format!("aborted by {requested_by}: {reason}");
             note = abort_now(dep, config, reason, "abort", now, &mut effects);
         }
-        (Event::AbortRequested { .. }, Phase::Aborting { .. } | Phase::Aborted { .. }) => {
+        (Event::AbortRequested { .. }, Phase::Aborting { .. }) => {
+            // A redelivery (the first crashed after committing `Aborting`, before its effects),
+            // or another request while aborting for another reason: the abort acts at once
+            // (I20), so re-issue its effects and the follow-up execution, all idempotent
+            // (StartExecution of an existing name is a no-op). Whatever the reason, this also
+            // completes any clean-up an earlier delivery left unstarted.
+            abort_effects(config, dep, now, &mut effects);
+            effects.push(follow_up_execution(dep, "abort"));
+            note = format!(
+                "{} is already aborting; abort effects and clean-up execution re-issued (idempotent)",
+                dep.deploy_id
+            );
+        }
+        (Event::AbortRequested { .. }, Phase::Aborted { .. }) => {
             note = format!("{} is already {}", dep.deploy_id, dep.phase.name());
         }
         (Event::AbortRequested { .. }, phase @ (Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded)) => {
@@ -652,18 +682,19 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             });
         }
         (event, phase) => {
-            // Duplicate, late or out-of-order delivery: nothing to do in this phase.
+            // Duplicate, late or out-of-order delivery: nothing to do in this phase, except
+            // what a step of the deployment's own execution reconciles below.
             note = format!("{} ignored in phase {}", event_name(event), phase.name());
-            // A step of the deployment's own execution that finds it aborting may have just
-            // moved traffic forward on what it read before the abort (its commit then lost):
-            // put traffic back again, so that no stale listener change outlives the abort until
-            // abort-deployment's next run. (Found by the simulator's races, seed 689:
-            // shift-traffic ∥ an abort request left 25 % on green, deregistered.)
-            let own_step = matches!(
-                event,
-                Event::ShiftDue | Event::HealthObserved { .. } | Event::FinalizeDue | Event::LaunchDue
-            );
-            if own_step && matches!(phase, Phase::Aborting { .. }) && dep.max_weight > 0 && dep.blue.is_some() {
+            if let Event::Abort { reason } = event {
+                note.push_str(&format!(" (the step failure was: {reason})"));
+            }
+            let own = own_step(event);
+            // A step that finds the deployment aborting may have just moved traffic forward on
+            // what it read before the abort (its commit then lost): put traffic back again, so
+            // that no stale listener change outlives the abort until abort-deployment's next
+            // run. (Found by the simulator's races, seed 689: shift-traffic ∥ an abort request
+            // left 25 % on green, deregistered.)
+            if own && matches!(phase, Phase::Aborting { .. }) && dep.max_weight > 0 && dep.blue.is_some() {
                 effects.push(set_traffic(config, dep, 0));
                 note.push_str("; traffic back on the previous version re-applied");
             }
@@ -671,13 +702,23 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             // RunInstances returned after the clean-up looked for instances to terminate) is
             // terminated by the next step of its execution. (Found by the simulator's races,
             // seed 971: launch-green ∥ an abort request.)
-            if (own_step || matches!(event, Event::Abort { .. })) && matches!(phase, Phase::Aborted { .. }) {
+            if own && matches!(phase, Phase::Aborted { .. }) {
                 effects.push(Effect::TerminateInstances {
                     service: dep.service.clone(),
                     instance_ids: dep.green_instances.clone(),
                     deploy_id: Some(dep.deploy_id.clone()),
                     green: true,
                 });
+            }
+            // A finished deployment's report may never have been written (a crash right after
+            // the final commit, before WriteReport): a step that finds it finished writes it
+            // again (an idempotent overwrite, rendered from the ledger). (Found by e2e crash.)
+            if own && phase.is_terminal() {
+                effects.push(Effect::WriteReport {
+                    service: dep.service.clone(),
+                    deploy_id: dep.deploy_id.clone(),
+                });
+                note.push_str("; report written again (idempotent)");
             }
             // A finished deployment whose successor never started (a crash right after the
             // finish was committed): start it now.
@@ -1006,6 +1047,24 @@ fn revert(
     now: Epoch,
     effects: &mut Vec<Effect>,
 ) -> Result<String, Refusal> {
+    // This event's own slow-path redeployment (the rollback it started when nothing was warm),
+    // found holding the service by a redelivery of the event: rolling it back would undo the
+    // rollback. Change nothing; make sure its execution runs (its first delivery may have
+    // crashed between the commit and StartExecution; a no-op if it runs or ran).
+    if dep.deploy_id == DeployId::derive_rollback(&dep.service, &dep.version, &dep.ami, &request.event_id).as_str() {
+        effects.push(Effect::StartExecution {
+            service: dep.service.clone(),
+            deploy_id: dep.deploy_id.clone(),
+            execution: dep.deploy_id.clone(),
+        });
+        return Ok(format!(
+            "{} is the rollback to {} that {} itself started ({}): nothing to roll back; making sure its execution runs",
+            dep.deploy_id,
+            dep.version,
+            request.event_id,
+            phase.name()
+        ));
+    }
     if service
         .revert_claim
         .as_ref()
@@ -1014,15 +1073,23 @@ fn revert(
         service.revert_claim = None;
     }
     if let Some(done) = &dep.revert {
-        if done.traffic_back_at_ms.is_some() || !matches!(phase, Phase::Aborting { .. }) {
+        if !matches!(phase, Phase::Aborting { .. }) {
             return Ok(format!(
                 "already rolled back to {} (by {}); {} changes nothing",
                 done.back_to, done.requested_by, request.event_id
             ));
         }
-        // Recorded but the listener change never confirmed (a crash between the two):
-        // complete it.
-        let note = format!("completing the rollback to {} (by {})", done.back_to, done.requested_by);
+        // Recorded, still aborting: a crash after the commit may have left the listener change
+        // unconfirmed, green registered and the clean-up execution unstarted. Re-issue them
+        // (all idempotent) so that green drains and is terminated now, not when the
+        // deployment's own execution next wakes (e.g. after the bake window).
+        let note = match done.traffic_back_at_ms {
+            None => format!("completing the rollback to {} (by {})", done.back_to, done.requested_by),
+            Some(_) => format!(
+                "already rolled back to {} (by {}); {} re-issues the clean-up (idempotent)",
+                done.back_to, done.requested_by, request.event_id
+            ),
+        };
         abort_effects(config, dep, now, effects);
         effects.push(follow_up_execution(dep, "revert"));
         return Ok(note);
@@ -1458,6 +1525,22 @@ pub fn short_arn(arn: &str) -> &str {
         (Some(_), Some(name)) => name,
         _ => resource,
     }
+}
+
+/// True for the event of a step of a deployment's execution (its own, or a follow-up
+/// execution's): launch-green, check-health, shift-traffic, finalize, retire-blue,
+/// abort-deployment. Not an effect's report-back, nor a trigger from outside. Such a step
+/// that finds nothing to do in the deployment's phase reconciles the world with it.
+fn own_step(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::LaunchDue
+            | Event::HealthObserved { .. }
+            | Event::ShiftDue
+            | Event::FinalizeDue
+            | Event::RetireDue { .. }
+            | Event::Abort { .. }
+    )
 }
 
 /// The event's name for log lines.

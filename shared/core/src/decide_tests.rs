@@ -322,20 +322,20 @@ fn transitions() {
             vec!["deregister_targets"],
         ),
         (
-            "retire while draining is a no-op",
+            "retire while draining deregisters blue again (idempotent)",
             in_phase(Retiring { drain_until: NOW + 1 }, 100),
             Event::RetireDue { blue_serving: false },
             NOW,
             Retiring { drain_until: NOW + 1 },
-            vec![],
+            vec!["deregister_targets"],
         ),
         (
-            "retire after draining terminates blue",
+            "retire after draining terminates blue, deregistered first",
             in_phase(Retiring { drain_until: NOW }, 100),
             Event::RetireDue { blue_serving: false },
             NOW,
             Retiring { drain_until: NOW },
-            vec!["terminate_instances"],
+            vec!["deregister_targets", "terminate_instances"],
         ),
         (
             "blue terminated -> succeeded + report",
@@ -403,12 +403,12 @@ fn transitions() {
             vec!["write_report"],
         ),
         (
-            "abort of an aborted deployment only terminates what raced it (by deploy id)",
+            "abort of an aborted deployment terminates what raced it (by deploy id), rewrites the report",
             in_phase(Aborted { reason: "x".into() }, 0),
             Event::Abort { reason: "y".into() },
             NOW,
             Aborted { reason: "x".into() },
-            vec!["terminate_instances"],
+            vec!["terminate_instances", "write_report"],
         ),
         (
             "abort-deployment after green went live continues the deployment",
@@ -843,9 +843,18 @@ fn rollback_bookkeeping_and_hygiene() {
     .unwrap();
     assert_eq!(twice.state, confirmed, "the first confirmation stands");
 
-    // Repeated triggers (the same alarm again, another engineer) revert once.
+    // Repeated triggers (the same alarm again, another engineer) revert once: no new state;
+    // while aborting, the clean-up is re-issued (idempotent), then nothing at all.
     let repeated = decide(&confirmed, &rollback(NOW * 1000 + 5), NOW + 2).unwrap();
-    assert_eq!((repeated.state, repeated.effects), (confirmed.clone(), vec![]));
+    assert_eq!(repeated.state, confirmed);
+    assert_eq!(
+        effect_names(&repeated.effects),
+        vec!["set_traffic", "deregister_targets", "start_execution"]
+    );
+    let mut aborted = confirmed.clone();
+    aborted.deployment.as_mut().unwrap().phase = Phase::Aborted { reason: "x".into() };
+    let late = decide(&aborted, &rollback(NOW * 1000 + 5), NOW + 200).unwrap();
+    assert_eq!((late.state, late.effects), (aborted, vec![]));
 
     // A late event from before the deployment started concerns an earlier version.
     let fresh = in_phase(Phase::Verifying { weight: 10, polls: 0 }, 10);
@@ -1279,12 +1288,10 @@ fn an_engineer_aborts_the_deployment_in_flight_until_green_is_live() {
         effect_names(&gated.effects),
         vec!["deregister_targets", "terminate_instances", "start_execution"]
     );
-    // Again: nothing more.
+    // Again (a redelivery): no new state, the same effects (idempotent).
     let again = decide(&aborted.state, &abort_requested(), NOW + 1).unwrap();
-    assert_eq!(
-        (phase_of(&again.state), again.effects),
-        (phase_of(&aborted.state), vec![])
-    );
+    assert_eq!(again.state.deployment, aborted.state.deployment);
+    assert_eq!(again.effects, aborted.effects);
     // Green live: too late; that is a rollback.
     for phase in [
         Phase::Baking { until: NOW + 100 },
@@ -1374,4 +1381,243 @@ fn promotion_during_the_bake_window_retires_blue_now() {
     )
     .unwrap_err();
     assert!(matches!(refused, Refusal::NothingToPromote { .. }), "{refused}");
+}
+
+// ---------------------------------------------------------------------------------------
+// A crash right after a commit, then redelivery (found by the e2e crash sweeps,
+// tests/e2e/crash.rs): the redelivery finds the state its first delivery committed and must
+// re-issue the effects that delivery never applied. No new state in any of these.
+// ---------------------------------------------------------------------------------------
+
+/// `state` once its deployment has ended: the service is free.
+fn ended(mut state: State) -> State {
+    state.service.active = None;
+    state.service.lease_until = None;
+    state.service.revert_plan = None;
+    state
+}
+
+#[test]
+fn retire_blue_redelivered_in_retiring_deregisters_blue_again_before_terminating_it() {
+    // I8: deregister -> drain -> terminate, even when the delivery that committed `Retiring`
+    // crashed before its DeregisterTargets.
+    let deregister_blue = Effect::DeregisterTargets {
+        target_group: blue().target_group,
+        instance_ids: blue().instance_ids,
+        port: sample().launch.port,
+    };
+    // (name, drain_until, expected effect names)
+    let table: Vec<(&str, Epoch, Vec<&str>)> = vec![
+        ("while draining", NOW + 30, vec!["deregister_targets"]),
+        ("draining over", NOW, vec!["deregister_targets", "terminate_instances"]),
+    ];
+    for (name, drain_until, want) in table {
+        let state = in_phase(Phase::Retiring { drain_until }, 100);
+        let d = decide(&state, &Event::RetireDue { blue_serving: false }, NOW).unwrap();
+        assert_eq!(d.state, state, "{name}: no new state");
+        assert_eq!(effect_names(&d.effects), want, "{name}");
+        assert_eq!(d.effects[0], deregister_blue, "{name}: blue's targets, first");
+    }
+}
+
+#[test]
+fn a_step_that_finds_its_deployment_ended_writes_its_report_again() {
+    // A crash right after the final commit (Succeeded, Aborted), before WriteReport: any step
+    // of the deployment's executions that runs later writes it (an idempotent overwrite).
+    let steps = [
+        Event::LaunchDue,
+        Event::HealthObserved {
+            report: healthy_report(true),
+        },
+        Event::ShiftDue,
+        Event::FinalizeDue,
+        Event::RetireDue { blue_serving: false },
+        Event::Abort {
+            reason: "retire-blue failed: report not written".into(),
+        },
+    ];
+    let succeeded = ended(in_phase(Phase::Succeeded, 100));
+    let aborted = ended(in_phase(Phase::Aborted { reason: "x".into() }, 10));
+    for step in &steps {
+        let name = event_name(step);
+        let d = decide(&succeeded, step, NOW).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(d.state, succeeded, "{name}");
+        assert_eq!(effect_names(&d.effects), vec!["write_report"], "{name} in succeeded");
+        let d = decide(&aborted, step, NOW).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(d.state, aborted, "{name}");
+        assert_eq!(
+            effect_names(&d.effects),
+            vec!["terminate_instances", "write_report"],
+            "{name} in aborted: what raced the abort is terminated, the report written"
+        );
+    }
+    // abort-deployment finding it succeeded still says why it ran.
+    let d = decide(&succeeded, &steps[5], NOW).unwrap();
+    assert!(d.note.contains("report not written"), "{}", d.note);
+    // Effects' report-backs and triggers from outside are not steps: they write nothing.
+    for (state, event) in [
+        (&succeeded, Event::BlueTerminated),
+        (&aborted, Event::GreenTerminated),
+        (&aborted, Event::TrafficApplied { weight: 0, at_ms: 0 }),
+        (&succeeded, promote()),
+    ] {
+        let d = decide(state, &event, NOW).unwrap();
+        assert_eq!(d.effects, vec![], "{}", event_name(&event));
+    }
+}
+
+#[test]
+fn an_abort_request_redelivered_while_aborting_acts_again_at_once() {
+    // steer-deployment crashed right after committing `Aborting`: its redelivery re-issues
+    // the abort's effects and the `-abort` clean-up execution (I20: an abort acts at once).
+    let aborting = |max_weight: u8, drain_until: Epoch| {
+        in_phase(
+            Phase::Aborting {
+                reason: "aborted by alice: wrong build".into(),
+                drain_until,
+            },
+            max_weight,
+        )
+    };
+    // (name, state, expected effect names)
+    let table: Vec<(&str, State, Vec<&str>)> = vec![
+        (
+            "canary at 10 %, draining",
+            aborting(10, NOW + 60),
+            vec!["set_traffic", "deregister_targets", "start_execution"],
+        ),
+        (
+            "canary at 10 %, drained",
+            aborting(10, NOW),
+            vec![
+                "set_traffic",
+                "deregister_targets",
+                "terminate_instances",
+                "start_execution",
+            ],
+        ),
+        (
+            "green never weighted",
+            aborting(0, NOW),
+            vec!["deregister_targets", "terminate_instances", "start_execution"],
+        ),
+    ];
+    for (name, state, want) in table {
+        let id = state.deployment.as_ref().unwrap().deploy_id.clone();
+        let d = decide(&state, &abort_requested(), NOW).unwrap();
+        assert_eq!(d.state, state, "{name}: no new state");
+        assert_eq!(effect_names(&d.effects), want, "{name}");
+        assert_eq!(execution_names(&d.effects), vec![format!("{id}-abort")], "{name}");
+        if let Some(Effect::SetTraffic { green_weight, .. }) = d.effects.first() {
+            assert_eq!(*green_weight, 0, "{name}: traffic back on blue");
+        }
+    }
+    // Once aborted: nothing left to do.
+    let done = ended(in_phase(Phase::Aborted { reason: "x".into() }, 10));
+    let d = decide(&done, &abort_requested(), NOW).unwrap();
+    assert_eq!((d.state, d.effects), (done, vec![]));
+}
+
+#[test]
+fn an_alarm_redelivered_after_its_rollback_was_recorded_re_issues_the_clean_up() {
+    // revert-service (alarm, bake window) crashed right after committing the rollback; its fast
+    // path had already put traffic back. The redelivery re-issues the deregistration and the
+    // `-revert` clean-up execution instead of leaving green to the end of the bake window.
+    let Event::Revert {
+        mut request,
+        received_at_ms,
+        ..
+    } = rollback(NOW * 1000)
+    else {
+        unreachable!()
+    };
+    request.trigger = "alarm".into();
+    request.requested_by = "alarm:checkout-5xx".into();
+    let alarm = Event::Revert {
+        request,
+        received_at_ms,
+        flipped_at_ms: Some(received_at_ms + 30),
+    };
+    let baking = in_phase(Phase::Baking { until: NOW + 100 }, 100);
+    let id = baking.deployment.as_ref().unwrap().deploy_id.clone();
+    let first = decide(&baking, &alarm, NOW).unwrap();
+    let record = first.state.deployment.as_ref().unwrap().revert.clone().unwrap();
+    assert!(record.traffic_back_at_ms.is_some(), "the fast path's flip is recorded");
+    let again = decide(&first.state, &alarm, NOW + 1).unwrap();
+    assert_eq!(again.state, first.state, "no new state");
+    assert_eq!(
+        effect_names(&again.effects),
+        vec!["set_traffic", "deregister_targets", "start_execution"]
+    );
+    assert_eq!(execution_names(&again.effects), vec![format!("{id}-revert")]);
+    assert!(again.note.contains("re-issues the clean-up"), "{}", again.note);
+}
+
+/// v2 live, v1 retired; the rollback to v1 requested by event `ev-1` found nothing warm and
+/// started v1's image again as a new deployment (the slow path), still launching.
+fn rollback_redeployment() -> State {
+    let mut live_v2 = idle();
+    live_v2.service.live = Some(Release {
+        version: "v2".into(),
+        ami: AMI_V2.into(),
+        target_group: sample().target_groups[1].clone(),
+        instance_ids: vec!["i-green1".into(), "i-green2".into()],
+        deploy_id: Some("d-11111111111111111111".into()),
+    });
+    let request = ImageRequest {
+        rollback_of: Some("ev-1".into()),
+        ..request("v1", AMI_V1)
+    };
+    let start = Event::Start {
+        request,
+        image: good_image(),
+        firing_alarms: vec![],
+    };
+    decide(&live_v2, &start, NOW).unwrap().state
+}
+
+#[test]
+fn a_rollback_request_redelivered_to_its_own_redeployment_only_makes_sure_it_runs() {
+    // revert-service's slow path crashed right after committing the redeployment, before its
+    // StartExecution. The redelivered request finds that deployment holding the service: it
+    // must not roll it back (v2, the version rolled back from, would stay live).
+    let redeploying = rollback_redeployment();
+    let id = redeploying.deployment.as_ref().unwrap().deploy_id.clone();
+    assert_eq!(redeploying.service.active.as_deref(), Some(id.as_str()));
+    let mut verifying = redeploying.clone();
+    verifying.deployment.as_mut().unwrap().phase = Phase::Verifying { weight: 10, polls: 0 };
+    verifying.deployment.as_mut().unwrap().max_weight = 10;
+    for state in [redeploying.clone(), verifying] {
+        let phase = phase_of(&state).name();
+        let d = decide(&state, &rollback(NOW * 1000), NOW).unwrap();
+        assert_eq!(d.state, state, "{phase}: nothing changes");
+        assert_eq!(effect_names(&d.effects), vec!["start_execution"], "{phase}");
+        assert_eq!(
+            execution_names(&d.effects),
+            vec![id.clone()],
+            "{phase}: its own execution"
+        );
+        assert!(d.note.contains("itself started"), "{phase}: {}", d.note);
+    }
+    // Only its own trigger: another rollback request is decided as before (here: back to v2).
+    let Event::Revert {
+        mut request,
+        received_at_ms,
+        ..
+    } = rollback(NOW * 1000)
+    else {
+        unreachable!()
+    };
+    request.event_id = "ev-2".into();
+    let other = Event::Revert {
+        request,
+        received_at_ms,
+        flipped_at_ms: None,
+    };
+    let d = decide(&redeploying, &other, NOW).unwrap();
+    assert!(
+        matches!(phase_of(&d.state), Phase::Aborting { .. }),
+        "{:?}",
+        phase_of(&d.state)
+    );
 }

@@ -71,6 +71,8 @@ pub struct Stats {
     pub task_runs: u64,
     pub crashes: u64,
     pub duplicates: u64,
+    /// Two handler runs at once, their AWS calls interleaved.
+    pub races: u64,
     pub dead_lettered: u64,
     pub conflicts: u64,
     pub deployments: u64,
@@ -89,6 +91,7 @@ impl Stats {
         self.task_runs += other.task_runs;
         self.crashes += other.crashes;
         self.duplicates += other.duplicates;
+        self.races += other.races;
         self.dead_lettered += other.dead_lettered;
         self.conflicts += other.conflicts;
         self.deployments += other.deployments;
@@ -650,6 +653,7 @@ impl Sim {
                 return;
             }
         };
+        self.stats.races += 1;
         self.note(format!("race: {} ∥ {}", one.label, two.label));
         let (d1, d2) = self
             .runtime

@@ -41,6 +41,7 @@ fn a_fixed_set_of_seeds_keeps_every_invariant() {
     // The runs exercise what they claim to (a run that does nothing would pass too).
     assert!(total.crashes > 100, "crashes injected: {total:?}");
     assert!(total.duplicates > 100, "duplicates delivered: {total:?}");
+    assert!(total.races > 100, "races run: {total:?}");
     assert!(total.outcomes.get("succeeded").copied().unwrap_or(0) > 20, "{total:?}");
     assert!(total.outcomes.get("aborted").copied().unwrap_or(0) > 20, "{total:?}");
 }

@@ -128,7 +128,11 @@ pub async fn handle(ports: &Ports, step: Step, payload: Value) -> Result<Value, 
         },
         step => {
             let input: StepInput = serde_json::from_value(payload).map_err(|e| {
-                StepError::Rejected(format!("{} expects {{\"service\", \"deploy_id\"}}: {e}", step.name()))
+                StepError::Rejected(format!(
+                    "{} expects {{\"service\", \"deploy_id\"}}: {}",
+                    step.name(),
+                    greenlight_core::ids::sanitize(&e.to_string())
+                ))
             })?;
             Ok(serde_json::to_value(run_step(ports, step, &input).await?).unwrap_or_default())
         }

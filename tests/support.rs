@@ -378,3 +378,16 @@ impl Env {
         }
     }
 }
+
+/// A sample from `events/` with fields replaced (`/detail/service` → value, ...).
+pub fn sample_event(file: &str, replace: &[(&str, Value)]) -> Value {
+    let path = greenlight_local::emulator::repo_root().join("events").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut event: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+    for (pointer, value) in replace {
+        *event
+            .pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("{file} has no {pointer}")) = value.clone();
+    }
+    event
+}

@@ -7,7 +7,7 @@
 //! `infra/template.yaml`.
 
 use aws_sdk_sfn::Client as Sfn;
-use greenlight_e2e::{canary, now_rfc3339, App, Env};
+use greenlight_e2e::{canary, now_rfc3339, sample_event, App, Env};
 use greenlight_local::asl::{self, Ending, Functions};
 use greenlight_local::emulator::repo_root;
 use greenlight_local::fixture::alarm_name;
@@ -178,18 +178,6 @@ fn access_key(service: &str, function: &str) -> String {
     format!("{function}.{service}")
 }
 
-/// A sample from `events/` with its fields replaced (`/detail/service` → value, ...).
-fn sample(file: &str, replace: &[(&str, Value)]) -> Value {
-    let text = std::fs::read_to_string(repo_root().join("events").join(file)).unwrap();
-    let mut event: Value = serde_json::from_str(&text).unwrap();
-    for (pointer, value) in replace {
-        *event
-            .pointer_mut(pointer)
-            .unwrap_or_else(|| panic!("{file} has no {pointer}")) = value.clone();
-    }
-    event
-}
-
 /// The value of metric `name` in the EMF documents of `service`, checking the document
 /// declares it with the service as a dimension.
 fn metric(docs: &[Value], service: &str, name: &str) -> Vec<u64> {
@@ -217,19 +205,19 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
     let stack = Stack::start(env).await;
 
     // Bad input first: a clear error, and nothing started.
-    let malformed = sample("image-published.json", &[("/detail", json!({"service": service}))]);
+    let malformed = sample_event("image-published.json", &[("/detail", json!({"service": service}))]);
     let refused = stack.invoke("start-deployment", &malformed).await.unwrap_err();
     assert!(refused.starts_with("greenlight.Rejected: "), "{refused}");
     let bad_step = stack.invoke("launch-green", &json!({"deploy": "x"})).await.unwrap_err();
     assert!(bad_step.starts_with("greenlight.Rejected: "), "{bad_step}");
-    let promote = sample("promote-requested.json", &[("/detail/service", json!(service))]);
+    let promote = sample_event("promote-requested.json", &[("/detail/service", json!(service))]);
     let nothing = stack.invoke("steer-deployment", &promote).await.unwrap_err();
     assert!(nothing.contains("no deployment in flight"), "{nothing}");
     assert!(stack.executions().await.is_empty());
 
     // The sample ImagePublished, for this service's image of `version`.
     let image_published = |version: &str, ami: &str| {
-        sample(
+        sample_event(
             "image-published.json",
             &[
                 ("/id", json!(format!("contract-{version}-{service}"))),
@@ -276,7 +264,7 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
     env.wait_for_phase(&v3_id, |p| matches!(p, greenlight_core::model::Phase::Baking { .. }))
         .await;
     assert_eq!(env.weights().await, vec![("a", 100)], "v3 is live, v2 warm");
-    let alarm = sample(
+    let alarm = sample_event(
         "cloudwatch-alarm-state-change-alarm.json",
         &[
             ("/id", json!(format!("contract-alarm-{service}"))),

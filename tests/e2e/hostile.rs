@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 use greenlight_adapters::{Ports, Prober};
 use greenlight_core::inbound::{IMAGE_PUBLISHED, SOURCE};
-use greenlight_e2e::{quick, started, unique, App, Env};
+use greenlight_e2e::{quick, sample_event, started, unique, App, Env};
 use greenlight_local::emulator::repo_root;
 use greenlight_local::fixture::alarm_name;
 use greenlight_local::lambda_service::{built_binary, Function, FunctionSpec};
@@ -255,18 +255,6 @@ fn no_shell_outs_in_shipped_code() {
     assert!(!depends_on_process_crate("tokio.workspace = true") && !depends_on_process_crate("[dependencies]"));
 }
 
-/// A sample from `events/` with fields replaced (`/detail/service` → value, ...).
-fn sample(file: &str, replace: &[(&str, Value)]) -> Value {
-    let text = std::fs::read_to_string(repo_root().join("events").join(file)).unwrap();
-    let mut event: Value = serde_json::from_str(&text).unwrap();
-    for (pointer, value) in replace {
-        *event
-            .pointer_mut(pointer)
-            .unwrap_or_else(|| panic!("{file} has no {pointer}")) = value.clone();
-    }
-    event
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn function_logs_at_info_carry_no_secret_and_no_unneeded_event_field() {
     let env = Env::new("hostile-logs", quick).await;
@@ -329,7 +317,7 @@ async fn function_logs_at_info_carry_no_secret_and_no_unneeded_event_field() {
     let ami = env.image("v2", App::Healthy).await;
 
     // ImagePublished: a deployment starts.
-    let published = marked(sample(
+    let published = marked(sample_event(
         "image-published.json",
         &[
             ("/detail/service", json!(env.service)),
@@ -358,7 +346,7 @@ async fn function_logs_at_info_carry_no_secret_and_no_unneeded_event_field() {
         .send()
         .await
         .expect("put manifest");
-    let manifest = marked(sample(
+    let manifest = marked(sample_event(
         "s3-release-manifest-created.json",
         &[
             ("/detail/bucket/name", json!(local.names.bucket)),
@@ -377,7 +365,7 @@ async fn function_logs_at_info_carry_no_secret_and_no_unneeded_event_field() {
 
     // A refusal says what is wrong with the field it refuses (lambda_runtime logs it at
     // ERROR, quoted short and escaped), nothing of the rest of the event.
-    let refused = marked(sample(
+    let refused = marked(sample_event(
         "image-published.json",
         &[
             ("/detail/service", json!(env.service)),
@@ -389,7 +377,7 @@ async fn function_logs_at_info_carry_no_secret_and_no_unneeded_event_field() {
 
     // The alarm, with CloudWatch's configuration and data (not needed) marked: v2 is rolled
     // back (the reason CloudWatch gives is recorded and logged, so it carries no marker).
-    let alarm = marked(sample(
+    let alarm = marked(sample_event(
         "cloudwatch-alarm-state-change-alarm.json",
         &[
             ("/detail/alarmName", json!(alarm_name(&env.service))),
@@ -407,7 +395,7 @@ async fn function_logs_at_info_carry_no_secret_and_no_unneeded_event_field() {
 
     // An engineer's abort (parsed, then refused: the rollback ended the deployment), and a
     // step input with an extra field.
-    let abort = marked(sample(
+    let abort = marked(sample_event(
         "abort-requested.json",
         &[("/detail/service", json!(env.service))],
     ));

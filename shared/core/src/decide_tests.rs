@@ -743,6 +743,26 @@ fn rollback(event_time_ms: u64) -> Event {
     }
 }
 
+/// `checkout-5xx` going to ALARM at `NOW`, flipped by the fast path `flipped_after_ms`
+/// after receipt (None: not flipped yet).
+fn alarm_rollback(flipped_after_ms: Option<u64>) -> Event {
+    let Event::Revert {
+        mut request,
+        received_at_ms,
+        ..
+    } = rollback(NOW * 1000)
+    else {
+        unreachable!()
+    };
+    request.trigger = "alarm".into();
+    request.requested_by = "alarm:checkout-5xx".into();
+    Event::Revert {
+        request,
+        received_at_ms,
+        flipped_at_ms: flipped_after_ms.map(|ms| received_at_ms + ms),
+    }
+}
+
 #[test]
 fn rollbacks_while_blue_is_warm() {
     use Phase::*;
@@ -1124,26 +1144,7 @@ fn alarms_on_the_version_rolled_back_to_stop_greenlight() {
     // During a rollback's own canary: an alarm marks the service instead of flipping back.
     let mut state = in_phase(Phase::Verifying { weight: 10, polls: 0 }, 10);
     state.deployment.as_mut().unwrap().rollback = true;
-    let Event::Revert {
-        mut request,
-        received_at_ms,
-        ..
-    } = rollback(NOW * 1000)
-    else {
-        unreachable!()
-    };
-    request.trigger = "alarm".into();
-    request.requested_by = "alarm:checkout-5xx".into();
-    let d = decide(
-        &state,
-        &Event::Revert {
-            request,
-            received_at_ms,
-            flipped_at_ms: None,
-        },
-        NOW,
-    )
-    .unwrap();
+    let d = decide(&state, &alarm_rollback(None), NOW).unwrap();
     assert!(d.state.service.attention.is_some());
     assert_eq!(d.effects, vec![], "no listener change");
     assert_eq!(d.state.deployment, state.deployment, "the rollback goes on");
@@ -1523,21 +1524,7 @@ fn an_alarm_redelivered_after_its_rollback_was_recorded_re_issues_the_clean_up()
     // revert-service (alarm, bake window) crashed right after committing the rollback; its fast
     // path had already put traffic back. The redelivery re-issues the deregistration and the
     // `-revert` clean-up execution instead of leaving green to the end of the bake window.
-    let Event::Revert {
-        mut request,
-        received_at_ms,
-        ..
-    } = rollback(NOW * 1000)
-    else {
-        unreachable!()
-    };
-    request.trigger = "alarm".into();
-    request.requested_by = "alarm:checkout-5xx".into();
-    let alarm = Event::Revert {
-        request,
-        received_at_ms,
-        flipped_at_ms: Some(received_at_ms + 30),
-    };
+    let alarm = alarm_rollback(Some(30));
     let baking = in_phase(Phase::Baking { until: NOW + 100 }, 100);
     let id = baking.deployment.as_ref().unwrap().deploy_id.clone();
     let first = decide(&baking, &alarm, NOW).unwrap();

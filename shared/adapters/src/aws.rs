@@ -39,9 +39,24 @@ use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// The SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`).
+/// The SDK configuration from the environment (region, credentials, `AWS_ENDPOINT_URL`), with
+/// the retry policy fixed ([`retry_config`]).
 pub async fn load_sdk_config() -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(retry_config())
+        .load()
+        .await
+}
+
+/// The AWS SDK retry policy, explicit so that no environment variable (`AWS_MAX_ATTEMPTS`) or
+/// profile changes it: standard mode, 3 attempts (2 retries) with exponential backoff from 1 s
+/// (capped at 20 s) and full jitter, under the SDK's retry quota. Every retry in greenlight is
+/// bounded: this, a step's `Retry`, an event's async retries, the conflict re-reads.
+pub fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(std::time::Duration::from_secs(1))
+        .with_max_backoff(std::time::Duration::from_secs(20))
 }
 
 /// One client per AWS service, built once per process and shared by the adapters.

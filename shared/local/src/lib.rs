@@ -74,16 +74,9 @@ impl Default for Names {
 /// The access key id the fixture, the tests' assertions and the demo sign with.
 pub const DEFAULT_ACCESS_KEY: &str = "test";
 
-/// The AWS SDK retry policy of everything local, explicit so that no environment variable or
-/// profile changes it: standard mode, 3 attempts (2 retries) with exponential backoff from 1 s
-/// (capped at 20 s) and full jitter, under the SDK's retry quota; aws-config's default
-/// (`RetryConfig::standard()`), which the Lambda functions run with.
-pub fn retry_config() -> aws_config::retry::RetryConfig {
-    aws_config::retry::RetryConfig::standard()
-        .with_max_attempts(3)
-        .with_initial_backoff(std::time::Duration::from_secs(1))
-        .with_max_backoff(std::time::Duration::from_secs(20))
-}
+/// The AWS SDK retry policy of everything local: the functions' own
+/// ([`greenlight_adapters::aws::retry_config`]).
+pub use greenlight_adapters::aws::retry_config;
 
 /// SDK configuration pointing at the emulator (`endpoint`), with dummy credentials.
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {

@@ -391,3 +391,66 @@ pub fn sample_event(file: &str, replace: &[(&str, Value)]) -> Value {
     }
     event
 }
+
+/// Creates this installation's state machine in the emulator from the committed definition
+/// (`infra/statemachine.asl.json`); returns its ARN and the definition's text.
+pub async fn create_state_machine(env: &Env) -> (String, String) {
+    let path = greenlight_local::emulator::repo_root().join("infra/statemachine.asl.json");
+    let definition = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let arn = aws_sdk_sfn::Client::new(&env.local.sdk)
+        .create_state_machine()
+        .name(format!("greenlight-{}", env.service))
+        .definition(&definition)
+        .role_arn("arn:aws:iam::123456789012:role/greenlight-pipeline")
+        .send()
+        .await
+        .expect("create state machine")
+        .state_machine_arn;
+    (arn, definition)
+}
+
+/// The access key id function `function` of this installation signs with (the emulator logs
+/// calls per key, so each process's calls can be told apart).
+pub fn function_access_key(service: &str, function: &str) -> String {
+    format!("{function}.{service}")
+}
+
+/// Starts the shipped binary of `function` as a process behind the fake Lambda Runtime API,
+/// with the template's environment for this installation, at log level info, signing with
+/// its own access key, `secret` and (if given) a session `token`. Its stderr goes to the
+/// returned file.
+pub async fn start_function(
+    env: &Env,
+    function: &str,
+    state_machine_arn: &str,
+    secret: &str,
+    token: Option<&str>,
+) -> (greenlight_local::lambda_service::Function, std::path::PathBuf) {
+    use greenlight_local::lambda_service::{built_binary, Function, FunctionSpec};
+    let local = &env.local;
+    let stderr_log = std::env::temp_dir().join(format!("greenlight-{}-{function}.stderr", env.service));
+    let mut vars: Vec<(String, String)> = vec![
+        ("AWS_ENDPOINT_URL".into(), endpoint().to_string()),
+        ("AWS_REGION".into(), "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID".into(), function_access_key(&env.service, function)),
+        ("AWS_SECRET_ACCESS_KEY".into(), secret.to_string()),
+    ];
+    if let Some(token) = token {
+        vars.push(("AWS_SESSION_TOKEN".into(), token.to_string()));
+    }
+    vars.extend([
+        ("GREENLIGHT_TABLE".into(), local.names.table.clone()),
+        ("GREENLIGHT_BUCKET".into(), local.names.bucket.clone()),
+        ("GREENLIGHT_STATE_MACHINE_ARN".into(), state_machine_arn.to_string()),
+        ("RUST_LOG".into(), "info".into()),
+    ]);
+    let spec = FunctionSpec {
+        name: function.to_string(),
+        binary: built_binary(function),
+        env: vars,
+        timeout: std::time::Duration::from_secs(60),
+        stderr_log: Some(stderr_log.clone()),
+    };
+    let process = Function::start(spec).await.unwrap_or_else(|e| panic!("{e}"));
+    (process, stderr_log)
+}

@@ -7,11 +7,10 @@
 //! `infra/template.yaml`.
 
 use aws_sdk_sfn::Client as Sfn;
-use greenlight_e2e::{canary, now_rfc3339, sample_event, App, Env};
+use greenlight_e2e::{canary, function_access_key, now_rfc3339, sample_event, App, Env};
 use greenlight_local::asl::{self, Ending, Functions};
-use greenlight_local::emulator::repo_root;
 use greenlight_local::fixture::alarm_name;
-use greenlight_local::lambda_service::{built_binary, Function, FunctionSpec};
+use greenlight_local::lambda_service::Function;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -47,35 +46,10 @@ impl Stack {
         greenlight_e2e::build_binaries();
         let local = &env.local;
         let sfn = Sfn::new(&local.sdk);
-        let definition = std::fs::read_to_string(repo_root().join("infra/statemachine.asl.json")).unwrap();
-        let state_machine_arn = sfn
-            .create_state_machine()
-            .name(format!("greenlight-{}", env.service))
-            .definition(&definition)
-            .role_arn("arn:aws:iam::123456789012:role/greenlight-pipeline")
-            .send()
-            .await
-            .expect("create state machine")
-            .state_machine_arn;
+        let (state_machine_arn, definition) = greenlight_e2e::create_state_machine(&env).await;
         let mut functions = HashMap::new();
         for (name, _) in FUNCTIONS {
-            let spec = FunctionSpec {
-                name: name.to_string(),
-                binary: built_binary(name),
-                env: vec![
-                    ("AWS_ENDPOINT_URL".into(), greenlight_e2e::endpoint().to_string()),
-                    ("AWS_REGION".into(), "us-east-1".into()),
-                    ("AWS_ACCESS_KEY_ID".into(), access_key(&env.service, name)),
-                    ("AWS_SECRET_ACCESS_KEY".into(), "test".into()),
-                    ("GREENLIGHT_TABLE".into(), local.names.table.clone()),
-                    ("GREENLIGHT_BUCKET".into(), local.names.bucket.clone()),
-                    ("GREENLIGHT_STATE_MACHINE_ARN".into(), state_machine_arn.clone()),
-                    ("RUST_LOG".into(), "info".into()),
-                ],
-                timeout: Duration::from_secs(60),
-                stderr_log: Some(std::env::temp_dir().join(format!("greenlight-{}-{name}.stderr", env.service))),
-            };
-            let function = Function::start(spec).await.unwrap_or_else(|e| panic!("{e}"));
+            let (function, _) = greenlight_e2e::start_function(&env, name, &state_machine_arn, "test", None).await;
             functions.insert(name, Arc::new(function));
         }
         let stack = Stack {
@@ -170,12 +144,6 @@ impl Stack {
             .filter(|doc| doc.get("_aws").is_some())
             .collect()
     }
-}
-
-/// Each function process signs with its own access key id, so the emulator's call log says
-/// which function called what.
-fn access_key(service: &str, function: &str) -> String {
-    format!("{function}.{service}")
 }
 
 /// The value of metric `name` in the EMF documents of `service`, checking the document
@@ -312,7 +280,10 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
     }
     let template = greenlight_e2e::template::Template::load();
     for (function, _) in FUNCTIONS {
-        let called = calls.get(&access_key(&service, function)).cloned().unwrap_or_default();
+        let called = calls
+            .get(&function_access_key(&service, function))
+            .cloned()
+            .unwrap_or_default();
         assert!(!called.is_empty(), "{function} made no AWS call");
         let missing = template.ungranted(function, &called);
         assert!(

@@ -13,7 +13,6 @@ use greenlight_core::inbound::{IMAGE_PUBLISHED, SOURCE};
 use greenlight_e2e::{quick, sample_event, started, unique, App, Env};
 use greenlight_local::emulator::repo_root;
 use greenlight_local::fixture::alarm_name;
-use greenlight_local::lambda_service::{built_binary, Function, FunctionSpec};
 use greenlight_local::orchestrator::{Ending, LocalOrchestrator};
 use greenlight_local::Local;
 use serde_json::{json, Value};
@@ -265,40 +264,15 @@ async fn function_logs_at_info_carry_no_secret_and_no_unneeded_event_field() {
     let local = &env.local;
 
     // A state machine for start-deployment to start executions of (not run here).
-    let definition = std::fs::read_to_string(repo_root().join("infra/statemachine.asl.json")).unwrap();
-    let state_machine_arn = aws_sdk_sfn::Client::new(&local.sdk)
-        .create_state_machine()
-        .name(format!("greenlight-{}", env.service))
-        .definition(definition)
-        .role_arn("arn:aws:iam::123456789012:role/greenlight-pipeline")
-        .send()
-        .await
-        .expect("create state machine")
-        .state_machine_arn;
+    let (state_machine_arn, _) = greenlight_e2e::create_state_machine(&env).await;
 
     let names = ["start-deployment", "revert-service", "steer-deployment", "launch-green"];
     let mut functions = Vec::new();
     let mut stderr_logs = Vec::new();
     for name in names {
-        let stderr_log = std::env::temp_dir().join(format!("greenlight-{}-{name}.stderr", env.service));
-        let spec = FunctionSpec {
-            name: name.to_string(),
-            binary: built_binary(name),
-            env: vec![
-                ("AWS_ENDPOINT_URL".into(), greenlight_e2e::endpoint().to_string()),
-                ("AWS_REGION".into(), "us-east-1".into()),
-                ("AWS_ACCESS_KEY_ID".into(), format!("{name}.{}", env.service)),
-                ("AWS_SECRET_ACCESS_KEY".into(), secret.clone()),
-                ("AWS_SESSION_TOKEN".into(), token.clone()),
-                ("GREENLIGHT_TABLE".into(), local.names.table.clone()),
-                ("GREENLIGHT_BUCKET".into(), local.names.bucket.clone()),
-                ("GREENLIGHT_STATE_MACHINE_ARN".into(), state_machine_arn.clone()),
-                ("RUST_LOG".into(), "info".into()),
-            ],
-            timeout: Duration::from_secs(60),
-            stderr_log: Some(stderr_log.clone()),
-        };
-        functions.push(Function::start(spec).await.unwrap_or_else(|e| panic!("{e}")));
+        let (function, stderr_log) =
+            greenlight_e2e::start_function(&env, name, &state_machine_arn, &secret, Some(&token)).await;
+        functions.push(function);
         stderr_logs.push(stderr_log);
     }
     let invoke = |name: &str, event: Value| {

@@ -743,9 +743,9 @@ fn rollback(event_time_ms: u64) -> Event {
     }
 }
 
-/// `checkout-5xx` going to ALARM at `NOW`, flipped by the fast path `flipped_after_ms`
+/// [`rollback`] at `NOW` with its request edited, flipped by the fast path `flipped_after_ms`
 /// after receipt (None: not flipped yet).
-fn alarm_rollback(flipped_after_ms: Option<u64>) -> Event {
+fn rollback_with(edit: impl FnOnce(&mut RevertRequest), flipped_after_ms: Option<u64>) -> Event {
     let Event::Revert {
         mut request,
         received_at_ms,
@@ -754,13 +754,23 @@ fn alarm_rollback(flipped_after_ms: Option<u64>) -> Event {
     else {
         unreachable!()
     };
-    request.trigger = "alarm".into();
-    request.requested_by = "alarm:checkout-5xx".into();
+    edit(&mut request);
     Event::Revert {
         request,
         received_at_ms,
         flipped_at_ms: flipped_after_ms.map(|ms| received_at_ms + ms),
     }
+}
+
+/// `checkout-5xx` going to ALARM at `NOW` (see [`rollback_with`]).
+fn alarm_rollback(flipped_after_ms: Option<u64>) -> Event {
+    rollback_with(
+        |request| {
+            request.trigger = "alarm".into();
+            request.requested_by = "alarm:checkout-5xx".into();
+        },
+        flipped_after_ms,
+    )
 }
 
 #[test]
@@ -1587,20 +1597,7 @@ fn a_rollback_request_redelivered_to_its_own_redeployment_only_makes_sure_it_run
         assert!(d.note.contains("itself started"), "{phase}: {}", d.note);
     }
     // Only its own trigger: another rollback request is decided as before (here: back to v2).
-    let Event::Revert {
-        mut request,
-        received_at_ms,
-        ..
-    } = rollback(NOW * 1000)
-    else {
-        unreachable!()
-    };
-    request.event_id = "ev-2".into();
-    let other = Event::Revert {
-        request,
-        received_at_ms,
-        flipped_at_ms: None,
-    };
+    let other = rollback_with(|request| request.event_id = "ev-2".into(), None);
     let d = decide(&redeploying, &other, NOW).unwrap();
     assert!(
         matches!(phase_of(&d.state), Phase::Aborting { .. }),

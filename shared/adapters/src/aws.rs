@@ -242,6 +242,16 @@ type Item = HashMap<String, AttributeValue>;
 /// died and was not retried; Lambda's async retries come within minutes).
 pub const STALE_CLAIM_MS: u64 = 15 * 60 * 1000;
 
+/// What a commit of `after` may do to an alarm's pending claim of the revert plan (see
+/// `DynamoLedger::alarm_plan_updates`): the event whose claim it completes (the rollback the
+/// deployment records), and the time (ms) before which a claim is stale.
+pub fn plan_claim_guard(after: &State) -> (Option<&str>, u64) {
+    let dep = after.deployment.as_ref();
+    let claimed_by = dep.and_then(|d| d.revert.as_ref()).map(|r| r.event_id.as_str());
+    let decided_at_ms = dep.map_or(0, |d| d.updated_at.saturating_mul(1000));
+    (claimed_by, decided_at_ms.saturating_sub(STALE_CLAIM_MS))
+}
+
 const CONFIG_SK: &str = "CONFIG";
 const STATE_SK: &str = "STATE";
 const DEPLOY_PREFIX: &str = "DEPLOY#";
@@ -347,7 +357,7 @@ impl DynamoLedger {
         config: &ServiceConfig,
         plan: Option<&RevertPlan>,
         claimed_by: Option<&str>,
-        decided_at_ms: u64,
+        stale_before_ms: u64,
     ) -> AdapterResult<Vec<Update>> {
         config
             .alarms
@@ -361,7 +371,7 @@ impl DynamoLedger {
                     )
                     .expression_attribute_values(":svc", s(&config.service))
                     .expression_attribute_values(":mine", s(claimed_by.unwrap_or("-")))
-                    .expression_attribute_values(":stale", n(decided_at_ms.saturating_sub(STALE_CLAIM_MS)));
+                    .expression_attribute_values(":stale", n(stale_before_ms));
                 let update = match plan {
                     Some(plan) => update
                         .update_expression(
@@ -683,14 +693,12 @@ impl Ledger for DynamoLedger {
             }
         }
         let updates = if before.service.revert_plan != committed.service.revert_plan {
-            let dep = after.deployment.as_ref();
-            let claimed_by = dep.and_then(|d| d.revert.as_ref()).map(|r| r.event_id.as_str());
-            let decided_at_ms = dep.map_or(0, |d| d.updated_at.saturating_mul(1000));
+            let (claimed_by, stale_before_ms) = plan_claim_guard(after);
             self.alarm_plan_updates(
                 &after.config,
                 committed.service.revert_plan.as_ref(),
                 claimed_by,
-                decided_at_ms,
+                stale_before_ms,
             )?
         } else {
             vec![]

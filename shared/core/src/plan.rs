@@ -164,6 +164,15 @@ pub struct RetryPolicy {
     pub backoff_rate: f64,
 }
 
+impl RetryPolicy {
+    /// The longest wait before retry number `attempt` (0-based): `interval_s ×
+    /// backoff_rate^attempt`. With `"JitterStrategy": "FULL"` the wait is uniform in
+    /// `[0, backoff(attempt)]`.
+    pub fn backoff(&self, attempt: u32) -> std::time::Duration {
+        std::time::Duration::from_secs(self.interval_s).mul_f64(self.backoff_rate.powi(attempt as i32))
+    }
+}
+
 /// The error type a step fails with when the same input may succeed later (throttling,
 /// 5xx, connection errors, a lost conditional write). Only these, and the Lambda service's
 /// own errors, are retried; anything else goes straight to abort-deployment.

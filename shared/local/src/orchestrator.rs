@@ -177,17 +177,15 @@ async fn execute(ports: &Ports, first: StepOutput, progress: &broadcast::Sender<
 /// the computed backoff (`interval_s × backoff_rate^attempt`). At most `max_attempts` retries.
 async fn run_with_retries(ports: &Ports, step: Step, input: &StepInput) -> Result<StepOutput, String> {
     let retry = step.retry();
-    let mut backoff = Duration::from_secs(retry.interval_s);
     let mut attempt = 0;
     loop {
         match run_step(ports, step, input).await {
             Ok(out) => return Ok(out),
             // Like the state machine's `Retry`: only transient failures are retried.
             Err(e) if e.is_retryable() && attempt < retry.max_attempts => {
-                let wait = full_jitter(backoff);
+                let wait = full_jitter(retry.backoff(attempt));
                 tracing::warn!(step = step.name(), error = %e, attempt, ?wait, "step failed; retrying");
                 tokio::time::sleep(wait).await;
-                backoff = backoff.mul_f64(retry.backoff_rate);
                 attempt += 1;
             }
             Err(e) => return Err(e.to_string()),

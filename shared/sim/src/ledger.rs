@@ -212,18 +212,14 @@ impl Ledger for MemLedger {
         let plan_changed = before.service.revert_plan != after.service.revert_plan;
         if plan_changed {
             // As `DynamoLedger::alarm_plan_updates`: not while another event's claim is pending.
-            let dep = after.deployment.as_ref();
-            let mine = dep.and_then(|d| d.revert.as_ref()).map(|r| r.event_id.clone());
-            let stale = dep
-                .map_or(0, |d| d.updated_at.saturating_mul(1000))
-                .saturating_sub(greenlight_adapters::aws::STALE_CLAIM_MS);
+            let (mine, stale) = greenlight_adapters::aws::plan_claim_guard(after);
             for alarm in &after.config.alarms {
                 let alias = t.alarms.get(alarm).cloned().unwrap_or_default();
                 if alias.service.as_ref() != Some(&service) {
                     return Err(conflict(&mut t, "an alarm alias no longer belongs to the service"));
                 }
                 let free = alias.claim_event.is_none()
-                    || alias.claim_event == mine
+                    || alias.claim_event.as_deref() == mine
                     || alias.claimed_at.is_some_and(|at| at < stale);
                 if !free {
                     return Err(conflict(&mut t, "an alarm's claim of the revert plan is pending"));

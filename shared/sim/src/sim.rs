@@ -833,9 +833,8 @@ impl Sim {
             }
             Err(e) if e.is_retryable() && x.attempt < step.retry().max_attempts => {
                 // Full jitter: anywhere up to the backoff interval.
-                let retry = step.retry();
-                let cap_s = retry.interval_s as f64 * retry.backoff_rate.powi(x.attempt as i32);
-                x.due_ms = now + self.rng.range(0, (cap_s * 1000.0) as u64);
+                let cap_ms = step.retry().backoff(x.attempt).as_millis() as u64;
+                x.due_ms = now + self.rng.range(0, cap_ms);
                 x.attempt += 1;
             }
             Err(e) if step == Step::AbortDeployment => {
@@ -891,9 +890,8 @@ impl Sim {
                 if !failed.is_empty() {
                     return Err(self.fail(format!("executions failed: {}", failed.join("; "))));
                 }
-                let aws = self.world.lock().clone();
-                let table = self.ledger.lock().clone();
-                return self.checker.settled(&aws, &table).map_err(|v| self.fail(v));
+                let settled = self.checker.settled(&self.world.lock(), &self.ledger.lock());
+                return settled.map_err(|v| self.fail(v));
             }
             self.check()?;
         }
@@ -902,28 +900,28 @@ impl Sim {
 
     fn check(&mut self) -> Result<(), Failure> {
         self.stats.invariant_checks += 1;
-        let aws = self.world.lock().clone();
-        let table = self.ledger.lock().clone();
         let services: Vec<String> = self.services.iter().map(|s| s.config.service.clone()).collect();
-        // Execution names are the deploy id, or the deploy id and a suffix.
+        // Deployments with an execution still running.
         let cleaning = self
             .executions
             .iter()
             .filter(|x| x.ended.is_none())
             .map(|x| x.current.deploy_id.clone())
             .collect();
-        self.checker
-            .check(&aws, &table, &services, &cleaning)
-            .map_err(|v| self.fail(v))
+        let checked = self
+            .checker
+            .check(&self.world.lock(), &self.ledger.lock(), &services, &cleaning);
+        checked.map_err(|v| self.fail(v))
     }
 
     fn finish(mut self) -> Stats {
-        let table = self.ledger.lock().clone();
+        let table = self.ledger.lock();
         self.stats.conflicts = table.conflicts;
         for dep in table.deployments.values() {
             self.stats.deployments += 1;
             *self.stats.outcomes.entry(dep.phase.name().to_string()).or_default() += 1;
         }
+        drop(table);
         self.stats
     }
 

@@ -720,23 +720,20 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                 });
                 note.push_str("; report written again (idempotent)");
             }
-            // A finished deployment whose successor never started (a crash right after the
-            // finish was committed): start it now.
-            if phase.is_terminal() && next.service.active.is_none() {
-                if let Some(request) = &next.service.queued {
-                    effects.push(Effect::StartQueued {
+            if phase.is_terminal() {
+                match (&next.service.active, &next.service.queued) {
+                    // A finished deployment whose successor never started (a crash right after
+                    // the finish was committed): start it now.
+                    (None, Some(request)) => effects.push(Effect::StartQueued {
                         request: request.clone(),
-                    });
-                }
-            }
-            // Or whose successor was created by a delivery that crashed before its
-            // StartExecution: make sure it runs. (Found by the simulator, seed 799.)
-            if let Some(successor) = next.service.active.as_ref().filter(|a| **a != dep.deploy_id) {
-                if phase.is_terminal() {
-                    effects.push(Effect::EnsureExecution {
+                    }),
+                    // Or whose successor was created by a delivery that crashed before its
+                    // StartExecution: make sure it runs. (Found by the simulator, seed 799.)
+                    (Some(successor), _) if *successor != dep.deploy_id => effects.push(Effect::EnsureExecution {
                         service: dep.service.clone(),
                         deploy_id: successor.clone(),
-                    });
+                    }),
+                    _ => {}
                 }
             }
         }

@@ -454,3 +454,26 @@ pub async fn start_function(
     let process = Function::start(spec).await.unwrap_or_else(|e| panic!("{e}"));
     (process, stderr_log)
 }
+
+impl Env {
+    /// One raw ledger item (`pk`, `sk`), read consistently; None when it does not exist.
+    pub async fn ledger_item(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Option<std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>> {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.local
+            .clients
+            .dynamodb
+            .get_item()
+            .table_name(&self.local.names.table)
+            .key("pk", AttributeValue::S(pk.into()))
+            .key("sk", AttributeValue::S(sk.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("get {pk} {sk}: {e:?}"))
+            .item
+    }
+}

@@ -1105,21 +1105,8 @@ async fn end_state(d: &Driver) -> EndState {
         pointers.revert_claim.is_some()
     ));
     let alias = env
-        .local
-        .clients
-        .dynamodb
-        .get_item()
-        .table_name(&env.local.names.table)
-        .key(
-            "pk",
-            aws_sdk_dynamodb::types::AttributeValue::S(format!("ALARM#{}", alarm_name(&env.service))),
-        )
-        .key("sk", aws_sdk_dynamodb::types::AttributeValue::S("SERVICE".into()))
-        .consistent_read(true)
-        .send()
+        .ledger_item(&format!("ALARM#{}", alarm_name(&env.service)), "SERVICE")
         .await
-        .expect("alarm alias")
-        .item
         .unwrap_or_default();
     lines.push(format!(
         "alarm alias: revert plan {}, claim {}",

@@ -68,21 +68,10 @@ async fn a_registration_written_without_a_bake_window_gets_the_installation_defa
     let env = Env::new("bake-default", quick).await;
     let dynamodb = &env.local.clients.dynamodb;
     let table = &env.local.names.table;
-    let key = |sk: &str| {
-        std::collections::HashMap::from([
-            ("pk".to_string(), AttributeValue::S(format!("SVC#{}", env.service))),
-            ("sk".to_string(), AttributeValue::S(sk.into())),
-        ])
-    };
     // An operator wrote the registration by hand and left the bake window out.
-    let item = dynamodb
-        .get_item()
-        .table_name(table)
-        .set_key(Some(key("CONFIG")))
-        .send()
+    let item = env
+        .ledger_item(&format!("SVC#{}", env.service), "CONFIG")
         .await
-        .unwrap()
-        .item
         .expect("the registration item");
     let mut body: serde_json::Value = serde_json::from_str(item["body"].as_s().unwrap()).unwrap();
     body.as_object_mut().unwrap().remove("bake_window_s");

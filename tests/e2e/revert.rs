@@ -516,18 +516,9 @@ async fn a_crash_between_the_two_fast_path_calls_is_completed_by_redelivery() {
     assert!(err.to_string().contains("crashed"), "{err}");
     assert_eq!(calls.taken(), ["claim_revert(service)", "set_traffic"]);
     let claim = env
-        .local
-        .clients
-        .dynamodb
-        .get_item()
-        .table_name(&env.local.names.table)
-        .key("pk", AttributeValue::S(format!("SVC#{}", env.service)))
-        .key("sk", AttributeValue::S("STATE".into()))
-        .send()
+        .ledger_item(&format!("SVC#{}", env.service), "STATE")
         .await
-        .unwrap()
-        .item
-        .unwrap();
+        .expect("the pointers item");
     assert_eq!(
         claim["claim_event"],
         AttributeValue::S("rb-crash-1".into()),

@@ -34,6 +34,12 @@ Added on top of moto (each section below names the AWS documentation):
      or after moto applied the request, connection resets (TCP RST) before or
      after, and added latency ("Error retries and exponential backoff in
      AWS"). Section 7 below has the details.
+  8. Usage per access key id (GET/DELETE /_greenlight/usage): calls counted per
+     IAM `service:Action`, DynamoDB capacity units computed as AWS documents them
+     ("Read/write capacity mode", "DynamoDB item sizes and formats") from the
+     items moto holds before and after each request (also put into the answer's
+     ConsumedCapacity when asked), and conditional-write conflicts met.
+     Section 8 below has the details.
 
 Contract with the Rust test harness:
   python greenlight_emulator.py --host 127.0.0.1 --port 0
@@ -44,11 +50,17 @@ Contract with the Rust test harness:
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
+import functools
+import gzip
 import http.client
 import http.server
+import inspect
 import io
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -58,9 +70,11 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 # Dummy credentials / region, set before moto/boto are imported.
@@ -71,6 +85,8 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 from werkzeug.serving import make_server  # noqa: E402
 
 from moto.core.responses import ActionResult  # noqa: E402
+from moto.dynamodb.models import dynamodb_backends  # noqa: E402
+from moto.dynamodb.models.table import Table as DynamoTable  # noqa: E402
 from moto.ec2.exceptions import EC2ClientError  # noqa: E402
 from moto.ec2.models.instances import Instance, InstanceState  # noqa: E402
 from moto.ec2.responses._base_response import EC2BaseResponse  # noqa: E402
@@ -803,8 +819,11 @@ def record_call(environ: dict[str, Any]) -> tuple[str, str, str | None] | None:
     else:
         action = _action(environ, service)
     if action:
+        name = f"{_IAM_PREFIX.get(service, service)}:{action}"
         with CALLS_LOCK:
-            CALLS.setdefault(key, set()).add(f"{_IAM_PREFIX.get(service, service)}:{action}")
+            CALLS.setdefault(key, set()).add(name)
+            calls = _usage(key).calls
+            calls[name] = calls.get(name, 0) + 1
     return key, service, action
 
 
@@ -830,12 +849,16 @@ def _is_sqs_receive(environ: dict[str, Any]) -> bool:
 def locked_app(app):
     """Serialise requests on STATE_LOCK, except SQS ReceiveMessage (SQS queues
     have their own condition variable, which long polling waits on). Every signed call is
-    recorded in CALLS first, then meets the fate the fault injector draws for its key."""
+    recorded in CALLS (and counted in USAGE) first, then meets the fate the fault injector
+    draws for its key. DynamoDB requests that reach moto are metered (section 8)."""
 
     def call(environ, start_response):
         if environ.get("greenlight.unlocked"):
             return app(environ, start_response)
         with STATE_LOCK:
+            meter = environ.get(METER_MARK)
+            if meter is not None:
+                return metered_dynamodb(app, environ, start_response, *meter)
             return app(environ, start_response)
 
     def wsgi(environ, start_response):
@@ -844,9 +867,13 @@ def locked_app(app):
             return calls_app(environ, start_response)
         if path == FAULTS_PATH:
             return faults_app(environ, start_response)
+        if path == USAGE_PATH:
+            return usage_app(environ, start_response)
         signed = record_call(environ)
         if signed and signed[1] == "sqs" and _is_sqs_receive(environ):
             environ["greenlight.unlocked"] = True
+        if signed and signed[1] == "dynamodb":
+            environ[METER_MARK] = (signed[0], signed[2], _credential_region(environ))
         fault = draw_fault(*signed) if signed else None
         if fault is not None:
             return with_fault(fault, signed[1], environ, start_response, call)
@@ -1166,6 +1193,494 @@ class GreenlightRequestHandler(MotoRequestHandler):
                 self.connection.close()
             except OSError:
                 pass
+
+
+# ---------------------------------------------------------------------------
+# 8. Usage accounting (per access key id), for benchmarks
+#
+#   GET    /_greenlight/usage[?access_key=AKID…]   what the key(s) used
+#   DELETE /_greenlight/usage[?access_key=AKID…]   the same answer, then forget it
+#
+#   {"AKID…": {"calls": {"ec2:RunInstances": 3, ...},
+#              "dynamodb": {"read_units": 12.5, "write_units": 40.0,
+#                           "conditional_check_failures": 2, "transaction_conflicts": 0}}}
+#
+# `calls` counts every signed request as IAM's `service:Action` (the CALLS naming), faulted
+# ones included. DynamoDB requests that reach moto are metered: the wrapper reads the items
+# a request touches straight from moto's backend before and after it (under STATE_LOCK),
+# computes the capacity units AWS would charge, accumulates them per key, and puts them into
+# the answer's ConsumedCapacity when the request asks (ReturnConsumedCapacity TOTAL or
+# INDEXES; moto's own values are constants). A request that never reached moto (throttle,
+# error-before, reset-before) consumes nothing; one whose answer was lost (error-after,
+# reset-after) is charged. Its answer's error type counts conflicts:
+# `conditional_check_failures` (ConditionalCheckFailedException, or a
+# TransactionCanceledException with a ConditionalCheckFailed reason) and
+# `transaction_conflicts` (TransactionConflictException, or a TransactionConflict reason).
+#
+# Capacity rules, as AWS documents them ("Read/write capacity mode" and "DynamoDB read and
+# write operations", https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/
+# capacity-mode.html and read-write-operations.html; "DynamoDB item sizes and formats",
+# CapacityUnitCalculations.html):
+#   * item size: the sum over its attributes of the UTF-8 length of the name plus the value's
+#     size: S the UTF-8 bytes; N about 1 byte per two significant digits + 1 (leading and
+#     trailing zeroes trimmed); B the raw bytes; BOOL and NULL 1; L and M 3 bytes plus their
+#     elements, each element 1 byte more (a map element also counts its name); SS/NS/BS the
+#     sum of their elements.
+#   * reads: the item size rounded up to 4 KB, one unit per 4 KB strongly consistent
+#     (ConsistentRead true), half that eventually consistent (ConsistentRead false or absent,
+#     the default), twice that in TransactGetItems. An item that does not exist still costs
+#     the minimum (0.5, 1 or 2). BatchGetItem: each item as its own GetItem. Query and Scan:
+#     the sizes of the items evaluated (before FilterExpression and projection, within Limit
+#     and the 1 MB page; an index's projected items for an index) added up and rounded up to
+#     4 KB once per request, the minimum when none is.
+#   * reads are charged on the whole item, not on what ProjectionExpression returns.
+#   * writes (PutItem, UpdateItem, DeleteItem, each BatchWriteItem item): the larger of the
+#     item's size before and after, rounded up to 1 KB, 1 unit per KB, minimum 1. A write
+#     whose condition fails is still charged (on the existing item's size, minimum 1);
+#     TransactWriteItems: twice that per item (ConditionCheck on the checked item's size),
+#     also when the transaction is cancelled.
+# Approximations: the number size formula is AWS's own "approximately"; writes to secondary
+# indexes (which AWS charges on top) are not charged; PartiQL (ExecuteStatement, ...) is
+# not metered; the legacy QueryFilter/ScanFilter parameters are applied inside moto's
+# evaluation, so the items they drop are not charged (FilterExpression's are); a cancelled
+# transaction is charged as if each item's write had failed its condition.
+# ---------------------------------------------------------------------------
+
+USAGE_PATH = "/_greenlight/usage"
+METER_MARK = "greenlight.meter"  # environ key: (access key, action, region) of a DynamoDB call
+
+_CREDENTIAL_REGION = re.compile(r"Credential=[^/]+/[^/]+/([^/]+)/")
+
+
+@dataclass
+class Usage:
+    calls: dict[str, int] = field(default_factory=dict)
+    read_units: float = 0.0
+    write_units: float = 0.0
+    conditional_check_failures: int = 0
+    transaction_conflicts: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "calls": dict(sorted(self.calls.items())),
+            "dynamodb": {
+                "read_units": float(self.read_units), "write_units": float(self.write_units),
+                "conditional_check_failures": self.conditional_check_failures,
+                "transaction_conflicts": self.transaction_conflicts,
+            },
+        }
+
+
+# Per access key id; guarded by CALLS_LOCK (taken after STATE_LOCK, never before it).
+USAGE: dict[str, Usage] = {}
+
+
+def _usage(key: str) -> Usage:
+    """The key's entry (CALLS_LOCK held)."""
+    usage = USAGE.get(key)
+    if usage is None:
+        usage = USAGE[key] = Usage()
+    return usage
+
+
+def usage_app(environ, start_response):
+    """`GET` the usage of one key (`?access_key=`) or of every key, `DELETE` to reset it
+    (answering what it was)."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    if method not in ("GET", "DELETE"):
+        return _json_response(start_response, "405 Method Not Allowed", {"error": "GET or DELETE"})
+    keys = urllib.parse.parse_qs(environ.get("QUERY_STRING", "")).get("access_key")
+    with CALLS_LOCK:
+        if keys:
+            doc = {key: USAGE.get(key, Usage()).to_json() for key in keys}
+        else:
+            doc = {key: usage.to_json() for key, usage in sorted(USAGE.items())}
+        if method == "DELETE":
+            for key in doc:
+                USAGE.pop(key, None)
+    return _json_response(start_response, "200 OK", doc)
+
+
+def _credential_region(environ: dict[str, Any]) -> str:
+    match = _CREDENTIAL_REGION.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return match.group(1) if match else os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+
+
+def _moto_account(environ: dict[str, Any], key: str) -> str:
+    """The account moto serves the request from (BaseResponse.get_current_account)."""
+    if "MOTO_ACCOUNT_ID" in os.environ:
+        return os.environ["MOTO_ACCOUNT_ID"]
+    if environ.get("HTTP_X_MOTO_ACCOUNT_ID"):
+        return environ["HTTP_X_MOTO_ACCOUNT_ID"]
+    from moto.iam.models import get_account_id_from
+
+    return get_account_id_from(key)
+
+
+# --- item sizes ("DynamoDB item sizes and formats") -------------------------------------
+
+
+def _type_value(av: Any) -> tuple[str, Any]:
+    """(type, value) of a wire AttributeValue ({"S": "x"}) or a moto DynamoType."""
+    if isinstance(av, dict):
+        return next(iter(av.items())) if len(av) == 1 else ("NULL", None)
+    return av.type, av.value
+
+
+def _number_size(text: Any) -> int:
+    try:
+        digits = len(Decimal(str(text)).normalize().as_tuple().digits)
+    except (InvalidOperation, ValueError):
+        digits = len(re.sub(r"\D", "", str(text)).strip("0")) or 1
+    return (digits + 1) // 2 + 1
+
+
+def _binary_size(value: Any) -> int:
+    if isinstance(value, (bytes, bytearray)):
+        return len(value)
+    try:
+        return len(base64.b64decode(value))
+    except (ValueError, TypeError):
+        return len(str(value)) * 3 // 4
+
+
+def _value_size(av: Any) -> int:
+    kind, value = _type_value(av)
+    if kind == "S":
+        return len(value.encode("utf-8"))
+    if kind == "N":
+        return _number_size(value)
+    if kind == "B":
+        return _binary_size(value)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "L":
+        return 3 + sum(1 + _value_size(element) for element in value)
+    if kind == "M":
+        return 3 + sum(1 + len(name.encode("utf-8")) + _value_size(element) for name, element in value.items())
+    if kind == "SS":
+        return sum(len(element.encode("utf-8")) for element in value)
+    if kind == "NS":
+        return sum(_number_size(element) for element in value)
+    if kind == "BS":
+        return sum(_binary_size(element) for element in value)
+    return 0
+
+
+def item_size(attributes: Any) -> int:
+    """The size of an item (a moto Item, or its attributes as a dict of AttributeValues)."""
+    attrs = getattr(attributes, "attrs", attributes)
+    return sum(len(name.encode("utf-8")) + _value_size(value) for name, value in attrs.items())
+
+
+# --- what Query and Scan evaluate -----------------------------------------------------------
+#
+# Table.query and Table.scan evaluate items (key condition, Limit, 1 MB page, index
+# projection), then apply the FilterExpression and the ProjectionExpression as their last
+# steps. While a metered request runs, they are called without those two so that the sizes
+# of the evaluated items can be recorded, and the two are applied here exactly as moto does.
+
+_EVALUATED = threading.local()  # .sizes: a list while a metered request runs on this thread
+
+
+def _evaluating(original, filter_param: str, projection_param: str):
+    signature = inspect.signature(original)
+
+    def wrapper(self, *args, **kwargs):
+        sizes = getattr(_EVALUATED, "sizes", None)
+        if sizes is None:
+            return original(self, *args, **kwargs)
+        bound = signature.bind(self, *args, **kwargs)
+        filter_expression = bound.arguments.get(filter_param)
+        projection = bound.arguments.get(projection_param)
+        bound.arguments[filter_param] = None
+        bound.arguments[projection_param] = None
+        results, scanned_count, last_evaluated_key = original(*bound.args, **bound.kwargs)
+        sizes.extend(item_size(item) for item in results)
+        if filter_expression is not None:
+            results = [item for item in results if filter_expression.expr(item)]
+        if projection:
+            results = [item.project(projection) for item in results]
+        return results, scanned_count, last_evaluated_key
+
+    return functools.wraps(original)(wrapper)
+
+
+DynamoTable.query = _evaluating(DynamoTable.query, "filter_expression", "projection_expressions")
+DynamoTable.scan = _evaluating(DynamoTable.scan, "filter_expression", "projection_expression")
+
+
+# --- metering one request ---------------------------------------------------------------------
+
+_READ_UNIT, _WRITE_UNIT = 4096, 1024
+
+
+@dataclass
+class _Touch:
+    """One item a request reads or writes."""
+    table: str
+    key: dict[str, Any]
+    write: bool
+    factor: float  # reads: 0.5 eventually consistent, 1 strongly, 2 transactional; writes: 1 or 2
+    before: int | None = None  # the item's size before the request (None: no such item)
+
+
+def _table(backend: Any, name: str) -> Any | None:
+    try:
+        return backend.get_table(name)
+    except Exception:  # noqa: BLE001 - ResourceNotFoundException and friends: nothing to meter
+        return None
+
+
+def _stored_size(backend: Any, table_name: str, key: dict[str, Any]) -> int | None:
+    try:
+        item = backend.get_item(table_name, key)
+    except Exception:  # noqa: BLE001 - a malformed key: moto answers the client with the error
+        return None
+    return item_size(item) if item is not None else None
+
+
+def _key_of(backend: Any, table_name: str, item: dict[str, Any]) -> dict[str, Any]:
+    table = _table(backend, table_name)
+    if table is None:
+        return {}
+    names = [n for n in (table.hash_key_attr, table.range_key_attr) if n]
+    return {n: item[n] for n in names if n in item}
+
+
+def _touches(backend: Any, action: str, request: dict[str, Any]) -> list[_Touch]:
+    """The items a request reads or writes, by key."""
+    touches: list[_Touch] = []
+    consistent = 1.0 if request.get("ConsistentRead") else 0.5
+    if action == "GetItem":
+        touches.append(_Touch(request.get("TableName", ""), request.get("Key") or {}, False, consistent))
+    elif action == "BatchGetItem":
+        for table, spec in (request.get("RequestItems") or {}).items():
+            factor = 1.0 if spec.get("ConsistentRead") else 0.5
+            touches += [_Touch(table, key, False, factor) for key in spec.get("Keys") or []]
+    elif action == "TransactGetItems":
+        for entry in request.get("TransactItems") or []:
+            get = entry.get("Get") or {}
+            touches.append(_Touch(get.get("TableName", ""), get.get("Key") or {}, False, 2.0))
+    elif action == "PutItem":
+        table = request.get("TableName", "")
+        touches.append(_Touch(table, _key_of(backend, table, request.get("Item") or {}), True, 1.0))
+    elif action in ("UpdateItem", "DeleteItem"):
+        touches.append(_Touch(request.get("TableName", ""), request.get("Key") or {}, True, 1.0))
+    elif action == "BatchWriteItem":
+        for table, writes in (request.get("RequestItems") or {}).items():
+            for write in writes:
+                if "PutRequest" in write:
+                    key = _key_of(backend, table, write["PutRequest"].get("Item") or {})
+                else:
+                    key = (write.get("DeleteRequest") or {}).get("Key") or {}
+                touches.append(_Touch(table, key, True, 1.0))
+    elif action == "TransactWriteItems":
+        for entry in request.get("TransactItems") or []:
+            for kind, spec in entry.items():
+                table = spec.get("TableName", "")
+                key = _key_of(backend, table, spec.get("Item") or {}) if kind == "Put" else spec.get("Key") or {}
+                touches.append(_Touch(table, key, True, 2.0))
+    return touches
+
+
+def _units(size: int, unit: int) -> int:
+    return max(1, math.ceil(size / unit))
+
+
+class _Consumed:
+    """Capacity units per table (in the order met), and per index for Query/Scan."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, dict[str, float]] = {}
+
+    def add(self, table: str, read: float = 0.0, write: float = 0.0) -> None:
+        entry = self.tables.setdefault(table, {"read": 0.0, "write": 0.0})
+        entry["read"] += read
+        entry["write"] += write
+
+    def read_units(self) -> float:
+        return sum(entry["read"] for entry in self.tables.values())
+
+    def write_units(self) -> float:
+        return sum(entry["write"] for entry in self.tables.values())
+
+    def answer(self, mode: str, index: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+        """ConsumedCapacity objects (API reference "ConsumedCapacity"), one per table."""
+        out = []
+        for table, entry in self.tables.items():
+            units: dict[str, float] = {"CapacityUnits": entry["read"] + entry["write"]}
+            if entry["read"]:
+                units["ReadCapacityUnits"] = entry["read"]
+            if entry["write"]:
+                units["WriteCapacityUnits"] = entry["write"]
+            doc: dict[str, Any] = {"TableName": table, **units}
+            if mode == "INDEXES":
+                if index is None:
+                    doc["Table"] = dict(units)
+                else:
+                    doc["Table"] = {"CapacityUnits": 0.0}
+                    doc[index[0]] = {index[1]: dict(units)}
+            out.append(doc)
+        return out
+
+
+def _index_kind(backend: Any, table_name: str, index_name: str) -> str:
+    table = _table(backend, table_name)
+    local = {i.name for i in (getattr(table, "indexes", None) or [])}
+    return "LocalSecondaryIndexes" if index_name in local else "GlobalSecondaryIndexes"
+
+
+def _table_name(backend: Any, name: str) -> str:
+    """A table's name (requests may name it by ARN)."""
+    table = _table(backend, name)
+    return table.name if table is not None else name
+
+
+def _conflicts(error: dict[str, Any]) -> tuple[int, int]:
+    """(conditional check failures, transaction conflicts) an error answer reports."""
+    kind = str(error.get("__type", ""))
+    if kind.endswith("ConditionalCheckFailedException"):
+        return 1, 0
+    if kind.endswith("TransactionConflictException"):
+        return 0, 1
+    if kind.endswith("TransactionCanceledException"):
+        codes = {str((reason or {}).get("Code")) for reason in error.get("CancellationReasons") or []}
+        return int("ConditionalCheckFailed" in codes), int("TransactionConflict" in codes)
+    return 0, 0
+
+
+def _request_json(environ: dict[str, Any]) -> dict[str, Any] | None:
+    if not environ.get("CONTENT_LENGTH"):
+        return None  # no length (chunked): leave the body alone for moto
+    body = _peek_body(environ)
+    try:
+        if environ.get("HTTP_CONTENT_ENCODING") == "gzip":
+            body = gzip.decompress(body)
+        doc = json.loads(body or b"{}")
+    except (ValueError, OSError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _charged(status: int, error: dict[str, Any]) -> bool:
+    """Does the request consume capacity? Yes when it succeeded, and when it was evaluated
+    and refused by its condition (a failed conditional write, a cancelled transaction)."""
+    if status == 200:
+        return True
+    kind = str(error.get("__type", ""))
+    return kind.endswith("ConditionalCheckFailedException") or kind.endswith("TransactionCanceledException")
+
+
+def _consumed(backend: Any, action: str, request: dict[str, Any], touches: list[_Touch],
+              evaluated: list[int], answer: dict[str, Any]) -> _Consumed:
+    consumed = _Consumed()
+    if action in ("Query", "Scan"):
+        factor = 1.0 if request.get("ConsistentRead") else 0.5
+        consumed.add(_table_name(backend, request.get("TableName", "")),
+                     read=factor * _units(sum(evaluated), _READ_UNIT))
+        return consumed
+    unprocessed = set()
+    if action == "BatchGetItem":
+        for table, spec in (answer.get("UnprocessedKeys") or {}).items():
+            unprocessed |= {(table, json.dumps(key, sort_keys=True)) for key in spec.get("Keys") or []}
+    for touch in touches:
+        table = _table_name(backend, touch.table)
+        if touch.write:
+            after = _stored_size(backend, touch.table, touch.key) or 0
+            consumed.add(table, write=touch.factor * _units(max(touch.before or 0, after), _WRITE_UNIT))
+        elif (touch.table, json.dumps(touch.key, sort_keys=True)) not in unprocessed:
+            consumed.add(table, read=touch.factor * _units(touch.before or 0, _READ_UNIT))
+    return consumed
+
+
+# The metered actions: one ConsumedCapacity object for these, a list for the others.
+_SINGLE = {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan"}
+_METERED = _SINGLE | {"BatchGetItem", "BatchWriteItem", "TransactGetItems", "TransactWriteItems"}
+
+
+def metered_dynamodb(app, environ, start_response, key: str, action: str | None, region: str):
+    """Runs a DynamoDB request on moto (STATE_LOCK held) and meters it: capacity units and
+    conflicts into USAGE, and ConsumedCapacity into the answer when the request asks."""
+    request = _request_json(environ) if action in _METERED else None
+    backend = touches = None
+    if request is not None:
+        try:
+            backend = dynamodb_backends[_moto_account(environ, key)][region]
+            touches = _touches(backend, action, request)
+            for touch in touches:
+                touch.before = _stored_size(backend, touch.table, touch.key)
+        except Exception:  # noqa: BLE001 - metering must never break a request
+            log.exception("usage: cannot meter %s", action)
+            backend = touches = None
+
+    captured: dict[str, Any] = {}
+    chunks: list[bytes] = []
+
+    def capture(status, headers, exc_info=None):
+        captured.update(status=status, headers=headers, exc_info=exc_info)
+        return chunks.append
+
+    _EVALUATED.sizes = [] if touches is not None else None
+    try:
+        result = app(environ, capture)
+        try:
+            for chunk in result:
+                chunks.append(chunk)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        evaluated = _EVALUATED.sizes or []
+    finally:
+        _EVALUATED.sizes = None
+
+    status_line, headers = captured["status"], list(captured["headers"])
+    body = b"".join(chunks)
+    try:
+        status = int(status_line.split()[0])
+        answer = json.loads(body) if body else {}
+        answer = answer if isinstance(answer, dict) else {}
+        error = answer if status >= 400 else {}
+        failures, conflicts = _conflicts(error)
+        consumed = None
+        if touches is not None and _charged(status, error):
+            consumed = _consumed(backend, action, request, touches, evaluated, answer)
+        with CALLS_LOCK:
+            usage = _usage(key)
+            usage.conditional_check_failures += failures
+            usage.transaction_conflicts += conflicts
+            if consumed is not None:
+                usage.read_units += consumed.read_units()
+                usage.write_units += consumed.write_units()
+        mode = str(request.get("ReturnConsumedCapacity", "NONE")) if request else "NONE"
+        if status == 200 and touches is not None and (mode in ("TOTAL", "INDEXES") or "ConsumedCapacity" in answer):
+            if mode in ("TOTAL", "INDEXES") and consumed is not None:
+                index = request.get("IndexName") if action in ("Query", "Scan") else None
+                index_key = (_index_kind(backend, request.get("TableName", ""), index), index) if index else None
+                capacity = consumed.answer(mode, index_key)
+                answer["ConsumedCapacity"] = capacity[0] if action in _SINGLE else capacity
+            else:  # AWS answers ConsumedCapacity only when asked; moto always does for some
+                answer.pop("ConsumedCapacity", None)
+            body = json.dumps(answer).encode()
+            headers = _with_body_headers(headers, body)
+    except Exception:  # noqa: BLE001 - metering must never break a request
+        log.exception("usage: cannot meter %s's answer", action)
+    start_response(status_line, headers, captured.get("exc_info"))
+    return [body]
+
+
+def _with_body_headers(headers: list[tuple[str, str]], body: bytes) -> list[tuple[str, str]]:
+    """Content-Length and DynamoDB's x-amz-crc32 (checked by the SDKs) for a new body."""
+    out = []
+    for name, value in headers:
+        lower = name.lower()
+        if lower == "content-length":
+            value = str(len(body))
+        elif lower == "x-amz-crc32":
+            value = str(binascii.crc32(body) & 0xFFFFFFFF)
+        out.append((name, value))
+    return out
 
 
 # ---------------------------------------------------------------------------

@@ -856,5 +856,169 @@ class FaultInjectionTest(EmulatorTestCase):
         self.assertEqual(faults_request("GET", "?access_key=never-configured")[0], 404)
 
 
+
+# --- usage accounting ------------------------------------------------------------------------
+
+
+def usage_request(method: str, query: str = "") -> dict:
+    request = urllib.request.Request(f"{EMULATOR_URL}/_greenlight/usage{query}", method=method)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.load(response)
+
+
+class UsageTest(EmulatorTestCase):
+    """`/_greenlight/usage`: calls per key and action, DynamoDB capacity as AWS computes it,
+    conditional-write conflicts."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.key = f"AKIDUSAGE{self.suffix.upper()}"
+        self.ddb = self.signed("dynamodb")
+
+    def tearDown(self) -> None:
+        faults_request("DELETE", f"?access_key={self.key}")
+        usage_request("DELETE", f"?access_key={self.key}")
+
+    def signed(self, service: str):
+        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1",
+                            aws_access_key_id=self.key, aws_secret_access_key="test",
+                            config=Config(retries={"total_max_attempts": 1}))
+
+    def usage(self) -> dict:
+        doc = usage_request("GET", f"?access_key={self.key}")
+        self.assertEqual(list(doc), [self.key])
+        return doc[self.key]
+
+    def units(self) -> tuple[float, float]:
+        dynamodb = self.usage()["dynamodb"]
+        return dynamodb["read_units"], dynamodb["write_units"]
+
+    def table(self, range_key: bool = False) -> str:
+        name = f"u-{self.suffix}"
+        keys = [("pk", "HASH")] + ([("sk", "RANGE")] if range_key else [])
+        self.client("dynamodb").create_table(
+            TableName=name, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": a, "KeyType": t} for a, t in keys],
+            AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a, _ in keys])
+        return name
+
+    def test_calls_are_counted_per_key_including_faulted_ones(self):
+        ec2 = self.signed("ec2")
+        ec2.describe_instances()
+        ec2.describe_instances()
+        self.ddb.list_tables()
+        status, doc = faults_request("POST", "", {"access_key": self.key, "rate": 1.0, "kinds": ["throttle"],
+                                                  "services": ["ec2"]})
+        self.assertEqual(status, 200, doc)
+        with self.assertRaises(ClientError):
+            ec2.describe_instances()
+        self.client("ec2").describe_instances()  # another key
+        usage = self.usage()
+        self.assertEqual(usage["calls"], {"dynamodb:ListTables": 1, "ec2:DescribeInstances": 3})
+        self.assertEqual(usage["dynamodb"], {"read_units": 0.0, "write_units": 0.0,
+                                             "conditional_check_failures": 0, "transaction_conflicts": 0})
+        self.assertIn(self.key, usage_request("GET"))
+        # The call log keeps its shape: sorted sets.
+        with urllib.request.urlopen(f"{self.url}/_greenlight/calls", timeout=5) as response:
+            self.assertEqual(json.load(response)[self.key], ["dynamodb:ListTables", "ec2:DescribeInstances"])
+        # DELETE answers what it clears, then the key starts from zero.
+        self.assertEqual(usage_request("DELETE", f"?access_key={self.key}")[self.key]["calls"],
+                         usage["calls"])
+        self.assertEqual(self.usage()["calls"], {})
+        self.assertNotIn(self.key, usage_request("GET"))
+
+    def test_write_capacity_and_failed_conditions(self):
+        table = self.table()
+        small = {"pk": {"S": "small"}, "n": {"N": "42"}}
+        answer = self.ddb.put_item(TableName=table, Item=small, ReturnConsumedCapacity="TOTAL")
+        self.assertEqual(answer["ConsumedCapacity"], {"TableName": table, "CapacityUnits": 1.0,
+                                                      "WriteCapacityUnits": 1.0})
+        # 2 + 3 + 4 + 1500 bytes: over 1 KB, 2 units.
+        big = {"pk": {"S": "big"}, "data": {"S": "x" * 1500}}
+        answer = self.ddb.put_item(TableName=table, Item=big, ReturnConsumedCapacity="INDEXES")
+        self.assertEqual(answer["ConsumedCapacity"], {"TableName": table, "CapacityUnits": 2.0,
+                                                      "WriteCapacityUnits": 2.0,
+                                                      "Table": {"CapacityUnits": 2.0, "WriteCapacityUnits": 2.0}})
+        self.assertEqual(self.units(), (0.0, 3.0))
+        # A failed condition is counted and still charged on the existing item's size.
+        with self.assertRaises(ClientError) as caught:
+            self.ddb.put_item(TableName=table, Item={"pk": {"S": "big"}},
+                              ConditionExpression="attribute_not_exists(pk)")
+        self.assertEqual(caught.exception.response["Error"]["Code"], "ConditionalCheckFailedException")
+        self.assertEqual(self.units(), (0.0, 5.0))
+        # Updating the big item down to a small one costs its size before.
+        self.ddb.update_item(TableName=table, Key={"pk": {"S": "big"}}, UpdateExpression="REMOVE #d",
+                             ExpressionAttributeNames={"#d": "data"})
+        self.ddb.delete_item(TableName=table, Key={"pk": {"S": "big"}})
+        self.assertEqual(self.units(), (0.0, 8.0))
+        # Transactions: twice per item, also when cancelled.
+        answer = self.ddb.transact_write_items(ReturnConsumedCapacity="TOTAL", TransactItems=[
+            {"Put": {"TableName": table, "Item": {"pk": {"S": "t1"}}}},
+            {"Update": {"TableName": table, "Key": {"pk": {"S": "small"}}, "UpdateExpression": "SET n = :n",
+                        "ExpressionAttributeValues": {":n": {"N": "43"}}}},
+        ])
+        self.assertEqual(answer["ConsumedCapacity"], [{"TableName": table, "CapacityUnits": 4.0,
+                                                       "WriteCapacityUnits": 4.0}])
+        with self.assertRaises(ClientError) as caught:
+            self.ddb.transact_write_items(TransactItems=[
+                {"Put": {"TableName": table, "Item": {"pk": {"S": "t2"}}}},
+                {"Put": {"TableName": table, "Item": {"pk": {"S": "t1"}},
+                         "ConditionExpression": "attribute_not_exists(pk)"}},
+            ])
+        self.assertEqual(caught.exception.response["Error"]["Code"], "TransactionCanceledException")
+        usage = self.usage()["dynamodb"]
+        self.assertEqual((usage["write_units"], usage["conditional_check_failures"], usage["transaction_conflicts"]),
+                         (16.0, 2, 0))
+        # Unasked, no ConsumedCapacity (moto answers a constant for batches).
+        answer = self.ddb.batch_write_item(RequestItems={table: [{"PutRequest": {"Item": {"pk": {"S": "b1"}}}},
+                                                                 {"PutRequest": {"Item": {"pk": {"S": "b2"}}}}]})
+        self.assertNotIn("ConsumedCapacity", answer)
+        self.assertEqual(self.units(), (0.0, 18.0))
+
+    def test_read_capacity(self):
+        table = self.table(range_key=True)
+        writer = self.client("dynamodb")  # the fixture's key: this key's writes stay at zero
+        for sk in ("1", "2", "3"):  # 2 + 1 + 2 + 1 + 4 + 1500 = 1510 bytes each
+            writer.put_item(TableName=table, Item={"pk": {"S": "q"}, "sk": {"S": sk}, "data": {"S": "x" * 1500}})
+        key = {"pk": {"S": "q"}, "sk": {"S": "1"}}
+        got = self.ddb.get_item(TableName=table, Key=key, ReturnConsumedCapacity="TOTAL")
+        self.assertEqual(got["ConsumedCapacity"], {"TableName": table, "CapacityUnits": 0.5, "ReadCapacityUnits": 0.5})
+        got = self.ddb.get_item(TableName=table, Key=key, ConsistentRead=True, ReturnConsumedCapacity="TOTAL",
+                                ProjectionExpression="pk")  # charged on the whole item
+        self.assertEqual(got["ConsumedCapacity"]["CapacityUnits"], 1.0)
+        self.ddb.get_item(TableName=table, Key={"pk": {"S": "q"}, "sk": {"S": "missing"}})  # the minimum
+        self.assertEqual(self.units(), (2.0, 0.0))
+        # Query: 3 × 1510 bytes evaluated, rounded up to 8 KB once; the filter changes nothing.
+        query = dict(TableName=table, KeyConditionExpression="pk = :pk",
+                     ExpressionAttributeValues={":pk": {"S": "q"}, ":none": {"S": "none"}},
+                     FilterExpression="#d = :none", ExpressionAttributeNames={"#d": "data"})
+        answer = self.ddb.query(**query, ConsistentRead=True, ReturnConsumedCapacity="TOTAL")
+        self.assertEqual((answer["Count"], answer["ScannedCount"]), (0, 3))
+        self.assertEqual(answer["ConsumedCapacity"], {"TableName": table, "CapacityUnits": 2.0,
+                                                      "ReadCapacityUnits": 2.0})
+        self.ddb.query(**query)  # eventually consistent: 1.0
+        self.assertEqual(self.units(), (5.0, 0.0))
+        # Batches per item (each rounded up on its own), transactions twice.
+        answer = self.ddb.batch_get_item(ReturnConsumedCapacity="TOTAL", RequestItems={table: {
+            "Keys": [key, {"pk": {"S": "q"}, "sk": {"S": "2"}}], "ConsistentRead": True}})
+        self.assertEqual(answer["ConsumedCapacity"], [{"TableName": table, "CapacityUnits": 2.0,
+                                                       "ReadCapacityUnits": 2.0}])
+        answer = self.ddb.transact_get_items(ReturnConsumedCapacity="TOTAL", TransactItems=[
+            {"Get": {"TableName": table, "Key": key}}])
+        self.assertEqual(answer["ConsumedCapacity"], [{"TableName": table, "CapacityUnits": 2.0,
+                                                       "ReadCapacityUnits": 2.0}])
+        self.assertEqual(self.units(), (9.0, 0.0))
+
+    def test_faults_before_cost_nothing_after_are_charged(self):
+        table = self.table()
+        for kind, units in (("throttle", 0.0), ("error-before", 0.0), ("error-after", 1.0)):
+            status, doc = faults_request("POST", "", {"access_key": self.key, "rate": 1.0, "kinds": [kind]})
+            self.assertEqual(status, 200, doc)
+            with self.subTest(kind=kind), self.assertRaises(ClientError):
+                self.ddb.put_item(TableName=table, Item={"pk": {"S": kind}})
+            self.assertEqual(self.units(), (0.0, units))
+        self.assertEqual(self.usage()["calls"], {"dynamodb:PutItem": 3})
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -138,8 +138,9 @@ fn counts_from((status, body): (u16, Value)) -> Result<FaultCounts, String> {
     serde_json::from_value(body).map_err(|e| format!("fault injector's answer: {e}"))
 }
 
-/// One HTTP/1.1 request to the emulator (`http://host:port`); the answer's status and JSON.
-async fn request(endpoint: &str, method: &str, path: &str, body: &[u8]) -> Result<(u16, Value), String> {
+/// One HTTP/1.1 request to the emulator (`http://host:port`); the answer's status and JSON. Also
+/// used by [`crate::usage`].
+pub(crate) async fn request(endpoint: &str, method: &str, path: &str, body: &[u8]) -> Result<(u16, Value), String> {
     let authority = endpoint
         .strip_prefix("http://")
         .ok_or_else(|| format!("{endpoint:?}: an http:// endpoint is required"))?

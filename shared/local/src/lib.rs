@@ -23,6 +23,7 @@ pub mod fixture;
 pub mod lambda_service;
 pub mod orchestrator;
 pub mod pump;
+pub mod usage;
 
 use greenlight_adapters::aws::{aws_ports, AwsClients, Installation};
 use greenlight_adapters::{Ports, RecordedMetrics};

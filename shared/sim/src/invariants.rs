@@ -18,7 +18,7 @@
 //! the live release, and the only instances left running are the live fleet (I6, I7, I22).
 
 use crate::ledger::Table;
-use crate::world::{switch_key, Aws};
+use crate::world::{switch_key, Aws, SimInstance};
 use greenlight_adapters::tags;
 use greenlight_core::decide::TargetState;
 use greenlight_core::model::{Deployment, ServiceState};
@@ -43,60 +43,85 @@ impl Checker {
         cleaning: &BTreeSet<String>,
     ) -> Result<(), String> {
         for service in services {
-            let (config, ptr) = match (table.configs.get(service), table.service_state(service)) {
-                (Some((_, c)), Some(p)) => (c, p),
-                _ => return Err(format!("{service}: registration or pointers missing from the ledger")),
-            };
-            let history = table.history(service);
-            let open: Vec<&Deployment> = history.iter().filter(|d| !d.phase.is_terminal()).collect();
-            let active = open.first().copied();
-            // One deployment at a time, and it holds the lease.
-            if open.len() > 1 {
-                let ids: Vec<_> = open
-                    .iter()
-                    .map(|d| format!("{} ({})", d.deploy_id, d.phase.name()))
-                    .collect();
+            self.service(aws, table, service)?;
+        }
+        let running = aws.instances.iter().filter(|(_, i)| i.terminated_ms.is_none());
+        instances(table, running, cleaning)
+    }
+
+    /// The safety invariants of one service and its instances only: what the scale runs
+    /// check after a step, which touches one service (checking all of them after every step
+    /// would cost O(services) a step, O(services²) a run).
+    pub fn check_one(
+        &mut self,
+        aws: &Aws,
+        table: &Table,
+        service: &str,
+        cleaning: &BTreeSet<String>,
+    ) -> Result<(), String> {
+        self.service(aws, table, service)?;
+        let running = aws
+            .instance_ids_of_service(service)
+            .filter_map(|id| aws.instances.get_key_value(id))
+            .filter(|(_, i)| i.terminated_ms.is_none());
+        instances(table, running, cleaning)
+    }
+
+    /// One service's traffic, deployments, live version and lease.
+    fn service(&mut self, aws: &Aws, table: &Table, service: &str) -> Result<(), String> {
+        let (config, ptr) = match (table.configs.get(service), table.service_state(service)) {
+            (Some((_, c)), Some(p)) => (c, p),
+            _ => return Err(format!("{service}: registration or pointers missing from the ledger")),
+        };
+        let history = table.history(service);
+        let open: Vec<&Deployment> = history.iter().filter(|d| !d.phase.is_terminal()).collect();
+        let active = open.first().copied();
+        // One deployment at a time, and it holds the lease.
+        if open.len() > 1 {
+            let ids: Vec<_> = open
+                .iter()
+                .map(|d| format!("{} ({})", d.deploy_id, d.phase.name()))
+                .collect();
+            return Err(format!(
+                "{service}: {} deployments in flight: {}",
+                open.len(),
+                ids.join(", ")
+            ));
+        }
+        if let Some(dep) = active {
+            if ptr.active.as_deref() != Some(&dep.deploy_id) {
                 return Err(format!(
-                    "{service}: {} deployments in flight: {}",
-                    open.len(),
-                    ids.join(", ")
+                    "{service}: deployment {} is {} but the pointers' active is {:?}",
+                    dep.deploy_id,
+                    dep.phase.name(),
+                    ptr.active
                 ));
-            }
-            if let Some(dep) = active {
-                if ptr.active.as_deref() != Some(&dep.deploy_id) {
-                    return Err(format!(
-                        "{service}: deployment {} is {} but the pointers' active is {:?}",
-                        dep.deploy_id,
-                        dep.phase.name(),
-                        ptr.active
-                    ));
-                }
-            }
-            self.traffic(aws, service, &switch_key(&config.switch), &ptr, active)?;
-            self.downgrade(service, &ptr, &history)?;
-            // Leases.
-            if ptr.active.is_some() != ptr.lease_until.is_some() {
-                return Err(format!(
-                    "{service}: active {:?} with lease until {:?}",
-                    ptr.active, ptr.lease_until
-                ));
-            }
-            let now = aws.now_ms / 1000;
-            let longest_wait = config
-                .bake_window_s
-                .max(config.rollout.step_wait_s)
-                .max(config.health.poll_interval_s)
-                .max(config.deregistration_delay_s);
-            if let Some(until) = ptr.lease_until {
-                // The registration may have shortened since the lease was taken: allow the
-                // longest lease any registration could have granted.
-                let bound = now + longest_wait.max(3600) + config.lease_s.max(900);
-                if until > bound {
-                    return Err(format!("{service}: lease until {until} is beyond {bound} (now {now})"));
-                }
             }
         }
-        instances(aws, table, cleaning)
+        self.traffic(aws, service, &switch_key(&config.switch), &ptr, active)?;
+        self.downgrade(service, &ptr, &history)?;
+        // Leases.
+        if ptr.active.is_some() != ptr.lease_until.is_some() {
+            return Err(format!(
+                "{service}: active {:?} with lease until {:?}",
+                ptr.active, ptr.lease_until
+            ));
+        }
+        let now = aws.now_ms / 1000;
+        let longest_wait = config
+            .bake_window_s
+            .max(config.rollout.step_wait_s)
+            .max(config.health.poll_interval_s)
+            .max(config.deregistration_delay_s);
+        if let Some(until) = ptr.lease_until {
+            // The registration may have shortened since the lease was taken: allow the
+            // longest lease any registration could have granted.
+            let bound = now + longest_wait.max(3600) + config.lease_s.max(900);
+            if until > bound {
+                return Err(format!("{service}: lease until {until} is beyond {bound} (now {now})"));
+            }
+        }
+        Ok(())
     }
 
     /// Traffic only on target groups the ledger records, running that version, healthy.
@@ -227,11 +252,8 @@ impl Checker {
                 return Err(format!("{service}: settled with {} still warm", warm.version));
             }
             let running: Vec<&String> = aws
-                .instances
-                .iter()
-                .filter(|(_, i)| i.terminated_ms.is_none())
-                .filter(|(_, i)| i.tags.get(tags::SERVICE) == Some(service))
-                .map(|(id, _)| id)
+                .instance_ids_of_service(service)
+                .filter(|id| aws.instances.get(*id).is_some_and(|i| i.terminated_ms.is_none()))
                 .collect();
             let mut expected: Vec<&String> = live.instance_ids.iter().collect();
             expected.sort();
@@ -248,8 +270,12 @@ impl Checker {
 /// Every instance tagged; none orphaned: each is live, warm, terminated, or belongs to the
 /// deployment in flight (its green fleet, or the blue fleet it is retiring), or to one whose
 /// execution is still running (its next step cleans up what raced its abort).
-fn instances(aws: &Aws, table: &Table, cleaning: &BTreeSet<String>) -> Result<(), String> {
-    for (id, instance) in aws.instances.iter().filter(|(_, i)| i.terminated_ms.is_none()) {
+fn instances<'a>(
+    table: &Table,
+    running: impl Iterator<Item = (&'a String, &'a SimInstance)>,
+    cleaning: &BTreeSet<String>,
+) -> Result<(), String> {
+    for (id, instance) in running {
         let tag = |key: &str| instance.tags.get(key).cloned();
         let (Some(service), Some(_), Some(deploy_id), Some(managed)) = (
             tag(tags::SERVICE),
@@ -270,8 +296,7 @@ fn instances(aws: &Aws, table: &Table, cleaning: &BTreeSet<String>) -> Result<()
             .flatten()
             .any(|r| r.instance_ids.contains(id));
         let open = table
-            .history(&service)
-            .into_iter()
+            .deployments_of(&service)
             .filter(|d| !d.phase.is_terminal())
             .any(|d| d.deploy_id == deploy_id || d.blue.as_ref().is_some_and(|b| b.instance_ids.contains(id)));
         if !in_release && !open && !cleaning.contains(&deploy_id) {

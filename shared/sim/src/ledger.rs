@@ -65,14 +65,18 @@ impl Table {
 
     /// Every deployment of `service`, oldest first.
     pub fn history(&self, service: &str) -> Vec<Deployment> {
-        let mut deployments: Vec<Deployment> = self
-            .deployments
-            .iter()
-            .filter(|((s, _), _)| s == service)
-            .map(|(_, d)| d.clone())
-            .collect();
+        let mut deployments: Vec<Deployment> = self.deployments_of(service).cloned().collect();
         deployments.sort_by(|a, b| (a.created_at, &a.deploy_id).cmp(&(b.created_at, &b.deploy_id)));
         deployments
+    }
+
+    /// Every deployment of `service`, in deploy-id order, without copying them: the
+    /// service's keys are one range of the map (no scan of every service's).
+    pub fn deployments_of<'a>(&'a self, service: &'a str) -> impl Iterator<Item = &'a Deployment> + 'a {
+        self.deployments
+            .range((service.to_string(), String::new())..)
+            .take_while(move |((s, _), _)| s == service)
+            .map(|(_, d)| d)
     }
 
     fn pointers_item(state: &ServiceState) -> Pointers {

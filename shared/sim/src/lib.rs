@@ -9,15 +9,21 @@
 //!   deliveries; crashes after any AWS call; clock jumps; images, alarms, rollbacks,
 //!   aborts, promotions, policy changes);
 //! - [`invariants`]: the safety checks after every step and the liveness checks at the end;
-//! - [`rng`]: the only source of randomness, so a seed replays exactly.
+//! - [`rng`]: the only source of randomness, so a seed replays exactly;
+//! - [`scale`]: the benchmarks' scale scenario (K services deploying at once) and its report;
+//! - [`meter`]: what the handlers' adapter calls would cost in AWS (requests per operation,
+//!   DynamoDB capacity), for the scale report.
 //!
 //! `make sim` (`cargo run -p greenlight-sim -- --seed 1 --runs 10000`) runs many seeds; the
 //! test command runs a fixed set (`shared/sim/tests/seeds.rs`).
 
 pub mod invariants;
 pub mod ledger;
+pub mod meter;
 pub mod rng;
+pub mod scale;
 pub mod sim;
 pub mod world;
 
+pub use scale::{scale, ScaleOptions, ScaleReport};
 pub use sim::{run, run_traced, Failure, Options, Stats};

@@ -12,9 +12,14 @@
 //! The real handlers run unchanged (`greenlight_local::pump::deliver` routes an event the way
 //! the EventBridge rules do; `greenlight_steps::run_step` runs a task), on one
 //! current-thread runtime, one at a time: the interleaving is the PRNG's alone.
+//!
+//! The scale scenario ([`crate::scale`]) drives the same runs from its own agenda (what is
+//! due first runs first), with each handler run's ports metered ([`crate::meter`]) and an
+//! item sometimes run twice at once ([`Sim::run_twice`]).
 
 use crate::invariants::Checker;
 use crate::ledger::MemLedger;
+use crate::meter::{metered, Meter};
 use crate::rng::Rng;
 use crate::world::{Aws, Behaviour, Image, Timings, World};
 use greenlight_adapters::chaos::{crashing, Tripwire};
@@ -135,25 +140,32 @@ impl std::fmt::Display for Failure {
 
 /// An event on its way to a function (EventBridge → Lambda async invocation).
 #[derive(Debug, Clone)]
-struct Pending {
+pub(crate) struct Pending {
     event: Value,
     label: String,
-    due_ms: u64,
+    pub(crate) due_ms: u64,
     /// Lambda's async retries so far (two, then the dead-letter queue).
     retries: u32,
 }
 
+impl Pending {
+    /// The service the event names (`detail.service`; empty for an alarm's event).
+    pub(crate) fn service(&self) -> &str {
+        self.event["detail"]["service"].as_str().unwrap_or_default()
+    }
+}
+
 /// A Step Functions execution of the committed plan.
 #[derive(Debug, Clone)]
-struct Execution {
+pub(crate) struct Execution {
     name: String,
-    current: StepOutput,
+    pub(crate) current: StepOutput,
     previous: Step,
     /// `$.error` for abort-deployment after a catch.
     error: Option<Value>,
-    due_ms: u64,
+    pub(crate) due_ms: u64,
     attempt: u32,
-    ended: Option<Result<String, String>>,
+    pub(crate) ended: Option<Result<String, String>>,
 }
 
 /// One handler run: what it stands for, its wire and its future.
@@ -161,6 +173,8 @@ struct Job {
     label: String,
     what: Ctx,
     wire: Arc<Tripwire>,
+    /// The meter of the service it runs for (scale runs only).
+    meter: Option<Arc<Meter>>,
     future: std::pin::Pin<Box<dyn std::future::Future<Output = Done>>>,
 }
 
@@ -179,10 +193,10 @@ enum Done {
 
 /// A task invoked again, late (at-least-once Lambda): its result is ignored.
 #[derive(Debug, Clone)]
-struct Ghost {
+pub(crate) struct Ghost {
     step: Step,
-    input: StepInput,
-    due_ms: u64,
+    pub(crate) input: StepInput,
+    pub(crate) due_ms: u64,
 }
 
 /// What the simulator knows of a service it drives (for generating events).
@@ -197,27 +211,32 @@ pub struct Service {
 /// One run.
 pub struct Sim {
     options: Options,
-    rng: Rng,
+    pub(crate) rng: Rng,
     runtime: tokio::runtime::Runtime,
     pub world: World,
     pub ledger: MemLedger,
     ports: Ports,
     pub services: Vec<Service>,
-    events: Vec<Pending>,
-    executions: Vec<Execution>,
-    ghosts: Vec<Ghost>,
+    pub(crate) events: Vec<Pending>,
+    pub(crate) executions: Vec<Execution>,
+    pub(crate) ghosts: Vec<Ghost>,
     trace: Vec<String>,
-    step: u64,
-    faults: bool,
+    /// Keep only about the last this many trace lines (scale runs; None: all).
+    pub(crate) trace_cap: Option<usize>,
+    pub(crate) step: u64,
+    pub(crate) faults: bool,
     next_event: u64,
-    checker: Checker,
+    pub(crate) checker: Checker,
     pub stats: Stats,
+    /// Scale runs: each service's meter of what its handler runs would cost in AWS (the
+    /// handlers' ports are metered per run). None in seed runs.
+    pub(crate) meters: Option<BTreeMap<String, Arc<Meter>>>,
 }
 
 /// The epoch the simulated clock starts at (2026-11-25T00:00:00Z).
 const T0_MS: u64 = 1_795_564_800_000;
 /// The AMIs' owner account, the one every service's policy allows.
-const OWNER: &str = "123456789012";
+pub(crate) const OWNER: &str = "123456789012";
 
 /// Runs one seed to the end; the first broken invariant stops it.
 pub fn run(options: Options) -> Result<Stats, Failure> {
@@ -230,13 +249,21 @@ pub fn run(options: Options) -> Result<Stats, Failure> {
 impl Sim {
     pub fn new(options: Options) -> Sim {
         let mut rng = Rng::new(options.seed);
-        let world = World::new(Aws::new(
-            T0_MS,
-            Timings {
-                pending_ms: rng.range(1_000, 20_000),
-                health_check_ms: rng.range(1_000, 30_000),
-            },
-        ));
+        let timings = Timings {
+            pending_ms: rng.range(1_000, 20_000),
+            health_check_ms: rng.range(1_000, 30_000),
+        };
+        let services = options.services;
+        let mut sim = Sim::empty(options, rng, timings);
+        for i in 0..services {
+            sim.add_service(i);
+        }
+        sim
+    }
+
+    /// A run with no service yet, on a simulated AWS with these timings.
+    pub(crate) fn empty(options: Options, rng: Rng, timings: Timings) -> Sim {
+        let world = World::new(Aws::new(T0_MS, timings));
         let ledger = MemLedger::default();
         let w = Arc::new(world.clone());
         let ports = Ports {
@@ -254,7 +281,7 @@ impl Sim {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .build()
             .expect("a current-thread runtime");
-        let mut sim = Sim {
+        Sim {
             options,
             rng,
             runtime,
@@ -266,6 +293,7 @@ impl Sim {
             executions: Vec::new(),
             ghosts: Vec::new(),
             trace: Vec::new(),
+            trace_cap: None,
             step: 0,
             faults: true,
             next_event: 0,
@@ -274,23 +302,25 @@ impl Sim {
                 runs: 1,
                 ..Stats::default()
             },
-        };
-        for i in 0..sim.options.services {
-            sim.add_service(i);
+            meters: None,
         }
-        sim
     }
 
-    fn now_ms(&self) -> u64 {
+    pub(crate) fn now_ms(&self) -> u64 {
         self.world.lock().now_ms
     }
 
     fn note(&mut self, what: String) {
         let t = (self.now_ms() - T0_MS) as f64 / 1000.0;
+        if let Some(cap) = self.trace_cap {
+            if self.trace.len() >= 2 * cap {
+                self.trace.drain(..cap);
+            }
+        }
         self.trace.push(format!("{:>4} t+{t:>8.1}s {what}", self.step));
     }
 
-    fn fail(&self, violation: String) -> Failure {
+    pub(crate) fn fail(&self, violation: String) -> Failure {
         Failure {
             seed: self.options.seed,
             step: self.step,
@@ -315,6 +345,13 @@ impl Sim {
         });
         let mut config = ServiceConfig::from_json(&registration.to_string()).expect("a valid registration");
         self.randomise(&mut config);
+        self.adopt(config);
+    }
+
+    /// Registers `config` with v1.0.0 live on a healthy fleet of `launch.count` instances in
+    /// its first target group, behind its switch point.
+    pub(crate) fn adopt(&mut self, config: ServiceConfig) {
+        let name = config.service.clone();
         let ami = self.new_image(&name, "1.0.0", Behaviour::Healthy, OWNER);
         let ids = {
             let mut aws = self.world.lock();
@@ -399,7 +436,7 @@ impl Sim {
         config.on_new_image = *rng.pick(&[NewImagePolicy::Supersede, NewImagePolicy::Queue, NewImagePolicy::Reject]);
     }
 
-    fn new_image(&mut self, service: &str, version: &str, behaviour: Behaviour, owner: &str) -> String {
+    pub(crate) fn new_image(&mut self, service: &str, version: &str, behaviour: Behaviour, owner: &str) -> String {
         let mut aws = self.world.lock();
         let ami = format!("ami-{:017x}", aws.images.len() + 1);
         aws.images.insert(
@@ -419,7 +456,7 @@ impl Sim {
         ami
     }
 
-    fn envelope(&mut self, source: &str, detail_type: &str, detail: Value) -> Value {
+    pub(crate) fn envelope(&mut self, source: &str, detail_type: &str, detail: Value) -> Value {
         self.next_event += 1;
         json!({
             "version": "0",
@@ -434,7 +471,7 @@ impl Sim {
         })
     }
 
-    fn publish(&mut self, label: String, event: Value) {
+    pub(crate) fn publish(&mut self, label: String, event: Value) {
         self.stats.events += 1;
         let due_ms = self.now_ms() + self.rng.range(0, 3_000);
         self.note(format!("publish {label}"));
@@ -626,7 +663,7 @@ impl Sim {
     }
 
     /// Runs one runnable item to its end.
-    fn run_one(&mut self, item: (u8, usize)) {
+    pub(crate) fn run_one(&mut self, item: (u8, usize)) {
         let job = self.launch(item, false);
         if let Some(mut job) = job.into_iter().next() {
             let done = self.runtime.block_on(&mut job.future);
@@ -662,11 +699,55 @@ impl Sim {
         self.land(two, d2);
     }
 
+    /// Runs a runnable item twice at once, as at-least-once delivery may (the same event, or
+    /// the same task, handed to two invocations together), their AWS calls interleaved.
+    pub(crate) fn run_twice(&mut self, (kind, i): (u8, usize)) {
+        let twin = match kind {
+            0 => {
+                self.events.push(self.events[i].clone());
+                (0, self.events.len() - 1)
+            }
+            1 => {
+                let x = &self.executions[i];
+                let step = match x.current.next_step() {
+                    Ok(Some(step)) if x.previous.allows(Some(step)) => step,
+                    // The execution ends here: there is no task to invoke twice.
+                    _ => return self.run_one((kind, i)),
+                };
+                let input = StepInput {
+                    service: x.current.service.clone(),
+                    deploy_id: x.current.deploy_id.clone(),
+                    error: x.error.clone(),
+                };
+                let due_ms = self.now_ms();
+                self.ghosts.push(Ghost { step, input, due_ms });
+                (2, self.ghosts.len() - 1)
+            }
+            _ => {
+                self.ghosts.push(self.ghosts[i].clone());
+                (2, self.ghosts.len() - 1)
+            }
+        };
+        self.stats.duplicates += 1;
+        self.race((kind, i), twin);
+    }
+
     /// Takes a runnable item and builds the handler run it stands for (None: nothing to
     /// run, e.g. an execution that ends here).
     fn launch(&mut self, (kind, i): (u8, usize), interleave: bool) -> Option<Job> {
         let wire = self.wire(interleave);
-        let ports = crashing(&self.ports, wire.clone());
+        let meter = self.meters.as_mut().map(|meters| {
+            let service = match kind {
+                0 => self.events[i].service(),
+                1 => &self.executions[i].current.service,
+                _ => &self.ghosts[i].input.service,
+            };
+            meters.entry(service.to_string()).or_default().clone()
+        });
+        let ports = match &meter {
+            Some(meter) => crashing(&metered(&self.ports, meter.clone()), wire.clone()),
+            None => crashing(&self.ports, wire.clone()),
+        };
         match kind {
             0 => {
                 let pending = self.events.remove(i);
@@ -682,6 +763,7 @@ impl Sim {
                     label: format!("deliver {}", pending.label),
                     what: Ctx::Event(pending),
                     wire,
+                    meter,
                     future: Box::pin(async move { Done::Event(deliver(&ports, &event).await) }),
                 })
             }
@@ -693,6 +775,7 @@ impl Sim {
                     label: format!("task {} of {name}", step.name()),
                     what: Ctx::Task { i, step },
                     wire,
+                    meter,
                     future: Box::pin(async move { Done::Step(run_step(&ports, step, &task_input).await) }),
                 })
             }
@@ -703,6 +786,7 @@ impl Sim {
                     label: format!("late duplicate {} of {}", ghost.step.name(), ghost.input.deploy_id),
                     what: Ctx::Ghost,
                     wire,
+                    meter,
                     future: Box::pin(async move { Done::Step(run_step(&ports, step, &input).await) }),
                 })
             }
@@ -729,6 +813,9 @@ impl Sim {
     fn land(&mut self, job: Job, done: Done) {
         let wire = job.wire;
         self.stats.aws_calls += wire.calls().len() as u64;
+        if let Some(meter) = &job.meter {
+            meter.invoked();
+        }
         if wire.tripped() {
             self.stats.crashes += 1;
         }

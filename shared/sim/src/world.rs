@@ -94,6 +94,13 @@ pub struct Aws {
     /// Started and not yet picked up by the scheduler.
     pub started: Vec<Started>,
     next_instance: u64,
+    /// Instance ids by their `greenlight:service` tag, by their `greenlight:deploy-id` tag,
+    /// and by private IP: kept by [`Aws::run_instances`] (the only way instances are made,
+    /// and tags never change), so that a lookup does not scan every instance (the scale runs
+    /// hold tens of thousands).
+    by_service: BTreeMap<String, BTreeSet<String>>,
+    by_deploy_id: BTreeMap<String, BTreeSet<String>>,
+    by_ip: BTreeMap<String, String>,
 }
 
 impl Aws {
@@ -111,7 +118,27 @@ impl Aws {
             execution_names: BTreeSet::new(),
             started: Vec::new(),
             next_instance: 0,
+            by_service: BTreeMap::new(),
+            by_deploy_id: BTreeMap::new(),
+            by_ip: BTreeMap::new(),
         }
+    }
+
+    /// The ids of the instances tagged `greenlight:service=<service>` (terminated ones
+    /// included), in id order.
+    pub fn instance_ids_of_service(&self, service: &str) -> impl Iterator<Item = &String> {
+        self.by_service.get(service).into_iter().flatten()
+    }
+
+    /// The ids of the instances tagged `greenlight:deploy-id=<deploy_id>` (terminated ones
+    /// included), in id order.
+    pub fn instance_ids_of_deployment(&self, deploy_id: &str) -> impl Iterator<Item = &String> {
+        self.by_deploy_id.get(deploy_id).into_iter().flatten()
+    }
+
+    /// The instance with this private IP.
+    pub fn instance_at(&self, ip: &str) -> Option<&SimInstance> {
+        self.by_ip.get(ip).and_then(|id| self.instances.get(id))
     }
 
     /// The EC2 state name of an instance now.
@@ -137,6 +164,14 @@ impl Aws {
                     launched_ms: self.now_ms,
                     terminated_ms: None,
                 };
+                let tag = |key: &str| instance.tags.get(key).cloned();
+                if let Some(service) = tag(greenlight_adapters::tags::SERVICE) {
+                    self.by_service.entry(service).or_default().insert(id.clone());
+                }
+                if let Some(deploy_id) = tag(greenlight_adapters::tags::DEPLOY_ID) {
+                    self.by_deploy_id.entry(deploy_id).or_default().insert(id.clone());
+                }
+                self.by_ip.insert(instance.ip.clone(), id.clone());
                 self.instances.insert(id.clone(), instance);
                 id
             })
@@ -231,11 +266,9 @@ impl Fleet for World {
     async fn instances_of(&self, deploy_id: &str) -> AdapterResult<Vec<Instance>> {
         let aws = self.lock();
         let ids: Vec<String> = aws
-            .instances
-            .iter()
-            .filter(|(_, i)| i.terminated_ms.is_none())
-            .filter(|(_, i)| i.tags.get(greenlight_adapters::tags::DEPLOY_ID).map(String::as_str) == Some(deploy_id))
-            .map(|(id, _)| id.clone())
+            .instance_ids_of_deployment(deploy_id)
+            .filter(|id| aws.instances.get(*id).is_some_and(|i| i.terminated_ms.is_none()))
+            .cloned()
             .collect();
         Ok(describe(&aws, &ids))
     }
@@ -416,9 +449,8 @@ impl Prober for World {
             .and_then(|rest| rest.split(':').next())
             .unwrap_or_default();
         let instance = aws
-            .instances
-            .values()
-            .find(|i| i.ip == host && aws.state(i) == "running")
+            .instance_at(host)
+            .filter(|i| aws.state(i) == "running")
             .ok_or_else(|| format!("connect {host}: connection refused"))?;
         match aws.images.get(&instance.ami).map(|i| i.behaviour) {
             Some(Behaviour::Healthy) => Ok((200, "ok".into())),

@@ -11,7 +11,7 @@ VENV_INFRA ?= .venv-infra
 FUNCTIONS := $(notdir $(wildcard functions/*))
 export GREENLIGHT_PYTHON ?= $(abspath $(VENV))/bin/python
 
-.PHONY: help setup demo test lint asl infra-check lambdas fuzz sim clean
+.PHONY: help setup demo test lint asl infra-check lambdas bench fuzz sim clean
 
 help:
 	@echo "make demo   full canary rollout on a local AWS emulator, shown live"
@@ -19,6 +19,7 @@ help:
 	@echo "make asl    regenerate infra/statemachine.asl.json from the Rust plan"
 	@echo "make infra-check  lint infra/template.yaml offline (cfn-lint, checkov); part of make test"
 	@echo "make lambdas      build every function for Lambda (arm64): target/lambda/<name>/bootstrap"
+	@echo "make bench        benchmarks (sizes, cold starts, memory, AWS calls, time-to-revert, scale) into BENCHMARKS.md"
 	@echo "make sim          the deterministic simulator over SEEDS seeds (default 10000; the test command runs 150)"
 	@echo "make fuzz         fuzz every parser target for FUZZ_SECONDS each (cargo-fuzz, nightly)"
 
@@ -100,3 +101,15 @@ fuzz:
 
 clean:
 	rm -rf $(VENV) $(VENV_INFRA) target
+
+# Where cargo puts builds (the bench runs the release binaries from there).
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+
+# The benchmarks (not part of `make test`): the arm64 functions for their sizes (`lambdas`),
+# this machine's release build of the functions to run them, then greenlight-bench, which
+# writes BENCHMARKS.md.
+# BENCH_ARGS passes options (`make bench BENCH_ARGS="--only cold,calls --runs 3"`; see
+# `cargo run -p greenlight-bench -- --help`). Cold on 2 cores: about 45 min of builds.
+bench: setup lambdas
+	cargo build --release --locked $(addprefix -p ,$(FUNCTIONS))
+	cargo run --quiet --locked -p greenlight-bench -- --binaries $(TARGET_DIR)/release --arm64 $(TARGET_DIR)/lambda $(BENCH_ARGS)

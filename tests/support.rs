@@ -2,6 +2,7 @@
 //! installation per test (own service, event bus and queue), and readable helpers that
 //! read the outcome from the emulator's state (listener actions, instances, ledger).
 
+pub mod stack;
 pub mod template;
 
 use greenlight_core::inbound::{ALARM_STATE_CHANGE, IMAGE_PUBLISHED, ROLLBACK_REQUESTED, SOURCE};
@@ -293,9 +294,12 @@ pub async fn http_get(url: &str) -> String {
 
 /// Builds the workspace's binaries (the Lambda functions, the `greenlight` CLI) once per
 /// test process, a no-op when they are fresh, so tests of built binaries always run the
-/// current code. Find them with `greenlight_local::lambda_service::built_binary`.
+/// current code (or none when `GREENLIGHT_BINARIES_DIR` says where they are). Find them with `greenlight_local::lambda_service::built_binary`.
 pub fn build_binaries() {
     static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    if std::env::var_os(greenlight_local::lambda_service::BINARIES_DIR).is_some() {
+        return; // someone else built them (the benchmarks: release builds)
+    }
     let result = BUILT.get_or_init(|| {
         let mut cargo = std::process::Command::new(env!("CARGO"));
         cargo

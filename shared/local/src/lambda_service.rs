@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::process::{Child, Command};
@@ -49,8 +49,13 @@ struct RuntimeApi {
     function_arn: String,
     timeout: Duration,
     queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>,
-    in_flight: Mutex<HashMap<String, Reply>>,
+    /// Invocations handed to the function, with when they were handed over.
+    in_flight: Mutex<HashMap<String, (Reply, Instant)>>,
     init_error: Mutex<Option<FunctionError>>,
+    /// When the process first asked for an invocation (its init phase ended).
+    first_poll_at: Mutex<Option<Instant>>,
+    /// Each finished invocation's duration: handed to the function → its answer.
+    durations: Mutex<Vec<Duration>>,
 }
 
 /// What a function process needs besides its binary.
@@ -75,6 +80,8 @@ pub struct Function {
     invocations: mpsc::UnboundedSender<Pending>,
     stdout: Arc<Mutex<Vec<String>>>,
     child: Mutex<Child>,
+    /// When the process was spawned.
+    started_at: Instant,
 }
 
 impl Function {
@@ -97,6 +104,8 @@ impl Function {
             queue: tokio::sync::Mutex::new(queue),
             in_flight: Mutex::new(HashMap::new()),
             init_error: Mutex::new(None),
+            first_poll_at: Mutex::new(None),
+            durations: Mutex::new(Vec::new()),
         });
         tokio::spawn(serve(listener, api.clone()));
 
@@ -120,6 +129,7 @@ impl Function {
             .stdout(Stdio::piped())
             .stderr(stderr)
             .kill_on_drop(true);
+        let started_at = Instant::now();
         let mut child = command
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", spec.binary.display()))?;
@@ -138,6 +148,7 @@ impl Function {
             invocations,
             stdout,
             child: Mutex::new(child),
+            started_at,
         })
     }
 
@@ -189,6 +200,27 @@ impl Function {
     /// The process id (for measurements).
     pub fn pid(&self) -> Option<u32> {
         self.child.lock().unwrap().id()
+    }
+
+    /// The init phase: process spawned → its first `/invocation/next` request (None while it
+    /// has not asked yet).
+    pub fn init_duration(&self) -> Option<Duration> {
+        let first_poll_at = (*self.api.first_poll_at.lock().unwrap())?;
+        Some(first_poll_at.saturating_duration_since(self.started_at))
+    }
+
+    /// How long each finished invocation took, in order: event handed to the function → its
+    /// response or error posted. The first is the cold one.
+    pub fn invocation_durations(&self) -> Vec<Duration> {
+        self.api.durations.lock().unwrap().clone()
+    }
+
+    /// The process's peak resident set size so far in KiB (`VmHWM` in `/proc/<pid>/status`;
+    /// None where there is no procfs or the process is gone).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 }
 
@@ -308,8 +340,10 @@ async fn route(api: &RuntimeApi, request: Request) -> Response {
                 "error" => Err(function_error(&request, "Runtime.Unknown")),
                 _ => return ("404 Not Found", vec![], b"{}".to_vec()),
             };
-            match api.in_flight.lock().unwrap().remove(id) {
-                Some(reply) => {
+            let finished = api.in_flight.lock().unwrap().remove(id);
+            match finished {
+                Some((reply, handed_over)) => {
+                    api.durations.lock().unwrap().push(handed_over.elapsed());
                     let _ = reply.send(result);
                     accepted()
                 }
@@ -326,6 +360,7 @@ async fn route(api: &RuntimeApi, request: Request) -> Response {
 
 /// The long poll: waits for the next invocation and hands it over with its headers.
 async fn next_invocation(api: &RuntimeApi) -> Response {
+    api.first_poll_at.lock().unwrap().get_or_insert_with(Instant::now);
     let Some(pending) = api.queue.lock().await.recv().await else {
         return ("500 Internal Server Error", vec![], b"{}".to_vec());
     };
@@ -339,7 +374,10 @@ async fn next_invocation(api: &RuntimeApi) -> Response {
         .unwrap_or_default()
         .as_millis()
         + api.timeout.as_millis();
-    api.in_flight.lock().unwrap().insert(id.clone(), pending.reply);
+    api.in_flight
+        .lock()
+        .unwrap()
+        .insert(id.clone(), (pending.reply, Instant::now()));
     let headers = vec![
         ("lambda-runtime-aws-request-id", id.clone()),
         ("lambda-runtime-deadline-ms", deadline_ms.to_string()),
@@ -370,8 +408,16 @@ fn function_error(request: &Request, default_type: &str) -> FunctionError {
     }
 }
 
-/// Where `cargo build` put the binary `name` (next to the running test or tool).
+/// The environment variable naming the directory of the function binaries to run instead of
+/// those next to the running test or tool (the benchmarks point it at a release build).
+pub const BINARIES_DIR: &str = "GREENLIGHT_BINARIES_DIR";
+
+/// Where `cargo build` put the binary `name` (next to the running test or tool), or where
+/// [`BINARIES_DIR`] says.
 pub fn built_binary(name: &str) -> PathBuf {
+    if let Some(dir) = std::env::var_os(BINARIES_DIR) {
+        return PathBuf::from(dir).join(name);
+    }
     let exe = std::env::current_exe().unwrap_or_default();
     // target/<profile>/deps/<test> or target/<profile>/<tool>
     let mut dir: &Path = exe.parent().unwrap_or(Path::new("."));

@@ -55,14 +55,26 @@ pub struct Delivery {
 /// and alarm state changes to revert-service, abort and promote requests to
 /// steer-deployment, image events to start-deployment.
 pub async fn deliver(ports: &Ports, event: &Value) -> Result<Outcome, StepError> {
+    match target_function(event) {
+        REVERT_SERVICE => revert_service(ports, event).await.map(Outcome::Revert),
+        STEER_DEPLOYMENT => steer_deployment(ports, event).await.map(Outcome::Steer),
+        _ => start_deployment(ports, event).await.map(Outcome::Start),
+    }
+}
+
+/// The function names EventBridge rules target.
+pub const START_DEPLOYMENT: &str = "start-deployment";
+pub const REVERT_SERVICE: &str = "revert-service";
+pub const STEER_DEPLOYMENT: &str = "steer-deployment";
+
+/// The function `event`'s EventBridge rule targets (see [`deliver`]).
+pub fn target_function(event: &Value) -> &'static str {
     let source = event["source"].as_str().unwrap_or_default();
     let detail_type = event["detail-type"].as_str().unwrap_or_default();
     match (source, detail_type) {
-        (SOURCE, ROLLBACK_REQUESTED) | ("aws.cloudwatch", ALARM_STATE_CHANGE) => {
-            revert_service(ports, event).await.map(Outcome::Revert)
-        }
-        (SOURCE, ABORT_REQUESTED | PROMOTE_REQUESTED) => steer_deployment(ports, event).await.map(Outcome::Steer),
-        _ => start_deployment(ports, event).await.map(Outcome::Start),
+        (SOURCE, ROLLBACK_REQUESTED) | ("aws.cloudwatch", ALARM_STATE_CHANGE) => REVERT_SERVICE,
+        (SOURCE, ABORT_REQUESTED | PROMOTE_REQUESTED) => STEER_DEPLOYMENT,
+        _ => START_DEPLOYMENT,
     }
 }
 
@@ -196,27 +208,7 @@ pub async fn queue_depth(local: &Local) -> Result<(u64, u64), String> {
 
 /// Receives what is in the queue (waiting up to `wait`) and delivers each message.
 pub async fn pump_once(local: &Local, wait: Duration) -> Result<Vec<Delivery>, String> {
-    let (sqs, url) = queue(local).await?;
-    let received = sqs
-        .receive_message()
-        .queue_url(&url)
-        .max_number_of_messages(10)
-        .wait_time_seconds(wait.as_secs().min(20) as i32)
-        .visibility_timeout(VISIBILITY_TIMEOUT_S)
-        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-        .send()
-        .await
-        .map_err(|e| format!("receive: {e:?}"))?;
-    let mut deliveries = Vec::new();
-    for message in received.messages.unwrap_or_default() {
-        let attempt = message
-            .attributes
-            .as_ref()
-            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-            .and_then(|n| n.parse::<u32>().ok())
-            .unwrap_or(1);
-        let body = message.body.unwrap_or_default();
-        let event: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+    receive_each(local, wait, |event, attempt| async move {
         let result = deliver(&local.ports, &event).await;
         let retryable = matches!(&result, Err(e) if e.is_retryable());
         let dropped = retryable && attempt > MAX_RETRIES;
@@ -228,7 +220,52 @@ pub async fn pump_once(local: &Local, wait: Duration) -> Result<Vec<Delivery>, S
                 "pump: delivery failed on its last attempt; event dropped (in AWS: the on-failure destination)"
             );
         }
-        if !retryable || dropped {
+        let delivery = Delivery {
+            event,
+            result: result.map_err(|e| e.to_string()),
+            attempt,
+            retrying: retryable && !dropped,
+            dropped,
+        };
+        let keep = delivery.retrying;
+        (delivery, keep)
+    })
+    .await
+}
+
+/// Receives what is in `local`'s queue (waiting up to `wait`) and hands each message's event
+/// and attempt number (1 = first delivery) to `deliver`, which answers what it made of it and
+/// whether the message stays queued (to be delivered again after the visibility timeout);
+/// the others are deleted. The Lambda service's event source mapping, for any kind of
+/// function: in-process handlers ([`pump_once`]) or function processes.
+pub async fn receive_each<T, F, Fut>(local: &Local, wait: Duration, mut deliver: F) -> Result<Vec<T>, String>
+where
+    F: FnMut(Value, u32) -> Fut,
+    Fut: std::future::Future<Output = (T, bool)>,
+{
+    let (sqs, url) = queue(local).await?;
+    let received = sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait.as_secs().min(20) as i32)
+        .visibility_timeout(VISIBILITY_TIMEOUT_S)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .send()
+        .await
+        .map_err(|e| format!("receive: {e:?}"))?;
+    let mut delivered = Vec::new();
+    for message in received.messages.unwrap_or_default() {
+        let attempt = message
+            .attributes
+            .as_ref()
+            .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+            .and_then(|n| n.parse::<u32>().ok())
+            .unwrap_or(1);
+        let body = message.body.unwrap_or_default();
+        let event: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        let (outcome, keep) = deliver(event, attempt).await;
+        if !keep {
             if let Some(handle) = &message.receipt_handle {
                 sqs.delete_message()
                     .queue_url(&url)
@@ -238,15 +275,9 @@ pub async fn pump_once(local: &Local, wait: Duration) -> Result<Vec<Delivery>, S
                     .map_err(|e| format!("delete: {e:?}"))?;
             }
         }
-        deliveries.push(Delivery {
-            event,
-            result: result.map_err(|e| e.to_string()),
-            attempt,
-            retrying: retryable && !dropped,
-            dropped,
-        });
+        delivered.push(outcome);
     }
-    Ok(deliveries)
+    Ok(delivered)
 }
 
 /// Pumps in the background until the returned handle is aborted; every delivery is sent

@@ -9,7 +9,7 @@
 //! bake window of a registration that sets none; default [`DEFAULT_BAKE_WINDOW_S`]).
 
 use crate::{revert_service, run_step, start_deployment, steer_deployment, StartOutcome, StepError};
-use greenlight_adapters::aws::{aws_ports, load_sdk_config, AwsClients, Installation, SfnOrchestrator};
+use greenlight_adapters::aws::{aws_ports, lambda_sdk_config, AwsClients, Installation, SfnOrchestrator};
 use greenlight_adapters::Ports;
 use greenlight_core::config::DEFAULT_BAKE_WINDOW_S;
 use greenlight_core::inbound::MANIFEST_PREFIX;
@@ -73,17 +73,35 @@ impl From<StepError> for lambda_runtime::Diagnostic {
     }
 }
 
-/// JSON log lines carrying the current span's fields (service, deploy id) on every line.
+/// JSON log lines carrying the current span's fields (service, deploy id) on every line, at
+/// the levels `RUST_LOG` sets ([`log_filter`]).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let subscriber = tracing_subscriber::fmt()
         .json()
         .with_current_span(true)
         .with_span_list(false)
-        .with_env_filter(filter)
         .with_ansi(false)
+        .finish();
+    let _ = subscriber
+        .with(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
         .try_init();
+}
+
+/// The log filter of a `RUST_LOG` value: a default level and per-crate levels
+/// (`info,greenlight_steps=debug`), the template's `LogLevel` syntax. `info` when unset or
+/// unreadable. (Span and field filters are not supported: they need `env-filter`'s regex
+/// engine, which would add about 0.2 MB to every binary.)
+pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::filter::Targets {
+    let info = || tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO);
+    match rust_log.map(str::trim).filter(|v| !v.is_empty()) {
+        None => info(),
+        Some(value) => value.parse().unwrap_or_else(|e| {
+            eprintln!("RUST_LOG={value:?} is not a log filter ({e}); logging at info");
+            info()
+        }),
+    }
 }
 
 fn env(name: &str) -> Result<String, String> {
@@ -92,7 +110,7 @@ fn env(name: &str) -> Result<String, String> {
 
 /// AWS adapters configured from the environment.
 pub async fn ports_from_env() -> Result<Ports, String> {
-    let sdk = load_sdk_config().await;
+    let sdk = lambda_sdk_config();
     let clients = AwsClients::new(&sdk);
     let orchestrator = SfnOrchestrator {
         client: clients.sfn.clone(),
@@ -136,5 +154,25 @@ pub async fn handle(ports: &Ports, step: Step, payload: Value) -> Result<Value, 
             })?;
             Ok(serde_json::to_value(run_step(ports, step, &input).await?).unwrap_or_default())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_sets_a_default_level_and_per_crate_levels() {
+        let unset = log_filter(None);
+        assert!(unset.would_enable("greenlight_steps", &Level::INFO));
+        assert!(!unset.would_enable("greenlight_steps", &Level::DEBUG));
+        let per_crate = log_filter(Some("warn,greenlight_steps=debug"));
+        assert!(per_crate.would_enable("greenlight_steps::engine", &Level::DEBUG));
+        assert!(!per_crate.would_enable("aws_smithy_runtime", &Level::INFO));
+        assert!(per_crate.would_enable("aws_smithy_runtime", &Level::WARN));
+        let unreadable = log_filter(Some("greenlight_steps=loud"));
+        assert!(unreadable.would_enable("anything", &Level::INFO));
+        assert!(!unreadable.would_enable("anything", &Level::DEBUG));
     }
 }

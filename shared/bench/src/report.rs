@@ -47,7 +47,7 @@ pub fn update(path: &Path, results: &Results) -> Result<(), String> {
         sections.push(("sizes", sizes_section(sizes)));
     }
     if let Some(cold) = &results.cold {
-        sections.push(("cold", cold_section(cold, results.options.runs)));
+        sections.push(("cold", cold_section(cold, results.options.runs, &build(&results.options))));
     }
     if let Some(calls) = &results.calls {
         sections.push(("calls", calls_section(calls)));
@@ -65,6 +65,16 @@ pub fn update(path: &Path, results: &Results) -> Result<(), String> {
         text = replace_section(&text, name, &body);
     }
     std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Which build of the functions ran: release, or a debug build (unoptimised: an upper bound).
+fn build(options: &Options) -> String {
+    let dir = options.binaries.display().to_string();
+    if dir.ends_with("release") {
+        format!("this machine's release binaries, `{dir}`")
+    } else {
+        format!("**a debug build** (unoptimised, so an upper bound of the release figures), `{dir}`")
+    }
 }
 
 /// `text` with section `name` replaced by `body` (appended if it has no such section).
@@ -131,16 +141,17 @@ fn sizes_section(sizes: &[FunctionFigures]) -> String {
     out
 }
 
-fn cold_section(cold: &ColdStarts, runs: usize) -> String {
+fn cold_section(cold: &ColdStarts, runs: usize, build: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Each run starts all nine functions as fresh processes (this machine's release binaries) behind the \
+        "Each run starts all nine functions as fresh processes ({}) behind the \
          fake Lambda Runtime API, the AWS endpoint on the emulator, and drives them through a real rollout, \
          a rollback in the bake window and a promote request. {runs} runs; min / median / max. \
          *init*: process start → first `/invocation/next` (logging, AWS config and clients built); \
          *first*: the cold invocation (event handed over → answer); *warm*: every later invocation; \
-         *peak RSS*: the process's `VmHWM` after the run. Goal: peak RSS ≤ 64 MiB.\n"
+         *peak RSS*: the process's `VmHWM` after the run. Goal: peak RSS ≤ 64 MiB.\n",
+        build
     );
     let _ = writeln!(
         out,

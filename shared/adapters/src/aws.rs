@@ -43,18 +43,16 @@ use std::sync::Arc;
 /// (`AWS_REGION`), the execution role's credentials (`AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and, locally, `AWS_ENDPOINT_URL`; the retry
 /// policy fixed ([`retry_config`]). Only these sources, not the SDK's default provider chain
-/// (profiles, SSO, IMDS, container and web-identity credentials): a function never needs them,
-/// and leaving them out keeps about 0.5 MB of code out of every binary (BENCHMARKS.md).
-pub fn lambda_sdk_config() -> aws_config::SdkConfig {
-    use aws_config::environment::EnvironmentVariableCredentialsProvider;
+/// (profiles, SSO, IMDS, container and web-identity credentials): a function never needs
+/// them, and leaving them out keeps their code out of every binary (with the regex engine's,
+/// 0.5 MB per arm64 binary: BENCHMARKS.md).
+pub async fn lambda_sdk_config() -> aws_config::SdkConfig {
+    use aws_config::environment::{EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider};
+    use aws_config::meta::region::ProvideRegion;
     use aws_credential_types::provider::SharedCredentialsProvider;
-    let region = std::env::var("AWS_REGION")
-        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-        .ok()
-        .map(aws_config::Region::new);
     let mut sdk = aws_config::SdkConfig::builder()
         .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(region)
+        .region(EnvironmentVariableRegionProvider::new().region().await)
         .credentials_provider(SharedCredentialsProvider::new(
             EnvironmentVariableCredentialsProvider::new(),
         ))

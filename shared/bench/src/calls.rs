@@ -112,8 +112,15 @@ fn scenario(
     out
 }
 
-/// Waits for the executions started after `known` to end.
+/// Waits for an execution to start after `known` (the one a revert starts: its clean-up, or
+/// the slow path's redeployment), then for every execution started after `known` to end.
 async fn settle(stack: &Stack, known: &[String]) {
+    for _ in 0..100 {
+        if stack.executions().await.len() > known.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for name in stack.executions().await {
         if !known.contains(&name) {
             stack.ending(&name).await;
@@ -167,12 +174,6 @@ async fn fast_revert() -> Scenario {
     let answer = stack.invoke("revert-service", &rollback).await.expect("rollback");
     assert_eq!(answer["outcome"], "reverted", "{answer}");
     // The clean-up runs in an execution of its own; v2's sleeps out its bake window.
-    for _ in 0..100 {
-        if stack.executions().await.len() > known.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     settle(&stack, &known).await;
     scenario("fast revert", &before, &usage_now(&stack).await, started.elapsed())
 }
@@ -189,13 +190,6 @@ async fn slow_revert() -> Scenario {
     let env = &stack.env;
     let rollback = env.request_event(ROLLBACK_REQUESTED, &format!("bench-slow-{id}"), "bench", "benchmark");
     stack.invoke("revert-service", &rollback).await.expect("rollback");
-    // The redeployment's execution appears once revert-service started it.
-    for _ in 0..100 {
-        if stack.executions().await.len() > known.len() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     settle(&stack, &known).await;
     scenario("slow revert", &before, &usage_now(&stack).await, started.elapsed())
 }

@@ -190,20 +190,38 @@ async fn main() {
     let mut results = report::Results {
         machine: machine::describe(),
         options: options.clone(),
-        ..Default::default()
+        sizes: None,
+        cold: None,
+        calls: None,
+        reverts: None,
+        scale: None,
+        sim: None,
+    };
+    // The report is rewritten after each section, so a section that fails later loses
+    // nothing measured before it.
+    let write = |results: &report::Results| match report::update(&options.out, results) {
+        Ok(()) => progress.say(&format!("wrote {}", options.out.display())),
+        Err(why) => {
+            eprintln!("error: {why}");
+            std::process::exit(1);
+        }
     };
     let figures = functions::sizes(&options.binaries, &options.arm64);
     if options.runs("sizes") {
         results.sizes = Some(figures.clone());
+        write(&results);
     }
     if options.runs("cold") {
         results.cold = Some(functions::cold_starts(options.runs, figures, &progress).await);
+        write(&results);
     }
     if options.runs("calls") {
         results.calls = Some(calls::scenarios(&progress).await);
+        write(&results);
     }
     if options.runs("revert") {
         results.reverts = Some(revert::time_to_revert(options.revert_runs, &progress).await);
+        write(&results);
     }
     if options.runs("scale") {
         results.scale = Some(scale::on_emulator(options.services, 2, &progress).await);
@@ -211,12 +229,6 @@ async fn main() {
         let counts = options.sim_services.clone();
         let sim = tokio::task::spawn_blocking(move || scale::in_simulator(&counts, &progress));
         results.sim = Some(sim.await.expect("the simulator runs"));
-    }
-    match report::update(&options.out, &results) {
-        Ok(()) => progress.say(&format!("wrote {}", options.out.display())),
-        Err(why) => {
-            eprintln!("error: {why}");
-            std::process::exit(1);
-        }
+        write(&results);
     }
 }

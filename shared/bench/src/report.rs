@@ -20,7 +20,7 @@ pub const SIZE_GOAL_BYTES: u64 = 6 * 1024 * 1024;
 pub const RSS_GOAL_MIB: f64 = 64.0;
 
 /// Everything measured in one benchmark run (None: not measured this time).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Results {
     pub machine: Machine,
     pub options: Options,
@@ -32,12 +32,6 @@ pub struct Results {
     pub sim: Option<Vec<SimScale>>,
 }
 
-impl Default for Machine {
-    fn default() -> Self {
-        crate::machine::describe()
-    }
-}
-
 /// Rewrites the sections measured in `results` in the report at `path`.
 pub fn update(path: &Path, results: &Results) -> Result<(), String> {
     let mut text = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
@@ -47,7 +41,10 @@ pub fn update(path: &Path, results: &Results) -> Result<(), String> {
         sections.push(("sizes", sizes_section(sizes)));
     }
     if let Some(cold) = &results.cold {
-        sections.push(("cold", cold_section(cold, results.options.runs, &build(&results.options))));
+        sections.push((
+            "cold",
+            cold_section(cold, results.options.runs, &build(&results.options)),
+        ));
     }
     if let Some(calls) = &results.calls {
         sections.push(("calls", calls_section(calls)));
@@ -226,26 +223,18 @@ fn calls_section(scenarios: &[Scenario]) -> String {
         };
         let _ = writeln!(out, " {grows} |");
     }
-    let _ = write!(out, "| **total** |");
-    for s in scenarios {
-        let _ = write!(out, " **{}** |", s.total());
-    }
-    let _ = writeln!(out, " |");
-    let _ = write!(out, "| DynamoDB read / write units |");
-    for s in scenarios {
-        let _ = write!(out, " {:.1} / {:.1} |", s.read_units, s.write_units);
-    }
-    let _ = writeln!(out, " |");
-    let _ = write!(out, "| conditional-write conflicts |");
-    for s in scenarios {
-        let _ = write!(out, " {} |", s.conditional_failures);
-    }
-    let _ = writeln!(out, " |");
-    let _ = write!(out, "| wall time (s) |");
-    for s in scenarios {
-        let _ = write!(out, " {:.1} |", s.wall.as_secs_f64());
-    }
-    let _ = writeln!(out, " |");
+    let row = |out: &mut String, label: &str, cell: &dyn Fn(&Scenario) -> String| {
+        let cells: Vec<String> = scenarios.iter().map(cell).collect();
+        let _ = writeln!(out, "| {label} | {} | |", cells.join(" | "));
+    };
+    row(&mut out, "**total**", &|s| format!("**{}**", s.total()));
+    row(&mut out, "DynamoDB read / write units", &|s| {
+        format!("{:.1} / {:.1}", s.read_units, s.write_units)
+    });
+    row(&mut out, "conditional-write conflicts", &|s| {
+        s.conditional_failures.to_string()
+    });
+    row(&mut out, "wall time (s)", &|s| format!("{:.1}", s.wall.as_secs_f64()));
 
     let functions: BTreeSet<&String> = scenarios.iter().flat_map(|s| s.by_function.keys()).collect();
     let _ = writeln!(out, "\nCalls per function:\n");

@@ -92,7 +92,7 @@ pub fn init_tracing() {
 /// The log filter of a `RUST_LOG` value: a default level and per-crate levels
 /// (`info,greenlight_steps=debug`), the template's `LogLevel` syntax. `info` when unset or
 /// unreadable. (Span and field filters are not supported: they need `env-filter`'s regex
-/// engine, which would add about 0.2 MB to every binary.)
+/// engine, about 0.18 MB of code per binary by `cargo bloat`.)
 pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::filter::Targets {
     let info = || tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO);
     match rust_log.map(str::trim).filter(|v| !v.is_empty()) {
@@ -110,7 +110,7 @@ fn env(name: &str) -> Result<String, String> {
 
 /// AWS adapters configured from the environment.
 pub async fn ports_from_env() -> Result<Ports, String> {
-    let sdk = lambda_sdk_config();
+    let sdk = lambda_sdk_config().await;
     let clients = AwsClients::new(&sdk);
     let orchestrator = SfnOrchestrator {
         client: clients.sfn.clone(),

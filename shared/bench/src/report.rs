@@ -50,7 +50,7 @@ pub fn update(path: &Path, results: &Results) -> Result<(), String> {
         sections.push(("calls", calls_section(calls)));
     }
     if let Some(reverts) = &results.reverts {
-        sections.push(("revert", revert_section(reverts)));
+        sections.push(("revert", revert_section(reverts, &build(&results.options))));
     }
     if let Some(scale) = &results.scale {
         sections.push((
@@ -198,9 +198,9 @@ fn calls_section(scenarios: &[Scenario]) -> String {
         out,
         "Calls the function processes made, counted by the emulator per access key (each function signs with \
          its own), per `service:Operation`. SDK retries count as calls (there were no faults). \
-         DynamoDB capacity is computed by the emulator the way DynamoDB does (item sizes, 1 KB write units, \
-         4 KB read units, transactions ×2) and returned to the client, which asks for it \
-         (`ReturnConsumedCapacity`).\n"
+         DynamoDB capacity is computed by the emulator for every request the way DynamoDB does (item sizes, \
+         1 KB write units, 4 KB read units, transactions ×2); the ledger adapter does not ask for it \
+         (`ReturnConsumedCapacity`), the emulator answers it to a client that does.\n"
     );
     let operations: BTreeSet<&String> = scenarios.iter().flat_map(|s| s.calls.keys()).collect();
     let _ = write!(out, "| operation |");
@@ -272,19 +272,21 @@ fn growth_note(op: &str) -> &'static str {
     }
 }
 
-fn revert_section(r: &Reverts) -> String {
+fn revert_section(r: &Reverts, build: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "Services in their bake window (the old version warm); for each, one trigger published on the event bus, \
          then the listener read every {} ms until it forwards everything to the warm version. The event travels \
-         bus → rule → queue → the event source → revert-service's process (this machine's release binary). \
-         min / median / max, ms.\n",
-        crate::revert::POLL.as_millis()
+         bus → rule → queue → the event source → revert-service's process ({}). \
+         min / median / max, ms. The invocation column is revert-service's whole invocation: traffic goes back \
+         inside it, then the report, the metrics and the clean-up execution follow.\n",
+        crate::revert::POLL.as_millis(),
+        build
     );
     let _ = writeln!(
         out,
-        "| trigger | runs | event published → listener on the warm version | revert-service invocation alone |"
+        "| trigger | runs | event published → listener on the warm version | revert-service invocation, whole |"
     );
     let _ = writeln!(out, "|---|---:|---:|---:|");
     let _ = writeln!(

@@ -95,3 +95,52 @@ async fn a_registration_written_without_a_bake_window_gets_the_installation_defa
         assert_eq!(state.config.bake_window_s, default);
     }
 }
+
+/// steer-deployment and revert-service learn the deployment in flight from the pointers:
+/// `load_active` gives the same state as the two loads it replaces, reading the
+/// registration and the pointers once (3 items, not 5), in the same 2 calls.
+#[tokio::test]
+async fn load_active_reads_the_deployment_in_flight_without_reading_the_pointers_twice() {
+    use greenlight_adapters::aws::DynamoLedger;
+    use greenlight_adapters::Ledger;
+    use greenlight_core::model::Phase;
+    use greenlight_e2e::{endpoint, started, unique};
+    use greenlight_local::fixture::Spec;
+
+    let env = Env::new("load-active", |s| Spec {
+        bake_window_s: 120,
+        ..quick(s)
+    })
+    .await;
+    let access_key = unique("AKIDLOADACTIVE");
+    let ledger = DynamoLedger {
+        client: aws_sdk_dynamodb::Client::new(&greenlight_local::sdk_config_as(endpoint(), &access_key).await),
+        table: env.local.names.table.clone(),
+        default_bake_window_s: 1800,
+    };
+    let idle = ledger.load_active(&env.service).await.unwrap().expect("registered");
+    assert_eq!(idle.deployment, None, "no deployment in flight yet");
+    assert_eq!(idle, env.ledger(None).await);
+
+    let ami = env.image("v2", App::Healthy).await;
+    env.publish("v2", &ami).await;
+    let id = started(&env.deliver(1).await[0]);
+    env.wait_for_phase(&id, |p| matches!(p, Phase::Baking { .. })).await;
+    greenlight_local::usage::reset(endpoint(), Some(&access_key))
+        .await
+        .unwrap();
+    let in_flight = ledger.load_active(&env.service).await.unwrap().expect("registered");
+    assert_eq!(in_flight.service.active.as_deref(), Some(id.as_str()));
+    assert_eq!(in_flight, env.ledger(Some(&id)).await, "the same as the two loads");
+
+    let usage = greenlight_local::usage::usage(endpoint(), Some(&access_key))
+        .await
+        .unwrap();
+    let reads = &usage[&access_key];
+    assert_eq!(reads.calls.get("dynamodb:BatchGetItem"), Some(&2), "{reads:?}");
+    assert_eq!(reads.total_calls(), 2, "{reads:?}");
+    assert_eq!(
+        reads.dynamodb.read_units, 3.0,
+        "3 items of at most 4 KB, read once each: {reads:?}"
+    );
+}

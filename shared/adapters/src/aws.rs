@@ -56,11 +56,33 @@ pub async fn lambda_sdk_config() -> aws_config::SdkConfig {
         .credentials_provider(SharedCredentialsProvider::new(
             EnvironmentVariableCredentialsProvider::new(),
         ))
-        .retry_config(retry_config());
+        .retry_config(retry_config())
+        .http_client(https_client());
     if let Some(endpoint) = std::env::var("AWS_ENDPOINT_URL").ok().filter(|e| !e.is_empty()) {
         sdk = sdk.endpoint_url(endpoint);
     }
     sdk.build()
+}
+
+/// The HTTPS client of every AWS SDK configuration greenlight builds (functions, CLI, local
+/// tools): the SDK's own hyper 1.x client with rustls, on *ring* rather than the SDK default's
+/// aws-lc, which is larger (BENCHMARKS.md, binary sizes); the SDK crates are built without
+/// `default-https-client`, so this is the one TLS stack. Like the SDK's default client, it
+/// follows the proxy settings of the environment (`HTTPS_PROXY`, `NO_PROXY`) and uses the
+/// runtime's sleep for its timeouts.
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
 }
 
 /// The AWS SDK retry policy, explicit so that no environment variable (`AWS_MAX_ATTEMPTS`) or
@@ -310,6 +332,13 @@ fn gen_of(item: &Item) -> u64 {
 fn body_of<T: DeserializeOwned>(item: &Item, what: &str) -> AdapterResult<T> {
     let body = text_of(item, "body").ok_or_else(|| AdapterError::Invalid(format!("{what} item has no body")))?;
     serde_json::from_str(body).map_err(|e| AdapterError::Invalid(format!("{what} item is not readable: {e}")))
+}
+
+/// A deployment item, with the item's `gen`.
+fn deployment_of(item: &Item) -> AdapterResult<Deployment> {
+    let mut dep: Deployment = body_of(item, "deployment")?;
+    dep.gen = gen_of(item);
+    Ok(dep)
 }
 
 /// The `claim` attribute a fast rollback sets on the pointers.
@@ -677,19 +706,30 @@ impl Ledger for DynamoLedger {
                 received_at_ms: claim.received_at_ms,
             });
         }
-        let deployment = match deploy_id.and_then(|id| by_sk(&format!("{DEPLOY_PREFIX}{id}"))) {
-            Some(item) => {
-                let mut dep: Deployment = body_of(item, "deployment")?;
-                dep.gen = gen_of(item);
-                Some(dep)
-            }
-            None => None,
-        };
+        let deployment = deploy_id
+            .and_then(|id| by_sk(&format!("{DEPLOY_PREFIX}{id}")))
+            .map(deployment_of)
+            .transpose()?;
         Ok(Some(State {
             config,
             service: service_state,
             deployment,
         }))
+    }
+
+    /// Two reads as the default does, but the second is the deployment's item alone (the
+    /// default reads the registration and the pointers again): 3 items, not 5.
+    async fn load_active(&self, service: &str) -> AdapterResult<Option<State>> {
+        let Some(mut state) = self.load(service, None).await? else {
+            return Ok(None);
+        };
+        if let Some(deploy_id) = &state.service.active {
+            let items = self
+                .get_many(vec![key(service_pk(service), format!("{DEPLOY_PREFIX}{deploy_id}"))])
+                .await?;
+            state.deployment = items.first().map(deployment_of).transpose()?;
+        }
+        Ok(Some(state))
     }
 
     async fn commit(&self, before: &State, after: &State) -> AdapterResult<State> {

@@ -73,6 +73,20 @@ pub trait Ledger: Send + Sync {
     /// Reads a service's registration and pointers, and the deployment `deploy_id` if given
     /// (None when the service is not registered).
     async fn load(&self, service: &str, deploy_id: Option<&str>) -> AdapterResult<Option<State>>;
+    /// Reads a service's registration and pointers and, when a deployment is in flight
+    /// (`active`), that deployment (None when the service is not registered; no deployment
+    /// when none is in flight or its item is missing). Handlers that learn the deployment
+    /// from the pointers use this rather than two [`Ledger::load`]s, which read the
+    /// registration and the pointers twice. The default is those two loads.
+    async fn load_active(&self, service: &str) -> AdapterResult<Option<State>> {
+        let Some(pointers) = self.load(service, None).await? else {
+            return Ok(None);
+        };
+        match pointers.service.active.clone() {
+            Some(deploy_id) => self.load(service, Some(&deploy_id)).await,
+            None => Ok(Some(pointers)),
+        }
+    }
     /// Writes what changed between `before` and `after`, each item conditional on the
     /// generation read in `before` (a new deployment: on not existing). Returns `after` with
     /// the new generations. Fails with [`AdapterError::Conflict`] if anything moved.

@@ -28,7 +28,8 @@ pub struct Aws {
 /// The SDK configuration: the standard chain (environment, profile, SSO, instance role),
 /// with the global options applied on top.
 pub async fn sdk_config(global: &Global) -> CliResult<aws_config::SdkConfig> {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(greenlight_adapters::aws::https_client());
     if let Some(profile) = &global.profile {
         loader = loader.profile_name(profile);
     }

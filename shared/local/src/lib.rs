@@ -91,6 +91,7 @@ pub async fn sdk_config_as(endpoint: &str, access_key: &str) -> aws_config::SdkC
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
         .retry_config(retry_config())
+        .http_client(greenlight_adapters::aws::https_client())
         .credentials_provider(aws_sdk_s3::config::Credentials::new(
             access_key,
             "test",

@@ -359,6 +359,28 @@ impl Ledger for Metered {
         result
     }
 
+    /// What `DynamoLedger::load_active` reads: the registration and the pointers, then the
+    /// active deployment's item alone.
+    async fn load_active(&self, service: &str) -> AdapterResult<Option<State>> {
+        let result = self.ports.ledger.load_active(service).await;
+        let (pointers, deployment) = match &result {
+            Ok(Some(state)) => (
+                read_units(self.meter.config_item(&state.config)) + read_units(self.meter.state_item(&state.service)),
+                match (&state.service.active, &state.deployment) {
+                    (Some(_), Some(dep)) => Some(read_units(self.meter.deployment_item(dep))),
+                    (Some(_), None) => Some(1),
+                    (None, _) => None,
+                },
+            ),
+            _ => (2, None),
+        };
+        self.meter.read("dynamodb:BatchGetItem", pointers);
+        if let Some(units) = deployment {
+            self.meter.read("dynamodb:BatchGetItem", units);
+        }
+        result
+    }
+
     async fn commit(&self, before: &State, after: &State) -> AdapterResult<State> {
         // What `DynamoLedger::commit` writes: each a conditional put of the larger item.
         let mut items = Vec::new();

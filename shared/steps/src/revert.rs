@@ -150,7 +150,7 @@ async fn revert(
     flipped_at_ms: Option<u64>,
 ) -> Result<RevertOutcome, StepError> {
     with_conflict_retries(|| async {
-        let state = ports.ledger.load(&request.service, None).await?.ok_or_else(|| {
+        let state = ports.ledger.load_active(&request.service).await?.ok_or_else(|| {
             StepError::Rejected(format!(
                 "service {:?} is not registered; nothing to roll back",
                 request.service
@@ -171,14 +171,7 @@ async fn revert(
                 )));
             }
         }
-        if let Some(active) = state.service.active.clone() {
-            let state = ports
-                .ledger
-                .load(&request.service, Some(&active))
-                .await?
-                .ok_or_else(|| {
-                    StepError::Rejected(format!("service {:?} disappeared while rolling back", request.service))
-                })?;
+        if state.service.active.is_some() {
             let event = Event::Revert {
                 request: request.clone(),
                 received_at_ms,

@@ -50,22 +50,21 @@ pub async fn steer_deployment(ports: &Ports, event: &Value) -> Result<SteerOutco
 
 async fn steer(ports: &Ports, request: &SteerRequest, action: &'static str) -> Result<SteerOutcome, StepError> {
     let service = &request.service;
-    let pointers = ports
+    let state = ports
         .ledger
-        .load(service, None)
+        .load_active(service)
         .await?
         .ok_or_else(|| StepError::Rejected(format!("service {service} is not registered")))?;
-    let Some(deploy_id) = pointers.service.active else {
+    let Some(deploy_id) = state.service.active.clone() else {
         return Err(StepError::Rejected(format!(
             "{service} has no deployment in flight: nothing to {action} (see `greenlight status {service}`)"
         )));
     };
-    let state = ports
-        .ledger
-        .load(service, Some(&deploy_id))
-        .await?
-        .filter(|s| s.deployment.is_some())
-        .ok_or_else(|| StepError::Rejected(format!("deployment {deploy_id} of {service} is not in the ledger")))?;
+    if state.deployment.is_none() {
+        return Err(StepError::Rejected(format!(
+            "deployment {deploy_id} of {service} is not in the ledger"
+        )));
+    }
     let (state, notes) = drive(ports, state, request.event()).await?;
     let dep = state.deployment.as_ref().expect("drive keeps the deployment");
     Ok(SteerOutcome {

@@ -334,6 +334,14 @@ fn scale_section(e: &EmulatorScale, sim: &[SimScale]) -> String {
         e.wall.as_secs_f64()
     );
     let _ = writeln!(out, "| deployments succeeded | {} of {} |", e.succeeded, e.services);
+    if !e.not_succeeded.is_empty() {
+        let ended: Vec<String> = e
+            .not_succeeded
+            .iter()
+            .map(|line| line.chars().take(200).collect::<String>().replace('|', "/"))
+            .collect();
+        let _ = writeln!(out, "| ended otherwise (phase, last note) | {} |", ended.join("; "));
+    }
     let _ = writeln!(out, "| outcome | {verdict} |");
     let _ = writeln!(
         out,

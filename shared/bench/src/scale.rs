@@ -29,6 +29,8 @@ pub struct EmulatorScale {
     /// All images published → every deployment ended.
     pub wall: Duration,
     pub succeeded: usize,
+    /// Deployments that ended otherwise: `<service>: <phase> (<the timeline's last note>)`.
+    pub not_succeeded: Vec<String>,
     pub lost: Vec<String>,
     pub duplicated: Vec<String>,
     pub stuck: Vec<String>,
@@ -152,6 +154,9 @@ pub async fn on_emulator(services: usize, instances: u32, progress: &Progress) -
                 out.stuck.push(format!("{service} ({})", d.phase.name()));
             } else if d.phase == Phase::Succeeded {
                 out.succeeded += 1;
+            } else {
+                let why = d.timeline.last().map(|m| m.note.as_str()).unwrap_or("no note");
+                out.not_succeeded.push(format!("{service}: {} ({why})", d.phase.name()));
             }
             out.deployment_s.push(d.updated_at.saturating_sub(d.created_at) as f64);
         }

@@ -1,8 +1,10 @@
 //! The adapters implemented with the AWS SDK: DynamoDB (ledger), EC2 (fleet), ELBv2 (load
 //! balancer), S3 (artifact store) and Step Functions (orchestrator).
 //!
-//! Clients are built once per process ([`AwsClients`]) from the standard AWS configuration
-//! chain, so `AWS_ENDPOINT_URL` points every client at the local emulator.
+//! Clients are built once per process ([`AwsClients`]) from an SDK configuration that reads
+//! `AWS_ENDPOINT_URL` (so every client can point at the local emulator): the functions' own
+//! ([`lambda_sdk_config`], environment only) or the standard chain (CLI, local tools), all on
+//! one HTTPS client ([`https_client`], rustls on ring).
 //!
 //! The ledger's items (one table, keys `pk`/`sk`, see ARCHITECTURE.md):
 //! - `SVC#<service>` / `CONFIG`: the registration (`body`, JSON);

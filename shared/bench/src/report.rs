@@ -142,7 +142,8 @@ fn cold_section(cold: &ColdStarts, runs: usize, build: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Each run starts all nine functions as fresh processes ({}) behind the \
+        "Each run starts all nine functions as fresh processes ({}), one at a time (each once the one before \
+         has finished its init, so that no two inits contend for the cores), behind the \
          fake Lambda Runtime API, the AWS endpoint on the emulator, and drives them through a real rollout, \
          a rollback in the bake window and a promote request. {runs} runs; min / median / max. \
          *init*: process start → first `/invocation/next` (logging, AWS config and clients built); \

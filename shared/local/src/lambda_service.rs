@@ -209,6 +209,19 @@ impl Function {
         Some(first_poll_at.saturating_duration_since(self.started_at))
     }
 
+    /// Waits until the process asks for its first event (its init is done), at most `within`.
+    /// False if it has not by then (an init error, or a slow start).
+    pub async fn wait_for_init(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while self.init_duration().is_none() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        true
+    }
+
     /// How long each finished invocation took, in order: event handed to the function → its
     /// response or error posted. The first is the cold one.
     pub fn invocation_durations(&self) -> Vec<Duration> {

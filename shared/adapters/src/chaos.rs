@@ -121,19 +121,10 @@ fn crashed(call: &'static str, what: &str) -> AdapterError {
 
 /// `ports` with every AWS-facing adapter behind `wire`.
 pub fn crashing(ports: &Ports, wire: Arc<Tripwire>) -> Ports {
-    let wrapped = Arc::new(Crashing {
+    ports.with_aws(Arc::new(Crashing {
         ports: ports.clone(),
         wire,
-    });
-    Ports {
-        ledger: wrapped.clone(),
-        fleet: wrapped.clone(),
-        lb: wrapped.clone(),
-        store: wrapped.clone(),
-        orchestrator: wrapped.clone(),
-        alarms: wrapped,
-        ..ports.clone()
-    }
+    }))
 }
 
 /// The real adapters of `ports`, each call going through `wire`.

@@ -269,3 +269,23 @@ pub struct Ports {
     /// Key prefix of release manifests in the artifact bucket.
     pub manifest_prefix: String,
 }
+
+impl Ports {
+    /// These ports with every AWS-facing adapter (ledger, fleet, load balancer, store,
+    /// orchestrator, alarms) replaced by `aws`, a decorator over them (fault injection,
+    /// metering); the prober, clock, metrics sink and manifest prefix stay.
+    pub fn with_aws<A>(&self, aws: Arc<A>) -> Ports
+    where
+        A: Ledger + Fleet + LoadBalancer + ArtifactStore + Orchestrator + Alarms + 'static,
+    {
+        Ports {
+            ledger: aws.clone(),
+            fleet: aws.clone(),
+            lb: aws.clone(),
+            store: aws.clone(),
+            orchestrator: aws.clone(),
+            alarms: aws,
+            ..self.clone()
+        }
+    }
+}

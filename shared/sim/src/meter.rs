@@ -181,19 +181,10 @@ impl Meter {
 
 /// `ports` with its AWS-facing adapters metered into `meter`.
 pub fn metered(ports: &Ports, meter: Arc<Meter>) -> Ports {
-    let wrapped = Arc::new(Metered {
+    ports.with_aws(Arc::new(Metered {
         ports: ports.clone(),
         meter,
-    });
-    Ports {
-        ledger: wrapped.clone(),
-        fleet: wrapped.clone(),
-        lb: wrapped.clone(),
-        store: wrapped.clone(),
-        orchestrator: wrapped.clone(),
-        alarms: wrapped,
-        ..ports.clone()
-    }
+    }))
 }
 
 /// The adapters of `ports`, each call counted into `meter`.

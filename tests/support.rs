@@ -200,7 +200,10 @@ impl Env {
     /// Instance states by id.
     pub async fn states(&self, ids: &[String]) -> BTreeMap<String, String> {
         let found = self.local.ports.fleet.describe(ids).await.expect("describe");
-        found.into_iter().map(|i| (i.instance_id, i.state)).collect()
+        found
+            .into_iter()
+            .map(|i| (i.instance_id, i.state.as_str().to_string()))
+            .collect()
     }
 
     /// Instances launched for `deploy_id` that are not terminated.
@@ -362,11 +365,9 @@ impl Env {
             for instance in out.reservations().iter().flat_map(|r| r.instances()) {
                 found.push(greenlight_adapters::Instance {
                     instance_id: instance.instance_id().unwrap_or_default().to_string(),
-                    state: instance
-                        .state()
-                        .and_then(|s| s.name())
-                        .map(|n| n.as_str().to_string())
-                        .unwrap_or_default(),
+                    state: greenlight_adapters::InstanceState::from_ec2(
+                        instance.state().and_then(|s| s.name()).map(|n| n.as_str()),
+                    ),
                     private_ip: instance.private_ip_address().map(str::to_string),
                     tags: instance
                         .tags()

@@ -4,8 +4,10 @@
 //! state (ledger, listener, the test's event bus), not only from the CLI's output; and the
 //! emulator's call log shows the CLI only reads and publishes.
 
-use greenlight_core::inbound::{ABORT_REQUESTED, IMAGE_PUBLISHED, PROMOTE_REQUESTED, ROLLBACK_REQUESTED, SOURCE};
-use greenlight_core::model::Phase;
+use greenlight_core::inbound::{
+    SteerAction, ABORT_REQUESTED, IMAGE_PUBLISHED, PROMOTE_REQUESTED, ROLLBACK_REQUESTED, SOURCE,
+};
+use greenlight_core::model::{Phase, PhaseName};
 use greenlight_core::ServiceConfig;
 use greenlight_e2e::{canary, quick, started, unique, App, Env};
 use greenlight_local::fixture::Spec;
@@ -387,7 +389,7 @@ async fn deploy_publishes_image_published_and_the_deployment_succeeds() {
         Some(id.as_str()),
         "the CLI names the deployment it starts"
     );
-    assert_eq!(env.wait(&id).await, Ending::Done("succeeded".into()));
+    assert_eq!(env.wait(&id).await, Ending::Done(PhaseName::Succeeded));
     let dep = env.deployment(&id).await;
     assert_eq!(
         (dep.requested_by.as_str(), dep.reason.as_deref(), dep.source.as_str()),
@@ -558,7 +560,10 @@ async fn status_during_a_canary_then_rollback_puts_traffic_back() {
         ),
         (MOTO_USER, "p99 doubled", published["event_id"].as_str().unwrap())
     );
-    assert_eq!(env.wait(&format!("{id}-revert")).await, Ending::Done("aborted".into()));
+    assert_eq!(
+        env.wait(&format!("{id}-revert")).await,
+        Ending::Done(PhaseName::Aborted)
+    );
     let history = cli(&env, &["history", svc, "-o", "json"]).await.ok().json();
     assert_eq!(
         (history[0]["outcome"].as_str(), history[0]["reverted_by"].as_str()),
@@ -687,7 +692,10 @@ async fn promote_publishes_promote_requested_and_the_canary_finishes() {
     let delivery = steer(&env, "promote", PROMOTE_REQUESTED, &id).await;
     match delivery.result {
         Ok(Outcome::Steer(outcome)) => {
-            assert_eq!((outcome.deploy_id.as_str(), outcome.action), (id.as_str(), "promote"))
+            assert_eq!(
+                (outcome.deploy_id.as_str(), outcome.action),
+                (id.as_str(), SteerAction::Promote)
+            )
         }
         other => panic!("expected steer-deployment's outcome, got {other:?}"),
     }
@@ -701,7 +709,10 @@ async fn abort_publishes_abort_requested_and_traffic_goes_back() {
     let id = deploying(&env, |p| matches!(p, Phase::Verifying { weight: 10, .. })).await;
     let delivery = steer(&env, "abort", ABORT_REQUESTED, &id).await;
     match delivery.result {
-        Ok(Outcome::Steer(outcome)) => assert_eq!((outcome.deploy_id.as_str(), outcome.action), (id.as_str(), "abort")),
+        Ok(Outcome::Steer(outcome)) => assert_eq!(
+            (outcome.deploy_id.as_str(), outcome.action),
+            (id.as_str(), SteerAction::Abort)
+        ),
         other => panic!("expected steer-deployment's outcome, got {other:?}"),
     }
     let dep = env.wait_for_phase(&id, |p| matches!(p, Phase::Aborted { .. })).await;

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use greenlight_adapters::{AdapterResult, Orchestrator, Ports};
 use greenlight_core::config::NewImagePolicy;
-use greenlight_core::model::Phase;
+use greenlight_core::model::{Phase, PhaseName};
 use greenlight_e2e::{canary, image_published, quick, started, App, Env};
 use greenlight_local::fixture::Spec;
 use greenlight_local::orchestrator::Ending;
@@ -71,10 +71,10 @@ async fn new_image_mid_rollout_policy_queue_starts_it_when_the_current_ends() {
 
     assert_eq!(
         env.wait(&v2).await,
-        Ending::Done("succeeded".into()),
+        Ending::Done(PhaseName::Succeeded),
         "v2 finishes first"
     );
-    assert_eq!(env.wait(&v3).await, Ending::Done("succeeded".into()), "then v3 runs");
+    assert_eq!(env.wait(&v3).await, Ending::Done(PhaseName::Succeeded), "then v3 runs");
     let state = env.ledger(Some(&v3)).await;
     assert_eq!(state.service.live.as_ref().unwrap().version, "v3");
     assert_eq!(state.service.queued, None);
@@ -197,7 +197,7 @@ async fn a_crashed_holders_lease_expires_and_the_next_deployment_proceeds() {
     let (v3, note) = queued(&env.deliver(1).await[0]);
     assert!(note.contains("lease expired"), "{note}");
 
-    assert_eq!(env.wait(&v3).await, Ending::Done("succeeded".into()));
+    assert_eq!(env.wait(&v3).await, Ending::Done(PhaseName::Succeeded));
     match env.deployment(&stuck).await.phase {
         Phase::Aborted { reason } => assert!(reason.contains("lease expired"), "{reason}"),
         other => panic!("the stuck deployment should be aborted, is {other:?}"),

@@ -27,7 +27,7 @@ use greenlight_adapters::{tags, AdapterError, AdapterResult, Orchestrator, Ports
 use greenlight_core::config::ServiceConfig;
 use greenlight_core::decide::{HealthReport, TargetState};
 use greenlight_core::inbound::{ABORT_REQUESTED, ROLLBACK_REQUESTED};
-use greenlight_core::model::{Deployment, Phase, Release};
+use greenlight_core::model::{Deployment, Phase, PhaseName, Release};
 use greenlight_core::plan::{Step, StepInput, StepOutput};
 use greenlight_e2e::{image_published, quick, unique, App, Env};
 use greenlight_local::emulator::Emulator;
@@ -106,7 +106,7 @@ const ALARM_IN_BAKE: Scenario = Scenario {
         Box::pin(async move {
             let event = d.image_event("v2").await;
             d.start(event).await;
-            d.run_until(0, |_, out| out.phase == "baking").await;
+            d.run_until(0, |_, out| out.phase == PhaseName::Baking).await;
             d.act();
             let alarm = d.env.alarm_event("alarm-1", "ALARM");
             d.revert(alarm).await;
@@ -714,7 +714,7 @@ impl Driver {
             .service_instances()
             .await
             .into_iter()
-            .filter(|i| settled(&i.state) == "running")
+            .filter(|i| settled(i.state.as_str()) == "running")
             .map(|i| i.instance_id)
             .collect();
         if !running.is_empty() {
@@ -1030,7 +1030,7 @@ async fn end_state(d: &Driver) -> EndState {
             None => {
                 violations.push(format!(
                     "an instance {} is not tagged {}",
-                    settled(&i.state),
+                    settled(i.state.as_str()),
                     tags::DEPLOY_ID
                 ));
                 ("untagged".into(), "?")
@@ -1069,7 +1069,7 @@ async fn end_state(d: &Driver) -> EndState {
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for i in &instances {
         *counts
-            .entry(format!("{} {}", who(&i.instance_id), settled(&i.state)))
+            .entry(format!("{} {}", who(&i.instance_id), settled(i.state.as_str())))
             .or_default() += 1;
     }
     lines.extend(counts.iter().map(|(k, n)| format!("instances {k}: {n}")));
@@ -1165,7 +1165,7 @@ async fn end_state(d: &Driver) -> EndState {
     // No orphan: what runs is the live fleet, all of it.
     let running: BTreeSet<&str> = instances
         .iter()
-        .filter(|i| settled(&i.state) == "running")
+        .filter(|i| settled(i.state.as_str()) == "running")
         .map(|i| i.instance_id.as_str())
         .collect();
     let live: BTreeSet<&str> = pointers

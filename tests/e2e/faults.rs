@@ -18,7 +18,7 @@
 use greenlight_adapters::tags;
 use greenlight_core::config::ServiceConfig;
 use greenlight_core::decide::TargetState;
-use greenlight_core::model::{Phase, State};
+use greenlight_core::model::{Phase, PhaseName, State, Trigger};
 use greenlight_e2e::{canary, endpoint, quick, wait_execution, App, Env};
 use greenlight_local::faults::{self, FaultCounts, FaultKind, FaultPlan};
 use greenlight_local::fixture::Spec;
@@ -643,7 +643,7 @@ async fn alarm_rollback_during_a_canary_under_faults() {
     assert_eq!(end.state.service.live.as_ref().unwrap().version, "v1");
     if at_10 {
         let revert = dep.revert.as_ref().expect("the ledger records the rollback");
-        assert_eq!(revert.trigger, "alarm");
+        assert_eq!(revert.trigger, Trigger::Alarm);
         assert!(matches!(&dep.phase, Phase::Aborted { .. }));
     }
 }
@@ -710,7 +710,7 @@ async fn a_step_that_keeps_failing_is_retried_twice_then_aborted_and_the_abort_o
     assert_eq!(dep.max_weight, 0, "green never had traffic");
     // abort-deployment's next retry cleans up.
     let ending = wait_execution(&chaos.handlers.orchestrator, &id).await;
-    assert_eq!(ending, Ending::Done("aborted".into()));
+    assert_eq!(ending, Ending::Done(PhaseName::Aborted));
     let end = chaos.finish().await;
     assert!(
         matches!(&end.deployment(&id).phase, Phase::Aborted { reason } if reason.contains("RegisterTargets")),
@@ -746,7 +746,10 @@ async fn an_alarm_redelivered_after_its_rollback_completed_changes_nothing() {
         .await
         .unwrap();
     assert!(matches!(first, RevertOutcome::Reverted { .. }), "{first:?}");
-    assert_eq!(env.wait(&format!("{id}-revert")).await, Ending::Done("aborted".into()));
+    assert_eq!(
+        env.wait(&format!("{id}-revert")).await,
+        Ending::Done(PhaseName::Aborted)
+    );
 
     let again = greenlight_steps::revert_service(&env.local.ports, &event).await;
     let state = env.ledger(None).await;

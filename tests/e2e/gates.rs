@@ -1,7 +1,7 @@
 //! Health gates: a green that fails ELB health or the smoke test never gets traffic, is
 //! terminated, and the ledger says why.
 
-use greenlight_core::model::Phase;
+use greenlight_core::model::{Phase, PhaseName};
 use greenlight_e2e::{quick, App, Env};
 use greenlight_local::orchestrator::Ending;
 
@@ -34,7 +34,7 @@ async fn unhealthy_green_aborts_before_any_traffic() {
     let env = Env::new("unhealthy", quick).await;
     let ami = env.image("v2", App::Unhealthy).await;
     let (id, ending) = env.deploy("v2", &ami).await;
-    assert_eq!(ending, Ending::Done("aborted".into()));
+    assert_eq!(ending, Ending::Done(PhaseName::Aborted));
     assert_aborted_cleanly(&env, &id, "unhealthy").await;
 }
 
@@ -43,7 +43,7 @@ async fn failed_smoke_test_aborts_before_any_traffic() {
     let env = Env::new("smoke", quick).await;
     let ami = env.image("v2", App::SmokeFails).await;
     let (id, ending) = env.deploy("v2", &ami).await;
-    assert_eq!(ending, Ending::Done("aborted".into()));
+    assert_eq!(ending, Ending::Done(PhaseName::Aborted));
     assert_aborted_cleanly(&env, &id, "smoke test failed").await;
     let dep = env.deployment(&id).await;
     let Phase::Aborted { reason } = dep.phase else {

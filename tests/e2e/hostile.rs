@@ -10,6 +10,7 @@
 use async_trait::async_trait;
 use greenlight_adapters::{Ports, Prober};
 use greenlight_core::inbound::{IMAGE_PUBLISHED, SOURCE};
+use greenlight_core::model::PhaseName;
 use greenlight_e2e::{quick, sample_event, started, unique, App, Env};
 use greenlight_local::emulator::repo_root;
 use greenlight_local::fixture::alarm_name;
@@ -100,7 +101,7 @@ async fn an_event_cannot_point_the_smoke_test_at_another_host() {
         .expect("put events");
     assert_eq!(out.failed_entry_count, 0, "{out:?}");
     let id = started(&env.deliver(1).await[0]);
-    assert_eq!(env.wait(&id).await, Ending::Done("succeeded".into()));
+    assert_eq!(env.wait(&id).await, Ending::Done(PhaseName::Succeeded));
 
     // Every URL probed: a green instance's private address as EC2 reports it, the
     // registration's port and smoke path; and every green instance was probed.

@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use greenlight_adapters::{AdapterResult, LaunchRequest, Orchestrator, Ports};
 use greenlight_core::decide::ImageRequest;
+use greenlight_core::model::PhaseName;
 use greenlight_core::plan::{Step, StepInput};
 use greenlight_e2e::{image_published, quick, started, App, Env};
 use greenlight_local::orchestrator::Ending;
@@ -22,7 +23,7 @@ async fn duplicate_image_events_start_one_deployment() {
     let results = env.deliver(2).await;
     let (first, second) = (started(&results[0]), started(&results[1]));
     assert_eq!(first, second, "both events map to one deployment");
-    assert_eq!(env.wait(&first).await, Ending::Done("succeeded".into()));
+    assert_eq!(env.wait(&first).await, Ending::Done(PhaseName::Succeeded));
     let history = env.local.ports.ledger.history(&env.service).await.unwrap();
     assert_eq!(history.len(), 1, "one deployment in the ledger");
     let green = env.live_instances_of(&first).await;
@@ -49,7 +50,7 @@ async fn every_handler_rerun_after_success_changes_nothing() {
     let env = Env::new("rerun", quick).await;
     let ami = env.image("v2", App::Healthy).await;
     let (id, ending) = env.deploy("v2", &ami).await;
-    assert_eq!(ending, Ending::Done("succeeded".into()));
+    assert_eq!(ending, Ending::Done(PhaseName::Succeeded));
     let before = snapshot(&env, &id).await;
 
     let event = image_published(json!({"service": env.service, "version": "v2", "ami": ami}));
@@ -108,7 +109,7 @@ async fn launch_crashed_after_run_instances_is_completed_by_redelivery() {
         service: env.service.clone(),
         version: "v2".into(),
         ami: ami.clone(),
-        source: "greenlight".into(),
+        source: greenlight_core::model::ImageSource::Greenlight,
         requested_by: "e2e".into(),
         reason: None,
         attempt: 1,

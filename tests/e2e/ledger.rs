@@ -2,6 +2,7 @@
 //! and changes nothing; history is queryable per service.
 
 use greenlight_adapters::AdapterError;
+use greenlight_core::model::PhaseName;
 use greenlight_e2e::{quick, App, Env};
 use greenlight_local::orchestrator::Ending;
 
@@ -36,10 +37,10 @@ async fn history_lists_every_deployment_of_the_service_oldest_first() {
     let env = Env::new("history", quick).await;
     let v2 = env.image("v2", App::Unhealthy).await;
     let (aborted, ending) = env.deploy("v2", &v2).await;
-    assert_eq!(ending, Ending::Done("aborted".into()));
+    assert_eq!(ending, Ending::Done(PhaseName::Aborted));
     let v3 = env.image("v3", App::Healthy).await;
     let (succeeded, ending) = env.deploy("v3", &v3).await;
-    assert_eq!(ending, Ending::Done("succeeded".into()));
+    assert_eq!(ending, Ending::Done(PhaseName::Succeeded));
 
     let history = env.local.ports.ledger.history(&env.service).await.unwrap();
     let rows: Vec<(&str, &str, &str)> = history

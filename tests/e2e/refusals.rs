@@ -1,7 +1,9 @@
 //! Bad input gets a clear error and changes nothing: downgrades, malformed events,
 //! unknown services, images that do not exist or belong to another account.
 
+use greenlight_core::model::PhaseName;
 use greenlight_e2e::{image_published, quick, App, Env};
+use greenlight_local::orchestrator::Ending;
 use greenlight_steps::start_deployment;
 use serde_json::{json, Value};
 
@@ -22,6 +24,34 @@ async fn older_image_than_live_is_refused_through_eventbridge() {
     let err = result.expect_err("a downgrade must be refused");
     assert!(err.contains("older than the live version v1"), "{err}");
     assert!(err.contains("rollback"), "the error says what to do instead: {err}");
+    assert_eq!(world_snapshot(&env).await, before);
+}
+
+/// Found as a new user: pre-release identifiers compared as strings put `rc.10` before
+/// `rc.2`, so publishing rc.10 over a live rc.2 was refused as a downgrade.
+#[tokio::test]
+async fn release_candidate_10_deploys_over_a_live_release_candidate_2() {
+    let env = Env::new("semver-rc", quick).await;
+    let rc2 = env.image("2.0.0-rc.2", App::Healthy).await;
+    let (_, ending) = env.deploy("2.0.0-rc.2", &rc2).await;
+    assert_eq!(ending, Ending::Done(PhaseName::Succeeded));
+    let rc10 = env.image("2.0.0-rc.10", App::Healthy).await;
+
+    let (id, ending) = env.deploy("2.0.0-rc.10", &rc10).await;
+
+    assert_eq!(ending, Ending::Done(PhaseName::Succeeded));
+    let state = env.ledger(Some(&id)).await;
+    let live = state.service.live.expect("live release");
+    assert_eq!(
+        (live.version.as_str(), live.ami.as_str()),
+        ("2.0.0-rc.10", rc10.as_str())
+    );
+    // And rc.3 (after rc.10 as strings) is a downgrade: going back is a rollback's business.
+    let rc3 = env.image("2.0.0-rc.3", App::Healthy).await;
+    let before = world_snapshot(&env).await;
+    env.publish("2.0.0-rc.3", &rc3).await;
+    let err = env.deliver(1).await.remove(0).expect_err("rc.3 is older than rc.10");
+    assert!(err.contains("older than the live version 2.0.0-rc.10"), "{err}");
     assert_eq!(world_snapshot(&env).await, before);
 }
 
@@ -114,5 +144,8 @@ async fn no_deployment_starts_while_an_alarm_of_the_service_is_in_alarm() {
 
     set(aws_sdk_cloudwatch::types::StateValue::Ok).await;
     let (_, ending) = env.deploy("v2", &ami).await;
-    assert_eq!(ending, greenlight_local::orchestrator::Ending::Done("succeeded".into()));
+    assert_eq!(
+        ending,
+        greenlight_local::orchestrator::Ending::Done(PhaseName::Succeeded)
+    );
 }

@@ -1,7 +1,7 @@
 //! Rollouts that succeed: all at once and 10 → 50 → 100, bake window, retirement.
 
 use greenlight_adapters::tags;
-use greenlight_core::model::Phase;
+use greenlight_core::model::{Phase, PhaseName};
 use greenlight_core::plan::Step;
 use greenlight_e2e::{canary, quick, started, App, Env};
 use greenlight_local::orchestrator::Ending;
@@ -14,7 +14,7 @@ async fn all_at_once_rollout_moves_traffic_records_v2_and_retires_v1() {
 
     let (id, ending) = env.deploy("v2", &ami).await;
 
-    assert_eq!(ending, Ending::Done("succeeded".into()));
+    assert_eq!(ending, Ending::Done(PhaseName::Succeeded));
     assert_eq!(env.weights().await, [("b", 100)], "after: green serves everything");
     let state = env.ledger(Some(&id)).await;
     let live = state.service.live.as_ref().expect("live release");
@@ -28,7 +28,7 @@ async fn all_at_once_rollout_moves_traffic_records_v2_and_retires_v1() {
     let green = env.live_instances_of(&id).await;
     assert_eq!(green.len(), 2);
     for instance in &green {
-        assert_eq!(instance.state, "running");
+        assert_eq!(instance.state, greenlight_adapters::InstanceState::Running);
         assert_eq!(
             instance.tags.get(tags::MANAGED_BY).map(String::as_str),
             Some("greenlight")
@@ -73,7 +73,7 @@ async fn canary_rollout_steps_through_10_50_100_with_checks_between() {
         let out = p.result.clone().expect("no step fails");
         match p.step {
             Step::ShiftTraffic => seen.push(env.weights().await),
-            Step::CheckHealth if !seen.is_empty() && out.phase == "verified" => checks_between += 1,
+            Step::CheckHealth if !seen.is_empty() && out.phase == PhaseName::Verified => checks_between += 1,
             _ => {}
         }
         if out.next == "end" {
@@ -86,7 +86,7 @@ async fn canary_rollout_steps_through_10_50_100_with_checks_between() {
         "listener weights after each canary step"
     );
     assert_eq!(checks_between, 3, "green verified after 10%, 50% and 100%");
-    assert_eq!(env.wait(&id).await, Ending::Done("succeeded".into()));
+    assert_eq!(env.wait(&id).await, Ending::Done(PhaseName::Succeeded));
     let dep = env.deployment(&id).await;
     assert_eq!(dep.max_weight, 100);
     let notes: Vec<&str> = dep.timeline.iter().map(|m| m.note.as_str()).collect();
@@ -127,7 +127,7 @@ async fn blue_stays_warm_during_the_bake_window_then_is_terminated() {
         "warm blue must keep running: {blue:?}"
     );
 
-    assert_eq!(env.wait(&id).await, Ending::Done("succeeded".into()));
+    assert_eq!(env.wait(&id).await, Ending::Done(PhaseName::Succeeded));
     let blue = env.states(&env.world.blue_instances).await;
     assert!(
         blue.values().all(|s| s == "terminated"),
@@ -160,7 +160,7 @@ async fn a_listener_rule_switch_moves_only_that_rule() {
 
     let (id, ending) = env.deploy("v2", &ami).await;
 
-    assert_eq!(ending, Ending::Done("succeeded".into()));
+    assert_eq!(ending, Ending::Done(PhaseName::Succeeded));
     assert_eq!(env.weights().await, [("b", 100)], "the rule {rule} forwards to green");
     assert_eq!(
         lb.traffic(&listener_default).await.unwrap(),

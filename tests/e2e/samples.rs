@@ -17,7 +17,7 @@ fn every_sample_event_parses_as_documented() {
     let expected: &[(&str, &str)] = &[
         ("image-published.json", "image checkout v2.4.0"),
         ("image-published-retry.json", "image checkout v2.4.0 attempt 2"),
-        ("imagebuilder-image-available.json", "imagebuilder checkout 2.5.0"),
+        ("imagebuilder-image-available.json", "imagebuilder checkout 2.5.0/1"),
         ("imagebuilder-image-failed.json", "ignored"),
         ("s3-release-manifest-created.json", "manifest checkout v2.6.0"),
         ("s3-manifest-path-escape.json", "rejected: not a plain path"),

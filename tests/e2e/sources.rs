@@ -1,6 +1,8 @@
-//! The other image-published sources: an EC2 Image Builder image becoming AVAILABLE and a
-//! release manifest uploaded to S3 each start a deployment of the right AMI.
+//! The other image-published sources: an EC2 Image Builder image becoming AVAILABLE (its
+//! build number part of the release) and a release manifest uploaded to S3 each start a
+//! deployment of the right AMI.
 
+use greenlight_core::model::{ImageSource, PhaseName};
 use greenlight_e2e::{quick, started, App, Env};
 use greenlight_local::orchestrator::Ending;
 use greenlight_local::pump::Outcome;
@@ -12,12 +14,12 @@ fn sample(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
-#[tokio::test]
-async fn image_builder_available_event_deploys_the_ami_it_produced() {
-    let env = Env::new("imagebuilder", quick).await;
-    let ami = env.image("2.0.0", App::Healthy).await;
+/// Publishes build `build` of recipe version `version` as Image Builder would (an AMI tagged
+/// with the image's ARN, then the AVAILABLE event) and waits for the deployment it starts.
+async fn image_builder_build(env: &Env, version: &str, build: u32) -> (String, String, Ending) {
+    let ami = env.image(&format!("{version}-{build}"), App::Healthy).await;
     let image_arn = format!(
-        "arn:aws:imagebuilder:us-east-1:123456789012:image/{}/2.0.0/1",
+        "arn:aws:imagebuilder:us-east-1:123456789012:image/{}/{version}/{build}",
         env.service
     );
     let tag = aws_sdk_ec2::types::Tag::builder()
@@ -42,11 +44,46 @@ async fn image_builder_available_event_deploys_the_ami_it_produced() {
             .map(Outcome::Start)
             .map_err(|e| e.to_string()),
     );
+    let ending = env.wait(&id).await;
+    (id, ami, ending)
+}
 
-    assert_eq!(env.wait(&id).await, Ending::Done("succeeded".into()));
+#[tokio::test]
+async fn image_builder_available_event_deploys_the_ami_it_produced() {
+    let env = Env::new("imagebuilder", quick).await;
+
+    let (id, ami, ending) = image_builder_build(&env, "2.0.0", 1).await;
+
+    assert_eq!(ending, Ending::Done(PhaseName::Succeeded));
     let live = env.ledger(None).await.service.live.unwrap();
-    assert_eq!((live.version.as_str(), live.ami.as_str()), ("2.0.0", ami.as_str()));
-    assert_eq!(env.deployment(&id).await.source, "imagebuilder");
+    assert_eq!((live.version.as_str(), live.ami.as_str()), ("2.0.0/1", ami.as_str()));
+    assert_eq!(env.deployment(&id).await.source, ImageSource::ImageBuilder);
+}
+
+/// Found as a new user: the build number was dropped, so a rebuild of the live recipe
+/// version (a patched base image) was refused as "version reused with another AMI".
+#[tokio::test]
+async fn image_builder_rebuild_of_the_live_version_deploys_as_a_newer_release() {
+    let env = Env::new("ib-rebuild", quick).await;
+    let (_, _, first) = image_builder_build(&env, "2.0.0", 1).await;
+    assert_eq!(first, Ending::Done(PhaseName::Succeeded));
+
+    let (id, ami, rebuild) = image_builder_build(&env, "2.0.0", 2).await;
+
+    assert_eq!(rebuild, Ending::Done(PhaseName::Succeeded));
+    let state = env.ledger(Some(&id)).await;
+    let live = state.service.live.expect("live release");
+    assert_eq!((live.version.as_str(), live.ami.as_str()), ("2.0.0/2", ami.as_str()));
+    assert_eq!(
+        state.deployment.expect("deployment").blue.expect("blue").version,
+        "2.0.0/1"
+    );
+    assert_eq!(
+        env.weights().await.len(),
+        1,
+        "all traffic on one group: {:?}",
+        env.weights().await
+    );
 }
 
 #[tokio::test]
@@ -76,7 +113,7 @@ async fn release_manifest_in_s3_deploys_the_ami_it_names() {
             .map_err(|e| e.to_string()),
     );
 
-    assert_eq!(env.wait(&id).await, Ending::Done("succeeded".into()));
+    assert_eq!(env.wait(&id).await, Ending::Done(PhaseName::Succeeded));
     let dep = env.deployment(&id).await;
     assert_eq!(
         (dep.version.as_str(), dep.ami.as_str(), dep.requested_by.as_str()),

@@ -2,8 +2,8 @@
 //! EventBridge to steer-deployment): abort puts traffic back and cleans up at once; promote
 //! skips the remaining canary steps and the bake window but never the health gates.
 
-use greenlight_core::inbound::{ABORT_REQUESTED, PROMOTE_REQUESTED, SOURCE};
-use greenlight_core::model::Phase;
+use greenlight_core::inbound::{SteerAction, ABORT_REQUESTED, PROMOTE_REQUESTED, SOURCE};
+use greenlight_core::model::{Phase, PhaseName};
 use greenlight_e2e::{canary, started, App, Env};
 use greenlight_local::fixture::Spec;
 use greenlight_local::pump::{self, Outcome};
@@ -48,7 +48,10 @@ async fn promote_skips_the_remaining_canary_steps_and_the_bake_window() {
     let Outcome::Steer(outcome) = outcome else {
         panic!("{outcome:?}")
     };
-    assert_eq!((outcome.deploy_id.as_str(), outcome.action), (id.as_str(), "promote"));
+    assert_eq!(
+        (outcome.deploy_id.as_str(), outcome.action),
+        (id.as_str(), SteerAction::Promote)
+    );
 
     // Done long before the next 300 s canary step or the 3600 s bake window.
     let dep = env.wait_for_phase(&id, |p| *p == Phase::Succeeded).await;
@@ -77,7 +80,7 @@ async fn abort_puts_traffic_back_and_cleans_up_now_and_is_refused_once_green_is_
     let Outcome::Steer(outcome) = outcome else {
         panic!("{outcome:?}")
     };
-    assert_eq!(outcome.phase, "aborting");
+    assert_eq!(outcome.phase, PhaseName::Aborting);
     // The listener change is made by the request itself.
     assert_eq!(env.weights().await, [("a", 100)]);
     let dep = env.wait_for_phase(&id, |p| matches!(p, Phase::Aborted { .. })).await;

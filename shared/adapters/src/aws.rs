@@ -19,8 +19,8 @@
 
 use crate::http::HttpProber;
 use crate::{
-    tags, AdapterError, AdapterResult, ArtifactStore, Fleet, Instance, LaunchRequest, Ledger, LoadBalancer,
-    Orchestrator, Ports, RevertKey, StdoutMetrics, SystemClock,
+    tags, AdapterError, AdapterResult, ArtifactStore, Fleet, Instance, InstanceState, LaunchRequest, Ledger,
+    LoadBalancer, Orchestrator, Ports, RevertKey, StdoutMetrics, SystemClock,
 };
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{
@@ -878,18 +878,20 @@ fn tag_map(tags: &[Tag]) -> BTreeMap<String, String> {
 fn instance_of(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
     Some(Instance {
         instance_id: i.instance_id()?.to_string(),
-        state: i
-            .state()
-            .and_then(|s| s.name())
-            .map(|n| n.as_str().to_string())
-            .unwrap_or_else(|| "unknown".into()),
+        state: InstanceState::from_ec2(i.state().and_then(|s| s.name()).map(|n| n.as_str())),
         private_ip: i.private_ip_address().map(str::to_string),
         tags: tag_map(i.tags()),
     })
 }
 
-/// Every state but `terminated`.
-const NOT_TERMINATED: [&str; 5] = ["pending", "running", "shutting-down", "stopping", "stopped"];
+/// Every state but `terminated`, as EC2's `instance-state-name` filter takes them.
+fn not_terminated() -> Vec<&'static str> {
+    InstanceState::ALL
+        .into_iter()
+        .filter(|s| *s != InstanceState::Terminated)
+        .map(InstanceState::as_str)
+        .collect()
+}
 
 impl Ec2Fleet {
     /// DescribeInstances with filters, every page.
@@ -1006,7 +1008,7 @@ impl Fleet for Ec2Fleet {
     async fn instances_of(&self, deploy_id: &str) -> AdapterResult<Vec<Instance>> {
         self.find(vec![
             filter(&format!("tag:{}", tags::DEPLOY_ID), &[deploy_id]),
-            filter("instance-state-name", &NOT_TERMINATED),
+            filter("instance-state-name", &not_terminated()),
         ])
         .await
     }
@@ -1038,7 +1040,7 @@ impl Fleet for Ec2Fleet {
             .collect();
         let to_terminate: Vec<String> = found
             .iter()
-            .filter(|i| ours(i) && i.state != "terminated")
+            .filter(|i| ours(i) && i.state != InstanceState::Terminated)
             .map(|i| i.instance_id.clone())
             .collect();
         if !to_terminate.is_empty() {

@@ -126,12 +126,62 @@ pub struct LaunchRequest {
     pub launch: LaunchSettings,
 }
 
+/// An EC2 instance's state: EC2's `InstanceStateName`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InstanceState {
+    Pending,
+    Running,
+    ShuttingDown,
+    Terminated,
+    Stopping,
+    Stopped,
+}
+
+impl InstanceState {
+    /// Every state EC2 names.
+    pub const ALL: [InstanceState; 6] = [
+        InstanceState::Pending,
+        InstanceState::Running,
+        InstanceState::ShuttingDown,
+        InstanceState::Terminated,
+        InstanceState::Stopping,
+        InstanceState::Stopped,
+    ];
+
+    /// The state as EC2 spells it (`pending`, `running`, `shutting-down`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstanceState::Pending => "pending",
+            InstanceState::Running => "running",
+            InstanceState::ShuttingDown => "shutting-down",
+            InstanceState::Terminated => "terminated",
+            InstanceState::Stopping => "stopping",
+            InstanceState::Stopped => "stopped",
+        }
+    }
+
+    /// The state EC2 names `name`. An instance whose state EC2 did not name is taken as
+    /// `pending`: not yet serving (never smoke-tested) and not gone (still terminated by a
+    /// clean-up), the safe reading either way.
+    pub fn from_ec2(name: Option<&str>) -> Self {
+        Self::ALL
+            .into_iter()
+            .find(|s| Some(s.as_str()) == name)
+            .unwrap_or(InstanceState::Pending)
+    }
+}
+
+impl std::fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An EC2 instance as greenlight sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
     pub instance_id: String,
-    /// pending, running, shutting-down, terminated, stopping, stopped.
-    pub state: String,
+    pub state: InstanceState,
     pub private_ip: Option<String>,
     pub tags: BTreeMap<String, String>,
 }

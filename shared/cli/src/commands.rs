@@ -12,13 +12,14 @@ use crate::render;
 use crate::view::{self, now_ms, tg_name, HistoryRow, Status};
 use crate::watch::{self, Watcher};
 use greenlight_core::decide::check_version;
+use greenlight_core::detail;
 use greenlight_core::ids::{check_ami, DeployId};
 use greenlight_core::inbound::{ABORT_REQUESTED, IMAGE_PUBLISHED, PROMOTE_REQUESTED, ROLLBACK_REQUESTED};
-use greenlight_core::model::{Phase, Release};
+use greenlight_core::model::{Phase, PhaseName, Release};
 use greenlight_core::version::Version;
 use greenlight_core::{Refusal, ServiceConfig};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::time::Duration;
 
 /// How long a published event may take to show in the ledger before a watch gives up.
@@ -220,7 +221,7 @@ fn finish_watch(watcher: &Watcher, last: &Status, out: Output, extra: Option<Val
         (Output::Table, _) => watcher.note(&sentence),
     }
     match &last.deployment {
-        Some(d) if d.phase == "succeeded" => Ok(()),
+        Some(d) if d.phase == PhaseName::Succeeded => Ok(()),
         _ => Err(CliError::failed(sentence)),
     }
 }
@@ -328,18 +329,14 @@ async fn deploy(aws: &Aws, args: &DeployArgs, out: Output) -> CliResult<()> {
             policy.name()
         );
     }
-    let mut detail = json!({
-        "service": service,
-        "version": args.version,
-        "ami": args.ami,
-        "requested_by": requested_by,
+    let detail = to_detail(&detail::ImagePublished {
+        service: service.clone(),
+        version: args.version.clone(),
+        ami: args.ami.clone(),
+        requested_by: Some(requested_by.clone()),
+        reason: args.reason.clone(),
+        attempt: args.attempt,
     });
-    if let Some(reason) = &args.reason {
-        detail["reason"] = reason.clone().into();
-    }
-    if let Some(attempt) = args.attempt {
-        detail["attempt"] = attempt.into();
-    }
     let event_id = aws.publish(IMAGE_PUBLISHED, &detail).await?;
     let published = Published {
         event_id,
@@ -375,10 +372,12 @@ async fn rollback(aws: &Aws, args: &RollbackArgs, out: Output) -> CliResult<()> 
         in_flight.as_deref() == Some(plan.deploy_id.as_str())
             && args.to_version.as_deref().is_none_or(|v| v == plan.back_to)
     });
-    let mut detail = json!({"service": service, "reason": args.reason, "requested_by": requested_by});
-    if let Some(to) = &args.to_version {
-        detail["to_version"] = to.clone().into();
-    }
+    let detail = to_detail(&detail::RollbackRequested {
+        service: service.clone(),
+        to_version: args.to_version.clone(),
+        reason: args.reason.clone(),
+        requested_by: requested_by.clone(),
+    });
     let event_id = aws.publish(ROLLBACK_REQUESTED, &detail).await?;
     let next = match fast {
         Some(plan) => format!(
@@ -413,7 +412,7 @@ async fn rollback(aws: &Aws, args: &RollbackArgs, out: Output) -> CliResult<()> 
     let (target, is_redeploy) = find_rollback(aws, service, &event_id, in_flight.as_deref(), &watcher).await?;
     let last = watch::follow(aws, service, &target, &mut watcher, START_TIMEOUT).await?;
     let rolled_back = match &last.deployment {
-        Some(d) if is_redeploy => d.phase == "succeeded",
+        Some(d) if is_redeploy => d.phase == PhaseName::Succeeded,
         Some(d) => d.revert.is_some(),
         None => false,
     };
@@ -516,7 +515,7 @@ async fn steer(aws: &Aws, args: &SteerArgs, detail_type: &'static str, verb: &st
     };
     // The phases steer-deployment refuses or has nothing to do in, refused before publishing.
     if let Some(dep) = aws.load(service, Some(&active)).await?.deployment {
-        let (deploy_id, phase) = (dep.deploy_id.clone(), dep.phase.name().to_string());
+        let (deploy_id, phase) = (dep.deploy_id.clone(), dep.phase.kind());
         let refusal = match (verb, &dep.phase) {
             ("abort", Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded) => Some(format!(
                 "{}: `greenlight rollback {service} --reason ...`",
@@ -537,7 +536,11 @@ async fn steer(aws: &Aws, args: &SteerArgs, detail_type: &'static str, verb: &st
             return Err(CliError::failed(format!("{refusal}; nothing was published")));
         }
     }
-    let detail = json!({"service": service, "reason": args.reason, "requested_by": requested_by});
+    let detail = to_detail(&detail::SteerRequested {
+        service: service.clone(),
+        reason: args.reason.clone(),
+        requested_by: requested_by.clone(),
+    });
     let event_id = aws.publish(detail_type, &detail).await?;
     let next = match verb {
         "abort" => format!(
@@ -642,7 +645,12 @@ async fn drill(aws: &Aws, args: &DrillArgs, out: Output) -> CliResult<()> {
         )));
     }
     let reason = format!("drill: {}", args.reason);
-    let detail = json!({"service": service, "reason": reason, "requested_by": requested_by});
+    let detail = to_detail(&detail::RollbackRequested {
+        service: service.clone(),
+        to_version: None,
+        reason: reason.clone(),
+        requested_by: requested_by.clone(),
+    });
     let published_ms = now_ms();
     let event_id = aws.publish(ROLLBACK_REQUESTED, &detail).await?;
     eprintln!(
@@ -815,7 +823,7 @@ async fn drill_progress(
         };
         match &dep.phase {
             Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded => {
-                let live_at = dep.timeline.iter().find(|m| m.phase == "baking").map(|m| m.at);
+                let live_at = dep.timeline.iter().find(|m| m.phase == PhaseName::Baking).map(|m| m.at);
                 return Ok(Some(Reverted::Slow {
                     deploy_id: dep.deploy_id.clone(),
                     from: dep.blue.as_ref().map(|b| b.version.clone()),
@@ -834,6 +842,11 @@ async fn drill_progress(
         }
     }
     Ok(None)
+}
+
+/// The JSON `detail` of a greenlight event, from the typed detail inbound parses.
+fn to_detail(detail: &impl Serialize) -> Value {
+    serde_json::to_value(detail).expect("an event detail serializes")
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //! else (progress while watching or waiting) goes to stderr.
 
 use crate::view::{HistoryRow, ServiceRow, Status, TargetGroupView};
+use greenlight_core::decide::TargetState;
 use greenlight_core::ServiceConfig;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -96,7 +97,7 @@ pub fn services(rows: &[ServiceRow]) -> String {
             let (deploy, phase) = match &r.deployment {
                 Some(d) => (
                     format!("{} {}", d.deploy_id, d.version),
-                    format!("{} {}%", d.phase, d.weight),
+                    format!("{} {}%", crate::view::phase_name(d.phase), d.weight),
                 ),
                 None => ("-".into(), "-".into()),
             };
@@ -130,7 +131,7 @@ pub fn history(rows: &[HistoryRow]) -> String {
                 Some(reason) => format!("{}: {reason}", r.requested_by),
                 None => r.requested_by.clone(),
             };
-            let mut outcome = r.outcome.clone();
+            let mut outcome = r.outcome.to_string();
             if r.rollback {
                 outcome.push_str(" (rollback)");
             }
@@ -185,8 +186,8 @@ fn target_rows(groups: &[TargetGroupView]) -> String {
         }
         for (i, t) in g.targets.iter().enumerate() {
             let state = match &t.reason {
-                Some(r) if t.state != "healthy" => format!("{} ({r})", t.state),
-                _ => t.state.clone(),
+                Some(r) if t.state != TargetState::Healthy => format!("{} ({r})", t.state.as_str()),
+                _ => t.state.as_str().to_string(),
             };
             let lead = if i == 0 {
                 head.clone()
@@ -297,7 +298,7 @@ pub fn status_line(s: &Status) -> (String, String) {
         .target_groups
         .iter()
         .map(|g| {
-            let healthy = g.targets.iter().filter(|t| t.state == "healthy").count();
+            let healthy = g.targets.iter().filter(|t| t.state == TargetState::Healthy).count();
             format!(
                 "{} {} {}% {healthy}/{} healthy",
                 g.role,

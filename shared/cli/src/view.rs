@@ -4,8 +4,9 @@
 
 use crate::aws::Aws;
 use crate::error::CliResult;
+use greenlight_core::decide::TargetState;
 use greenlight_core::inbound::format_time;
-use greenlight_core::model::{Deployment, Phase, Release, RevertRecord, State};
+use greenlight_core::model::{Deployment, ImageSource, Phase, PhaseName, Release, RevertRecord, State, Trigger};
 use greenlight_core::ServiceConfig;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -67,7 +68,7 @@ pub struct QueuedView {
 /// How a deployment was rolled back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RevertView {
-    pub trigger: String,
+    pub trigger: Trigger,
     pub requested_by: String,
     pub reason: String,
     pub event_id: String,
@@ -79,7 +80,7 @@ pub struct RevertView {
 impl From<&RevertRecord> for RevertView {
     fn from(r: &RevertRecord) -> Self {
         RevertView {
-            trigger: r.trigger.clone(),
+            trigger: r.trigger,
             requested_by: r.requested_by.clone(),
             reason: r.reason.clone(),
             event_id: r.event_id.clone(),
@@ -98,9 +99,7 @@ pub struct DeploymentView {
     pub ami: String,
     /// The version it moves away from (None for a service with nothing live before).
     pub from_version: Option<String>,
-    /// `launching`, `verifying`, `verified`, `shifting`, `baking`, `retiring`, `succeeded`,
-    /// `aborting`, `aborted`.
-    pub phase: String,
+    pub phase: PhaseName,
     /// True once nothing more will happen to it (`succeeded`, `aborted`).
     pub ended: bool,
     /// Green's share of traffic the phase asks for (%).
@@ -114,7 +113,7 @@ pub struct DeploymentView {
     pub started_at: String,
     pub requested_by: String,
     pub reason: Option<String>,
-    pub source: String,
+    pub source: ImageSource,
     /// A rollback's redeployment of an earlier version.
     pub rollback: bool,
     pub bake_until: Option<String>,
@@ -156,7 +155,7 @@ impl DeploymentView {
             version: dep.version.clone(),
             ami: dep.ami.clone(),
             from_version: dep.blue.as_ref().map(|b| b.version.clone()),
-            phase: dep.phase.name().to_string(),
+            phase: dep.phase.kind(),
             ended: dep.phase.is_terminal(),
             weight: phase_weight(&dep.phase),
             canary_steps: config.rollout.canary_steps.clone(),
@@ -169,7 +168,7 @@ impl DeploymentView {
             started_at: format_time(dep.created_at),
             requested_by: dep.requested_by.clone(),
             reason: dep.reason.clone(),
-            source: dep.source.clone(),
+            source: dep.source,
             rollback: dep.rollback,
             bake_until: bake_until.map(format_time),
             bake_remaining_s: bake_until.map(|u| u.saturating_sub(now)),
@@ -186,8 +185,9 @@ impl DeploymentView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetView {
     pub instance_id: String,
-    /// `initial`, `healthy`, `unhealthy`, `unused`, `draining`, `unavailable`.
-    pub state: String,
+    /// `initial`, `healthy`, `unhealthy`, `unused`, `draining`, `unavailable`, `not registered`.
+    #[serde(serialize_with = "target_state_name")]
+    pub state: TargetState,
     pub reason: Option<String>,
 }
 
@@ -276,7 +276,7 @@ pub async fn status(aws: &Aws, service: &str, focus: Option<&str>) -> CliResult<
                 .into_iter()
                 .map(|t| TargetView {
                     instance_id: t.instance_id,
-                    state: t.state.as_str().to_string(),
+                    state: t.state,
                     reason: t.reason,
                 })
                 .collect(),
@@ -331,7 +331,9 @@ pub struct ServiceRow {
 pub struct InFlight {
     pub deploy_id: String,
     pub version: String,
-    pub phase: String,
+    /// None (shown as `starting`) until the deployment's item is written.
+    #[serde(serialize_with = "phase_or_starting")]
+    pub phase: Option<PhaseName>,
     pub weight: u8,
 }
 
@@ -367,7 +369,7 @@ pub async fn service_row(aws: &Aws, service: String) -> ServiceRow {
                 row.deployment = Some(InFlight {
                     deploy_id: dep.deploy_id.clone(),
                     version: dep.version.clone(),
-                    phase: dep.phase.name().to_string(),
+                    phase: Some(dep.phase.kind()),
                     weight: phase_weight(&dep.phase),
                 })
             }
@@ -375,7 +377,7 @@ pub async fn service_row(aws: &Aws, service: String) -> ServiceRow {
                 row.deployment = Some(InFlight {
                     deploy_id: active.clone(),
                     version: "?".into(),
-                    phase: "starting".into(),
+                    phase: None,
                     weight: 0,
                 })
             }
@@ -395,13 +397,13 @@ pub struct HistoryRow {
     /// When it ended (None while in flight).
     pub finished_at: Option<String>,
     /// `succeeded`, `aborted`, or the phase of a deployment in flight.
-    pub outcome: String,
+    pub outcome: PhaseName,
     pub ended: bool,
     /// Why it was aborted (a rollback says who rolled it back and why).
     pub abort_reason: Option<String>,
     pub requested_by: String,
     pub reason: Option<String>,
-    pub source: String,
+    pub source: ImageSource,
     pub rollback: bool,
     pub promoted_by: Option<String>,
     /// From start to every green target healthy and smoke-tested.
@@ -421,7 +423,7 @@ impl From<&Deployment> for HistoryRow {
             ami: dep.ami.clone(),
             started_at: format_time(dep.created_at),
             finished_at: ended.then(|| format_time(dep.updated_at)),
-            outcome: dep.phase.name().to_string(),
+            outcome: dep.phase.kind(),
             ended,
             abort_reason: match &dep.phase {
                 Phase::Aborting { reason, .. } | Phase::Aborted { reason } => Some(reason.clone()),
@@ -429,7 +431,7 @@ impl From<&Deployment> for HistoryRow {
             },
             requested_by: dep.requested_by.clone(),
             reason: dep.reason.clone(),
-            source: dep.source.clone(),
+            source: dep.source,
             rollback: dep.rollback,
             promoted_by: dep.promoted_by.clone(),
             time_to_healthy_s: dep.healthy_at.map(|h| h.saturating_sub(dep.created_at)),
@@ -438,4 +440,19 @@ impl From<&Deployment> for HistoryRow {
             receipt_to_revert_ms: dep.revert.as_ref().and_then(RevertRecord::receipt_to_revert_ms),
         }
     }
+}
+
+/// A target's state as the load balancer spells it (`not registered` when it is not).
+fn target_state_name<S: serde::Serializer>(state: &TargetState, out: S) -> Result<S::Ok, S::Error> {
+    out.serialize_str(state.as_str())
+}
+
+/// The phase's name, or `starting` before the deployment's item exists.
+fn phase_or_starting<S: serde::Serializer>(phase: &Option<PhaseName>, out: S) -> Result<S::Ok, S::Error> {
+    out.serialize_str(phase_name(*phase))
+}
+
+/// What `services` shows as the phase of a deployment in flight.
+pub fn phase_name(phase: Option<PhaseName>) -> &'static str {
+    phase.map_or("starting", PhaseName::as_str)
 }

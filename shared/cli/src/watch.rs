@@ -8,6 +8,7 @@ use crate::cli::Output;
 use crate::error::{CliError, CliResult};
 use crate::render;
 use crate::view::{self, Status};
+use greenlight_core::model::PhaseName;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
@@ -107,7 +108,7 @@ pub async fn follow(
 /// One sentence on how a followed deployment ended.
 pub fn ending(status: &Status) -> String {
     match &status.deployment {
-        Some(d) if d.phase == "succeeded" => format!(
+        Some(d) if d.phase == PhaseName::Succeeded => format!(
             "deployment {} succeeded: {} {} is live",
             d.deploy_id, status.service, d.version
         ),

@@ -12,140 +12,14 @@
 
 use crate::config::{LaunchSettings, NewImagePolicy, ServiceConfig, Switch};
 use crate::ids::DeployId;
-use crate::inbound::format_time;
-use crate::model::{Deployment, LastRevert, Phase, Release, RevertPlan, ServiceState, State};
+use crate::model::{Deployment, LastRevert, Phase, PhaseName, Release, RevertPlan, ServiceState, State, Trigger};
+pub use crate::request::{
+    HealthReport, ImageFacts, ImageRequest, RevertRequest, SmokeResult, TargetHealth, TargetState,
+};
+use crate::rfc3339::format as format_time;
 use crate::version::{Version, VersionError};
 use crate::Epoch;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-
-/// A request to deploy an image, from any image-published source.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageRequest {
-    pub service: String,
-    pub version: String,
-    pub ami: String,
-    /// `imagebuilder`, `s3-manifest` or `greenlight`.
-    pub source: String,
-    pub requested_by: String,
-    #[serde(default)]
-    pub reason: Option<String>,
-    /// 1 for the first deployment of this image; a higher number re-deploys it after an abort.
-    #[serde(default = "first_attempt")]
-    pub attempt: u32,
-    /// Set for a rollback that redeploys an earlier version: the triggering event's id. Such
-    /// a deployment may go to an older version than live, and supersedes any deployment.
-    #[serde(default)]
-    pub rollback_of: Option<String>,
-}
-
-fn first_attempt() -> u32 {
-    1
-}
-
-impl ImageRequest {
-    /// The deployment this request maps to (duplicates map to the same one).
-    pub fn deploy_id(&self) -> DeployId {
-        match &self.rollback_of {
-            Some(event_id) => DeployId::derive_rollback(&self.service, &self.version, &self.ami, event_id),
-            None => DeployId::derive(&self.service, &self.version, &self.ami, self.attempt),
-        }
-    }
-
-    /// True for a rollback's redeployment of an earlier version.
-    pub fn is_rollback(&self) -> bool {
-        self.rollback_of.is_some()
-    }
-}
-
-/// A request to roll a service back to its previous version (an engineer or an alarm).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RevertRequest {
-    pub service: String,
-    /// `engineer` or `alarm`.
-    pub trigger: String,
-    /// The engineer, or `alarm:<name>`.
-    pub requested_by: String,
-    pub reason: String,
-    /// The version to go back to; None = the previous one.
-    #[serde(default)]
-    pub to_version: Option<String>,
-    /// The event's id and own time (milliseconds since the epoch).
-    pub event_id: String,
-    pub event_time_ms: u64,
-}
-
-/// What EC2 says about the AMI to deploy (observed by start-deployment).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ImageFacts {
-    pub owner: String,
-    pub available: bool,
-    pub tags: BTreeMap<String, String>,
-}
-
-/// ELB target health states (and `Missing`: not registered at all).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TargetState {
-    Initial,
-    Healthy,
-    Unhealthy,
-    Unused,
-    Draining,
-    Unavailable,
-    Missing,
-}
-
-impl TargetState {
-    /// The state's name as the load balancer spells it (`initial`, `healthy`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TargetState::Initial => "initial",
-            TargetState::Healthy => "healthy",
-            TargetState::Unhealthy => "unhealthy",
-            TargetState::Unused => "unused",
-            TargetState::Draining => "draining",
-            TargetState::Unavailable => "unavailable",
-            TargetState::Missing => "not registered",
-        }
-    }
-}
-
-/// One green target's health as the load balancer reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TargetHealth {
-    pub instance_id: String,
-    pub state: TargetState,
-    #[serde(default)]
-    pub reason: Option<String>,
-}
-
-/// One green instance's smoke-test result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SmokeResult {
-    pub instance_id: String,
-    pub passed: bool,
-    pub detail: String,
-}
-
-/// What check-health saw. Smoke results are present only when every target was healthy.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthReport {
-    pub targets: Vec<TargetHealth>,
-    pub smoke: Vec<SmokeResult>,
-}
-
-impl HealthReport {
-    /// True when every one of `instances` is registered and healthy (the smoke test is due).
-    pub fn all_healthy(&self, instances: &[String]) -> bool {
-        !instances.is_empty()
-            && instances.iter().all(|id| {
-                self.targets
-                    .iter()
-                    .any(|t| &t.instance_id == id && t.state == TargetState::Healthy)
-            })
-    }
-}
 
 /// Everything that can happen to a deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -338,9 +212,9 @@ pub enum Refusal {
     #[error("a rollback of {service} to {version} is queued; publish this image again once it is live")]
     RollbackPending { service: String, version: String },
     #[error("deployment {deploy_id} is {phase}: too late to abort; roll back instead")]
-    TooLateToAbort { deploy_id: String, phase: String },
+    TooLateToAbort { deploy_id: String, phase: PhaseName },
     #[error("deployment {deploy_id} is {phase}: there is nothing to promote")]
-    NothingToPromote { deploy_id: String, phase: String },
+    NothingToPromote { deploy_id: String, phase: PhaseName },
     #[error("cannot roll {service} back instantly: {why}")]
     NothingWarm { service: String, why: String },
     #[error(
@@ -353,6 +227,17 @@ pub enum Refusal {
     },
     #[error("refusing to retire blue: the switch point still forwards traffic to {target_group}")]
     BlueStillServing { target_group: String },
+}
+
+impl crate::inbound::SteerRequest {
+    /// The decision event this request is for the deployment in flight.
+    pub fn event(&self) -> Event {
+        let (requested_by, reason) = (self.requested_by.clone(), self.reason.clone());
+        match self.action {
+            crate::inbound::SteerAction::Abort => Event::AbortRequested { requested_by, reason },
+            crate::inbound::SteerAction::Promote => Event::Promote { requested_by, reason },
+        }
+    }
 }
 
 /// Decides what `event` does to `state` at time `now`.
@@ -644,7 +529,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         (Event::AbortRequested { .. }, phase @ (Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded)) => {
             return Err(Refusal::TooLateToAbort {
                 deploy_id: dep.deploy_id.clone(),
-                phase: phase.name().into(),
+                phase: phase.kind(),
             });
         }
         (Event::Promote { .. }, _) if dep.promoted_by.is_some() => {
@@ -678,7 +563,7 @@ pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         (Event::Promote { .. }, phase @ (Phase::Aborting { .. } | Phase::Aborted { .. })) => {
             return Err(Refusal::NothingToPromote {
                 deploy_id: dep.deploy_id.clone(),
-                phase: phase.name().into(),
+                phase: phase.kind(),
             });
         }
         (event, phase) => {
@@ -925,7 +810,7 @@ fn start(
         version: request.version.clone(),
         ami: request.ami.clone(),
         gen: 0,
-        source: request.source.clone(),
+        source: request.source,
         requested_by: request.requested_by.clone(),
         reason: request.reason.clone(),
         blue: service.live.clone(),
@@ -1127,7 +1012,7 @@ fn revert(
             });
         }
     }
-    if request.trigger == "alarm" && dep.rollback {
+    if request.trigger == Trigger::Alarm && dep.rollback {
         // The version we rolled back to alarms too: going back again would ping-pong.
         let why = format!(
             "{} alarmed during the rollback to {} ({}); greenlight stopped: decide by hand (roll back with to_version, or deploy a fix)",
@@ -1151,7 +1036,7 @@ fn revert(
     }
     let untouched = dep.max_weight == 0;
     dep.revert = Some(crate::model::RevertRecord {
-        trigger: request.trigger.clone(),
+        trigger: request.trigger,
         requested_by: request.requested_by.clone(),
         reason: request.reason.clone(),
         event_id: request.event_id.clone(),
@@ -1220,7 +1105,7 @@ fn traffic_back(dep: &mut Deployment, at_ms: u64, now: Epoch) -> Option<String> 
     let text = format!("traffic back on {} {ms} ms after the event", record.back_to);
     dep.timeline.push(crate::model::Mark {
         at: now,
-        phase: dep.phase.name().into(),
+        phase: dep.phase.kind(),
         note: text.clone(),
     });
     dep.updated_at = now;
@@ -1240,7 +1125,7 @@ pub fn rollback_target(
         service: name.clone(),
         why: "nothing is live".into(),
     })?;
-    let went_live = |d: &Deployment| d.timeline.iter().any(|m| m.phase == "baking");
+    let went_live = |d: &Deployment| d.timeline.iter().any(|m| m.phase == PhaseName::Baking);
     let mut recorded: Vec<Release> = Vec::new();
     for d in history {
         recorded.extend(d.blue.clone());

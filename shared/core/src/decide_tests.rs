@@ -4,7 +4,8 @@
 use super::*;
 use crate::config::tests::sample;
 use crate::config::NewImagePolicy;
-use crate::model::{Release, ServiceState};
+use crate::model::{ImageSource, Release, ServiceState};
+use std::collections::BTreeMap;
 
 const NOW: Epoch = 1_000_000;
 const AMI_V1: &str = "ami-0000000000000000a";
@@ -25,7 +26,7 @@ fn request(version: &str, ami: &str) -> ImageRequest {
         service: "checkout".into(),
         version: version.into(),
         ami: ami.into(),
-        source: "greenlight".into(),
+        source: ImageSource::Greenlight,
         requested_by: "ci".into(),
         reason: None,
         attempt: 1,
@@ -731,7 +732,7 @@ fn rollback(event_time_ms: u64) -> Event {
     Event::Revert {
         request: RevertRequest {
             service: "checkout".into(),
-            trigger: "engineer".into(),
+            trigger: Trigger::Engineer,
             requested_by: "alice".into(),
             reason: "errors up".into(),
             to_version: None,
@@ -766,7 +767,7 @@ fn rollback_with(edit: impl FnOnce(&mut RevertRequest), flipped_after_ms: Option
 fn alarm_rollback(flipped_after_ms: Option<u64>) -> Event {
     rollback_with(
         |request| {
-            request.trigger = "alarm".into();
+            request.trigger = Trigger::Alarm;
             request.requested_by = "alarm:checkout-5xx".into();
         },
         flipped_after_ms,

@@ -5,10 +5,12 @@
 //!
 //! Every field that reaches AWS is validated here; a rejected event changes nothing.
 
-use crate::decide::{ImageRequest, RevertRequest};
+use crate::detail;
 use crate::ids::{check_ami, check_service, quote, sanitize};
+use crate::model::{ImageSource, Trigger};
+use crate::request::{ImageRequest, RevertRequest};
 use crate::version::Version;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Our own event source.
@@ -57,12 +59,29 @@ pub enum Inbound {
 }
 
 /// What an engineer asks of the deployment in flight.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SteerAction {
     /// Stop it: traffic back on the previous version, green terminated (`AbortRequested`).
     Abort,
     /// Skip its remaining canary steps and bake window (`PromoteRequested`).
     Promote,
+}
+
+impl SteerAction {
+    /// `abort` or `promote`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SteerAction::Abort => "abort",
+            SteerAction::Promote => "promote",
+        }
+    }
+}
+
+impl std::fmt::Display for SteerAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// An `AbortRequested` or `PromoteRequested` event.
@@ -75,14 +94,36 @@ pub struct SteerRequest {
     pub event_id: String,
 }
 
-impl SteerRequest {
-    /// The decision event this request is for the deployment in flight.
-    pub fn event(&self) -> crate::decide::Event {
-        let (requested_by, reason) = (self.requested_by.clone(), self.reason.clone());
-        match self.action {
-            SteerAction::Abort => crate::decide::Event::AbortRequested { requested_by, reason },
-            SteerAction::Promote => crate::decide::Event::Promote { requested_by, reason },
+/// A CloudWatch alarm's state, as CloudWatch spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AlarmState {
+    Ok,
+    Alarm,
+    InsufficientData,
+}
+
+impl AlarmState {
+    /// `OK`, `ALARM` or `INSUFFICIENT_DATA`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlarmState::Ok => "OK",
+            AlarmState::Alarm => "ALARM",
+            AlarmState::InsufficientData => "INSUFFICIENT_DATA",
         }
+    }
+
+    /// The state CloudWatch names `text`, if it is one.
+    pub fn parse(text: &str) -> Option<Self> {
+        [AlarmState::Ok, AlarmState::Alarm, AlarmState::InsufficientData]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for AlarmState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -90,9 +131,9 @@ impl SteerRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlarmChange {
     pub alarm_name: String,
-    /// `ALARM`, `OK` or `INSUFFICIENT_DATA`.
-    pub state: String,
-    pub previous_state: Option<String>,
+    pub state: AlarmState,
+    /// The state before, when the event says (and names one of the three).
+    pub previous_state: Option<AlarmState>,
     /// CloudWatch's words for the change.
     pub reason: String,
     pub event_id: String,
@@ -105,7 +146,7 @@ impl AlarmChange {
         let reason: String = self.reason.chars().take(300).collect();
         RevertRequest {
             service: service.to_string(),
-            trigger: "alarm".into(),
+            trigger: Trigger::Alarm,
             requested_by: format!("alarm:{}", self.alarm_name),
             reason: format!("alarm {} in ALARM: {reason}", self.alarm_name),
             to_version: None,
@@ -140,41 +181,6 @@ fn bounded(field: &str, value: &str, max: usize) -> Result<(), InboundError> {
         )));
     }
     Ok(())
-}
-
-/// The `detail` of our `ImagePublished` event.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImagePublishedDetail {
-    service: String,
-    version: String,
-    ami: String,
-    #[serde(default)]
-    requested_by: Option<String>,
-    #[serde(default)]
-    reason: Option<String>,
-    #[serde(default)]
-    attempt: Option<u32>,
-}
-
-/// The `detail` of our `RollbackRequested` event.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RollbackDetail {
-    service: String,
-    #[serde(default)]
-    to_version: Option<String>,
-    reason: String,
-    requested_by: String,
-}
-
-/// The `detail` of our `AbortRequested` and `PromoteRequested` events.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SteerDetail {
-    service: String,
-    reason: String,
-    requested_by: String,
 }
 
 /// An engineer's request must say who asked and why, within bounds (the ledger records both).
@@ -212,7 +218,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
         .ok_or_else(|| InboundError::Malformed("missing object field detail".into()))?;
     match (source, detail_type) {
         (SOURCE, IMAGE_PUBLISHED) => {
-            let d: ImagePublishedDetail = serde_json::from_value(detail.clone())
+            let d: detail::ImagePublished = serde_json::from_value(detail.clone())
                 .map_err(|e| InboundError::Malformed(format!("ImagePublished detail: {}", sanitize(&e.to_string()))))?;
             check_service(&d.service).map_err(|e| InboundError::Invalid(e.to_string()))?;
             check_ami(&d.ami).map_err(|e| InboundError::Invalid(e.to_string()))?;
@@ -230,7 +236,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
                 service: d.service,
                 version: d.version,
                 ami: d.ami,
-                source: SOURCE.into(),
+                source: ImageSource::Greenlight,
                 requested_by,
                 reason: d.reason,
                 attempt,
@@ -238,7 +244,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
             }))
         }
         (SOURCE, ROLLBACK_REQUESTED) => {
-            let d: RollbackDetail = serde_json::from_value(detail.clone()).map_err(|e| {
+            let d: detail::RollbackRequested = serde_json::from_value(detail.clone()).map_err(|e| {
                 InboundError::Malformed(format!("RollbackRequested detail: {}", sanitize(&e.to_string())))
             })?;
             check_service(&d.service).map_err(|e| InboundError::Invalid(e.to_string()))?;
@@ -249,7 +255,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
             let (event_id, event_time_ms) = id_and_time(event)?;
             Ok(Inbound::Rollback(RevertRequest {
                 service: d.service,
-                trigger: "engineer".into(),
+                trigger: Trigger::Engineer,
                 requested_by: d.requested_by,
                 reason: d.reason,
                 to_version: d.to_version,
@@ -258,7 +264,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
             }))
         }
         (SOURCE, detail_type @ (ABORT_REQUESTED | PROMOTE_REQUESTED)) => {
-            let d: SteerDetail = serde_json::from_value(detail.clone())
+            let d: detail::SteerRequested = serde_json::from_value(detail.clone())
                 .map_err(|e| InboundError::Malformed(format!("{detail_type} detail: {}", sanitize(&e.to_string()))))?;
             check_service(&d.service).map_err(|e| InboundError::Invalid(e.to_string()))?;
             who_and_why(detail_type, &d.requested_by, &d.reason)?;
@@ -278,18 +284,17 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
         ("aws.cloudwatch", ALARM_STATE_CHANGE) => {
             let alarm_name = text(detail, "/alarmName")?;
             bounded("alarmName", alarm_name, 255)?;
-            let state = text(detail, "/state/value")?;
-            if !["ALARM", "OK", "INSUFFICIENT_DATA"].contains(&state) {
-                return Err(InboundError::Invalid(format!("unknown alarm state {}", quote(state))));
-            }
+            let state_text = text(detail, "/state/value")?;
+            let state = AlarmState::parse(state_text)
+                .ok_or_else(|| InboundError::Invalid(format!("unknown alarm state {}", quote(state_text))))?;
             let (event_id, event_time_ms) = id_and_time(event)?;
             Ok(Inbound::Alarm(AlarmChange {
                 alarm_name: alarm_name.to_string(),
-                state: state.to_string(),
+                state,
                 previous_state: detail
                     .pointer("/previousState/value")
                     .and_then(Value::as_str)
-                    .map(sanitize),
+                    .and_then(AlarmState::parse),
                 // CloudWatch's words, recorded with a revert: no control characters, bounded.
                 reason: sanitize(
                     detail
@@ -398,97 +403,17 @@ pub fn steer_patterns() -> Vec<(&'static str, Value)> {
     )]
 }
 
-/// An RFC 3339 UTC time as EventBridge writes it (`2026-11-24T10:00:00Z`, optionally with
-/// fractional seconds or a `+00:00` offset) in milliseconds since the epoch.
+/// An RFC 3339 UTC time as AWS writes it in events, in milliseconds since the epoch
+/// ([`crate::rfc3339::parse_ms`]).
 pub fn parse_time_ms(text: &str) -> Result<u64, InboundError> {
-    let bad = || {
-        InboundError::Invalid(format!(
-            "time {} is not an RFC 3339 UTC time like 2026-11-24T10:00:00Z",
-            quote(text)
-        ))
-    };
-    let body = text
-        .strip_suffix('Z')
-        .or_else(|| text.strip_suffix("+00:00"))
-        .ok_or_else(bad)?;
-    let (date, clock) = body.split_once('T').ok_or_else(bad)?;
-    let number = |s: &str, len: usize| -> Result<u64, InboundError> {
-        if s.len() != len || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        s.parse().map_err(|_| bad())
-    };
-    let mut d = date.split('-');
-    let (year, month, day) = match (d.next(), d.next(), d.next(), d.next()) {
-        (Some(y), Some(m), Some(d), None) => (number(y, 4)?, number(m, 2)?, number(d, 2)?),
-        _ => return Err(bad()),
-    };
-    let (hms, fraction) = match clock.split_once('.') {
-        Some((hms, f)) => (hms, Some(f)),
-        None => (clock, None),
-    };
-    let mut c = hms.split(':');
-    let (hour, minute, second) = match (c.next(), c.next(), c.next(), c.next()) {
-        (Some(h), Some(m), Some(s), None) => (number(h, 2)?, number(m, 2)?, number(s, 2)?),
-        _ => return Err(bad()),
-    };
-    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = match month {
-        2 if leap => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    };
-    if !(1970..=9999).contains(&year) || !(1..=12).contains(&month) || !(1..=month_days).contains(&day) {
-        return Err(bad());
-    }
-    if hour > 23 || minute > 59 || second > 60 {
-        return Err(bad());
-    }
-    let millis = match fraction {
-        None => 0,
-        Some(f) if !f.is_empty() && f.len() <= 9 && f.bytes().all(|b| b.is_ascii_digit()) => {
-            let padded = format!("{f:0<3}");
-            padded[..3].parse::<u64>().map_err(|_| bad())?
-        }
-        Some(_) => return Err(bad()),
-    };
-    // Days since 1970-01-01 (Howard Hinnant's days_from_civil).
-    let (y, m) = if month <= 2 {
-        (year - 1, month + 9)
-    } else {
-        (year, month - 3)
-    };
-    let era = y / 400;
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Ok(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+    crate::rfc3339::parse_ms(text).map_err(|e| InboundError::Invalid(e.to_string()))
 }
 
-/// Seconds since the epoch as an RFC 3339 UTC time (`2026-11-24T10:00:00Z`).
-pub fn format_time(epoch_s: u64) -> String {
-    let (days, rest) = (epoch_s / 86_400, epoch_s % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's civil_from_days).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
-}
+pub use crate::rfc3339::format as format_time;
 
-/// `arn:aws:imagebuilder:<region>:<account>:image/<name>/<version>/<build>` → (name, version).
+/// `arn:aws:imagebuilder:<region>:<account>:image/<name>/<version>/<build>` → (name,
+/// `<version>/<build>`): the build number is part of the release, so a rebuild of the same
+/// recipe version (a patched base image) is a newer release than the build that is live.
 pub fn parse_image_arn(arn: &str) -> Result<(String, String), InboundError> {
     let bad = || {
         InboundError::Invalid(format!(
@@ -502,9 +427,10 @@ pub fn parse_image_arn(arn: &str) -> Result<(String, String), InboundError> {
     }
     let resource: Vec<&str> = parts[5].split('/').collect();
     match resource.as_slice() {
-        ["image", name, version, build] if !name.is_empty() && !build.is_empty() && Version::parse(version).is_ok() => {
+        ["image", name, version, build] if !name.is_empty() => {
+            let release = Version::image_builder(version, build).map_err(|_| bad())?;
             bounded("image name", name, 128)?;
-            Ok((name.to_string(), version.to_string()))
+            Ok((name.to_string(), release.to_string()))
         }
         _ => Err(bad()),
     }
@@ -587,7 +513,7 @@ pub fn parse_manifest(body: &[u8], service: &str, version: &str) -> Result<Image
         service: service.to_string(),
         version: version.to_string(),
         ami: m.ami,
-        source: "s3-manifest".into(),
+        source: ImageSource::S3Manifest,
         requested_by,
         reason: m.reason,
         attempt: 1,
@@ -623,7 +549,7 @@ mod tests {
             json!({"state": {"status": "AVAILABLE"}}),
         );
         assert!(
-            matches!(parse(&e, MANIFEST_PREFIX).unwrap(), Inbound::ImageBuilder { image_name, version, .. } if image_name == "checkout" && version == "2.1.0")
+            matches!(parse(&e, MANIFEST_PREFIX).unwrap(), Inbound::ImageBuilder { image_name, version, .. } if image_name == "checkout" && version == "2.1.0/1")
         );
         let e = envelope(
             "aws.imagebuilder",
@@ -995,7 +921,10 @@ mod tests {
             r.reason
         );
         assert!(r.reason.contains("Threshold Crossed\\n"), "{}", r.reason);
-        assert_eq!(a.previous_state.as_deref(), Some("OK\\r\\n"));
+        assert_eq!(
+            a.previous_state, None,
+            "a previous state CloudWatch does not have is dropped"
+        );
         // An ignored image's note is logged: escaped too.
         let mut failed = envelope(
             "aws.imagebuilder",

@@ -4,21 +4,29 @@
 //! AWS types, so it can be table-tested and simulated:
 //! - [`config`]: a service's registration (switch point, target groups, gates, canary, bake);
 //! - [`model`]: the ledger's records (service state, deployments, phases, releases);
+//! - [`request`]: what handlers bring to a decision (requests from events, observations);
 //! - [`decide`](mod@decide): `decide(state, event, now) -> (state, effects)`;
 //! - [`plan`]: the step sequence the orchestrator runs (and the Step Functions definition
 //!   generated from it);
 //! - [`inbound`]: parsing of the events that start deployments;
+//! - [`detail`]: the typed `detail` of greenlight's own events (the CLI publishes them);
 //! - [`metrics`]: the milestones a decision reached, as CloudWatch Embedded Metric Format;
 //! - [`ids`]: deterministic deployment ids and idempotency tokens;
-//! - [`version`]: version ordering (no silent downgrades).
+//! - [`version`]: version ordering, SemVer's (no silent downgrades);
+//! - [`rfc3339`]: the times AWS writes in events;
+//! - [`rng`]: the seeded PRNG of the simulator, the fuzz generator and the chaos adapters.
 
 pub mod config;
 pub mod decide;
+pub mod detail;
 pub mod ids;
 pub mod inbound;
 pub mod metrics;
 pub mod model;
 pub mod plan;
+pub mod request;
+pub mod rfc3339;
+pub mod rng;
 pub mod version;
 
 pub use config::{ConfigError, ServiceConfig};

@@ -135,7 +135,7 @@ mod tests {
     fn deployment() -> Deployment {
         serde_json::from_value(json!({
             "deploy_id": "d-1", "service": "web", "version": "v2", "ami": "ami-1", "gen": 1,
-            "source": "test", "requested_by": "ci", "reason": null, "blue": null, "green_tg": "tg-b",
+            "source": "greenlight", "requested_by": "ci", "reason": null, "blue": null, "green_tg": "tg-b",
             "green_instances": [], "phase": {"phase": "verifying", "weight": 0, "polls": 0}, "max_weight": 0,
             "created_at": 1000, "updated_at": 1000, "healthy_at": null, "revert": null, "rollback": false,
             "timeline": []
@@ -182,7 +182,7 @@ mod tests {
     fn traffic_back_emits_time_to_revert_from_the_event_and_from_receipt() {
         let mut before = deployment();
         before.revert = Some(RevertRecord {
-            trigger: "alarm".into(),
+            trigger: crate::model::Trigger::Alarm,
             requested_by: "alarm:web-5xx".into(),
             reason: "5xx".into(),
             event_id: "e-1".into(),

@@ -1,9 +1,11 @@
 //! The ledger's records. The ledger is the source of truth: every handler reads these,
 //! decides, writes them back conditionally (on `gen`), then makes the world match.
 
-use crate::decide::ImageRequest;
+use crate::request::{ImageRequest, RevertRequest};
+pub use crate::request::{ImageSource, Trigger};
 use crate::{config::ServiceConfig, Epoch};
 use serde::{Deserialize, Serialize};
+use std::fmt;
 
 /// A version of a service running on a fleet in one target group.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,7 +60,7 @@ pub struct ServiceState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevertClaim {
     pub deploy_id: String,
-    pub request: crate::decide::RevertRequest,
+    pub request: RevertRequest,
     pub received_at_ms: u64,
 }
 
@@ -129,19 +131,24 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Which phase this is, without its data (timelines, views, the ledger's `phase`).
+    pub fn kind(&self) -> PhaseName {
+        match self {
+            Phase::Launching => PhaseName::Launching,
+            Phase::Verifying { .. } => PhaseName::Verifying,
+            Phase::Verified { .. } => PhaseName::Verified,
+            Phase::Shifting { .. } => PhaseName::Shifting,
+            Phase::Baking { .. } => PhaseName::Baking,
+            Phase::Retiring { .. } => PhaseName::Retiring,
+            Phase::Succeeded => PhaseName::Succeeded,
+            Phase::Aborting { .. } => PhaseName::Aborting,
+            Phase::Aborted { .. } => PhaseName::Aborted,
+        }
+    }
+
     /// The phase's name, as stored in the ledger's `phase` attribute.
     pub fn name(&self) -> &'static str {
-        match self {
-            Phase::Launching => "launching",
-            Phase::Verifying { .. } => "verifying",
-            Phase::Verified { .. } => "verified",
-            Phase::Shifting { .. } => "shifting",
-            Phase::Baking { .. } => "baking",
-            Phase::Retiring { .. } => "retiring",
-            Phase::Succeeded => "succeeded",
-            Phase::Aborting { .. } => "aborting",
-            Phase::Aborted { .. } => "aborted",
-        }
+        self.kind().as_str()
     }
 
     /// True once nothing more will happen to this deployment.
@@ -150,19 +157,76 @@ impl Phase {
     }
 }
 
+/// A phase's name: the closed set of [`Phase`]'s variants, serialised as the ledger has always
+/// spelt them (`launching`, …, `aborted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseName {
+    Launching,
+    Verifying,
+    Verified,
+    Shifting,
+    Baking,
+    Retiring,
+    Succeeded,
+    Aborting,
+    Aborted,
+}
+
+impl PhaseName {
+    /// Every phase, in the order a deployment goes through them.
+    pub const ALL: [PhaseName; 9] = [
+        PhaseName::Launching,
+        PhaseName::Verifying,
+        PhaseName::Verified,
+        PhaseName::Shifting,
+        PhaseName::Baking,
+        PhaseName::Retiring,
+        PhaseName::Succeeded,
+        PhaseName::Aborting,
+        PhaseName::Aborted,
+    ];
+
+    /// The name as the ledger, the timelines and the CLI spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseName::Launching => "launching",
+            PhaseName::Verifying => "verifying",
+            PhaseName::Verified => "verified",
+            PhaseName::Shifting => "shifting",
+            PhaseName::Baking => "baking",
+            PhaseName::Retiring => "retiring",
+            PhaseName::Succeeded => "succeeded",
+            PhaseName::Aborting => "aborting",
+            PhaseName::Aborted => "aborted",
+        }
+    }
+
+    /// True once nothing more will happen to a deployment in this phase.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, PhaseName::Succeeded | PhaseName::Aborted)
+    }
+}
+
+impl fmt::Display for PhaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One line of a deployment's timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
     pub at: Epoch,
-    pub phase: String,
+    /// The phase the deployment was in (or entered) when this was noted.
+    pub phase: PhaseName,
     pub note: String,
 }
 
 /// Why and how fast a deployment was rolled back. Times in milliseconds since the epoch.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevertRecord {
-    /// `engineer` (a rollback event) or `alarm`.
-    pub trigger: String,
+    pub trigger: Trigger,
     /// The engineer, or `alarm:<name>`.
     pub requested_by: String,
     pub reason: String,
@@ -199,8 +263,8 @@ pub struct Deployment {
     pub ami: String,
     /// Generation for conditional writes; bumped by the ledger on every write.
     pub gen: u64,
-    /// Where the request came from: `imagebuilder`, `s3-manifest`, `greenlight`.
-    pub source: String,
+    /// Where the request came from.
+    pub source: ImageSource,
     pub requested_by: String,
     #[serde(default)]
     pub reason: Option<String>,
@@ -234,7 +298,7 @@ impl Deployment {
     pub fn enter(&mut self, phase: Phase, now: Epoch, note: impl Into<String>) {
         self.timeline.push(Mark {
             at: now,
-            phase: phase.name().to_string(),
+            phase: phase.kind(),
             note: note.into(),
         });
         self.phase = phase;
@@ -260,4 +324,102 @@ pub struct State {
     pub config: ServiceConfig,
     pub service: ServiceState,
     pub deployment: Option<Deployment>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    /// Items as the code before the closed-set enums wrote them (strings everywhere): they
+    /// still read, and are written back byte for byte the same.
+    #[test]
+    fn ledger_items_written_before_the_enums_read_and_write_back_unchanged() {
+        let deployment = json!({
+            "deploy_id": "d-0123456789abcdef0123", "service": "checkout", "version": "v2",
+            "ami": "ami-0123456789abcdef0", "gen": 7, "source": "rollback",
+            "requested_by": "alarm:checkout-5xx", "reason": "rollback: p99",
+            "blue": {"version": "v1", "ami": "ami-00000001", "target_group": "arn:tg/a",
+                     "instance_ids": ["i-1"], "deploy_id": null},
+            "green_tg": "arn:tg/b", "green_instances": ["i-2"],
+            "phase": {"phase": "aborted", "reason": "rolled back"}, "max_weight": 100,
+            "created_at": 1000, "updated_at": 1300, "healthy_at": 1100,
+            "revert": {"trigger": "alarm", "requested_by": "alarm:checkout-5xx", "reason": "5xx",
+                       "event_id": "e-1", "event_time_ms": 1_200_000, "received_at_ms": 1_200_100,
+                       "back_to": "v1", "traffic_back_at_ms": 1_200_400},
+            "rollback": false,
+            "timeline": [
+                {"at": 1000, "phase": "launching", "note": "started"},
+                {"at": 1100, "phase": "verified", "note": "gates passed"},
+                {"at": 1150, "phase": "baking", "note": "live"},
+                {"at": 1200, "phase": "aborting", "note": "alarm"},
+                {"at": 1300, "phase": "aborted", "note": "done"}
+            ]
+        });
+        let dep: Deployment = serde_json::from_value(deployment.clone()).unwrap();
+        assert_eq!(
+            (dep.source, dep.revert.as_ref().unwrap().trigger),
+            (ImageSource::Rollback, Trigger::Alarm)
+        );
+        assert_eq!(dep.timeline[2].phase, PhaseName::Baking);
+        assert_eq!(serde_json::to_value(&dep).unwrap(), deployment);
+
+        let request = |source: &str| {
+            json!({"service": "checkout", "version": "2.5.0/1", "ami": "ami-00000002", "source": source,
+                   "requested_by": "ci", "reason": null, "attempt": 1, "rollback_of": null})
+        };
+        for (text, source) in [
+            ("greenlight", ImageSource::Greenlight),
+            ("imagebuilder", ImageSource::ImageBuilder),
+            ("s3-manifest", ImageSource::S3Manifest),
+            ("rollback", ImageSource::Rollback),
+        ] {
+            let parsed: ImageRequest = serde_json::from_value(request(text)).unwrap();
+            assert_eq!(parsed.source, source);
+            assert_eq!(serde_json::to_value(&parsed).unwrap(), request(text));
+            assert_eq!(source.to_string(), text);
+        }
+        let state: Value = json!({
+            "service": "checkout", "gen": 3, "live": null, "warm": null, "active": "d-0123456789abcdef0123",
+            "lease_until": 2000, "queued": request("s3-manifest"), "last_revert": null, "attention": null,
+            "revert_plan": null,
+            "revert_claim": {"deploy_id": "d-0123456789abcdef0123", "received_at_ms": 5,
+                             "request": {"service": "checkout", "trigger": "engineer", "requested_by": "alice",
+                                         "reason": "p99", "to_version": null, "event_id": "e-2",
+                                         "event_time_ms": 4}}
+        });
+        let parsed: ServiceState = serde_json::from_value(state.clone()).unwrap();
+        assert_eq!(parsed.revert_claim.as_ref().unwrap().request.trigger, Trigger::Engineer);
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), state);
+        // A value outside the closed set is refused, not guessed.
+        let mut odd = deployment.clone();
+        odd["source"] = "ftp".into();
+        assert!(serde_json::from_value::<Deployment>(odd).is_err());
+    }
+
+    #[test]
+    fn phase_names_are_the_ledger_spelling_of_every_phase() {
+        for name in PhaseName::ALL {
+            assert_eq!(serde_json::to_value(name).unwrap(), json!(name.as_str()));
+        }
+        let phases = [
+            Phase::Launching,
+            Phase::Verifying { weight: 0, polls: 0 },
+            Phase::Verified { weight: 0 },
+            Phase::Shifting { from: 0, to: 10 },
+            Phase::Baking { until: 0 },
+            Phase::Retiring { drain_until: 0 },
+            Phase::Succeeded,
+            Phase::Aborting {
+                reason: String::new(),
+                drain_until: 0,
+            },
+            Phase::Aborted { reason: String::new() },
+        ];
+        for (phase, name) in phases.iter().zip(PhaseName::ALL) {
+            assert_eq!(phase.kind(), name);
+            assert_eq!(serde_json::to_value(phase).unwrap()["phase"], json!(name.as_str()));
+            assert_eq!(phase.is_terminal(), name.is_terminal());
+        }
+    }
 }

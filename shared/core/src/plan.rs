@@ -7,7 +7,7 @@
 //! never push a deployment backwards.
 
 use crate::config::ServiceConfig;
-use crate::model::{Deployment, Phase};
+use crate::model::{Deployment, Phase, PhaseName};
 use crate::Epoch;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -124,7 +124,7 @@ pub struct StepOutput {
     pub next: String,
     pub wait_s: u64,
     /// The deployment's phase after the step (for logs and progress).
-    pub phase: String,
+    pub phase: PhaseName,
     /// What the step did, in words.
     pub note: String,
 }
@@ -137,7 +137,7 @@ impl StepOutput {
             deploy_id: deployment.deploy_id.clone(),
             next: route.next.map(Step::name).unwrap_or(END).to_string(),
             wait_s: route.wait_s,
-            phase: deployment.phase.name().to_string(),
+            phase: deployment.phase.kind(),
             note,
         }
     }

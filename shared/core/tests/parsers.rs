@@ -24,7 +24,8 @@ mod oracle;
 
 use greenlight_core::inbound::MANIFEST_PREFIX;
 use greenlight_core::plan::StepInput;
-use mutate::{Entropy, SplitMix64};
+use greenlight_core::rng::Rng;
+use mutate::Entropy;
 use oracle::{preview, Verdict};
 use serde_json::Value;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -119,9 +120,9 @@ impl Family {
     }
 
     /// The generator of case `i` (each case reproducible on its own).
-    fn rng(&self, i: usize) -> SplitMix64 {
-        let mut mix = SplitMix64(self.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        SplitMix64(mix.next_u64())
+    fn rng(&self, i: usize) -> Rng {
+        let mut mix = Rng::from_state(self.seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        Rng::from_state(Entropy::next_u64(&mut mix))
     }
 
     /// Runs one check; `input` describes the case when it fails.

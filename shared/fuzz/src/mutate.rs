@@ -2,10 +2,11 @@
 //! the JSON samples in `events/` (drop a field, change its type, replace a string with a
 //! hostile one — empty, huge, unicode look-alikes, `../`, `%2F`, control characters —,
 //! numbers out of range, nested junk, fields of one event grafted onto another) and of raw
-//! bytes. Every choice comes from an [`Entropy`]: a seeded [`SplitMix64`] in the stable
+//! bytes. Every choice comes from an [`Entropy`]: a seeded [`Rng`] (SplitMix64) in the stable
 //! property test (`shared/core/tests/parsers.rs`, which includes this file), the fuzzer's
 //! input bytes ([`ByteEntropy`]) in the `inbound_structured` fuzz target.
 
+use greenlight_core::rng::Rng;
 use serde_json::{json, Map, Value};
 
 /// Where the random choices come from.
@@ -33,16 +34,10 @@ pub fn pick<'a, T>(e: &mut impl Entropy, items: &'a [T]) -> &'a T {
     &items[e.below(items.len())]
 }
 
-/// The splitmix64 generator: tiny, seeded, the same sequence on every machine.
-pub struct SplitMix64(pub u64);
-
-impl Entropy for SplitMix64 {
+/// greenlight's seeded PRNG (SplitMix64): the same sequence on every machine.
+impl Entropy for Rng {
     fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        Rng::next_u64(self)
     }
 }
 

@@ -16,6 +16,7 @@
 use greenlight_core::config::ServiceConfig;
 use greenlight_core::ids::{check_ami, check_service, DeployId};
 use greenlight_core::inbound::{self, Inbound};
+use greenlight_core::model::{ImageSource, Trigger};
 use greenlight_core::plan::StepInput;
 use greenlight_core::version::Version;
 use serde_json::Value;
@@ -106,15 +107,22 @@ fn ami(id: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A version: parses, is at most 64 ASCII characters with no path or URL syntax, and its
-/// canonical form parses back to the same version.
+/// A version: parses, is at most 64 ASCII characters with no path or URL syntax (a `/` only
+/// before an Image Builder build number: digits to the end), and its canonical form parses
+/// back to the same version.
 fn version(text: &str) -> Result<(), String> {
     let parsed = Version::parse(text).map_err(|_| format!("accepted the version {}", preview(text)))?;
+    let image_build_ok = match text.split_once('/') {
+        None => true,
+        Some((_, build)) => build
+            .split('+')
+            .next()
+            .is_some_and(|b| !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit())),
+    };
     let plain = text.len() <= 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-        && !text.contains("..");
+        && text.bytes().all(|b| b.is_ascii_alphanumeric() || b".-+/".contains(&b))
+        && !text.contains("..")
+        && image_build_ok;
     if !plain || Version::parse(&parsed.to_string()) != Ok(parsed) {
         return Err(format!("accepted the version {}", preview(text)));
     }
@@ -178,7 +186,7 @@ fn accepted(inbound: &Inbound, prefix: &str) -> Result<(), String> {
             if let Some(reason) = &r.reason {
                 text("reason", reason, 512)?;
             }
-            if !(1..=1000).contains(&r.attempt) || r.rollback_of.is_some() || r.source != inbound::SOURCE {
+            if !(1..=1000).contains(&r.attempt) || r.rollback_of.is_some() || r.source != ImageSource::Greenlight {
                 return Err(format!("accepted an image request {r:?}"));
             }
         }
@@ -213,7 +221,7 @@ fn accepted(inbound: &Inbound, prefix: &str) -> Result<(), String> {
             }
             who_and_why(&r.requested_by, &r.reason)?;
             event_id(&r.event_id)?;
-            if r.trigger != "engineer" {
+            if r.trigger != Trigger::Engineer {
                 return Err(format!("accepted a rollback with trigger {:?}", r.trigger));
             }
         }
@@ -225,12 +233,6 @@ fn accepted(inbound: &Inbound, prefix: &str) -> Result<(), String> {
         Inbound::Alarm(a) => {
             text("alarm name", &a.alarm_name, 255)?;
             event_id(&a.event_id)?;
-            if !["ALARM", "OK", "INSUFFICIENT_DATA"].contains(&a.state.as_str()) {
-                return Err(format!("accepted the alarm state {}", preview(&a.state)));
-            }
-            if let Some(previous) = &a.previous_state {
-                text("previous alarm state", previous, 4 * 301)?;
-            }
             // What a revert records of the alarm: bounded however long CloudWatch's words are.
             let r = a.revert_request("checkout");
             if r.reason.chars().count() > 600 || r.reason.contains(char::is_control) {

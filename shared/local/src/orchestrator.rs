@@ -7,6 +7,7 @@
 
 use async_trait::async_trait;
 use greenlight_adapters::{AdapterResult, Orchestrator, Ports};
+use greenlight_core::model::PhaseName;
 use greenlight_core::plan::{Step, StepInput, StepOutput, END};
 use greenlight_steps::run_step;
 use serde_json::{json, Value};
@@ -31,7 +32,7 @@ pub struct Progress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
     /// The plan reached `end`; the deployment's final phase.
-    Done(String),
+    Done(PhaseName),
     /// The execution failed (abort-deployment failed, or an unplanned route).
     Failed(String),
 }

@@ -9,7 +9,8 @@
 //!   deliveries; crashes after any AWS call; clock jumps; images, alarms, rollbacks,
 //!   aborts, promotions, policy changes);
 //! - [`invariants`]: the safety checks after every step and the liveness checks at the end;
-//! - [`rng`]: the only source of randomness, so a seed replays exactly;
+//! - randomness: only `greenlight_core::rng` (shared with the fuzz generator), seeded per
+//!   run, so a seed replays exactly;
 //! - [`scale`]: the benchmarks' scale scenario (K services deploying at once) and its report;
 //! - [`meter`]: what the handlers' adapter calls would cost in AWS (requests per operation,
 //!   DynamoDB capacity), for the scale report.
@@ -20,7 +21,6 @@
 pub mod invariants;
 pub mod ledger;
 pub mod meter;
-pub mod rng;
 pub mod scale;
 pub mod sim;
 pub mod world;

@@ -45,8 +45,8 @@
 
 use async_trait::async_trait;
 use greenlight_adapters::{
-    AdapterError, AdapterResult, Alarms, ArtifactStore, Fleet, Instance, LaunchRequest, Ledger, LoadBalancer,
-    Orchestrator, Ports, RevertKey,
+    AdapterError, AdapterResult, Alarms, ArtifactStore, Fleet, Instance, InstanceState, LaunchRequest, Ledger,
+    LoadBalancer, Orchestrator, Ports, RevertKey,
 };
 use greenlight_core::config::Switch;
 use greenlight_core::decide::{ImageFacts, RevertRequest, TargetHealth};
@@ -490,7 +490,7 @@ impl Fleet for Metered {
             i.tags.get(tags::MANAGED_BY).map(String::as_str) == Some(tags::MANAGED_BY_VALUE)
                 && i.tags.get(tags::SERVICE).map(String::as_str) == Some(service)
         };
-        if found.iter().any(|i| ours(i) && i.state != "terminated") {
+        if found.iter().any(|i| ours(i) && i.state != InstanceState::Terminated) {
             self.meter.count("ec2:TerminateInstances", 1);
         }
         self.ports.fleet.terminate(service, instance_ids).await

@@ -25,10 +25,10 @@
 //! then lost, and reported so.
 
 use crate::meter::Usage;
-use crate::rng::Rng;
 use crate::sim::{Ghost, Options, Pending, Sim};
 use crate::world::{Behaviour, Timings};
 use greenlight_core::inbound::IMAGE_PUBLISHED;
+use greenlight_core::rng::Rng;
 use greenlight_core::ServiceConfig;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};

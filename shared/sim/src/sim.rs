@@ -20,7 +20,6 @@
 use crate::invariants::Checker;
 use crate::ledger::MemLedger;
 use crate::meter::{metered, Meter};
-use crate::rng::Rng;
 use crate::world::{Aws, Behaviour, Image, Timings, World};
 use greenlight_adapters::chaos::{crashing, Tripwire};
 use greenlight_adapters::{tags, Ledger, Ports, RecordedMetrics};
@@ -31,6 +30,7 @@ use greenlight_core::inbound::{
 };
 use greenlight_core::model::Release;
 use greenlight_core::plan::{Step, StepInput, StepOutput};
+use greenlight_core::rng::Rng;
 use greenlight_core::ServiceConfig;
 use greenlight_local::pump::{deliver, Outcome};
 use greenlight_steps::{run_step, StepError};
@@ -882,7 +882,7 @@ impl Sim {
             return None;
         }
         let Some(step) = next else {
-            self.end(i, Ok(x.current.phase.clone()));
+            self.end(i, Ok(x.current.phase.to_string()));
             return None;
         };
         self.stats.task_runs += 1;

@@ -8,8 +8,8 @@
 
 use async_trait::async_trait;
 use greenlight_adapters::{
-    AdapterError, AdapterResult, Alarms, ArtifactStore, Clock, Fleet, Instance, LaunchRequest, LoadBalancer,
-    Orchestrator, Prober,
+    AdapterError, AdapterResult, Alarms, ArtifactStore, Clock, Fleet, Instance, InstanceState, LaunchRequest,
+    LoadBalancer, Orchestrator, Prober,
 };
 use greenlight_core::config::Switch;
 use greenlight_core::decide::{ImageFacts, TargetHealth, TargetState};
@@ -142,11 +142,11 @@ impl Aws {
     }
 
     /// The EC2 state name of an instance now.
-    pub fn state(&self, instance: &SimInstance) -> &'static str {
+    pub fn state(&self, instance: &SimInstance) -> InstanceState {
         match instance.terminated_ms {
-            Some(_) => "terminated",
-            None if self.now_ms < instance.launched_ms + self.timings.pending_ms => "pending",
-            None => "running",
+            Some(_) => InstanceState::Terminated,
+            None if self.now_ms < instance.launched_ms + self.timings.pending_ms => InstanceState::Pending,
+            None => InstanceState::Running,
         }
     }
 
@@ -304,7 +304,7 @@ fn describe(aws: &Aws, ids: &[String]) -> Vec<Instance> {
             let i = aws.instances.get(id)?;
             Some(Instance {
                 instance_id: id.clone(),
-                state: aws.state(i).to_string(),
+                state: aws.state(i),
                 private_ip: Some(i.ip.clone()),
                 tags: i.tags.clone(),
             })
@@ -450,7 +450,7 @@ impl Prober for World {
             .unwrap_or_default();
         let instance = aws
             .instance_at(host)
-            .filter(|i| aws.state(i) == "running")
+            .filter(|i| aws.state(i) == InstanceState::Running)
             .ok_or_else(|| format!("connect {host}: connection refused"))?;
         match aws.images.get(&instance.ami).map(|i| i.behaviour) {
             Some(Behaviour::Healthy) => Ok((200, "ok".into())),

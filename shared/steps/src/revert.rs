@@ -18,8 +18,8 @@ use crate::start::{start_request, StartOutcome};
 use crate::StepError;
 use greenlight_adapters::{Ports, RevertKey};
 use greenlight_core::decide::{alarm_loop, rollback_target, Event, ImageRequest, RevertRequest};
-use greenlight_core::inbound::{self, Inbound};
-use greenlight_core::model::ServiceState;
+use greenlight_core::inbound::{self, AlarmState, Inbound};
+use greenlight_core::model::{ImageSource, PhaseName, ServiceState, Trigger};
 use greenlight_core::Refusal;
 use serde::Serialize;
 use serde_json::Value;
@@ -34,7 +34,7 @@ pub enum RevertOutcome {
         service: String,
         deploy_id: String,
         /// The deployment's phase after the event (`aborting`, or later).
-        phase: String,
+        phase: PhaseName,
         note: String,
     },
     /// Nothing warm to flip to: the earlier version's image is deployed again through the
@@ -66,7 +66,7 @@ pub async fn revert_service(ports: &Ports, event: &Value) -> Result<RevertOutcom
             (request, flipped)
         }
         Inbound::Alarm(change) => {
-            if change.state != "ALARM" {
+            if change.state != AlarmState::Alarm {
                 return Ok(ignored(format!(
                     "alarm {} is {}: nothing to do",
                     change.alarm_name, change.state
@@ -156,7 +156,7 @@ async fn revert(
                 request.service
             ))
         })?;
-        if request.trigger == "alarm" {
+        if request.trigger == Trigger::Alarm {
             let alarm = request.requested_by.trim_start_matches("alarm:");
             if !state.config.alarms.iter().any(|a| a == alarm) {
                 return Ok(ignored(format!(
@@ -183,7 +183,7 @@ async fn revert(
                     let outcome = RevertOutcome::Reverted {
                         service: dep.service.clone(),
                         deploy_id: dep.deploy_id.clone(),
-                        phase: dep.phase.name().to_string(),
+                        phase: dep.phase.kind(),
                         note: notes.join("; "),
                     };
                     info!(?outcome, "revert-service done");
@@ -196,7 +196,7 @@ async fn revert(
                 }
                 Err(e) => return Err(e),
             }
-        } else if request.trigger == "alarm" {
+        } else if request.trigger == Trigger::Alarm {
             if let Some(done) = already_reverted_by(ports, &state.service, &request.event_id).await? {
                 return Ok(ignored(done));
             }
@@ -248,7 +248,7 @@ async fn redeploy(ports: &Ports, service: &ServiceState, request: &RevertRequest
         service: request.service.clone(),
         version: target.version.clone(),
         ami: target.ami.clone(),
-        source: "rollback".into(),
+        source: ImageSource::Rollback,
         requested_by: request.requested_by.clone(),
         reason: Some(format!("rollback: {}", request.reason)),
         attempt: 1,

@@ -6,6 +6,7 @@ use crate::StepError;
 use greenlight_adapters::Ports;
 use greenlight_core::decide::{Event, ImageRequest};
 use greenlight_core::inbound::{self, Inbound};
+use greenlight_core::model::ImageSource;
 use greenlight_core::plan::StepOutput;
 use serde_json::Value;
 use tracing::{info, info_span, Instrument};
@@ -63,7 +64,7 @@ pub async fn start_deployment(ports: &Ports, event: &Value) -> Result<StartOutco
                 service,
                 version,
                 ami,
-                source: "imagebuilder".into(),
+                source: ImageSource::ImageBuilder,
                 requested_by: "ec2-image-builder".into(),
                 reason: Some(format!("image {image_arn} available")),
                 attempt: 1,

@@ -9,6 +9,7 @@ use crate::engine::{drive, with_conflict_retries};
 use crate::StepError;
 use greenlight_adapters::Ports;
 use greenlight_core::inbound::{self, Inbound, SteerAction, SteerRequest};
+use greenlight_core::model::PhaseName;
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, info_span, Instrument};
@@ -18,10 +19,9 @@ use tracing::{info, info_span, Instrument};
 pub struct SteerOutcome {
     pub service: String,
     pub deploy_id: String,
-    /// `abort` or `promote`.
-    pub action: &'static str,
+    pub action: SteerAction,
     /// The deployment's phase after the request.
-    pub phase: String,
+    pub phase: PhaseName,
     pub note: String,
 }
 
@@ -34,11 +34,8 @@ pub async fn steer_deployment(ports: &Ports, event: &Value) -> Result<SteerOutco
                 .into(),
         )),
     };
-    let action = match request.action {
-        SteerAction::Abort => "abort",
-        SteerAction::Promote => "promote",
-    };
-    let span = info_span!("steer", service = %request.service, event_id = %request.event_id, action);
+    let action = request.action;
+    let span = info_span!("steer", service = %request.service, event_id = %request.event_id, action = action.as_str());
     async {
         let outcome = with_conflict_retries(|| steer(ports, &request, action)).await?;
         info!(deploy_id = %outcome.deploy_id, phase = %outcome.phase, note = %outcome.note, "steered");
@@ -48,7 +45,7 @@ pub async fn steer_deployment(ports: &Ports, event: &Value) -> Result<SteerOutco
     .await
 }
 
-async fn steer(ports: &Ports, request: &SteerRequest, action: &'static str) -> Result<SteerOutcome, StepError> {
+async fn steer(ports: &Ports, request: &SteerRequest, action: SteerAction) -> Result<SteerOutcome, StepError> {
     let service = &request.service;
     let state = ports
         .ledger
@@ -71,7 +68,7 @@ async fn steer(ports: &Ports, request: &SteerRequest, action: &'static str) -> R
         service: service.clone(),
         deploy_id: dep.deploy_id.clone(),
         action,
-        phase: dep.phase.name().to_string(),
+        phase: dep.phase.kind(),
         note: notes.join("; "),
     })
 }

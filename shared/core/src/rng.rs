@@ -1,17 +1,30 @@
-//! The simulator's only source of randomness: SplitMix64, seeded per run, so a seed replays
-//! the same interleaving exactly (no HashMap iteration order, no wall clock, no threads).
+//! The one seeded PRNG of greenlight's proofs: SplitMix64 (Steele, Lea and Flood, "Fast
+//! splittable pseudorandom number generators", OOPSLA 2014). The simulator's scheduler, the
+//! parsers' property test and fuzz generator, and the chaos adapters' interleavings draw from
+//! it, so a seed replays exactly on every machine. Never used by `decide`: the core's
+//! decisions take no randomness.
 
 /// A small, fast, seedable PRNG (SplitMix64).
 #[derive(Debug, Clone)]
 pub struct Rng(u64);
 
+/// SplitMix64's increment (the golden ratio, 2^64 / φ).
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
 impl Rng {
+    /// The generator of run `seed` (the simulator's seeds).
     pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+        Rng(seed ^ GOLDEN)
+    }
+
+    /// The generator whose state is `state` (SplitMix64 as published: its first output is
+    /// the mix of `state + GOLDEN`).
+    pub fn from_state(state: u64) -> Rng {
+        Rng(state)
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        self.0 = self.0.wrapping_add(GOLDEN);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -58,6 +71,18 @@ mod tests {
         let c: Vec<u64> = (0..5).scan(Rng::new(43), |r, _| Some(r.next_u64())).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn is_splitmix64_as_published() {
+        // The reference implementation's first outputs for state 0 (Vigna's splitmix64.c).
+        let mut rng = Rng::from_state(0);
+        assert_eq!(rng.next_u64(), 0xE220_A839_7B1D_CDAF);
+        assert_eq!(rng.next_u64(), 0x6E78_9E6A_A1B9_65F4);
+        assert_eq!(
+            Rng::new(0).next_u64(),
+            Rng::from_state(0x9E37_79B9_7F4A_7C15).next_u64()
+        );
     }
 
     #[test]

@@ -111,7 +111,7 @@ impl Stack {
         tokio::spawn(async move {
             loop {
                 let delivered = pump::receive_each(&local, Duration::from_secs(1), |event, _| {
-                    let function = functions[pump::target_function(&event)].clone();
+                    let function = functions[greenlight_core::inbound::EventTarget::of(&event).function_name()].clone();
                     let errors = errors.clone();
                     async move {
                         if let Err(error) = function.invoke(&event).await {

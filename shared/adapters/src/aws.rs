@@ -35,7 +35,7 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use greenlight_core::config::Switch;
 use greenlight_core::decide::RevertRequest;
 use greenlight_core::decide::{ImageFacts, TargetHealth, TargetState};
-use greenlight_core::model::{Deployment, Release, RevertClaim, RevertPlan, ServiceState, State};
+use greenlight_core::model::{ClaimGuard, Deployment, Release, RevertClaim, RevertPlan, ServiceState, State};
 use greenlight_core::ServiceConfig;
 use serde::de::DeserializeOwned;
 use std::collections::{BTreeMap, HashMap};
@@ -277,20 +277,6 @@ pub struct DynamoLedger {
 
 type Item = HashMap<String, AttributeValue>;
 
-/// An alarm's claim of a revert plan older than this no longer holds the plan (its handler
-/// died and was not retried; Lambda's async retries come within minutes).
-pub const STALE_CLAIM_MS: u64 = 15 * 60 * 1000;
-
-/// What a commit of `after` may do to an alarm's pending claim of the revert plan (see
-/// `DynamoLedger::alarm_plan_updates`): the event whose claim it completes (the rollback the
-/// deployment records), and the time (ms) before which a claim is stale.
-pub fn plan_claim_guard(after: &State) -> (Option<&str>, u64) {
-    let dep = after.deployment.as_ref();
-    let claimed_by = dep.and_then(|d| d.revert.as_ref()).map(|r| r.event_id.as_str());
-    let decided_at_ms = dep.map_or(0, |d| d.updated_at.saturating_mul(1000));
-    (claimed_by, decided_at_ms.saturating_sub(STALE_CLAIM_MS))
-}
-
 const CONFIG_SK: &str = "CONFIG";
 const STATE_SK: &str = "STATE";
 const DEPLOY_PREFIX: &str = "DEPLOY#";
@@ -357,13 +343,8 @@ fn json<T: serde::Serialize>(value: &T) -> String {
 impl DynamoLedger {
     /// A stored registration, with the installation's bake window where it sets none.
     fn registration(&self, item: &Item) -> AdapterResult<ServiceConfig> {
-        let mut body: serde_json::Value = body_of(item, "registration")?;
-        if let Some(fields) = body.as_object_mut() {
-            fields
-                .entry("bake_window_s")
-                .or_insert(serde_json::json!(self.default_bake_window_s));
-        }
-        serde_json::from_value(body)
+        let body: serde_json::Value = body_of(item, "registration")?;
+        ServiceConfig::from_stored(body, self.default_bake_window_s)
             .map_err(|e| AdapterError::Invalid(format!("registration item is not readable: {e}")))
     }
 
@@ -393,8 +374,7 @@ impl DynamoLedger {
     /// Not while an alarm's claim of the plan is pending (the alarm's listener change may be
     /// in flight, its record not yet written): only the rollback that claim belongs to
     /// (`claimed_by`, the event id the deployment's revert records) may change the plan then,
-    /// or anyone once the claim is older than [`STALE_CLAIM_MS`] (its handler died and was
-    /// not retried). Anything else loses with a conflict, re-reads and decides again.
+    /// or anyone once the claim is stale (`State::plan_claim_guard`, the policy in the core). Anything else loses with a conflict, re-reads and decides again.
     /// (Found by the simulator's races, seed 2717: retire-blue committed Retiring, removing
     /// the plan, between an alarm's claim and its listener change, which then put traffic back
     /// on the fleet being drained.)
@@ -402,8 +382,7 @@ impl DynamoLedger {
         &self,
         config: &ServiceConfig,
         plan: Option<&RevertPlan>,
-        claimed_by: Option<&str>,
-        stale_before_ms: u64,
+        guard: ClaimGuard<'_>,
     ) -> AdapterResult<Vec<Update>> {
         config
             .alarms
@@ -412,12 +391,13 @@ impl DynamoLedger {
                 let update = Update::builder()
                     .table_name(&self.table)
                     .set_key(Some(key(alarm_pk(alarm), "SERVICE".into())))
+                    // `ClaimGuard::frees`, as a condition on the alias item.
                     .condition_expression(
                         "service = :svc AND (attribute_not_exists(claim_event) OR claim_event = :mine OR claimed_at < :stale)",
                     )
                     .expression_attribute_values(":svc", s(&config.service))
-                    .expression_attribute_values(":mine", s(claimed_by.unwrap_or("-")))
-                    .expression_attribute_values(":stale", n(stale_before_ms));
+                    .expression_attribute_values(":mine", s(guard.claimed_by.unwrap_or("-")))
+                    .expression_attribute_values(":stale", n(guard.stale_before_ms));
                 let update = match plan {
                     Some(plan) => update
                         .update_expression(
@@ -750,12 +730,10 @@ impl Ledger for DynamoLedger {
             }
         }
         let updates = if before.service.revert_plan != committed.service.revert_plan {
-            let (claimed_by, stale_before_ms) = plan_claim_guard(after);
             self.alarm_plan_updates(
                 &after.config,
                 committed.service.revert_plan.as_ref(),
-                claimed_by,
-                stale_before_ms,
+                after.plan_claim_guard(),
             )?
         } else {
             vec![]

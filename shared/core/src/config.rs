@@ -179,6 +179,18 @@ fn default_timeout_ms() -> u64 {
 pub struct ConfigError(pub Vec<String>);
 
 impl ServiceConfig {
+    /// A registration as the ledger stores it, with the installation's bake window
+    /// (`default_bake_window_s`) where the document sets none. Not validated again: it was
+    /// when it was registered.
+    pub fn from_stored(mut body: serde_json::Value, default_bake_window_s: u64) -> Result<Self, serde_json::Error> {
+        if let Some(fields) = body.as_object_mut() {
+            fields
+                .entry("bake_window_s")
+                .or_insert(serde_json::json!(default_bake_window_s));
+        }
+        serde_json::from_value(body)
+    }
+
     /// Parses and validates a registration document (JSON).
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
         let config: ServiceConfig =
@@ -340,6 +352,22 @@ pub(crate) mod tests {
             on_new_image: NewImagePolicy::Supersede,
             lease_s: 900,
         }
+    }
+
+    #[test]
+    fn a_stored_registration_without_a_bake_window_gets_the_installations() {
+        let mut body = serde_json::to_value(sample()).unwrap();
+        body.as_object_mut().unwrap().remove("bake_window_s");
+        assert_eq!(
+            ServiceConfig::from_stored(body.clone(), 1800).unwrap().bake_window_s,
+            1800
+        );
+        body["bake_window_s"] = 42.into();
+        assert_eq!(
+            ServiceConfig::from_stored(body, 1800).unwrap().bake_window_s,
+            42,
+            "its own wins"
+        );
     }
 
     #[test]

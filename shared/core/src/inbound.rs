@@ -345,6 +345,41 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
     }
 }
 
+/// The function an EventBridge rule delivers an event to: the routing the template's rules
+/// ([`event_patterns`], [`revert_patterns`], [`steer_patterns`]) and the local pump share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventTarget {
+    /// Image-published events (ours, Image Builder's, S3 manifests), and anything else.
+    StartDeployment,
+    /// Rollback requests and alarm state changes.
+    RevertService,
+    /// Abort and promote requests.
+    SteerDeployment,
+}
+
+impl EventTarget {
+    /// The function `event`'s rule targets (an event no rule matches goes to
+    /// start-deployment, which rejects it with a reason).
+    pub fn of(event: &Value) -> Self {
+        let source = event["source"].as_str().unwrap_or_default();
+        let detail_type = event["detail-type"].as_str().unwrap_or_default();
+        match (source, detail_type) {
+            (SOURCE, ROLLBACK_REQUESTED) | ("aws.cloudwatch", ALARM_STATE_CHANGE) => EventTarget::RevertService,
+            (SOURCE, ABORT_REQUESTED | PROMOTE_REQUESTED) => EventTarget::SteerDeployment,
+            _ => EventTarget::StartDeployment,
+        }
+    }
+
+    /// The Lambda function's name (`start-deployment`, `revert-service`, `steer-deployment`).
+    pub fn function_name(self) -> &'static str {
+        match self {
+            EventTarget::StartDeployment => "start-deployment",
+            EventTarget::RevertService => "revert-service",
+            EventTarget::SteerDeployment => "steer-deployment",
+        }
+    }
+}
+
 /// The EventBridge rules that route image-published events to start-deployment, as
 /// `(rule name, event pattern)`; used by the local runner and the infrastructure template.
 pub fn event_patterns(manifest_bucket: &str, manifest_prefix: &str) -> Vec<(&'static str, Value)> {

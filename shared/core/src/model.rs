@@ -326,6 +326,46 @@ pub struct State {
     pub deployment: Option<Deployment>,
 }
 
+/// An alarm's claim of a revert plan older than this no longer holds the plan (its handler
+/// died and was not retried; Lambda's async retries come within minutes).
+pub const STALE_CLAIM_MS: u64 = 15 * 60 * 1000;
+
+/// Who may change a revert plan while an alarm's claim of it is pending (I25): between the
+/// claim (on the alarm's alias) and its listener change, only the rollback that claim belongs
+/// to may move the plan, or anyone once the claim is stale. The ledger adapter writes this as
+/// the alias update's condition; the simulator's ledger checks the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimGuard<'a> {
+    /// The event whose claim this commit completes (the rollback the deployment records).
+    pub claimed_by: Option<&'a str>,
+    /// A claim made before this (ms since the epoch) is stale.
+    pub stale_before_ms: u64,
+}
+
+impl ClaimGuard<'_> {
+    /// True when a commit may change the plan over an alias claimed by `claim_event` at
+    /// `claimed_at_ms` (no claim: always).
+    pub fn frees(&self, claim_event: Option<&str>, claimed_at_ms: Option<u64>) -> bool {
+        claim_event.is_none()
+            || claim_event == self.claimed_by
+            || claimed_at_ms.is_some_and(|at| at < self.stale_before_ms)
+    }
+}
+
+impl State {
+    /// The guard a commit of this state (the state after a decision) writes the revert plan
+    /// under: its deployment's rollback may complete its own claim, and claims older than
+    /// [`STALE_CLAIM_MS`] before the decision no longer hold.
+    pub fn plan_claim_guard(&self) -> ClaimGuard<'_> {
+        let dep = self.deployment.as_ref();
+        let decided_at_ms = dep.map_or(0, |d| d.updated_at.saturating_mul(1000));
+        ClaimGuard {
+            claimed_by: dep.and_then(|d| d.revert.as_ref()).map(|r| r.event_id.as_str()),
+            stale_before_ms: decided_at_ms.saturating_sub(STALE_CLAIM_MS),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,6 +435,32 @@ mod tests {
         let mut odd = deployment.clone();
         odd["source"] = "ftp".into();
         assert!(serde_json::from_value::<Deployment>(odd).is_err());
+    }
+
+    #[test]
+    fn a_pending_alarm_claim_holds_the_plan_for_its_own_rollback_until_it_is_stale() {
+        let guard = ClaimGuard {
+            claimed_by: Some("e-1"),
+            stale_before_ms: 1_000_000,
+        };
+        let table = [
+            (None, None, true),                    // nothing claimed
+            (Some("e-1"), Some(1_500_000), true),  // the claim this commit completes
+            (Some("e-2"), Some(1_500_000), false), // another event's fresh claim
+            (Some("e-2"), Some(999_999), true),    // ... once stale
+            (Some("e-2"), None, false),            // a claim of unknown age holds
+        ];
+        for (event, at, frees) in table {
+            assert_eq!(guard.frees(event, at), frees, "{event:?} at {at:?}");
+        }
+        let unclaimed = ClaimGuard {
+            claimed_by: None,
+            stale_before_ms: 0,
+        };
+        assert!(
+            !unclaimed.frees(Some("e-2"), Some(0)),
+            "nothing is stale before the epoch"
+        );
     }
 
     #[test]

@@ -10,25 +10,11 @@
 
 use crate::Local;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
-use greenlight_adapters::Ports;
-use greenlight_core::inbound::{ABORT_REQUESTED, ALARM_STATE_CHANGE, PROMOTE_REQUESTED, ROLLBACK_REQUESTED, SOURCE};
-use greenlight_steps::{
-    revert_service, start_deployment, steer_deployment, RevertOutcome, StartOutcome, SteerOutcome, StepError,
-};
 use serde_json::Value;
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// What the function an event was delivered to made of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// start-deployment's.
-    Start(StartOutcome),
-    /// revert-service's.
-    Revert(RevertOutcome),
-    /// steer-deployment's.
-    Steer(SteerOutcome),
-}
+pub use greenlight_steps::{deliver, Outcome};
 
 /// How many times a delivery that failed for a transient reason is retried: Lambda's default
 /// for asynchronous invocations (`MaximumRetryAttempts`).
@@ -49,33 +35,6 @@ pub struct Delivery {
     pub retrying: bool,
     /// The delivery failed for a transient reason on its last attempt: the event was dropped.
     pub dropped: bool,
-}
-
-/// Delivers `event` to the function its EventBridge rule targets in AWS: rollback requests
-/// and alarm state changes to revert-service, abort and promote requests to
-/// steer-deployment, image events to start-deployment.
-pub async fn deliver(ports: &Ports, event: &Value) -> Result<Outcome, StepError> {
-    match target_function(event) {
-        REVERT_SERVICE => revert_service(ports, event).await.map(Outcome::Revert),
-        STEER_DEPLOYMENT => steer_deployment(ports, event).await.map(Outcome::Steer),
-        _ => start_deployment(ports, event).await.map(Outcome::Start),
-    }
-}
-
-/// The function names EventBridge rules target.
-pub const START_DEPLOYMENT: &str = "start-deployment";
-pub const REVERT_SERVICE: &str = "revert-service";
-pub const STEER_DEPLOYMENT: &str = "steer-deployment";
-
-/// The function `event`'s EventBridge rule targets (see [`deliver`]).
-pub fn target_function(event: &Value) -> &'static str {
-    let source = event["source"].as_str().unwrap_or_default();
-    let detail_type = event["detail-type"].as_str().unwrap_or_default();
-    match (source, detail_type) {
-        (SOURCE, ROLLBACK_REQUESTED) | ("aws.cloudwatch", ALARM_STATE_CHANGE) => REVERT_SERVICE,
-        (SOURCE, ABORT_REQUESTED | PROMOTE_REQUESTED) => STEER_DEPLOYMENT,
-        _ => START_DEPLOYMENT,
-    }
 }
 
 /// Creates the queue and the rules routing image events and revert triggers to it

@@ -216,16 +216,13 @@ impl Ledger for MemLedger {
         let plan_changed = before.service.revert_plan != after.service.revert_plan;
         if plan_changed {
             // As `DynamoLedger::alarm_plan_updates`: not while another event's claim is pending.
-            let (mine, stale) = greenlight_adapters::aws::plan_claim_guard(after);
+            let guard = after.plan_claim_guard();
             for alarm in &after.config.alarms {
                 let alias = t.alarms.get(alarm).cloned().unwrap_or_default();
                 if alias.service.as_ref() != Some(&service) {
                     return Err(conflict(&mut t, "an alarm alias no longer belongs to the service"));
                 }
-                let free = alias.claim_event.is_none()
-                    || alias.claim_event.as_deref() == mine
-                    || alias.claimed_at.is_some_and(|at| at < stale);
-                if !free {
+                if !guard.frees(alias.claim_event.as_deref(), alias.claimed_at) {
                     return Err(conflict(&mut t, "an alarm's claim of the revert plan is pending"));
                 }
             }

@@ -9,7 +9,7 @@
 //! is run to the end, and liveness is checked: every deployment ended, every lease released,
 //! nothing left warm or orphaned.
 //!
-//! The real handlers run unchanged (`greenlight_local::pump::deliver` routes an event the way
+//! The real handlers run unchanged (`greenlight_steps::deliver` routes an event the way
 //! the EventBridge rules do; `greenlight_steps::run_step` runs a task), on one
 //! current-thread runtime, one at a time: the interleaving is the PRNG's alone.
 //!
@@ -32,7 +32,7 @@ use greenlight_core::model::Release;
 use greenlight_core::plan::{Step, StepInput, StepOutput};
 use greenlight_core::rng::Rng;
 use greenlight_core::ServiceConfig;
-use greenlight_local::pump::{deliver, Outcome};
+use greenlight_steps::{deliver, Outcome};
 use greenlight_steps::{run_step, StepError};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

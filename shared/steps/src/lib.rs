@@ -6,6 +6,7 @@
 //! idempotent) → decide their follow-up events the same way. A conditional-write conflict
 //! re-reads and decides again; nothing is retried blindly.
 
+pub mod deliver;
 pub mod engine;
 pub mod lambda;
 pub mod report;
@@ -18,6 +19,7 @@ use greenlight_adapters::AdapterError;
 use greenlight_core::decide::Refusal;
 use greenlight_core::inbound::InboundError;
 
+pub use deliver::{deliver, Outcome};
 pub use revert::{revert_service, RevertOutcome};
 pub use start::{start_deployment, StartOutcome};
 pub use steer::{steer_deployment, SteerOutcome};

@@ -1,0 +1,28 @@
+//! An EventBridge event delivered to the function its rule targets
+//! ([`greenlight_core::inbound::EventTarget`]): what Lambda does with a rule's event in AWS,
+//! and what the local pump and the simulator do in-process.
+
+use crate::{revert_service, start_deployment, steer_deployment, RevertOutcome, StartOutcome, SteerOutcome, StepError};
+use greenlight_adapters::Ports;
+use greenlight_core::inbound::EventTarget;
+use serde_json::Value;
+
+/// What the function an event was delivered to made of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// start-deployment's.
+    Start(StartOutcome),
+    /// revert-service's.
+    Revert(RevertOutcome),
+    /// steer-deployment's.
+    Steer(SteerOutcome),
+}
+
+/// Delivers `event` to the handler of the function its rule targets.
+pub async fn deliver(ports: &Ports, event: &Value) -> Result<Outcome, StepError> {
+    match EventTarget::of(event) {
+        EventTarget::RevertService => revert_service(ports, event).await.map(Outcome::Revert),
+        EventTarget::SteerDeployment => steer_deployment(ports, event).await.map(Outcome::Steer),
+        EventTarget::StartDeployment => start_deployment(ports, event).await.map(Outcome::Start),
+    }
+}

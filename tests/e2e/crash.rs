@@ -98,8 +98,12 @@ const CANARY_ROLLOUT: Scenario = Scenario {
 const ALARM_IN_BAKE: Scenario = Scenario {
     name: "alarm revert during the bake window",
     prefix: "crash-alarm",
+    // Green is deregistered once the stale-write fence has passed (I26) and terminated a
+    // drain later: a drain of a few seconds keeps those two runs apart whatever second the
+    // first lands in (event times have 1 s resolution).
     spec: |s| Spec {
         bake_window_s: 120,
+        deregistration_delay_s: 3,
         ..quick(s)
     },
     script: |d| {
@@ -149,10 +153,12 @@ const ROLLBACK_AFTER_RETIRE: Scenario = Scenario {
 const ABORT_IN_CANARY: Scenario = Scenario {
     name: "engineer abort during the canary",
     prefix: "crash-abort",
+    // As the alarm revert: the fence's run and the drain's stay apart.
     spec: |s| Spec {
         canary_steps: vec![50, 100],
         step_wait_s: 300,
         bake_window_s: 0,
+        deregistration_delay_s: 3,
         ..quick(s)
     },
     script: |d| {

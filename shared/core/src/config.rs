@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 /// The bake window of a registration stored without one, unless the installation sets another.
 pub const DEFAULT_BAKE_WINDOW_S: u64 = 3600;
 
+/// Lambda's maximum function timeout (seconds): no invocation of any function runs longer.
+pub const LAMBDA_MAX_RUNTIME_S: u64 = 900;
+
 /// Everything greenlight needs to know to deploy one service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +53,12 @@ pub struct ServiceConfig {
     /// the next image or rollback may take it over (seconds, beyond the step's own wait).
     #[serde(default = "default_lease_s")]
     pub lease_s: u64,
+    /// The longest one invocation of a greenlight function can run (seconds): more than the
+    /// stack's largest function `Timeout`. A green fleet that may still receive a listener
+    /// change decided before its abort is deregistered only this long after the abort was
+    /// decided (I26). Default [`LAMBDA_MAX_RUNTIME_S`], Lambda's maximum timeout.
+    #[serde(default = "default_max_invocation_s")]
+    pub max_invocation_s: u64,
 }
 
 /// What a new image does while a deployment is in flight. A rollback always supersedes.
@@ -166,6 +175,9 @@ fn default_deregistration_delay_s() -> u64 {
 fn default_lease_s() -> u64 {
     900
 }
+fn default_max_invocation_s() -> u64 {
+    LAMBDA_MAX_RUNTIME_S
+}
 fn default_expect_status() -> u16 {
     200
 }
@@ -267,6 +279,11 @@ impl ServiceConfig {
                 "lease_s must be between 1 and 86400 seconds (default 900; keep it above a step's run time)".into(),
             );
         }
+        if !(1..=3600).contains(&self.max_invocation_s) {
+            problems.push(format!(
+                "max_invocation_s must be between 1 and 3600 seconds and above every function's Timeout (default {LAMBDA_MAX_RUNTIME_S}, Lambda's maximum)"
+            ));
+        }
         for alarm in &self.alarms {
             let printable = alarm.chars().all(|c| !c.is_control());
             if alarm.is_empty() || alarm.len() > 255 || !printable || alarm.starts_with("arn:") {
@@ -351,6 +368,7 @@ pub(crate) mod tests {
             alarms: vec!["checkout-5xx".into()],
             on_new_image: NewImagePolicy::Supersede,
             lease_s: 900,
+            max_invocation_s: LAMBDA_MAX_RUNTIME_S,
         }
     }
 

@@ -1311,10 +1311,16 @@ fn attach_green(config: &ServiceConfig, dep: &Deployment) -> Option<Effect> {
 }
 
 /// Moves to `Aborting`. Green drains for the deregistration delay only if it ever had
-/// traffic; an untouched green can be terminated at once.
+/// traffic, and is deregistered only once the stale-write fence has passed
+/// ([`green_deregistrable_at`]); an untouched green can be terminated at once.
 fn enter_aborting(dep: &mut Deployment, config: &ServiceConfig, reason: String, now: Epoch) {
     let touched = dep.max_weight > 0;
-    let drain_until = now + if touched { config.deregistration_delay_s } else { 0 };
+    let drain_until = now
+        + if touched {
+            config.max_invocation_s + config.deregistration_delay_s
+        } else {
+            0
+        };
     dep.enter(
         Phase::Aborting {
             reason: reason.clone(),
@@ -1335,13 +1341,43 @@ fn set_traffic(config: &ServiceConfig, dep: &Deployment, green_weight: u8) -> Ef
     }
 }
 
+/// When an aborting deployment's green may be deregistered (I26, the stale-write fence).
+/// A green that ever had weight may still be given weight by a listener change decided
+/// before the abort (a shift that read `Verified` or `Shifting`, whose ModifyListener, not
+/// conditional, lands after the abort's; its run may crash right after it). Such a run ends
+/// within `max_invocation_s` of the abort's decision (Lambda stops it): from then on no
+/// stale listener change can land, and the abort's own, re-applied just before the
+/// deregistration, is the last word. Until then green stays registered, so a stale weight
+/// is served by healthy targets instead of none. An untouched green had no shift committed
+/// before the abort (the abort's read would have seen it), so no run can give it weight.
+pub fn green_deregistrable_at(config: &ServiceConfig, dep: &Deployment) -> Option<Epoch> {
+    if !matches!(dep.phase, Phase::Aborting { .. }) {
+        return None;
+    }
+    if dep.max_weight == 0 {
+        return Some(0);
+    }
+    let since = aborting_since(dep).unwrap_or(dep.updated_at);
+    Some(since + config.max_invocation_s)
+}
+
+/// When the deployment entered `Aborting` (the first timeline mark of that phase).
+fn aborting_since(dep: &Deployment) -> Option<Epoch> {
+    dep.timeline
+        .iter()
+        .find(|m| m.phase == PhaseName::Aborting)
+        .map(|m| m.at)
+}
+
 /// Abort: traffic back to blue (only if the listener was ever touched and blue exists),
-/// deregister green, and once draining is over terminate everything tagged with the id.
+/// deregister green once no stale listener change can reach it any more (I26), and once
+/// draining is over terminate everything tagged with the id.
 fn abort_effects(config: &ServiceConfig, dep: &Deployment, now: Epoch, effects: &mut Vec<Effect>) {
     if dep.max_weight > 0 && dep.blue.is_some() {
         effects.push(set_traffic(config, dep, 0));
     }
-    if !dep.green_instances.is_empty() {
+    let fenced = green_deregistrable_at(config, dep).is_some_and(|at| now >= at);
+    if !dep.green_instances.is_empty() && fenced {
         effects.push(Effect::DeregisterTargets {
             target_group: dep.green_tg.clone(),
             instance_ids: dep.green_instances.clone(),
@@ -1349,7 +1385,7 @@ fn abort_effects(config: &ServiceConfig, dep: &Deployment, now: Epoch, effects: 
         });
     }
     if let Phase::Aborting { drain_until, .. } = dep.phase {
-        if now >= drain_until {
+        if now >= drain_until && fenced {
             effects.push(Effect::TerminateInstances {
                 service: dep.service.clone(),
                 instance_ids: dep.green_instances.clone(),

@@ -66,7 +66,12 @@ fn in_phase(phase: Phase, max_weight: u8) -> State {
     let mut s = started();
     let dep = s.deployment.as_mut().unwrap();
     dep.green_instances = vec!["i-green1".into(), "i-green2".into()];
-    dep.phase = phase;
+    if matches!(phase, Phase::Aborting { .. }) {
+        // Entered at NOW: the stale-write fence (I26) counts from here.
+        dep.enter(phase, NOW, "aborting");
+    } else {
+        dep.phase = phase;
+    }
     dep.max_weight = max_weight;
     let dep = s.deployment.as_ref().unwrap();
     s.service.revert_plan = fast_revert_plan(&s.service, &s.config, dep);
@@ -130,6 +135,7 @@ fn transitions() {
     use TargetState::*;
     let bake = sample().bake_window_s;
     let drain = sample().deregistration_delay_s;
+    let fence = sample().max_invocation_s;
     // (name, state, event, now, expected phase, expected effects)
     let table: Vec<Row> = vec![
         (
@@ -223,7 +229,7 @@ fn transitions() {
             NOW,
             Aborting {
                 reason: "target i-green1 is unhealthy at 10% (Target.ResponseCodeMismatch)".into(),
-                drain_until: NOW + drain,
+                drain_until: NOW + fence + drain,
             },
             vec![],
         ),
@@ -360,7 +366,7 @@ fn transitions() {
             vec!["deregister_targets", "terminate_instances"],
         ),
         (
-            "abort during canary: blue back first, drain before terminate",
+            "abort during canary: blue back first; green stays registered until the fence (I26), then drains",
             in_phase(Verifying { weight: 10, polls: 0 }, 10),
             Event::Abort {
                 reason: "operator".into(),
@@ -368,12 +374,12 @@ fn transitions() {
             NOW,
             Aborting {
                 reason: "operator".into(),
-                drain_until: NOW + drain,
+                drain_until: NOW + fence + drain,
             },
-            vec!["set_traffic", "deregister_targets"],
+            vec!["set_traffic"],
         ),
         (
-            "abort continued after draining terminates",
+            "abort continued before the fence: traffic back re-applied, green still registered",
             in_phase(
                 Aborting {
                     reason: "x".into(),
@@ -382,7 +388,24 @@ fn transitions() {
                 10,
             ),
             Event::Abort { reason: "y".into() },
-            NOW,
+            NOW + fence - 1,
+            Aborting {
+                reason: "x".into(),
+                drain_until: NOW,
+            },
+            vec!["set_traffic"],
+        ),
+        (
+            "abort continued after the fence and draining: traffic back, deregister, terminate",
+            in_phase(
+                Aborting {
+                    reason: "x".into(),
+                    drain_until: NOW,
+                },
+                10,
+            ),
+            Event::Abort { reason: "y".into() },
+            NOW + fence,
             Aborting {
                 reason: "x".into(),
                 drain_until: NOW,
@@ -779,20 +802,21 @@ fn rollbacks_while_blue_is_warm() {
     use Phase::*;
     let event = rollback(NOW * 1000);
     let drain = sample().deregistration_delay_s;
+    let fence = sample().max_invocation_s;
     // (name, phase, max_weight, expected effects, traffic already back)
     let table: Vec<(&str, Phase, u8, Vec<&str>, bool)> = vec![
         (
-            "canary at 10%: flip back, deregister green, clean-up execution",
+            "canary at 10%: flip back, clean-up execution (green deregistered after the fence, I26)",
             Verifying { weight: 10, polls: 0 },
             10,
-            vec!["set_traffic", "deregister_targets", "start_execution"],
+            vec!["set_traffic", "start_execution"],
             false,
         ),
         (
             "mid-shift: flip back",
             Shifting { from: 10, to: 50 },
             50,
-            vec!["set_traffic", "deregister_targets", "start_execution"],
+            vec!["set_traffic", "start_execution"],
             false,
         ),
         (
@@ -806,7 +830,7 @@ fn rollbacks_while_blue_is_warm() {
             "baking: flip back",
             Baking { until: NOW + 100 },
             100,
-            vec!["set_traffic", "deregister_targets", "start_execution"],
+            vec!["set_traffic", "start_execution"],
             false,
         ),
     ];
@@ -814,7 +838,7 @@ fn rollbacks_while_blue_is_warm() {
         let state = in_phase(phase.clone(), max_weight);
         let d = decide(&state, &event, NOW).unwrap_or_else(|e| panic!("{name}: {e}"));
         let dep = d.state.deployment.as_ref().unwrap();
-        let drain_until = if max_weight > 0 { NOW + drain } else { NOW };
+        let drain_until = if max_weight > 0 { NOW + fence + drain } else { NOW };
         assert!(
             matches!(&dep.phase, Aborting { reason, drain_until: t } if reason.contains("rolled back by alice") && *t == drain_until),
             "{name}: {:?}",
@@ -844,13 +868,11 @@ fn rollback_bookkeeping_and_hygiene() {
         .unwrap()
         .state;
 
-    // The crash case: recorded, listener change not confirmed → the next delivery completes it.
+    // The crash case: recorded, listener change not confirmed → the next delivery completes it
+    // (green is deregistered only after the fence, I26).
     let again = decide(&reverted, &event, NOW + 1).unwrap();
     assert_eq!(again.state, reverted, "no new state");
-    assert_eq!(
-        effect_names(&again.effects),
-        vec!["set_traffic", "deregister_targets", "start_execution"]
-    );
+    assert_eq!(effect_names(&again.effects), vec!["set_traffic", "start_execution"]);
 
     // The listener change confirmed: time-to-revert recorded once.
     let applied = Event::TrafficApplied {
@@ -878,10 +900,7 @@ fn rollback_bookkeeping_and_hygiene() {
     // while aborting, the clean-up is re-issued (idempotent), then nothing at all.
     let repeated = decide(&confirmed, &rollback(NOW * 1000 + 5), NOW + 2).unwrap();
     assert_eq!(repeated.state, confirmed);
-    assert_eq!(
-        effect_names(&repeated.effects),
-        vec!["set_traffic", "deregister_targets", "start_execution"]
-    );
+    assert_eq!(effect_names(&repeated.effects), vec!["set_traffic", "start_execution"]);
     let mut aborted = confirmed.clone();
     aborted.deployment.as_mut().unwrap().phase = Phase::Aborted { reason: "x".into() };
     let late = decide(&aborted, &rollback(NOW * 1000 + 5), NOW + 200).unwrap();
@@ -1285,8 +1304,8 @@ fn an_engineer_aborts_the_deployment_in_flight_until_green_is_live() {
     );
     assert_eq!(
         effect_names(&aborted.effects),
-        vec!["set_traffic", "deregister_targets", "start_execution"],
-        "traffic back on blue, green drained, clean-up now"
+        vec!["set_traffic", "start_execution"],
+        "traffic back on blue, clean-up now (green deregistered after the fence, I26)"
     );
     assert_eq!(execution_names(&aborted.effects), vec![format!("{id}-abort")]);
     // Green never had traffic: nothing to flip back, nothing to drain.
@@ -1481,26 +1500,37 @@ fn a_step_that_finds_its_deployment_ended_writes_its_report_again() {
 #[test]
 fn an_abort_request_redelivered_while_aborting_acts_again_at_once() {
     // steer-deployment crashed right after committing `Aborting`: its redelivery re-issues
-    // the abort's effects and the `-abort` clean-up execution (I20: an abort acts at once).
-    let aborting = |max_weight: u8, drain_until: Epoch| {
-        in_phase(
-            Phase::Aborting {
-                reason: "aborted by alice: wrong build".into(),
-                drain_until,
-            },
-            max_weight,
-        )
-    };
-    // (name, state, expected effect names)
-    let table: Vec<(&str, State, Vec<&str>)> = vec![
+    // the abort's effects and the `-abort` clean-up execution (I20: an abort acts at once);
+    // green is deregistered only once no stale listener change can reach it (I26).
+    let fence = sample().max_invocation_s;
+    let drain = sample().deregistration_delay_s;
+    let canary = in_phase(Phase::Verified { weight: 10 }, 10);
+    let aborting = decide(&canary, &abort_requested(), NOW).unwrap().state;
+    let untouched = in_phase(
+        Phase::Aborting {
+            reason: "aborted by alice: wrong build".into(),
+            drain_until: NOW,
+        },
+        0,
+    );
+    // (name, state, now, expected effect names)
+    let table: Vec<(&str, State, Epoch, Vec<&str>)> = vec![
         (
-            "canary at 10 %, draining",
-            aborting(10, NOW + 60),
+            "canary at 10 %, before the fence",
+            aborting.clone(),
+            NOW + 1,
+            vec!["set_traffic", "start_execution"],
+        ),
+        (
+            "canary at 10 %, fence passed, draining",
+            aborting.clone(),
+            NOW + fence,
             vec!["set_traffic", "deregister_targets", "start_execution"],
         ),
         (
             "canary at 10 %, drained",
-            aborting(10, NOW),
+            aborting,
+            NOW + fence + drain,
             vec![
                 "set_traffic",
                 "deregister_targets",
@@ -1510,13 +1540,14 @@ fn an_abort_request_redelivered_while_aborting_acts_again_at_once() {
         ),
         (
             "green never weighted",
-            aborting(0, NOW),
+            untouched,
+            NOW,
             vec!["deregister_targets", "terminate_instances", "start_execution"],
         ),
     ];
-    for (name, state, want) in table {
+    for (name, state, now, want) in table {
         let id = state.deployment.as_ref().unwrap().deploy_id.clone();
-        let d = decide(&state, &abort_requested(), NOW).unwrap();
+        let d = decide(&state, &abort_requested(), now).unwrap();
         assert_eq!(d.state, state, "{name}: no new state");
         assert_eq!(effect_names(&d.effects), want, "{name}");
         assert_eq!(execution_names(&d.effects), vec![format!("{id}-abort")], "{name}");
@@ -1533,8 +1564,9 @@ fn an_abort_request_redelivered_while_aborting_acts_again_at_once() {
 #[test]
 fn an_alarm_redelivered_after_its_rollback_was_recorded_re_issues_the_clean_up() {
     // revert-service (alarm, bake window) crashed right after committing the rollback; its fast
-    // path had already put traffic back. The redelivery re-issues the deregistration and the
-    // `-revert` clean-up execution instead of leaving green to the end of the bake window.
+    // path had already put traffic back. The redelivery re-issues the listener change and the
+    // `-revert` clean-up execution (which deregisters green after the fence, I26) instead of
+    // leaving green to the end of the bake window.
     let alarm = alarm_rollback(Some(30));
     let baking = in_phase(Phase::Baking { until: NOW + 100 }, 100);
     let id = baking.deployment.as_ref().unwrap().deploy_id.clone();
@@ -1543,10 +1575,7 @@ fn an_alarm_redelivered_after_its_rollback_was_recorded_re_issues_the_clean_up()
     assert!(record.traffic_back_at_ms.is_some(), "the fast path's flip is recorded");
     let again = decide(&first.state, &alarm, NOW + 1).unwrap();
     assert_eq!(again.state, first.state, "no new state");
-    assert_eq!(
-        effect_names(&again.effects),
-        vec!["set_traffic", "deregister_targets", "start_execution"]
-    );
+    assert_eq!(effect_names(&again.effects), vec!["set_traffic", "start_execution"]);
     assert_eq!(execution_names(&again.effects), vec![format!("{id}-revert")]);
     assert!(again.note.contains("re-issues the clean-up"), "{}", again.note);
 }
@@ -1605,4 +1634,115 @@ fn a_rollback_request_redelivered_to_its_own_redeployment_only_makes_sure_it_run
         "{:?}",
         phase_of(&d.state)
     );
+}
+
+#[test]
+fn a_touched_green_is_deregistered_only_once_no_stale_listener_change_can_reach_it() {
+    // I26. A shift decided before the abort may land its ModifyListener (not conditional)
+    // after the abort's, then crash: green must still be registered and healthy then. Every
+    // invocation that read the ledger before the abort has ended `max_invocation_s` after it;
+    // from then on abort-deployment puts traffic back again and only then deregisters green.
+    use crate::plan::{route, Step};
+    let config = sample();
+    let (fence, drain) = (config.max_invocation_s, config.deregistration_delay_s);
+    let shifting = decide(&in_phase(Phase::Verified { weight: 10 }, 10), &Event::ShiftDue, NOW)
+        .unwrap()
+        .state;
+    let step_failed = Event::Abort {
+        reason: "a step failed".into(),
+    };
+    // (name, state, the decision that aborts, green ever weighted)
+    let table: Vec<(&str, State, Event, bool)> = vec![
+        (
+            "an alarm's rollback mid-shift",
+            shifting.clone(),
+            alarm_rollback(None),
+            true,
+        ),
+        (
+            "an engineer's rollback during the canary",
+            in_phase(Phase::Verifying { weight: 10, polls: 0 }, 10),
+            rollback(NOW * 1000),
+            true,
+        ),
+        (
+            "superseded by a new image mid-shift",
+            shifting,
+            Event::Supersede {
+                reason: "superseded by v3".into(),
+                resume: false,
+            },
+            true,
+        ),
+        (
+            "an engineer's abort during the canary",
+            in_phase(Phase::Verified { weight: 10 }, 10),
+            abort_requested(),
+            true,
+        ),
+        (
+            "a step failed during the canary",
+            in_phase(Phase::Verifying { weight: 50, polls: 1 }, 50),
+            step_failed.clone(),
+            true,
+        ),
+        (
+            "a failed gate: green never weighted, so no shift can be in flight",
+            in_phase(Phase::Verifying { weight: 0, polls: 1 }, 0),
+            step_failed.clone(),
+            false,
+        ),
+    ];
+    for (name, state, trigger, touched) in table {
+        let aborted = decide(&state, &trigger, NOW).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let names = effect_names(&aborted.effects);
+        let has = |names: &[String], effect: &str| names.iter().any(|n| n == effect);
+        assert_eq!(has(&names, "deregister_targets"), !touched, "{name}: {names:?}");
+        let aborting = aborted.state;
+        let dep = aborting.deployment.as_ref().unwrap();
+        if !touched {
+            assert_eq!(green_deregistrable_at(&config, dep), Some(0), "{name}");
+            assert!(has(&names, "terminate_instances"), "{name}: {names:?}");
+            continue;
+        }
+        assert!(has(&names, "set_traffic"), "{name}: traffic back at once: {names:?}");
+        assert_eq!(green_deregistrable_at(&config, dep), Some(NOW + fence), "{name}");
+        // The clean-up runs when the fence has passed, not before.
+        let r = route(&config, dep, NOW);
+        assert_eq!((r.next, r.wait_s), (Some(Step::AbortDeployment), fence), "{name}");
+
+        // Before the fence: traffic back re-applied, green still registered, no new state.
+        let early = decide(&aborting, &step_failed, NOW + fence - 1).unwrap();
+        assert_eq!(effect_names(&early.effects), vec!["set_traffic"], "{name}");
+        assert_eq!(early.state, aborting, "{name}: no new state");
+
+        // At the fence: traffic back first (whatever a stale shift left), then deregister.
+        let fenced = decide(&aborting, &step_failed, NOW + fence).unwrap();
+        assert_eq!(
+            effect_names(&fenced.effects),
+            vec!["set_traffic", "deregister_targets"],
+            "{name}"
+        );
+        assert!(
+            matches!(fenced.effects[0], Effect::SetTraffic { green_weight: 0, .. }),
+            "{name}: all traffic back on blue before green leaves its target group"
+        );
+        let dep = fenced.state.deployment.as_ref().unwrap();
+        assert_eq!(route(&config, dep, NOW + fence).wait_s, drain, "{name}: then it drains");
+
+        // Drained: terminate.
+        let drained = decide(&aborting, &step_failed, NOW + fence + drain).unwrap();
+        assert_eq!(
+            effect_names(&drained.effects),
+            vec!["set_traffic", "deregister_targets", "terminate_instances"],
+            "{name}"
+        );
+
+        // A registration that lengthened the fence since: nothing is deregistered or
+        // terminated before it, even once the recorded drain time has passed.
+        let mut longer = aborting.clone();
+        longer.config.max_invocation_s = fence * 2;
+        let held = decide(&longer, &step_failed, NOW + fence + drain).unwrap();
+        assert_eq!(effect_names(&held.effects), vec!["set_traffic"], "{name}");
+    }
 }

@@ -99,7 +99,13 @@ pub fn route(config: &ServiceConfig, deployment: &Deployment, now: Epoch) -> Rou
         Phase::Verified { weight: 100 } => (Some(Step::Finalize), 0),
         Phase::Verified { .. } | Phase::Shifting { .. } => (Some(Step::ShiftTraffic), 0),
         Phase::Baking { until: t } | Phase::Retiring { drain_until: t } => (Some(Step::RetireBlue), until(*t)),
-        Phase::Aborting { drain_until, .. } => (Some(Step::AbortDeployment), until(*drain_until)),
+        // Green is deregistered once no stale listener change can reach it (I26), then
+        // drains until `drain_until`.
+        Phase::Aborting { drain_until, .. } => {
+            let fence = crate::decide::green_deregistrable_at(config, deployment).unwrap_or(0);
+            let at = if now < fence { fence } else { *drain_until };
+            (Some(Step::AbortDeployment), until(at))
+        }
         Phase::Succeeded | Phase::Aborted { .. } => (None, 0),
     };
     Route { next, wait_s }

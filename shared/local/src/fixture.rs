@@ -339,6 +339,8 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         alarms: vec![alarm_name(&spec.service)],
         on_new_image: spec.on_new_image,
         lease_s: spec.lease_s,
+        // The local functions' runs take milliseconds: a short fence keeps aborts quick.
+        max_invocation_s: 2,
     };
     config.validate().map_err(|e| format!("fixture registration: {e}"))?;
     create_alarm(local, &alarm_name(&spec.service), &tgs[1]).await?;

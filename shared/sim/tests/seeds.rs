@@ -51,6 +51,24 @@ fn regression_seeds_keep_every_invariant() {
     run_seeds(REGRESSIONS.iter().map(|(seed, _)| *seed));
 }
 
+/// I26 (seeds 53899, 54609, 61584): race: shift-traffic ∥ an alarm. The shift, decided
+/// before the rollback, landed its ModifyListener after the rollback's and crashed; the
+/// rollback had already deregistered green: 10–25 % of traffic on no target until a
+/// redelivery.
+#[test]
+fn a_shift_landing_after_an_alarms_rollback_finds_green_still_registered() {
+    run_seeds([53899, 54609, 61584].into_iter());
+}
+
+/// I26 (seed 904279): race: shift-traffic ∥ a new image superseding it. The shift lost its
+/// commit to the image's, re-read the deployment still shifting, re-applied its
+/// ModifyListener after the supersede's abort had put traffic back and deregistered green,
+/// then crashed: 50 % of traffic on no target.
+#[test]
+fn a_shift_re_applied_after_a_superseding_image_finds_green_still_registered() {
+    run_seeds([904279].into_iter());
+}
+
 #[test]
 fn a_seed_replays_exactly() {
     let a = greenlight_sim::run_traced(Options::new(7)).1;

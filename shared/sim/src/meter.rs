@@ -4,7 +4,7 @@
 //! (`service:Operation`), with DynamoDB's read and write capacity units estimated from the
 //! ledger's item sizes.
 //!
-//! The mapping (read off `aws.rs`; one request each unless said):
+//! The mapping (read off `greenlight_adapters::aws`; one request each unless said):
 //!
 //! | adapter call                  | AWS requests                                                                 |
 //! |-------------------------------|------------------------------------------------------------------------------|

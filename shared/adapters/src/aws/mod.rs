@@ -1,0 +1,252 @@
+//! The adapters implemented with the AWS SDK, one module per service: [`dynamodb`] (ledger),
+//! [`ec2`] (fleet), [`elb`] (load balancer), [`s3`] (artifact store), [`cloudwatch`]
+//! (alarms) and [`sfn`] (orchestrator); here, the SDK configuration, the clients and the
+//! error mapping they share.
+//!
+//! Clients are built once per process ([`AwsClients`]) from an SDK configuration that reads
+//! `AWS_ENDPOINT_URL` (so every client can point at the local emulator): the functions' own
+//! ([`lambda_sdk_config`], environment only) or the standard chain (CLI, local tools), all on
+//! one HTTPS client ([`https_client`], rustls on ring).
+
+use crate::http::HttpProber;
+use crate::{AdapterError, Orchestrator, Ports, StdoutMetrics, SystemClock};
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use std::sync::Arc;
+
+pub mod cloudwatch;
+pub mod dynamodb;
+pub mod ec2;
+pub mod elb;
+pub mod s3;
+pub mod sfn;
+
+pub use cloudwatch::CloudWatchAlarms;
+pub use dynamodb::{create_table, DynamoLedger};
+pub use ec2::Ec2Fleet;
+pub use elb::ElbLoadBalancer;
+pub use s3::S3Store;
+pub use sfn::SfnOrchestrator;
+
+/// A Lambda function's SDK configuration, from the environment Lambda gives it: the region
+/// (`AWS_REGION`), the execution role's credentials (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`) and, locally, `AWS_ENDPOINT_URL`; the retry
+/// policy fixed ([`retry_config`]). Only these sources, not the SDK's default provider chain
+/// (profiles, SSO, IMDS, container and web-identity credentials): a function never needs
+/// them, and leaving them out keeps their code out of every binary (with the regex engine's,
+/// 0.5 MB per arm64 binary: BENCHMARKS.md).
+pub async fn lambda_sdk_config() -> aws_config::SdkConfig {
+    use aws_config::environment::{EnvironmentVariableCredentialsProvider, EnvironmentVariableRegionProvider};
+    use aws_config::meta::region::ProvideRegion;
+    use aws_credential_types::provider::SharedCredentialsProvider;
+    let mut sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(EnvironmentVariableRegionProvider::new().region().await)
+        .credentials_provider(SharedCredentialsProvider::new(
+            EnvironmentVariableCredentialsProvider::new(),
+        ))
+        .retry_config(retry_config())
+        .http_client(https_client());
+    if let Some(endpoint) = std::env::var("AWS_ENDPOINT_URL").ok().filter(|e| !e.is_empty()) {
+        sdk = sdk.endpoint_url(endpoint);
+    }
+    sdk.build()
+}
+
+/// The HTTPS client of every AWS SDK configuration greenlight builds (functions, CLI, local
+/// tools): the SDK's own hyper 1.x client with rustls, on *ring* rather than the SDK default's
+/// aws-lc, which is larger (BENCHMARKS.md, binary sizes); the SDK crates are built without
+/// `default-https-client`, so this is the one TLS stack. Like the SDK's default client, it
+/// follows the proxy settings of the environment (`HTTPS_PROXY`, `NO_PROXY`) and uses the
+/// runtime's sleep for its timeouts.
+pub fn https_client() -> aws_smithy_runtime_api::client::http::SharedHttpClient {
+    use aws_smithy_http_client::proxy::ProxyConfig;
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    use aws_smithy_http_client::{Builder, ConnectorBuilder};
+    Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default().tls_provider(Provider::Rustls(CryptoMode::Ring));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    })
+}
+
+/// The AWS SDK retry policy, explicit so that no environment variable (`AWS_MAX_ATTEMPTS`) or
+/// profile changes it: standard mode, 3 attempts (2 retries) with exponential backoff from 1 s
+/// (capped at 20 s) and full jitter, under the SDK's retry quota. Every retry in greenlight is
+/// bounded: this, a step's `Retry`, an event's async retries, the conflict re-reads.
+pub fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(std::time::Duration::from_secs(1))
+        .with_max_backoff(std::time::Duration::from_secs(20))
+}
+
+/// One client per AWS service, built once per process and shared by the adapters.
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub ec2: aws_sdk_ec2::Client,
+    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sfn: aws_sdk_sfn::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+}
+
+impl AwsClients {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        // Path-style S3 addressing works with AWS and with a local endpoint alike.
+        let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build();
+        AwsClients {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            ec2: aws_sdk_ec2::Client::new(sdk),
+            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            sfn: aws_sdk_sfn::Client::new(sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
+        }
+    }
+}
+
+/// Where an installation keeps things (a function's configuration says; see
+/// `infra/template.yaml`).
+#[derive(Debug, Clone)]
+pub struct Installation {
+    /// The ledger's DynamoDB table.
+    pub table: String,
+    /// The artifact bucket: release manifests and deployment reports.
+    pub bucket: String,
+    pub report_prefix: String,
+    pub manifest_prefix: String,
+    /// The bake window of a service whose registration does not set `bake_window_s`.
+    pub default_bake_window_s: u64,
+}
+
+/// The handlers' ports backed by AWS.
+pub fn aws_ports(clients: &AwsClients, installation: &Installation, orchestrator: Arc<dyn Orchestrator>) -> Ports {
+    Ports {
+        ledger: Arc::new(DynamoLedger {
+            client: clients.dynamodb.clone(),
+            table: installation.table.clone(),
+            default_bake_window_s: installation.default_bake_window_s,
+        }),
+        fleet: Arc::new(Ec2Fleet {
+            client: clients.ec2.clone(),
+        }),
+        lb: Arc::new(ElbLoadBalancer {
+            client: clients.elb.clone(),
+        }),
+        store: Arc::new(S3Store {
+            client: clients.s3.clone(),
+            bucket: installation.bucket.clone(),
+            report_prefix: installation.report_prefix.clone(),
+        }),
+        orchestrator,
+        alarms: Arc::new(CloudWatchAlarms {
+            client: clients.cloudwatch.clone(),
+        }),
+        prober: Arc::new(HttpProber),
+        clock: Arc::new(SystemClock),
+        metrics: Arc::new(StdoutMetrics),
+        manifest_prefix: installation.manifest_prefix.clone(),
+    }
+}
+
+/// Error codes AWS uses for throttling (retry later, with backoff): the AWS SDKs' list
+/// (aws-runtime's `THROTTLING_ERRORS`, which the SDK's standard retry mode retries), less
+/// `LimitExceededException`, which greenlight's services use for quotas, not rates.
+const THROTTLING: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "TransactionInProgressException",
+    "RequestLimitExceeded",
+    "BandwidthLimitExceeded",
+    "RequestThrottled",
+    "SlowDown",
+    "PriorRequestNotComplete",
+    "EC2ThrottledException",
+];
+
+/// Error codes of transient failures that are not throttling (aws-runtime's
+/// `TRANSIENT_ERRORS`).
+const TRANSIENT: &[&str] = &["RequestTimeout", "RequestTimeoutException"];
+
+/// True for an answer worth retrying: a 5xx, throttling, or a transient error code.
+fn retryable_answer(status: Option<u16>, code: Option<&str>) -> bool {
+    status.is_some_and(|s| s >= 500) || code.is_some_and(|c| THROTTLING.contains(&c) || TRANSIENT.contains(&c))
+}
+
+/// Classifies an SDK error: throttling, 5xx, transient codes and connection failures are
+/// retryable.
+fn aws_error<E>(service: &'static str, operation: &'static str, err: SdkError<E>) -> AdapterError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    let code = err.code().map(str::to_string);
+    let retryable = match &err {
+        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        _ => retryable_answer(status, code.as_deref()),
+    };
+    let message = match (code, err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code,
+        _ => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+    };
+    AdapterError::Aws {
+        service,
+        operation,
+        message,
+        retryable,
+    }
+}
+
+/// An SDK request that could not be built (a missing required field): a bug, not transient.
+fn invalid_request(e: impl std::fmt::Display) -> AdapterError {
+    AdapterError::Invalid(e.to_string())
+}
+
+fn error_code<E: ProvideErrorMetadata>(err: &SdkError<E>) -> Option<&str> {
+    err.code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_5xx_and_transient_answers_are_retryable_and_nothing_else() {
+        // What the emulator's fault injector answers with, per protocol.
+        for (status, code) in [
+            (503, "RequestLimitExceeded"),
+            (400, "Throttling"),
+            (400, "ThrottlingException"),
+            (503, "SlowDown"),
+            (500, "InternalError"),
+            (500, "InternalFailure"),
+            (500, "InternalServerError"),
+            (503, "ServiceUnavailable"),
+            (503, "Unavailable"),
+            (400, "TransactionInProgressException"),
+            (400, "RequestTimeout"),
+        ] {
+            assert!(retryable_answer(Some(status), Some(code)), "{status} {code}");
+        }
+        assert!(retryable_answer(Some(503), None), "a HEAD answer has no body");
+        for (status, code) in [
+            (400, "ConditionalCheckFailedException"),
+            (400, "ValidationException"),
+            (400, "InvalidAMIID.NotFound"),
+            (403, "UnauthorizedOperation"),
+            (400, "LimitExceededException"),
+        ] {
+            assert!(!retryable_answer(Some(status), Some(code)), "{status} {code}");
+        }
+    }
+}

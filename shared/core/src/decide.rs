@@ -242,6 +242,68 @@ impl crate::inbound::SteerRequest {
 
 /// Decides what `event` does to `state` at time `now`.
 pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refusal> {
+    let decision = transition(state, event, now)?;
+    debug_assert_invariants(state, &decision.state);
+    Ok(decision)
+}
+
+/// The invariants the simulator checks from outside on every committed state
+/// (`shared/sim/src/invariants.rs`), asserted from inside on every decision, in debug builds
+/// (the tests, the simulator): a decision keeps what its input had (a mixed read may not
+/// have it: BatchGetItem is not a snapshot), and moves the live version back only by a
+/// rollback.
+fn debug_assert_invariants(before: &State, after: &State) {
+    // I6: a lease exists exactly while a deployment holds the service.
+    let leased = |s: &State| s.service.active.is_some() == s.service.lease_until.is_some();
+    debug_assert!(
+        !leased(before) || leased(after),
+        "I6: active {:?} with lease {:?}",
+        after.service.active,
+        after.service.lease_until
+    );
+    // I4: green gets weight only once it passed its gates. (A deployment past them, from
+    // `Verified` on, records when; a state that does not is no precondition to keep.)
+    let weighted_only_if_healthy = |s: &State| {
+        s.deployment
+            .as_ref()
+            .is_none_or(|d| d.max_weight == 0 || d.healthy_at.is_some())
+    };
+    let gates_recorded = before.deployment.as_ref().is_none_or(|d| {
+        d.healthy_at.is_some()
+            || !matches!(
+                d.phase,
+                Phase::Verified { .. }
+                    | Phase::Shifting { .. }
+                    | Phase::Baking { .. }
+                    | Phase::Retiring { .. }
+                    | Phase::Succeeded
+            )
+    });
+    debug_assert!(
+        !(gates_recorded && weighted_only_if_healthy(before)) || weighted_only_if_healthy(after),
+        "I4: green weighted before its gates"
+    );
+    // I5: the live version goes back only by a rollback (a redeployment or a revert).
+    if let (Some(was), Some(now)) = (&before.service.live, &after.service.live) {
+        let older = matches!(
+            (Version::parse(&now.version), Version::parse(&was.version)),
+            (Ok(now), Ok(was)) if now < was
+        );
+        let by_rollback = after.deployment.as_ref().is_some_and(|d| {
+            (d.rollback && now.deploy_id.as_deref() == Some(d.deploy_id.as_str()))
+                || (d.revert.is_some() && d.version == was.version)
+        });
+        debug_assert!(
+            !older || by_rollback,
+            "I5: live went from {} to the older {} without a rollback",
+            was.version,
+            now.version
+        );
+    }
+}
+
+/// [`decide`] without its debug assertions.
+fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refusal> {
     if let Event::Start {
         request,
         image,

@@ -17,7 +17,7 @@ help:
 	@echo "make demo   full canary rollout on a local AWS emulator, shown live"
 	@echo "make test   every test: template linters, formatting, clippy, unit, end-to-end, emulator self-test"
 	@echo "make asl    regenerate infra/statemachine.asl.json from the Rust plan"
-	@echo "make infra-check  lint infra/template.yaml offline (cfn-lint, checkov); part of make test"
+	@echo "make infra-check  lint infra/template.yaml offline (cfn-lint with AWS Serverless Rules, checkov); part of make test"
 	@echo "make lambdas      build every function for Lambda (arm64): target/lambda/<name>/bootstrap"
 	@echo "make bench        benchmarks (sizes, cold starts, memory, AWS calls, time-to-revert, scale) into BENCHMARKS.md"
 	@echo "make sim          the deterministic simulator over SEEDS seeds (default 10000; the test command runs 150)"
@@ -59,11 +59,12 @@ $(VENV_INFRA)/.installed: infra/requirements.txt
 	touch $@
 
 # The deployable template, checked offline: cfn-lint (CloudFormation and SAM schemas, IAM
-# policy shapes; fails on warnings and errors) and checkov (security misconfigurations; fails
-# on any failed check; every suppression sits in the template's Metadata with its reason;
-# --skip-download: no Prisma Cloud/Bridgecrew calls).
+# policy shapes) with AWS Serverless Rules (cfn-lint-serverless: tracing, async failure
+# destinations, log retention, ...), failing on warnings and errors, and checkov (security
+# misconfigurations; fails on any failed check). Every suppression sits in the template's
+# Metadata with its reason. --skip-download: no Prisma Cloud/Bridgecrew calls.
 infra-check: $(VENV_INFRA)/.installed
-	$(VENV_INFRA)/bin/cfn-lint --non-zero-exit-code warning infra/template.yaml
+	$(VENV_INFRA)/bin/cfn-lint --non-zero-exit-code warning --append-rules cfn_lint_serverless.rules -- infra/template.yaml
 	$(VENV_INFRA)/bin/checkov -f infra/template.yaml --framework cloudformation --skip-download --quiet --compact
 
 # cargo-lambda and zig, pinned in infra/build-requirements.txt, into the main venv.

@@ -7,8 +7,9 @@ PYTHON ?= python3
 VENV ?= .venv
 # The infrastructure linters get their own venv: checkov pins boto3 exactly, moto wants another.
 VENV_INFRA ?= .venv-infra
-# One Lambda binary per package under functions/.
-FUNCTIONS := $(notdir $(wildcard functions/*))
+# The one Lambda bootstrap every function runs (functions/greenlight-lambda; each function's
+# Handler in infra/template.yaml says which one it serves).
+BOOTSTRAP := greenlight-lambda
 export GREENLIGHT_PYTHON ?= $(abspath $(VENV))/bin/python
 
 .PHONY: help setup demo test lint asl infra-check lambdas bench fuzz sim clean
@@ -17,8 +18,8 @@ help:
 	@echo "make demo   full canary rollout on a local AWS emulator, shown live"
 	@echo "make test   every test: template linters, formatting, clippy, unit, end-to-end, emulator self-test"
 	@echo "make asl    regenerate infra/statemachine.asl.json from the Rust plan"
-	@echo "make infra-check  lint infra/template.yaml offline (cfn-lint, checkov); part of make test"
-	@echo "make lambdas      build every function for Lambda (arm64): target/lambda/<name>/bootstrap"
+	@echo "make infra-check  lint infra/template.yaml offline (cfn-lint with AWS Serverless Rules, checkov); part of make test"
+	@echo "make lambdas      build the bootstrap of every function for Lambda (arm64): target/lambda/$(BOOTSTRAP)/bootstrap"
 	@echo "make bench        benchmarks (sizes, cold starts, memory, AWS calls, time-to-revert, scale) into BENCHMARKS.md"
 	@echo "make sim          the deterministic simulator over SEEDS seeds (default 10000; the test command runs 150)"
 	@echo "make fuzz         fuzz every parser target for FUZZ_SECONDS each (cargo-fuzz, nightly)"
@@ -59,11 +60,12 @@ $(VENV_INFRA)/.installed: infra/requirements.txt
 	touch $@
 
 # The deployable template, checked offline: cfn-lint (CloudFormation and SAM schemas, IAM
-# policy shapes; fails on warnings and errors) and checkov (security misconfigurations; fails
-# on any failed check; every suppression sits in the template's Metadata with its reason;
-# --skip-download: no Prisma Cloud/Bridgecrew calls).
+# policy shapes) with AWS Serverless Rules (cfn-lint-serverless: tracing, async failure
+# destinations, log retention, ...), failing on warnings and errors, and checkov (security
+# misconfigurations; fails on any failed check). Every suppression sits in the template's
+# Metadata with its reason. --skip-download: no Prisma Cloud/Bridgecrew calls.
 infra-check: $(VENV_INFRA)/.installed
-	$(VENV_INFRA)/bin/cfn-lint --non-zero-exit-code warning infra/template.yaml
+	$(VENV_INFRA)/bin/cfn-lint --non-zero-exit-code warning --append-rules cfn_lint_serverless.rules -- infra/template.yaml
 	$(VENV_INFRA)/bin/checkov -f infra/template.yaml --framework cloudformation --skip-download --quiet --compact
 
 # cargo-lambda and zig, pinned in infra/build-requirements.txt, into the main venv.
@@ -71,13 +73,13 @@ $(VENV)/.lambda-tools: infra/build-requirements.txt $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/build-requirements.txt
 	touch $@
 
-# Every function, release build for Lambda's arm64 runtime, into target/lambda/<name>/bootstrap
-# (what `sam build` packages too). The venv's bin comes first on PATH: cargo finds the
-# `cargo lambda` subcommand there, and cargo-lambda finds zig (its cross-linker) as
-# `python3 -m ziglang`.
+# The bootstrap of every function, release build for Lambda's arm64 runtime, into
+# target/lambda/greenlight-lambda/bootstrap (what `sam build` packages for each function
+# too). The venv's bin comes first on PATH: cargo finds the `cargo lambda` subcommand there,
+# and cargo-lambda finds zig (its cross-linker) as `python3 -m ziglang`.
 lambdas: $(VENV)/.lambda-tools
 	@rustup target list --installed | grep -qx aarch64-unknown-linux-gnu || rustup target add aarch64-unknown-linux-gnu
-	PATH="$(abspath $(VENV))/bin:$$PATH" cargo lambda build --release --arm64 --locked $(addprefix -p ,$(FUNCTIONS))
+	PATH="$(abspath $(VENV))/bin:$$PATH" cargo lambda build --release --arm64 --locked -p $(BOOTSTRAP)
 
 # The deterministic simulator (shared/sim) over many seeds (the test build: its dependencies
 # are optimised, and a release build with LTO takes far longer than it saves); a failing seed prints its trace and
@@ -105,11 +107,11 @@ clean:
 # Where cargo puts builds (the bench runs the release binaries from there).
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
 
-# The benchmarks (not part of `make test`): the arm64 functions for their sizes (`lambdas`),
-# this machine's release build of the functions to run them, then greenlight-bench, which
+# The benchmarks (not part of `make test`): the arm64 bootstrap for its size (`lambdas`),
+# this machine's release build of it to run the functions, then greenlight-bench, which
 # writes BENCHMARKS.md.
 # BENCH_ARGS passes options (`make bench BENCH_ARGS="--only cold,calls --runs 3"`; see
 # `cargo run -p greenlight-bench -- --help`). Cold on 2 cores: about 45 min of builds.
 bench: setup lambdas
-	cargo build --release --locked $(addprefix -p ,$(FUNCTIONS))
+	cargo build --release --locked -p $(BOOTSTRAP)
 	cargo run --quiet --locked -p greenlight-bench -- --binaries $(TARGET_DIR)/release --arm64 $(TARGET_DIR)/lambda $(BENCH_ARGS)

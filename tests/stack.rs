@@ -1,8 +1,9 @@
-//! The shipped artifacts running together, as in AWS: every function binary as its own
-//! process behind the fake Lambda Runtime API (own credentials, only the environment its
-//! template gives it), the committed state machine definition played for every execution the
-//! emulator records, and (on request) the event source: events published on the bus reach
-//! start-deployment, revert-service or steer-deployment as their EventBridge rules route them.
+//! The shipped artifacts running together, as in AWS: every function as its own process of
+//! the one bootstrap behind the fake Lambda Runtime API (its own `_HANDLER`, own credentials,
+//! only the environment its template gives it), the committed state machine definition
+//! played for every execution the emulator records, and (on request) the event source:
+//! events published on the bus reach start-deployment, revert-service or steer-deployment as
+//! their EventBridge rules route them.
 //! The contract test and the benchmarks drive greenlight through this.
 
 use crate::Env;
@@ -15,8 +16,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Function binaries with the state machine's substitution variable of each (if it is a
-/// state machine task).
+/// The functions (their handler names, `greenlight_steps::lambda::Function::ALL` in order)
+/// with the state machine's substitution variable of each (if it is a state machine task).
 pub const FUNCTIONS: [(&str, Option<&str>); 9] = [
     ("start-deployment", None),
     ("launch-green", Some("LaunchGreenFunctionArn")),
@@ -41,7 +42,7 @@ pub struct Stack {
 }
 
 impl Stack {
-    /// Builds the binaries (if needed), creates the state machine, starts every function's
+    /// Builds the bootstrap (if needed), creates the state machine, starts every function's
     /// process and plays the executions.
     pub async fn start(env: Env) -> Stack {
         crate::build_binaries();

@@ -295,7 +295,7 @@ pub async fn http_get(url: &str) -> String {
     body
 }
 
-/// Builds the workspace's binaries (the Lambda functions, the `greenlight` CLI) once per
+/// Builds the workspace's binaries (the Lambda bootstrap, the `greenlight` CLI) once per
 /// test process, a no-op when they are fresh, so tests of built binaries always run the
 /// current code (or none when `GREENLIGHT_BINARIES_DIR` says where they are). Find them with `greenlight_local::lambda_service::built_binary`.
 pub fn build_binaries() {
@@ -420,10 +420,10 @@ pub fn function_access_key(service: &str, function: &str) -> String {
     format!("{function}.{service}")
 }
 
-/// Starts the shipped binary of `function` as a process behind the fake Lambda Runtime API,
-/// with the template's environment for this installation, at log level info, signing with
-/// its own access key, `secret` and (if given) a session `token`. Its stderr goes to the
-/// returned file.
+/// Starts function `function` as a process of the shipped bootstrap behind the fake Lambda
+/// Runtime API (`_HANDLER` = `function`, as its template `Handler` says), with the template's
+/// environment for this installation, at log level info, signing with its own access key,
+/// `secret` and (if given) a session `token`. Its stderr goes to the returned file.
 pub async fn start_function(
     env: &Env,
     function: &str,
@@ -431,7 +431,7 @@ pub async fn start_function(
     secret: &str,
     token: Option<&str>,
 ) -> (greenlight_local::lambda_service::Function, std::path::PathBuf) {
-    use greenlight_local::lambda_service::{built_binary, Function, FunctionSpec};
+    use greenlight_local::lambda_service::{built_binary, Function, FunctionSpec, BOOTSTRAP};
     let local = &env.local;
     let stderr_log = std::env::temp_dir().join(format!("greenlight-{}-{function}.stderr", env.service));
     let mut vars: Vec<(String, String)> = vec![
@@ -451,7 +451,8 @@ pub async fn start_function(
     ]);
     let spec = FunctionSpec {
         name: function.to_string(),
-        binary: built_binary(function),
+        handler: Some(function.to_string()),
+        binary: built_binary(BOOTSTRAP),
         env: vars,
         timeout: std::time::Duration::from_secs(60),
         stderr_log: Some(stderr_log.clone()),

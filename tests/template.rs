@@ -37,17 +37,18 @@ impl Template {
             .collect()
     }
 
-    /// The function resource of binary `name` (`launch-green` → `LaunchGreenFunction`).
-    pub fn function(&self, binary: &str) -> &Value {
-        self.resource(&function_id(binary))
+    /// The resource of function `name`, by its handler name (`launch-green` →
+    /// `LaunchGreenFunction`).
+    pub fn function(&self, name: &str) -> &Value {
+        self.resource(&function_id(name))
     }
 
-    /// The logical id of the role function `binary` runs with.
-    pub fn role_of(&self, binary: &str) -> String {
-        let role = &self.function(binary)["Properties"]["Role"];
+    /// The logical id of the role function `name` runs with.
+    pub fn role_of(&self, name: &str) -> String {
+        let role = &self.function(name)["Properties"]["Role"];
         let target = role["Fn::GetAtt"][0].as_str();
         target
-            .unwrap_or_else(|| panic!("{binary}'s Role is not !GetAtt <Role>.Arn: {role}"))
+            .unwrap_or_else(|| panic!("{name}'s Role is not !GetAtt <Role>.Arn: {role}"))
             .to_string()
     }
 
@@ -75,9 +76,9 @@ impl Template {
     }
 
     /// The IAM actions `called` (the emulator's `service:Action` API names) need that the
-    /// role of function `binary` does not allow.
-    pub fn ungranted(&self, binary: &str, called: &[String]) -> Vec<String> {
-        ungranted_by(&self.statements(&self.role_of(binary)), called)
+    /// role of function `name` does not allow.
+    pub fn ungranted(&self, name: &str, called: &[String]) -> Vec<String> {
+        ungranted_by(&self.statements(&self.role_of(name)), called)
     }
 }
 
@@ -100,8 +101,8 @@ pub fn ungranted_by(statements: &[Value], called: &[String]) -> Vec<String> {
 }
 
 /// `launch-green` → `LaunchGreenFunction`.
-pub fn function_id(binary: &str) -> String {
-    let mut id: String = binary
+pub fn function_id(name: &str) -> String {
+    let mut id: String = name
         .split('-')
         .map(|word| {
             let mut chars = word.chars();
@@ -190,7 +191,7 @@ mod tests {
     }
 
     #[test]
-    fn function_ids_are_pascal_case_binary_names() {
+    fn function_ids_are_pascal_case_handler_names() {
         assert_eq!(function_id("launch-green"), "LaunchGreenFunction");
         assert_eq!(function_id("finalize"), "FinalizeFunction");
     }

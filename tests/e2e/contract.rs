@@ -1,6 +1,7 @@
-//! Contract test of the shipped artifacts: every function binary runs as its own process
-//! against a fake Lambda Runtime API, with its own credentials and only the environment its
-//! template gives it; the committed state machine definition drives the step functions; the
+//! Contract test of the shipped artifacts: every function runs as its own process of the
+//! one bootstrap against a fake Lambda Runtime API, with its own `_HANDLER` (its template
+//! `Handler`), its own credentials and only the environment its template gives it; the
+//! committed state machine definition drives the step functions; the
 //! AWS endpoint is the emulator. The sample events from `events/` go in; the emulator's state,
 //! the functions' responses and their metric lines (EMF) are checked; and every AWS action a
 //! function's process called must be granted to that function's role in
@@ -10,6 +11,8 @@ use greenlight_e2e::stack::{Stack, FUNCTIONS};
 use greenlight_e2e::{canary, function_access_key, now_rfc3339, sample_event, App, Env};
 use greenlight_local::asl::Ending;
 use greenlight_local::fixture::alarm_name;
+use greenlight_local::lambda_service::{built_binary, Function, FunctionSpec, BOOTSTRAP};
+use greenlight_steps::lambda::Function as Handler;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -39,6 +42,26 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
     let (v2, v3) = (env.image("v2", App::Healthy).await, env.image("v3", App::Healthy).await);
     let service = env.service.clone();
     let stack = Stack::start(env).await;
+
+    // One bootstrap serves all nine: the same executable in every process, each started with
+    // its own handler and its own credentials.
+    assert_eq!(stack.functions.len(), Handler::ALL.len());
+    for (name, _) in FUNCTIONS {
+        let function = &stack.functions[name];
+        assert_eq!(function.binary, built_binary(BOOTSTRAP), "{name}");
+        assert_eq!(function.handler.as_deref(), Some(name));
+        let pid = function.pid().expect("running");
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).expect("its executable");
+        assert_eq!(exe.file_name().unwrap(), BOOTSTRAP, "{name}");
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("its environment");
+        let vars: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        assert!(vars.contains(&format!("_HANDLER={name}")), "{name}: {vars:?}");
+        let key = format!("AWS_ACCESS_KEY_ID={}", function_access_key(&service, name));
+        assert!(vars.contains(&key), "{name}: {vars:?}");
+    }
 
     // Bad input first: a clear error, and nothing started.
     let malformed = sample_event("image-published.json", &[("/detail", json!({"service": service}))]);
@@ -157,6 +180,55 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
         assert!(
             missing.is_empty(),
             "{function} called {missing:?}, which its role does not grant"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bootstrap_with_an_unknown_or_missing_handler_fails_its_init_naming_the_known_ones() {
+    greenlight_e2e::build_binaries();
+    for handler in [Some("bootstrap"), Some("launch_green"), None] {
+        let label = handler.unwrap_or("unset");
+        let stderr_log = std::env::temp_dir().join(format!("greenlight-handler-{label}-{}.stderr", std::process::id()));
+        let spec = FunctionSpec {
+            name: format!("greenlight-handler-{label}"),
+            handler: handler.map(str::to_string),
+            binary: built_binary(BOOTSTRAP),
+            env: vec![],
+            timeout: Duration::from_secs(10),
+            stderr_log: Some(stderr_log.clone()),
+        };
+        let function = Function::start(spec).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut status = None;
+        for _ in 0..500 {
+            status = function.exit_status();
+            if status.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let status = status.unwrap_or_else(|| panic!("_HANDLER {label}: the bootstrap did not exit"));
+        assert!(!status.success(), "_HANDLER {label}: {status}");
+        assert!(
+            !function.wait_for_init(Duration::ZERO).await,
+            "it never asked for an event"
+        );
+        let expected = match handler {
+            Some(name) => format!("unknown handler {name:?} (_HANDLER)"),
+            None => "_HANDLER is not set".to_string(),
+        };
+        let known = format!("must be one of {}", Handler::known());
+        let stderr = std::fs::read_to_string(&stderr_log).unwrap();
+        assert!(
+            stderr.contains(&format!("Error: {expected}")) && stderr.contains(&known),
+            "{stderr}"
+        );
+        // Reported to the Runtime API as Lambda's runtimes do: an invocation gets the init error.
+        let error = function.invoke(&json!({})).await.unwrap_err();
+        assert_eq!(error.error_type, "Runtime.InitError", "{error}");
+        assert!(
+            error.error_message.contains(&expected) && error.error_message.contains(&known),
+            "{error}"
         );
     }
 }

@@ -1,14 +1,18 @@
 //! The deployable stack in `infra/` agrees with the code: the Step Functions definition is
-//! the one generated from the plan; the SAM template builds every function binary with
-//! cargo-lambda for arm64, routes exactly the events greenlight parses, substitutes every
-//! task of the definition, and gives each function its own role with no wildcard action,
-//! no unscoped write and destructive actions only on resources tagged `managed-by=greenlight`.
-//! (That each role grants what its function really calls is checked in `contract`.)
+//! the one generated from the plan; every function of the SAM template runs the one bootstrap
+//! (built with cargo-lambda for arm64) with its own `Handler`; the template routes exactly the
+//! events greenlight parses, substitutes every task of the definition, and gives each
+//! function its own role with no wildcard action, no unscoped write and destructive actions
+//! only on resources tagged `managed-by=greenlight`. (That each role grants what its function
+//! really calls is checked in `contract`.)
 
 use greenlight_core::inbound::{event_patterns, revert_patterns, steer_patterns};
 use greenlight_core::plan::state_machine_definition;
+use greenlight_e2e::stack::FUNCTIONS;
 use greenlight_e2e::template::{as_list, function_id, Template};
 use greenlight_local::emulator::repo_root;
+use greenlight_local::lambda_service::BOOTSTRAP;
+use greenlight_steps::lambda::Function;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 
@@ -23,20 +27,15 @@ fn committed_state_machine_matches_the_plan() {
     );
 }
 
-/// The function binaries of the workspace (`functions/<name>`).
-fn binaries() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(repo_root().join("functions"))
-        .unwrap()
-        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+/// The functions of an installation, by handler name (what the bootstrap serves).
+fn functions() -> Vec<String> {
+    Function::ALL.iter().map(|f| f.name().to_string()).collect()
 }
 
 /// A function's properties with the template's `Globals.Function` under them.
-fn function_properties(template: &Template, binary: &str) -> Value {
+fn function_properties(template: &Template, function: &str) -> Value {
     let mut properties = template.doc["Globals"]["Function"].clone();
-    let own = template.function(binary)["Properties"].as_object().unwrap().clone();
+    let own = template.function(function)["Properties"].as_object().unwrap().clone();
     for (key, value) in own {
         match (properties.get_mut(&key), value) {
             (Some(Value::Object(global)), Value::Object(local)) if key == "Environment" => {
@@ -50,28 +49,51 @@ fn function_properties(template: &Template, binary: &str) -> Value {
 }
 
 #[test]
-fn every_function_binary_is_built_with_cargo_lambda_for_arm64_with_its_own_role() {
+fn every_function_runs_the_one_bootstrap_built_with_cargo_lambda_for_arm64_with_its_own_role() {
+    // One package under functions/, whose binary is the bootstrap.
+    let packages: Vec<String> = std::fs::read_dir(repo_root().join("functions"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        packages,
+        vec![BOOTSTRAP.to_string()],
+        "functions/ holds the one bootstrap"
+    );
+    let manifest = std::fs::read_to_string(repo_root().join("functions").join(BOOTSTRAP).join("Cargo.toml")).unwrap();
+    assert!(manifest.contains(&format!("name = \"{BOOTSTRAP}\"")), "{manifest}");
+    // The functions the stack runs are the ones the bootstrap serves.
+    let names = functions();
+    assert_eq!(names.len(), 9, "{names:?}");
+    assert_eq!(FUNCTIONS.map(|(name, _)| name.to_string()).to_vec(), names);
+
     let template = Template::load();
-    let binaries = binaries();
-    assert_eq!(binaries.len(), 9, "{binaries:?}");
-    let functions: BTreeSet<String> = template.resources_of("AWS::Serverless::Function").into_iter().collect();
-    let expected: BTreeSet<String> = binaries.iter().map(|b| function_id(b)).collect();
-    assert_eq!(functions, expected, "one template function per functions/<name>");
-    let mut roles = BTreeSet::new();
-    for binary in &binaries {
-        let function = template.function(binary);
-        assert_eq!(function["Metadata"]["BuildMethod"], "rust-cargolambda", "{binary}");
+    let resources: BTreeSet<String> = template.resources_of("AWS::Serverless::Function").into_iter().collect();
+    let expected: BTreeSet<String> = names.iter().map(|f| function_id(f)).collect();
+    assert_eq!(
+        resources, expected,
+        "one template function per greenlight_steps::lambda::Function"
+    );
+    let (mut roles, mut handlers) = (BTreeSet::new(), BTreeSet::new());
+    for function in &names {
+        let resource = template.function(function);
+        assert_eq!(resource["Metadata"]["BuildMethod"], "rust-cargolambda", "{function}");
         assert_eq!(
-            function["Metadata"]["BuildProperties"]["Binary"],
-            json!(binary),
-            "{binary}"
+            resource["Metadata"]["BuildProperties"]["Binary"],
+            json!(BOOTSTRAP),
+            "{function} runs the one bootstrap"
         );
-        let properties = function_properties(&template, binary);
-        assert_eq!(properties["Runtime"], "provided.al2023", "{binary}");
-        assert_eq!(properties["Architectures"], json!(["arm64"]), "{binary}");
-        assert_eq!(properties["MemorySize"], 128, "{binary}");
+        let properties = function_properties(&template, function);
+        // Lambda sets _HANDLER from it; the bootstrap serves the function it names.
+        assert_eq!(properties["Handler"], json!(function), "{function}");
+        assert_eq!(function.parse::<Function>().map(|f| f.name()), Ok(function.as_str()));
+        assert!(handlers.insert(properties["Handler"].to_string()));
+        assert_eq!(properties["CodeUri"], "..", "{function}: the workspace root");
+        assert_eq!(properties["Runtime"], "provided.al2023", "{function}");
+        assert_eq!(properties["Architectures"], json!(["arm64"]), "{function}");
+        assert_eq!(properties["MemorySize"], 128, "{function}");
         let timeout = properties["Timeout"].as_u64().unwrap_or(3);
-        assert!((10..=120).contains(&timeout), "{binary}'s timeout {timeout} s");
+        assert!((10..=120).contains(&timeout), "{function}'s timeout {timeout} s");
         // What greenlight_steps::lambda::ports_from_env reads.
         let variables = &properties["Environment"]["Variables"];
         for name in [
@@ -82,9 +104,9 @@ fn every_function_binary_is_built_with_cargo_lambda_for_arm64_with_its_own_role(
             "GREENLIGHT_REPORT_PREFIX",
             "GREENLIGHT_DEFAULT_BAKE_WINDOW_S",
         ] {
-            assert!(!variables[name].is_null(), "{binary} lacks {name}");
+            assert!(!variables[name].is_null(), "{function} lacks {name}");
         }
-        let role = template.role_of(binary);
+        let role = template.role_of(function);
         let trust = &template.resource(&role)["Properties"]["AssumeRolePolicyDocument"]["Statement"];
         let principals: Vec<Value> = as_list(trust)
             .iter()
@@ -167,9 +189,9 @@ fn the_state_machine_is_the_generated_definition_with_every_task_substituted() {
 
 /// Every statement of every function role (inline and attached managed policies).
 fn role_statements(template: &Template) -> Vec<(String, Value)> {
-    binaries()
+    functions()
         .iter()
-        .map(|b| template.role_of(b))
+        .map(|f| template.role_of(f))
         .flat_map(|role| template.statements(&role).into_iter().map(move |s| (role.clone(), s)))
         .collect()
 }
@@ -180,6 +202,10 @@ fn strings(value: &Value) -> Vec<String> {
         .map(|v| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))
         .collect()
 }
+
+/// Writes IAM grants only on `Resource: "*"` (they have no resource type): what Lambda's
+/// active tracing sends with the function's role.
+const WRITES_ONLY_ON_EVERY_RESOURCE: [&str; 2] = ["xray:PutTraceSegments", "xray:PutTelemetryRecords"];
 
 #[test]
 fn no_role_allows_a_wildcard_action_or_a_write_on_every_resource() {
@@ -197,7 +223,8 @@ fn no_role_allows_a_wildcard_action_or_a_write_on_every_resource() {
             for action in &actions {
                 let verb = action.split(':').nth(1).unwrap_or_default();
                 assert!(
-                    ["Describe", "Get", "List"].iter().any(|read| verb.starts_with(read)),
+                    ["Describe", "Get", "List"].iter().any(|read| verb.starts_with(read))
+                        || WRITES_ONLY_ON_EVERY_RESOURCE.contains(&action.as_str()),
                     "{role} allows {action} on every resource"
                 );
             }
@@ -226,4 +253,65 @@ fn destructive_actions_need_the_managed_by_tag_and_pass_role_only_goes_to_ec2() 
         }
     }
     assert_eq!(seen.len(), 5, "the checks above must have found each action: {seen:?}");
+}
+
+/// The functions EventBridge invokes (asynchronously), with the queue of each.
+const ASYNC_FUNCTIONS: [(&str, &str); 3] = [
+    ("start-deployment", "StartDeploymentDeadLetterQueue"),
+    ("revert-service", "RevertServiceDeadLetterQueue"),
+    ("steer-deployment", "SteerDeploymentDeadLetterQueue"),
+];
+
+#[test]
+fn event_driven_functions_retry_twice_then_record_the_failure_in_their_own_queue() {
+    let template = Template::load();
+    let configs = template.resources_of("AWS::Lambda::EventInvokeConfig");
+    assert_eq!(configs.len(), ASYNC_FUNCTIONS.len(), "{configs:?}");
+    for (function, queue) in ASYNC_FUNCTIONS {
+        let id = function_id(function);
+        let config = configs
+            .iter()
+            .map(|c| &template.resource(c)["Properties"])
+            .find(|p| p["FunctionName"] == json!({"Ref": id}))
+            .unwrap_or_else(|| panic!("{function} has no EventInvokeConfig"));
+        assert_eq!(config["Qualifier"], "$LATEST", "{function}");
+        assert_eq!(config["MaximumRetryAttempts"], 2, "{function}");
+        assert_eq!(config["MaximumEventAgeInSeconds"], 3600, "{function}");
+        assert_eq!(
+            config["DestinationConfig"]["OnFailure"]["Destination"],
+            json!({"Fn::GetAtt": [queue, "Arn"]}),
+            "{function}"
+        );
+        // Lambda sends the record with the function's role.
+        let sends: Vec<Value> = template
+            .statements(&template.role_of(function))
+            .into_iter()
+            .filter(|s| strings(&s["Action"]).iter().any(|a| a == "sqs:SendMessage"))
+            .flat_map(|s| as_list(&s["Resource"]))
+            .collect();
+        assert_eq!(sends, vec![json!({"Fn::GetAtt": [queue, "Arn"]})], "{function}");
+    }
+}
+
+#[test]
+fn every_function_is_traced_and_every_linter_suppression_says_why() {
+    let template = Template::load();
+    assert_eq!(template.doc["Globals"]["Function"]["Tracing"], "Active");
+    let resources = template.doc["Resources"].as_object().unwrap();
+    let mut suppressed = 0;
+    for (id, resource) in resources {
+        let metadata = &resource["Metadata"];
+        for skip in as_list(&metadata["checkov"]["skip"]) {
+            let reason = skip["comment"].as_str().unwrap_or_default();
+            assert!(reason.len() > 20, "{id}: checkov {} without a reason", skip["id"]);
+            suppressed += 1;
+        }
+        let ignored = as_list(&metadata["cfn-lint"]["config"]["ignore_checks"]);
+        if !ignored.is_empty() {
+            let reason = metadata["cfn-lint"]["comment"].as_str().unwrap_or_default();
+            assert!(reason.len() > 20, "{id}: cfn-lint {ignored:?} without a reason");
+            suppressed += ignored.len();
+        }
+    }
+    assert!(suppressed > 0);
 }

@@ -1,5 +1,6 @@
-//! The shipped functions as Lambda runs them: binary sizes, and for fresh processes behind
-//! the fake Runtime API (AWS endpoint on the emulator) the init phase (process start → first
+//! The shipped functions as Lambda runs them: the size of the one bootstrap they all run,
+//! and for fresh processes of it behind the fake Runtime API (each with its function's
+//! `_HANDLER`, the AWS endpoint on the emulator) the init phase (process start → first
 //! `/invocation/next`), the first (cold) invocation, the warm ones after it, and the peak
 //! resident memory of the process. Each run starts all nine processes afresh and drives them
 //! through a real rollout (v2), a rollout reverted by an engineer during its bake window (v3)
@@ -16,6 +17,7 @@ use greenlight_e2e::stack::{Stack, FUNCTIONS};
 use greenlight_e2e::{App, Env};
 use greenlight_local::asl::Ending;
 use greenlight_local::fixture::Spec;
+use greenlight_local::lambda_service::BOOTSTRAP;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 /// How often the overhead sampler reads the listener and target health.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 
-/// One function's figures over every run.
+/// One function's figures over every run (or, for [`sizes`], the bootstrap's).
 #[derive(Debug, Clone, Default)]
 pub struct FunctionFigures {
     pub name: String,
@@ -50,23 +52,27 @@ pub struct ColdStarts {
     pub poll_interval_s: u64,
 }
 
-/// Sizes of the binaries in `binaries` (this machine's release build) and `arm64` (the
-/// `make lambdas` output: `<dir>/<function>/bootstrap`).
+/// The size of the bootstrap every function runs: in `binaries` (this machine's release
+/// build) and in `arm64` (the `make lambdas` output: `<dir>/greenlight-lambda/bootstrap`).
 pub fn sizes(binaries: &Path, arm64: &Path) -> Vec<FunctionFigures> {
     let size = |path: &Path| std::fs::metadata(path).ok().map(|m| m.len());
-    FUNCTIONS
+    vec![FunctionFigures {
+        name: BOOTSTRAP.to_string(),
+        size_bytes: size(&binaries.join(BOOTSTRAP)),
+        arm64_size_bytes: size(&arm64.join(BOOTSTRAP).join("bootstrap")),
+        ..Default::default()
+    }]
+}
+
+/// `runs` cold-start runs of every function.
+pub async fn cold_starts(runs: usize, progress: &Progress) -> ColdStarts {
+    let mut figures: Vec<FunctionFigures> = FUNCTIONS
         .iter()
         .map(|(name, _)| FunctionFigures {
             name: name.to_string(),
-            size_bytes: size(&binaries.join(name)),
-            arm64_size_bytes: size(&arm64.join(name).join("bootstrap")),
             ..Default::default()
         })
-        .collect()
-}
-
-/// `runs` cold-start runs; the figures are added to `figures` (from [`sizes`]).
-pub async fn cold_starts(runs: usize, mut figures: Vec<FunctionFigures>, progress: &Progress) -> ColdStarts {
+        .collect();
     let mut overhead_ms = Vec::new();
     let spec = |s: &str| Spec {
         bake_window_s: 4,

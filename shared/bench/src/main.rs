@@ -20,9 +20,10 @@ USAGE:
     greenlight-bench [OPTIONS]          (usually through `make bench`)
 
 Sections (all by default; --only picks some, the others keep their last figures):
-    sizes    stripped size of every function binary (this machine's release build, and the
-             arm64 bootstraps of `make lambdas` when present); goal ≤ 6 MiB
-    cold     every function as a fresh process behind the fake Lambda Runtime API: init
+    sizes    stripped size of the one bootstrap every function runs (this machine's release
+             build, and the arm64 bootstrap of `make lambdas` when present); goal ≤ 6 MiB
+    cold     every function as a fresh process of the bootstrap (its own _HANDLER) behind
+             the fake Lambda Runtime API: init
              (process start → first /invocation/next), first (cold) and warm invocations,
              peak resident memory (goal ≤ 64 MiB); plus the pipeline's overhead, green
              healthy → first traffic change (goal ≤ one health poll interval)
@@ -38,14 +39,15 @@ OPTIONS:
     --services N        services at once on the emulator (default 100)
     --sim-services L    comma-separated service counts for the simulator (default 100,1000,10000)
     --only LIST         comma-separated sections to run (default: all)
-    --binaries DIR      the release function binaries (default: next to this program)
-    --arm64 DIR         `make lambdas` output, <DIR>/<function>/bootstrap (sizes only)
+    --binaries DIR      where the release bootstrap, greenlight-lambda, is (default: next to
+                        this program)
+    --arm64 DIR         `make lambdas` output, <DIR>/greenlight-lambda/bootstrap (sizes only)
     --out FILE          the report to update (default BENCHMARKS.md in the repository)
     --command TEXT      the command to print in the report (default: `make bench`)
     -h, --help          this text
 
-Needs the emulator's venv (`make setup`) and the function binaries built with
-`cargo build --release` (make bench does both).
+Needs the emulator's venv (`make setup`) and the bootstrap built with
+`cargo build --release -p greenlight-lambda` (make bench does both).
 ";
 
 /// Progress lines on stderr, with the time since the benchmark started.
@@ -168,22 +170,17 @@ async fn main() {
     let progress = Progress {
         started: Instant::now(),
     };
-    // The function processes run these binaries (see greenlight_e2e::start_function).
+    // The function processes run this bootstrap (see greenlight_e2e::start_function).
     std::env::set_var(greenlight_local::lambda_service::BINARIES_DIR, &options.binaries);
     let needs_binaries = options.runs("cold") || options.runs("calls") || options.runs("revert");
-    if needs_binaries {
-        let missing: Vec<_> = greenlight_e2e::stack::FUNCTIONS
-            .iter()
-            .map(|(name, _)| options.binaries.join(name))
-            .filter(|path| !path.exists())
-            .collect();
-        if !missing.is_empty() {
-            eprintln!(
-                "error: {missing:?} not found: build them first (`cargo build --release --locked -p <function>...`, \
-                 or run `make bench`), or point --binaries at them"
-            );
-            std::process::exit(2);
-        }
+    let bootstrap = options.binaries.join(greenlight_local::lambda_service::BOOTSTRAP);
+    if needs_binaries && !bootstrap.exists() {
+        eprintln!(
+            "error: {} not found: build it first (`cargo build --release --locked -p greenlight-lambda`, \
+             or run `make bench`), or point --binaries at it",
+            bootstrap.display()
+        );
+        std::process::exit(2);
     }
     progress.say(&format!("greenlight-bench: sections {}", options.only.join(", ")));
 
@@ -206,13 +203,12 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    let figures = functions::sizes(&options.binaries, &options.arm64);
     if options.runs("sizes") {
-        results.sizes = Some(figures.clone());
+        results.sizes = Some(functions::sizes(&options.binaries, &options.arm64));
         write(&results);
     }
     if options.runs("cold") {
-        results.cold = Some(functions::cold_starts(options.runs, figures, &progress).await);
+        results.cold = Some(functions::cold_starts(options.runs, &progress).await);
         write(&results);
     }
     if options.runs("calls") {

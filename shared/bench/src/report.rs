@@ -68,7 +68,7 @@ pub fn update(path: &Path, results: &Results) -> Result<(), String> {
 fn build(options: &Options) -> String {
     let dir = options.binaries.display().to_string();
     if dir.ends_with("release") {
-        format!("this machine's release binaries, `{dir}`")
+        format!("this machine's release bootstrap, `{dir}`")
     } else {
         format!("**a debug build** (unoptimised, so an upper bound of the release figures), `{dir}`")
     }
@@ -121,12 +121,13 @@ fn sizes_section(sizes: &[FunctionFigures]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Stripped release binaries (`opt-level = \"z\"`, LTO, one codegen unit, `panic = \"abort\"`). \
-         Goal: ≤ 6 MiB each. The arm64 column is what Lambda runs (`make lambdas`; empty if not built).\n"
+        "The one stripped release binary every function runs, each with its own `Handler` \
+         (`opt-level = \"z\"`, LTO, one codegen unit, `panic = \"abort\"`). \
+         Goal: ≤ 6 MiB. The arm64 column is what Lambda runs (`make lambdas`; empty if not built).\n"
     );
     let _ = writeln!(
         out,
-        "| function | x86_64 (measured below) | arm64 `bootstrap` | goal (arm64, else x86_64) |"
+        "| binary | x86_64 (measured below) | arm64 `bootstrap` | goal (arm64, else x86_64) |"
     );
     let _ = writeln!(out, "|---|---:|---:|---|");
     for f in sizes {
@@ -142,7 +143,8 @@ fn cold_section(cold: &ColdStarts, runs: usize, build: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Each run starts all nine functions as fresh processes ({}), one at a time (each once the one before \
+        "Each run starts all nine functions as fresh processes of the one bootstrap, each with its own \
+         `_HANDLER` ({}), one at a time (each once the one before \
          has finished its init, so that no two inits contend for the cores), behind the \
          fake Lambda Runtime API, the AWS endpoint on the emulator, and drives them through a real rollout, \
          a rollback in the bake window and a promote request. {runs} runs; min / median / max. \

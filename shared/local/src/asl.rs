@@ -1,8 +1,8 @@
 //! Runs the committed Step Functions definition (`infra/statemachine.asl.json`) the way
 //! Step Functions would, with each `lambda:invoke` Task calling a real function process
 //! (see [`crate::lambda_service`]). The local emulator records executions but does not run
-//! them, so this is what proves the shipped definition and the shipped binaries work
-//! together.
+//! them, so this is what proves the shipped definition and the shipped bootstrap (one
+//! process per function, each with its own `_HANDLER`) work together.
 //!
 //! The subset the generated definition uses: `Task` (`Parameters.FunctionName`,
 //! `Payload.$: "$"`, `OutputPath: "$.Payload"`, `Retry`, `Catch` with `ResultPath`),

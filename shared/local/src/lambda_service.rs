@@ -1,8 +1,10 @@
-//! Plays the Lambda service for the shipped function binaries: each binary runs as its own
-//! process, the way Lambda runs a `bootstrap` in an execution environment, and talks to a
-//! small Runtime API on loopback (`/2018-06-01/runtime/invocation/next`, `.../response`,
-//! `.../error`, `/runtime/init/error`). Events are handed to it one at a time, as Lambda
-//! does for one environment; the process lives across invocations (warm starts).
+//! Plays the Lambda service for the shipped bootstrap: each function runs as its own process
+//! of the one binary ([`BOOTSTRAP`]), the way Lambda runs a `bootstrap` in an execution
+//! environment, with `_HANDLER` set to the function's handler (the template's `Handler`),
+//! and talks to a small Runtime API on loopback (`/2018-06-01/runtime/invocation/next`,
+//! `.../response`, `.../error`, `/runtime/init/error`). Events are handed to it one at a
+//! time, as Lambda does for one environment; the process lives across invocations (warm
+//! starts).
 //!
 //! The process's stdout (JSON logs and Embedded Metric Format lines) is kept for assertions;
 //! its stderr goes to a log file.
@@ -58,11 +60,18 @@ struct RuntimeApi {
     durations: Mutex<Vec<Duration>>,
 }
 
+/// The Cargo binary every function runs (`functions/greenlight-lambda`; `make lambdas`
+/// builds it as `target/lambda/greenlight-lambda/bootstrap`).
+pub const BOOTSTRAP: &str = "greenlight-lambda";
+
 /// What a function process needs besides its binary.
 #[derive(Debug, Clone)]
 pub struct FunctionSpec {
     /// The function's name (also its log stream and, in tests, its access key id).
     pub name: String,
+    /// Its handler, what Lambda sets `_HANDLER` to (the template's `Handler`): which
+    /// function the bootstrap serves (`launch-green`, ...). None: `_HANDLER` unset.
+    pub handler: Option<String>,
     pub binary: PathBuf,
     /// Environment variables, as the function's configuration would set them. The process
     /// gets these and the Lambda-defined ones, nothing from the parent.
@@ -76,6 +85,10 @@ pub struct FunctionSpec {
 /// A running function: its process and the Runtime API it polls.
 pub struct Function {
     pub name: String,
+    /// The `_HANDLER` it was started with.
+    pub handler: Option<String>,
+    /// The executable it runs.
+    pub binary: PathBuf,
     api: Arc<RuntimeApi>,
     invocations: mpsc::UnboundedSender<Pending>,
     stdout: Arc<Mutex<Vec<String>>>,
@@ -89,7 +102,7 @@ impl Function {
     pub async fn start(spec: FunctionSpec) -> Result<Function, String> {
         if !spec.binary.exists() {
             return Err(format!(
-                "{} not found: build the functions first (`cargo build --workspace --bins`)",
+                "{} not found: build the bootstrap first (`cargo build -p {BOOTSTRAP}`)",
                 spec.binary.display()
             ));
         }
@@ -124,6 +137,7 @@ impl Function {
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.name))
             .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/[$LATEST]{}", spec.name))
+            .envs(spec.handler.iter().map(|handler| ("_HANDLER", handler.as_str())))
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -144,6 +158,8 @@ impl Function {
         });
         Ok(Function {
             name: spec.name,
+            handler: spec.handler,
+            binary: spec.binary,
             api,
             invocations,
             stdout,
@@ -195,6 +211,11 @@ impl Function {
     /// Every line the process wrote to stdout so far.
     pub fn stdout(&self) -> Vec<String> {
         self.stdout.lock().unwrap().clone()
+    }
+
+    /// Whether the process has exited (an init error, a crash), with its status.
+    pub fn exit_status(&self) -> Option<std::process::ExitStatus> {
+        self.child.lock().unwrap().try_wait().ok().flatten()
     }
 
     /// The process id (for measurements).
@@ -421,8 +442,9 @@ fn function_error(request: &Request, default_type: &str) -> FunctionError {
     }
 }
 
-/// The environment variable naming the directory of the function binaries to run instead of
-/// those next to the running test or tool (the benchmarks point it at a release build).
+/// The environment variable naming the directory of the binaries (the bootstrap) to run
+/// instead of those next to the running test or tool (the benchmarks point it at a release
+/// build).
 pub const BINARIES_DIR: &str = "GREENLIGHT_BINARIES_DIR";
 
 /// Where `cargo build` put the binary `name` (next to the running test or tool), or where

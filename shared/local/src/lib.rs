@@ -8,8 +8,8 @@
 //!   the pump delivers each message to start-deployment;
 //! - [`fixture`]: builds a service's world (VPC, ALB, listener, target groups, AMIs, blue
 //!   fleet) and registers it, for the demo and the tests;
-//! - [`lambda_service`]: plays the Lambda service for the shipped binaries: each function a
-//!   process polling a Runtime API on loopback;
+//! - [`lambda_service`]: plays the Lambda service for the shipped bootstrap: each function a
+//!   process of it (its own `_HANDLER`) polling a Runtime API on loopback;
 //! - [`asl`]: runs the committed Step Functions definition with its Tasks calling those
 //!   processes;
 //! - [`faults`]: asks the emulator to inject AWS faults into one access key's calls;

@@ -1,12 +1,15 @@
-//! Lambda wiring shared by every function binary: JSON logs, AWS clients built once outside
-//! the handler, and the handler itself (`service_fn`). A function's `main.rs` is one call:
-//! `greenlight_steps::lambda::run(Step::CheckHealth)` (or [`run_revert_service`],
-//! [`run_steer_deployment`]).
+//! Lambda wiring of the one bootstrap every function runs: JSON logs, AWS clients built once
+//! outside the handler, and the handler itself (`service_fn`). Every function of the template
+//! runs the same binary (`functions/greenlight-lambda`, whose `main.rs` is one call to
+//! [`main`]); Lambda sets `_HANDLER` from the function's `Handler` property (`launch-green`,
+//! `revert-service`, ...), and [`main`] serves the [`Function`] it names, or fails its init
+//! naming the known ones.
 //!
-//! Environment: `GREENLIGHT_TABLE`, `GREENLIGHT_BUCKET`, `GREENLIGHT_STATE_MACHINE_ARN`
-//! (start-deployment only), optional `GREENLIGHT_MANIFEST_PREFIX` (default `releases/`) and
-//! `GREENLIGHT_REPORT_PREFIX` (default `reports/`), `GREENLIGHT_DEFAULT_BAKE_WINDOW_S` (the
-//! bake window of a registration that sets none; default [`DEFAULT_BAKE_WINDOW_S`]).
+//! Environment: `_HANDLER` (the function), `GREENLIGHT_TABLE`, `GREENLIGHT_BUCKET`,
+//! `GREENLIGHT_STATE_MACHINE_ARN` (start-deployment only), optional
+//! `GREENLIGHT_MANIFEST_PREFIX` (default `releases/`) and `GREENLIGHT_REPORT_PREFIX` (default
+//! `reports/`), `GREENLIGHT_DEFAULT_BAKE_WINDOW_S` (the bake window of a registration that
+//! sets none; default [`DEFAULT_BAKE_WINDOW_S`]).
 
 use crate::{revert_service, run_step, start_deployment, steer_deployment, StartOutcome, StepError};
 use greenlight_adapters::aws::{aws_ports, lambda_sdk_config, AwsClients, Installation, SfnOrchestrator};
@@ -20,6 +23,172 @@ use std::sync::Arc;
 
 /// Default key prefix of deployment reports.
 pub const REPORT_PREFIX: &str = "reports/";
+
+/// The environment variable Lambda sets from the function's `Handler` property.
+pub const HANDLER_ENV: &str = "_HANDLER";
+
+/// Every function of an installation: what the one bootstrap can serve, by handler name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Function {
+    StartDeployment,
+    LaunchGreen,
+    CheckHealth,
+    ShiftTraffic,
+    Finalize,
+    RetireBlue,
+    AbortDeployment,
+    RevertService,
+    SteerDeployment,
+}
+
+impl Function {
+    /// Every function: the pipeline's steps in order, then the two event-driven ones.
+    pub const ALL: [Function; 9] = [
+        Function::StartDeployment,
+        Function::LaunchGreen,
+        Function::CheckHealth,
+        Function::ShiftTraffic,
+        Function::Finalize,
+        Function::RetireBlue,
+        Function::AbortDeployment,
+        Function::RevertService,
+        Function::SteerDeployment,
+    ];
+
+    /// The step this function runs, if it is one of the pipeline's.
+    pub fn step(self) -> Option<Step> {
+        match self {
+            Function::StartDeployment => Some(Step::StartDeployment),
+            Function::LaunchGreen => Some(Step::LaunchGreen),
+            Function::CheckHealth => Some(Step::CheckHealth),
+            Function::ShiftTraffic => Some(Step::ShiftTraffic),
+            Function::Finalize => Some(Step::Finalize),
+            Function::RetireBlue => Some(Step::RetireBlue),
+            Function::AbortDeployment => Some(Step::AbortDeployment),
+            Function::RevertService | Function::SteerDeployment => None,
+        }
+    }
+
+    /// The handler name (the template's `Handler`, `_HANDLER`): `launch-green`, ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::RevertService => "revert-service",
+            Function::SteerDeployment => "steer-deployment",
+            step => step.step().map(Step::name).unwrap_or_default(),
+        }
+    }
+
+    /// Every handler name, comma-separated (for errors).
+    pub fn known() -> String {
+        Function::ALL.map(Function::name).join(", ")
+    }
+
+    /// The function `_HANDLER` names (`handler`: its value, None when unset).
+    pub fn from_handler(handler: Option<&str>) -> Result<Function, UnknownHandler> {
+        match handler {
+            Some(name) => name.parse(),
+            None => Err(UnknownHandler(None)),
+        }
+    }
+}
+
+impl std::fmt::Display for Function {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Function {
+    type Err = UnknownHandler;
+
+    fn from_str(name: &str) -> Result<Function, UnknownHandler> {
+        Function::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| UnknownHandler(Some(name.to_string())))
+    }
+}
+
+/// `_HANDLER` is unset or names no [`Function`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct UnknownHandler(pub Option<String>);
+
+/// As [`Display`](std::fmt::Display): what `main` prints (`Error: {:?}`) when it returns one.
+impl std::fmt::Debug for UnknownHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::fmt::Display for UnknownHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(name) => write!(f, "unknown handler {name:?} ({HANDLER_ENV})")?,
+            None => write!(f, "{HANDLER_ENV} is not set")?,
+        }
+        write!(
+            f,
+            ": the function's Handler (infra/template.yaml) must be one of {}",
+            Function::known()
+        )
+    }
+}
+
+impl std::error::Error for UnknownHandler {}
+
+/// The bootstrap's `main`: serves the function `_HANDLER` names until the runtime stops the
+/// process. An unknown or missing handler fails the init: the error, naming the known
+/// handlers, goes to the Runtime API's init error and (returned from `main`) to stderr, the
+/// function's log, and the process exits with a failure status.
+pub async fn main() -> Result<(), lambda_runtime::Error> {
+    let function = match Function::from_handler(std::env::var(HANDLER_ENV).ok().as_deref()) {
+        Ok(function) => function,
+        Err(unknown) => {
+            report_init_error(&unknown.to_string()).await;
+            return Err(Box::new(unknown));
+        }
+    };
+    run_function(function).await
+}
+
+/// Serves `function` as a Lambda function until the runtime stops it.
+pub async fn run_function(function: Function) -> Result<(), lambda_runtime::Error> {
+    match function {
+        Function::StartDeployment => run(Step::StartDeployment).await,
+        Function::LaunchGreen => run(Step::LaunchGreen).await,
+        Function::CheckHealth => run(Step::CheckHealth).await,
+        Function::ShiftTraffic => run(Step::ShiftTraffic).await,
+        Function::Finalize => run(Step::Finalize).await,
+        Function::RetireBlue => run(Step::RetireBlue).await,
+        Function::AbortDeployment => run(Step::AbortDeployment).await,
+        Function::RevertService => run_revert_service().await,
+        Function::SteerDeployment => run_steer_deployment().await,
+    }
+}
+
+/// Tells the Runtime API (`AWS_LAMBDA_RUNTIME_API`) that the init failed, as Lambda's
+/// runtimes do (`POST /runtime/init/error`); best effort, with a plain HTTP/1.1 request.
+async fn report_init_error(message: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else {
+        return;
+    };
+    let body = json!({"errorType": "Runtime.InitError", "errorMessage": message}).to_string();
+    let request = format!(
+        "POST /2018-06-01/runtime/init/error HTTP/1.1\r\nhost: {api}\r\n\
+         lambda-runtime-function-error-type: Runtime.InitError\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(&api).await?;
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = [0u8; 256];
+        let _ = stream.read(&mut answer).await?;
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), exchange).await;
+}
 
 /// Runs `step` as a Lambda function until the runtime stops it.
 pub async fn run(step: Step) -> Result<(), lambda_runtime::Error> {
@@ -159,8 +328,42 @@ pub async fn handle(ports: &Ports, step: Step, payload: Value) -> Result<Value, 
 
 #[cfg(test)]
 mod tests {
-    use super::log_filter;
+    use super::{log_filter, Function, UnknownHandler};
     use tracing::Level;
+
+    #[test]
+    fn every_function_is_found_by_its_handler_name_and_nothing_else_is() {
+        for function in Function::ALL {
+            assert_eq!(function.name().parse::<Function>(), Ok(function));
+            assert_eq!(Function::from_handler(Some(function.name())), Ok(function));
+        }
+        let names: std::collections::BTreeSet<&str> = Function::ALL.map(Function::name).into();
+        assert_eq!(names.len(), 9, "{names:?}");
+        // The pipeline's steps are served by the step handlers, under the steps' names.
+        for step in greenlight_core::plan::Step::ALL {
+            let function: Function = step.name().parse().unwrap();
+            assert_eq!(function.step(), Some(step));
+        }
+        for (handler, unknown) in [
+            (Some("bootstrap"), UnknownHandler(Some("bootstrap".into()))),
+            (Some("Launch-Green"), UnknownHandler(Some("Launch-Green".into()))),
+            (Some(""), UnknownHandler(Some(String::new()))),
+            (None, UnknownHandler(None)),
+        ] {
+            assert_eq!(Function::from_handler(handler), Err(unknown.clone()));
+            let message = unknown.to_string();
+            assert!(message.contains("_HANDLER"), "{message}");
+            for function in Function::ALL {
+                assert!(message.contains(function.name()), "{message} does not name {function}");
+            }
+        }
+        assert_eq!(
+            UnknownHandler(None).to_string(),
+            "_HANDLER is not set: the function's Handler (infra/template.yaml) must be one of \
+             start-deployment, launch-green, check-health, shift-traffic, finalize, retire-blue, \
+             abort-deployment, revert-service, steer-deployment"
+        );
+    }
 
     #[test]
     fn rust_log_sets_a_default_level_and_per_crate_levels() {

@@ -1,6 +1,0 @@
-//! The `revert-service` Lambda function: wiring only; the handler is in greenlight-steps.
-
-#[tokio::main]
-async fn main() -> Result<(), lambda_runtime::Error> {
-    greenlight_steps::lambda::run_revert_service().await
-}

@@ -1,4 +1,4 @@
-//! A crash at every AWS call (issue 8, "prove it under chaos", item 2).
+//! A crash at every AWS call: each invocation of a scenario crashed right after each of its calls.
 //!
 //! A scenario is a list of deliveries: an event to a handler (start-deployment,
 //! revert-service, steer-deployment), then the steps of every execution it started, as they
@@ -198,84 +198,62 @@ async fn a_crash_after_any_call_of_an_engineers_abort_changes_nothing_in_the_end
 }
 
 // ---------------------------------------------------------------------------------------
-// Findings: crash points that end differently because of a bug in shared/core or
-// shared/steps (owned elsewhere). Each has an ignored regression test that fails until it is
-// fixed; the sweeps excuse exactly the differences it explains, at its crash points only, and
-// say so, so that they keep guarding everything else. Once fixed: drop the `#[ignore]` and
-// the entry in FINDINGS.
+// Regression tests: crash points the sweeps once found ending differently, each replayed
+// alone. The doc says what was wrong and how it was fixed; the name says what holds now.
 // ---------------------------------------------------------------------------------------
 
-/// A known difference at some crash points.
-struct Finding {
-    /// Its regression test.
-    test: &'static str,
-    scenario: &'static str,
-    /// The crashed invocation's handler, and the calls it crashed after.
-    handlers: &'static [&'static str],
-    calls: &'static [&'static str],
-    /// True for each differing line (of either run) that the finding explains.
-    explains: fn(&str) -> bool,
-}
-
-const FINDINGS: &[Finding] = &[];
-
 /// The canary's first retire-blue (bake window over) crashes right after committing
-/// `Retiring`, before DeregisterTargets. Its redelivery comes while blue "drains" (now <
-/// `drain_until`): `decide` ignores `RetireDue` in `Retiring` until then and, once it is over,
-/// terminates blue without deregistering it. Blue's targets were never drained and stay
-/// registered in the target group (`unused`, terminated). Fixed: decide re-issues
-/// DeregisterTargets (idempotent) on every `RetireDue` in `Retiring` (I8).
+/// `Retiring`, before DeregisterTargets. Found by the sweep: its redelivery came while blue
+/// "drained" (now < `drain_until`), `decide` ignored `RetireDue` in `Retiring` until then
+/// and, once it was over, terminated blue without deregistering it (its targets never
+/// drained, left registered). Fixed: decide re-issues DeregisterTargets (idempotent) on
+/// every `RetireDue` in `Retiring` (I8).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retire_blue_crashed_after_recording_retiring_terminates_blue_without_deregistering_it() {
+async fn retire_blue_crashed_after_recording_retiring_still_deregisters_blue_before_terminating_it() {
     crash_once(CANARY_ROLLOUT, "retire-blue", 0, "ledger.commit").await;
 }
 
 /// The canary's last retire-blue crashes right after committing `Succeeded`, before the
-/// report's PutObject. Its redelivery finds the deployment succeeded: `decide` ignores
-/// `RetireDue` there and no one writes the report, ever. The same holds for abort-deployment
-/// after `Aborted` (every other scenario shows it). Fixed: a step of the deployment's
-/// executions that finds it ended re-issues `WriteReport` (an idempotent PutObject).
+/// report's PutObject. Found by the sweep: its redelivery found the deployment succeeded,
+/// `decide` ignored `RetireDue` there and no one wrote the report, ever (abort-deployment
+/// after `Aborted` too). Fixed: a step of the deployment's executions that finds it ended
+/// re-issues `WriteReport` (an idempotent PutObject).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deployment_crashed_after_recording_its_end_never_writes_its_report() {
+async fn a_deployment_crashed_after_recording_its_end_still_writes_its_report() {
     crash_once(CANARY_ROLLOUT, "retire-blue", 1, "ledger.commit").await;
 }
 
 /// steer-deployment's abort crashes right after committing `Aborting` (before its listener
-/// change, DeregisterTargets and the `<id>-abort` StartExecution). The redelivered
-/// AbortRequested finds the deployment aborting: `decide` says "already aborting" with no
-/// effects. Traffic stays 50 % on green and green registered (right after the delivery) and
-/// nothing cleans up until the deployment's own execution wakes after the canary step's wait (300 s here):
-/// only then does its check-health route to abort-deployment. The same at a crash after the
-/// listener change or the deregistration (then only the clean-up waits). Fixed: decide
-/// re-applies the abort's effects and the follow-up execution on `AbortRequested` in
+/// change, DeregisterTargets and the `<id>-abort` StartExecution). Found by the sweep: the
+/// redelivered AbortRequested found the deployment aborting and `decide` said "already
+/// aborting" with no effects, so traffic stayed 50 % on green and nothing cleaned up until
+/// the deployment's own execution woke after the canary step's wait (300 s here). Fixed:
+/// decide re-applies the abort's effects and the follow-up execution on `AbortRequested` in
 /// `Aborting` (all idempotent; StartExecution of the same name is "already started") (I20).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_abort_crashed_after_recording_it_leaves_traffic_on_green_until_the_canary_step_wait_ends() {
+async fn an_abort_crashed_after_recording_it_puts_traffic_back_at_once_when_redelivered() {
     crash_once(ABORT_IN_CANARY, "steer-deployment", 0, "ledger.commit").await;
 }
 
 /// revert-service (alarm, bake window) crashes right after committing the rollback (its fast
-/// path already put traffic back), before DeregisterTargets and the `<id>-revert`
-/// StartExecution. The redelivered alarm finds the rollback recorded: no effects. Green stays
-/// registered (right after the delivery) and running until the deployment's own execution wakes after the bake window
-/// (120 s here, an hour by default); only then does its retire-blue route to
-/// abort-deployment. Fixed: a revert that finds the rollback recorded while the deployment is
-/// still aborting re-issues the clean-up (DeregisterTargets, the follow-up execution) (I13).
+/// path already put traffic back), before its clean-up and the `<id>-revert` StartExecution.
+/// Found by the sweep: the redelivered alarm found the rollback recorded and did nothing, so
+/// green stayed running until the deployment's own execution woke after the bake window
+/// (120 s here, an hour by default). Fixed: a revert that finds the rollback recorded while
+/// the deployment is still aborting re-issues the clean-up and the follow-up execution (I13).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_alarm_revert_crashed_after_recording_it_leaves_green_running_until_the_bake_window_ends() {
+async fn an_alarm_revert_crashed_after_recording_it_starts_the_clean_up_when_redelivered() {
     crash_once(ALARM_IN_BAKE, "revert-service", 0, "ledger.commit").await;
 }
 
 /// revert-service's slow path (v1 retired: redeploy v1's image) crashes right after
-/// committing the rollback deployment, before its StartExecution. The redelivered
-/// RollbackRequested finds that deployment holding the service and rolls *it* back (decide's
-/// `Event::Revert` on the rollback's own deployment, in `Launching`): the rollback is aborted
-/// ("rolled back by alice"), v2, the version the engineer rolled back from, stays live, and
-/// `last_revert` reads v1 → v2. Fixed: decide's revert recognises the deployment whose id
-/// derives from this event's id (`DeployId::derive_rollback`), changes nothing and makes sure
-/// its execution runs (I14).
+/// committing the rollback deployment, before its StartExecution. Found by the sweep: the
+/// redelivered RollbackRequested found that deployment holding the service and rolled *it*
+/// back (v2, the version the engineer rolled back from, stayed live). Fixed: decide's revert
+/// recognises the deployment whose id derives from this event's id
+/// (`DeployId::derive_rollback`), changes nothing and makes sure its execution runs (I14).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rollback_request_redelivered_after_its_redeployment_was_recorded_rolls_the_rollback_back() {
+async fn a_rollback_request_redelivered_after_its_redeployment_was_recorded_only_makes_sure_it_runs() {
     crash_once(ROLLBACK_AFTER_RETIRE, "revert-service", 0, "ledger.commit").await;
 }
 
@@ -367,8 +345,7 @@ fn crash_points(base: &RunResult) -> Vec<CrashPoint> {
 }
 
 /// The crash-free run, then every crash point, `PER_SWEEP` runs at a time (`PARALLEL` over
-/// all sweeps);
-/// fails with every crash point whose end differs, unless a known finding explains it.
+/// all sweeps); fails with every crash point whose end differs.
 async fn sweep(scenario: Scenario) {
     let clock = Instant::now();
     let (_emulator, local) = installation(&scenario).await;
@@ -406,7 +383,7 @@ async fn sweep(scenario: Scenario) {
             (point, tokio::spawn(crash_run))
         })
         .collect();
-    let (mut failures, mut known) = (Vec::new(), Vec::new());
+    let mut failures = Vec::new();
     for (point, handle) in runs {
         let verdict = match handle.await {
             Ok(outcome) => judge(&scenario, &base, point, &outcome),
@@ -417,25 +394,20 @@ async fn sweep(scenario: Scenario) {
         };
         match verdict {
             Ok(()) => {}
-            Err(Mismatch::Differs { head, lines }) => match explained(&scenario, &base, point, &lines) {
-                Some(finding) => known.push(format!("{head} [known finding: {}]", finding.test)),
-                None => failures.push(format!(
-                    "{head}; the end differs from the crash-free run's (- crash-free, + crashed):\n{}",
-                    lines.join("\n")
-                )),
-            },
+            Err(Mismatch::Differs { head, lines }) => failures.push(format!(
+                "{head}; the end differs from the crash-free run's (- crash-free, + crashed):\n{}",
+                lines.join("\n")
+            )),
             Err(Mismatch::Broken(why)) => failures.push(why),
         }
     }
     println!(
-        "crash sweep '{}': {} of {} crash points end as the crash-free run, {} differ as known findings say, {} fail ({:.0?}){}",
+        "crash sweep '{}': {} of {} crash points end as the crash-free run, {} fail ({:.0?})",
         scenario.name,
-        points.len() - failures.len() - known.len(),
+        points.len() - failures.len(),
         points.len(),
-        known.len(),
         failures.len(),
         clock.elapsed(),
-        known.iter().map(|k| format!("\n    {k}")).collect::<String>()
     );
     assert!(
         failures.is_empty(),
@@ -447,21 +419,9 @@ async fn sweep(scenario: Scenario) {
     );
 }
 
-/// The finding that explains every differing line at `point`, if one does.
-fn explained(scenario: &Scenario, base: &RunResult, point: CrashPoint, lines: &[String]) -> Option<&'static Finding> {
-    let inv = &base.trace[point.invocation];
-    let call = inv.calls[point.k - 1];
-    FINDINGS.iter().find(|f| {
-        (f.scenario == "*" || f.scenario == scenario.name)
-            && f.handlers.contains(&inv.handler)
-            && f.calls.contains(&call)
-            && lines.iter().all(|l| (f.explains)(&l[4..]))
-    })
-}
-
 /// One crash point of `scenario`, named by the handler (or its label's prefix), which of
 /// its invocations after the setup (0 = the first) and the call: the crash-free run, then
-/// the crash run; fails if they end differently, whatever FINDINGS says.
+/// the crash run; fails if they end differently.
 async fn crash_once(scenario: Scenario, label: &str, nth: usize, call: &str) {
     let (_emulator, local) = installation(&scenario).await;
     let base = baseline(scenario, &local).await;

@@ -671,32 +671,6 @@ mod tests {
     }
 
     #[test]
-    fn parses_event_times() {
-        let table = [
-            ("1970-01-01T00:00:00Z", 0),
-            ("2026-11-24T10:00:00Z", 1_795_514_400_000),
-            ("2026-11-24T10:00:00.25Z", 1_795_514_400_250),
-            ("2024-02-29T23:59:59+00:00", 1_709_251_199_000),
-        ];
-        for (text, want) in table {
-            assert_eq!(parse_time_ms(text).unwrap(), want, "{text}");
-            if !text.contains('.') && text.ends_with('Z') {
-                assert_eq!(format_time(want / 1000), text, "round trip");
-            }
-        }
-        for bad in [
-            "",
-            "2026-11-24",
-            "2026-11-24T10:00:00",
-            "2026-13-01T00:00:00Z",
-            "2026-11-24T10:00:00+02:00",
-            "2026-1-24T10:00:00Z",
-        ] {
-            assert!(parse_time_ms(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
     fn parses_abort_and_promote_requests_with_who_and_why() {
         for (detail_type, action) in [
             (ABORT_REQUESTED, SteerAction::Abort),
@@ -900,28 +874,6 @@ mod tests {
         }
         for good in ["greenlight-artifacts", "my.bucket-1", "abc"] {
             assert!(parse(&s3_event(good, key), MANIFEST_PREFIX).is_ok(), "{good:?}");
-        }
-    }
-
-    #[test]
-    fn event_times_must_be_calendar_dates() {
-        // Accepted before: 2026-02-31 was read as 2026-03-03.
-        for bad in [
-            "2026-02-31T00:00:00Z",
-            "2026-02-29T00:00:00Z",
-            "2100-02-29T00:00:00Z",
-            "2026-04-31T00:00:00Z",
-            "2026-00-10T00:00:00Z",
-            "2026-11-00T00:00:00Z",
-            "2026-11-24T24:00:00Z",
-            "2026-11-24T10:00:00-00:00",
-            "2026-11-24 10:00:00Z",
-            "\u{ff12}026-11-24T10:00:00Z",
-        ] {
-            assert!(parse_time_ms(bad).is_err(), "{bad:?}");
-        }
-        for good in ["2024-02-29T00:00:00Z", "2000-02-29T00:00:00Z", "2026-12-31T23:59:59Z"] {
-            assert!(parse_time_ms(good).is_ok(), "{good:?}");
         }
     }
 

@@ -30,51 +30,32 @@ pub const HANDLER_ENV: &str = "_HANDLER";
 /// Every function of an installation: what the one bootstrap can serve, by handler name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Function {
-    StartDeployment,
-    LaunchGreen,
-    CheckHealth,
-    ShiftTraffic,
-    Finalize,
-    RetireBlue,
-    AbortDeployment,
+    /// One of the pipeline's steps (the state machine's Tasks, and start-deployment).
+    Step(Step),
     RevertService,
     SteerDeployment,
 }
 
 impl Function {
-    /// Every function: the pipeline's steps in order, then the two event-driven ones.
-    pub const ALL: [Function; 9] = [
-        Function::StartDeployment,
-        Function::LaunchGreen,
-        Function::CheckHealth,
-        Function::ShiftTraffic,
-        Function::Finalize,
-        Function::RetireBlue,
-        Function::AbortDeployment,
-        Function::RevertService,
-        Function::SteerDeployment,
-    ];
-
-    /// The step this function runs, if it is one of the pipeline's.
-    pub fn step(self) -> Option<Step> {
-        match self {
-            Function::StartDeployment => Some(Step::StartDeployment),
-            Function::LaunchGreen => Some(Step::LaunchGreen),
-            Function::CheckHealth => Some(Step::CheckHealth),
-            Function::ShiftTraffic => Some(Step::ShiftTraffic),
-            Function::Finalize => Some(Step::Finalize),
-            Function::RetireBlue => Some(Step::RetireBlue),
-            Function::AbortDeployment => Some(Step::AbortDeployment),
-            Function::RevertService | Function::SteerDeployment => None,
+    /// Every function: the pipeline's steps in order ([`Step::ALL`]), then the two
+    /// event-driven ones.
+    pub const ALL: [Function; Step::ALL.len() + 2] = {
+        let mut all = [Function::RevertService; Step::ALL.len() + 2];
+        let mut i = 0;
+        while i < Step::ALL.len() {
+            all[i] = Function::Step(Step::ALL[i]);
+            i += 1;
         }
-    }
+        all[Step::ALL.len() + 1] = Function::SteerDeployment;
+        all
+    };
 
     /// The handler name (the template's `Handler`, `_HANDLER`): `launch-green`, ...
     pub fn name(self) -> &'static str {
         match self {
+            Function::Step(step) => step.name(),
             Function::RevertService => "revert-service",
             Function::SteerDeployment => "steer-deployment",
-            step => step.step().map(Step::name).unwrap_or_default(),
         }
     }
 
@@ -154,13 +135,7 @@ pub async fn main() -> Result<(), lambda_runtime::Error> {
 /// Serves `function` as a Lambda function until the runtime stops it.
 pub async fn run_function(function: Function) -> Result<(), lambda_runtime::Error> {
     match function {
-        Function::StartDeployment => run(Step::StartDeployment).await,
-        Function::LaunchGreen => run(Step::LaunchGreen).await,
-        Function::CheckHealth => run(Step::CheckHealth).await,
-        Function::ShiftTraffic => run(Step::ShiftTraffic).await,
-        Function::Finalize => run(Step::Finalize).await,
-        Function::RetireBlue => run(Step::RetireBlue).await,
-        Function::AbortDeployment => run(Step::AbortDeployment).await,
+        Function::Step(step) => run(step).await,
         Function::RevertService => run_revert_service().await,
         Function::SteerDeployment => run_steer_deployment().await,
     }
@@ -342,7 +317,7 @@ mod tests {
         // The pipeline's steps are served by the step handlers, under the steps' names.
         for step in greenlight_core::plan::Step::ALL {
             let function: Function = step.name().parse().unwrap();
-            assert_eq!(function.step(), Some(step));
+            assert_eq!(function, Function::Step(step));
         }
         for (handler, unknown) in [
             (Some("bootstrap"), UnknownHandler(Some("bootstrap".into()))),

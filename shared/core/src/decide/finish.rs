@@ -1,0 +1,131 @@
+//! Ending a deployment: aborting (traffic back, green fenced, drained and terminated, I26)
+//! and finishing (the service freed, the queued image started, the report written).
+
+use super::*;
+
+/// An execution `<deploy id>-<suffix>` that runs a deployment's remaining steps from its
+/// phase in the ledger, whatever its own execution waits for (or if it stopped): the
+/// clean-up after a rollback (`revert`) or a takeover (`superseded`), or a deployment whose
+/// lease expired (`resume-<gen>`).
+pub(super) fn follow_up_execution(dep: &Deployment, suffix: &str) -> Effect {
+    Effect::StartExecution {
+        service: dep.service.clone(),
+        deploy_id: dep.deploy_id.clone(),
+        execution: format!("{}-{suffix}", dep.deploy_id),
+    }
+}
+
+/// Moves to `Aborting`. Green drains for the deregistration delay only if it ever had
+/// traffic, and is deregistered only once the stale-write fence has passed
+/// ([`green_deregistrable_at`]); an untouched green can be terminated at once.
+pub(super) fn enter_aborting(dep: &mut Deployment, config: &ServiceConfig, reason: String, now: Epoch) {
+    let touched = dep.max_weight > 0;
+    let drain_until = now
+        + if touched {
+            config.max_invocation_s + config.deregistration_delay_s
+        } else {
+            0
+        };
+    dep.enter(
+        Phase::Aborting {
+            reason: reason.clone(),
+            drain_until,
+        },
+        now,
+        reason,
+    );
+}
+
+/// When an aborting deployment's green may be deregistered (I26, the stale-write fence).
+/// A green that ever had weight may still be given weight by a listener change decided
+/// before the abort (a shift that read `Verified` or `Shifting`, whose ModifyListener, not
+/// conditional, lands after the abort's; its run may crash right after it). Such a run ends
+/// within `max_invocation_s` of the abort's decision (Lambda stops it): from then on no
+/// stale listener change can land, and the abort's own, re-applied just before the
+/// deregistration, is the last word. Until then green stays registered, so a stale weight
+/// is served by healthy targets instead of none. An untouched green had no shift committed
+/// before the abort (the abort's read would have seen it), so no run can give it weight.
+pub fn green_deregistrable_at(config: &ServiceConfig, dep: &Deployment) -> Option<Epoch> {
+    if !matches!(dep.phase, Phase::Aborting { .. }) {
+        return None;
+    }
+    if dep.max_weight == 0 {
+        return Some(0);
+    }
+    let since = aborting_since(dep).unwrap_or(dep.updated_at);
+    Some(since + config.max_invocation_s)
+}
+
+/// When the deployment entered `Aborting` (the first timeline mark of that phase).
+pub(super) fn aborting_since(dep: &Deployment) -> Option<Epoch> {
+    dep.timeline
+        .iter()
+        .find(|m| m.phase == PhaseName::Aborting)
+        .map(|m| m.at)
+}
+
+/// Abort: traffic back to blue (only if the listener was ever touched and blue exists),
+/// deregister green once no stale listener change can reach it any more (I26), and once
+/// draining is over terminate everything tagged with the id.
+pub(super) fn abort_effects(config: &ServiceConfig, dep: &Deployment, now: Epoch, effects: &mut Vec<Effect>) {
+    if dep.max_weight > 0 && dep.blue.is_some() {
+        effects.push(set_traffic(config, dep, 0));
+    }
+    let fenced = green_deregistrable_at(config, dep).is_some_and(|at| now >= at);
+    if !dep.green_instances.is_empty() && fenced {
+        effects.push(Effect::DeregisterTargets {
+            target_group: dep.green_tg.clone(),
+            instance_ids: dep.green_instances.clone(),
+            port: config.launch.port,
+        });
+    }
+    if let Phase::Aborting { drain_until, .. } = dep.phase {
+        if now >= drain_until && fenced {
+            effects.push(Effect::TerminateInstances {
+                service: dep.service.clone(),
+                instance_ids: dep.green_instances.clone(),
+                deploy_id: Some(dep.deploy_id.clone()),
+                green: true,
+            });
+        }
+    }
+}
+
+/// Aborts a deployment from outside its own execution (superseded, an engineer's request):
+/// traffic back, green deregistered, and drain and terminate in a follow-up execution
+/// (`<deploy id>-<suffix>`) now, whatever the deployment's own execution waits for. The note.
+pub(super) fn abort_now(
+    dep: &mut Deployment,
+    config: &ServiceConfig,
+    reason: String,
+    suffix: &str,
+    now: Epoch,
+    effects: &mut Vec<Effect>,
+) -> String {
+    let note = format!("aborting: {reason}");
+    enter_aborting(dep, config, reason, now);
+    abort_effects(config, dep, now, effects);
+    effects.push(follow_up_execution(dep, suffix));
+    note
+}
+
+/// A deployment reached a terminal phase: free the service, start the queued deployment,
+/// write the report.
+pub(super) fn finish(service: &mut ServiceState, dep: &Deployment, effects: &mut Vec<Effect>) {
+    if service.active.as_deref() == Some(dep.deploy_id.as_str()) {
+        service.active = None;
+        service.lease_until = None;
+        if dep.phase == Phase::Succeeded {
+            service.attention = None;
+        }
+        if let Some(request) = &service.queued {
+            effects.push(Effect::StartQueued {
+                request: request.clone(),
+            });
+        }
+    }
+    effects.push(Effect::WriteReport {
+        service: dep.service.clone(),
+        deploy_id: dep.deploy_id.clone(),
+    });
+}

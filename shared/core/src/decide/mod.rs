@@ -1,0 +1,719 @@
+//! `decide(state, event, now) -> (state, effects)`: every transition of a deployment.
+//!
+//! Contract with the handlers (see ARCHITECTURE.md, "The step loop"):
+//! 1. the handler reads [`State`] from the ledger and observes the world (read-only calls);
+//! 2. `decide` returns the new state and the effects that make the world match it;
+//! 3. the handler commits the new state conditionally (ledger first), then applies the
+//!    effects, each idempotent, in order; some effects report back with a follow-up event
+//!    (e.g. `LaunchGreen` → [`Event::GreenLaunched`]) that is decided the same way.
+//!
+//! Redelivering an event to the state it produced yields the same effects again and no new
+//! state: a crash anywhere is healed by the next delivery.
+//!
+//! This module holds the events, effects and refusals and dispatches each (event, phase) to
+//! its family: `start` (refusals, a new deployment, a busy service's policy), `rollout`
+//! (gates, weights, the lease), `revert` (the fast plan, claims, rollbacks), `finish`
+//! (aborting and ending) and `reconcile` (what a late delivery still repairs).
+
+mod finish;
+mod reconcile;
+mod revert;
+mod rollout;
+mod start;
+
+use crate::config::{LaunchSettings, NewImagePolicy, ServiceConfig, Switch};
+use crate::ids::DeployId;
+use crate::model::{Deployment, LastRevert, Phase, PhaseName, Release, RevertPlan, ServiceState, State, Trigger};
+
+pub use crate::request::{
+    HealthReport, ImageFacts, ImageRequest, RevertRequest, SmokeResult, TargetHealth, TargetState,
+};
+use crate::rfc3339::format as format_time;
+use crate::version::{Version, VersionError};
+use crate::Epoch;
+pub use finish::green_deregistrable_at;
+use finish::*;
+use reconcile::*;
+use revert::*;
+pub use revert::{alarm_loop, fast_revert_plan, rollback_target};
+use rollout::*;
+use serde::{Deserialize, Serialize};
+pub use start::check_version;
+use start::*;
+
+/// Everything that can happen to a deployment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// An image was published (start-deployment). `image` is None when the AMI does not exist;
+    /// `firing_alarms`: the service's alarms in ALARM right now (pre-flight gate).
+    Start {
+        request: ImageRequest,
+        image: Option<ImageFacts>,
+        #[serde(default)]
+        firing_alarms: Vec<String>,
+    },
+    /// launch-green is due.
+    LaunchDue,
+    /// Green instances exist (launched now, or found from an earlier delivery).
+    GreenLaunched { instance_ids: Vec<String> },
+    /// check-health observed green.
+    HealthObserved { report: HealthReport },
+    /// shift-traffic is due.
+    ShiftDue,
+    /// The switch point now gives green `weight` % (since `at_ms`, milliseconds).
+    TrafficApplied { weight: u8, at_ms: u64 },
+    /// Roll the service back to the release before this deployment. `flipped_at_ms`: when
+    /// the fast path already applied the service's revert plan (before this decision).
+    Revert {
+        request: RevertRequest,
+        received_at_ms: u64,
+        #[serde(default)]
+        flipped_at_ms: Option<u64>,
+    },
+    /// finalize is due.
+    FinalizeDue,
+    /// retire-blue is due; `blue_serving`: the switch point still forwards to blue.
+    RetireDue { blue_serving: bool },
+    /// The old fleet is terminated.
+    BlueTerminated,
+    /// Abort requested (a failed step, or an operator).
+    Abort { reason: String },
+    /// Another image or a rollback takes the service over: abort if green has not gone live
+    /// yet, and (`resume`, when this deployment's lease expired) run its remaining steps in a
+    /// new execution so that it ends.
+    Supersede { reason: String, resume: bool },
+    /// Green is terminated after an abort.
+    GreenTerminated,
+    /// An engineer asked to stop the deployment in flight (`AbortRequested`): traffic back on
+    /// blue if green had any, green drained and terminated now. Too late once green is live:
+    /// that is a rollback.
+    AbortRequested { requested_by: String, reason: String },
+    /// An engineer asked to skip the remaining canary steps (and their waits) and the bake
+    /// window (`PromoteRequested`). The health gates still apply, at 100 % too.
+    Promote { requested_by: String, reason: String },
+}
+
+/// A change to the world, applied after the new state is committed. Every effect is
+/// idempotent: applying it twice leaves the world as applying it once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "effect", rename_all = "snake_case")]
+pub enum Effect {
+    /// Start the step sequence for the deployment as execution `execution` (the deploy id,
+    /// or `<deploy id>-revert` for the clean-up after a rollback).
+    StartExecution {
+        service: String,
+        deploy_id: String,
+        execution: String,
+    },
+    /// RunInstances with an idempotency token; every instance tagged on launch.
+    /// Reports back [`Event::GreenLaunched`].
+    LaunchGreen {
+        service: String,
+        deploy_id: String,
+        version: String,
+        ami: String,
+        client_token: String,
+        launch: LaunchSettings,
+    },
+    /// Register instances in a target group on `port`.
+    RegisterTargets {
+        target_group: String,
+        instance_ids: Vec<String>,
+        port: u16,
+    },
+    /// Point the switch at blue and green with green at `green_weight` %.
+    SetTraffic {
+        switch: Switch,
+        blue_tg: Option<String>,
+        green_tg: String,
+        green_weight: u8,
+    },
+    /// Deregister instances (starts connection draining).
+    DeregisterTargets {
+        target_group: String,
+        instance_ids: Vec<String>,
+        port: u16,
+    },
+    /// Terminate instances of `service`; with `deploy_id`, also every instance tagged with it
+    /// (so an instance launched before a crash is never orphaned). Reports back
+    /// [`Event::BlueTerminated`] or [`Event::GreenTerminated`] (`green`).
+    TerminateInstances {
+        service: String,
+        instance_ids: Vec<String>,
+        deploy_id: Option<String>,
+        green: bool,
+    },
+    /// Write the finished deployment's timeline as a JSON report.
+    WriteReport { service: String, deploy_id: String },
+    /// Decide [`Event::Supersede`] on deployment `deploy_id` of `service`.
+    SupersedeDeployment {
+        service: String,
+        deploy_id: String,
+        reason: String,
+        resume: bool,
+    },
+    /// Start the queued deployment (the service is free).
+    StartQueued { request: ImageRequest },
+    /// Make sure deployment `deploy_id` (the successor of a finished one) has its execution:
+    /// if it is still launching, StartExecution of its name (a no-op when it runs or ran).
+    EnsureExecution { service: String, deploy_id: String },
+}
+
+/// The outcome of `decide`: the new state, the effects to apply after committing it, and a
+/// human-readable note for the logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub state: State,
+    pub effects: Vec<Effect>,
+    pub note: String,
+}
+
+/// Why an event was refused. Nothing changes on a refusal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("event is for service {got:?} but the state read is for {want:?}")]
+    WrongService { got: String, want: String },
+    #[error("no deployment to act on: the ledger has no deployment with this id")]
+    NoDeployment,
+    #[error("{0}")]
+    BadVersion(#[from] VersionError),
+    #[error("refusing to deploy {requested} of {service}: it is older than the live version {live}; use a rollback to go back")]
+    Downgrade {
+        service: String,
+        live: String,
+        requested: String,
+    },
+    #[error("{service} {version} ({ami}) is already live; nothing to deploy")]
+    AlreadyLive {
+        service: String,
+        version: String,
+        ami: String,
+    },
+    #[error("version {version} of {service} is live as {live_ami}; publish {requested_ami} under a new version")]
+    VersionReused {
+        service: String,
+        version: String,
+        live_ami: String,
+        requested_ami: String,
+    },
+    #[error("{service} already has deployment {active} in flight; wait for it to finish or abort it")]
+    Busy { service: String, active: String },
+    #[error("AMI {ami} was not found (or is not visible to this account); check the image id and region")]
+    ImageNotFound { ami: String },
+    #[error("AMI {ami} is not available yet; publish it once its state is 'available'")]
+    ImageNotAvailable { ami: String },
+    #[error(
+        "AMI {ami} is owned by account {owner}, which {service}'s AMI policy does not allow (allowed: {allowed:?})"
+    )]
+    WrongOwner {
+        service: String,
+        ami: String,
+        owner: String,
+        allowed: Vec<String>,
+    },
+    #[error("AMI {ami} lacks tag {key}={value} required by {service}'s AMI policy")]
+    MissingTag {
+        service: String,
+        ami: String,
+        key: String,
+        value: String,
+    },
+    #[error("refusing to deploy to {service} while its alarm {alarms} is in ALARM; fix or roll back first (a rollback is allowed)")]
+    AlarmFiring { service: String, alarms: String },
+    #[error("cannot roll {service} back to {version}: the ledger never recorded it live (recorded: {known}); name one of those")]
+    NeverLive {
+        service: String,
+        version: String,
+        known: String,
+    },
+    #[error("cannot roll {service} back: {why}")]
+    NoPrevious { service: String, why: String },
+    #[error("a rollback of {service} to {version} is queued; publish this image again once it is live")]
+    RollbackPending { service: String, version: String },
+    #[error("deployment {deploy_id} is {phase}: too late to abort; roll back instead")]
+    TooLateToAbort { deploy_id: String, phase: PhaseName },
+    #[error("deployment {deploy_id} is {phase}: there is nothing to promote")]
+    NothingToPromote { deploy_id: String, phase: PhaseName },
+    #[error("cannot roll {service} back instantly: {why}")]
+    NothingWarm { service: String, why: String },
+    #[error(
+        "cannot roll {service} back to {requested}: the warm version is {warm}; only it can be restored instantly"
+    )]
+    NotTheWarmVersion {
+        service: String,
+        requested: String,
+        warm: String,
+    },
+    #[error("refusing to retire blue: the switch point still forwards traffic to {target_group}")]
+    BlueStillServing { target_group: String },
+}
+
+impl crate::inbound::SteerRequest {
+    /// The decision event this request is for the deployment in flight.
+    pub fn event(&self) -> Event {
+        let (requested_by, reason) = (self.requested_by.clone(), self.reason.clone());
+        match self.action {
+            crate::inbound::SteerAction::Abort => Event::AbortRequested { requested_by, reason },
+            crate::inbound::SteerAction::Promote => Event::Promote { requested_by, reason },
+        }
+    }
+}
+
+/// Decides what `event` does to `state` at time `now`.
+pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refusal> {
+    let decision = transition(state, event, now)?;
+    debug_assert_invariants(state, &decision.state);
+    Ok(decision)
+}
+
+/// The invariants the simulator checks from outside on every committed state
+/// (`shared/sim/src/invariants.rs`), asserted from inside on every decision, in debug builds
+/// (the tests, the simulator): a decision keeps what its input had (a mixed read may not
+/// have it: BatchGetItem is not a snapshot), and moves the live version back only by a
+/// rollback.
+fn debug_assert_invariants(before: &State, after: &State) {
+    // I6: a lease exists exactly while a deployment holds the service.
+    let leased = |s: &State| s.service.active.is_some() == s.service.lease_until.is_some();
+    debug_assert!(
+        !leased(before) || leased(after),
+        "I6: active {:?} with lease {:?}",
+        after.service.active,
+        after.service.lease_until
+    );
+    // I4: green gets weight only once it passed its gates. (A deployment past them, from
+    // `Verified` on, records when; a state that does not is no precondition to keep.)
+    let weighted_only_if_healthy = |s: &State| {
+        s.deployment
+            .as_ref()
+            .is_none_or(|d| d.max_weight == 0 || d.healthy_at.is_some())
+    };
+    let gates_recorded = before.deployment.as_ref().is_none_or(|d| {
+        d.healthy_at.is_some()
+            || !matches!(
+                d.phase,
+                Phase::Verified { .. }
+                    | Phase::Shifting { .. }
+                    | Phase::Baking { .. }
+                    | Phase::Retiring { .. }
+                    | Phase::Succeeded
+            )
+    });
+    debug_assert!(
+        !(gates_recorded && weighted_only_if_healthy(before)) || weighted_only_if_healthy(after),
+        "I4: green weighted before its gates"
+    );
+    // I5: the live version goes back only by a rollback (a redeployment or a revert).
+    if let (Some(was), Some(now)) = (&before.service.live, &after.service.live) {
+        let older = matches!(
+            (Version::parse(&now.version), Version::parse(&was.version)),
+            (Ok(now), Ok(was)) if now < was
+        );
+        let by_rollback = after.deployment.as_ref().is_some_and(|d| {
+            (d.rollback && now.deploy_id.as_deref() == Some(d.deploy_id.as_str()))
+                || (d.revert.is_some() && d.version == was.version)
+        });
+        debug_assert!(
+            !older || by_rollback,
+            "I5: live went from {} to the older {} without a rollback",
+            was.version,
+            now.version
+        );
+    }
+}
+
+/// [`decide`] without its debug assertions.
+fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refusal> {
+    if let Event::Start {
+        request,
+        image,
+        firing_alarms,
+    } = event
+    {
+        return start(state, request, image.as_ref(), firing_alarms, now);
+    }
+    if let Some(pending) = claimed_revert(state, event) {
+        // A rollback was claimed (and its listener change maybe made) but not recorded:
+        // complete it before anything else can move traffic. If it cannot be (the world
+        // moved on), drop the claim; the event is decided on the next delivery.
+        return decide(state, &pending, now).or_else(|why| {
+            let mut next = state.clone();
+            next.service.revert_claim = None;
+            Ok(Decision {
+                state: next,
+                effects: vec![],
+                note: format!("the claimed rollback cannot be completed ({why}); claim dropped"),
+            })
+        });
+    }
+    let mut next = state.clone();
+    let config = &state.config;
+    let dep = next.deployment.as_mut().ok_or(Refusal::NoDeployment)?;
+    let mut effects = Vec::new();
+    let note: String;
+    let register_green = |dep: &Deployment, ids: Vec<String>| Effect::RegisterTargets {
+        target_group: dep.green_tg.clone(),
+        instance_ids: ids,
+        port: config.launch.port,
+    };
+    match (event, dep.phase.clone()) {
+        (Event::LaunchDue, Phase::Launching) => {
+            effects.push(Effect::LaunchGreen {
+                service: dep.service.clone(),
+                deploy_id: dep.deploy_id.clone(),
+                version: dep.version.clone(),
+                ami: dep.ami.clone(),
+                client_token: DeployId::parse(&dep.deploy_id)
+                    .map(|id| id.client_token(0))
+                    .unwrap_or_else(|_| format!("greenlight-{}", dep.deploy_id)),
+                launch: config.launch.clone(),
+            });
+            note = format!("launching {} x {}", config.launch.count, dep.ami);
+        }
+        (Event::GreenLaunched { instance_ids }, Phase::Launching) => {
+            dep.green_instances = instance_ids.clone();
+            dep.enter(
+                Phase::Verifying { weight: 0, polls: 0 },
+                now,
+                format!("green launched: {}", instance_ids.join(", ")),
+            );
+            effects.push(register_green(dep, instance_ids.clone()));
+            effects.extend(attach_green(config, dep));
+            note = format!("green launched into target group {}", short_arn(&dep.green_tg));
+        }
+        // A launch delivered again after green was recorded: make sure it is registered.
+        (Event::LaunchDue | Event::GreenLaunched { .. }, Phase::Verifying { weight: 0, .. }) => {
+            effects.push(register_green(dep, dep.green_instances.clone()));
+            effects.extend(attach_green(config, dep));
+            note = "green already launched; re-registering (idempotent)".into();
+        }
+        (Event::HealthObserved { report }, Phase::Verifying { weight, polls }) => {
+            note = observe_health(dep, config, report, weight, polls, now, &mut effects);
+        }
+        (Event::ShiftDue, Phase::Verified { weight }) if weight < 100 => {
+            let to = if dep.blue.is_some() && dep.promoted_by.is_none() {
+                config.next_weight(weight)
+            } else {
+                100
+            };
+            dep.max_weight = dep.max_weight.max(to);
+            dep.enter(
+                Phase::Shifting { from: weight, to },
+                now,
+                format!("shifting green {weight}% -> {to}%"),
+            );
+            effects.push(set_traffic(config, dep, to));
+            note = format!("shifting traffic to green: {to}%");
+        }
+        (Event::ShiftDue, Phase::Shifting { to, .. }) => {
+            effects.push(set_traffic(config, dep, to));
+            note = format!("re-applying traffic shift to {to}%");
+        }
+        (
+            Event::Revert {
+                request,
+                received_at_ms,
+                flipped_at_ms,
+            },
+            phase,
+        ) => {
+            note = revert(
+                &mut next.service,
+                dep,
+                config,
+                request,
+                (*received_at_ms, *flipped_at_ms),
+                &phase,
+                now,
+                &mut effects,
+            )?;
+        }
+        (Event::TrafficApplied { weight: 0, at_ms }, Phase::Aborting { .. }) if dep.revert.is_some() => {
+            note = match traffic_back(dep, *at_ms, now) {
+                Some(mark) => mark,
+                None => "traffic already back (re-applied)".into(),
+            };
+        }
+        (Event::TrafficApplied { weight: 0, .. }, Phase::Verifying { weight: 0, .. }) => {
+            note = format!(
+                "target group {} attached to the switch point at 0% (health-checked, no traffic)",
+                short_arn(&dep.green_tg)
+            );
+        }
+        (Event::TrafficApplied { weight, .. }, Phase::Shifting { to, .. }) if *weight == to => {
+            dep.enter(
+                Phase::Verifying { weight: to, polls: 0 },
+                now,
+                format!("green receives {to}% of traffic"),
+            );
+            note = format!("traffic shifted: green {to}%");
+        }
+        (Event::FinalizeDue, Phase::Verified { weight: 100 }) => {
+            // A promoted deployment skips the bake window: blue is retired right away.
+            let until = if dep.promoted_by.is_some() {
+                now
+            } else {
+                now + config.bake_window_s
+            };
+            next.service.live = Some(dep.green_release());
+            next.service.warm = dep.blue.clone();
+            if dep.rollback {
+                next.service.last_revert = Some(LastRevert {
+                    from: dep.blue.as_ref().map(|b| b.version.clone()).unwrap_or_default(),
+                    back_to: dep.version.clone(),
+                    deploy_id: dep.deploy_id.clone(),
+                    at: now,
+                });
+            }
+            let warm = dep
+                .blue
+                .as_ref()
+                .map(|b| format!("{} warm until {}", b.version, format_time(until)))
+                .unwrap_or_else(|| "nothing to keep warm".into());
+            dep.enter(Phase::Baking { until }, now, format!("{} live; {warm}", dep.version));
+            note = format!("{} is live; baking for {}s", dep.version, until - now);
+        }
+        (Event::RetireDue { blue_serving }, Phase::Baking { until }) if now >= until => match dep.blue.clone() {
+            None => {
+                dep.enter(Phase::Succeeded, now, "bake window over; no previous fleet");
+                finish(&mut next.service, dep, &mut effects);
+                note = "deployment succeeded".into();
+            }
+            Some(blue) if *blue_serving => {
+                return Err(Refusal::BlueStillServing {
+                    target_group: blue.target_group,
+                });
+            }
+            Some(blue) => {
+                next.service.warm = None;
+                let drain_until = now + config.deregistration_delay_s;
+                dep.enter(
+                    Phase::Retiring { drain_until },
+                    now,
+                    format!("retiring {}: draining until {}", blue.version, format_time(drain_until)),
+                );
+                effects.push(Effect::DeregisterTargets {
+                    target_group: blue.target_group.clone(),
+                    instance_ids: blue.instance_ids.clone(),
+                    port: config.launch.port,
+                });
+                note = format!("bake window over; draining {}", blue.version);
+            }
+        },
+        (Event::RetireDue { .. }, Phase::Retiring { drain_until }) => {
+            // Deregister again on every delivery (idempotent): the delivery that committed
+            // `Retiring` may have crashed before its DeregisterTargets, and blue must be
+            // deregistered before it is terminated (I8).
+            let blue = dep.blue.clone().unwrap_or_else(|| dep.green_release());
+            effects.push(Effect::DeregisterTargets {
+                target_group: blue.target_group.clone(),
+                instance_ids: blue.instance_ids.clone(),
+                port: config.launch.port,
+            });
+            if now >= drain_until {
+                effects.push(Effect::TerminateInstances {
+                    service: dep.service.clone(),
+                    instance_ids: blue.instance_ids,
+                    deploy_id: None,
+                    green: false,
+                });
+                note = "draining over; terminating the old fleet".into();
+            } else {
+                note = format!(
+                    "{} draining until {} (deregistration re-applied)",
+                    blue.version,
+                    format_time(drain_until)
+                );
+            }
+        }
+        (Event::BlueTerminated, Phase::Retiring { .. }) => {
+            dep.enter(Phase::Succeeded, now, "old fleet terminated");
+            finish(&mut next.service, dep, &mut effects);
+            note = "deployment succeeded".into();
+        }
+        (
+            Event::Abort { reason },
+            Phase::Launching | Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. },
+        ) => {
+            enter_aborting(dep, config, reason.clone(), now);
+            abort_effects(config, dep, now, &mut effects);
+            note = format!("aborting: {reason}");
+        }
+        (Event::Abort { .. }, Phase::Aborting { .. }) => {
+            abort_effects(config, dep, now, &mut effects);
+            note = "aborting (continued)".into();
+        }
+        (Event::Abort { reason }, phase @ (Phase::Baking { .. } | Phase::Retiring { .. })) => {
+            // abort-deployment after a step of this execution failed, while another execution
+            // (a promote's follow-up) took the deployment live: green is live, so there is
+            // nothing to abort; the route continues the deployment (retire-blue) instead of
+            // failing the execution. In `Succeeded` it
+            // ends: the last arm re-issues what a finished deployment owes (its report).
+            note = format!(
+                "too late to abort ({}: green is live); continuing. The step failure was: {reason}",
+                phase.name()
+            );
+        }
+        (Event::GreenTerminated, Phase::Aborting { reason, .. }) => {
+            dep.enter(
+                Phase::Aborted { reason: reason.clone() },
+                now,
+                "green terminated; traffic on blue",
+            );
+            finish(&mut next.service, dep, &mut effects);
+            note = format!("deployment aborted: {reason}");
+        }
+        (
+            Event::Supersede { reason, .. },
+            Phase::Launching | Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. },
+        ) => {
+            note = abort_now(dep, config, reason.clone(), "superseded", now, &mut effects);
+        }
+        (Event::Supersede { resume, .. }, phase) if !phase.is_terminal() => {
+            // Green is live (or already aborting): it ends on its own, then the queued one starts.
+            if *resume {
+                effects.push(follow_up_execution(dep, &format!("resume-{}", dep.gen)));
+            }
+            note = format!(
+                "{} is {}: it finishes first{}",
+                dep.deploy_id,
+                phase.name(),
+                if *resume {
+                    " (resumed: its lease had expired)"
+                } else {
+                    ""
+                }
+            );
+        }
+        (
+            Event::AbortRequested { requested_by, reason },
+            Phase::Launching | Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. },
+        ) => {
+            let reason = format!("aborted by {requested_by}: {reason}");
+            note = abort_now(dep, config, reason, "abort", now, &mut effects);
+        }
+        (Event::AbortRequested { .. }, Phase::Aborting { .. }) => {
+            // A redelivery (the first crashed after committing `Aborting`, before its effects),
+            // or another request while aborting for another reason: the abort acts at once
+            // (I20), so re-issue its effects and the follow-up execution, all idempotent
+            // (StartExecution of an existing name is a no-op). Whatever the reason, this also
+            // completes any clean-up an earlier delivery left unstarted.
+            abort_effects(config, dep, now, &mut effects);
+            effects.push(follow_up_execution(dep, "abort"));
+            note = format!(
+                "{} is already aborting; abort effects and clean-up execution re-issued (idempotent)",
+                dep.deploy_id
+            );
+        }
+        (Event::AbortRequested { .. }, Phase::Aborted { .. }) => {
+            note = format!("{} is already {}", dep.deploy_id, dep.phase.name());
+        }
+        (Event::AbortRequested { .. }, phase @ (Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded)) => {
+            return Err(Refusal::TooLateToAbort {
+                deploy_id: dep.deploy_id.clone(),
+                phase: phase.kind(),
+            });
+        }
+        (Event::Promote { .. }, _) if dep.promoted_by.is_some() => {
+            note = format!("{} is already promoted", dep.deploy_id);
+        }
+        (
+            Event::Promote { requested_by, reason },
+            phase @ (Phase::Launching
+            | Phase::Verifying { .. }
+            | Phase::Verified { .. }
+            | Phase::Shifting { .. }
+            | Phase::Baking { .. }),
+        ) => {
+            dep.promoted_by = Some(requested_by.clone());
+            let skipped = match phase {
+                Phase::Baking { .. } => {
+                    dep.phase = Phase::Baking { until: now };
+                    "the rest of the bake window skipped"
+                }
+                _ => "remaining canary steps and the bake window skipped; health gates still apply",
+            };
+            let mark = format!("promoted by {requested_by}: {reason}; {skipped}");
+            dep.enter(dep.phase.clone(), now, mark.clone());
+            // Act now, whatever the deployment's own execution waits for.
+            effects.push(follow_up_execution(dep, &format!("promote-{}", dep.gen)));
+            note = mark;
+        }
+        (Event::Promote { .. }, Phase::Retiring { .. } | Phase::Succeeded) => {
+            note = format!("{} is {}: nothing left to skip", dep.deploy_id, dep.phase.name());
+        }
+        (Event::Promote { .. }, phase @ (Phase::Aborting { .. } | Phase::Aborted { .. })) => {
+            return Err(Refusal::NothingToPromote {
+                deploy_id: dep.deploy_id.clone(),
+                phase: phase.kind(),
+            });
+        }
+        (event, phase) => {
+            note = stale_delivery(config, &next.service, dep, event, &phase, &mut effects);
+        }
+    }
+    run_a_launching_rollback(&next, event, &mut effects);
+    if let Some(dep) = next.deployment.as_ref() {
+        renew_lease(&mut next.service, config, dep, now);
+        // The plan follows the deployment that holds (or held) the service.
+        let holder = |s: &ServiceState| s.active.as_deref() == Some(dep.deploy_id.as_str());
+        if holder(&state.service) || holder(&next.service) {
+            next.service.revert_plan = fast_revert_plan(&next.service, config, dep);
+        }
+    }
+    Ok(Decision {
+        state: next,
+        effects,
+        note,
+    })
+}
+
+/// The readable tail of an ARN: `targetgroup/checkout-b/0123` → `checkout-b`.
+pub fn short_arn(arn: &str) -> &str {
+    let resource = arn.rsplit(':').next().unwrap_or(arn);
+    let mut parts = resource.split('/');
+    match (parts.next(), parts.next()) {
+        (Some(_), Some(name)) => name,
+        _ => resource,
+    }
+}
+
+/// True for the event of a step of a deployment's execution (its own, or a follow-up
+/// execution's): launch-green, check-health, shift-traffic, finalize, retire-blue,
+/// abort-deployment. Not an effect's report-back, nor a trigger from outside. Such a step
+/// that finds nothing to do in the deployment's phase reconciles the world with it.
+fn own_step(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::LaunchDue
+            | Event::HealthObserved { .. }
+            | Event::ShiftDue
+            | Event::FinalizeDue
+            | Event::RetireDue { .. }
+            | Event::Abort { .. }
+    )
+}
+
+/// The event's name for log lines.
+pub fn event_name(event: &Event) -> &'static str {
+    match event {
+        Event::Start { .. } => "start",
+        Event::LaunchDue => "launch_due",
+        Event::GreenLaunched { .. } => "green_launched",
+        Event::HealthObserved { .. } => "health_observed",
+        Event::ShiftDue => "shift_due",
+        Event::TrafficApplied { .. } => "traffic_applied",
+        Event::Revert { .. } => "revert",
+        Event::FinalizeDue => "finalize_due",
+        Event::RetireDue { .. } => "retire_due",
+        Event::BlueTerminated => "blue_terminated",
+        Event::Abort { .. } => "abort",
+        Event::Supersede { .. } => "supersede",
+        Event::GreenTerminated => "green_terminated",
+        Event::AbortRequested { .. } => "abort_requested",
+        Event::Promote { .. } => "promote",
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -37,7 +37,7 @@ impl Step {
         Step::AbortDeployment,
     ];
 
-    /// The function's name (`functions/<name>/`).
+    /// The function's name: its handler in the template (`Handler`, `_HANDLER`).
     pub fn name(self) -> &'static str {
         match self {
             Step::StartDeployment => "start-deployment",

@@ -315,3 +315,21 @@ fn every_function_is_traced_and_every_linter_suppression_says_why() {
     }
     assert!(suppressed > 0);
 }
+
+/// I26's premise: the stale-write fence waits `max_invocation_s` (default Lambda's maximum,
+/// 900 s) after an abort for every run that read the ledger before it to have ended, so no
+/// function of the stack may be allowed to run that long.
+#[test]
+fn every_function_times_out_before_the_default_stale_write_fence() {
+    let template = Template::load();
+    let fence = greenlight_core::config::LAMBDA_MAX_RUNTIME_S;
+    for function in functions() {
+        let timeout = function_properties(&template, &function)["Timeout"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{function} sets no Timeout (Lambda's default is 3 s; say it)"));
+        assert!(
+            timeout < fence,
+            "{function}'s Timeout {timeout} s must stay below max_invocation_s' default {fence} s (I26)"
+        );
+    }
+}

@@ -19,6 +19,7 @@
 pub mod config;
 pub mod decide;
 pub mod detail;
+pub mod fence;
 pub mod ids;
 pub mod inbound;
 pub mod metrics;

@@ -102,7 +102,7 @@ pub fn route(config: &ServiceConfig, deployment: &Deployment, now: Epoch) -> Rou
         // Green is deregistered once no stale listener change can reach it (I26), then
         // drains until `drain_until`.
         Phase::Aborting { drain_until, .. } => {
-            let fence = crate::decide::green_deregistrable_at(config, deployment).unwrap_or(0);
+            let fence = crate::fence::green_deregistrable_at(config, deployment).unwrap_or(0);
             let at = if now < fence { fence } else { *drain_until };
             (Some(Step::AbortDeployment), until(at))
         }

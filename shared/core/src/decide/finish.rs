@@ -1,7 +1,12 @@
 //! Ending a deployment: aborting (traffic back, green fenced, drained and terminated, I26)
 //! and finishing (the service freed, the queued image started, the report written).
 
-use super::*;
+use super::traffic::set_traffic;
+use super::types::*;
+use crate::config::ServiceConfig;
+use crate::fence::green_deregistrable_at;
+use crate::model::{Deployment, Phase, ServiceState};
+use crate::Epoch;
 
 /// An execution `<deploy id>-<suffix>` that runs a deployment's remaining steps from its
 /// phase in the ledger, whatever its own execution waits for (or if it stopped): the
@@ -34,34 +39,6 @@ pub(super) fn enter_aborting(dep: &mut Deployment, config: &ServiceConfig, reaso
         now,
         reason,
     );
-}
-
-/// When an aborting deployment's green may be deregistered (I26, the stale-write fence).
-/// A green that ever had weight may still be given weight by a listener change decided
-/// before the abort (a shift that read `Verified` or `Shifting`, whose ModifyListener, not
-/// conditional, lands after the abort's; its run may crash right after it). Such a run ends
-/// within `max_invocation_s` of the abort's decision (Lambda stops it): from then on no
-/// stale listener change can land, and the abort's own, re-applied just before the
-/// deregistration, is the last word. Until then green stays registered, so a stale weight
-/// is served by healthy targets instead of none. An untouched green had no shift committed
-/// before the abort (the abort's read would have seen it), so no run can give it weight.
-pub fn green_deregistrable_at(config: &ServiceConfig, dep: &Deployment) -> Option<Epoch> {
-    if !matches!(dep.phase, Phase::Aborting { .. }) {
-        return None;
-    }
-    if dep.max_weight == 0 {
-        return Some(0);
-    }
-    let since = aborting_since(dep).unwrap_or(dep.updated_at);
-    Some(since + config.max_invocation_s)
-}
-
-/// When the deployment entered `Aborting` (the first timeline mark of that phase).
-pub(super) fn aborting_since(dep: &Deployment) -> Option<Epoch> {
-    dep.timeline
-        .iter()
-        .find(|m| m.phase == PhaseName::Aborting)
-        .map(|m| m.at)
 }
 
 /// Abort: traffic back to blue (only if the listener was ever touched and blue exists),

@@ -4,7 +4,10 @@
 //! deployment is made to run (I23). The seeds that found each are in
 //! `shared/sim/tests/seeds.rs`.
 
-use super::*;
+use super::traffic::set_traffic;
+use super::types::*;
+use crate::config::ServiceConfig;
+use crate::model::{Deployment, Phase, ServiceState, State};
 
 /// `event` arriving in `phase`, where it has nothing to decide: the reconciliations due, and
 /// the note.

@@ -2,7 +2,13 @@
 //! claimed rollback completed first, the revert decision itself, and the release a slow
 //! rollback redeploys.
 
-use super::*;
+use super::finish::{abort_effects, enter_aborting, follow_up_execution};
+use super::types::*;
+use crate::config::ServiceConfig;
+use crate::ids::DeployId;
+use crate::model::{Deployment, LastRevert, Phase, PhaseName, Release, RevertPlan, ServiceState, State, Trigger};
+use crate::request::RevertRequest;
+use crate::Epoch;
 
 /// The rollback to decide first, when the fast path claimed one for this deployment that the
 /// ledger does not record yet.

@@ -1,7 +1,12 @@
 //! Moving forward: health observations into gates, green attached and weighted at the
 //! switch point, and the lease the deployment in flight renews as it makes progress.
 
-use super::*;
+use super::finish::enter_aborting;
+use super::types::*;
+use crate::config::ServiceConfig;
+use crate::model::{Deployment, Phase, ServiceState};
+use crate::request::{HealthReport, TargetHealth, TargetState};
+use crate::Epoch;
 
 /// The deployment holding the service renews its lease as it makes progress: the lease
 /// covers the wait before its next step plus `lease_s`, and is written only when it would
@@ -118,21 +123,4 @@ pub(super) fn observe_health(
     dep.phase = Phase::Verifying { weight, polls };
     dep.updated_at = now;
     format!("green not healthy yet (poll {polls}/{})", config.health.max_polls)
-}
-
-/// The switch point forwards to green's target group with weight 0: no user traffic, but
-/// the load balancer health-checks only target groups its listeners or rules reference
-/// (others report `unused`, `Target.NotInUse`). Nothing to attach to without a blue.
-pub(super) fn attach_green(config: &ServiceConfig, dep: &Deployment) -> Option<Effect> {
-    dep.blue.as_ref().map(|_| set_traffic(config, dep, 0))
-}
-
-/// The switch point forwarding to blue and green with green at `green_weight` %.
-pub(super) fn set_traffic(config: &ServiceConfig, dep: &Deployment, green_weight: u8) -> Effect {
-    Effect::SetTraffic {
-        switch: config.switch.clone(),
-        blue_tg: dep.blue.as_ref().map(|b| b.target_group.clone()),
-        green_tg: dep.green_tg.clone(),
-        green_weight,
-    }
 }

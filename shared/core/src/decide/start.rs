@@ -2,13 +2,19 @@
 //! then a new deployment in `Launching`, or the policy for a service that is busy (queue,
 //! supersede, reject).
 
-use super::*;
+use super::types::*;
+use crate::config::NewImagePolicy;
+use crate::model::{Deployment, Phase, Release, State};
+use crate::request::ImageRequest;
+use crate::rfc3339::format as format_time;
+use crate::version::Version;
+use crate::Epoch;
 
 /// start-deployment: refusals first, then a new deployment in `Launching`.
 pub(super) fn start(
     state: &State,
     request: &ImageRequest,
-    image: Option<&crate::decide::ImageFacts>,
+    image: Option<&crate::request::ImageFacts>,
     firing_alarms: &[String],
     now: Epoch,
 ) -> Result<Decision, Refusal> {

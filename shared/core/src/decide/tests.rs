@@ -4,7 +4,7 @@
 use super::*;
 use crate::config::tests::sample;
 use crate::config::NewImagePolicy;
-use crate::model::{ImageSource, Release, ServiceState};
+use crate::model::{ImageSource, Release, ServiceState, Trigger};
 use std::collections::BTreeMap;
 
 const NOW: Epoch = 1_000_000;

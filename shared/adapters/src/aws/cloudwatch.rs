@@ -1,6 +1,6 @@
 //! CloudWatch: which of a service's alarms are in ALARM now.
 
-use super::aws_error;
+use super::error::aws_error;
 use crate::AdapterResult;
 use async_trait::async_trait;
 

@@ -12,7 +12,7 @@
 //! Every write is conditional: on `gen` for existing items, `attribute_not_exists` for new
 //! ones. A lost condition is [`AdapterError::Conflict`].
 
-use super::{aws_error, error_code, invalid_request};
+use super::error::{aws_error, error_code, invalid_request};
 use crate::{AdapterError, AdapterResult, Ledger, RevertKey};
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{

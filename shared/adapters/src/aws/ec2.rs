@@ -1,7 +1,7 @@
 //! The fleet on EC2: images, instances launched with a ClientToken and tagged on launch,
 //! terminated only when tagged `managed-by=greenlight` for the service.
 
-use super::{aws_error, error_code};
+use super::error::{aws_error, error_code};
 use crate::{tags, AdapterError, AdapterResult, Fleet, Instance, InstanceState, LaunchRequest};
 use async_trait::async_trait;
 use aws_sdk_ec2::types::{Filter, IamInstanceProfileSpecification, InstanceType, ResourceType, Tag, TagSpecification};

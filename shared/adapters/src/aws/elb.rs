@@ -1,7 +1,7 @@
 //! The load balancer on ELBv2: target registration and health, and the switch point's
 //! forward weights (a listener's default action or one rule).
 
-use super::{aws_error, error_code};
+use super::error::{aws_error, error_code};
 use crate::{AdapterError, AdapterResult, LoadBalancer};
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::{

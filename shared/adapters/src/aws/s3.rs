@@ -1,6 +1,6 @@
 //! The artifact store on S3: release manifests in, deployment reports out.
 
-use super::aws_error;
+use super::error::aws_error;
 use crate::{AdapterError, AdapterResult, ArtifactStore};
 use async_trait::async_trait;
 

@@ -1,6 +1,6 @@
 //! The orchestrator on Step Functions: one execution per deployment, named by its id.
 
-use super::{aws_error, error_code};
+use super::error::{aws_error, error_code};
 use crate::{AdapterError, AdapterResult, Orchestrator};
 use async_trait::async_trait;
 

@@ -1,50 +1,145 @@
-//! The step loop shared by every handler: decide → commit (ledger first) → apply effects →
-//! decide their follow-ups. Effects are applied only after the state that requires them is
-//! committed, so a crash between the two is healed by the next delivery re-applying them.
-//! Each committed milestone (green healthy, traffic back, deployment ended) is emitted once
-//! as an Embedded Metric Format line.
+//! The step loop shared by every handler: [`drive`] runs one deployment's decisions
+//! ([`crate::apply::Run`]) and, depth first, the work its effects hand back on other
+//! deployments (a superseded deployment's abort, a freed service's queued image), on an
+//! explicit stack instead of recursion. Each piece of that work is retried on a lost
+//! conditional write like a handler's own read → decide, and a queued image that is no
+//! longer acceptable is dropped from the queue.
 
-use crate::report;
+use crate::apply::{Elsewhere, Run};
+use crate::observe;
 use crate::StepError;
-use greenlight_adapters::{AdapterError, LaunchRequest, Ports};
-use greenlight_core::decide::{decide, event_name, Effect, Event, ImageRequest};
-use greenlight_core::metrics;
+use greenlight_adapters::{AdapterError, Ports};
+use greenlight_core::decide::{Event, ImageRequest};
 use greenlight_core::model::State;
-use greenlight_core::plan::{route, StepOutput};
-use std::collections::VecDeque;
 use tracing::{info, warn};
+
+pub use crate::apply::output;
 
 /// How many times a handler re-reads and decides again after losing a conditional write.
 pub const CONFLICT_RETRIES: u32 = 5;
 
-/// Decides `event` on `state` and everything that follows from it. Returns the final
-/// (committed) state and the notes of each decision.
-pub async fn drive(ports: &Ports, mut state: State, event: Event) -> Result<(State, Vec<String>), StepError> {
-    let mut queue = VecDeque::from([event]);
-    let mut notes = Vec::new();
-    while let Some(event) = queue.pop_front() {
-        let now = ports.clock.now();
-        let decision = decide(&state, &event, now)?;
-        info!(event = event_name(&event), note = %decision.note, "decided");
-        notes.push(decision.note);
-        state = if decision.state != state {
-            let committed = ports.ledger.commit(&state, &decision.state).await?;
-            if let Some(dep) = &committed.deployment {
-                for line in metrics::milestones(state.deployment.as_ref(), dep, ports.clock.now_ms()) {
-                    ports.metrics.emit(&line);
-                }
-            }
-            committed
-        } else {
-            decision.state
+/// How deep work on other deployments may nest (a supersede whose abort starts the queued
+/// image, ...): each level is a deployment that ended and freed its service, so a handful is
+/// already more than the ledger allows; past this the run fails rather than loop.
+const MAX_NESTED_RUNS: usize = 16;
+
+/// Decides `event` on `state` and everything that follows from it, including the work its
+/// effects hand back on other deployments. Returns the final (committed) state and the notes
+/// of each decision.
+pub async fn drive(ports: &Ports, state: State, event: Event) -> Result<(State, Vec<String>), StepError> {
+    let root = Run::new(state, event);
+    // Runs on other deployments, innermost last, each with the work it does and its tries.
+    let mut nested: Vec<Nested> = Vec::new();
+    let mut root = Some(root);
+    loop {
+        let top = match nested.last_mut() {
+            Some(frame) => &mut frame.run,
+            None => root.as_mut().expect("the root run ends the loop"),
         };
-        for effect in &decision.effects {
-            if let Some(follow_up) = apply(ports, &state, effect).await? {
-                queue.push_back(follow_up);
+        // A failure of the nested work on top (or about to be): (work, tries so far, error).
+        let mut failure = match top.resume(ports).await {
+            Ok(Some(work)) => match open(ports, &work).await {
+                Ok(Some(run)) => {
+                    if nested.len() >= MAX_NESTED_RUNS {
+                        return Err(StepError::Rejected(format!(
+                            "more than {MAX_NESTED_RUNS} deployments ended one inside another; stopping"
+                        )));
+                    }
+                    nested.push(Nested { run, work, tries: 0 });
+                    continue;
+                }
+                Ok(None) => continue,
+                Err(e) => Some((work, 0, e)),
+            },
+            Ok(None) => match nested.pop() {
+                None => return Ok(root.take().expect("the root run ends the loop").finish()),
+                Some(done) => {
+                    done.log_done();
+                    continue;
+                }
+            },
+            Err(e) => match nested.pop() {
+                None => return Err(e),
+                Some(failed) => Some((failed.work, failed.tries, e)),
+            },
+        };
+        while let Some((work, tries, e)) = failure.take() {
+            if matches!(e, StepError::Adapter(AdapterError::Conflict(_))) && tries + 1 < CONFLICT_RETRIES {
+                warn!(why = %e, tries = tries + 1, "ledger changed underneath; re-reading and deciding again");
+                match open(ports, &work).await {
+                    Ok(Some(run)) => nested.push(Nested {
+                        run,
+                        work,
+                        tries: tries + 1,
+                    }),
+                    Ok(None) => {}
+                    Err(e) => failure = Some((work, tries + 1, e)),
+                }
+                continue;
+            }
+            let settled = match (&work, e) {
+                // The step that freed the service has done its work; a queued image that is
+                // no longer acceptable (e.g. now older than live) is dropped with the reason.
+                (Elsewhere::StartQueued(request), e @ (StepError::Refused(_) | StepError::Rejected(_))) => {
+                    warn!(version = %request.version, why = %e, "queued deployment refused; dropped from the queue");
+                    drop_queued(ports, request).await
+                }
+                (_, e) => Err(e),
+            };
+            // Otherwise the effect that handed the work back failed: so does the run it
+            // belongs to.
+            if let Err(e) = settled {
+                match nested.pop() {
+                    None => return Err(e),
+                    Some(failed) => failure = Some((failed.work, failed.tries, e)),
+                }
             }
         }
     }
-    Ok((state, notes))
+}
+
+/// A run on another deployment, with the work it does (to start it again after a lost
+/// conditional write) and how many times it was started again.
+struct Nested {
+    run: Run,
+    work: Elsewhere,
+    tries: u32,
+}
+
+impl Nested {
+    fn log_done(self) {
+        let (state, notes) = self.run.finish();
+        match self.work {
+            Elsewhere::StartQueued(request) => info!(
+                deploy_id = %request.deploy_id(),
+                queued_behind = ?state.service.active,
+                notes = %notes.join("; "),
+                "queued deployment started"
+            ),
+            Elsewhere::Supersede { deploy_id, .. } => info!(%deploy_id, notes = %notes.join("; "), "superseded"),
+        }
+    }
+}
+
+/// Reads what `work` is decided on: the run that does it, or None when there is nothing to do.
+async fn open(ports: &Ports, work: &Elsewhere) -> Result<Option<Run>, StepError> {
+    match work {
+        Elsewhere::Supersede {
+            service,
+            deploy_id,
+            event,
+        } => match ports.ledger.load(service, Some(deploy_id)).await? {
+            Some(other) if other.deployment.is_some() => Ok(Some(Run::new(other, event.clone()))),
+            _ => {
+                warn!(%deploy_id, "superseded deployment is not in the ledger");
+                Ok(None)
+            }
+        },
+        Elsewhere::StartQueued(request) => {
+            let (state, event) = observe::start_event(ports, request).await?;
+            Ok(Some(Run::new(state, event)))
+        }
+    }
 }
 
 /// Runs `attempt` (read → observe → drive) again while it loses conditional writes.
@@ -65,170 +160,8 @@ where
     }
 }
 
-/// The output a step returns to the orchestrator, routed from the committed state.
-pub fn output(ports: &Ports, state: &State, notes: &[String]) -> Result<StepOutput, StepError> {
-    let dep = state
-        .deployment
-        .as_ref()
-        .ok_or_else(|| StepError::Rejected("no deployment in state".into()))?;
-    let route = route(&state.config, dep, ports.clock.now());
-    Ok(StepOutput::new(dep, route, notes.join("; ")))
-}
-
-/// Applies one effect; some report back with a follow-up event.
-async fn apply(ports: &Ports, state: &State, effect: &Effect) -> Result<Option<Event>, StepError> {
-    info!(effect = ?EffectName(effect), "applying");
-    match effect {
-        Effect::StartExecution { execution, .. } => {
-            let out = output(ports, state, &[])?;
-            let input = serde_json::to_value(&out).map_err(|e| StepError::Rejected(e.to_string()))?;
-            ports.orchestrator.start(execution, &input).await?;
-            Ok(None)
-        }
-        Effect::LaunchGreen {
-            service,
-            deploy_id,
-            version,
-            ami,
-            client_token,
-            launch,
-        } => {
-            let ids = ports
-                .fleet
-                .launch(&LaunchRequest {
-                    service: service.clone(),
-                    deploy_id: deploy_id.clone(),
-                    version: version.clone(),
-                    ami: ami.clone(),
-                    client_token: client_token.clone(),
-                    launch: launch.clone(),
-                })
-                .await?;
-            Ok(Some(Event::GreenLaunched { instance_ids: ids }))
-        }
-        Effect::RegisterTargets {
-            target_group,
-            instance_ids,
-            port,
-        } => {
-            ports.lb.register(target_group, instance_ids, *port).await?;
-            Ok(None)
-        }
-        Effect::DeregisterTargets {
-            target_group,
-            instance_ids,
-            port,
-        } => {
-            ports.lb.deregister(target_group, instance_ids, *port).await?;
-            Ok(None)
-        }
-        Effect::SetTraffic {
-            switch,
-            blue_tg,
-            green_tg,
-            green_weight,
-        } => {
-            let mut weights = vec![(green_tg.clone(), *green_weight)];
-            if let Some(blue) = blue_tg {
-                weights.insert(0, (blue.clone(), 100 - green_weight));
-            }
-            ports.lb.set_traffic(switch, &weights).await?;
-            Ok(Some(Event::TrafficApplied {
-                weight: *green_weight,
-                at_ms: ports.clock.now_ms(),
-            }))
-        }
-        Effect::TerminateInstances {
-            service,
-            instance_ids,
-            deploy_id,
-            green,
-        } => {
-            let mut ids = instance_ids.clone();
-            if let Some(deploy_id) = deploy_id {
-                // Anything launched for this deployment, recorded or not: no orphans.
-                for instance in ports.fleet.instances_of(deploy_id).await? {
-                    if !ids.contains(&instance.instance_id) {
-                        ids.push(instance.instance_id);
-                    }
-                }
-            }
-            let refused = ports.fleet.terminate(service, &ids).await?;
-            if !refused.is_empty() {
-                warn!(
-                    ?refused,
-                    "not terminated: not tagged managed-by=greenlight for this service"
-                );
-            }
-            Ok(Some(if *green {
-                Event::GreenTerminated
-            } else {
-                Event::BlueTerminated
-            }))
-        }
-        Effect::SupersedeDeployment {
-            service,
-            deploy_id,
-            reason,
-            resume,
-        } => {
-            let event = Event::Supersede {
-                reason: reason.clone(),
-                resume: *resume,
-            };
-            Box::pin(with_conflict_retries(|| async {
-                match ports.ledger.load(service, Some(deploy_id)).await? {
-                    Some(other) if other.deployment.is_some() => drive(ports, other, event.clone()).await.map(|_| ()),
-                    _ => {
-                        warn!(%deploy_id, "superseded deployment is not in the ledger");
-                        Ok(())
-                    }
-                }
-            }))
-            .await?;
-            Ok(None)
-        }
-        Effect::StartQueued { request } => {
-            match Box::pin(crate::start::start_request(ports, request.clone())).await {
-                Ok(outcome) => info!(?outcome, "queued deployment started"),
-                // The step that freed the service has done its work; a queued image that is no
-                // longer acceptable (e.g. now older than live) is dropped with the reason.
-                Err(e @ (StepError::Refused(_) | StepError::Rejected(_))) => {
-                    warn!(version = %request.version, why = %e, "queued deployment refused; dropped from the queue");
-                    Box::pin(drop_queued(ports, request)).await?;
-                }
-                Err(e) => return Err(e),
-            }
-            Ok(None)
-        }
-        Effect::EnsureExecution { service, deploy_id } => {
-            let successor = ports.ledger.load(service, Some(deploy_id)).await?;
-            if let Some(successor) = successor.filter(|s| {
-                s.deployment
-                    .as_ref()
-                    .is_some_and(|d| d.phase == greenlight_core::model::Phase::Launching)
-            }) {
-                let out = output(ports, &successor, &[])?;
-                let input = serde_json::to_value(&out).map_err(|e| StepError::Rejected(e.to_string()))?;
-                ports.orchestrator.start(deploy_id, &input).await?;
-            }
-            Ok(None)
-        }
-        Effect::WriteReport { service, deploy_id } => {
-            if let Some(dep) = state.deployment.as_ref().filter(|d| &d.deploy_id == deploy_id) {
-                let body = report::render(dep);
-                let key = ports.store.put_report(service, deploy_id, &body).await?;
-                info!(%key, "report written");
-            }
-            Ok(None)
-        }
-    }
-}
-
 /// Takes a refused queued request off the service's pointers (conditionally: unless
 /// something else queued in the meantime), so that it neither lingers nor blocks later images.
-/// (Found by the simulator, seed 11: an image queued behind a deployment was refused when
-/// that deployment ended, an alarm being in ALARM, and stayed queued for ever.)
 async fn drop_queued(ports: &Ports, request: &ImageRequest) -> Result<(), StepError> {
     with_conflict_retries(|| async {
         let Some(state) = ports.ledger.load(&request.service, None).await? else {
@@ -243,14 +176,4 @@ async fn drop_queued(ports: &Ports, request: &ImageRequest) -> Result<(), StepEr
         Ok(())
     })
     .await
-}
-
-/// Effect names for log lines (without the payload).
-struct EffectName<'a>(&'a Effect);
-
-impl std::fmt::Debug for EffectName<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let value = serde_json::to_value(self.0).unwrap_or_default();
-        f.write_str(value["effect"].as_str().unwrap_or("effect"))
-    }
 }

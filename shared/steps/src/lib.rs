@@ -6,9 +6,11 @@
 //! idempotent) → decide their follow-up events the same way. A conditional-write conflict
 //! re-reads and decides again; nothing is retried blindly.
 
+pub mod apply;
 pub mod deliver;
 pub mod engine;
 pub mod lambda;
+pub mod observe;
 pub mod report;
 pub mod revert;
 pub mod start;

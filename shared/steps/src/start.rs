@@ -2,9 +2,10 @@
 //! release manifest) into a deployment, refusing anything unsafe before touching AWS.
 
 use crate::engine::{drive, output, with_conflict_retries};
+use crate::observe;
 use crate::StepError;
 use greenlight_adapters::Ports;
-use greenlight_core::decide::{Event, ImageRequest};
+use greenlight_core::decide::ImageRequest;
 use greenlight_core::inbound::{self, Inbound};
 use greenlight_core::model::ImageSource;
 use greenlight_core::plan::StepOutput;
@@ -85,34 +86,15 @@ pub async fn start_deployment(ports: &Ports, event: &Value) -> Result<StartOutco
 }
 
 /// Starts the deployment `request` asks for (or queues it, or supersedes the deployment in
-/// flight, as the service's policy says). Also used for queued deployments and rollbacks.
+/// flight, as the service's policy says). Also revert-service's slow path (a rollback
+/// redeployment); a freed service's queued image is started by the engine
+/// ([`crate::engine::drive`]) with the same observation.
 pub async fn start_request(ports: &Ports, request: ImageRequest) -> Result<StartOutcome, StepError> {
     let deploy_id = request.deploy_id().to_string();
     let span = info_span!("step", step = "start-deployment", service = %request.service, deploy_id = %deploy_id);
     async {
         let outcome = with_conflict_retries(|| async {
-            let state = ports
-                .ledger
-                .load(&request.service, Some(&deploy_id))
-                .await?
-                .ok_or_else(|| {
-                    StepError::Rejected(format!(
-                        "service {:?} is not registered; register it first (see README: registering a service)",
-                        request.service
-                    ))
-                })?;
-            let image = ports.fleet.describe_image(&request.ami).await?;
-            let alarms = &state.config.alarms;
-            let firing_alarms = if alarms.is_empty() {
-                vec![]
-            } else {
-                ports.alarms.in_alarm(alarms).await?
-            };
-            let event = Event::Start {
-                request: request.clone(),
-                image,
-                firing_alarms,
-            };
+            let (state, event) = observe::start_event(ports, &request).await?;
             let (state, notes) = drive(ports, state, event).await?;
             if state.deployment.is_none() {
                 // Queued behind the deployment in flight (which may be superseded).

@@ -1,20 +1,23 @@
-//! The smoke-test prober: a minimal HTTP/1.1 GET over a plain TCP connection.
+//! The smoke-test prober: one HTTP/1.1 GET over a plain TCP connection.
 //!
 //! Smoke tests reach green instances at their private addresses over plain HTTP inside the
-//! VPC, so this needs no TLS and no second HTTP stack in the Lambda binaries. It reads at
-//! most [`MAX_BODY`] bytes of body, understands `Content-Length`, chunked and
-//! close-delimited bodies, and gives up after the timeout.
+//! VPC, so this needs no TLS. The request and the response go through hyper's client
+//! connection (`hyper::client::conn::http1`), the HTTP stack the AWS SDK's client already
+//! links into every binary, so the functions carry one HTTP/1.1 parser, not two. It reads at
+//! most [`MAX_BODY`] bytes of body (`Content-Length`, chunked and close-delimited bodies all
+//! work), and gives up after the timeout.
 
 use crate::Prober;
 use async_trait::async_trait;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper::{header, Request};
+use hyper_util::rt::TokioIo;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The most body a smoke test reads.
 pub const MAX_BODY: usize = 64 * 1024;
-/// The most response head (status line and headers) accepted.
-const MAX_HEAD: usize = 16 * 1024;
 
 /// HTTP GET over TCP (`http://` URLs only).
 pub struct HttpProber;
@@ -62,108 +65,57 @@ impl Target {
     }
 }
 
+/// One GET on a fresh connection (`Connection: close`), through hyper's HTTP/1.1 client
+/// connection: the parser the SDK's client already links.
 async fn fetch(target: &Target) -> Result<(u16, String), String> {
-    let mut stream = TcpStream::connect((target.host.as_str(), target.port))
+    let stream = TcpStream::connect((target.host.as_str(), target.port))
         .await
         .map_err(|e| format!("connect {}:{}: {e}", target.host, target.port))?;
-    let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: greenlight-smoke-test\r\nAccept: */*\r\nConnection: close\r\n\r\n",
-        target.path, target.host, target.port
-    );
-    stream
-        .write_all(request.as_bytes())
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| format!("send: {e}"))?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = stream.read(&mut buf).await.map_err(|e| format!("read: {e}"))?;
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-        if let Some(done) = complete(&raw) {
-            raw.truncate(done);
-            break;
-        }
-        if raw.len() > MAX_HEAD + MAX_BODY * 2 {
-            break;
+        .map_err(|e| format!("handshake: {e}"))?;
+    // The connection runs beside the request; it ends when the answer has been read (or
+    // when this call ends, its guard aborts it: nothing outlives a timeout).
+    let _connection = AbortOnDrop(tokio::spawn(connection));
+    let request = Request::get(target.path.as_str())
+        .header(header::HOST, format!("{}:{}", target.host, target.port))
+        .header(header::USER_AGENT, "greenlight-smoke-test")
+        .header(header::ACCEPT, "*/*")
+        .header(header::CONNECTION, "close")
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| format!("{:?} is not a valid smoke-test path: {e}", target.path))?;
+    let response = sender.send_request(request).await.map_err(|e| format!("read: {e}"))?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    let mut read = Vec::new();
+    while read.len() < MAX_BODY {
+        match body.frame().await {
+            None => break,
+            Some(Err(e)) => return Err(format!("read: {e}")),
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    read.extend_from_slice(data);
+                }
+            }
         }
     }
-    parse_response(&raw)
+    read.truncate(MAX_BODY);
+    Ok((status, String::from_utf8_lossy(&read).into_owned()))
 }
 
-/// If `raw` holds a whole response with a known length, the length to keep.
-fn complete(raw: &[u8]) -> Option<usize> {
-    let head_end = find(raw, b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&raw[..head_end]).to_ascii_lowercase();
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())?;
-    let want = head_end + length.min(MAX_BODY);
-    (raw.len() >= want).then_some(want)
-}
+/// Aborts the spawned connection task when the request is done with it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
-/// Status and body (at most [`MAX_BODY`] bytes, lossy UTF-8) of a raw response.
-fn parse_response(raw: &[u8]) -> Result<(u16, String), String> {
-    let head_end = find(raw, b"\r\n\r\n").ok_or("the response ended before its headers did")?;
-    if head_end > MAX_HEAD {
-        return Err("response headers are too large".into());
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
-    let head = String::from_utf8_lossy(&raw[..head_end]);
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let mut parts = status_line.splitn(3, ' ');
-    let (version, code) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-    if !version.starts_with("HTTP/1.") {
-        return Err(format!(
-            "not an HTTP/1.x response: {:?}",
-            status_line.chars().take(80).collect::<String>()
-        ));
-    }
-    let status: u16 = code.parse().map_err(|_| format!("bad status line {status_line:?}"))?;
-    let chunked = lines.any(|l| {
-        l.to_ascii_lowercase()
-            .strip_prefix("transfer-encoding:")
-            .is_some_and(|v| v.contains("chunked"))
-    });
-    let body = &raw[head_end + 4..];
-    let mut body = if chunked { dechunk(body) } else { body.to_vec() };
-    body.truncate(MAX_BODY);
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
-}
-
-/// Decodes a chunked body (as much of it as arrived).
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(line_end) = find(body, b"\r\n") {
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let Ok(size) = usize::from_str_radix(size_text, 16) else {
-            break;
-        };
-        if size == 0 {
-            break;
-        }
-        let start = line_end + 2;
-        let end = (start + size).min(body.len());
-        out.extend_from_slice(&body[start..end]);
-        if out.len() >= MAX_BODY || end + 2 > body.len() {
-            break;
-        }
-        body = &body[end + 2..];
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     #[test]
@@ -182,22 +134,57 @@ mod tests {
         }
     }
 
-    #[test]
-    fn parses_responses() {
-        let table: [(&[u8], u16, &str); 3] = [
-            (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, "ok"),
-            (b"HTTP/1.0 503 Service Unavailable\r\n\r\ndown", 503, "down"),
+    /// Answers each connection with the next of `answers`, as written, then closes it.
+    async fn serve(answers: Vec<Vec<u8>>) -> std::net::SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for answer in answers {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(&answer).await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn reads_every_kind_of_body_and_refuses_what_is_not_http() {
+        let big = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
+            MAX_BODY + 10,
+            "x".repeat(MAX_BODY + 10)
+        );
+        // (what the server writes, the answer or the start of the error)
+        type Case<'a> = (&'a [u8], Result<(u16, String), &'a str>);
+        let table: [Case; 6] = [
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                Ok((200, "ok".into())),
+            ),
+            (
+                b"HTTP/1.0 503 Service Unavailable\r\n\r\ndown",
+                Ok((503, "down".into())),
+            ),
             (
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n3\r\n v2\r\n0\r\n\r\n",
-                200,
-                "ok v2",
+                Ok((200, "ok v2".into())),
             ),
+            (big.as_bytes(), Ok((200, "x".repeat(MAX_BODY)))),
+            (b"SSH-2.0-OpenSSH\r\n\r\n", Err("read: ")),
+            (b"HTTP/1.1 200 OK\r\nContent-", Err("read: ")),
         ];
-        for (raw, status, body) in table {
-            assert_eq!(parse_response(raw).unwrap(), (status, body.to_string()));
+        let addr = serve(table.iter().map(|(raw, _)| raw.to_vec()).collect()).await;
+        for (raw, want) in table {
+            let got = HttpProber
+                .get(&format!("http://{addr}/smoke"), Duration::from_secs(2))
+                .await;
+            match want {
+                Ok(answer) => assert_eq!(got.as_ref(), Ok(&answer), "{}", String::from_utf8_lossy(raw)),
+                Err(prefix) => assert!(got.as_ref().is_err_and(|e| e.starts_with(prefix)), "{got:?}"),
+            }
         }
-        assert!(parse_response(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-").is_err());
     }
 
     #[tokio::test]

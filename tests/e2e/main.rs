@@ -20,7 +20,8 @@
 //! - `steer`: engineers abort or promote the deployment in flight;
 //! - `sources`: Image Builder and S3 manifest events start deployments;
 //! - `samples`: every file in `events/` parses as expected;
-//! - `infra`: the committed Step Functions definition is the one generated from the plan.
+//! - `infra`: the committed Step Functions definition is the one generated from the plan;
+//! - `modules`: no crate's modules use each other in a cycle (read from the sources).
 
 mod cli;
 mod concurrency;
@@ -32,6 +33,7 @@ mod hostile;
 mod idempotency;
 mod infra;
 mod ledger;
+mod modules;
 mod refusals;
 mod revert;
 mod rollout;

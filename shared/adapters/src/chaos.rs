@@ -85,7 +85,10 @@ impl Tripwire {
         let yields = {
             let mut wire = self.lock();
             wire.interleave.as_mut().map_or(0, |x| {
-                // xorshift64
+                // xorshift64, not greenlight_core::rng: the simulator's race seeds (689, 971,
+                // 2717, 53899, 54609, 61584, 904279 in shared/sim/tests/seeds.rs) replay their
+                // races through these exact yields. Drawing them from `Rng` changes every
+                // interleaving; do it together with re-finding a seed for each of those races.
                 *x ^= *x << 13;
                 *x ^= *x >> 7;
                 *x ^= *x << 17;

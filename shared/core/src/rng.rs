@@ -1,8 +1,9 @@
 //! The one seeded PRNG of greenlight's proofs: SplitMix64 (Steele, Lea and Flood, "Fast
 //! splittable pseudorandom number generators", OOPSLA 2014). The simulator's scheduler, the
-//! parsers' property test and fuzz generator, and the chaos adapters' interleavings draw from
-//! it, so a seed replays exactly on every machine. Never used by `decide`: the core's
-//! decisions take no randomness.
+//! parsers' property test and fuzz generator draw from it, and so does the seed of each chaos
+//! wire's interleaving (the wire's per-call yields are its own xorshift64, kept so that the
+//! regression seeds replay their races: see `greenlight_adapters::chaos`); a seed replays
+//! exactly on every machine. Never used by `decide`: the core's decisions take no randomness.
 
 /// A small, fast, seedable PRNG (SplitMix64).
 #[derive(Debug, Clone)]

@@ -290,12 +290,26 @@ pub struct Deployment {
     /// Who promoted the deployment (remaining canary steps and bake window skipped).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promoted_by: Option<String>,
+    /// Late steps (retire-blue, once due) that failed in a row while green is live, each
+    /// caught by abort-deployment, which cannot abort any more: the next try waits
+    /// [`crate::plan::late_step_wait`], and at [`crate::plan::LATE_STEP_TRIES`] greenlight
+    /// stops and the service needs attention. Back to 0 when the deployment changes phase.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub late_failures: u32,
     pub timeline: Vec<Mark>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Deployment {
     /// Moves to `phase` at `now`, noting why in the timeline.
     pub fn enter(&mut self, phase: Phase, now: Epoch, note: impl Into<String>) {
+        if phase.kind() != self.phase.kind() {
+            // Progress: failures of the late step counted in the phase left behind are over.
+            self.late_failures = 0;
+        }
         self.timeline.push(Mark {
             at: now,
             phase: phase.kind(),

@@ -98,6 +98,10 @@ pub fn route(config: &ServiceConfig, deployment: &Deployment, now: Epoch) -> Rou
         }
         Phase::Verified { weight: 100 } => (Some(Step::Finalize), 0),
         Phase::Verified { .. } | Phase::Shifting { .. } => (Some(Step::ShiftTraffic), 0),
+        // A late step that kept failing once due: greenlight stopped (the service needs
+        // attention); nothing more runs until an engineer acts.
+        Phase::Baking { .. } | Phase::Retiring { .. } if deployment.late_failures >= LATE_STEP_TRIES => (None, 0),
+        // Never at once after a failure: abort-deployment moves `t` to the next try.
         Phase::Baking { until: t } | Phase::Retiring { drain_until: t } => (Some(Step::RetireBlue), until(*t)),
         // Green is deregistered once no stale listener change can reach it (I26), then
         // drains until `drain_until`.
@@ -109,6 +113,33 @@ pub fn route(config: &ServiceConfig, deployment: &Deployment, now: Epoch) -> Rou
         Phase::Succeeded | Phase::Aborted { .. } => (None, 0),
     };
     Route { next, wait_s }
+}
+
+/// How many times in a row a late step (retire-blue, once due) may fail while green is live
+/// before greenlight stops and marks the service as needing attention. Each failure goes to
+/// abort-deployment, which cannot abort any more ("too late to abort") and routes back to
+/// the step after [`late_step_wait`], never at once: a step that fails the same way at the
+/// same instant starves whatever could make it pass (found by the simulator, seed 912539:
+/// retire-blue found blue still serving, put back by an alarm's rollback that crashed before
+/// recording it, and looped at one instant while the alarm's Lambda retry waited for a
+/// clock that never moved).
+///
+/// With the waits below, the last try comes about 18 minutes after the first failure: past
+/// Lambda's async retries of the alarm (1 and 2 minutes) and past [`STALE_CLAIM_MS`], so an
+/// alarm's claim that never completes (its event dead-lettered) no longer holds the revert
+/// plan when the service is marked as needing attention (which removes the plan).
+///
+/// [`STALE_CLAIM_MS`]: crate::model::STALE_CLAIM_MS
+pub const LATE_STEP_TRIES: u32 = 8;
+
+/// The wait before a late step is tried again after its `failures`-th failure in a row
+/// (1-based): 15 s, doubling, at most 5 minutes.
+pub fn late_step_wait(failures: u32) -> u64 {
+    const FIRST_S: u64 = 15;
+    const MAX_S: u64 = 300;
+    FIRST_S
+        .saturating_mul(1 << failures.saturating_sub(1).min(16))
+        .min(MAX_S)
 }
 
 /// Input of every step after start-deployment (also the Step Functions execution input).
@@ -347,6 +378,18 @@ mod tests {
             }
             assert!(targets.contains(&END));
         }
+    }
+
+    /// A late step that keeps failing is never tried again at once, each wait is bounded,
+    /// and greenlight stops only once an alarm's claim of the revert plan is stale (I25).
+    #[test]
+    fn a_late_step_is_retried_after_growing_bounded_waits_until_an_alarm_claim_is_stale() {
+        let waits: Vec<u64> = (1..LATE_STEP_TRIES).map(late_step_wait).collect();
+        assert_eq!(waits, vec![15, 30, 60, 120, 240, 300, 300]);
+        assert!(waits.windows(2).all(|w| w[0] <= w[1]));
+        let total_ms = waits.iter().sum::<u64>() * 1000;
+        assert!(total_ms > crate::model::STALE_CLAIM_MS, "{total_ms} ms");
+        assert!(late_step_wait(0) > 0 && late_step_wait(u32::MAX) == 300);
     }
 
     #[test]

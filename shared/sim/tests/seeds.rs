@@ -69,6 +69,17 @@ fn a_shift_re_applied_after_a_superseding_image_finds_green_still_registered() {
     run_seeds([904279].into_iter());
 }
 
+/// I23 (seed 912539): an alarm's fast path put traffic back on blue and crashed before
+/// recording the rollback; a promote took the deployment to `Baking` with no bake window;
+/// retire-blue refused (blue still serving), abort-deployment answered "too late to abort"
+/// and routed back to retire-blue with no wait: a loop at one instant that starved the
+/// alarm's Lambda retry. Now the late step is retried after a growing wait, a bounded number
+/// of times, so the retry lands and completes the rollback.
+#[test]
+fn a_late_step_refused_while_an_alarms_rollback_is_unrecorded_waits_for_the_alarms_retry() {
+    run_seeds([912539].into_iter());
+}
+
 #[test]
 fn a_seed_replays_exactly() {
     let a = greenlight_sim::run_traced(Options::new(7)).1;

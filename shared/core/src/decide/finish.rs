@@ -6,6 +6,8 @@ use super::types::*;
 use crate::config::ServiceConfig;
 use crate::fence::green_deregistrable_at;
 use crate::model::{Deployment, Phase, ServiceState};
+use crate::plan::{late_step_wait, LATE_STEP_TRIES};
+use crate::rfc3339::format as format_time;
 use crate::Epoch;
 
 /// An execution `<deploy id>-<suffix>` that runs a deployment's remaining steps from its
@@ -105,4 +107,73 @@ pub(super) fn finish(service: &mut ServiceState, dep: &Deployment, effects: &mut
         service: dep.service.clone(),
         deploy_id: dep.deploy_id.clone(),
     });
+}
+
+/// abort-deployment after a step failed while green is live (`Baking`, `Retiring`): too late
+/// to abort, so the late step (retire-blue) is tried again, and the note says when. A failure
+/// once the step was due (`now` at or past the phase's time) counts: the phase's time moves
+/// to the next try ([`late_step_wait`]), so the route never sends the execution back at once;
+/// at the [`LATE_STEP_TRIES`]-th, greenlight stops: nothing is deregistered or terminated,
+/// the fleets stay as they are, the service needs attention (why, in `attention` and the
+/// timeline) and the route ends the execution. A failure before the step was due (another
+/// execution's step) changes nothing: the route already waits.
+///
+/// Why stopping is the safe end: the failure that repeats is typically retire-blue finding
+/// the switch point still forwarding to blue while the ledger says green is live, put back
+/// by a rollback (an alarm's fast path) that crashed before recording it and was never
+/// retried. Blue serving must not be drained (I8), and moving traffic back to green would
+/// undo what an alarm did for a reason; an engineer decides (`greenlight rollback` records
+/// the rollback and cleans green up).
+pub(super) fn late_step_failed(
+    service: &mut ServiceState,
+    dep: &mut Deployment,
+    reason: &str,
+    phase: &Phase,
+    now: Epoch,
+) -> String {
+    let due = match *phase {
+        Phase::Baking { until } => until,
+        Phase::Retiring { drain_until } => drain_until,
+        _ => now,
+    };
+    let too_late = format!("too late to abort ({}: green is live)", phase.name());
+    if dep.late_failures >= LATE_STEP_TRIES {
+        return format!(
+            "{too_late}; greenlight stopped retrying after {LATE_STEP_TRIES} failures (the service needs attention). \
+             The step failure was: {reason}"
+        );
+    }
+    if now < due {
+        return format!(
+            "{too_late}; continuing at {}. The step failure was: {reason}",
+            format_time(due)
+        );
+    }
+    dep.late_failures += 1;
+    if dep.late_failures >= LATE_STEP_TRIES {
+        let why = format!(
+            "{} ({} live in the ledger, {}): its next step failed {LATE_STEP_TRIES} times in a row ({reason}); \
+             greenlight stopped, nothing retired or terminated. If the switch point forwards to the previous fleet \
+             (a rollback not recorded), roll back with `greenlight rollback {}`; otherwise fix the cause and promote",
+            dep.deploy_id,
+            dep.version,
+            phase.name(),
+            dep.service
+        );
+        dep.enter(phase.clone(), now, format!("greenlight stopped: {why}"));
+        service.attention.get_or_insert(why);
+        return format!("{too_late}; greenlight stopped after {LATE_STEP_TRIES} failures: the service needs attention");
+    }
+    let at = now + late_step_wait(dep.late_failures);
+    let next = match *phase {
+        Phase::Baking { .. } => Phase::Baking { until: at },
+        _ => Phase::Retiring { drain_until: at },
+    };
+    let note = format!(
+        "{too_late}; trying again at {} ({} of {LATE_STEP_TRIES}). The step failure was: {reason}",
+        format_time(at),
+        dep.late_failures
+    );
+    dep.enter(next, now, note.clone());
+    note
 }

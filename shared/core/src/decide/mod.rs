@@ -327,15 +327,13 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             note = "aborting (continued)".into();
         }
         (Event::Abort { reason }, phase @ (Phase::Baking { .. } | Phase::Retiring { .. })) => {
-            // abort-deployment after a step of this execution failed, while another execution
-            // (a promote's follow-up) took the deployment live: green is live, so there is
-            // nothing to abort; the route continues the deployment (retire-blue) instead of
-            // failing the execution. In `Succeeded` it
-            // ends: the last arm re-issues what a finished deployment owes (its report).
-            note = format!(
-                "too late to abort ({}: green is live); continuing. The step failure was: {reason}",
-                phase.name()
-            );
+            // abort-deployment after a step of this execution failed, while green is live
+            // (another execution, a promote's follow-up, took it there; or retire-blue itself
+            // failed, e.g. blue still serving): nothing to abort, so the route continues the
+            // deployment (retire-blue) instead of failing the execution (seed 1616), after a
+            // growing wait and at most `LATE_STEP_TRIES` times (seed 912539). In `Succeeded`
+            // it ends: the last arm re-issues what a finished deployment owes (its report).
+            note = late_step_failed(&mut next.service, dep, reason, &phase, now);
         }
         (Event::GreenTerminated, Phase::Aborting { reason, .. }) => {
             dep.enter(
@@ -409,6 +407,8 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             | Phase::Baking { .. }),
         ) => {
             dep.promoted_by = Some(requested_by.clone());
+            // An engineer's go-ahead: a late step that greenlight gave up on is tried again.
+            dep.late_failures = 0;
             let skipped = match phase {
                 Phase::Baking { .. } => {
                     dep.phase = Phase::Baking { until: now };

@@ -116,6 +116,7 @@ pub(super) fn start(
         revert: None,
         rollback: request.is_rollback(),
         promoted_by: None,
+        late_failures: 0,
         timeline: vec![],
     };
     let from = service.live.as_ref().map(|r| r.version.as_str()).unwrap_or("nothing");

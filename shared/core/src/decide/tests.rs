@@ -1746,3 +1746,145 @@ fn a_touched_green_is_deregistered_only_once_no_stale_listener_change_can_reach_
         assert_eq!(effect_names(&held.effects), vec!["set_traffic"], "{name}");
     }
 }
+
+/// Seed 912539: an alarm's fast path put traffic back on blue and crashed before recording
+/// the rollback; a promote took the deployment to `Baking` with no bake window; retire-blue
+/// refused (blue still serving, I8), abort-deployment answered "too late to abort" and the
+/// route sent the execution back to retire-blue at once: a loop at one instant that starved
+/// the alarm's Lambda retry. Now each failure of the late step, once due, waits longer before
+/// the next try; after `LATE_STEP_TRIES` greenlight stops, the service needs attention, and
+/// nothing is drained or terminated.
+#[test]
+fn a_late_step_that_keeps_failing_while_green_is_live_is_retried_later_never_at_once_then_stops() {
+    use crate::model::STALE_CLAIM_MS;
+    use crate::plan::{late_step_wait, route, Route, Step, LATE_STEP_TRIES};
+    let step_failed = Event::Abort {
+        reason: "step failed: StepFailed retire-blue: refused: refusing to retire blue: the switch point still \
+                 forwards traffic to checkout-a"
+            .into(),
+    };
+    let table = [
+        (
+            "baking, blue still serving",
+            in_phase(Phase::Baking { until: NOW }, 100),
+        ),
+        (
+            "retiring, a step that keeps failing",
+            in_phase(Phase::Retiring { drain_until: NOW }, 100),
+        ),
+    ];
+    for (name, start) in table {
+        let config = start.config.clone();
+        assert!(
+            start.service.revert_plan.is_some() || name.starts_with("retiring"),
+            "{name}"
+        );
+        let (mut state, mut now, mut waited) = (start.clone(), NOW, 0);
+        for k in 1..LATE_STEP_TRIES {
+            let tried = decide(&state, &step_failed, now).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(tried.effects, vec![], "{name}: nothing drained or terminated");
+            assert!(tried.note.contains("too late to abort"), "{name}: {}", tried.note);
+            let dep = tried.state.deployment.as_ref().unwrap();
+            assert_eq!(
+                (dep.late_failures, dep.phase.kind()),
+                (k, start.deployment.as_ref().unwrap().phase.kind())
+            );
+            let r = route(&config, dep, now);
+            assert_eq!(
+                r,
+                Route {
+                    next: Some(Step::RetireBlue),
+                    wait_s: late_step_wait(k)
+                },
+                "{name}: try {k}"
+            );
+            assert!(r.wait_s > 0, "{name}: never back at once");
+            assert_eq!(tried.state.service.attention, None, "{name}");
+            assert_eq!(
+                tried.state.service.revert_plan, start.service.revert_plan,
+                "{name}: the plan holds"
+            );
+            // A duplicate of the failure before the next try (another execution's, a late
+            // delivery): no new state, the route still waits.
+            let early = decide(&tried.state, &step_failed, now + r.wait_s - 1).unwrap();
+            assert_eq!(early.state, tried.state, "{name}");
+            assert_eq!(route(&config, dep, now + r.wait_s - 1).wait_s, 1, "{name}");
+            now += r.wait_s;
+            waited += r.wait_s;
+            state = tried.state;
+        }
+        // Past Lambda's retries and past the alarm claim's staleness (I25): the claim no longer
+        // holds the plan that marking the service removes.
+        assert!(waited * 1000 > STALE_CLAIM_MS, "{name}: gave up after {waited}s");
+        let stopped = decide(&state, &step_failed, now).unwrap();
+        assert_eq!(stopped.effects, vec![], "{name}: nothing drained or terminated");
+        let why = stopped
+            .state
+            .service
+            .attention
+            .clone()
+            .expect("the service needs attention");
+        assert!(why.contains("greenlight rollback checkout"), "{name}: {why}");
+        assert!(why.contains("still forwards traffic"), "{name}: says why: {why}");
+        assert_eq!(
+            stopped.state.service.revert_plan, None,
+            "{name}: no alarm flips a service needing attention"
+        );
+        assert_eq!(
+            (
+                &stopped.state.service.live,
+                &stopped.state.service.warm,
+                &stopped.state.service.active
+            ),
+            (&start.service.live, &start.service.warm, &start.service.active),
+            "{name}: the fleets stay as they are"
+        );
+        let dep = stopped.state.deployment.as_ref().unwrap();
+        assert_eq!(
+            dep.phase.kind(),
+            start.deployment.as_ref().unwrap().phase.kind(),
+            "{name}"
+        );
+        assert!(
+            dep.timeline.last().unwrap().note.starts_with("greenlight stopped"),
+            "{name}"
+        );
+        assert_eq!(
+            route(&config, dep, now),
+            Route { next: None, wait_s: 0 },
+            "{name}: the execution ends"
+        );
+        // Stopped: a later failure (a resumed execution's) changes nothing and ends too.
+        let later = decide(&stopped.state, &step_failed, now + 3600).unwrap();
+        assert_eq!(later.effects, vec![], "{name}");
+        assert_eq!(later.state.deployment, stopped.state.deployment, "{name}");
+        assert_eq!(later.state.service.attention, Some(why), "{name}");
+    }
+
+    // A failure before the late step is due (another execution's step during the bake): no
+    // count; the route already waits for the bake window.
+    let baking = in_phase(Phase::Baking { until: NOW + 600 }, 100);
+    let during = decide(&baking, &step_failed, NOW).unwrap();
+    assert_eq!(
+        (&during.state.deployment, &during.effects),
+        (&baking.deployment, &vec![])
+    );
+    assert_eq!(
+        route(&baking.config, during.state.deployment.as_ref().unwrap(), NOW).wait_s,
+        600
+    );
+
+    // Progress resets the count: blue no longer serving (an engineer pointed the switch point
+    // back at green), retire-blue retires it. So does an engineer's promote.
+    let mut state = in_phase(Phase::Baking { until: NOW }, 100);
+    state.deployment.as_mut().unwrap().late_failures = LATE_STEP_TRIES - 1;
+    let retiring = decide(&state, &Event::RetireDue { blue_serving: false }, NOW).unwrap();
+    let dep = retiring.state.deployment.as_ref().unwrap();
+    assert_eq!(
+        (dep.phase.kind(), dep.late_failures),
+        (crate::model::PhaseName::Retiring, 0)
+    );
+    assert_eq!(route(&state.config, dep, NOW).next, Some(Step::RetireBlue));
+    let promoted = decide(&state, &promote(), NOW).unwrap();
+    assert_eq!(promoted.state.deployment.as_ref().unwrap().late_failures, 0);
+}

@@ -119,10 +119,9 @@ pub fn route(config: &ServiceConfig, deployment: &Deployment, now: Epoch) -> Rou
 /// before greenlight stops and marks the service as needing attention. Each failure goes to
 /// abort-deployment, which cannot abort any more ("too late to abort") and routes back to
 /// the step after [`late_step_wait`], never at once: a step that fails the same way at the
-/// same instant starves whatever could make it pass (found by the simulator, seed 912539:
-/// retire-blue found blue still serving, put back by an alarm's rollback that crashed before
-/// recording it, and looped at one instant while the alarm's Lambda retry waited for a
-/// clock that never moved).
+/// same instant starves whatever could make it pass (e.g. retire-blue finding blue still
+/// serving, put back by an alarm's rollback that crashed before recording it: only the
+/// alarm's Lambda retry, a minute later, completes that rollback).
 ///
 /// With the waits below, the last try comes about 18 minutes after the first failure: past
 /// Lambda's async retries of the alarm (1 and 2 minutes) and past [`STALE_CLAIM_MS`], so an

@@ -330,8 +330,8 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             // abort-deployment after a step of this execution failed, while green is live
             // (another execution, a promote's follow-up, took it there; or retire-blue itself
             // failed, e.g. blue still serving): nothing to abort, so the route continues the
-            // deployment (retire-blue) instead of failing the execution (seed 1616), after a
-            // growing wait and at most `LATE_STEP_TRIES` times (seed 912539). In `Succeeded`
+            // deployment (retire-blue) instead of failing the execution, after a growing wait
+            // and at most `LATE_STEP_TRIES` times. In `Succeeded`
             // it ends: the last arm re-issues what a finished deployment owes (its report).
             note = late_step_failed(&mut next.service, dep, reason, &phase, now);
         }

@@ -10,10 +10,12 @@
 //! Redelivering an event to the state it produced yields the same effects again and no new
 //! state: a crash anywhere is healed by the next delivery.
 //!
-//! This module holds the events, effects and refusals and dispatches each (event, phase) to
-//! its family: `start` (refusals, a new deployment, a busy service's policy), `rollout`
-//! (gates, weights, the lease), `revert` (the fast plan, claims, rollbacks), `finish`
-//! (aborting and ending) and `reconcile` (what a late delivery still repairs).
+//! This module dispatches each (event, phase) to its family: `start` (refusals, a new
+//! deployment, a busy service's policy), `rollout` (gates, weights, the lease), `revert`
+//! (the fast plan, claims, rollbacks), `finish` (aborting and ending) and `reconcile` (what a
+//! late delivery still repairs). The events, effects and refusals are `types` (re-exported
+//! here), the switch point's effects `traffic`; the families import from those and from each
+//! other one way, never from this module.
 
 mod finish;
 mod reconcile;

@@ -13,9 +13,10 @@
 //! The prober (HTTP to the instances), the clock and the metrics sink are not AWS calls and
 //! pass through uncounted.
 //!
-//! A wire may also interleave: before each call it yields to the async runtime a seeded
-//! number of times, so that handlers run concurrently on one thread interleave their AWS
-//! calls in an order the seed picks (the simulator's races).
+//! A wire may also interleave: before each call it yields to the async runtime a number of
+//! times drawn from `greenlight_core::rng::Rng` seeded by the wire's seed, so that handlers
+//! run concurrently on one thread interleave their AWS calls in an order the seed picks (the
+//! simulator's races).
 
 use crate::{
     AdapterError, AdapterResult, Alarms, ArtifactStore, Fleet, Instance, LaunchRequest, Ledger, LoadBalancer,
@@ -25,6 +26,7 @@ use async_trait::async_trait;
 use greenlight_core::config::Switch;
 use greenlight_core::decide::{ImageFacts, RevertRequest, TargetHealth};
 use greenlight_core::model::{Deployment, Release, RevertPlan, State};
+use greenlight_core::rng::Rng;
 use greenlight_core::ServiceConfig;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -42,8 +44,8 @@ struct Wire {
     tripped: bool,
     /// The calls made so far (`ledger.commit`, `lb.set_traffic`, ...), in order.
     calls: Vec<&'static str>,
-    /// When set, the state of the generator of yields before each call.
-    interleave: Option<u64>,
+    /// When set, the generator of the yields before each call.
+    interleave: Option<Rng>,
 }
 
 impl Tripwire {
@@ -61,7 +63,7 @@ impl Tripwire {
 
     /// This wire, yielding to the runtime 0–3 times (from `seed`) before each call.
     pub fn interleaved(self: Arc<Self>, seed: u64) -> Arc<Tripwire> {
-        self.lock().interleave = Some(seed | 1);
+        self.lock().interleave = Some(Rng::new(seed));
         self
     }
 
@@ -84,16 +86,7 @@ impl Tripwire {
     async fn call<T>(&self, name: &'static str, call: impl Future<Output = AdapterResult<T>>) -> AdapterResult<T> {
         let yields = {
             let mut wire = self.lock();
-            wire.interleave.as_mut().map_or(0, |x| {
-                // xorshift64, not greenlight_core::rng: the simulator's race seeds (689, 971,
-                // 2717, 53899, 54609, 61584, 904279 in shared/sim/tests/seeds.rs) replay their
-                // races through these exact yields. Drawing them from `Rng` changes every
-                // interleaving; do it together with re-finding a seed for each of those races.
-                *x ^= *x << 13;
-                *x ^= *x >> 7;
-                *x ^= *x << 17;
-                *x % 4
-            })
+            wire.interleave.as_mut().map_or(0, |rng| rng.range(0, 3))
         };
         for _ in 0..yields {
             tokio::task::yield_now().await;

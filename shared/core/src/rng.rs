@@ -1,9 +1,9 @@
 //! The one seeded PRNG of greenlight's proofs: SplitMix64 (Steele, Lea and Flood, "Fast
 //! splittable pseudorandom number generators", OOPSLA 2014). The simulator's scheduler, the
-//! parsers' property test and fuzz generator draw from it, and so does the seed of each chaos
-//! wire's interleaving (the wire's per-call yields are its own xorshift64, kept so that the
-//! regression seeds replay their races: see `greenlight_adapters::chaos`); a seed replays
-//! exactly on every machine. Never used by `decide`: the core's decisions take no randomness.
+//! chaos wires' interleavings (`greenlight_adapters::chaos`: each racing run's wire draws the
+//! yields before each AWS call from an `Rng` seeded by the scheduler), and the parsers'
+//! property test and fuzz generator draw from it; a seed replays exactly on every machine.
+//! Never used by `decide`: the core's decisions take no randomness.
 
 /// A small, fast, seedable PRNG (SplitMix64).
 #[derive(Debug, Clone)]

@@ -27,10 +27,9 @@ const MAX_NESTED_RUNS: usize = 16;
 /// effects hand back on other deployments. Returns the final (committed) state and the notes
 /// of each decision.
 pub async fn drive(ports: &Ports, state: State, event: Event) -> Result<(State, Vec<String>), StepError> {
-    let root = Run::new(state, event);
+    let mut root = Some(Run::new(state, event));
     // Runs on other deployments, innermost last, each with the work it does and its tries.
     let mut nested: Vec<Nested> = Vec::new();
-    let mut root = Some(root);
     loop {
         let top = match nested.last_mut() {
             Some(frame) => &mut frame.run,
@@ -64,7 +63,7 @@ pub async fn drive(ports: &Ports, state: State, event: Event) -> Result<(State, 
             },
         };
         while let Some((work, tries, e)) = failure.take() {
-            if matches!(e, StepError::Adapter(AdapterError::Conflict(_))) && tries + 1 < CONFLICT_RETRIES {
+            if retry_after_conflict(&e, tries) {
                 warn!(why = %e, tries = tries + 1, "ledger changed underneath; re-reading and deciding again");
                 match open(ports, &work).await {
                     Ok(Some(run)) => nested.push(Nested {
@@ -151,13 +150,19 @@ where
     let mut tries = 0;
     loop {
         match attempt().await {
-            Err(StepError::Adapter(AdapterError::Conflict(why))) if tries + 1 < CONFLICT_RETRIES => {
+            Err(e) if retry_after_conflict(&e, tries) => {
                 tries += 1;
-                warn!(%why, tries, "ledger changed underneath; re-reading and deciding again");
+                warn!(why = %e, tries, "ledger changed underneath; re-reading and deciding again");
             }
             other => return other,
         }
     }
+}
+
+/// True when `e` is a lost conditional write and `tries` retries so far leave room for one
+/// more: the one retry rule of a handler's attempt and of the work it runs on the stack.
+fn retry_after_conflict(e: &StepError, tries: u32) -> bool {
+    matches!(e, StepError::Adapter(AdapterError::Conflict(_))) && tries + 1 < CONFLICT_RETRIES
 }
 
 /// Takes a refused queued request off the service's pointers (conditionally: unless

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 /// The functions (their handler names, `greenlight_steps::lambda::Function::ALL` in order)
 /// with the state machine's substitution variable of each (if it is a state machine task).
-pub const FUNCTIONS: [(&str, Option<&str>); 9] = [
+pub const FUNCTIONS: [(&str, Option<&str>); 10] = [
     ("start-deployment", None),
     ("launch-green", Some("LaunchGreenFunctionArn")),
     ("check-health", Some("CheckHealthFunctionArn")),
@@ -28,6 +28,7 @@ pub const FUNCTIONS: [(&str, Option<&str>); 9] = [
     ("abort-deployment", Some("AbortDeploymentFunctionArn")),
     ("revert-service", None),
     ("steer-deployment", None),
+    ("reconcile-services", None),
 ];
 
 /// The functions of one installation, running as processes, and the state machine that
@@ -53,7 +54,7 @@ impl Stack {
         for (name, _) in FUNCTIONS {
             let (function, _) = crate::start_function(&env, name, &state_machine_arn, "test", None).await;
             // One at a time, each up to its first `/invocation/next`: its init time is its own,
-            // not nine processes' contending for the cores (the benchmark reports it).
+            // not ten processes' contending for the cores (the benchmark reports it).
             function.wait_for_init(Duration::from_secs(10)).await;
             functions.insert(name, Arc::new(function));
         }

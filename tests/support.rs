@@ -59,6 +59,17 @@ impl Env {
         Env { local, world, service }
     }
 
+    /// As [`Env::new`], on a ledger table of its own (the service is the only one
+    /// registered in it): for tests that run reconcile-services.
+    pub async fn alone(prefix: &str, spec: impl FnOnce(&str) -> Spec) -> Env {
+        let service = unique(prefix);
+        let local = Local::connect(endpoint(), Names::with_own_table(&service))
+            .await
+            .expect("connect");
+        let world = fixture::build(&local, &spec(&service)).await.expect("build world");
+        Env { local, world, service }
+    }
+
     /// An AMI for `version` of this service with the given app behaviour.
     pub async fn image(&self, version: &str, behaviour: AppBehaviour) -> String {
         fixture::image(&self.local, &self.service, version, behaviour)

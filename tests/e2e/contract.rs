@@ -38,12 +38,13 @@ fn metric(docs: &[Value], service: &str, name: &str) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
-    let env = Env::new("contract", canary).await;
+    // A ledger table of its own: reconcile-services looks at every service registered in it.
+    let env = Env::alone("contract", canary).await;
     let (v2, v3) = (env.image("v2", App::Healthy).await, env.image("v3", App::Healthy).await);
     let service = env.service.clone();
     let stack = Stack::start(env).await;
 
-    // One bootstrap serves all nine: the same executable in every process, each started with
+    // One bootstrap serves all ten: the same executable in every process, each started with
     // its own handler and its own credentials.
     assert_eq!(stack.functions.len(), Handler::ALL.len());
     for (name, _) in FUNCTIONS {
@@ -149,6 +150,21 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(env.live_instances_of(&v3_id).await.is_empty());
+
+    // The scheduled reconcile looks at every registered service (this installation's one)
+    // and finds nothing stuck; anything but its schedule is refused.
+    let run = sample_event(
+        "scheduled-reconcile.json",
+        &[("/id", json!(format!("contract-reconcile-{service}")))],
+    );
+    let reconciled = stack.invoke("reconcile-services", &run).await.expect("reconcile");
+    assert_eq!(
+        (reconciled["services"].clone(), reconciled["actions"].clone()),
+        (json!(1), json!([])),
+        "{reconciled}"
+    );
+    let not_scheduled = stack.invoke("reconcile-services", &alarm).await.unwrap_err();
+    assert!(not_scheduled.starts_with("greenlight.Rejected: "), "{not_scheduled}");
 
     // The metrics CloudWatch would extract from the functions' stdout.
     let docs = stack.metrics();

@@ -29,11 +29,11 @@ use greenlight_core::decide::{HealthReport, TargetState};
 use greenlight_core::inbound::{ABORT_REQUESTED, ROLLBACK_REQUESTED};
 use greenlight_core::model::{Deployment, Phase, PhaseName, Release};
 use greenlight_core::plan::{Step, StepInput, StepOutput};
-use greenlight_e2e::{image_published, quick, unique, App, Env};
+use greenlight_e2e::{image_published, quick, sample_event, unique, App, Env};
 use greenlight_local::emulator::Emulator;
 use greenlight_local::fixture::{alarm_name, Spec};
 use greenlight_local::{Local, Names};
-use greenlight_steps::{revert_service, run_step, start_deployment, steer_deployment, StepError};
+use greenlight_steps::{reconcile_services, revert_service, run_step, start_deployment, steer_deployment, StepError};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -68,6 +68,9 @@ struct Scenario {
     name: &'static str,
     /// The service name's prefix (each run has its own service).
     prefix: &'static str,
+    /// Each run on a ledger table of its own: a scenario that runs reconcile-services, which
+    /// looks at every service in its table (the other runs' too, on a shared one).
+    own_table: bool,
     spec: fn(&str) -> Spec,
     script: Script,
 }
@@ -76,6 +79,7 @@ struct Scenario {
 const CANARY_ROLLOUT: Scenario = Scenario {
     name: "canary rollout to success",
     prefix: "crash-canary",
+    own_table: false,
     spec: |s| Spec {
         canary_steps: vec![50, 100],
         step_wait_s: 0,
@@ -98,6 +102,7 @@ const CANARY_ROLLOUT: Scenario = Scenario {
 const ALARM_IN_BAKE: Scenario = Scenario {
     name: "alarm revert during the bake window",
     prefix: "crash-alarm",
+    own_table: false,
     // Green is deregistered once the stale-write fence has passed (I26) and terminated a
     // drain later: a drain of a few seconds keeps those two runs apart whatever second the
     // first lands in (event times have 1 s resolution).
@@ -126,6 +131,7 @@ const ALARM_IN_BAKE: Scenario = Scenario {
 const ROLLBACK_AFTER_RETIRE: Scenario = Scenario {
     name: "engineer rollback after blue was retired",
     prefix: "crash-rollback",
+    own_table: false,
     spec: |s| Spec {
         bake_window_s: 0,
         deregistration_delay_s: 0,
@@ -153,6 +159,7 @@ const ROLLBACK_AFTER_RETIRE: Scenario = Scenario {
 const ABORT_IN_CANARY: Scenario = Scenario {
     name: "engineer abort during the canary",
     prefix: "crash-abort",
+    own_table: false,
     // As the alarm revert: the fence's run and the drain's stay apart.
     spec: |s| Spec {
         canary_steps: vec![50, 100],
@@ -177,6 +184,36 @@ const ABORT_IN_CANARY: Scenario = Scenario {
     },
 };
 
+/// v2's image event committed its deployment and lost its StartExecution (that delivery
+/// crashed and was dead-lettered): nothing moves it. Its lease runs out; the scheduled
+/// reconcile resumes it in a follow-up execution, which rolls out to success.
+const STUCK_RESUMED: Scenario = Scenario {
+    name: "stuck deployment resumed by the scheduled reconcile",
+    prefix: "crash-stuck",
+    own_table: true,
+    spec: |s| Spec {
+        lease_s: 1,
+        bake_window_s: 0,
+        deregistration_delay_s: 0,
+        ..quick(s)
+    },
+    script: |d| {
+        Box::pin(async move {
+            let event = d.image_event("v2").await;
+            d.start(event).await;
+            d.lose_started();
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            d.act();
+            let run = sample_event(
+                "scheduled-reconcile.json",
+                &[("/id", json!(format!("run-{}", d.env.service)))],
+            );
+            d.reconcile(run).await;
+            d.run_started().await;
+        })
+    },
+};
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_any_call_of_a_canary_rollout_changes_nothing_in_the_end() {
     sweep(CANARY_ROLLOUT).await;
@@ -195,6 +232,11 @@ async fn a_crash_after_any_call_of_a_rollback_redeployment_changes_nothing_in_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_any_call_of_an_engineers_abort_changes_nothing_in_the_end() {
     sweep(ABORT_IN_CANARY).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_any_call_of_a_reconcile_resuming_stuck_work_changes_nothing_in_the_end() {
+    sweep(STUCK_RESUMED).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -533,6 +575,7 @@ enum Delivery {
     Start(Value),
     Revert(Value),
     Steer(Value),
+    Reconcile(Value),
     Step(Step, StepInput),
 }
 
@@ -542,6 +585,7 @@ impl Delivery {
             Delivery::Start(_) => "start-deployment",
             Delivery::Revert(_) => "revert-service",
             Delivery::Steer(_) => "steer-deployment",
+            Delivery::Reconcile(_) => "reconcile-services",
             Delivery::Step(step, _) => step.name(),
         }
     }
@@ -552,6 +596,7 @@ impl Delivery {
             Delivery::Start(event) => start_deployment(ports, event).await.map(|_| None),
             Delivery::Revert(event) => revert_service(ports, event).await.map(|_| None),
             Delivery::Steer(event) => steer_deployment(ports, event).await.map(|_| None),
+            Delivery::Reconcile(event) => reconcile_services(ports, event).await.map(|_| None),
             Delivery::Step(step, input) => run_step(ports, *step, input).await.map(Some),
         }
     }
@@ -649,11 +694,20 @@ struct Driver {
     /// Each event delivered (after a crash: its redelivery), how its handler ended and what
     /// it left right after.
     deliveries: Vec<Delivered>,
+    /// Executions whose StartExecution a scenario lost: never run.
+    lost: BTreeSet<String>,
 }
 
 impl Driver {
     async fn new(scenario: &Scenario, local: &Local, crash: Option<CrashPoint>) -> Driver {
-        let env = Env::on(local, scenario.prefix, scenario.spec).await;
+        let env = if scenario.own_table {
+            let endpoint = local.sdk.endpoint_url().expect("a local endpoint").to_string();
+            let names = Names::with_own_table(&unique(scenario.prefix));
+            let own = Local::connect(&endpoint, names).await.expect("connect");
+            Env::on(&own, scenario.prefix, scenario.spec).await
+        } else {
+            Env::on(local, scenario.prefix, scenario.spec).await
+        };
         let recorder = Arc::new(Recorder::default());
         let ports = Ports {
             orchestrator: recorder.clone(),
@@ -669,6 +723,7 @@ impl Driver {
             hit: None,
             executions: Vec::new(),
             deliveries: Vec::new(),
+            lost: BTreeSet::new(),
         }
     }
 
@@ -720,6 +775,20 @@ impl Driver {
 
     async fn steer(&mut self, event: Value) {
         self.event(Delivery::Steer(event)).await;
+    }
+
+    async fn reconcile(&mut self, event: Value) {
+        self.event(Delivery::Reconcile(event)).await;
+    }
+
+    /// The executions started so far never reach Step Functions (the StartExecution was
+    /// lost): they are never run.
+    fn lose_started(&mut self) {
+        for (name, _) in self.recorder.started() {
+            if !self.executions.iter().any(|e| e.name == name) {
+                self.lost.insert(name);
+            }
+        }
     }
 
     async fn event(&mut self, delivery: Delivery) {
@@ -774,7 +843,7 @@ impl Driver {
     /// Takes in the executions started since the last look.
     fn collect_started(&mut self) {
         for (name, first) in self.recorder.started() {
-            if self.executions.iter().any(|e| e.name == name) {
+            if self.executions.iter().any(|e| e.name == name) || self.lost.contains(&name) {
                 continue;
             }
             let suffix = name.strip_prefix(first.deploy_id.as_str()).unwrap_or("?").to_string();

@@ -6,8 +6,8 @@
 //! only on resources tagged `managed-by=greenlight`. (That each role grants what its function
 //! really calls is checked in `contract`.)
 
-use greenlight_core::inbound::{event_patterns, revert_patterns, steer_patterns};
-use greenlight_core::plan::state_machine_definition;
+use greenlight_core::inbound::{event_patterns, revert_patterns, steer_patterns, RECONCILE_SCHEDULE};
+use greenlight_core::plan::{state_machine_definition, RECONCILE_INTERVAL_S};
 use greenlight_e2e::stack::FUNCTIONS;
 use greenlight_e2e::template::{as_list, function_id, Template};
 use greenlight_local::emulator::repo_root;
@@ -64,7 +64,7 @@ fn every_function_runs_the_one_bootstrap_built_with_cargo_lambda_for_arm64_with_
     assert!(manifest.contains(&format!("name = \"{BOOTSTRAP}\"")), "{manifest}");
     // The functions the stack runs are the ones the bootstrap serves.
     let names = functions();
-    assert_eq!(names.len(), 9, "{names:?}");
+    assert_eq!(names.len(), 10, "{names:?}");
     assert_eq!(FUNCTIONS.map(|(name, _)| name.to_string()).to_vec(), names);
 
     let template = Template::load();
@@ -140,7 +140,12 @@ fn rules_route_exactly_the_events_greenlight_parses() {
                 .map(|(name, pattern)| (name, pattern, "steer-deployment")),
         )
         .collect();
-    assert_eq!(template.resources_of("AWS::Events::Rule").len(), routed.len());
+    let patterned: Vec<String> = template
+        .resources_of("AWS::Events::Rule")
+        .into_iter()
+        .filter(|id| !template.resource(id)["Properties"]["EventPattern"].is_null())
+        .collect();
+    assert_eq!(patterned.len(), routed.len(), "{patterned:?}");
     for (name, pattern, target) in routed {
         let rule = &template.resource(&rule_id(name))["Properties"];
         // The template names the bucket and prefix by reference.
@@ -164,6 +169,56 @@ fn rules_route_exactly_the_events_greenlight_parses() {
             "{name} has no dead-letter queue"
         );
     }
+}
+
+/// The one rule without a pattern: EventBridge runs reconcile-services on the schedule the
+/// core names, with a dead-letter queue like every other rule, and may invoke it only from
+/// that rule.
+#[test]
+fn reconcile_services_runs_on_its_schedule_and_only_from_it() {
+    let template = Template::load();
+    let scheduled: Vec<String> = template
+        .resources_of("AWS::Events::Rule")
+        .into_iter()
+        .filter(|id| template.resource(id)["Properties"]["EventPattern"].is_null())
+        .collect();
+    assert_eq!(scheduled, vec!["ReconcileScheduleRule".to_string()]);
+    let rule = &template.resource("ReconcileScheduleRule")["Properties"];
+    assert_eq!(rule["ScheduleExpression"], RECONCILE_SCHEDULE);
+    assert_eq!(
+        RECONCILE_SCHEDULE,
+        format!("rate({} minutes)", RECONCILE_INTERVAL_S / 60)
+    );
+    let targets = as_list(&rule["Targets"]);
+    assert_eq!(targets.len(), 1);
+    assert_eq!(
+        targets[0]["Arn"],
+        json!({"Fn::GetAtt": [function_id("reconcile-services"), "Arn"]})
+    );
+    assert!(targets[0]["DeadLetterConfig"]["Arn"].is_object());
+    let permissions: Vec<Value> = template
+        .resources_of("AWS::Lambda::Permission")
+        .into_iter()
+        .map(|id| template.resource(&id)["Properties"].clone())
+        .filter(|p| p["FunctionName"] == json!({"Ref": function_id("reconcile-services")}))
+        .collect();
+    assert_eq!(permissions.len(), 1, "{permissions:?}");
+    assert_eq!(permissions[0]["Principal"], "events.amazonaws.com");
+    assert_eq!(
+        permissions[0]["SourceArn"],
+        json!({"Fn::GetAtt": ["ReconcileScheduleRule", "Arn"]})
+    );
+    // It lists the registrations: the one function allowed to Scan the ledger.
+    let scans: Vec<String> = functions()
+        .into_iter()
+        .filter(|f| {
+            template
+                .statements(&template.role_of(f))
+                .iter()
+                .any(|s| strings(&s["Action"]).iter().any(|a| a == "dynamodb:Scan"))
+        })
+        .collect();
+    assert_eq!(scans, vec!["reconcile-services".to_string()]);
 }
 
 #[test]
@@ -255,19 +310,22 @@ fn destructive_actions_need_the_managed_by_tag_and_pass_role_only_goes_to_ec2() 
     assert_eq!(seen.len(), 5, "the checks above must have found each action: {seen:?}");
 }
 
-/// The functions EventBridge invokes (asynchronously), with the queue of each.
-const ASYNC_FUNCTIONS: [(&str, &str); 3] = [
-    ("start-deployment", "StartDeploymentDeadLetterQueue"),
-    ("revert-service", "RevertServiceDeadLetterQueue"),
-    ("steer-deployment", "SteerDeploymentDeadLetterQueue"),
+/// The functions EventBridge invokes (asynchronously), with the queue of each, and Lambda's
+/// retries and event age: the event-driven ones retry twice within the hour; the scheduled
+/// reconcile once within 10 minutes (the next run, 5 minutes later, looks again anyway).
+const ASYNC_FUNCTIONS: [(&str, &str, u64, u64); 4] = [
+    ("start-deployment", "StartDeploymentDeadLetterQueue", 2, 3600),
+    ("revert-service", "RevertServiceDeadLetterQueue", 2, 3600),
+    ("steer-deployment", "SteerDeploymentDeadLetterQueue", 2, 3600),
+    ("reconcile-services", "ReconcileServicesDeadLetterQueue", 1, 600),
 ];
 
 #[test]
-fn event_driven_functions_retry_twice_then_record_the_failure_in_their_own_queue() {
+fn asynchronous_functions_retry_a_bounded_number_of_times_then_record_the_failure_in_their_own_queue() {
     let template = Template::load();
     let configs = template.resources_of("AWS::Lambda::EventInvokeConfig");
     assert_eq!(configs.len(), ASYNC_FUNCTIONS.len(), "{configs:?}");
-    for (function, queue) in ASYNC_FUNCTIONS {
+    for (function, queue, retries, age_s) in ASYNC_FUNCTIONS {
         let id = function_id(function);
         let config = configs
             .iter()
@@ -275,8 +333,8 @@ fn event_driven_functions_retry_twice_then_record_the_failure_in_their_own_queue
             .find(|p| p["FunctionName"] == json!({"Ref": id}))
             .unwrap_or_else(|| panic!("{function} has no EventInvokeConfig"));
         assert_eq!(config["Qualifier"], "$LATEST", "{function}");
-        assert_eq!(config["MaximumRetryAttempts"], 2, "{function}");
-        assert_eq!(config["MaximumEventAgeInSeconds"], 3600, "{function}");
+        assert_eq!(config["MaximumRetryAttempts"], retries, "{function}");
+        assert_eq!(config["MaximumEventAgeInSeconds"], age_s, "{function}");
         assert_eq!(
             config["DestinationConfig"]["OnFailure"]["Destination"],
             json!({"Fn::GetAtt": [queue, "Arn"]}),

@@ -18,6 +18,7 @@
 //! - `refusals`: downgrades, malformed events, unknown services, wrong-owner AMIs;
 //! - `revert`: rollbacks (engineer, alarm) during a canary and the bake window, hygiene;
 //! - `steer`: engineers abort or promote the deployment in flight;
+//! - `reconcile`: the scheduled reconcile resumes a deployment whose execution never started;
 //! - `sources`: Image Builder and S3 manifest events start deployments;
 //! - `samples`: every file in `events/` parses as expected;
 //! - `infra`: the committed Step Functions definition is the one generated from the plan;
@@ -34,6 +35,7 @@ mod idempotency;
 mod infra;
 mod ledger;
 mod modules;
+mod reconcile;
 mod refusals;
 mod revert;
 mod rollout;

@@ -2,7 +2,7 @@
 //! event or a step input) and means what its README row says.
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use greenlight_core::inbound::{parse, parse_manifest, Inbound, MANIFEST_PREFIX};
+use greenlight_core::inbound::{parse, parse_manifest, parse_scheduled, EventTarget, Inbound, MANIFEST_PREFIX};
 use greenlight_core::plan::StepInput;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -30,6 +30,10 @@ fn every_sample_event_parses_as_documented() {
         ("promote-requested.json", "promote checkout by bob@example.com"),
         ("cloudwatch-alarm-state-change-alarm.json", "alarm checkout-5xx ALARM"),
         ("cloudwatch-alarm-state-change-ok.json", "alarm checkout-5xx OK"),
+        (
+            "scheduled-reconcile.json",
+            "reconcile run 8d1f6a2e-5b3c-4e7d-9a10-2c4b6e8f0a13",
+        ),
         ("step-input.json", "step input"),
         ("step-input-after-error.json", "step input with error"),
     ];
@@ -56,6 +60,12 @@ fn every_sample_event_parses_as_documented() {
             // Real-shaped: the typed EventBridge envelope from aws_lambda_events accepts it.
             let typed: EventBridgeEvent<Value> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert!(!typed.source.is_empty());
+            if let Ok(run) = parse_scheduled(&value) {
+                assert_eq!(EventTarget::of(&value), EventTarget::ReconcileServices, "{file}");
+                let got = format!("reconcile run {}", run.event_id);
+                assert_eq!(&got, want, "{file}");
+                continue;
+            }
             match parse(&value, MANIFEST_PREFIX) {
                 Ok(Inbound::Image(r)) if r.attempt > 1 => {
                     format!("image {} {} attempt {}", r.service, r.version, r.attempt)

@@ -30,6 +30,14 @@ pub const PROMOTE_REQUESTED: &str = "PromoteRequested";
 /// Detail-type of CloudWatch alarm state changes.
 pub const ALARM_STATE_CHANGE: &str = "CloudWatch Alarm State Change";
 
+/// Source of EventBridge's scheduled rules' events.
+pub const SCHEDULE_SOURCE: &str = "aws.events";
+/// Detail-type of EventBridge's scheduled rules' events (the reconcile's tick).
+pub const SCHEDULED_EVENT: &str = "Scheduled Event";
+/// The schedule of `reconcile-services` (the template's `ScheduleExpression`), every
+/// [`crate::plan::RECONCILE_INTERVAL_S`].
+pub const RECONCILE_SCHEDULE: &str = "rate(5 minutes)";
+
 /// A parsed inbound event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
@@ -355,6 +363,8 @@ pub enum EventTarget {
     RevertService,
     /// Abort and promote requests.
     SteerDeployment,
+    /// The reconcile's schedule (EventBridge's `Scheduled Event`).
+    ReconcileServices,
 }
 
 impl EventTarget {
@@ -366,6 +376,7 @@ impl EventTarget {
         match (source, detail_type) {
             (SOURCE, ROLLBACK_REQUESTED) | ("aws.cloudwatch", ALARM_STATE_CHANGE) => EventTarget::RevertService,
             (SOURCE, ABORT_REQUESTED | PROMOTE_REQUESTED) => EventTarget::SteerDeployment,
+            (SCHEDULE_SOURCE, SCHEDULED_EVENT) => EventTarget::ReconcileServices,
             _ => EventTarget::StartDeployment,
         }
     }
@@ -376,6 +387,7 @@ impl EventTarget {
             EventTarget::StartDeployment => "start-deployment",
             EventTarget::RevertService => "revert-service",
             EventTarget::SteerDeployment => "steer-deployment",
+            EventTarget::ReconcileServices => "reconcile-services",
         }
     }
 }
@@ -436,6 +448,37 @@ pub fn steer_patterns() -> Vec<(&'static str, Value)> {
         "greenlight-steer-requested",
         serde_json::json!({ "source": [SOURCE], "detail-type": [ABORT_REQUESTED, PROMOTE_REQUESTED] }),
     )]
+}
+
+/// One run of the reconcile's schedule: EventBridge's `Scheduled Event` (`source:
+/// aws.events`, an empty `detail`, the rule's ARN in `resources`). The run decides on its own
+/// clock, not on `time` (a retried delivery is late).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScheduledRun {
+    pub event_id: String,
+    /// The rule that fired (for the logs).
+    pub rule: String,
+}
+
+/// Parses the reconcile's tick; anything else is refused naming what it expected.
+pub fn parse_scheduled(event: &Value) -> Result<ScheduledRun, InboundError> {
+    let source = text(event, "/source")?;
+    let detail_type = text(event, "/detail-type")?;
+    if (source, detail_type) != (SCHEDULE_SOURCE, SCHEDULED_EVENT) {
+        return Err(InboundError::Invalid(format!(
+            "reconcile-services runs on its EventBridge schedule ({RECONCILE_SCHEDULE}): expected source {SCHEDULE_SOURCE:?}, detail-type {SCHEDULED_EVENT:?}; got {}, {}",
+            quote(source),
+            quote(detail_type)
+        )));
+    }
+    let event_id = text(event, "/id")?;
+    bounded("id", event_id, 128)?;
+    let rule = event["resources"][0].as_str().unwrap_or_default();
+    bounded("resources", rule, 512)?;
+    Ok(ScheduledRun {
+        event_id: event_id.to_string(),
+        rule: rule.to_string(),
+    })
 }
 
 /// An RFC 3339 UTC time as AWS writes it in events, in milliseconds since the epoch

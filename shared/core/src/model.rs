@@ -214,6 +214,15 @@ impl fmt::Display for PhaseName {
     }
 }
 
+/// A deployment resumed by the scheduled reconcile (its lease had expired).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastResume {
+    /// The scheduled run's event id.
+    pub run_id: String,
+    /// The follow-up execution it started (`<deploy id>-resume-<gen>`).
+    pub execution: String,
+}
+
 /// One line of a deployment's timeline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mark {
@@ -296,6 +305,18 @@ pub struct Deployment {
     /// stops and the service needs attention. Back to 0 when the deployment changes phase.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub late_failures: u32,
+    /// Times the scheduled reconcile found this deployment's lease expired in its current
+    /// phase (nothing moved it: its execution never started, or stopped) and resumed it in a
+    /// new execution; past [`crate::plan::MAX_RESUMES`] it is aborted if green has not gone
+    /// live, else greenlight stops and the service needs attention. Back to 0 when the
+    /// deployment changes phase.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub resumes: u32,
+    /// The last resume: the reconcile run that decided it and the execution it started, so
+    /// that the same run delivered again (after a crash before its StartExecution) starts
+    /// that execution instead of finding the lease it renewed and doing nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_resume: Option<LastResume>,
     pub timeline: Vec<Mark>,
 }
 
@@ -307,8 +328,10 @@ impl Deployment {
     /// Moves to `phase` at `now`, noting why in the timeline.
     pub fn enter(&mut self, phase: Phase, now: Epoch, note: impl Into<String>) {
         if phase.kind() != self.phase.kind() {
-            // Progress: failures of the late step counted in the phase left behind are over.
+            // Progress: failures of the late step counted in the phase left behind are over,
+            // and so are the resumes of a stuck phase.
             self.late_failures = 0;
+            self.resumes = 0;
         }
         self.timeline.push(Mark {
             at: now,

@@ -131,6 +131,20 @@ pub fn route(config: &ServiceConfig, deployment: &Deployment, now: Epoch) -> Rou
 /// [`STALE_CLAIM_MS`]: crate::model::STALE_CLAIM_MS
 pub const LATE_STEP_TRIES: u32 = 8;
 
+/// How many times the scheduled reconcile (`reconcile-services`) resumes a deployment whose
+/// lease expired in one phase, each time in a new execution `<deploy id>-resume-<gen>` that
+/// runs its remaining steps from the ledger's phase (I22, I23). A deployment that still makes
+/// no progress after that is aborted if green has not gone live (its abort's own clean-up
+/// execution is one more), else greenlight stops and the service needs attention: the same
+/// end as a late step that keeps failing. Three tries outlast a lost StartExecution, a
+/// dead-lettered trigger and an execution stopped by hand; a deployment that needs more has
+/// a cause an engineer must see.
+pub const MAX_RESUMES: u32 = 3;
+
+/// How often EventBridge runs `reconcile-services` (the template's `ScheduleExpression`,
+/// `rate(5 minutes)`): a stuck deployment is found at most this long after its lease expired.
+pub const RECONCILE_INTERVAL_S: u64 = 300;
+
 /// The wait before a late step is tried again after its `failures`-th failure in a row
 /// (1-based): 15 s, doubling, at most 5 minutes.
 pub fn late_step_wait(failures: u32) -> u64 {

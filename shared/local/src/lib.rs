@@ -49,6 +49,16 @@ impl Names {
         }
     }
 
+    /// Names of an installation with a ledger table of its own too: for a test whose handler
+    /// looks at every registered service (reconcile-services), which on the shared table
+    /// would act on other tests' services.
+    pub fn with_own_table(tag: &str) -> Names {
+        Names {
+            table: format!("greenlight-{tag}"),
+            ..Names::isolated(tag)
+        }
+    }
+
     /// The installation these names make (default prefixes and bake window).
     pub fn installation(&self) -> Installation {
         Installation {

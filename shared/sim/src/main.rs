@@ -145,7 +145,12 @@ fn main() -> ExitCode {
             run(options)
         };
         match result {
-            Ok(stats) => total.add(&stats),
+            Ok(stats) => {
+                if stats.reconciled_settling > 0 {
+                    eprintln!("seed {seed}: the scheduled reconcile finished work once faults stopped");
+                }
+                total.add(&stats)
+            }
             Err(failure) => {
                 eprintln!("{failure}");
                 return ExitCode::FAILURE;

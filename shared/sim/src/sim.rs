@@ -28,8 +28,9 @@ use greenlight_core::decide::ImageFacts;
 use greenlight_core::inbound::{
     format_time, ABORT_REQUESTED, ALARM_STATE_CHANGE, IMAGE_PUBLISHED, PROMOTE_REQUESTED, ROLLBACK_REQUESTED, SOURCE,
 };
+use greenlight_core::inbound::{SCHEDULED_EVENT, SCHEDULE_SOURCE};
 use greenlight_core::model::Release;
-use greenlight_core::plan::{Step, StepInput, StepOutput};
+use greenlight_core::plan::{Step, StepInput, StepOutput, RECONCILE_INTERVAL_S};
 use greenlight_core::rng::Rng;
 use greenlight_core::ServiceConfig;
 use greenlight_steps::{deliver, Outcome};
@@ -79,6 +80,12 @@ pub struct Stats {
     /// Two handler runs at once, their AWS calls interleaved.
     pub races: u64,
     pub dead_lettered: u64,
+    /// Scheduled reconcile runs, and the deployments they resumed, aborted or stopped.
+    pub reconciles: u64,
+    pub reconciled: u64,
+    /// Of those, once faults stopped: work nothing else would have finished (the liveness
+    /// check fails without the reconcile).
+    pub reconciled_settling: u64,
     pub conflicts: u64,
     pub deployments: u64,
     /// Final phase → count.
@@ -98,6 +105,9 @@ impl Stats {
         self.duplicates += other.duplicates;
         self.races += other.races;
         self.dead_lettered += other.dead_lettered;
+        self.reconciles += other.reconciles;
+        self.reconciled += other.reconciled;
+        self.reconciled_settling += other.reconciled_settling;
         self.conflicts += other.conflicts;
         self.deployments += other.deployments;
         self.aws_calls += other.aws_calls;
@@ -181,8 +191,13 @@ struct Job {
 /// What a handler run stands for.
 enum Ctx {
     Event(Pending),
-    Task { i: usize, step: Step },
+    Task {
+        i: usize,
+        step: Step,
+    },
     Ghost,
+    /// A run of the reconcile's schedule (a failed one is not retried: the next run comes).
+    Reconcile,
 }
 
 /// A handler run's result.
@@ -231,6 +246,13 @@ pub struct Sim {
     /// Scale runs: each service's meter of what its handler runs would cost in AWS (the
     /// handlers' ports are metered per run). None in seed runs.
     pub(crate) meters: Option<BTreeMap<String, Arc<Meter>>>,
+    /// When EventBridge next runs reconcile-services (every [`RECONCILE_INTERVAL_S`]; seed
+    /// runs only).
+    next_reconcile_ms: u64,
+    /// The reconcile's own draws (its crashes and duplicate runs): kept apart from `rng`, so
+    /// a run that finds nothing to do leaves every other draw, and so the seed's trajectory,
+    /// as it was.
+    reconcile_rng: Rng,
 }
 
 /// The epoch the simulated clock starts at (2026-11-25T00:00:00Z).
@@ -254,7 +276,9 @@ impl Sim {
             health_check_ms: rng.range(1_000, 30_000),
         };
         let services = options.services;
+        let reconcile_rng = Rng::new(options.seed ^ 0x7ec0_5c1e_d01e_5eed);
         let mut sim = Sim::empty(options, rng, timings);
+        sim.reconcile_rng = reconcile_rng;
         for i in 0..services {
             sim.add_service(i);
         }
@@ -303,6 +327,8 @@ impl Sim {
                 ..Stats::default()
             },
             meters: None,
+            next_reconcile_ms: T0_MS + RECONCILE_INTERVAL_S * 1000,
+            reconcile_rng: Rng::new(0),
         }
     }
 
@@ -510,8 +536,74 @@ impl Sim {
                 _ => self.tick(),
             }
             self.check()?;
+            self.scheduled_reconcile()?;
         }
         Ok(())
+    }
+
+    /// EventBridge's schedule: once the clock passed the next run's time, reconcile-services
+    /// runs (a crash after any of its calls, or a duplicate delivery run beside it, from its
+    /// own draws while faults are on), then the invariants are checked.
+    fn scheduled_reconcile(&mut self) -> Result<(), Failure> {
+        let now = self.now_ms();
+        if now < self.next_reconcile_ms {
+            return Ok(());
+        }
+        self.next_reconcile_ms = now + RECONCILE_INTERVAL_S * 1000;
+        self.stats.reconciles += 1;
+        let twice = self.faults && self.reconcile_rng.chance(self.options.duplicate_pct);
+        let event = json!({
+            "version": "0",
+            "id": format!("00000000-0000-4000-8000-5c4e{:08x}", self.stats.reconciles),
+            "detail-type": SCHEDULED_EVENT,
+            "source": SCHEDULE_SOURCE,
+            "account": OWNER,
+            "time": format_time(now / 1000),
+            "region": "us-east-1",
+            "resources": [format!("arn:aws:events:us-east-1:{OWNER}:rule/greenlight-reconcile")],
+            "detail": {},
+        });
+        let mut jobs: Vec<Job> = (0..if twice { 2 } else { 1 })
+            .map(|_| {
+                let wire = if self.faults && self.reconcile_rng.chance(self.options.crash_pct) {
+                    Tripwire::crash_after(self.reconcile_rng.range(1, 10) as usize)
+                } else {
+                    Tripwire::counting()
+                };
+                let wire = if twice {
+                    wire.interleaved(self.reconcile_rng.next_u64())
+                } else {
+                    wire
+                };
+                let ports = crashing(&self.ports, wire.clone());
+                let event = event.clone();
+                Job {
+                    label: "scheduled reconcile".into(),
+                    what: Ctx::Reconcile,
+                    wire,
+                    meter: None,
+                    future: Box::pin(async move { Done::Event(deliver(&ports, &event).await) }),
+                }
+            })
+            .collect();
+        match jobs.len() {
+            1 => {
+                let mut job = jobs.pop().expect("one");
+                let done = self.runtime.block_on(&mut job.future);
+                self.land(job, done);
+            }
+            _ => {
+                let mut two = jobs.pop().expect("two");
+                let mut one = jobs.pop().expect("two");
+                self.stats.duplicates += 1;
+                let (d1, d2) = self
+                    .runtime
+                    .block_on(async { tokio::join!(&mut one.future, &mut two.future) });
+                self.land(one, d1);
+                self.land(two, d2);
+            }
+        }
+        self.check()
     }
 
     /// Moves the clock: mostly seconds, sometimes minutes, now and then past bake windows
@@ -823,6 +915,14 @@ impl Sim {
             Done::Event(Ok(Outcome::Start(o))) => format!("{o:?}"),
             Done::Event(Ok(Outcome::Revert(o))) => format!("{o:?}"),
             Done::Event(Ok(Outcome::Steer(o))) => format!("{} {}: {}", o.action, o.phase, o.note),
+            Done::Event(Ok(Outcome::Reconcile(o))) => match o.actions.as_slice() {
+                [] => format!("{} services, nothing stuck", o.services),
+                acted => acted
+                    .iter()
+                    .map(|a| format!("{} {}: {}", a.deploy_id, a.phase, a.note))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            },
             Done::Step(Ok(out)) => format!("{} next {} in {}s ({})", out.phase, out.next, out.wait_s, out.note),
             Done::Event(Err(e)) | Done::Step(Err(e)) => format!("error: {e}"),
         };
@@ -842,6 +942,12 @@ impl Sim {
                 }
             }
             (Ctx::Task { i, step }, Done::Step(result)) => self.task_done(i, step, result),
+            (Ctx::Reconcile, Done::Event(Ok(Outcome::Reconcile(outcome)))) => {
+                self.stats.reconciled += outcome.actions.len() as u64;
+                if !self.faults {
+                    self.stats.reconciled_settling += outcome.actions.len() as u64;
+                }
+            }
             _ => {}
         }
         self.collect_executions();
@@ -964,6 +1070,12 @@ impl Sim {
             } else if let Some(due) = self.next_due() {
                 let mut aws = self.world.lock();
                 aws.now_ms = aws.now_ms.max(due);
+            } else if self.awaits_reconcile() {
+                // Only the schedule is left, and a deployment still holds a service: the
+                // clock moves to the next run (its lease may expire meanwhile).
+                let next = self.next_reconcile_ms;
+                let mut aws = self.world.lock();
+                aws.now_ms = aws.now_ms.max(next);
             } else {
                 self.check()?;
                 let failed: Vec<String> = self
@@ -981,8 +1093,28 @@ impl Sim {
                 return settled.map_err(|v| self.fail(v));
             }
             self.check()?;
+            self.scheduled_reconcile()?;
         }
         Err(self.fail("did not settle: work still pending after 20000 steps".into()))
+    }
+
+    /// True while a deployment holds a service and the next scheduled reconcile may still
+    /// move it: its lease has not expired yet, or it has and the last run has not looked
+    /// since. False once every such deployment was looked at after its lease expired and
+    /// nothing started (greenlight stopped on it): liveness then reports it.
+    fn awaits_reconcile(&self) -> bool {
+        let now_s = self.now_ms() / 1000;
+        let last_run_s = (self.next_reconcile_ms / 1000).saturating_sub(RECONCILE_INTERVAL_S);
+        let table = self.ledger.lock();
+        table.pointers.keys().any(|service| {
+            let Some(ptr) = table.service_state(service) else {
+                return false;
+            };
+            match (&ptr.active, ptr.lease_until) {
+                (Some(_), Some(until)) => until > now_s || until > last_run_s,
+                _ => false,
+            }
+        })
     }
 
     fn check(&mut self) -> Result<(), Failure> {

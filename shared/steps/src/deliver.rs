@@ -2,7 +2,10 @@
 //! ([`greenlight_core::inbound::EventTarget`]): what Lambda does with a rule's event in AWS,
 //! and what the local pump and the simulator do in-process.
 
-use crate::{revert_service, start_deployment, steer_deployment, RevertOutcome, StartOutcome, SteerOutcome, StepError};
+use crate::{
+    reconcile_services, revert_service, start_deployment, steer_deployment, ReconcileOutcome, RevertOutcome,
+    StartOutcome, SteerOutcome, StepError,
+};
 use greenlight_adapters::Ports;
 use greenlight_core::inbound::EventTarget;
 use serde_json::Value;
@@ -16,6 +19,8 @@ pub enum Outcome {
     Revert(RevertOutcome),
     /// steer-deployment's.
     Steer(SteerOutcome),
+    /// reconcile-services'.
+    Reconcile(ReconcileOutcome),
 }
 
 /// Delivers `event` to the handler of the function its rule targets.
@@ -24,5 +29,6 @@ pub async fn deliver(ports: &Ports, event: &Value) -> Result<Outcome, StepError>
         EventTarget::RevertService => revert_service(ports, event).await.map(Outcome::Revert),
         EventTarget::SteerDeployment => steer_deployment(ports, event).await.map(Outcome::Steer),
         EventTarget::StartDeployment => start_deployment(ports, event).await.map(Outcome::Start),
+        EventTarget::ReconcileServices => reconcile_services(ports, event).await.map(Outcome::Reconcile),
     }
 }

@@ -6,12 +6,14 @@
 //! naming the known ones.
 //!
 //! Environment: `_HANDLER` (the function), `GREENLIGHT_TABLE`, `GREENLIGHT_BUCKET`,
-//! `GREENLIGHT_STATE_MACHINE_ARN` (start-deployment only), optional
+//! `GREENLIGHT_STATE_MACHINE_ARN` (the functions that start executions), optional
 //! `GREENLIGHT_MANIFEST_PREFIX` (default `releases/`) and `GREENLIGHT_REPORT_PREFIX` (default
 //! `reports/`), `GREENLIGHT_DEFAULT_BAKE_WINDOW_S` (the bake window of a registration that
 //! sets none; default [`DEFAULT_BAKE_WINDOW_S`]).
 
-use crate::{revert_service, run_step, start_deployment, steer_deployment, StartOutcome, StepError};
+use crate::{
+    reconcile_services, revert_service, run_step, start_deployment, steer_deployment, StartOutcome, StepError,
+};
 use greenlight_adapters::aws::{aws_ports, lambda_sdk_config, AwsClients, Installation, SfnOrchestrator};
 use greenlight_adapters::Ports;
 use greenlight_core::config::DEFAULT_BAKE_WINDOW_S;
@@ -34,19 +36,22 @@ pub enum Function {
     Step(Step),
     RevertService,
     SteerDeployment,
+    /// The scheduled reconcile of every service (stuck work).
+    ReconcileServices,
 }
 
 impl Function {
     /// Every function: the pipeline's steps in order ([`Step::ALL`]), then the two
-    /// event-driven ones.
-    pub const ALL: [Function; Step::ALL.len() + 2] = {
-        let mut all = [Function::RevertService; Step::ALL.len() + 2];
+    /// event-driven ones, then the scheduled one.
+    pub const ALL: [Function; Step::ALL.len() + 3] = {
+        let mut all = [Function::RevertService; Step::ALL.len() + 3];
         let mut i = 0;
         while i < Step::ALL.len() {
             all[i] = Function::Step(Step::ALL[i]);
             i += 1;
         }
         all[Step::ALL.len() + 1] = Function::SteerDeployment;
+        all[Step::ALL.len() + 2] = Function::ReconcileServices;
         all
     };
 
@@ -56,6 +61,7 @@ impl Function {
             Function::Step(step) => step.name(),
             Function::RevertService => "revert-service",
             Function::SteerDeployment => "steer-deployment",
+            Function::ReconcileServices => "reconcile-services",
         }
     }
 
@@ -138,6 +144,7 @@ pub async fn run_function(function: Function) -> Result<(), lambda_runtime::Erro
         Function::Step(step) => run(step).await,
         Function::RevertService => run_revert_service().await,
         Function::SteerDeployment => run_steer_deployment().await,
+        Function::ReconcileServices => run_reconcile_services().await,
     }
 }
 
@@ -178,6 +185,11 @@ pub async fn run_revert_service() -> Result<(), lambda_runtime::Error> {
 /// Runs steer-deployment (engineers' abort and promote requests) as a Lambda function.
 pub async fn run_steer_deployment() -> Result<(), lambda_runtime::Error> {
     serve(|ports, payload| async move { as_response(steer_deployment(ports, &payload).await?) }).await
+}
+
+/// Runs reconcile-services (the scheduled reconcile of every service) as a Lambda function.
+pub async fn run_reconcile_services() -> Result<(), lambda_runtime::Error> {
+    serve(|ports, payload| async move { as_response(reconcile_services(ports, &payload).await?) }).await
 }
 
 /// JSON logs, the AWS clients built once (before the first event, for the life of the
@@ -313,7 +325,7 @@ mod tests {
             assert_eq!(Function::from_handler(Some(function.name())), Ok(function));
         }
         let names: std::collections::BTreeSet<&str> = Function::ALL.map(Function::name).into();
-        assert_eq!(names.len(), 9, "{names:?}");
+        assert_eq!(names.len(), 10, "{names:?}");
         // The pipeline's steps are served by the step handlers, under the steps' names.
         for step in greenlight_core::plan::Step::ALL {
             let function: Function = step.name().parse().unwrap();
@@ -336,7 +348,7 @@ mod tests {
             UnknownHandler(None).to_string(),
             "_HANDLER is not set: the function's Handler (infra/template.yaml) must be one of \
              start-deployment, launch-green, check-health, shift-traffic, finalize, retire-blue, \
-             abort-deployment, revert-service, steer-deployment"
+             abort-deployment, revert-service, steer-deployment, reconcile-services"
         );
     }
 

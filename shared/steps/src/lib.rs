@@ -11,6 +11,7 @@ pub mod deliver;
 pub mod engine;
 pub mod lambda;
 pub mod observe;
+pub mod reconcile;
 pub mod report;
 pub mod revert;
 pub mod start;
@@ -22,6 +23,7 @@ use greenlight_core::decide::Refusal;
 use greenlight_core::inbound::InboundError;
 
 pub use deliver::{deliver, Outcome};
+pub use reconcile::{reconcile_services, ReconcileOutcome};
 pub use revert::{revert_service, RevertOutcome};
 pub use start::{start_deployment, StartOutcome};
 pub use steer::{steer_deployment, SteerOutcome};

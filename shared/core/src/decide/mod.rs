@@ -12,8 +12,9 @@
 //!
 //! This module dispatches each (event, phase) to its family: `start` (refusals, a new
 //! deployment, a busy service's policy), `rollout` (gates, weights, the lease), `revert`
-//! (the fast plan, claims, rollbacks), `finish` (aborting and ending) and `reconcile` (what a
-//! late delivery still repairs). The events, effects and refusals are `types` (re-exported
+//! (the fast plan, claims, rollbacks), `finish` (aborting and ending), `reconcile` (what a
+//! late delivery still repairs) and `stuck` (a deployment whose lease expired, found by the
+//! scheduled reconcile). The events, effects and refusals are `types` (re-exported
 //! here), the switch point's effects `traffic`; the families import from those and from each
 //! other one way, never from this module.
 
@@ -22,6 +23,7 @@ mod reconcile;
 mod revert;
 mod rollout;
 mod start;
+mod stuck;
 mod traffic;
 mod types;
 
@@ -42,6 +44,7 @@ pub use revert::{alarm_loop, fast_revert_plan, rollback_target};
 use rollout::*;
 pub use start::check_version;
 use start::*;
+use stuck::lease_expired;
 use traffic::*;
 pub use types::*;
 
@@ -432,6 +435,9 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                 deploy_id: dep.deploy_id.clone(),
                 phase: phase.kind(),
             });
+        }
+        (Event::LeaseExpired { run_id }, _) => {
+            note = lease_expired(&mut next.service, dep, config, run_id, now, &mut effects)?;
         }
         (event, phase) => {
             note = stale_delivery(config, &next.service, dep, event, &phase, &mut effects);

@@ -117,6 +117,8 @@ pub(super) fn start(
         rollback: request.is_rollback(),
         promoted_by: None,
         late_failures: 0,
+        resumes: 0,
+        last_resume: None,
         timeline: vec![],
     };
     let from = service.live.as_ref().map(|r| r.version.as_str()).unwrap_or("nothing");

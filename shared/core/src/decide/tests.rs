@@ -4,7 +4,7 @@
 use super::*;
 use crate::config::tests::sample;
 use crate::config::NewImagePolicy;
-use crate::model::{ImageSource, Release, ServiceState, Trigger};
+use crate::model::{ImageSource, PhaseName, Release, ServiceState, Trigger};
 use std::collections::BTreeMap;
 
 const NOW: Epoch = 1_000_000;
@@ -1887,4 +1887,119 @@ fn a_late_step_that_keeps_failing_while_green_is_live_is_retried_later_never_at_
     assert_eq!(route(&state.config, dep, NOW).next, Some(Step::RetireBlue));
     let promoted = decide(&state, &promote(), NOW).unwrap();
     assert_eq!(promoted.state.deployment.as_ref().unwrap().late_failures, 0);
+}
+
+fn lease_expired(run_id: &str) -> Event {
+    Event::LeaseExpired { run_id: run_id.into() }
+}
+
+/// `state` with its lease run out at `NOW`.
+fn lease_ran_out(mut state: State) -> State {
+    state.service.lease_until = Some(NOW);
+    state
+}
+
+#[test]
+fn a_deployment_whose_lease_expired_is_resumed_a_bounded_number_of_times_then_aborted_or_stopped() {
+    use crate::plan::MAX_RESUMES;
+    let launching = lease_ran_out(started());
+    let id = launching.deployment.as_ref().unwrap().deploy_id.clone();
+    // Resumed in a new execution each time the lease runs out again, in the same phase.
+    let mut state = launching.clone();
+    let mut names = Vec::new();
+    for k in 1..=MAX_RESUMES {
+        state.deployment.as_mut().unwrap().gen = k as u64 * 10;
+        let resumed = decide(&state, &lease_expired(&format!("run-{k}")), NOW).unwrap();
+        let dep = resumed.state.deployment.as_ref().unwrap();
+        assert_eq!((dep.resumes, dep.phase.kind()), (k, PhaseName::Launching), "resume {k}");
+        assert!(
+            resumed.note.contains(&format!("resumed ({k} of {MAX_RESUMES})")),
+            "{}",
+            resumed.note
+        );
+        let started = execution_names(&resumed.effects);
+        assert_eq!(started, vec![format!("{id}-resume-{}", k * 10)], "resume {k}");
+        assert_eq!(
+            resumed.effects.len(),
+            1,
+            "a resume only starts an execution: {:?}",
+            resumed.effects
+        );
+        assert!(resumed.state.service.lease_until.unwrap() > NOW, "the lease is renewed");
+        names.extend(started);
+        state = lease_ran_out(resumed.state);
+    }
+    assert_eq!(
+        names.iter().collect::<std::collections::BTreeSet<_>>().len(),
+        names.len()
+    );
+    // Past the limit, before green is live: aborted through the normal path.
+    let aborted = decide(&state, &lease_expired("run-last"), NOW).unwrap();
+    let dep = aborted.state.deployment.as_ref().unwrap();
+    assert_eq!(dep.phase.kind(), PhaseName::Aborting, "{}", aborted.note);
+    assert!(aborted.note.contains("lease expired again"), "{}", aborted.note);
+    assert_eq!(execution_names(&aborted.effects), vec![format!("{id}-stuck")]);
+
+    // Past the limit with green live: greenlight stops, the service needs attention, nothing
+    // drained or terminated; later runs change nothing.
+    let mut baking = lease_ran_out(in_phase(Phase::Baking { until: NOW }, 100));
+    baking.deployment.as_mut().unwrap().resumes = MAX_RESUMES;
+    let stopped = decide(&baking, &lease_expired("run-x"), NOW).unwrap();
+    assert_eq!(stopped.effects, vec![]);
+    assert!(stopped.state.service.attention.is_some());
+    assert_eq!(
+        stopped.state.deployment.as_ref().unwrap().phase.kind(),
+        PhaseName::Baking
+    );
+    let again = decide(&lease_ran_out(stopped.state), &lease_expired("run-y"), NOW + 600);
+    assert!(matches!(again, Err(Refusal::NotStuck { .. })), "{again:?}");
+
+    // Progress to another phase gives a fresh allowance.
+    let mut progressed = state.clone();
+    let dep = progressed.deployment.as_mut().unwrap();
+    dep.enter(Phase::Verifying { weight: 0, polls: 0 }, NOW, "green launched");
+    assert_eq!(dep.resumes, 0);
+    let resumed = decide(&progressed, &lease_expired("run-z"), NOW).unwrap();
+    assert_eq!(resumed.state.deployment.as_ref().unwrap().resumes, 1);
+}
+
+#[test]
+fn a_deployment_that_is_not_stuck_is_left_alone() {
+    use crate::plan::LATE_STEP_TRIES;
+    let leased = started();
+    let mut stopped = lease_ran_out(in_phase(Phase::Retiring { drain_until: NOW }, 100));
+    stopped.deployment.as_mut().unwrap().late_failures = LATE_STEP_TRIES;
+    let mut other = lease_ran_out(started());
+    other.service.active = Some("d-someone-else".into());
+    let table = [
+        ("lease still running", leased, "its lease runs until"),
+        ("greenlight stopped on it", stopped, "greenlight stopped"),
+        ("not the holder", other, "does not hold the service"),
+        (
+            "ended",
+            lease_ran_out(ended(in_phase(Phase::Baking { until: NOW }, 100))),
+            "hold",
+        ),
+    ];
+    for (name, state, why) in table {
+        match decide(&state, &lease_expired("run-1"), NOW) {
+            Err(Refusal::NotStuck { why: got, .. }) => assert!(got.contains(why), "{name}: {got}"),
+            other => panic!("{name}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_same_reconcile_run_delivered_again_starts_the_execution_it_resumed_and_changes_nothing() {
+    let stuck = lease_ran_out(started());
+    let first = decide(&stuck, &lease_expired("run-1"), NOW).unwrap();
+    let mut committed = first.state.clone();
+    committed.deployment.as_mut().unwrap().gen += 1;
+    // Its lease was renewed by the first delivery: another run finds nothing stuck...
+    let other = decide(&committed, &lease_expired("run-2"), NOW + 1);
+    assert!(matches!(other, Err(Refusal::NotStuck { .. })), "{other:?}");
+    // ...but the same run's redelivery (it crashed before StartExecution) starts it.
+    let again = decide(&committed, &lease_expired("run-1"), NOW + 1).unwrap();
+    assert_eq!(execution_names(&again.effects), execution_names(&first.effects));
+    assert_eq!(again.state, committed, "nothing new to commit");
 }

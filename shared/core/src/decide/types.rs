@@ -60,6 +60,13 @@ pub enum Event {
     /// An engineer asked to skip the remaining canary steps (and their waits) and the bake
     /// window (`PromoteRequested`). The health gates still apply, at 100 % too.
     Promote { requested_by: String, reason: String },
+    /// The scheduled reconcile (`reconcile-services`) found the lease of the deployment
+    /// holding the service expired: no step moved it in time (its execution never started,
+    /// e.g. its trigger crashed after committing it and was dead-lettered, or the execution
+    /// stopped). Resumed in a new execution at most [`crate::plan::MAX_RESUMES`] times per
+    /// phase, then aborted (green not live yet) or stopped with the service needing attention.
+    /// `run_id`: the scheduled run's event id (its redelivery re-issues what it started).
+    LeaseExpired { run_id: String },
 }
 
 /// A change to the world, applied after the new state is committed. Every effect is
@@ -213,6 +220,8 @@ pub enum Refusal {
         requested: String,
         warm: String,
     },
+    #[error("deployment {deploy_id} is not stuck: {why}")]
+    NotStuck { deploy_id: String, why: String },
     #[error("refusing to retire blue: the switch point still forwards traffic to {target_group}")]
     BlueStillServing { target_group: String },
 }
@@ -272,5 +281,6 @@ pub fn event_name(event: &Event) -> &'static str {
         Event::GreenTerminated => "green_terminated",
         Event::AbortRequested { .. } => "abort_requested",
         Event::Promote { .. } => "promote",
+        Event::LeaseExpired { .. } => "lease_expired",
     }
 }

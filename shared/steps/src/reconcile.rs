@@ -1,0 +1,135 @@
+//! reconcile-services: EventBridge runs it on a schedule ([`RECONCILE_SCHEDULE`]); no event
+//! from outside names a service. One run looks at every registered service (one page of the
+//! ledger's registrations, at most [`MAX_SERVICES_PER_RUN`]) and mends what no trigger will:
+//!
+//! - **stuck work** (I23): the deployment holding a service whose lease expired, so nothing
+//!   moved it in time (its execution never started: the trigger that committed it crashed
+//!   before StartExecution and was dead-lettered; or the execution stopped). It is decided
+//!   [`Event::LeaseExpired`] through the normal loop ([`drive`]): resumed in a follow-up
+//!   execution, a bounded number of times, then aborted or stopped with the service needing
+//!   attention.
+//!
+//! A service that fails does not stop the run: the others are still reconciled, and the run
+//! fails (so Lambda retries it, then dead-letters it) only if one failed for a transient
+//! reason. The next scheduled run looks again in any case.
+
+use crate::engine::{drive, with_conflict_retries};
+use crate::StepError;
+use greenlight_adapters::Ports;
+use greenlight_core::decide::{Event, Refusal};
+use greenlight_core::inbound::{parse_scheduled, RECONCILE_SCHEDULE};
+use greenlight_core::model::PhaseName;
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{info, info_span, warn, Instrument};
+
+/// At most this many services per run: the ledger's registrations past it wait for the next
+/// run (a warning says so). One run makes at most a few calls per service.
+pub const MAX_SERVICES_PER_RUN: usize = 500;
+
+/// What one run did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct ReconcileOutcome {
+    /// Services looked at.
+    pub services: usize,
+    /// What was done, one entry per service acted on.
+    pub actions: Vec<ReconcileAction>,
+    /// Services that could not be reconciled this run, with why.
+    pub failed: Vec<String>,
+}
+
+/// One service acted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReconcileAction {
+    pub service: String,
+    pub deploy_id: String,
+    /// The deployment's phase after the action.
+    pub phase: PhaseName,
+    pub note: String,
+}
+
+/// Handles one scheduled EventBridge event.
+pub async fn reconcile_services(ports: &Ports, event: &Value) -> Result<ReconcileOutcome, StepError> {
+    let run = parse_scheduled(event)?;
+    let span = info_span!("reconcile", event_id = %run.event_id, schedule = RECONCILE_SCHEDULE);
+    async {
+        let mut services = ports.ledger.services().await?;
+        services.sort();
+        if services.len() > MAX_SERVICES_PER_RUN {
+            warn!(
+                registered = services.len(),
+                limit = MAX_SERVICES_PER_RUN,
+                "more services than one run reconciles; the rest wait for the next run"
+            );
+            services.truncate(MAX_SERVICES_PER_RUN);
+        }
+        let mut outcome = ReconcileOutcome {
+            services: services.len(),
+            ..ReconcileOutcome::default()
+        };
+        let mut transient = None;
+        for service in &services {
+            match with_conflict_retries(|| stuck_work(ports, service, &run.event_id)).await {
+                Ok(Some(action)) => {
+                    info!(service = %action.service, deploy_id = %action.deploy_id, phase = %action.phase, note = %action.note, "reconciled");
+                    outcome.actions.push(action);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(service = %service, why = %e, "could not reconcile; the next run tries again");
+                    outcome.failed.push(format!("{service}: {e}"));
+                    if e.is_retryable() {
+                        transient = Some(e);
+                    }
+                }
+            }
+        }
+        info!(
+            services = outcome.services,
+            acted = outcome.actions.len(),
+            failed = outcome.failed.len(),
+            "reconcile run done"
+        );
+        match transient {
+            Some(e) => Err(e),
+            None => Ok(outcome),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Resumes (or ends) `service`'s deployment in flight if its lease expired (or this run,
+/// delivered again, resumed it already). None: nothing to do.
+async fn stuck_work(ports: &Ports, service: &str, run_id: &str) -> Result<Option<ReconcileAction>, StepError> {
+    let Some(state) = ports.ledger.load_active(service).await? else {
+        return Ok(None);
+    };
+    let now = ports.clock.now();
+    let expired = state.service.lease_until.is_some_and(|t| t <= now);
+    let resumed_by_this_run = state
+        .deployment
+        .as_ref()
+        .and_then(|d| d.last_resume.as_ref())
+        .is_some_and(|r| r.run_id == run_id);
+    if !(expired || resumed_by_this_run) || state.deployment.is_none() {
+        return Ok(None);
+    }
+    let event = Event::LeaseExpired {
+        run_id: run_id.to_string(),
+    };
+    match drive(ports, state, event).await {
+        Ok((state, notes)) => {
+            let dep = state.deployment.as_ref().expect("drive keeps the deployment");
+            Ok(Some(ReconcileAction {
+                service: service.to_string(),
+                deploy_id: dep.deploy_id.clone(),
+                phase: dep.phase.kind(),
+                note: notes.join("; "),
+            }))
+        }
+        // Moved meanwhile, or greenlight already stopped on it: nothing to do.
+        Err(StepError::Refused(Refusal::NotStuck { .. })) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -9,7 +9,7 @@ use crate::cli::{
 };
 use crate::error::{CliError, CliResult};
 use crate::render;
-use crate::view::{self, now_ms, tg_name, HistoryRow, Status};
+use crate::view::{self, now_ms, now_s, tg_name, HistoryRow, Status};
 use crate::watch::{self, Watcher};
 use greenlight_core::decide::check_version;
 use greenlight_core::detail;
@@ -143,7 +143,7 @@ async fn register(aws: &Aws, args: &RegisterArgs, out: Output) -> CliResult<()> 
     } else {
         std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?
     };
-    let (config, live) = parse_registration(&text).map_err(|problems| {
+    let (config, mut live) = parse_registration(&text).map_err(|problems| {
         CliError::failed(format!(
             "{} is not a valid registration ({} problem(s)); nothing was written:\n  - {}",
             path.display(),
@@ -151,6 +151,11 @@ async fn register(aws: &Aws, args: &RegisterArgs, out: Output) -> CliResult<()> 
             problems.join("\n  - ")
         ))
     })?;
+    // The adopted fleet's age counts from now unless the file says when it was launched
+    // (`live.launched_at`, seconds since the epoch): what a phoenix re-pave counts from.
+    if let Some(live) = live.as_mut() {
+        live.launched_at.get_or_insert_with(now_s);
+    }
     let existing = aws.ledger.load(&config.service, None).await.map_err(|e| aws.error(e))?;
     aws.ledger
         .register_service(&config, live.clone())

@@ -59,7 +59,54 @@ pub struct ServiceConfig {
     /// decided (I26). Default [`LAMBDA_MAX_RUNTIME_S`], Lambda's maximum timeout.
     #[serde(default = "default_max_invocation_s")]
     pub max_invocation_s: u64,
+    /// Phoenix re-paves: once the live fleet is older than this (seconds since greenlight
+    /// launched it, or since it was adopted) and nothing is in flight, the scheduled reconcile
+    /// deploys the live release again (same image, same configuration) blue/green through
+    /// every gate, recorded as a `repave` and revertible like any deployment. None: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instance_age_s: Option<u64>,
+    /// When a re-pave may start (UTC hours); None: any time. A re-pave due outside them waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_hours: Option<MaintenanceHours>,
 }
+
+/// Daily maintenance hours in UTC: from `start_hour` (inclusive) to `end_hour` (exclusive),
+/// across midnight when `end_hour < start_hour` (`{"start_hour": 22, "end_hour": 4}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceHours {
+    pub start_hour: u8,
+    pub end_hour: u8,
+}
+
+impl MaintenanceHours {
+    /// True when `now` (seconds since the epoch) falls within the hours.
+    pub fn contains(self, now: crate::Epoch) -> bool {
+        let hour = ((now / 3600) % 24) as u8;
+        if self.start_hour <= self.end_hour {
+            (self.start_hour..self.end_hour).contains(&hour)
+        } else {
+            hour >= self.start_hour || hour < self.end_hour
+        }
+    }
+
+    /// The next time at or after `now` that falls within the hours.
+    pub fn next_start(self, now: crate::Epoch) -> crate::Epoch {
+        if self.contains(now) {
+            return now;
+        }
+        let day = now - now % 86_400;
+        let start = day + u64::from(self.start_hour) * 3600;
+        if start > now {
+            start
+        } else {
+            start + 86_400
+        }
+    }
+}
+
+/// The shortest `max_instance_age_s` (an hour): a fleet is replaced at most this often.
+pub const MIN_INSTANCE_AGE_S: u64 = 3600;
 
 /// What a new image does while a deployment is in flight. A rollback always supersedes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -284,6 +331,25 @@ impl ServiceConfig {
                 "max_invocation_s must be between 1 and 3600 seconds and above every function's Timeout (default {LAMBDA_MAX_RUNTIME_S}, Lambda's maximum)"
             ));
         }
+        if let Some(age) = self.max_instance_age_s {
+            if !(MIN_INSTANCE_AGE_S..=366 * 86_400).contains(&age) {
+                problems.push(format!(
+                    "max_instance_age_s must be between {MIN_INSTANCE_AGE_S} (an hour) and 31622400 (366 days), e.g. 1209600 for 14 days"
+                ));
+            }
+        }
+        if let Some(hours) = self.maintenance_hours {
+            if hours.start_hour > 23 || hours.end_hour > 23 || hours.start_hour == hours.end_hour {
+                problems.push(
+                    "maintenance_hours must name two different UTC hours 0-23, e.g. {\"start_hour\": 2, \"end_hour\": 5}; leave it out for any time".into(),
+                );
+            }
+            if self.max_instance_age_s.is_none() {
+                problems.push(
+                    "maintenance_hours only apply to re-paves: set max_instance_age_s too, or leave them out".into(),
+                );
+            }
+        }
         for alarm in &self.alarms {
             let printable = alarm.chars().all(|c| !c.is_control());
             if alarm.is_empty() || alarm.len() > 255 || !printable || alarm.starts_with("arn:") {
@@ -369,6 +435,8 @@ pub(crate) mod tests {
             on_new_image: NewImagePolicy::Supersede,
             lease_s: 900,
             max_invocation_s: LAMBDA_MAX_RUNTIME_S,
+            max_instance_age_s: None,
+            maintenance_hours: None,
         }
     }
 

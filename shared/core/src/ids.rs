@@ -97,6 +97,13 @@ impl DeployId {
         Self::hashed(&["rollback", service, version, ami, event_id])
     }
 
+    /// The id of a phoenix re-pave of `ami` as `version`, replacing the live fleet `fleet`
+    /// (its deploy id, or `adopted@<launched_at>`): every run that finds that fleet too old
+    /// maps to one deployment.
+    pub fn derive_repave(service: &str, version: &str, ami: &str, fleet: &str) -> Self {
+        Self::hashed(&["repave", service, version, ami, fleet])
+    }
+
     /// `d-` + the first 20 hex digits of SHA-256 over the NUL-separated parts.
     fn hashed(parts: &[&str]) -> Self {
         let mut hash = Sha256::new();

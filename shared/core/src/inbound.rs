@@ -249,6 +249,7 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
                 reason: d.reason,
                 attempt,
                 rollback_of: None,
+                repave_of: None,
             }))
         }
         (SOURCE, ROLLBACK_REQUESTED) => {
@@ -596,6 +597,7 @@ pub fn parse_manifest(body: &[u8], service: &str, version: &str) -> Result<Image
         reason: m.reason,
         attempt: 1,
         rollback_of: None,
+        repave_of: None,
     })
 }
 

@@ -10,6 +10,7 @@
 //!   generated from it);
 //! - [`inbound`]: parsing of the events that start deployments;
 //! - [`detail`]: the typed `detail` of greenlight's own events (the CLI publishes them);
+//! - [`phoenix`]: when a live fleet is due a re-pave (the scheduled reconcile asks);
 //! - [`metrics`]: the milestones a decision reached, as CloudWatch Embedded Metric Format;
 //! - [`ids`]: deterministic deployment ids and idempotency tokens;
 //! - [`version`]: version ordering, SemVer's (no silent downgrades);
@@ -24,6 +25,7 @@ pub mod ids;
 pub mod inbound;
 pub mod metrics;
 pub mod model;
+pub mod phoenix;
 pub mod plan;
 pub mod request;
 pub mod rfc3339;

@@ -17,6 +17,11 @@ pub struct Release {
     /// The deployment that made it live (none for a release adopted at registration).
     #[serde(default)]
     pub deploy_id: Option<String>,
+    /// When its fleet was launched (its deployment's start), or adopted at registration: the
+    /// age phoenix re-paves count from. None in records from before it was kept (the fleet's
+    /// age is then unknown and it is not re-paved until a deployment replaces it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launched_at: Option<Epoch>,
 }
 
 /// Per-service pointer record: what is live, what is warm, which deployment is in flight.
@@ -350,6 +355,7 @@ impl Deployment {
             target_group: self.green_tg.clone(),
             instance_ids: self.green_instances.clone(),
             deploy_id: Some(self.deploy_id.clone()),
+            launched_at: Some(self.created_at),
         }
     }
 }

@@ -25,6 +25,11 @@ pub struct ImageRequest {
     /// a deployment may go to an older version than live, and supersedes any deployment.
     #[serde(default)]
     pub rollback_of: Option<String>,
+    /// Set for a phoenix re-pave of the live release (same image, same version): the live
+    /// release it replaces (its deploy id, or `adopted@<launched_at>`), so that every
+    /// scheduled run that finds the same fleet too old maps to one deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repave_of: Option<String>,
 }
 
 fn first_attempt() -> u32 {
@@ -34,10 +39,16 @@ fn first_attempt() -> u32 {
 impl ImageRequest {
     /// The deployment this request maps to (duplicates map to the same one).
     pub fn deploy_id(&self) -> DeployId {
-        match &self.rollback_of {
-            Some(event_id) => DeployId::derive_rollback(&self.service, &self.version, &self.ami, event_id),
-            None => DeployId::derive(&self.service, &self.version, &self.ami, self.attempt),
+        match (&self.rollback_of, &self.repave_of) {
+            (Some(event_id), _) => DeployId::derive_rollback(&self.service, &self.version, &self.ami, event_id),
+            (None, Some(fleet)) => DeployId::derive_repave(&self.service, &self.version, &self.ami, fleet),
+            (None, None) => DeployId::derive(&self.service, &self.version, &self.ami, self.attempt),
         }
+    }
+
+    /// True for a phoenix re-pave of the live release.
+    pub fn is_repave(&self) -> bool {
+        self.repave_of.is_some()
     }
 
     /// True for a rollback's redeployment of an earlier version.
@@ -175,6 +186,9 @@ pub enum ImageSource {
     /// A rollback with nothing warm redeploys an earlier release.
     #[serde(rename = "rollback")]
     Rollback,
+    /// A phoenix re-pave: the live release deployed again on fresh instances.
+    #[serde(rename = "repave")]
+    Repave,
 }
 
 impl ImageSource {
@@ -185,6 +199,7 @@ impl ImageSource {
             ImageSource::ImageBuilder => "imagebuilder",
             ImageSource::S3Manifest => "s3-manifest",
             ImageSource::Rollback => "rollback",
+            ImageSource::Repave => "repave",
         }
     }
 }

@@ -50,6 +50,8 @@ pub async fn run() -> Result<(), String> {
         switch_by_rule: false,
         on_new_image: NewImagePolicy::Supersede,
         lease_s: 900,
+        max_instance_age_s: None,
+        live_age_s: 0,
     };
     let world = fixture::build(&local, &spec).await?;
     println!(

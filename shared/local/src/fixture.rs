@@ -68,6 +68,10 @@ pub struct Spec {
     pub on_new_image: NewImagePolicy,
     /// The deployment lease (seconds beyond a step's wait).
     pub lease_s: u64,
+    /// Re-pave the live fleet once it is this old (seconds); None: never.
+    pub max_instance_age_s: Option<u64>,
+    /// How old the adopted v1 fleet is when the service is registered (seconds).
+    pub live_age_s: u64,
 }
 
 impl Spec {
@@ -85,6 +89,8 @@ impl Spec {
             switch_by_rule: false,
             on_new_image: NewImagePolicy::Supersede,
             lease_s: 900,
+            max_instance_age_s: None,
+            live_age_s: 0,
         }
     }
 }
@@ -341,6 +347,8 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         lease_s: spec.lease_s,
         // The local functions' runs take milliseconds: a short fence keeps aborts quick.
         max_invocation_s: 2,
+        max_instance_age_s: spec.max_instance_age_s,
+        maintenance_hours: None,
     };
     config.validate().map_err(|e| format!("fixture registration: {e}"))?;
     create_alarm(local, &alarm_name(&spec.service), &tgs[1]).await?;
@@ -350,6 +358,7 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         target_group: tgs[0].clone(),
         instance_ids: blue_instances.clone(),
         deploy_id: None,
+        launched_at: Some(now_s().saturating_sub(spec.live_age_s)),
     };
     local
         .ports
@@ -436,4 +445,11 @@ async fn launch_blue(local: &Local, spec: &Spec, ami: &str, subnet: &str, sg: &s
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Err("blue fleet did not reach running".into())
+}
+
+/// The wall clock in seconds since the epoch (the adopted fleet's launch time).
+fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 const HELP: &str = "greenlight-sim: seeded simulation of greenlight's handlers on an in-memory AWS
 
-USAGE: greenlight-sim [--seed N] [--runs M] [--steps S] [--services K] [--crash-pct P] [--duplicate-pct P] [--trace]
+USAGE: greenlight-sim [--seed N] [--runs M] [--steps S] [--services K] [--crash-pct P] [--duplicate-pct P] [--no-reconcile-in-chaos] [--trace]
        greenlight-sim scale --services K [--instances N] [--seed S] [--crash-pct P] [--duplicate-pct P] [--race-pct P] [--json]
 
 Seed runs (the default): random services, images, alarms, rollbacks, aborts and faults; the
@@ -21,6 +21,10 @@ invariants are checked after every step.
   --services K       services sharing the ledger (default 3)
   --crash-pct P      chance (%) a handler crashes after one of its AWS calls (default 15)
   --duplicate-pct P  chance (%) an event or task is delivered again, late (default 15)
+  --no-reconcile-in-chaos
+                     the scheduled reconcile (every 5 simulated minutes: stuck work, re-paves in
+                     about half the runs) only once faults stop: replays a trajectory pinned
+                     before it existed (the regression seeds)
   --trace            print every step of each run (use with --runs 1)
 
 A failing seed reproduces exactly: rerun it with --seed N --runs 1 --trace.
@@ -118,6 +122,7 @@ fn main() -> ExitCode {
             "--crash-pct" => options.crash_pct = value("--crash-pct"),
             "--duplicate-pct" => options.duplicate_pct = value("--duplicate-pct"),
             "--trace" => trace = true,
+            "--no-reconcile-in-chaos" => options.reconcile_in_chaos = false,
             "-h" | "--help" => {
                 println!("{HELP}");
                 return ExitCode::SUCCESS;

@@ -149,6 +149,8 @@ pub fn scale(mut options: ScaleOptions) -> Result<ScaleReport, String> {
             services: k,
             crash_pct: options.crash_pct,
             duplicate_pct: options.duplicate_pct,
+            // The scale scenario runs from its own agenda, without the schedule.
+            reconcile_in_chaos: false,
         },
         Rng::new(options.seed),
         Timings {

@@ -23,7 +23,7 @@ use crate::meter::{metered, Meter};
 use crate::world::{Aws, Behaviour, Image, Timings, World};
 use greenlight_adapters::chaos::{crashing, Tripwire};
 use greenlight_adapters::{tags, Ledger, Ports, RecordedMetrics};
-use greenlight_core::config::{NewImagePolicy, Rollout};
+use greenlight_core::config::{MaintenanceHours, NewImagePolicy, Rollout};
 use greenlight_core::decide::ImageFacts;
 use greenlight_core::inbound::{
     format_time, ABORT_REQUESTED, ALARM_STATE_CHANGE, IMAGE_PUBLISHED, PROMOTE_REQUESTED, ROLLBACK_REQUESTED, SOURCE,
@@ -33,6 +33,7 @@ use greenlight_core::model::Release;
 use greenlight_core::plan::{Step, StepInput, StepOutput, RECONCILE_INTERVAL_S};
 use greenlight_core::rng::Rng;
 use greenlight_core::ServiceConfig;
+use greenlight_steps::reconcile::ReconcileKind;
 use greenlight_steps::{deliver, Outcome};
 use greenlight_steps::{run_step, StepError};
 use serde_json::{json, Value};
@@ -52,6 +53,11 @@ pub struct Options {
     pub crash_pct: u64,
     /// Chance (%) that an event or a task is delivered a second time, later.
     pub duplicate_pct: u64,
+    /// The scheduled reconcile runs during the chaos phase too, and some runs re-pave (both
+    /// from the reconcile's own PRNG stream). Off only for the race regression seeds pinned
+    /// before the reconcile existed: its resumes and re-paves change what happens after
+    /// them, so the races those seeds replay would not come. It always runs while settling.
+    pub reconcile_in_chaos: bool,
 }
 
 impl Options {
@@ -62,6 +68,7 @@ impl Options {
             services: 3,
             crash_pct: 15,
             duplicate_pct: 15,
+            reconcile_in_chaos: true,
         }
     }
 }
@@ -83,9 +90,11 @@ pub struct Stats {
     /// Scheduled reconcile runs, and the deployments they resumed, aborted or stopped.
     pub reconciles: u64,
     pub reconciled: u64,
-    /// Of those, once faults stopped: work nothing else would have finished (the liveness
-    /// check fails without the reconcile).
+    /// Stuck work the reconcile resumed (or ended) once faults stopped: work nothing else
+    /// would have finished (the liveness check fails without the reconcile).
     pub reconciled_settling: u64,
+    /// Phoenix re-paves the reconcile started.
+    pub repaves: u64,
     pub conflicts: u64,
     pub deployments: u64,
     /// Final phase → count.
@@ -108,6 +117,7 @@ impl Stats {
         self.reconciles += other.reconciles;
         self.reconciled += other.reconciled;
         self.reconciled_settling += other.reconciled_settling;
+        self.repaves += other.repaves;
         self.conflicts += other.conflicts;
         self.deployments += other.deployments;
         self.aws_calls += other.aws_calls;
@@ -282,7 +292,42 @@ impl Sim {
         for i in 0..services {
             sim.add_service(i);
         }
+        if sim.options.reconcile_in_chaos {
+            sim.phoenix();
+        }
         sim
+    }
+
+    /// In about half the runs every service re-paves its live fleet once it is 1 to 4 hours
+    /// old (a run's chaos spans a few hours), a third of those only within maintenance hours.
+    /// Drawn from the reconcile's stream: the other half's trajectories are as before.
+    fn phoenix(&mut self) {
+        if !self.reconcile_rng.chance(50) {
+            return;
+        }
+        for s in 0..self.services.len() {
+            let mut config = self.services[s].config.clone();
+            config.max_instance_age_s = Some(self.reconcile_rng.range(3600, 4 * 3600));
+            if self.reconcile_rng.chance(33) {
+                let start_hour = self.reconcile_rng.range(0, 23) as u8;
+                let end_hour = ((u64::from(start_hour) + self.reconcile_rng.range(1, 6)) % 24) as u8;
+                config.maintenance_hours = Some(MaintenanceHours { start_hour, end_hour });
+            }
+            let ledger = self.ledger.clone();
+            self.runtime
+                .block_on(ledger.register_service(&config, None))
+                .expect("a valid registration");
+            self.note(format!(
+                "{}: re-pave after {}s{}",
+                config.service,
+                config.max_instance_age_s.unwrap_or_default(),
+                config
+                    .maintenance_hours
+                    .map(|h| format!(", within {}h-{}h UTC", h.start_hour, h.end_hour))
+                    .unwrap_or_default()
+            ));
+            self.services[s].config = config;
+        }
     }
 
     /// A run with no service yet, on a simulated AWS with these timings.
@@ -419,6 +464,7 @@ impl Sim {
             target_group: config.target_groups[0].clone(),
             instance_ids: ids,
             deploy_id: None,
+            launched_at: Some(T0_MS / 1000),
         };
         let ledger = self.ledger.clone();
         self.runtime
@@ -536,7 +582,9 @@ impl Sim {
                 _ => self.tick(),
             }
             self.check()?;
-            self.scheduled_reconcile()?;
+            if self.options.reconcile_in_chaos {
+                self.scheduled_reconcile()?;
+            }
         }
         Ok(())
     }
@@ -943,9 +991,16 @@ impl Sim {
             }
             (Ctx::Task { i, step }, Done::Step(result)) => self.task_done(i, step, result),
             (Ctx::Reconcile, Done::Event(Ok(Outcome::Reconcile(outcome)))) => {
-                self.stats.reconciled += outcome.actions.len() as u64;
-                if !self.faults {
-                    self.stats.reconciled_settling += outcome.actions.len() as u64;
+                for action in &outcome.actions {
+                    match action.kind {
+                        ReconcileKind::Repave => self.stats.repaves += 1,
+                        ReconcileKind::StuckWork => {
+                            self.stats.reconciled += 1;
+                            if !self.faults {
+                                self.stats.reconciled_settling += 1;
+                            }
+                        }
+                    }
                 }
             }
             _ => {}
@@ -1177,4 +1232,63 @@ fn short(text: &str) -> String {
         let _ = write!(s, "…");
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use greenlight_core::model::Phase;
+
+    /// I23 (sim seeds 920544, 7015576, 8001333, 10020833, 29551, 64631, 68290, 227563 and
+    /// 240688, about 1 in 30 000 before the reconcile, whose trajectories the reconcile
+    /// changed): an event committed a deployment and its delivery crashed before
+    /// StartExecution, three times, so Lambda dead-lettered it; nothing else ever moved the
+    /// deployment and it held its service for ever. Replayed here on purpose rather than by
+    /// seed: the scheduled reconcile resumes it once its lease expires, and everything ends.
+    #[test]
+    fn a_deployment_whose_trigger_was_dead_lettered_after_committing_it_is_resumed_by_the_reconcile() {
+        let mut sim = Sim::new(Options {
+            services: 1,
+            ..Options::new(42)
+        });
+        sim.faults = false;
+        let name = sim.services[0].config.service.clone();
+        let ami = sim.new_image(&name, "1.1.0", Behaviour::Healthy, OWNER);
+        let detail = json!({"service": name, "version": "1.1.0", "ami": ami, "requested_by": "sim"});
+        let event = sim.envelope(SOURCE, IMAGE_PUBLISHED, detail);
+        // The first delivery crashes right after its commit (a crash before it changes
+        // nothing); Lambda's two retries crash too, after their first call.
+        for k in 1.. {
+            let wire = Tripwire::crash_after(k);
+            let ports = crashing(&sim.ports, wire.clone());
+            let _ = sim.runtime.block_on(deliver(&ports, &event));
+            assert!(wire.tripped(), "the delivery ended before its commit");
+            if wire.calls()[k - 1] == "ledger.commit" {
+                break;
+            }
+        }
+        for _retry in 0..2 {
+            let wire = Tripwire::crash_after(1);
+            let _ = sim
+                .runtime
+                .block_on(deliver(&crashing(&sim.ports, wire.clone()), &event));
+            assert!(wire.tripped());
+        }
+        sim.note("dead-letter queue: the image event".into());
+        sim.collect_executions();
+        assert!(sim.executions.is_empty(), "no StartExecution reached Step Functions");
+        let stuck = {
+            let table = sim.ledger.lock();
+            let deployments: Vec<_> = table.deployments.values().cloned().collect();
+            assert_eq!(deployments.len(), 1);
+            assert_eq!(deployments[0].phase, Phase::Launching);
+            deployments[0].deploy_id.clone()
+        };
+        sim.settle().unwrap_or_else(|failure| panic!("{failure}"));
+        assert!(sim.stats.reconciled_settling >= 1, "{:?}", sim.stats);
+        let table = sim.ledger.lock();
+        let dep = table.deployments.values().find(|d| d.deploy_id == stuck).unwrap();
+        assert_eq!(dep.phase, Phase::Succeeded, "{:?}", dep.timeline);
+        assert!(dep.timeline.iter().any(|m| m.note.contains("lease expired")));
+    }
 }

@@ -8,17 +8,23 @@
 //!   [`Event::LeaseExpired`] through the normal loop ([`drive`]): resumed in a follow-up
 //!   execution, a bounded number of times, then aborted or stopped with the service needing
 //!   attention.
+//! - **phoenix re-paves**: a service with nothing in flight whose live fleet is older than
+//!   its `max_instance_age_s` ([`greenlight_core::phoenix`]) gets the live release deployed
+//!   again through start-deployment's own path (pre-flight, gates, revertible), within its
+//!   maintenance hours.
 //!
 //! A service that fails does not stop the run: the others are still reconciled, and the run
 //! fails (so Lambda retries it, then dead-letters it) only if one failed for a transient
 //! reason. The next scheduled run looks again in any case.
 
 use crate::engine::{drive, with_conflict_retries};
+use crate::start::{start_request, StartOutcome};
 use crate::StepError;
 use greenlight_adapters::Ports;
 use greenlight_core::decide::{Event, Refusal};
 use greenlight_core::inbound::{parse_scheduled, RECONCILE_SCHEDULE};
-use greenlight_core::model::PhaseName;
+use greenlight_core::model::{PhaseName, State};
+use greenlight_core::phoenix::{repave, Repave};
 use serde::Serialize;
 use serde_json::Value;
 use tracing::{info, info_span, warn, Instrument};
@@ -36,11 +42,25 @@ pub struct ReconcileOutcome {
     pub actions: Vec<ReconcileAction>,
     /// Services that could not be reconciled this run, with why.
     pub failed: Vec<String>,
+    /// Work found due but refused for now (a re-pave whose image is gone, or while an alarm
+    /// fires), with why: the next run tries again.
+    pub refused: Vec<String>,
+}
+
+/// What the reconcile found to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconcileKind {
+    /// A deployment whose lease expired: resumed, aborted or stopped.
+    StuckWork,
+    /// A phoenix re-pave of the live fleet started.
+    Repave,
 }
 
 /// One service acted on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ReconcileAction {
+    pub kind: ReconcileKind,
     pub service: String,
     pub deploy_id: String,
     /// The deployment's phase after the action.
@@ -69,10 +89,14 @@ pub async fn reconcile_services(ports: &Ports, event: &Value) -> Result<Reconcil
         };
         let mut transient = None;
         for service in &services {
-            match with_conflict_retries(|| stuck_work(ports, service, &run.event_id)).await {
-                Ok(Some(action)) => {
+            match with_conflict_retries(|| reconcile_service(ports, service, &run.event_id)).await {
+                Ok(Some(Ok(action))) => {
                     info!(service = %action.service, deploy_id = %action.deploy_id, phase = %action.phase, note = %action.note, "reconciled");
                     outcome.actions.push(action);
+                }
+                Ok(Some(Err(why))) => {
+                    warn!(service = %service, why = %why, "refused; the next run looks again");
+                    outcome.refused.push(format!("{service}: {why}"));
                 }
                 Ok(None) => {}
                 Err(e) => {
@@ -99,12 +123,53 @@ pub async fn reconcile_services(ports: &Ports, event: &Value) -> Result<Reconcil
     .await
 }
 
-/// Resumes (or ends) `service`'s deployment in flight if its lease expired (or this run,
-/// delivered again, resumed it already). None: nothing to do.
-async fn stuck_work(ports: &Ports, service: &str, run_id: &str) -> Result<Option<ReconcileAction>, StepError> {
+/// What one service needed: an action, a refusal (why), or nothing (None).
+type ServiceResult = Result<Option<Result<ReconcileAction, String>>, StepError>;
+
+/// Stuck work first (the deployment in flight), then a re-pave (only with nothing in flight).
+async fn reconcile_service(ports: &Ports, service: &str, run_id: &str) -> ServiceResult {
     let Some(state) = ports.ledger.load_active(service).await? else {
         return Ok(None);
     };
+    if state.service.active.is_some() {
+        return Ok(stuck_work(ports, service, run_id, state).await?.map(Ok));
+    }
+    match repave(&state.config, &state.service, ports.clock.now()) {
+        Repave::Due(request) => {
+            let reason = request.reason.clone().unwrap_or_default();
+            match start_request(ports, request).await {
+                // This fleet's re-pave ran already and ended without replacing it (aborted:
+                // its gates failed): not retried until the fleet changes.
+                Ok(StartOutcome::Started(out)) if matches!(out.phase, PhaseName::Aborted | PhaseName::Succeeded) => {
+                    Ok(Some(Err(format!(
+                        "re-pave {} of this fleet ended {}; not retried until a deployment replaces the fleet",
+                        out.deploy_id, out.phase
+                    ))))
+                }
+                Ok(StartOutcome::Started(out)) => Ok(Some(Ok(ReconcileAction {
+                    kind: ReconcileKind::Repave,
+                    service: service.to_string(),
+                    deploy_id: out.deploy_id,
+                    phase: out.phase,
+                    note: format!("re-pave started: {reason}"),
+                }))),
+                Ok(StartOutcome::Queued { note, .. } | StartOutcome::Ignored(note)) => Ok(Some(Err(note))),
+                Err(StepError::Refused(refusal)) => Ok(Some(Err(format!("re-pave refused: {refusal}")))),
+                Err(e) => Err(e),
+            }
+        }
+        Repave::Off | Repave::Blocked(_) | Repave::NotYet { .. } | Repave::Waiting { .. } => Ok(None),
+    }
+}
+
+/// Resumes (or ends) `service`'s deployment in flight if its lease expired (or this run,
+/// delivered again, resumed it already). None: nothing to do.
+async fn stuck_work(
+    ports: &Ports,
+    service: &str,
+    run_id: &str,
+    state: State,
+) -> Result<Option<ReconcileAction>, StepError> {
     let now = ports.clock.now();
     let expired = state.service.lease_until.is_some_and(|t| t <= now);
     let resumed_by_this_run = state
@@ -122,6 +187,7 @@ async fn stuck_work(ports: &Ports, service: &str, run_id: &str) -> Result<Option
         Ok((state, notes)) => {
             let dep = state.deployment.as_ref().expect("drive keeps the deployment");
             Ok(Some(ReconcileAction {
+                kind: ReconcileKind::StuckWork,
                 service: service.to_string(),
                 deploy_id: dep.deploy_id.clone(),
                 phase: dep.phase.kind(),

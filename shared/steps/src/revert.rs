@@ -253,6 +253,7 @@ async fn redeploy(ports: &Ports, service: &ServiceState, request: &RevertRequest
         reason: Some(format!("rollback: {}", request.reason)),
         attempt: 1,
         rollback_of: Some(request.event_id.clone()),
+        repave_of: None,
     };
     let outcome = match start_request(ports, image).await? {
         StartOutcome::Started(out) => RevertOutcome::Redeploying {

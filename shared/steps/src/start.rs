@@ -70,6 +70,7 @@ pub async fn start_deployment(ports: &Ports, event: &Value) -> Result<StartOutco
                 reason: Some(format!("image {image_arn} available")),
                 attempt: 1,
                 rollback_of: None,
+                repave_of: None,
             }
         }
         Inbound::Manifest {

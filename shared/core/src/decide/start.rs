@@ -52,13 +52,33 @@ pub(super) fn start(
         ));
     }
     let service = &state.service;
-    check_version(
-        &config.service,
-        service.live.as_ref(),
-        &request.version,
-        &request.ami,
-        request.is_rollback(),
-    )?;
+    if request.is_repave() {
+        // A re-pave deploys the live release again, nothing else, and only when the service
+        // is free: it never queues behind, nor supersedes, a deployment.
+        let live = service.live.as_ref();
+        if live.is_none_or(|l| (l.version.as_str(), l.ami.as_str()) != (request.version.as_str(), request.ami.as_str()))
+        {
+            return Err(Refusal::NotLive {
+                service: config.service.clone(),
+                version: request.version.clone(),
+                ami: request.ami.clone(),
+            });
+        }
+        if let Some(active) = service.active.as_deref().filter(|a| *a != deploy_id.as_str()) {
+            return Err(Refusal::Busy {
+                service: config.service.clone(),
+                active: active.to_string(),
+            });
+        }
+    } else {
+        check_version(
+            &config.service,
+            service.live.as_ref(),
+            &request.version,
+            &request.ami,
+            request.is_rollback(),
+        )?;
+    }
     let image = image.ok_or_else(|| Refusal::ImageNotFound {
         ami: request.ami.clone(),
     })?;

@@ -18,6 +18,7 @@ fn blue() -> Release {
         target_group: sample().target_groups[0].clone(),
         instance_ids: vec!["i-blue1".into(), "i-blue2".into()],
         deploy_id: None,
+        launched_at: None,
     }
 }
 
@@ -31,6 +32,7 @@ fn request(version: &str, ami: &str) -> ImageRequest {
         reason: None,
         attempt: 1,
         rollback_of: None,
+        repave_of: None,
     }
 }
 
@@ -1033,6 +1035,7 @@ fn new_image_while_a_deployment_holds_the_service() {
     let mut waiting = held(Queue);
     waiting.service.queued = Some(ImageRequest {
         rollback_of: Some("ev-1".into()),
+        repave_of: None,
         ..request("v0.9", AMI_V1)
     });
     let err = decide(&waiting, &start_v3(None), NOW).unwrap_err();
@@ -1047,6 +1050,7 @@ fn a_rollback_may_go_older_than_live() {
     let older = Event::Start {
         request: ImageRequest {
             rollback_of: Some("ev-1".into()),
+            repave_of: None,
             ..request("v0.9", AMI_V2)
         },
         image: good_image(),
@@ -1590,9 +1594,11 @@ fn rollback_redeployment() -> State {
         target_group: sample().target_groups[1].clone(),
         instance_ids: vec!["i-green1".into(), "i-green2".into()],
         deploy_id: Some("d-11111111111111111111".into()),
+        launched_at: None,
     });
     let request = ImageRequest {
         rollback_of: Some("ev-1".into()),
+        repave_of: None,
         ..request("v1", AMI_V1)
     };
     let start = Event::Start {
@@ -2002,4 +2008,35 @@ fn the_same_reconcile_run_delivered_again_starts_the_execution_it_resumed_and_ch
     let again = decide(&committed, &lease_expired("run-1"), NOW + 1).unwrap();
     assert_eq!(execution_names(&again.effects), execution_names(&first.effects));
     assert_eq!(again.state, committed, "nothing new to commit");
+}
+
+#[test]
+fn a_repave_deploys_the_live_release_again_only_when_the_service_is_free() {
+    let live = idle().service.live.unwrap();
+    let repave = |version: &str, ami: &str| Event::Start {
+        request: ImageRequest {
+            source: ImageSource::Repave,
+            repave_of: Some("adopted@1".into()),
+            requested_by: "greenlight:repave".into(),
+            ..request(version, ami)
+        },
+        image: good_image(),
+        firing_alarms: vec![],
+    };
+    // The live release, again: a new deployment (no "already live" refusal), blue = live.
+    let started = decide(&idle(), &repave(&live.version, &live.ami), NOW).unwrap();
+    let dep = started.state.deployment.as_ref().unwrap();
+    assert_eq!(
+        (dep.source, dep.version.as_str(), dep.phase.kind()),
+        (ImageSource::Repave, "v1", PhaseName::Launching)
+    );
+    assert_eq!(dep.blue.as_ref(), Some(&live));
+    assert_ne!(dep.green_tg, live.target_group);
+    // Anything but the live release is refused; so is a busy service (no queue, no supersede).
+    let other = decide(&idle(), &repave("v2", AMI_V2), NOW);
+    assert!(matches!(other, Err(Refusal::NotLive { .. })), "{other:?}");
+    for policy in [NewImagePolicy::Supersede, NewImagePolicy::Queue, NewImagePolicy::Reject] {
+        let busy = decide(&held(policy), &repave(&live.version, &live.ami), NOW);
+        assert!(matches!(busy, Err(Refusal::Busy { .. })), "{policy:?}: {busy:?}");
+    }
 }

@@ -220,6 +220,14 @@ pub enum Refusal {
         requested: String,
         warm: String,
     },
+    #[error(
+        "cannot re-pave {service} with {version} ({ami}): a re-pave deploys the live release again, and that is not it"
+    )]
+    NotLive {
+        service: String,
+        version: String,
+        ami: String,
+    },
     #[error("deployment {deploy_id} is not stuck: {why}")]
     NotStuck { deploy_id: String, why: String },
     #[error("refusing to retire blue: the switch point still forwards traffic to {target_group}")]

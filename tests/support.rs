@@ -117,7 +117,7 @@ impl Env {
             .detail_type(ALARM_STATE_CHANGE)
             .resources(event["resources"][0].as_str().unwrap())
             .detail(event["detail"].to_string())
-            .event_bus_name(&self.local.names.bus)
+            .event_bus_name(&self.local.names.default_bus)
             .build();
         let out = aws_sdk_eventbridge::Client::new(&self.local.sdk)
             .put_events()

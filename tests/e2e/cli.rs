@@ -69,7 +69,7 @@ fn command(env: &Env, args: &[&str]) -> tokio::process::Command {
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/greenlight-e2e")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("GREENLIGHT_TABLE", &env.local.names.table)
-        .env("GREENLIGHT_EVENT_BUS", &env.local.names.bus);
+        .env("GREENLIGHT_EVENT_BUS", &env.local.names.command_bus);
     cmd
 }
 

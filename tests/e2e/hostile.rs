@@ -91,7 +91,7 @@ async fn an_event_cannot_point_the_smoke_test_at_another_host() {
         .detail_type(IMAGE_PUBLISHED)
         .resources(METADATA)
         .detail(detail.to_string())
-        .event_bus_name(&env.local.names.bus)
+        .event_bus_name(&env.local.names.command_bus)
         .build();
     let out = aws_sdk_eventbridge::Client::new(&env.local.sdk)
         .put_events()

@@ -1,12 +1,17 @@
 //! The deployable stack in `infra/` agrees with the code: the Step Functions definition is
 //! the one generated from the plan; every function of the SAM template runs the one bootstrap
 //! (built with cargo-lambda for arm64) with its own `Handler`; the template routes exactly the
-//! events greenlight parses, substitutes every task of the definition, and gives each
+//! events greenlight parses, its commands only from the command bus whose policy names who
+//! may publish each (the default bus only logs them), substitutes every task of the
+//! definition, and gives each
 //! function its own role with no wildcard action, no unscoped write and destructive actions
 //! only on resources tagged `managed-by=greenlight`. (That each role grants what its function
 //! really calls is checked in `contract`.)
 
-use greenlight_core::inbound::{event_patterns, revert_patterns, steer_patterns, RECONCILE_SCHEDULE};
+use greenlight_core::inbound::{
+    event_patterns, ignored_commands_pattern, revert_patterns, steer_patterns, RuleBus, COMMANDS, IMAGE_PUBLISHED,
+    RECONCILE_SCHEDULE, SOURCE,
+};
 use greenlight_core::plan::{state_machine_definition, RECONCILE_INTERVAL_S};
 use greenlight_e2e::stack::FUNCTIONS;
 use greenlight_e2e::template::{as_list, function_id, Template};
@@ -140,14 +145,22 @@ fn rules_route_exactly_the_events_greenlight_parses() {
                 .map(|(name, pattern)| (name, pattern, "steer-deployment")),
         )
         .collect();
+    // Plus the default bus's rule that only logs greenlight's commands published there (the
+    // reconcile's schedule has no pattern: `reconcile_services_runs_on_its_schedule_and_only_from_it`).
     let patterned: Vec<String> = template
         .resources_of("AWS::Events::Rule")
         .into_iter()
         .filter(|id| !template.resource(id)["Properties"]["EventPattern"].is_null())
         .collect();
-    assert_eq!(patterned.len(), routed.len(), "{patterned:?}");
+    assert_eq!(patterned.len(), routed.len() + 1, "{patterned:?}");
     for (name, pattern, target) in routed {
         let rule = &template.resource(&rule_id(name))["Properties"];
+        // The bus the local runner puts it on, too.
+        let bus = match RuleBus::of(&pattern) {
+            RuleBus::Command => json!({"Ref": "CommandBus"}),
+            RuleBus::Default => Value::Null,
+        };
+        assert_eq!(rule["EventBusName"], bus, "{name}");
         // The template names the bucket and prefix by reference.
         let expected: Value = serde_json::from_str(
             &pattern
@@ -219,6 +232,160 @@ fn reconcile_services_runs_on_its_schedule_and_only_from_it() {
         })
         .collect();
     assert_eq!(scans, vec!["reconcile-services".to_string()]);
+}
+
+/// The sources a rule's pattern matches.
+fn sources(rule: &Value) -> Vec<String> {
+    strings(&rule["Properties"]["EventPattern"]["source"])
+}
+
+#[test]
+fn every_command_rule_is_on_the_command_bus_and_every_aws_rule_on_the_default_bus() {
+    let template = Template::load();
+    let (ignored_name, ignored_pattern) = ignored_commands_pattern();
+    let ignored_id = rule_id(ignored_name);
+    for id in template.resources_of("AWS::Events::Rule") {
+        let rule = template.resource(&id);
+        let sources = sources(rule);
+        let bus = &rule["Properties"]["EventBusName"];
+        if id == ignored_id {
+            continue;
+        }
+        if rule["Properties"]["EventPattern"].is_null() {
+            // A schedule (the reconcile's): EventBridge's own events, on the default bus.
+            assert!(bus.is_null(), "{id} on {bus}");
+            continue;
+        }
+        if sources.iter().all(|s| s.starts_with("aws.")) && !sources.is_empty() {
+            // AWS services send their events to the default bus; no one else can publish an
+            // `aws.` source.
+            assert!(bus.is_null() || *bus == json!("default"), "{id} on {bus}");
+        } else {
+            assert_eq!(sources, [SOURCE], "{id}: greenlight's own source, or AWS's only");
+            assert_eq!(
+                *bus,
+                json!({"Ref": "CommandBus"}),
+                "{id}: a command rule off the command bus"
+            );
+        }
+    }
+    // On the default bus, greenlight's commands reach no function: one rule catches them and
+    // writes them to a log group EventBridge may write to.
+    let ignored = &template.resource(&ignored_id)["Properties"];
+    assert!(
+        ignored["EventBusName"].is_null(),
+        "{ignored_id} listens on the default bus"
+    );
+    assert_eq!(ignored["EventPattern"], ignored_pattern);
+    let targets = as_list(&ignored["Targets"]);
+    assert_eq!(targets.len(), 1, "{ignored_id}");
+    let arn = targets[0]["Arn"]["Fn::Sub"].as_str().unwrap_or_default();
+    assert!(
+        arn.ends_with(":log-group:${IgnoredCommandsLogGroup}"),
+        "{ignored_id} targets {arn}"
+    );
+    let log_group = &template.resource("IgnoredCommandsLogGroup")["Properties"];
+    assert_eq!(log_group["RetentionInDays"], json!({"Ref": "LogRetentionDays"}));
+    let policy = template.resource("IgnoredCommandsLogGroupPolicy");
+    assert_eq!(policy["Type"], "AWS::Logs::ResourcePolicy");
+    let document = policy["Properties"]["PolicyDocument"]["Fn::Sub"][0]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        document.contains("events.amazonaws.com") && document.contains("logs:PutLogEvents"),
+        "{document}"
+    );
+    // Nothing on the default bus routes greenlight's source to a function.
+    for id in template.resources_of("AWS::Events::Rule") {
+        let rule = template.resource(&id);
+        if rule["Properties"]["EventBusName"].is_null() {
+            for target in as_list(&rule["Properties"]["Targets"]) {
+                let function = target["Arn"]["Fn::GetAtt"][0].as_str().unwrap_or_default();
+                assert!(
+                    !(function.ends_with("Function") && sources(rule).contains(&SOURCE.to_string())),
+                    "{id} sends greenlight's commands from the default bus to {function}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn only_the_named_principals_may_publish_each_command_on_the_command_bus() {
+    let template = Template::load();
+    let bus = &template.resource("CommandBus")["Properties"];
+    assert_eq!(bus["Name"], json!({"Ref": "CommandBusName"}));
+    let statements = as_list(&bus["Policy"]["Statement"]);
+    let bus_arn =
+        json!({"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${CommandBusName}"});
+    for statement in &statements {
+        assert_eq!(statement["Action"], "events:PutEvents", "{statement}");
+        assert_eq!(statement["Resource"], bus_arn, "{statement}");
+    }
+    let (allows, denies): (Vec<&Value>, Vec<&Value>) = statements.iter().partition(|s| s["Effect"] == "Allow");
+    // Who may publish each command: the deploy-time parameter naming them.
+    for command in COMMANDS {
+        let publishers = json!({"Ref": if command == IMAGE_PUBLISHED { "ImagePublisherArns" } else { "OperatorArns" }});
+        let covers =
+            |s: &&&Value| strings(&s["Condition"]["StringEquals"]["events:detail-type"]).contains(&command.to_string());
+        // Allowed to the named roles of this account, with greenlight's source only.
+        let allowed: Vec<&&Value> = allows.iter().filter(covers).collect();
+        assert_eq!(allowed.len(), 1, "{command}: {allowed:?}");
+        let allow = allowed[0];
+        assert_eq!(
+            allow["Principal"],
+            json!({"AWS": {"Ref": "AWS::AccountId"}}),
+            "{command}"
+        );
+        assert_eq!(
+            allow["Condition"]["ArnLike"]["aws:PrincipalArn"], publishers,
+            "{command}"
+        );
+        assert_eq!(
+            strings(&allow["Condition"]["ForAllValues:StringEquals"]["events:source"]),
+            [SOURCE]
+        );
+        // Denied to everyone else, whatever their identity policies allow.
+        let denied: Vec<&&Value> = denies.iter().filter(covers).collect();
+        assert_eq!(denied.len(), 1, "{command}: {denied:?}");
+        let deny = denied[0];
+        assert_eq!(deny["Principal"], "*", "{command}");
+        assert_eq!(
+            deny["Condition"]["ArnNotLike"]["aws:PrincipalArn"], publishers,
+            "{command}"
+        );
+        assert_eq!(deny["Condition"].as_object().unwrap().len(), 2, "{command}: {deny}");
+    }
+    // Any other source or detail-type is denied to everyone.
+    let other_source = denies
+        .iter()
+        .find(|s| strings(&s["Condition"]["ForAnyValue:StringNotEquals"]["events:source"]) == [SOURCE]);
+    assert!(other_source.is_some_and(|s| s["Condition"].as_object().unwrap().len() == 1 && s["Principal"] == "*"));
+    let other_types = denies
+        .iter()
+        .find(|s| !s["Condition"]["StringNotEquals"]["events:detail-type"].is_null());
+    let mut types = strings(
+        &other_types.expect("a deny of other detail-types")["Condition"]["StringNotEquals"]["events:detail-type"],
+    );
+    types.sort();
+    let mut commands: Vec<String> = COMMANDS.iter().map(|c| c.to_string()).collect();
+    commands.sort();
+    assert_eq!(types, commands);
+    assert_eq!(denies.len(), 4, "{denies:?}");
+    // What engineers and CI are granted to publish is the command bus only.
+    for policy in ["CliPolicy", "PublishImagesPolicy"] {
+        let puts: Vec<Value> = template
+            .policy_statements(policy)
+            .into_iter()
+            .filter(|s| strings(&s["Action"]).contains(&"events:PutEvents".to_string()))
+            .collect();
+        assert_eq!(puts.len(), 1, "{policy}");
+        assert_eq!(
+            as_list(&puts[0]["Resource"]),
+            [json!({"Fn::GetAtt": ["CommandBus", "Arn"]})],
+            "{policy}"
+        );
+    }
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! - `rollout`: all-at-once and canary rollouts, bake window and retirement;
 //! - `contract`: the shipped binaries as processes behind a fake Lambda Runtime API, driven by
 //!   the committed state machine; metrics lines; each role grants what its function calls;
+//! - `buses`: greenlight's commands act only from its command bus; on the default bus they
+//!   change nothing;
 //! - `cli`: the `greenlight` CLI as a built binary: every verb, exit codes, JSON output, and
 //!   that it only reads and publishes events;
 //! - `concurrency`: one deployment per service: policies, racing images, lease expiry;
@@ -24,6 +26,7 @@
 //! - `infra`: the committed Step Functions definition is the one generated from the plan;
 //! - `modules`: no crate's modules use each other in a cycle (read from the sources).
 
+mod buses;
 mod cli;
 mod concurrency;
 mod contract;

@@ -1,7 +1,8 @@
 //! The CLI's AWS clients, configured like the AWS CLI (`--profile`, `--region`,
 //! `--endpoint-url` over the standard configuration chain), and the three kinds of calls it
 //! makes: ledger and load balancer reads through greenlight-adapters' implementations, STS
-//! GetCallerIdentity (who asks), and EventBridge PutEvents (the only way it acts).
+//! GetCallerIdentity (who asks), and EventBridge PutEvents on greenlight's command bus (the
+//! only way it acts).
 
 use crate::cli::{Global, MAX_REQUESTED_BY};
 use crate::error::{not_registered, CliError, CliResult};
@@ -117,8 +118,8 @@ impl Aws {
             .build();
         let out = self.events.put_events().entries(entry).send().await.map_err(|e| {
             CliError::failed(format!(
-                "EventBridge PutEvents on bus {:?} failed: {}\ncheck --event-bus (GREENLIGHT_EVENT_BUS), your \
-                 credentials and region",
+                "EventBridge PutEvents on bus {:?} failed: {}\ncheck --event-bus (GREENLIGHT_EVENT_BUS: the stack's \
+                 CommandBusName output), your credentials and region",
                 self.bus,
                 aws_smithy_types::error::display::DisplayErrorContext(&e)
             ))
@@ -129,7 +130,10 @@ impl Aws {
                 .map(str::to_string)
                 .ok_or_else(|| CliError::failed("EventBridge accepted the event but returned no event id")),
             Some(entry) => Err(CliError::failed(format!(
-                "EventBridge refused the event: {} {}",
+                "EventBridge refused the event on bus {:?}: {} {}\nthe command bus's policy lets only the roles named \
+                 at deploy time publish each command (ImagePublisherArns: deploy; OperatorArns: rollback, abort, \
+                 promote, drill): ask for yours to be added",
+                self.bus,
                 entry.error_code().unwrap_or_default(),
                 entry.error_message().unwrap_or_default()
             ))),

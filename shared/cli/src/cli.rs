@@ -33,7 +33,7 @@ const AFTER_HELP: &str = "Examples:
 Exit codes: 0 ok; 1 refused or failed (service not registered, invalid registration, nothing in flight, AWS error, \
 a watched deployment aborted, a drill that did not revert); 2 usage (bad arguments or values).
 
-Environment: GREENLIGHT_TABLE (ledger table, default greenlight), GREENLIGHT_EVENT_BUS (default default), \
+Environment: GREENLIGHT_TABLE (ledger table, default greenlight), GREENLIGHT_EVENT_BUS (greenlight's command bus, default greenlight), \
 AWS_PROFILE, AWS_REGION, AWS_DEFAULT_REGION, AWS_ENDPOINT_URL, and the AWS credential variables.";
 
 /// `greenlight`: the engineer's view of greenlight, and its steering wheel.
@@ -93,13 +93,15 @@ pub struct Global {
         value_name = "TABLE"
     )]
     pub table: String,
-    /// The EventBridge bus greenlight's rules listen on.
+    /// greenlight's command bus (the stack's `CommandBusName` output), where deploy, rollback,
+    /// abort, promote and drill publish. Only it routes greenlight's commands, and its policy
+    /// says who may publish each one; a command published on the default bus changes nothing.
     #[arg(
         long,
         global = true,
         help_heading = "Global options",
         env = "GREENLIGHT_EVENT_BUS",
-        default_value = "default",
+        default_value = "greenlight",
         value_name = "BUS"
     )]
     pub event_bus: String,

@@ -3,7 +3,10 @@
 //! - EC2 Image Builder `Image State Change` with state `AVAILABLE`;
 //! - S3 `Object Created` for a release manifest `<prefix><service>/<version>.json`.
 //!
-//! Every field that reaches AWS is validated here; a rejected event changes nothing.
+//! Every field that reaches AWS is validated here; a rejected event changes nothing. The
+//! EventBridge rules that route these events are here too, with the bus each listens on
+//! ([`RuleBus`]: greenlight's commands only on its command bus, AWS's events on the default
+//! bus, where greenlight's source is only logged, [`ignored_commands_pattern`]).
 
 use crate::detail;
 use crate::ids::{check_ami, check_service, quote, sanitize};
@@ -482,6 +485,49 @@ pub fn parse_scheduled(event: &Value) -> Result<ScheduledRun, InboundError> {
     })
 }
 
+/// The EventBridge bus a rule of greenlight listens on.
+///
+/// greenlight's own commands (source [`SOURCE`]) are accepted only from greenlight's command
+/// bus, whose resource policy names who may publish each of them; anyone allowed to call
+/// PutEvents on the account's default bus could otherwise deploy or roll back. AWS's events
+/// (sources beginning `aws.`) stay on the default bus, where AWS services send them and where
+/// no customer can publish an `aws.` source (EventBridge's event structure reference:
+/// customer-generated events may have any source "as long as it doesn't begin with aws.").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleBus {
+    /// greenlight's command bus (the stack's `CommandBus`).
+    Command,
+    /// The account's default bus.
+    Default,
+}
+
+impl RuleBus {
+    /// The bus of the rule with `pattern`: the default bus when every source it matches
+    /// begins with `aws.`, else the command bus.
+    pub fn of(pattern: &Value) -> RuleBus {
+        let sources = pattern["source"].as_array().into_iter().flatten();
+        let mut sources = sources.map(|s| s.as_str().unwrap_or_default()).peekable();
+        if sources.peek().is_some() && sources.all(|s| s.starts_with("aws.")) {
+            RuleBus::Default
+        } else {
+            RuleBus::Command
+        }
+    }
+}
+
+/// The detail-types of greenlight's commands: what only the command bus routes.
+pub const COMMANDS: [&str; 4] = [IMAGE_PUBLISHED, ROLLBACK_REQUESTED, ABORT_REQUESTED, PROMOTE_REQUESTED];
+
+/// The rule on the default bus that catches greenlight's commands published there, as
+/// `(rule name, event pattern)`: it targets a log group (in AWS) so each one leaves an audit
+/// line, and no function; nothing deploys or reverts from the default bus.
+pub fn ignored_commands_pattern() -> (&'static str, Value) {
+    (
+        "greenlight-commands-on-default-bus",
+        serde_json::json!({ "source": [SOURCE] }),
+    )
+}
+
 /// An RFC 3339 UTC time as AWS writes it in events, in milliseconds since the epoch
 /// ([`crate::rfc3339::parse_ms`]).
 pub fn parse_time_ms(text: &str) -> Result<u64, InboundError> {
@@ -611,6 +657,49 @@ mod tests {
                "account": "123456789012", "time": "2026-11-24T10:00:00Z", "region": "us-east-1",
                "resources": ["arn:aws:imagebuilder:us-east-1:123456789012:image/checkout/2.1.0/1"],
                "detail": detail})
+    }
+
+    #[test]
+    fn commands_are_routed_on_the_command_bus_and_aws_events_on_the_default_bus() {
+        let rules: Vec<(&str, Value)> = event_patterns("b", "releases/")
+            .into_iter()
+            .chain(revert_patterns())
+            .chain(steer_patterns())
+            .collect();
+        for (name, pattern) in &rules {
+            let sources: Vec<&str> = pattern["source"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(Value::as_str)
+                .collect();
+            let want = if sources == [SOURCE] {
+                RuleBus::Command
+            } else {
+                RuleBus::Default
+            };
+            assert!(
+                sources == [SOURCE] || sources.iter().all(|s| s.starts_with("aws.")),
+                "{name}"
+            );
+            assert_eq!(RuleBus::of(pattern), want, "{name}");
+        }
+        // Every command is routed, and only on the command bus.
+        for command in COMMANDS {
+            let routed: Vec<&str> = rules
+                .iter()
+                .filter(|(_, p)| p["detail-type"].as_array().unwrap().iter().any(|d| d == command))
+                .map(|(name, p)| {
+                    assert_eq!(RuleBus::of(p), RuleBus::Command, "{name}");
+                    *name
+                })
+                .collect();
+            assert_eq!(routed.len(), 1, "{command}: {routed:?}");
+        }
+        // The default bus's catch-all for commands is not a command rule.
+        let (_, ignored) = ignored_commands_pattern();
+        assert_eq!(ignored, json!({"source": [SOURCE]}));
+        assert_eq!(RuleBus::of(&json!({})), RuleBus::Command);
     }
 
     #[test]

@@ -153,7 +153,7 @@ impl Cli {
             ("AWS_ACCESS_KEY_ID", "demo".to_string()),
             ("AWS_SECRET_ACCESS_KEY", "demo".to_string()),
             ("GREENLIGHT_TABLE", names.table.clone()),
-            ("GREENLIGHT_EVENT_BUS", names.bus.clone()),
+            ("GREENLIGHT_EVENT_BUS", names.command_bus.clone()),
         ];
         Ok(Cli { binary, env })
     }

@@ -4,8 +4,9 @@
 //!   the AWS behaviour moto lacks) on a free loopback port and stops it afterwards;
 //! - [`orchestrator`]: plays Step Functions: runs the plan from greenlight-core with its
 //!   waits, retries and abort branch, calling the same handlers in-process;
-//! - [`pump`]: plays the EventBridge → Lambda link: rules route events to an SQS queue and
-//!   the pump delivers each message to start-deployment;
+//! - [`pump`]: plays the EventBridge → Lambda link: the rules on greenlight's command bus and
+//!   on the default bus route events to an SQS queue and the pump delivers each message to
+//!   the function its rule targets;
 //! - [`fixture`]: builds a service's world (VPC, ALB, listener, target groups, AMIs, blue
 //!   fleet) and registers it, for the demo and the tests;
 //! - [`lambda_service`]: plays the Lambda service for the shipped bootstrap: each function a
@@ -35,16 +36,29 @@ pub struct Names {
     pub table: String,
     pub bucket: String,
     pub queue: String,
-    /// The EventBridge bus the rules listen on (`default` in AWS; tests use one each).
-    pub bus: String,
+    /// greenlight's command bus: the rules routing its own commands (ImagePublished,
+    /// RollbackRequested, AbortRequested, PromoteRequested) listen on it (`greenlight` by
+    /// default, as the stack's `CommandBusName`; tests use one each).
+    pub command_bus: String,
+    /// The stand-in for the account's default bus: the rules routing AWS's events (Image
+    /// Builder, S3, CloudWatch alarms) and the rule catching commands published there listen
+    /// on it (`default`; tests use one each, so that they run in parallel).
+    pub default_bus: String,
+    /// Where the default bus's rule for greenlight's commands sends them: in AWS a log group
+    /// (the audit line of an ignored command), here a queue that nothing delivers from, so a
+    /// test can read what was ignored.
+    pub ignored_queue: String,
 }
 
 impl Names {
-    /// Names of an isolated installation (own queue and bus; shared table and bucket).
+    /// Names of an isolated installation (own queues, command bus and default-bus stand-in;
+    /// shared table and bucket).
     pub fn isolated(tag: &str) -> Names {
         Names {
             queue: format!("greenlight-start-{tag}"),
-            bus: format!("greenlight-{tag}"),
+            command_bus: format!("greenlight-{tag}"),
+            default_bus: format!("default-{tag}"),
+            ignored_queue: format!("greenlight-ignored-{tag}"),
             ..Names::default()
         }
     }
@@ -77,7 +91,9 @@ impl Default for Names {
             table: "greenlight".into(),
             bucket: "greenlight-artifacts".into(),
             queue: "greenlight-start-deployment".into(),
-            bus: "default".into(),
+            command_bus: "greenlight".into(),
+            default_bus: "default".into(),
+            ignored_queue: "greenlight-ignored-commands".into(),
         }
     }
 }

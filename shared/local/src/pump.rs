@@ -1,8 +1,13 @@
-//! The local EventBridge → Lambda link: the rules from `greenlight_core::inbound::
-//! event_patterns`, `revert_patterns` and `steer_patterns` send matching events to an SQS
-//! queue (in AWS they target the start-deployment, revert-service and steer-deployment
-//! functions directly); the pump receives each message and delivers it in-process to the
-//! function its rule targets. A delivery that fails for a transient reason is left in the
+//! The local EventBridge → Lambda link, on two buses as in AWS: greenlight's command bus
+//! carries the rules for its own commands, a stand-in for the account's default bus the rules
+//! for AWS's events (`greenlight_core::inbound::RuleBus`); each test gets its own pair. The
+//! rules from `greenlight_core::inbound::event_patterns`, `revert_patterns` and
+//! `steer_patterns` send matching events to an SQS queue (in AWS they target the
+//! start-deployment, revert-service and steer-deployment functions directly); the pump
+//! receives each message and delivers it in-process to the function its rule targets. A
+//! greenlight command published on the default bus reaches no function: the default bus's
+//! `ignored_commands_pattern` rule sends it to a queue nothing delivers from (in AWS, a log
+//! group). A delivery that fails for a transient reason is left in the
 //! queue and redelivered after the visibility timeout, like Lambda's asynchronous invocation
 //! retries: at most [`MAX_RETRIES`] times (the message's `ApproximateReceiveCount` says which
 //! attempt it is), then it is dropped with a warning, where AWS would send it to the
@@ -10,6 +15,7 @@
 
 use crate::Local;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
+use greenlight_core::inbound::RuleBus;
 use serde_json::Value;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -37,21 +43,70 @@ pub struct Delivery {
     pub dropped: bool,
 }
 
-/// Creates the queue and the rules routing image events and revert triggers to it
-/// (idempotent).
+/// Creates the queues, the two buses and the rules (idempotent): greenlight's command rules
+/// on its command bus and the rules for AWS's events on the default-bus stand-in, all routing
+/// to the delivery queue, as the template places them ([`RuleBus::of`]); and on the default
+/// bus the rule that catches greenlight's commands published there, routing them to the
+/// ignored-commands queue (in AWS a log group), which nothing delivers from.
 pub async fn install(local: &Local) -> Result<(), String> {
-    let sqs = aws_sdk_sqs::Client::new(&local.sdk);
     let events = aws_sdk_eventbridge::Client::new(&local.sdk);
+    let delivery = create_queue(local, &local.names.queue).await?;
+    let ignored = create_queue(local, &local.names.ignored_queue).await?;
+    for bus in [&local.names.command_bus, &local.names.default_bus] {
+        create_bus(&events, bus).await?;
+    }
+    let patterns =
+        greenlight_core::inbound::event_patterns(&local.names.bucket, greenlight_core::inbound::MANIFEST_PREFIX)
+            .into_iter()
+            .chain(greenlight_core::inbound::revert_patterns())
+            .chain(greenlight_core::inbound::steer_patterns());
+    for (rule, pattern) in patterns {
+        let target = greenlight_core::inbound::EventTarget::of(&pattern_example(&pattern));
+        let bus = bus_name(local, RuleBus::of(&pattern));
+        put_rule(&events, bus, rule, &pattern, target.function_name(), &delivery).await?;
+    }
+    let (rule, pattern) = greenlight_core::inbound::ignored_commands_pattern();
+    put_rule(
+        &events,
+        &local.names.default_bus,
+        rule,
+        &pattern,
+        "ignored-commands",
+        &ignored,
+    )
+    .await?;
+    Ok(())
+}
+
+/// An event a pattern matches, enough for [`greenlight_core::inbound::EventTarget::of`]
+/// (its first source and detail-type).
+fn pattern_example(pattern: &Value) -> Value {
+    serde_json::json!({
+        "source": pattern["source"][0],
+        "detail-type": pattern["detail-type"][0],
+    })
+}
+
+/// The local name of `bus`.
+pub fn bus_name(local: &Local, bus: RuleBus) -> &str {
+    match bus {
+        RuleBus::Command => &local.names.command_bus,
+        RuleBus::Default => &local.names.default_bus,
+    }
+}
+
+/// Creates queue `name` (idempotent); returns its ARN.
+async fn create_queue(local: &Local, name: &str) -> Result<String, String> {
+    let sqs = aws_sdk_sqs::Client::new(&local.sdk);
     let url = sqs
         .create_queue()
-        .queue_name(&local.names.queue)
+        .queue_name(name)
         .send()
         .await
-        .map_err(|e| format!("create queue: {e:?}"))?
+        .map_err(|e| format!("create queue {name}: {e:?}"))?
         .queue_url
         .ok_or("create queue returned no URL")?;
-    let arn = sqs
-        .get_queue_attributes()
+    sqs.get_queue_attributes()
         .queue_url(&url)
         .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
         .send()
@@ -59,57 +114,85 @@ pub async fn install(local: &Local) -> Result<(), String> {
         .map_err(|e| format!("queue attributes: {e:?}"))?
         .attributes
         .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
-        .ok_or("queue has no ARN")?;
-    let patterns =
-        greenlight_core::inbound::event_patterns(&local.names.bucket, greenlight_core::inbound::MANIFEST_PREFIX)
-            .into_iter()
-            .chain(greenlight_core::inbound::revert_patterns())
-            .chain(greenlight_core::inbound::steer_patterns());
-    let bus = &local.names.bus;
-    if bus != "default" {
-        let created = events.create_event_bus().name(bus).send().await;
-        if let Err(e) = created {
-            let exists = e
-                .as_service_error()
-                .is_some_and(|s| s.is_resource_already_exists_exception());
-            if !exists {
-                return Err(format!("create event bus {bus}: {e:?}"));
-            }
+        .ok_or_else(|| format!("queue {name} has no ARN"))
+}
+
+/// Creates event bus `bus` unless it is the account's `default` (idempotent).
+async fn create_bus(events: &aws_sdk_eventbridge::Client, bus: &str) -> Result<(), String> {
+    if bus == "default" {
+        return Ok(());
+    }
+    match events.create_event_bus().name(bus).send().await {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_already_exists_exception()) =>
+        {
+            Ok(())
         }
+        Err(e) => Err(format!("create event bus {bus}: {e:?}")),
     }
-    for (rule, pattern) in patterns {
-        events
-            .put_rule()
-            .name(rule)
-            .event_bus_name(bus)
-            .event_pattern(pattern.to_string())
-            .send()
-            .await
-            .map_err(|e| format!("put rule {rule}: {e:?}"))?;
-        let target = aws_sdk_eventbridge::types::Target::builder()
-            .id("start-deployment")
-            .arn(&arn)
-            .build()
-            .map_err(|e| e.to_string())?;
-        events
-            .put_targets()
-            .rule(rule)
-            .event_bus_name(bus)
-            .targets(target)
-            .send()
-            .await
-            .map_err(|e| format!("put targets {rule}: {e:?}"))?;
-    }
+}
+
+/// Puts rule `rule` with `pattern` on `bus`, targeting the queue `queue_arn` (target id
+/// `target_id`, the function it stands for).
+async fn put_rule(
+    events: &aws_sdk_eventbridge::Client,
+    bus: &str,
+    rule: &str,
+    pattern: &Value,
+    target_id: &str,
+    queue_arn: &str,
+) -> Result<(), String> {
+    events
+        .put_rule()
+        .name(rule)
+        .event_bus_name(bus)
+        .event_pattern(pattern.to_string())
+        .send()
+        .await
+        .map_err(|e| format!("put rule {rule} on {bus}: {e:?}"))?;
+    let target = aws_sdk_eventbridge::types::Target::builder()
+        .id(target_id)
+        .arn(queue_arn)
+        .build()
+        .map_err(|e| e.to_string())?;
+    events
+        .put_targets()
+        .rule(rule)
+        .event_bus_name(bus)
+        .targets(target)
+        .send()
+        .await
+        .map_err(|e| format!("put targets {rule} on {bus}: {e:?}"))?;
     Ok(())
 }
 
-/// Publishes an event on the default bus, as a pipeline or an engineer would.
+/// Publishes an event where its publisher would: an AWS service's (source `aws.`) on the
+/// default bus, anything else (greenlight's commands, from a pipeline or an engineer) on the
+/// command bus.
 pub async fn publish(local: &Local, source: &str, detail_type: &str, detail: &Value) -> Result<String, String> {
+    let bus = if source.starts_with("aws.") {
+        RuleBus::Default
+    } else {
+        RuleBus::Command
+    };
+    publish_on(local, bus, source, detail_type, detail).await
+}
+
+/// Publishes an event on `bus`, whoever would; returns EventBridge's event id.
+pub async fn publish_on(
+    local: &Local,
+    bus: RuleBus,
+    source: &str,
+    detail_type: &str,
+    detail: &Value,
+) -> Result<String, String> {
     let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
         .source(source)
         .detail_type(detail_type)
         .detail(detail.to_string())
-        .event_bus_name(&local.names.bus)
+        .event_bus_name(bus_name(local, bus))
         .build();
     let out = aws_sdk_eventbridge::Client::new(&local.sdk)
         .put_events()
@@ -125,17 +208,51 @@ pub async fn publish(local: &Local, source: &str, detail_type: &str, detail: &Va
     }
 }
 
+/// The events the default bus's rule for greenlight's commands caught (waiting up to `wait`
+/// for the first): in AWS the lines of its log group. Each is received once.
+pub async fn ignored_commands(local: &Local, wait: Duration) -> Result<Vec<Value>, String> {
+    let sqs = aws_sdk_sqs::Client::new(&local.sdk);
+    let url = queue_url(&sqs, &local.names.ignored_queue).await?;
+    let received = sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(wait.as_secs().min(20) as i32)
+        .send()
+        .await
+        .map_err(|e| format!("receive: {e:?}"))?;
+    let mut events = Vec::new();
+    for message in received.messages.unwrap_or_default() {
+        let body = message.body.unwrap_or_default();
+        events.push(serde_json::from_str(&body).unwrap_or(Value::String(body)));
+        if let Some(handle) = &message.receipt_handle {
+            sqs.delete_message()
+                .queue_url(&url)
+                .receipt_handle(handle)
+                .send()
+                .await
+                .map_err(|e| format!("delete: {e:?}"))?;
+        }
+    }
+    Ok(events)
+}
+
+/// The URL of queue `name`.
+async fn queue_url(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<String, String> {
+    Ok(sqs
+        .get_queue_url()
+        .queue_name(name)
+        .send()
+        .await
+        .map_err(|e| format!("queue url {name}: {e:?}"))?
+        .queue_url
+        .unwrap_or_default())
+}
+
 /// An SQS client and the installation's queue URL.
 async fn queue(local: &Local) -> Result<(aws_sdk_sqs::Client, String), String> {
     let sqs = aws_sdk_sqs::Client::new(&local.sdk);
-    let url = sqs
-        .get_queue_url()
-        .queue_name(&local.names.queue)
-        .send()
-        .await
-        .map_err(|e| format!("queue url: {e:?}"))?
-        .queue_url
-        .unwrap_or_default();
+    let url = queue_url(&sqs, &local.names.queue).await?;
     Ok((sqs, url))
 }
 

@@ -19,6 +19,8 @@
 //! - `revert`: rollbacks (engineer, alarm) during a canary and the bake window, hygiene;
 //! - `steer`: engineers abort or promote the deployment in flight;
 //! - `sources`: Image Builder and S3 manifest events start deployments;
+//! - `shapes`: EC2 AMI State Change, S3 event notifications (`Records`) and an alarm's Lambda
+//!   action, each delivered as AWS delivers it; both forms of one alarm transition revert once;
 //! - `samples`: every file in `events/` parses as expected;
 //! - `infra`: the committed Step Functions definition is the one generated from the plan;
 //! - `modules`: no crate's modules use each other in a cycle (read from the sources).
@@ -38,5 +40,6 @@ mod refusals;
 mod revert;
 mod rollout;
 mod samples;
+mod shapes;
 mod sources;
 mod steer;

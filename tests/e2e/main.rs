@@ -22,6 +22,8 @@
 //! - `steer`: engineers abort or promote the deployment in flight;
 //! - `reconcile`: the scheduled reconcile resumes a deployment whose execution never started;
 //! - `sources`: Image Builder and S3 manifest events start deployments;
+//! - `shapes`: EC2 AMI State Change, S3 event notifications (`Records`) and an alarm's Lambda
+//!   action, each delivered as AWS delivers it; both forms of one alarm transition revert once;
 //! - `samples`: every file in `events/` parses as expected;
 //! - `infra`: the committed Step Functions definition is the one generated from the plan;
 //! - `modules`: no crate's modules use each other in a cycle (read from the sources).
@@ -43,5 +45,6 @@ mod refusals;
 mod revert;
 mod rollout;
 mod samples;
+mod shapes;
 mod sources;
 mod steer;

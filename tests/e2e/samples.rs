@@ -1,11 +1,64 @@
-//! Every file in `events/` is real-shaped (parses as an `aws_lambda_events` EventBridge
-//! event or a step input) and means what its README row says.
+//! Every file in `events/` is real-shaped (parses as the `aws_lambda_events` type of its
+//! shape: an EventBridge event, an S3 event notification, a CloudWatch alarm's Lambda action,
+//! or a step input) and means what its README row says.
 
+use aws_lambda_events::cloudwatch_alarms::CloudWatchMetricAlarm;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use greenlight_core::inbound::{parse, parse_manifest, parse_scheduled, EventTarget, Inbound, MANIFEST_PREFIX};
+use greenlight_core::inbound::{parse, parse_manifest, parse_scheduled, EventTarget, Inbound, Shape, MANIFEST_PREFIX};
 use greenlight_core::plan::StepInput;
 use serde_json::Value;
 use std::path::PathBuf;
+
+/// The fields S3 documents for every record of an event notification ("Event message
+/// structure"; aws_lambda_events' `s3` feature would turn on `bytes/serde` under the whole
+/// SDK, so its shape is written out here).
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct S3Record {
+    event_version: String,
+    event_source: String,
+    aws_region: String,
+    event_time: String,
+    event_name: String,
+    user_identity: Value,
+    request_parameters: Value,
+    response_elements: Value,
+    s3: S3Entity,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct S3Entity {
+    s3_schema_version: String,
+    configuration_id: String,
+    bucket: S3Bucket,
+    object: S3Object,
+}
+
+#[derive(serde::Deserialize)]
+#[allow(dead_code)]
+struct S3Bucket {
+    name: String,
+    arn: String,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+struct S3Object {
+    key: String,
+    size: u64,
+    e_tag: String,
+    sequencer: String,
+}
+
+#[derive(serde::Deserialize)]
+struct S3Notification {
+    #[serde(rename = "Records")]
+    records: Vec<S3Record>,
+}
 
 fn events_dir() -> PathBuf {
     greenlight_local::emulator::repo_root().join("events")
@@ -19,6 +72,15 @@ fn every_sample_event_parses_as_documented() {
         ("image-published-retry.json", "image checkout v2.4.0 attempt 2"),
         ("imagebuilder-image-available.json", "imagebuilder checkout 2.5.0/1"),
         ("imagebuilder-image-failed.json", "ignored"),
+        ("ec2-ami-available.json", "ami ami-0a1b2c3d4e5f60718"),
+        ("ec2-ami-failed.json", "ignored"),
+        (
+            "s3-notification-manifest-created.json",
+            "manifests releases/checkout/v2.7.0+build.5.json",
+        ),
+        ("s3-notification-path-escape.json", "rejected: not a plain path"),
+        ("cloudwatch-alarm-action-alarm.json", "alarm checkout-5xx ALARM"),
+        ("cloudwatch-alarm-action-ok.json", "alarm checkout-5xx OK"),
         ("s3-release-manifest-created.json", "manifest checkout v2.6.0"),
         ("s3-manifest-path-escape.json", "rejected: not a plain path"),
         ("rollback-requested.json", "rollback checkout by alice@example.com"),
@@ -57,9 +119,24 @@ fn every_sample_event_parses_as_documented() {
             let input: StepInput = serde_json::from_value(value).unwrap();
             format!("step input{}", if input.error.is_some() { " with error" } else { "" })
         } else {
-            // Real-shaped: the typed EventBridge envelope from aws_lambda_events accepts it.
-            let typed: EventBridgeEvent<Value> = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
-            assert!(!typed.source.is_empty());
+            // Real-shaped: the type aws_lambda_events has for its shape accepts it.
+            match Shape::of(&value) {
+                Shape::EventBridge => {
+                    let typed: EventBridgeEvent<Value> =
+                        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+                    assert!(!typed.source.is_empty());
+                }
+                Shape::S3Notification => {
+                    let typed: S3Notification = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+                    assert_eq!(typed.records.len(), 1, "{file}");
+                }
+                Shape::AlarmAction => {
+                    let typed: CloudWatchMetricAlarm =
+                        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+                    assert_eq!(typed.source.as_deref(), Some("aws.cloudwatch"), "{file}");
+                }
+                Shape::S3TestEvent => panic!("{file}: no sample of S3's test event"),
+            }
             if let Ok(run) = parse_scheduled(&value) {
                 assert_eq!(EventTarget::of(&value), EventTarget::ReconcileServices, "{file}");
                 let got = format!("reconcile run {}", run.event_id);
@@ -75,6 +152,14 @@ fn every_sample_event_parses_as_documented() {
                     image_name, version, ..
                 }) => format!("imagebuilder {image_name} {version}"),
                 Ok(Inbound::Manifest { service, version, .. }) => format!("manifest {service} {version}"),
+                Ok(Inbound::Manifests(records)) => {
+                    let keys: Vec<String> = records
+                        .iter()
+                        .map(|r| r.as_ref().map_or_else(|e| e.to_string(), |m| m.key.clone()))
+                        .collect();
+                    format!("manifests {}", keys.join(" "))
+                }
+                Ok(Inbound::Ami { ami }) => format!("ami {ami}"),
                 Ok(Inbound::Rollback(r)) => match &r.to_version {
                     Some(v) => format!("rollback {} to {v} by {}", r.service, r.requested_by),
                     None => format!("rollback {} by {}", r.service, r.requested_by),
@@ -91,6 +176,28 @@ fn every_sample_event_parses_as_documented() {
         };
         assert_eq!(&got, want, "{file}");
     }
+}
+
+/// The alarm's two forms in `events/` are one transition (the same state timestamp): one
+/// rollback request, whichever arrives.
+#[test]
+fn the_alarm_samples_in_both_forms_are_one_request() {
+    let alarm = |file: &str| {
+        let text = std::fs::read_to_string(events_dir().join(file)).unwrap();
+        match parse(&serde_json::from_str(&text).unwrap(), MANIFEST_PREFIX) {
+            Ok(Inbound::Alarm(a)) => a,
+            other => panic!("{file}: {other:?}"),
+        }
+    };
+    let (bridged, direct) = (
+        alarm("cloudwatch-alarm-state-change-alarm.json"),
+        alarm("cloudwatch-alarm-action-alarm.json"),
+    );
+    assert_eq!(bridged.event_id, direct.event_id);
+    assert_eq!(
+        (bridged.alarm_name, bridged.state, bridged.previous_state),
+        (direct.alarm_name, direct.state, direct.previous_state)
+    );
 }
 
 #[test]

@@ -28,8 +28,10 @@ use std::time::Duration;
 pub mod tags {
     pub const MANAGED_BY: &str = "managed-by";
     pub const MANAGED_BY_VALUE: &str = "greenlight";
-    pub const SERVICE: &str = "greenlight:service";
-    pub const VERSION: &str = "greenlight:version";
+    /// Also the AMI tag an `EC2 AMI State Change` reads the service from.
+    pub const SERVICE: &str = greenlight_core::inbound::SERVICE_TAG;
+    /// Also the AMI tag an `EC2 AMI State Change` reads the version from.
+    pub const VERSION: &str = greenlight_core::inbound::VERSION_TAG;
     pub const DEPLOY_ID: &str = "greenlight:deploy-id";
 }
 

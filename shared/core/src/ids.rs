@@ -83,6 +83,20 @@ pub fn check_ami(ami: &str) -> Result<(), IdError> {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct DeployId(String);
 
+/// The identity of one CloudWatch alarm transition (`alarm-` + 20 hex digits of SHA-256 over
+/// the alarm's name, the state it entered and when): the same in the EventBridge `Alarm
+/// State Change` event and in the alarm's direct Lambda action, so a transition that reaches
+/// revert-service both ways (and any redelivery of either) is one rollback request.
+pub fn alarm_transition_id(alarm_name: &str, state: &str, at_ms: u64) -> String {
+    let mut hash = Sha256::new();
+    for part in ["alarm", alarm_name, state, &at_ms.to_string()] {
+        hash.update(part.as_bytes());
+        hash.update([0u8]);
+    }
+    let hex: String = hash.finalize().iter().take(10).map(|b| format!("{b:02x}")).collect();
+    format!("alarm-{hex}")
+}
+
 impl DeployId {
     /// Derives the id of the deployment of `ami` as `version` of `service`.
     /// `attempt` is 1 for the first deployment of an image; re-deploying the same image after

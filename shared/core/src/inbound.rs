@@ -1,7 +1,16 @@
-//! Parsing of the events that start deployments, from their EventBridge envelopes:
-//! - our own `ImagePublished` (`source: greenlight`);
-//! - EC2 Image Builder `Image State Change` with state `AVAILABLE`;
-//! - S3 `Object Created` for a release manifest `<prefix><service>/<version>.json`.
+//! Parsing of every event greenlight receives, in the three shapes AWS delivers them
+//! ([`parse`] tells them apart; a payload that is none of them is refused naming all three):
+//! - an **EventBridge event** (`source`, `detail-type`, `detail`): our own `ImagePublished`,
+//!   `RollbackRequested`, `AbortRequested` and `PromoteRequested` (`source: greenlight`);
+//!   EC2 Image Builder `Image State Change` with state `AVAILABLE`; EC2 `AMI State Change`
+//!   with state `available` (the AMI's tags name service and version); S3 `Object Created`
+//!   for a release manifest `<prefix><service>/<version>.json`; CloudWatch `Alarm State
+//!   Change`;
+//! - an **S3 event notification** (`Records`, S3 → Lambda or SQS directly): each
+//!   `ObjectCreated:*` record a release manifest, its form-encoded key decoded
+//!   ([`crate::form`]) and then held to the same rules as the EventBridge key;
+//! - a **CloudWatch alarm's Lambda action** (`source: aws.cloudwatch`, `alarmData`, no
+//!   envelope): the same [`AlarmChange`] as its EventBridge form, with the same identity.
 //!
 //! Every field that reaches AWS is validated here; a rejected event changes nothing. The
 //! EventBridge rules that route these events are here too, with the bus each listens on
@@ -32,6 +41,17 @@ pub const ABORT_REQUESTED: &str = "AbortRequested";
 pub const PROMOTE_REQUESTED: &str = "PromoteRequested";
 /// Detail-type of CloudWatch alarm state changes.
 pub const ALARM_STATE_CHANGE: &str = "CloudWatch Alarm State Change";
+/// Detail-type of EC2 AMI state changes (`source: aws.ec2`).
+pub const AMI_STATE_CHANGE: &str = "EC2 AMI State Change";
+/// The AMI tag naming the service an image is a release of (an `EC2 AMI State Change` deploys
+/// it); greenlight also tags the instances it launches with it.
+pub const SERVICE_TAG: &str = "greenlight:service";
+/// The AMI tag naming the version an image is (and the instances greenlight launches).
+pub const VERSION_TAG: &str = "greenlight:version";
+/// The most records one S3 event notification may carry (S3 sends one per notification).
+pub const MAX_RECORDS: usize = 100;
+/// The three shapes [`parse`] tries, for a payload that is none of them.
+const SHAPES: &str = "an EventBridge event (source, detail-type, detail), an S3 event notification (Records) or a CloudWatch alarm's Lambda action (source aws.cloudwatch, alarmData)";
 
 /// Source of EventBridge's scheduled rules' events.
 pub const SCHEDULE_SOURCE: &str = "aws.events";
@@ -59,6 +79,13 @@ pub enum Inbound {
         service: String,
         version: String,
     },
+    /// An S3 event notification's records (S3 → Lambda or SQS directly), each a release
+    /// manifest or the reason it is refused; every record is handled on its own, and at
+    /// least one is a manifest (a notification with none is refused whole).
+    Manifests(Vec<Result<ManifestObject, InboundError>>),
+    /// An EC2 AMI became available; its tags name the service and version
+    /// ([`ami_request`]), read by start-deployment before anything else.
+    Ami { ami: String },
     /// An engineer asked to roll a service back.
     Rollback(RevertRequest),
     /// A CloudWatch alarm changed state; the service is found by the alarm's name.
@@ -67,6 +94,15 @@ pub enum Inbound {
     Steer(SteerRequest),
     /// A well-formed event that needs no action (e.g. an image that failed to build).
     Ignored(String),
+}
+
+/// A release manifest an S3 event notification's record names (its key decoded and checked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestObject {
+    pub bucket: String,
+    pub key: String,
+    pub service: String,
+    pub version: String,
 }
 
 /// What an engineer asks of the deployment in flight.
@@ -172,7 +208,7 @@ impl AlarmChange {
 pub enum InboundError {
     #[error("malformed event: {0}")]
     Malformed(String),
-    #[error("unsupported event: source {event_source:?}, detail-type {detail_type:?}; greenlight accepts ImagePublished, RollbackRequested, AbortRequested and PromoteRequested (source greenlight), EC2 Image Builder Image State Change, S3 Object Created and CloudWatch Alarm State Change")]
+    #[error("unsupported event: source {event_source:?}, detail-type {detail_type:?}; greenlight accepts ImagePublished, RollbackRequested, AbortRequested and PromoteRequested (source greenlight), EC2 Image Builder Image State Change, EC2 AMI State Change, S3 Object Created and CloudWatch Alarm State Change, S3 event notifications (Records) and a CloudWatch alarm's Lambda action (alarmData)")]
     Unsupported { event_source: String, detail_type: String },
     #[error("invalid event: {0}")]
     Invalid(String),
@@ -214,19 +250,64 @@ fn id_and_time(event: &Value) -> Result<(String, u64), InboundError> {
     Ok((id.to_string(), parse_time_ms(time)?))
 }
 
-/// Parses one EventBridge event.
+/// The shape of a payload a function receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// An EventBridge event (a rule's target).
+    EventBridge,
+    /// An S3 event notification (`Records`), delivered by S3 directly.
+    S3Notification,
+    /// S3's `s3:TestEvent`, sent once when a notification is configured.
+    S3TestEvent,
+    /// A CloudWatch alarm's Lambda action (`alarmData`), invoked by CloudWatch directly.
+    AlarmAction,
+}
+
+impl Shape {
+    /// The shape `event` has (anything that is not a direct payload is read as an
+    /// EventBridge event, whose parse says what is missing).
+    pub fn of(event: &Value) -> Self {
+        if event.get("Records").is_some() {
+            Shape::S3Notification
+        } else if event.get("alarmData").is_some() {
+            Shape::AlarmAction
+        } else if event.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+            Shape::S3TestEvent
+        } else {
+            Shape::EventBridge
+        }
+    }
+}
+
+/// Parses one payload: an EventBridge event, an S3 event notification or a CloudWatch
+/// alarm's Lambda action.
 pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundError> {
     if !event.is_object() {
-        return Err(InboundError::Malformed(
-            "expected a JSON object (an EventBridge event)".into(),
-        ));
+        return Err(InboundError::Malformed(format!("expected a JSON object: {SHAPES}")));
     }
-    let source = text(event, "/source")?;
-    let detail_type = text(event, "/detail-type")?;
+    match Shape::of(event) {
+        Shape::EventBridge => parse_eventbridge(event, manifest_prefix),
+        Shape::S3Notification => parse_s3_notification(event, manifest_prefix),
+        Shape::AlarmAction => parse_alarm_action(event),
+        Shape::S3TestEvent => Ok(Inbound::Ignored(
+            "S3 test event (sent when a bucket notification is configured)".into(),
+        )),
+    }
+}
+
+/// An envelope field the EventBridge shape needs; missing, the payload is none of the shapes.
+fn envelope_text<'a>(event: &'a Value, pointer: &str) -> Result<&'a str, InboundError> {
+    text(event, pointer).map_err(|e| InboundError::Malformed(format!("{e}: expected {SHAPES}")))
+}
+
+/// Parses one EventBridge event.
+fn parse_eventbridge(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundError> {
+    let source = envelope_text(event, "/source")?;
+    let detail_type = envelope_text(event, "/detail-type")?;
     let detail = event
         .get("detail")
         .filter(|d| d.is_object())
-        .ok_or_else(|| InboundError::Malformed("missing object field detail".into()))?;
+        .ok_or_else(|| InboundError::Malformed(format!("missing object field detail: expected {SHAPES}")))?;
     match (source, detail_type) {
         (SOURCE, IMAGE_PUBLISHED) => {
             let d: detail::ImagePublished = serde_json::from_value(detail.clone())
@@ -294,29 +375,32 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
             }))
         }
         ("aws.cloudwatch", ALARM_STATE_CHANGE) => {
-            let alarm_name = text(detail, "/alarmName")?;
-            bounded("alarmName", alarm_name, 255)?;
-            let state_text = text(detail, "/state/value")?;
-            let state = AlarmState::parse(state_text)
-                .ok_or_else(|| InboundError::Invalid(format!("unknown alarm state {}", quote(state_text))))?;
-            let (event_id, event_time_ms) = id_and_time(event)?;
-            Ok(Inbound::Alarm(AlarmChange {
-                alarm_name: alarm_name.to_string(),
-                state,
-                previous_state: detail
-                    .pointer("/previousState/value")
+            let (envelope_id, event_time_ms) = id_and_time(event)?;
+            // The transition's identity when CloudWatch says when it happened (it always
+            // does), so that its direct Lambda action is the same request; else the envelope's.
+            let at_ms = detail
+                .pointer("/state/timestamp")
+                .and_then(Value::as_str)
+                .and_then(|t| crate::rfc3339::parse_ms(t).ok());
+            alarm_change(detail, at_ms.ok_or(envelope_id), event_time_ms).map(Inbound::Alarm)
+        }
+        ("aws.ec2", AMI_STATE_CHANGE) => {
+            let ami = text(detail, "/ImageId")?;
+            check_ami(ami).map_err(|e| InboundError::Invalid(e.to_string()))?;
+            let state = text(detail, "/State")?;
+            if state != "available" {
+                let error = detail
+                    .get("ErrorMessage")
                     .and_then(Value::as_str)
-                    .and_then(AlarmState::parse),
-                // CloudWatch's words, recorded with a revert: no control characters, bounded.
-                reason: sanitize(
-                    detail
-                        .pointer("/state/reason")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default(),
-                ),
-                event_id,
-                event_time_ms,
-            }))
+                    .filter(|m| !m.is_empty())
+                    .map(|m| format!(" ({})", sanitize(m)))
+                    .unwrap_or_default();
+                return Ok(Inbound::Ignored(format!(
+                    "AMI {ami} is {}, not available{error}",
+                    sanitize(state)
+                )));
+            }
+            Ok(Inbound::Ami { ami: ami.to_string() })
         }
         ("aws.imagebuilder", IMAGE_BUILDER_STATE_CHANGE) => {
             let status = text(detail, "/state/status")?;
@@ -339,6 +423,11 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
             })
         }
         ("aws.s3", "Object Created") => {
+            // EventBridge's `detail.object.key` is the key itself: S3's EventBridge message
+            // structure documents it as plain (`"key": "example-key"`) and, unlike the event
+            // notification structure (`Records`, "the object key name value is URL encoded"),
+            // says nothing of encoding. It is not decoded; a `%` in it is refused anyway
+            // ([`parse_manifest_key`]), so a key could never be read two ways.
             let bucket = text(detail, "/bucket/name")?;
             check_bucket(bucket)?;
             let key = text(detail, "/object/key")?;
@@ -357,13 +446,166 @@ pub fn parse(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundErr
     }
 }
 
-/// The function an EventBridge rule delivers an event to: the routing the template's rules
-/// ([`event_patterns`], [`revert_patterns`], [`steer_patterns`]) and the local pump share.
+/// One CloudWatch alarm transition, from the EventBridge event's `detail` or the Lambda
+/// action's `alarmData` (the same fields): its identity is the transition's
+/// ([`crate::ids::alarm_transition_id`], from when the state was entered) or, when that is
+/// not known, the envelope's id.
+fn alarm_change(alarm: &Value, identity: Result<u64, String>, event_time_ms: u64) -> Result<AlarmChange, InboundError> {
+    let alarm_name = text(alarm, "/alarmName")?;
+    bounded("alarmName", alarm_name, 255)?;
+    let state_text = text(alarm, "/state/value")?;
+    let state = AlarmState::parse(state_text)
+        .ok_or_else(|| InboundError::Invalid(format!("unknown alarm state {}", quote(state_text))))?;
+    let event_id = match identity {
+        Ok(at_ms) => crate::ids::alarm_transition_id(alarm_name, state.as_str(), at_ms),
+        Err(envelope_id) => envelope_id,
+    };
+    Ok(AlarmChange {
+        alarm_name: alarm_name.to_string(),
+        state,
+        previous_state: alarm
+            .pointer("/previousState/value")
+            .and_then(Value::as_str)
+            .and_then(AlarmState::parse),
+        // CloudWatch's words, recorded with a revert: no control characters, bounded.
+        reason: sanitize(
+            alarm
+                .pointer("/state/reason")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        ),
+        event_id,
+        event_time_ms,
+    })
+}
+
+/// A CloudWatch alarm's Lambda action: `{source: aws.cloudwatch, alarmArn, accountId, time,
+/// region, alarmData: {alarmName, state: {value, reason, timestamp}, previousState,
+/// configuration}}`, times like `2026-11-24T10:41:40.985+0000`. No envelope id: the identity
+/// is the transition's (`alarmData.state.timestamp`, required), as in the EventBridge form.
+fn parse_alarm_action(event: &Value) -> Result<Inbound, InboundError> {
+    let source = event.get("source").and_then(Value::as_str).unwrap_or_default();
+    if source != "aws.cloudwatch" {
+        return Err(InboundError::Malformed(format!(
+            "a payload with alarmData is a CloudWatch alarm's Lambda action, whose source is aws.cloudwatch, not {}",
+            quote(source)
+        )));
+    }
+    let alarm = event
+        .get("alarmData")
+        .filter(|d| d.is_object())
+        .ok_or_else(|| InboundError::Malformed("missing object field alarmData".into()))?;
+    let at = text(alarm, "/state/timestamp")?;
+    let at_ms = parse_time_ms(at).map_err(|e| InboundError::Invalid(format!("alarmData.state.timestamp: {e}")))?;
+    let time = text(event, "/time")?;
+    let event_time_ms = parse_time_ms(time)?;
+    alarm_change(alarm, Ok(at_ms), event_time_ms).map(Inbound::Alarm)
+}
+
+/// An S3 event notification (S3 → Lambda or SQS directly): `{Records: [{eventSource: aws:s3,
+/// eventName: ObjectCreated:Put, s3: {bucket: {name}, object: {key, size, eTag, sequencer}},
+/// eventTime, ...}]}`. Each record is decided on its own (one refused record does not hide the
+/// others); the notification is refused whole when none is a release manifest.
+fn parse_s3_notification(event: &Value, manifest_prefix: &str) -> Result<Inbound, InboundError> {
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| InboundError::Malformed("an S3 event notification needs a non-empty Records array".into()))?;
+    if records.len() > MAX_RECORDS {
+        return Err(InboundError::Invalid(format!(
+            "an S3 event notification with {} records (at most {MAX_RECORDS})",
+            records.len()
+        )));
+    }
+    let each: Vec<Result<ManifestObject, InboundError>> = records
+        .iter()
+        .map(|record| s3_record(record, manifest_prefix))
+        .collect();
+    if each.iter().all(Result::is_err) {
+        let mut reasons = each.into_iter().filter_map(Result::err);
+        return Err(match (reasons.next(), records.len()) {
+            (Some(only), 1) => only,
+            (first, n) => InboundError::Invalid(format!(
+                "none of the {n} records of the S3 event notification is a release manifest; the first: {}",
+                first.map(|e| e.to_string()).unwrap_or_default()
+            )),
+        });
+    }
+    Ok(Inbound::Manifests(each))
+}
+
+/// One record of an S3 event notification: an object created under the manifest prefix.
+fn s3_record(record: &Value, manifest_prefix: &str) -> Result<ManifestObject, InboundError> {
+    if !record.is_object() {
+        return Err(InboundError::Malformed("an S3 record must be a JSON object".into()));
+    }
+    let source = text(record, "/eventSource")?;
+    if source != "aws:s3" {
+        return Err(InboundError::Invalid(format!(
+            "record eventSource {} is not aws:s3",
+            quote(source)
+        )));
+    }
+    let name = text(record, "/eventName")?;
+    if !name.starts_with("ObjectCreated:") {
+        return Err(InboundError::Invalid(format!(
+            "record eventName {} is not ObjectCreated:*; notify start-deployment of s3:ObjectCreated:* only",
+            quote(name)
+        )));
+    }
+    let bucket = text(record, "/s3/bucket/name")?;
+    check_bucket(bucket)?;
+    let encoded = text(record, "/s3/object/key")?;
+    // "The object key name value is URL encoded" (form encoding: `+` is a space): decoded
+    // first, then held to the very rules of the EventBridge key.
+    let key = crate::form::decode(encoded).map_err(|e| InboundError::Invalid(format!("object key: {e}")))?;
+    let (service, version) = parse_manifest_key(&key, manifest_prefix)
+        .map_err(|e| InboundError::Invalid(format!("{e} (decoded from {})", quote(encoded))))?;
+    Ok(ManifestObject {
+        bucket: bucket.to_string(),
+        key,
+        service,
+        version,
+    })
+}
+
+/// The deployment an available AMI asks for, from its tags ([`SERVICE_TAG`],
+/// [`VERSION_TAG`]): None when it has not both (an AMI that is no greenlight release;
+/// ignored), an error when they name no valid service or version.
+pub fn ami_request(
+    ami: &str,
+    tags: &std::collections::BTreeMap<String, String>,
+) -> Result<Option<ImageRequest>, InboundError> {
+    let (Some(service), Some(version)) = (tags.get(SERVICE_TAG), tags.get(VERSION_TAG)) else {
+        return Ok(None);
+    };
+    check_ami(ami).map_err(|e| InboundError::Invalid(e.to_string()))?;
+    check_service(service).map_err(|e| InboundError::Invalid(format!("AMI {ami} tag {SERVICE_TAG}: {e}")))?;
+    Version::parse(version).map_err(|e| InboundError::Invalid(format!("AMI {ami} tag {VERSION_TAG}: {e}")))?;
+    Ok(Some(ImageRequest {
+        service: service.clone(),
+        version: version.clone(),
+        ami: ami.to_string(),
+        source: ImageSource::Ec2Ami,
+        requested_by: "ec2-ami-state-change".into(),
+        reason: Some(format!("AMI {ami} available")),
+        attempt: 1,
+        rollback_of: None,
+        repave_of: None,
+    }))
+}
+
+/// The function an event goes to: for EventBridge events the routing the template's rules
+/// ([`event_patterns`], [`revert_patterns`], [`steer_patterns`]) and the local pump share;
+/// for the direct shapes the function their sender is configured to invoke (an S3 event
+/// notification: start-deployment; an alarm's Lambda action: revert-service).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventTarget {
-    /// Image-published events (ours, Image Builder's, S3 manifests), and anything else.
+    /// Image-published events (ours, Image Builder's, EC2 AMIs', S3 manifests through
+    /// EventBridge or notified directly), and anything else.
     StartDeployment,
-    /// Rollback requests and alarm state changes.
+    /// Rollback requests and alarm state changes (through EventBridge, or an alarm's action).
     RevertService,
     /// Abort and promote requests.
     SteerDeployment,
@@ -375,6 +617,11 @@ impl EventTarget {
     /// The function `event`'s rule targets (an event no rule matches goes to
     /// start-deployment, which rejects it with a reason).
     pub fn of(event: &Value) -> Self {
+        match Shape::of(event) {
+            Shape::AlarmAction => return EventTarget::RevertService,
+            Shape::S3Notification | Shape::S3TestEvent => return EventTarget::StartDeployment,
+            Shape::EventBridge => {}
+        }
         let source = event["source"].as_str().unwrap_or_default();
         let detail_type = event["detail-type"].as_str().unwrap_or_default();
         match (source, detail_type) {
@@ -410,6 +657,14 @@ pub fn event_patterns(manifest_bucket: &str, manifest_prefix: &str) -> Vec<(&'st
                 "source": ["aws.imagebuilder"],
                 "detail-type": [IMAGE_BUILDER_STATE_CHANGE],
                 "detail": { "state": { "status": ["AVAILABLE"] } }
+            }),
+        ),
+        (
+            "greenlight-ami-available",
+            serde_json::json!({
+                "source": ["aws.ec2"],
+                "detail-type": [AMI_STATE_CHANGE],
+                "detail": { "State": ["available"] }
             }),
         ),
         (
@@ -1057,6 +1312,267 @@ mod tests {
             panic!("ignored")
         };
         assert!(!note.contains(char::is_control), "{note}");
+    }
+
+    #[test]
+    fn parses_ami_state_changes_and_reads_service_and_version_from_the_tags() {
+        let ami = |state: &str, extra: Value| {
+            let mut detail = json!({"RequestId": "r-1", "ImageId": "ami-0123456789abcdef0", "State": state});
+            detail
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            envelope("aws.ec2", AMI_STATE_CHANGE, detail)
+        };
+        assert_eq!(
+            parse(&ami("available", json!({"ErrorMessage": ""})), MANIFEST_PREFIX).unwrap(),
+            Inbound::Ami {
+                ami: "ami-0123456789abcdef0".into()
+            }
+        );
+        for (state, says) in [
+            ("failed", "is failed, not available (Snapshot failed)"),
+            ("deregistered", "is deregistered"),
+            ("disabled", "is disabled"),
+            ("pending\n", "pending\\n"),
+        ] {
+            let event = ami(state, json!({"ErrorMessage": "Snapshot failed"}));
+            match parse(&event, MANIFEST_PREFIX).unwrap() {
+                Inbound::Ignored(why) => assert!(why.contains(says), "{state}: {why}"),
+                other => panic!("{state}: {other:?}"),
+            }
+        }
+        let mut bad = ami("available", json!({}));
+        bad["detail"]["ImageId"] = json!("ami-zz; rm -rf");
+        assert!(parse(&bad, MANIFEST_PREFIX)
+            .unwrap_err()
+            .to_string()
+            .contains("invalid AMI id"));
+        bad["detail"].as_object_mut().unwrap().remove("ImageId");
+        assert!(parse(&bad, MANIFEST_PREFIX)
+            .unwrap_err()
+            .to_string()
+            .contains("/ImageId"));
+
+        let tags = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let ok = ami_request(
+            "ami-12345678",
+            &tags(&[(SERVICE_TAG, "checkout"), (VERSION_TAG, "v2.7.0"), ("Name", "x")]),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            (ok.service.as_str(), ok.version.as_str(), ok.source, ok.attempt),
+            ("checkout", "v2.7.0", ImageSource::Ec2Ami, 1)
+        );
+        for missing in [
+            tags(&[]),
+            tags(&[(VERSION_TAG, "v2.7.0")]),
+            tags(&[(SERVICE_TAG, "checkout")]),
+            tags(&[("greenlight:Service", "checkout"), (VERSION_TAG, "v2.7.0")]),
+        ] {
+            assert_eq!(ami_request("ami-12345678", &missing), Ok(None), "{missing:?}");
+        }
+        for (bad, says) in [
+            (
+                tags(&[(SERVICE_TAG, "Check Out"), (VERSION_TAG, "v2")]),
+                "greenlight:service",
+            ),
+            (
+                tags(&[(SERVICE_TAG, "checkout"), (VERSION_TAG, "latest")]),
+                "greenlight:version",
+            ),
+        ] {
+            let err = ami_request("ami-12345678", &bad).unwrap_err();
+            assert!(err.to_string().contains(says), "{err}");
+        }
+    }
+
+    fn s3_notification(records: &[(&str, &str)]) -> Value {
+        let records: Vec<Value> = records
+            .iter()
+            .map(|(name, key)| {
+                json!({"eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+                       "eventTime": "2026-11-24T10:00:00.000Z", "eventName": name,
+                       "s3": {"s3SchemaVersion": "1.0", "bucket": {"name": "greenlight-artifacts"},
+                              "object": {"key": key, "size": 64, "eTag": "0123", "sequencer": "0A1B"}}})
+            })
+            .collect();
+        json!({ "Records": records })
+    }
+
+    #[test]
+    fn s3_notifications_decode_each_key_then_hold_it_to_the_prefix() {
+        let put = "ObjectCreated:Put";
+        let manifests = |event: &Value| match parse(event, MANIFEST_PREFIX) {
+            Ok(Inbound::Manifests(each)) => each,
+            other => panic!("{event}: {other:?}"),
+        };
+        let each = manifests(&s3_notification(&[(put, "releases/checkout/v2.7.0%2Bbuild.5.json")]));
+        assert_eq!(
+            each,
+            vec![Ok(ManifestObject {
+                bucket: "greenlight-artifacts".into(),
+                key: "releases/checkout/v2.7.0+build.5.json".into(),
+                service: "checkout".into(),
+                version: "v2.7.0+build.5".into(),
+            })]
+        );
+        // Refused once decoded, however they are spelt encoded (a single record: the error).
+        for key in [
+            "releases/%2E%2E/other+team/v1.json",
+            "releases/%2e%2e/config/v1.json",
+            "releases/checkout%2F..%2Fx/v1.json",
+            "releases/checkout%2Fv1.json%2F..%2F..%2Fx.json",
+            "releases%2F..%2Fsecrets/checkout/v1.json",
+            "releases/checkout/v1+.json",
+            "releases/check+out/v1.json",
+            "releases/checkout/v1.json%00",
+            "releases/checkout/v1%2525.json",
+            "releases/checkout/%5C..%5Cv1.json",
+            "releases/checkout/v1.json%",
+            "releases/checkout/v1%C3.json",
+            "other/checkout/v1.json",
+        ] {
+            let err = parse(&s3_notification(&[(put, key)]), MANIFEST_PREFIX).unwrap_err();
+            assert!(matches!(err, InboundError::Invalid(_)), "{key:?}: {err}");
+            assert!(!err.to_string().contains(char::is_control), "{err}");
+        }
+        let escape = parse(
+            &s3_notification(&[(put, "releases/%2E%2E/other+team/v1.json")]),
+            MANIFEST_PREFIX,
+        )
+        .unwrap_err();
+        assert!(
+            escape.to_string().contains("not a plain path") && escape.to_string().contains("%2E%2E"),
+            "{escape}"
+        );
+        // Several records: each on its own; refused ones keep their reason.
+        let each = manifests(&s3_notification(&[
+            (put, "releases/checkout/v3.json"),
+            ("ObjectRemoved:Delete", "releases/checkout/v2.json"),
+            ("ObjectCreated:CompleteMultipartUpload", "releases/%2E%2E/v1.json"),
+            ("ObjectCreated:Copy", "releases/payments/1.0.0.json"),
+        ]));
+        assert_eq!(each.len(), 4);
+        assert_eq!(each[0].as_ref().unwrap().version, "v3");
+        assert!(each[1].as_ref().unwrap_err().to_string().contains("ObjectCreated"));
+        assert!(each[2].as_ref().unwrap_err().to_string().contains("not a plain path"));
+        assert_eq!(each[3].as_ref().unwrap().service, "payments");
+        let none = parse(
+            &s3_notification(&[("ObjectRemoved:Delete", "a"), (put, "releases/../x")]),
+            MANIFEST_PREFIX,
+        )
+        .unwrap_err();
+        assert!(none.to_string().contains("none of the 2 records"), "{none}");
+        // The notification itself.
+        for (event, says) in [
+            (json!({"Records": []}), "non-empty Records"),
+            (json!({"Records": {"s3": {}}}), "non-empty Records"),
+            (json!({"Records": [1]}), "JSON object"),
+            (
+                json!({"Records": [{"eventSource": "aws:sqs", "eventName": put}]}),
+                "aws:s3",
+            ),
+            (
+                s3_notification(&vec![(put, "releases/checkout/v1.json"); 101]),
+                "at most 100",
+            ),
+        ] {
+            let err = parse(&event, MANIFEST_PREFIX).unwrap_err().to_string();
+            assert!(err.contains(says), "{event}: {err}");
+        }
+        let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Time": "2026-11-24T10:00:00.000Z",
+                                "Bucket": "greenlight-artifacts", "RequestId": "r", "HostId": "h"});
+        assert!(matches!(parse(&test_event, MANIFEST_PREFIX), Ok(Inbound::Ignored(_))));
+        assert_eq!(EventTarget::of(&test_event), EventTarget::StartDeployment);
+    }
+
+    fn alarm_action(state: &str, at: &str) -> Value {
+        json!({"source": "aws.cloudwatch",
+               "alarmArn": "arn:aws:cloudwatch:us-east-1:123456789012:alarm:checkout-5xx",
+               "accountId": "123456789012", "time": at, "region": "us-east-1",
+               "alarmData": {"alarmName": "checkout-5xx",
+                             "state": {"value": state, "reason": "Threshold Crossed", "timestamp": at},
+                             "previousState": {"value": "OK", "reason": "ok", "timestamp": "2026-11-24T10:40:40.985+0000"},
+                             "configuration": {"description": "5xx", "metrics": []}}})
+    }
+
+    #[test]
+    fn an_alarms_lambda_action_is_the_same_request_as_its_eventbridge_form() {
+        let at = "2026-11-24T10:41:40.985+0000";
+        let Inbound::Alarm(direct) = parse(&alarm_action("ALARM", at), MANIFEST_PREFIX).unwrap() else {
+            panic!("an alarm")
+        };
+        let mut bridged = envelope(
+            "aws.cloudwatch",
+            ALARM_STATE_CHANGE,
+            json!({"alarmName": "checkout-5xx", "state": {"value": "ALARM", "reason": "Threshold Crossed", "timestamp": at},
+                   "previousState": {"value": "OK"}}),
+        );
+        bridged["time"] = json!("2026-11-24T10:41:41Z");
+        let Inbound::Alarm(via_eventbridge) = parse(&bridged, MANIFEST_PREFIX).unwrap() else {
+            panic!("an alarm")
+        };
+        assert_eq!(direct.event_id, via_eventbridge.event_id);
+        assert!(direct.event_id.starts_with("alarm-"), "{}", direct.event_id);
+        assert_eq!(
+            direct.revert_request("checkout"),
+            RevertRequest {
+                event_time_ms: 1_795_516_900_985,
+                ..via_eventbridge.revert_request("checkout")
+            }
+        );
+        assert_eq!(
+            (direct.state, direct.previous_state),
+            (AlarmState::Alarm, Some(AlarmState::Ok))
+        );
+        assert_eq!(EventTarget::of(&alarm_action("ALARM", at)), EventTarget::RevertService);
+        // Another transition of the same alarm is another request.
+        let Inbound::Alarm(later) =
+            parse(&alarm_action("ALARM", "2026-11-24T11:00:00.000+0000"), MANIFEST_PREFIX).unwrap()
+        else {
+            panic!("an alarm")
+        };
+        assert_ne!(later.event_id, direct.event_id);
+        let Inbound::Alarm(ok) = parse(&alarm_action("OK", at), MANIFEST_PREFIX).unwrap() else {
+            panic!("an alarm")
+        };
+        assert_ne!(ok.event_id, direct.event_id);
+        // Without the transition's time, the EventBridge form keeps its envelope id.
+        bridged["detail"]["state"]["timestamp"] = json!("not a time");
+        let Inbound::Alarm(enveloped) = parse(&bridged, MANIFEST_PREFIX).unwrap() else {
+            panic!("an alarm")
+        };
+        assert_eq!(enveloped.event_id, "e1");
+
+        let mut no_timestamp = alarm_action("ALARM", at);
+        no_timestamp["alarmData"]["state"]
+            .as_object_mut()
+            .unwrap()
+            .remove("timestamp");
+        let mut foreign = alarm_action("ALARM", at);
+        foreign["source"] = json!("aws.events");
+        let mut colon_less_z = alarm_action("ALARM", at);
+        colon_less_z["time"] = json!("2026-11-24T10:41:40.985+0100");
+        for (event, says) in [
+            (no_timestamp, "/state/timestamp"),
+            (foreign, "source is aws.cloudwatch"),
+            (colon_less_z, "RFC 3339"),
+            (alarm_action("MAYBE", at), "unknown alarm state"),
+            (json!({"alarmData": "x", "source": "aws.cloudwatch"}), "alarmData"),
+            (json!({"detail": {}}), "S3 event notification (Records)"),
+            (
+                json!({"hello": "world"}),
+                "CloudWatch alarm's Lambda action (source aws.cloudwatch, alarmData)",
+            ),
+            (json!("text"), "an EventBridge event"),
+        ] {
+            let err = parse(&event, MANIFEST_PREFIX).unwrap_err().to_string();
+            assert!(err.contains(says), "{event}: {err}");
+        }
     }
 
     #[test]

@@ -8,11 +8,13 @@
 //! - [`decide`](mod@decide): `decide(state, event, now) -> (state, effects)`;
 //! - [`plan`]: the step sequence the orchestrator runs (and the Step Functions definition
 //!   generated from it);
-//! - [`inbound`]: parsing of the events that start deployments;
+//! - [`inbound`]: parsing of every event greenlight receives (EventBridge events, S3 event
+//!   notifications, a CloudWatch alarm's Lambda action);
 //! - [`detail`]: the typed `detail` of greenlight's own events (the CLI publishes them);
 //! - [`phoenix`]: when a live fleet is due a re-pave (the scheduled reconcile asks);
 //! - [`metrics`]: the milestones a decision reached, as CloudWatch Embedded Metric Format;
 //! - [`ids`]: deterministic deployment ids and idempotency tokens;
+//! - [`form`]: decoding of the form-encoded object keys of S3 event notifications;
 //! - [`version`]: version ordering, SemVer's (no silent downgrades);
 //! - [`rfc3339`]: the times AWS writes in events;
 //! - [`rng`]: the seeded PRNG of the simulator, the fuzz generator and the chaos adapters.
@@ -21,6 +23,7 @@ pub mod config;
 pub mod decide;
 pub mod detail;
 pub mod fence;
+pub mod form;
 pub mod ids;
 pub mod inbound;
 pub mod metrics;

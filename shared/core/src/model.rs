@@ -455,6 +455,7 @@ mod tests {
             ("greenlight", ImageSource::Greenlight),
             ("imagebuilder", ImageSource::ImageBuilder),
             ("s3-manifest", ImageSource::S3Manifest),
+            ("ec2-ami", ImageSource::Ec2Ami),
             ("rollback", ImageSource::Rollback),
         ] {
             let parsed: ImageRequest = serde_json::from_value(request(text)).unwrap();

@@ -183,6 +183,9 @@ pub enum ImageSource {
     /// A release manifest was uploaded to S3.
     #[serde(rename = "s3-manifest")]
     S3Manifest,
+    /// An EC2 AMI tagged with a service and version became available (`EC2 AMI State Change`).
+    #[serde(rename = "ec2-ami")]
+    Ec2Ami,
     /// A rollback with nothing warm redeploys an earlier release.
     #[serde(rename = "rollback")]
     Rollback,
@@ -198,6 +201,7 @@ impl ImageSource {
             ImageSource::Greenlight => "greenlight",
             ImageSource::ImageBuilder => "imagebuilder",
             ImageSource::S3Manifest => "s3-manifest",
+            ImageSource::Ec2Ami => "ec2-ami",
             ImageSource::Rollback => "rollback",
             ImageSource::Repave => "repave",
         }

@@ -1,6 +1,8 @@
 //! Property test of every parser that reads what the outside world sends greenlight, on the
 //! stable toolchain, in `cargo test` (so in `make test`): `inbound::parse` (every event
-//! kind), `parse_manifest_key`, `parse_manifest`, `parse_image_arn`, `parse_time_ms`, the
+//! kind and shape: EventBridge events, S3 event notifications, an alarm's Lambda action),
+//! `parse_manifest_key`, `parse_manifest`, `ami_request`, `form::decode`, `parse_image_arn`,
+//! `parse_time_ms`, the
 //! step functions' `StepInput` (then `check_service` and `DeployId::parse`, as `run_step`
 //! does), `ServiceConfig::from_json`, and the name validators.
 //!
@@ -201,7 +203,10 @@ fn every_sample_satisfies_the_oracle_unmutated() {
     );
     let registration = registration_sample().to_string();
     family.check(101, || "registration".into(), || oracle::registration(&registration));
-    assert_eq!(family.rejected, 1, "only s3-manifest-path-escape.json is rejected");
+    assert_eq!(
+        family.rejected, 2,
+        "only s3-manifest-path-escape.json and s3-notification-path-escape.json are rejected"
+    );
     family.finish(true);
 }
 
@@ -248,6 +253,56 @@ fn manifest_keys_never_leave_the_prefix() {
             || format!("S3 event with key {key:?}"),
             || oracle::inbound_event(&event, MANIFEST_PREFIX),
         );
+    }
+    family.finish(true);
+}
+
+#[test]
+fn s3_notification_keys_are_decoded_then_held_to_the_same_prefix() {
+    let mut family = Family::new("S3 event notification keys (form-encoded)", 8);
+    for i in 0..cases(10_000) {
+        let mut e = family.rng(i);
+        let key = mutate::manifest_key(&mut e);
+        let encoded = mutate::form_encode(&mut e, &key);
+        let prefix = *mutate::pick(&mut e, &[MANIFEST_PREFIX, MANIFEST_PREFIX, "a/b/", "releases"]);
+        family.check(
+            i,
+            || format!("{encoded:?} (from {key:?}) under {prefix:?}"),
+            || oracle::s3_notification_key(&encoded, prefix),
+        );
+    }
+    family.finish(true);
+}
+
+#[test]
+fn ami_tags_mutated() {
+    let valid = [("greenlight:service", "checkout"), ("greenlight:version", "v2.7.0")];
+    let mut family = Family::new("ami_request (AMI tags)", 9);
+    for i in 0..cases(5_000) {
+        let mut e = family.rng(i);
+        let mut tags = std::collections::BTreeMap::new();
+        for (key, value) in valid {
+            if e.one_in(6) {
+                continue;
+            }
+            let key = if e.one_in(8) {
+                mutate::mutate_string(&mut e, key)
+            } else {
+                key.to_string()
+            };
+            let value = match e.below(4) {
+                0 => mutate::mutate_string(&mut e, value),
+                1 => mutate::hostile_string(&mut e),
+                _ => value.to_string(),
+            };
+            tags.insert(key, value);
+        }
+        let ami = if e.one_in(5) {
+            mutate::hostile_string(&mut e)
+        } else {
+            "ami-0123456789abcdef0".to_string()
+        };
+        family.check(i, || format!("{ami:?} {tags:?}"), || oracle::ami_tags(&ami, &tags));
     }
     family.finish(true);
 }

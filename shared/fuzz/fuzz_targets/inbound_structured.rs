@@ -1,7 +1,8 @@
 //! The samples in `events/`, mutated structurally (dropped fields, changed types, hostile
 //! strings, grafts from other events, another event kind around the same detail), the
 //! fuzzer's bytes choosing each mutation; then `inbound::parse`. Also S3 keys glued from
-//! path tricks, inside an S3 Object Created event.
+//! path tricks, inside an S3 Object Created event and, form-encoded, an S3 event
+//! notification's record.
 
 #![no_main]
 
@@ -24,6 +25,8 @@ fuzz_target!(|data: &[u8]| {
 
     let key = mutate::manifest_key(&mut e);
     check(oracle::manifest_key(&key, MANIFEST_PREFIX));
+    let encoded = mutate::form_encode(&mut e, &key);
+    check(oracle::s3_notification_key(&encoded, MANIFEST_PREFIX));
     if let Some(s3) = samples.iter().find(|s| s["source"] == "aws.s3") {
         let mut s3 = s3.clone();
         s3["detail"]["object"]["key"] = key.into();

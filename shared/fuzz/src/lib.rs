@@ -1,10 +1,10 @@
 //! greenlight-fuzz: libFuzzer targets for greenlight-core's parsers (`fuzz_targets/`), one
 //! per family of input greenlight reads from outside:
 //!
-//! - `inbound_event`: any bytes as an EventBridge event (`inbound::parse`), and as text to
-//!   the name, time, Image Builder ARN and manifest-key parsers;
+//! - `inbound_event`: any bytes as an event of any shape (`inbound::parse`), and as text to
+//!   the name, form-decoding, time, Image Builder ARN and manifest-key parsers;
 //! - `inbound_structured`: the samples in `events/`, mutated structurally with the fuzzer's
-//!   bytes choosing the mutations ([`mutate`]);
+//!   bytes choosing the mutations ([`mutate`]), and form-encoded S3 notification keys;
 //! - `manifest`: a manifest key and body (`parse_manifest_key`, `parse_manifest`);
 //! - `step_input`: a step function's input (`StepInput`, `check_service`, `DeployId::parse`);
 //! - `registration`: a service registration (`ServiceConfig::from_json`).

@@ -632,6 +632,27 @@ pub fn manifest_key(e: &mut impl Entropy) -> String {
     key
 }
 
+/// `key` form-encoded as S3 writes it in an event notification, or nearly: each byte kept,
+/// percent-encoded (either case of hex digit) or, for a space, `+`; now and then a broken
+/// escape or a `+` that is really a plus.
+pub fn form_encode(e: &mut impl Entropy, key: &str) -> String {
+    let mut out = String::new();
+    for b in key.bytes() {
+        let must = !(b.is_ascii_alphanumeric() || b"/.-_".contains(&b));
+        match e.below(8) {
+            _ if b == b' ' && e.one_in(2) => out.push('+'),
+            0..=2 if !must => out.push(b as char),
+            3 => out.push_str(&format!("%{b:02x}")),
+            7 if e.one_in(8) => {
+                let junk: &&str = pick(e, &["%", "%2", "%G1", "+", "%2B", "%25"]);
+                out.push_str(junk);
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
 /// Applies one byte-level mutation to `bytes`.
 pub fn mutate_bytes(e: &mut impl Entropy, bytes: &mut Vec<u8>) {
     let at = e.below(bytes.len() + 1);

@@ -214,6 +214,22 @@ fn accepted(inbound: &Inbound, prefix: &str) -> Result<(), String> {
             bucket(b)?;
             manifest_key_invariants(key, prefix, svc, ver)?;
         }
+        Inbound::Manifests(records) => {
+            if !records.iter().any(Result::is_ok) {
+                return Err(format!("accepted an S3 notification with no manifest: {records:?}"));
+            }
+            for record in records {
+                match record {
+                    // The decoded key: under the prefix exactly as an EventBridge key must be.
+                    Ok(m) => {
+                        bucket(&m.bucket)?;
+                        manifest_key_invariants(&m.key, prefix, &m.service, &m.version)?;
+                    }
+                    Err(e) => readable("an S3 record's refusal", &e.to_string())?,
+                }
+            }
+        }
+        Inbound::Ami { ami: id } => ami(id)?,
         Inbound::Rollback(r) => {
             service(&r.service)?;
             if let Some(v) = &r.to_version {
@@ -249,6 +265,69 @@ pub fn inbound_event(event: &Value, prefix: &str) -> Verdict {
     match inbound::parse(event, prefix) {
         Ok(parsed) => accepted(&parsed, prefix).map(|()| true),
         Err(e) => readable("inbound::parse", &e.to_string()).map(|()| false),
+    }
+}
+
+/// An S3 event notification whose one record's key is `encoded`: accepted exactly when the
+/// key it decodes to is accepted as an EventBridge `Object Created` key, as the same release.
+pub fn s3_notification_key(encoded: &str, prefix: &str) -> Verdict {
+    let event = serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "eventTime": "2026-11-24T10:00:00.000Z",
+        "s3": {"bucket": {"name": "greenlight-artifacts"}, "object": {"key": encoded, "size": 1}}}]});
+    let verdict = inbound_event(&event, prefix)?;
+    let decoded = greenlight_core::form::decode(encoded).ok();
+    let bridged = decoded.as_deref().map(|key| inbound::parse_manifest_key(key, prefix));
+    match (inbound::parse(&event, prefix), bridged) {
+        (Ok(Inbound::Manifests(records)), Some(Ok((svc, ver)))) => match records.as_slice() {
+            [Ok(m)] if Some(&m.key) == decoded.as_ref() && m.service == svc && m.version == ver => Ok(verdict),
+            other => Err(format!(
+                "S3 key {} (decoded {decoded:?}) accepted as {other:?}, the EventBridge key as {svc}/{ver}",
+                preview(encoded)
+            )),
+        },
+        (Err(_), None | Some(Err(_))) => Ok(verdict),
+        (parsed, bridged) => Err(format!(
+            "S3 key {} (decoded {decoded:?}) parsed as {parsed:?} but as an EventBridge key as {bridged:?}",
+            preview(encoded)
+        )),
+    }
+}
+
+/// `inbound::ami_request(ami, tags)`: an accepted AMI's tags name a valid service and version.
+pub fn ami_tags(id: &str, tags: &std::collections::BTreeMap<String, String>) -> Verdict {
+    match inbound::ami_request(id, tags) {
+        Ok(Some(r)) => {
+            ami(&r.ami)?;
+            service(&r.service)?;
+            version(&r.version)?;
+            let tagged = tags.get(inbound::SERVICE_TAG) == Some(&r.service)
+                && tags.get(inbound::VERSION_TAG) == Some(&r.version);
+            if !tagged || r.ami != id || r.source != ImageSource::Ec2Ami || r.attempt != 1 || r.rollback_of.is_some() {
+                return Err(format!("AMI {} with tags {tags:?} accepted as {r:?}", preview(id)));
+            }
+            Ok(true)
+        }
+        Ok(None) if tags.contains_key(inbound::SERVICE_TAG) && tags.contains_key(inbound::VERSION_TAG) => {
+            Err(format!("AMI {} tagged with both {tags:?} ignored", preview(id)))
+        }
+        Ok(None) => Ok(false),
+        Err(e) => readable("inbound::ami_request", &e.to_string()).map(|()| false),
+    }
+}
+
+/// `form::decode(text)`: text without `%` or `+` decodes to itself; a decoded value is never
+/// longer than its encoding.
+pub fn form_value(text_in: &str) -> Verdict {
+    match greenlight_core::form::decode(text_in) {
+        Ok(decoded) => {
+            let plain = !text_in.contains(['%', '+']);
+            if (plain && decoded != text_in) || decoded.len() > text_in.len() {
+                return Err(format!("{} decoded as {}", preview(text_in), preview(&decoded)));
+            }
+            Ok(true)
+        }
+        Err(e) => readable("form::decode", &e.to_string()).map(|()| false),
     }
 }
 
@@ -357,7 +436,7 @@ pub fn registration(text_in: &str) -> Verdict {
 }
 
 /// The name and time parsers on one piece of text: service names, AMI ids, versions,
-/// deployment ids, event times, Image Builder ARNs and manifest keys.
+/// deployment ids, form-encoded values, event times, Image Builder ARNs and manifest keys.
 pub fn names(text_in: &str) -> Verdict {
     let mut any = false;
     let mut each = |verdict: Verdict| -> Result<(), String> {
@@ -381,6 +460,7 @@ pub fn names(text_in: &str) -> Verdict {
         Ok(id) => Err(format!("deployment id {} parsed as {id}", preview(text_in))),
         Err(e) => readable("DeployId::parse", &e.to_string()).map(|()| false),
     })?;
+    each(form_value(text_in))?;
     each(match inbound::parse_time_ms(text_in) {
         Ok(ms) => {
             // A real calendar time in 1970..=9999 (a leap second may end the year 9999): the

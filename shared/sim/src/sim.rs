@@ -26,7 +26,8 @@ use greenlight_adapters::{tags, Ledger, Ports, RecordedMetrics};
 use greenlight_core::config::{MaintenanceHours, NewImagePolicy, Rollout};
 use greenlight_core::decide::ImageFacts;
 use greenlight_core::inbound::{
-    format_time, ABORT_REQUESTED, ALARM_STATE_CHANGE, IMAGE_PUBLISHED, PROMOTE_REQUESTED, ROLLBACK_REQUESTED, SOURCE,
+    format_time, ABORT_REQUESTED, ALARM_STATE_CHANGE, AMI_STATE_CHANGE, IMAGE_PUBLISHED, PROMOTE_REQUESTED,
+    ROLLBACK_REQUESTED, SOURCE,
 };
 use greenlight_core::inbound::{SCHEDULED_EVENT, SCHEDULE_SOURCE};
 use greenlight_core::model::Release;
@@ -690,13 +691,25 @@ impl Sim {
                         aws.in_alarm.remove(&alarm);
                     }
                 }
+                // When CloudWatch says the alarm entered the state: the transition's identity
+                // in both of its forms.
+                let now_ms = self.now_ms();
+                let entered = cloudwatch_time(now_ms);
                 let detail = json!({
                     "alarmName": alarm,
-                    "state": {"value": value, "reason": "simulated", "timestamp": "2026-11-25T00:00:00.000+0000"},
+                    "state": {"value": value, "reason": "simulated", "timestamp": entered},
                     "previousState": {"value": if value == "ALARM" { "OK" } else { "ALARM" }},
                 });
-                let event = self.envelope("aws.cloudwatch", ALARM_STATE_CHANGE, detail);
-                self.publish(format!("alarm {alarm} → {value}"), event);
+                let mut event = self.envelope("aws.cloudwatch", ALARM_STATE_CHANGE, detail);
+                // Every other alarm arrives as the alarm's own Lambda action instead (no rng
+                // draw: the seeds' random streams stay as they were).
+                let form = if self.next_event.is_multiple_of(2) {
+                    event = alarm_action(&event, now_ms);
+                    "action"
+                } else {
+                    "event"
+                };
+                self.publish(format!("alarm {alarm} → {value} ({form})"), event);
             }
             3 => {
                 let pushed = self.services[s].pushed.clone();
@@ -769,8 +782,18 @@ impl Sim {
             (version, ami, what)
         };
         let detail = json!({"service": name, "version": version, "ami": ami, "requested_by": "sim"});
-        let event = self.envelope(SOURCE, IMAGE_PUBLISHED, detail);
-        self.publish(format!("image {name} {version} ({what})"), event);
+        let mut event = self.envelope(SOURCE, IMAGE_PUBLISHED, detail);
+        // Every third image arrives as EC2's AMI State Change instead: the AMI's tags name
+        // its service and version (no rng draw: the seeds' random streams stay as they were).
+        let form = if self.next_event.is_multiple_of(3) {
+            event["source"] = json!("aws.ec2");
+            event["detail-type"] = json!(AMI_STATE_CHANGE);
+            event["detail"] = json!({"RequestId": "sim", "ImageId": ami, "State": "available", "ErrorMessage": ""});
+            "AMI available"
+        } else {
+            "ImagePublished"
+        };
+        self.publish(format!("image {name} {version} ({what}, {form})"), event);
     }
 
     // ------------------------------------------------------------------------------------
@@ -1232,6 +1255,26 @@ fn short(text: &str) -> String {
         let _ = write!(s, "…");
     }
     s
+}
+
+/// A time as CloudWatch writes it in an alarm (`2026-11-24T10:41:40.985+0000`).
+fn cloudwatch_time(ms: u64) -> String {
+    let second = format_time(ms / 1000);
+    format!("{}.{:03}+0000", second.trim_end_matches('Z'), ms % 1000)
+}
+
+/// The alarm's Lambda action for the EventBridge alarm `event` (its `detail` as `alarmData`,
+/// no envelope), at the same time to the second.
+fn alarm_action(event: &Value, now_ms: u64) -> Value {
+    let name = event["detail"]["alarmName"].as_str().unwrap_or_default();
+    json!({
+        "source": "aws.cloudwatch",
+        "alarmArn": format!("arn:aws:cloudwatch:us-east-1:{OWNER}:alarm:{name}"),
+        "accountId": OWNER,
+        "time": cloudwatch_time(now_ms / 1000 * 1000),
+        "region": "us-east-1",
+        "alarmData": event["detail"],
+    })
 }
 
 #[cfg(test)]

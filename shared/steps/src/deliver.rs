@@ -1,6 +1,8 @@
-//! An EventBridge event delivered to the function its rule targets
-//! ([`greenlight_core::inbound::EventTarget`]): what Lambda does with a rule's event in AWS,
-//! and what the local pump and the simulator do in-process.
+//! An event delivered to the function it is for ([`greenlight_core::inbound::EventTarget`]):
+//! an EventBridge event to its rule's target, an S3 event notification to start-deployment,
+//! a CloudWatch alarm's Lambda action to revert-service. What Lambda does in AWS (a rule's
+//! target, the bucket's notification, the alarm's action), and what the local pump and the
+//! simulator do in-process.
 
 use crate::{
     reconcile_services, revert_service, start_deployment, steer_deployment, ReconcileOutcome, RevertOutcome,
@@ -23,7 +25,7 @@ pub enum Outcome {
     Reconcile(ReconcileOutcome),
 }
 
-/// Delivers `event` to the handler of the function its rule targets.
+/// Delivers `event` (any of the three shapes) to the handler of the function it is for.
 pub async fn deliver(ports: &Ports, event: &Value) -> Result<Outcome, StepError> {
     match EventTarget::of(event) {
         EventTarget::RevertService => revert_service(ports, event).await.map(Outcome::Revert),

@@ -288,18 +288,25 @@ pub async fn ports_from_env() -> Result<Ports, String> {
     Ok(aws_ports(&clients, &installation, Arc::new(orchestrator)))
 }
 
+/// What start-deployment answers: the step output, `{ignored}`, `{queued, behind, note}`, or
+/// an array of those for an S3 event notification's records.
+fn start_outcome_json(outcome: StartOutcome) -> Value {
+    match outcome {
+        StartOutcome::Started(out) => serde_json::to_value(out).unwrap_or_default(),
+        StartOutcome::Ignored(why) => json!({ "ignored": why }),
+        StartOutcome::Queued {
+            deploy_id,
+            behind,
+            note,
+        } => json!({ "queued": deploy_id, "behind": behind, "note": note }),
+        StartOutcome::Several(each) => Value::Array(each.into_iter().map(start_outcome_json).collect()),
+    }
+}
+
 /// One invocation: an EventBridge event for start-deployment, a [`StepInput`] otherwise.
 pub async fn handle(ports: &Ports, step: Step, payload: Value) -> Result<Value, StepError> {
     match step {
-        Step::StartDeployment => match start_deployment(ports, &payload).await? {
-            StartOutcome::Started(out) => Ok(serde_json::to_value(out).unwrap_or_default()),
-            StartOutcome::Ignored(why) => Ok(json!({ "ignored": why })),
-            StartOutcome::Queued {
-                deploy_id,
-                behind,
-                note,
-            } => Ok(json!({ "queued": deploy_id, "behind": behind, "note": note })),
-        },
+        Step::StartDeployment => Ok(start_outcome_json(start_deployment(ports, &payload).await?)),
         step => {
             let input: StepInput = serde_json::from_value(payload).map_err(|e| {
                 StepError::Rejected(format!(

@@ -154,6 +154,10 @@ async fn reconcile_service(ports: &Ports, service: &str, run_id: &str) -> Servic
                     note: format!("re-pave started: {reason}"),
                 }))),
                 Ok(StartOutcome::Queued { note, .. } | StartOutcome::Ignored(note)) => Ok(Some(Err(note))),
+                // One request never yields several (that is an S3 notification's records).
+                Ok(StartOutcome::Several(outcomes)) => {
+                    Ok(Some(Err(format!("unexpected: {} outcomes", outcomes.len()))))
+                }
                 Err(StepError::Refused(refusal)) => Ok(Some(Err(format!("re-pave refused: {refusal}")))),
                 Err(e) => Err(e),
             }

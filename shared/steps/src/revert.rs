@@ -50,8 +50,8 @@ pub enum RevertOutcome {
     Ignored { why: String },
 }
 
-/// Handles one EventBridge event (our `RollbackRequested`, or a CloudWatch alarm state
-/// change).
+/// Handles one event: our `RollbackRequested`, or a CloudWatch alarm state change through
+/// EventBridge or as the alarm's Lambda action (the same transition is the same request).
 pub async fn revert_service(ports: &Ports, event: &Value) -> Result<RevertOutcome, StepError> {
     let received_at_ms = ports.clock.now_ms();
     let (request, flipped_at_ms) = match inbound::parse(event, &ports.manifest_prefix)? {
@@ -94,9 +94,14 @@ pub async fn revert_service(ports: &Ports, event: &Value) -> Result<RevertOutcom
                     .into(),
             ))
         }
-        Inbound::Image(_) | Inbound::ImageBuilder { .. } | Inbound::Manifest { .. } | Inbound::Ignored(_) => {
+        Inbound::Image(_)
+        | Inbound::ImageBuilder { .. }
+        | Inbound::Ami { .. }
+        | Inbound::Manifest { .. }
+        | Inbound::Manifests(_)
+        | Inbound::Ignored(_) => {
             return Err(StepError::Rejected(
-                "an image event is for start-deployment, not revert-service; check the EventBridge rule's target"
+                "an image event is for start-deployment, not revert-service; check the EventBridge rule's target (or the S3 bucket's notification)"
                     .into(),
             ))
         }
@@ -269,6 +274,9 @@ async fn redeploy(ports: &Ports, service: &ServiceState, request: &RevertRequest
             note,
         },
         StartOutcome::Ignored(why) => RevertOutcome::Ignored { why },
+        StartOutcome::Several(_) => {
+            unreachable!("start_request answers for one image; Several is an S3 notification's")
+        }
     };
     info!(?outcome, "revert-service done");
     Ok(outcome)

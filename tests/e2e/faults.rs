@@ -83,7 +83,20 @@ impl Chaos {
         spec: impl FnOnce(&str) -> Spec,
         plan: impl FnOnce(&str) -> FaultPlan,
     ) -> Chaos {
-        let env = Env::new("chaos", spec).await;
+        Chaos::on(scenario, Env::new("chaos", spec).await, plan).await
+    }
+
+    /// As [`Chaos::new`], on a ledger table of its own (for the scheduled reconcile, which
+    /// looks at every service in its table).
+    async fn alone(
+        scenario: &'static str,
+        spec: impl FnOnce(&str) -> Spec,
+        plan: impl FnOnce(&str) -> FaultPlan,
+    ) -> Chaos {
+        Chaos::on(scenario, Env::alone("chaos", spec).await, plan).await
+    }
+
+    async fn on(scenario: &'static str, env: Env, plan: impl FnOnce(&str) -> FaultPlan) -> Chaos {
         let key = format!("AKIDCHAOS{}", env.service.to_uppercase().replace('-', "X"));
         let handlers = env.local.with_access_key(&key).await;
         steady(&env).await;
@@ -541,6 +554,60 @@ async fn sample(
         }
     }
     Ok(())
+}
+
+/// The scheduled reconcile re-paves a fleet past its age while 20 % of its calls (and of
+/// every step's) fail: each run that fails is followed by the next (Lambda's retry, then
+/// the schedule), the re-pave starts once, and it ends cleanly like any deployment.
+#[tokio::test]
+async fn phoenix_repave_under_faults() {
+    let spec = |s: &str| Spec {
+        max_instance_age_s: Some(3600),
+        live_age_s: 2 * 3600,
+        ..quick(s)
+    };
+    let mut chaos = Chaos::alone("phoenix re-pave", spec, chaos(0.2, 31)).await;
+    let mut started = None;
+    for run in 0..20 {
+        let event = greenlight_e2e::sample_event(
+            "scheduled-reconcile.json",
+            &[("/id", serde_json::json!(format!("chaos-run-{run}")))],
+        );
+        match greenlight_steps::reconcile_services(&chaos.handlers.ports, &event).await {
+            Ok(outcome) => {
+                chaos.notes.push(format!("reconcile run {run}: {outcome:?}"));
+                if let Some(action) = outcome.actions.first() {
+                    started = Some(action.deploy_id.clone());
+                    break;
+                }
+            }
+            Err(e) => chaos.notes.push(format!("reconcile run {run} failed: {e}")),
+        }
+        if chaos.env.ledger(None).await.service.active.is_some() {
+            // Started by a run whose answer was lost to a fault after the commit.
+            started = chaos.env.ledger(None).await.service.active.clone();
+            break;
+        }
+    }
+    let Some(id) = started else {
+        chaos.fail("no reconcile run started the re-pave in 20 runs").await
+    };
+    let end = chaos.finish().await;
+    let dep = end.deployment(&id);
+    assert_eq!(dep.source, greenlight_core::model::ImageSource::Repave);
+    let live = end.state.service.live.as_ref().unwrap();
+    match &dep.phase {
+        Phase::Succeeded => assert_eq!(live.deploy_id.as_deref(), Some(id.as_str()), "the fresh fleet is live"),
+        Phase::Aborted { .. } => assert_eq!(live.deploy_id, None, "the adopted fleet still serves"),
+        other => panic!("{id} ended {other:?}"),
+    }
+    assert_eq!(
+        end.history.len(),
+        1,
+        "one re-pave, however many runs: {:?}",
+        end.history
+    );
+    assert!(end.counts.total > 0, "faults were injected: {}", end.counts);
 }
 
 #[tokio::test]

@@ -138,13 +138,28 @@ pub async fn main() -> Result<(), lambda_runtime::Error> {
     run_function(function).await
 }
 
-/// Serves `function` as a Lambda function until the runtime stops it.
+/// Serves `function` as a Lambda function until the runtime stops it: JSON logs, the AWS
+/// clients built once (before the first event, for the life of the process), then
+/// [`invoke`] for every event. One runtime loop for every function (the handler dispatches
+/// on `function`), so it is compiled once into the bootstrap, not once per function: 26 KB
+/// less for each (BENCHMARKS.md, binary sizes).
 pub async fn run_function(function: Function) -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let ports: &'static Ports = Box::leak(Box::new(ports_from_env().await?));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        invoke(ports, function, event.payload)
+    }))
+    .await
+}
+
+/// One invocation of `function`: an EventBridge event (start-deployment, revert-service,
+/// steer-deployment, reconcile-services) or a [`StepInput`] (the pipeline's steps).
+pub async fn invoke(ports: &Ports, function: Function, payload: Value) -> Result<Value, StepError> {
     match function {
-        Function::Step(step) => run(step).await,
-        Function::RevertService => run_revert_service().await,
-        Function::SteerDeployment => run_steer_deployment().await,
-        Function::ReconcileServices => run_reconcile_services().await,
+        Function::Step(step) => handle(ports, step, payload).await,
+        Function::RevertService => as_response(revert_service(ports, &payload).await?),
+        Function::SteerDeployment => as_response(steer_deployment(ports, &payload).await?),
+        Function::ReconcileServices => as_response(reconcile_services(ports, &payload).await?),
     }
 }
 
@@ -170,41 +185,6 @@ async fn report_init_error(message: &str) {
         Ok::<_, std::io::Error>(())
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), exchange).await;
-}
-
-/// Runs `step` as a Lambda function until the runtime stops it.
-pub async fn run(step: Step) -> Result<(), lambda_runtime::Error> {
-    serve(move |ports, payload| handle(ports, step, payload)).await
-}
-
-/// Runs revert-service (rollback requests and alarm state changes) as a Lambda function.
-pub async fn run_revert_service() -> Result<(), lambda_runtime::Error> {
-    serve(|ports, payload| async move { as_response(revert_service(ports, &payload).await?) }).await
-}
-
-/// Runs steer-deployment (engineers' abort and promote requests) as a Lambda function.
-pub async fn run_steer_deployment() -> Result<(), lambda_runtime::Error> {
-    serve(|ports, payload| async move { as_response(steer_deployment(ports, &payload).await?) }).await
-}
-
-/// Runs reconcile-services (the scheduled reconcile of every service) as a Lambda function.
-pub async fn run_reconcile_services() -> Result<(), lambda_runtime::Error> {
-    serve(|ports, payload| async move { as_response(reconcile_services(ports, &payload).await?) }).await
-}
-
-/// JSON logs, the AWS clients built once (before the first event, for the life of the
-/// process), and `handler` for every event until the runtime stops the process.
-async fn serve<F, Fut>(handler: F) -> Result<(), lambda_runtime::Error>
-where
-    F: Fn(&'static Ports, Value) -> Fut,
-    Fut: std::future::Future<Output = Result<Value, StepError>>,
-{
-    init_tracing();
-    let ports: &'static Ports = Box::leak(Box::new(ports_from_env().await?));
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        handler(ports, event.payload)
-    }))
-    .await
 }
 
 fn as_response(outcome: impl serde::Serialize) -> Result<Value, StepError> {

@@ -10,16 +10,21 @@
 //!   generated from it);
 //! - [`inbound`]: parsing of the events that start deployments;
 //! - [`detail`]: the typed `detail` of greenlight's own events (the CLI publishes them);
+//! - [`audit`]: the scheduled reconcile's judgment of the running fleet against the ledger
+//!   (drift, strangers, orphans) and the repairs a service's policy allows; [`finding`] its
+//!   records;
 //! - [`metrics`]: the milestones a decision reached, as CloudWatch Embedded Metric Format;
 //! - [`ids`]: deterministic deployment ids and idempotency tokens;
 //! - [`version`]: version ordering, SemVer's (no silent downgrades);
 //! - [`rfc3339`]: the times AWS writes in events;
 //! - [`rng`]: the seeded PRNG of the simulator, the fuzz generator and the chaos adapters.
 
+pub mod audit;
 pub mod config;
 pub mod decide;
 pub mod detail;
 pub mod fence;
+pub mod finding;
 pub mod ids;
 pub mod inbound;
 pub mod metrics;

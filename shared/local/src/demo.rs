@@ -50,6 +50,7 @@ pub async fn run() -> Result<(), String> {
         switch_by_rule: false,
         on_new_image: NewImagePolicy::Supersede,
         lease_s: 900,
+        reconcile: Default::default(),
     };
     let world = fixture::build(&local, &spec).await?;
     println!(

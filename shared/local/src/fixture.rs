@@ -13,7 +13,8 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use greenlight_adapters::aws::create_table;
 use greenlight_adapters::tags;
 use greenlight_core::config::{
-    AmiPolicy, HealthSettings, LaunchSettings, NewImagePolicy, Rollout, ServiceConfig, SmokeCheck, Switch,
+    AmiPolicy, HealthSettings, LaunchSettings, NewImagePolicy, ReconcilePolicy, Rollout, ServiceConfig, SmokeCheck,
+    Switch,
 };
 use greenlight_core::model::Release;
 use std::collections::BTreeMap;
@@ -68,6 +69,8 @@ pub struct Spec {
     pub on_new_image: NewImagePolicy,
     /// The deployment lease (seconds beyond a step's wait).
     pub lease_s: u64,
+    /// What the scheduled reconcile does about drift, strangers and orphans.
+    pub reconcile: ReconcilePolicy,
 }
 
 impl Spec {
@@ -85,6 +88,7 @@ impl Spec {
             switch_by_rule: false,
             on_new_image: NewImagePolicy::Supersede,
             lease_s: 900,
+            reconcile: ReconcilePolicy::default(),
         }
     }
 }
@@ -341,6 +345,7 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         lease_s: spec.lease_s,
         // The local functions' runs take milliseconds: a short fence keeps aborts quick.
         max_invocation_s: 2,
+        reconcile: spec.reconcile.clone(),
     };
     config.validate().map_err(|e| format!("fixture registration: {e}"))?;
     create_alarm(local, &alarm_name(&spec.service), &tgs[1]).await?;

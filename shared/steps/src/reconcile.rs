@@ -8,11 +8,15 @@
 //!   [`Event::LeaseExpired`] through the normal loop ([`drive`]): resumed in a follow-up
 //!   execution, a bounded number of times, then aborted or stopped with the service needing
 //!   attention.
+//! - **the fleet** (issue 22): drift at the switch point, strangers in the target groups,
+//!   orphaned instances, judged against the ledger and recorded, logged, counted, and
+//!   repaired as the service's `reconcile` policy says ([`crate::audit`]).
 //!
 //! A service that fails does not stop the run: the others are still reconciled, and the run
 //! fails (so Lambda retries it, then dead-letters it) only if one failed for a transient
 //! reason. The next scheduled run looks again in any case.
 
+use crate::audit::{audit_fleet, FleetOutcome};
 use crate::engine::{drive, with_conflict_retries};
 use crate::StepError;
 use greenlight_adapters::Ports;
@@ -36,6 +40,8 @@ pub struct ReconcileOutcome {
     pub actions: Vec<ReconcileAction>,
     /// Services that could not be reconciled this run, with why.
     pub failed: Vec<String>,
+    /// The fleet audit of each service that has findings.
+    pub fleet: Vec<FleetOutcome>,
 }
 
 /// One service acted on.
@@ -83,6 +89,11 @@ pub async fn reconcile_services(ports: &Ports, event: &Value) -> Result<Reconcil
                     }
                 }
             }
+            if let Err(e) = fleet_audit(ports, service, &mut outcome).await {
+                if e.is_retryable() {
+                    transient = Some(e);
+                }
+            }
         }
         info!(
             services = outcome.services,
@@ -97,6 +108,23 @@ pub async fn reconcile_services(ports: &Ports, event: &Value) -> Result<Reconcil
     }
     .instrument(span)
     .await
+}
+
+/// The fleet audit of `service` ([`audit_fleet`]), noted in `outcome`; its error is noted too
+/// and returned (the run goes on with the next service either way).
+async fn fleet_audit(ports: &Ports, service: &str, outcome: &mut ReconcileOutcome) -> Result<(), StepError> {
+    match with_conflict_retries(|| audit_fleet(ports, service)).await {
+        Ok(Some(fleet)) if !fleet.findings.is_empty() => {
+            outcome.fleet.push(fleet);
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => {
+            warn!(service = %service, why = %e, "could not audit the fleet; the next run tries again");
+            outcome.failed.push(format!("{service}: fleet audit: {e}"));
+            Err(e)
+        }
+    }
 }
 
 /// Resumes (or ends) `service`'s deployment in flight if its lease expired (or this run,

@@ -464,7 +464,9 @@ mod tests {
         let only_b = |s: &mut Observed| s.switch = Some(vec![(B.into(), 100)]);
         let foreign = |s: &mut Observed| s.switch = Some(vec![(A.into(), 90), ("arn:tg/other".into(), 10)]);
         let nothing = |s: &mut Observed| s.switch = Some(vec![(A.into(), 0), (B.into(), 0)]);
-        let table: [(&str, &dyn Fn(&mut Observed), Vec<(String, u8)>); 4] = [
+        type Edit<'a> = &'a dyn Fn(&mut Observed);
+        type Weights = Vec<(String, u8)>;
+        let table: [(&str, Edit, Weights); 4] = [
             ("half on B", &to_b, vec![(A.into(), 100), (B.into(), 0)]),
             ("all on B", &only_b, vec![(A.into(), 100), (B.into(), 0)]),
             ("some on a foreign group", &foreign, vec![(A.into(), 100)]),

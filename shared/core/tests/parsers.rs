@@ -189,6 +189,10 @@ fn every_sample_satisfies_the_oracle_unmutated() {
         if name.starts_with("step-input") {
             let text = sample.to_string();
             family.check(i, || name.clone(), || oracle::step_input(serde_json::from_str(&text)));
+        } else if name.starts_with("scheduled-") {
+            // The reconcile's schedule: not an inbound event of start-deployment's parser.
+            let run = greenlight_core::inbound::parse_scheduled(&sample);
+            assert!(run.is_ok(), "{name}: {run:?}");
         } else {
             family.check(i, || name.clone(), || oracle::inbound_event(&sample, MANIFEST_PREFIX));
         }

@@ -385,6 +385,8 @@ impl Env {
                         .iter()
                         .filter_map(|t| Some((t.key()?.to_string(), t.value().unwrap_or_default().to_string())))
                         .collect(),
+                    image_id: instance.image_id().map(str::to_string),
+                    launched_at: instance.launch_time().map(|t| t.secs().max(0) as u64),
                 });
             }
             match out.next_token {

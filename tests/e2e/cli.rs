@@ -21,10 +21,10 @@ use std::time::Duration;
 
 /// What the CLI gave back.
 #[derive(Debug)]
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 impl Run {
@@ -74,7 +74,7 @@ fn command(env: &Env, args: &[&str]) -> tokio::process::Command {
 }
 
 /// Runs the CLI to its end (at most 90 s).
-async fn cli(env: &Env, args: &[&str]) -> Run {
+pub(crate) async fn cli(env: &Env, args: &[&str]) -> Run {
     let child = command(env, args).spawn().expect("spawn greenlight");
     finish(child, args).await
 }

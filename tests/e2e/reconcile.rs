@@ -4,9 +4,18 @@
 //!   expires; the next scheduled run resumes it through the normal path, and it rolls out.
 //! - Phoenix re-paves: a live fleet older than its limit is replaced by the same release on
 //!   fresh instances, through every gate, and can be reverted.
+//! - The fleet: a listener edited by hand is reported, then repaired under `repair`; a
+//!   stranger registered into live's group is reported and deregistered, never terminated;
+//!   a tagged orphan older than the grace is terminated, a younger one left; the findings
+//!   are in the ledger and in `greenlight status`.
 
 use async_trait::async_trait;
-use greenlight_adapters::{AdapterResult, Orchestrator, Ports};
+use aws_sdk_ec2::types::{InstanceType, ResourceType, Tag, TagSpecification};
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
+use greenlight_adapters::{tags, AdapterResult, Orchestrator, Ports};
+use greenlight_core::config::{ReconcilePolicy, Remedy};
+use greenlight_core::decide::TargetState;
+use greenlight_core::finding::{Action, Finding, FindingKind, StrangerWhy};
 use greenlight_core::model::{ImageSource, Phase, PhaseName};
 use greenlight_e2e::{image_published, quick, sample_event, App, Env};
 use greenlight_local::fixture::Spec;
@@ -168,4 +177,307 @@ async fn a_fleet_older_than_its_limit_is_repaved_through_the_gates_and_can_be_re
         .unwrap();
     assert!(after.actions.is_empty(), "{after:?}");
     assert!(after.refused.iter().any(|r| r.contains("not retried")), "{after:?}");
+}
+
+/// Registers `env`'s service again with the reconcile policy `policy` (the pointers stay).
+async fn set_policy(env: &Env, policy: ReconcilePolicy) {
+    let mut config = env.ledger(None).await.config;
+    config.reconcile = policy;
+    env.local
+        .ports
+        .ledger
+        .register_service(&config, None)
+        .await
+        .expect("register again");
+}
+
+/// Waits (≤ 20 s) until live's group has every target healthy: the emulator checks them by
+/// real HTTP, and a repair never moves traffic to, or strips, a group without one.
+async fn live_healthy(env: &Env) {
+    let tg = &env.world.config.target_groups[0];
+    for _ in 0..80 {
+        let targets = env.local.ports.lb.target_health(tg).await.expect("health");
+        if !targets.is_empty() && targets.iter().all(|t| t.state == TargetState::Healthy) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("live's targets never became healthy");
+}
+
+/// Launches one instance of the live AMI outside any deployment, tagged `tags`.
+async fn launch_by_hand(env: &Env, tags: &[(&str, &str)]) -> String {
+    let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
+    for (k, v) in tags {
+        spec = spec.tags(Tag::builder().key(*k).value(*v).build());
+    }
+    let out = env
+        .local
+        .clients
+        .ec2
+        .run_instances()
+        .image_id(&env.world.ami_v1)
+        .instance_type(InstanceType::T3Micro)
+        .min_count(1)
+        .max_count(1)
+        .subnet_id(&env.world.config.launch.subnet_id)
+        .tag_specifications(spec.build())
+        .send()
+        .await
+        .expect("run instances by hand");
+    out.instances()[0].instance_id().unwrap().to_string()
+}
+
+/// The targets registered in `tg` and not draining.
+async fn registered(env: &Env, tg: &str) -> Vec<String> {
+    let targets = env.local.ports.lb.target_health(tg).await.expect("health");
+    targets
+        .into_iter()
+        .filter(|t| t.state != TargetState::Draining)
+        .map(|t| t.instance_id)
+        .collect()
+}
+
+fn open_findings(state: &greenlight_core::model::State) -> Vec<Finding> {
+    state
+        .service
+        .findings
+        .as_ref()
+        .map(|f| f.open.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_listener_edited_by_hand_is_reported_then_repaired_under_repair() {
+    let env = Env::alone("reconcile-drift", quick).await;
+    live_healthy(&env).await;
+    let [a, b] = env.world.config.target_groups.clone();
+    env.local
+        .ports
+        .lb
+        .set_traffic(&env.world.config.switch, &[(a.clone(), 50), (b.clone(), 50)])
+        .await
+        .expect("edit the listener by hand");
+
+    // Report (the default): recorded, logged, counted; the listener is left as it is.
+    let run = reconcile_services(&env.local.ports, &scheduled_run("drift-1"))
+        .await
+        .unwrap();
+    assert_eq!(run.fleet.len(), 1, "{run:?}");
+    assert!(run.fleet[0].findings[0].starts_with("drift: "), "{run:?}");
+    let state = env.ledger(None).await;
+    match open_findings(&state).as_slice() {
+        [Finding::Drift {
+            weights,
+            expected,
+            action: Action::Reported,
+            ..
+        }] => {
+            assert_eq!(weights, &vec![(a.clone(), 50), (b.clone(), 50)]);
+            assert_eq!(expected, &vec![(a.clone(), 100), (b.clone(), 0)]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        env.weights().await,
+        vec![("a", 50), ("b", 50)],
+        "report changes nothing"
+    );
+    let lines = env.local.metrics.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"greenlight\":\"finding\"") && l.contains("\"drift\"")),
+        "a finding log line: {lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("\"Drift\":1")),
+        "the Drift metric: {lines:?}"
+    );
+    // The same drift again: nothing new to write.
+    let gen = state.service.gen;
+    reconcile_services(&env.local.ports, &scheduled_run("drift-2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        env.ledger(None).await.service.gen,
+        gen,
+        "unchanged findings are not written again"
+    );
+
+    // `greenlight status` shows it.
+    let status = crate::cli::cli(&env, &["status", &env.service]).await;
+    assert!(status.stdout.contains("FINDING     drift:"), "{status:?}");
+
+    // Repair: the listener back to the ledger's state, as the emulator shows it.
+    set_policy(
+        &env,
+        ReconcilePolicy {
+            drift: Remedy::Repair,
+            ..ReconcilePolicy::default()
+        },
+    )
+    .await;
+    let run = reconcile_services(&env.local.ports, &scheduled_run("drift-3"))
+        .await
+        .unwrap();
+    assert_eq!(run.fleet[0].repairs, 1, "{run:?}");
+    assert!(matches!(
+        open_findings(&env.ledger(None).await).as_slice(),
+        [Finding::Drift {
+            action: Action::Repaired,
+            ..
+        }]
+    ));
+    let listener = env
+        .local
+        .clients
+        .elb
+        .describe_listeners()
+        .listener_arns(&env.world.config.switch.listener_arn)
+        .send()
+        .await
+        .unwrap();
+    let forward = listener.listeners()[0].default_actions()[0].forward_config().unwrap();
+    let weights: Vec<(String, i32)> = forward
+        .target_groups()
+        .iter()
+        .map(|t| (t.target_group_arn().unwrap().to_string(), t.weight().unwrap_or(1)))
+        .collect();
+    assert_eq!(weights, vec![(a.clone(), 100), (b.clone(), 0)]);
+
+    // The next run finds the fleet as the ledger says: the findings are cleared.
+    let run = reconcile_services(&env.local.ports, &scheduled_run("drift-4"))
+        .await
+        .unwrap();
+    assert!(run.fleet.is_empty(), "{run:?}");
+    assert_eq!(env.ledger(None).await.service.findings, None);
+}
+
+#[tokio::test]
+async fn a_stranger_registered_into_lives_group_is_deregistered_and_never_terminated() {
+    let env = Env::alone("reconcile-stranger", quick).await;
+    live_healthy(&env).await;
+    let live_tg = env.world.config.target_groups[0].clone();
+    let stranger = launch_by_hand(&env, &[("owner", "alice")]).await;
+    env.local
+        .clients
+        .elb
+        .register_targets()
+        .target_group_arn(&live_tg)
+        .targets(TargetDescription::builder().id(&stranger).port(8080).build())
+        .send()
+        .await
+        .expect("register by hand");
+
+    let run = reconcile_services(&env.local.ports, &scheduled_run("stranger-1"))
+        .await
+        .unwrap();
+    assert_eq!(run.fleet.len(), 1, "{run:?}");
+    match open_findings(&env.ledger(None).await).as_slice() {
+        [Finding::Stranger {
+            instance_id,
+            target_group,
+            managed: false,
+            reason: StrangerWhy::NotInAnyRelease,
+            action: Action::Reported,
+        }] => assert_eq!((instance_id, target_group), (&stranger, &live_tg)),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        registered(&env, &live_tg).await.contains(&stranger),
+        "report changes nothing"
+    );
+
+    set_policy(
+        &env,
+        ReconcilePolicy {
+            strangers: Remedy::Repair,
+            ..ReconcilePolicy::default()
+        },
+    )
+    .await;
+    let run = reconcile_services(&env.local.ports, &scheduled_run("stranger-2"))
+        .await
+        .unwrap();
+    assert_eq!(run.fleet[0].repairs, 1, "{run:?}");
+    assert!(!registered(&env, &live_tg).await.contains(&stranger), "deregistered");
+    let state = env.states(std::slice::from_ref(&stranger)).await[&stranger].clone();
+    assert!(
+        matches!(state.as_str(), "pending" | "running"),
+        "a stranger that is not greenlight's is never terminated: {state}"
+    );
+    for blue in &env.world.blue_instances {
+        assert!(registered(&env, &live_tg).await.contains(blue), "live stays registered");
+    }
+}
+
+#[tokio::test]
+async fn a_tagged_orphan_older_than_the_grace_is_terminated_and_a_younger_one_left() {
+    let env = Env::alone("reconcile-orphan", quick).await;
+    let orphan = launch_by_hand(
+        &env,
+        &[
+            (tags::MANAGED_BY, tags::MANAGED_BY_VALUE),
+            (tags::SERVICE, env.service.as_str()),
+            (tags::VERSION, "v1"),
+            (tags::DEPLOY_ID, "d-lost"),
+        ],
+    )
+    .await;
+    let foreign = launch_by_hand(&env, &[(tags::SERVICE, env.service.as_str())]).await;
+
+    // Younger than the grace (an hour by default): left alone, not even reported.
+    let run = reconcile_services(&env.local.ports, &scheduled_run("orphan-1"))
+        .await
+        .unwrap();
+    assert!(run.fleet.is_empty(), "{run:?}");
+    let young = env.states(std::slice::from_ref(&orphan)).await[&orphan].clone();
+    assert!(matches!(young.as_str(), "pending" | "running"), "{young}");
+
+    set_policy(
+        &env,
+        ReconcilePolicy {
+            orphan_grace_s: 1,
+            ..ReconcilePolicy::default()
+        },
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let run = reconcile_services(&env.local.ports, &scheduled_run("orphan-2"))
+        .await
+        .unwrap();
+    assert_eq!(run.fleet.len(), 1, "{run:?}");
+    let state = env.ledger(None).await;
+    match open_findings(&state).as_slice() {
+        [Finding::Orphan {
+            instance_id,
+            deploy_id,
+            action: Action::Repaired,
+            ..
+        }] => assert_eq!((instance_id, deploy_id.as_deref()), (&orphan, Some("d-lost"))),
+        other => panic!("{other:?}"),
+    }
+    let states = env.states(&[orphan.clone(), foreign.clone()]).await;
+    assert!(
+        matches!(states[&orphan].as_str(), "shutting-down" | "terminated"),
+        "{states:?}"
+    );
+    assert!(
+        matches!(states[&foreign].as_str(), "pending" | "running"),
+        "not tagged managed-by=greenlight: never terminated: {states:?}"
+    );
+    for blue in &env.world.blue_instances {
+        assert_eq!(
+            env.states(std::slice::from_ref(blue)).await[blue],
+            "running",
+            "live is accounted for"
+        );
+    }
+    let status = crate::cli::cli(&env, &["status", &env.service]).await;
+    assert!(status.stdout.contains("FINDING     orphan:"), "{status:?}");
+    assert_eq!(
+        state.service.findings.as_ref().unwrap().open[0].kind(),
+        FindingKind::Orphan
+    );
 }

@@ -201,6 +201,12 @@ impl Fleet for Crashing {
             .call("fleet.instances_of", self.ports.fleet.instances_of(deploy_id))
             .await
     }
+    async fn instances_of_service(&self, service: &str, limit: usize) -> AdapterResult<Vec<Instance>> {
+        let inner = &self.ports.fleet;
+        self.wire
+            .call("fleet.instances_of_service", inner.instances_of_service(service, limit))
+            .await
+    }
     async fn describe(&self, instance_ids: &[String]) -> AdapterResult<Vec<Instance>> {
         self.wire
             .call("fleet.describe", self.ports.fleet.describe(instance_ids))

@@ -186,6 +186,10 @@ pub struct Instance {
     pub state: InstanceState,
     pub private_ip: Option<String>,
     pub tags: BTreeMap<String, String>,
+    /// The AMI it was launched from.
+    pub image_id: Option<String>,
+    /// When it was launched (seconds since the epoch).
+    pub launched_at: Option<Epoch>,
 }
 
 /// EC2: images and instances.
@@ -200,6 +204,9 @@ pub trait Fleet: Send + Sync {
     async fn launch(&self, request: &LaunchRequest) -> AdapterResult<Vec<String>>;
     /// The instances tagged with `deploy_id` that are not terminated.
     async fn instances_of(&self, deploy_id: &str) -> AdapterResult<Vec<Instance>>;
+    /// The instances tagged `managed-by=greenlight` and `greenlight:service=<service>` that
+    /// are not terminated, at most `limit` of them (the scheduled reconcile's orphan sweep).
+    async fn instances_of_service(&self, service: &str, limit: usize) -> AdapterResult<Vec<Instance>>;
     /// The named instances (missing ones are left out).
     async fn describe(&self, instance_ids: &[String]) -> AdapterResult<Vec<Instance>>;
     /// Terminates those of `instance_ids` tagged `managed-by=greenlight` and

@@ -233,6 +233,12 @@ pub fn status(s: &Status) -> String {
     if let Some(a) = &s.attention {
         let _ = writeln!(out, "ATTENTION   {a}");
     }
+    for finding in &s.findings {
+        let _ = writeln!(out, "FINDING     {finding}");
+    }
+    if s.more_findings > 0 {
+        let _ = writeln!(out, "FINDING     ... and {} more", s.more_findings);
+    }
     if let Some(q) = &s.queued {
         let kind = if q.rollback { "rollback to" } else { "image" };
         let _ = writeln!(

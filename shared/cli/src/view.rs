@@ -223,6 +223,11 @@ pub struct Status {
     pub target_groups: Vec<TargetGroupView>,
     /// The switch point: the listener (or rule) whose forward weights move traffic.
     pub switch: String,
+    /// The scheduled reconcile's open findings about the fleet (drift, strangers, orphans),
+    /// one sentence each; empty when the fleet is what the ledger says.
+    pub findings: Vec<String>,
+    /// Findings past the ledger's bound, counted only.
+    pub more_findings: u32,
 }
 
 /// The short name of a target group ARN.
@@ -296,6 +301,12 @@ pub async fn status(aws: &Aws, service: &str, focus: Option<&str>) -> CliResult<
             remaining_s: warm_until.map(|u| u.saturating_sub(now)),
         }),
         attention: pointers.attention.clone(),
+        findings: pointers
+            .findings
+            .iter()
+            .flat_map(|f| f.open.iter().map(|finding| finding.to_string()))
+            .collect(),
+        more_findings: pointers.findings.as_ref().map_or(0, |f| f.more),
         fast_rollback_ready: pointers.revert_plan.is_some(),
         queued: pointers.queued.as_ref().map(|q| QueuedView {
             version: q.version.clone(),

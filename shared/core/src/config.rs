@@ -68,6 +68,81 @@ pub struct ServiceConfig {
     /// When a re-pave may start (UTC hours); None: any time. A re-pave due outside them waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance_hours: Option<MaintenanceHours>,
+    /// What the scheduled reconcile does about the fleet between deployments: drift at the
+    /// switch point, strangers in the target groups, orphaned instances ([`crate::audit`]).
+    #[serde(default)]
+    pub reconcile: ReconcilePolicy,
+}
+
+/// The default grace before an orphaned instance is terminated (seconds since its launch).
+pub const DEFAULT_ORPHAN_GRACE_S: u64 = 3600;
+
+/// The longest orphan grace a registration may set (seconds): 7 days.
+pub const MAX_ORPHAN_GRACE_S: u64 = 7 * 86_400;
+
+/// What the scheduled reconcile does about what it finds (`"reconcile"` in a registration).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcilePolicy {
+    /// The switch point forwards somewhere the ledger does not say.
+    #[serde(default)]
+    pub drift: Remedy,
+    /// Instances registered in the target groups that no release launched (or launched from
+    /// another image): `repair` deregisters them, never terminates them.
+    #[serde(default)]
+    pub strangers: Remedy,
+    /// Instances tagged as greenlight's for this service that no deployment accounts for are
+    /// terminated once launched longer ago than this (seconds). Always repaired: greenlight
+    /// launched them and nothing needs them.
+    #[serde(default = "default_orphan_grace_s")]
+    pub orphan_grace_s: u64,
+}
+
+impl Default for ReconcilePolicy {
+    fn default() -> Self {
+        ReconcilePolicy {
+            drift: Remedy::Report,
+            strangers: Remedy::Report,
+            orphan_grace_s: DEFAULT_ORPHAN_GRACE_S,
+        }
+    }
+}
+
+/// What to do about a finding.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Remedy {
+    /// Record it in the ledger, log it and count it (an alarm can watch the metric).
+    #[default]
+    Report,
+    /// The same, and make the fleet what the ledger says.
+    Repair,
+}
+
+impl Remedy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Remedy::Report => "report",
+            Remedy::Repair => "repair",
+        }
+    }
+}
+
+fn default_orphan_grace_s() -> u64 {
+    DEFAULT_ORPHAN_GRACE_S
+}
+
+impl ReconcilePolicy {
+    /// Its problems, one line each.
+    fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if !(1..=MAX_ORPHAN_GRACE_S).contains(&self.orphan_grace_s) {
+            problems.push(format!(
+                "reconcile.orphan_grace_s must be between 1 and {MAX_ORPHAN_GRACE_S} seconds (default {DEFAULT_ORPHAN_GRACE_S}; keep it above a deployment's launch-to-record time)"
+            ));
+        }
+        problems
+    }
 }
 
 /// Daily maintenance hours in UTC: from `start_hour` (inclusive) to `end_hour` (exclusive),
@@ -350,6 +425,7 @@ impl ServiceConfig {
                 );
             }
         }
+        problems.extend(self.reconcile.problems());
         for alarm in &self.alarms {
             let printable = alarm.chars().all(|c| !c.is_control());
             if alarm.is_empty() || alarm.len() > 255 || !printable || alarm.starts_with("arn:") {
@@ -437,6 +513,43 @@ pub(crate) mod tests {
             max_invocation_s: LAMBDA_MAX_RUNTIME_S,
             max_instance_age_s: None,
             maintenance_hours: None,
+            reconcile: ReconcilePolicy::default(),
+        }
+    }
+
+    #[test]
+    fn the_reconcile_policy_defaults_to_report_and_an_hour_and_refuses_what_it_does_not_know() {
+        let mut value = serde_json::to_value(sample()).unwrap();
+        value.as_object_mut().unwrap().remove("reconcile");
+        let config = ServiceConfig::from_json(&value.to_string()).unwrap();
+        assert_eq!(config.reconcile, ReconcilePolicy::default());
+        assert_eq!(
+            (
+                config.reconcile.drift,
+                config.reconcile.strangers,
+                config.reconcile.orphan_grace_s
+            ),
+            (Remedy::Report, Remedy::Report, 3600)
+        );
+        value["reconcile"] = serde_json::json!({"drift": "repair", "strangers": "repair", "orphan_grace_s": 60});
+        let config = ServiceConfig::from_json(&value.to_string()).unwrap();
+        assert_eq!(
+            (config.reconcile.drift, config.reconcile.strangers),
+            (Remedy::Repair, Remedy::Repair)
+        );
+        value["reconcile"] = serde_json::json!({"drift": "fix"});
+        let err = ServiceConfig::from_json(&value.to_string()).unwrap_err().to_string();
+        assert!(
+            err.contains("fix") && err.contains("report") && err.contains("repair"),
+            "{err}"
+        );
+        value["reconcile"] = serde_json::json!({"orphans": "repair"});
+        let err = ServiceConfig::from_json(&value.to_string()).unwrap_err().to_string();
+        assert!(err.contains("orphans"), "{err}");
+        for bad in [0, MAX_ORPHAN_GRACE_S + 1] {
+            value["reconcile"] = serde_json::json!({"orphan_grace_s": bad});
+            let err = ServiceConfig::from_json(&value.to_string()).unwrap_err().to_string();
+            assert!(err.contains("reconcile.orphan_grace_s"), "{bad}: {err}");
         }
     }
 

@@ -12,6 +12,9 @@
 //!   notifications, a CloudWatch alarm's Lambda action);
 //! - [`detail`]: the typed `detail` of greenlight's own events (the CLI publishes them);
 //! - [`phoenix`]: when a live fleet is due a re-pave (the scheduled reconcile asks);
+//! - [`audit`]: the scheduled reconcile's judgment of the running fleet against the ledger
+//!   (drift, strangers, orphans) and the repairs a service's policy allows; [`finding`] its
+//!   records;
 //! - [`metrics`]: the milestones a decision reached, as CloudWatch Embedded Metric Format;
 //! - [`ids`]: deterministic deployment ids and idempotency tokens;
 //! - [`form`]: decoding of the form-encoded object keys of S3 event notifications;
@@ -19,10 +22,12 @@
 //! - [`rfc3339`]: the times AWS writes in events;
 //! - [`rng`]: the seeded PRNG of the simulator, the fuzz generator and the chaos adapters.
 
+pub mod audit;
 pub mod config;
 pub mod decide;
 pub mod detail;
 pub mod fence;
+pub mod finding;
 pub mod form;
 pub mod ids;
 pub mod inbound;

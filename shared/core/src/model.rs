@@ -59,6 +59,10 @@ pub struct ServiceState {
     /// the deployment next (the trigger's own bookkeeping, or any step) completes it first.
     #[serde(default)]
     pub revert_claim: Option<RevertClaim>,
+    /// What the scheduled reconcile's fleet audit found still open (drift at the switch
+    /// point, strangers in the target groups, orphaned instances): absent when nothing is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub findings: Option<crate::finding::FleetAudit>,
 }
 
 /// A claimed rollback of deployment `deploy_id`.
@@ -106,6 +110,7 @@ impl ServiceState {
             attention: None,
             revert_plan: None,
             revert_claim: None,
+            findings: None,
         }
     }
 }

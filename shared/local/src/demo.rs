@@ -52,6 +52,7 @@ pub async fn run() -> Result<(), String> {
         lease_s: 900,
         max_instance_age_s: None,
         live_age_s: 0,
+        reconcile: Default::default(),
     };
     let world = fixture::build(&local, &spec).await?;
     println!(

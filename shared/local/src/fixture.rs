@@ -13,7 +13,8 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use greenlight_adapters::aws::create_table;
 use greenlight_adapters::tags;
 use greenlight_core::config::{
-    AmiPolicy, HealthSettings, LaunchSettings, NewImagePolicy, Rollout, ServiceConfig, SmokeCheck, Switch,
+    AmiPolicy, HealthSettings, LaunchSettings, NewImagePolicy, ReconcilePolicy, Rollout, ServiceConfig, SmokeCheck,
+    Switch,
 };
 use greenlight_core::model::Release;
 use std::collections::BTreeMap;
@@ -72,6 +73,8 @@ pub struct Spec {
     pub max_instance_age_s: Option<u64>,
     /// How old the adopted v1 fleet is when the service is registered (seconds).
     pub live_age_s: u64,
+    /// What the scheduled reconcile does about drift, strangers and orphans.
+    pub reconcile: ReconcilePolicy,
 }
 
 impl Spec {
@@ -91,6 +94,7 @@ impl Spec {
             lease_s: 900,
             max_instance_age_s: None,
             live_age_s: 0,
+            reconcile: ReconcilePolicy::default(),
         }
     }
 }
@@ -349,6 +353,7 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         max_invocation_s: 2,
         max_instance_age_s: spec.max_instance_age_s,
         maintenance_hours: None,
+        reconcile: spec.reconcile.clone(),
     };
     config.validate().map_err(|e| format!("fixture registration: {e}"))?;
     create_alarm(local, &alarm_name(&spec.service), &tgs[1]).await?;

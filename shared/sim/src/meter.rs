@@ -474,6 +474,14 @@ impl Fleet for Metered {
         self.ports.fleet.instances_of(deploy_id).await
     }
 
+    async fn instances_of_service(&self, service: &str, limit: usize) -> AdapterResult<Vec<Instance>> {
+        // One page (up to 1000 instances) per call, as `Ec2Fleet::find_at_most` pages.
+        let result = self.ports.fleet.instances_of_service(service, limit).await;
+        let pages = result.as_ref().map_or(1, |found| found.len().div_ceil(1000).max(1));
+        self.meter.count("ec2:DescribeInstances", pages as u64);
+        result
+    }
+
     async fn describe(&self, instance_ids: &[String]) -> AdapterResult<Vec<Instance>> {
         self.meter
             .count("ec2:DescribeInstances", instance_ids.len().div_ceil(200) as u64);

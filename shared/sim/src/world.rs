@@ -273,6 +273,23 @@ impl Fleet for World {
         Ok(describe(&aws, &ids))
     }
 
+    async fn instances_of_service(&self, service: &str, limit: usize) -> AdapterResult<Vec<Instance>> {
+        use greenlight_adapters::tags;
+        let aws = self.lock();
+        let ids: Vec<String> = aws
+            .instance_ids_of_service(service)
+            .filter(|id| {
+                aws.instances.get(*id).is_some_and(|i| {
+                    i.terminated_ms.is_none()
+                        && i.tags.get(tags::MANAGED_BY).map(String::as_str) == Some(tags::MANAGED_BY_VALUE)
+                })
+            })
+            .take(limit)
+            .cloned()
+            .collect();
+        Ok(describe(&aws, &ids))
+    }
+
     async fn describe(&self, instance_ids: &[String]) -> AdapterResult<Vec<Instance>> {
         Ok(describe(&self.lock(), instance_ids))
     }
@@ -307,6 +324,8 @@ fn describe(aws: &Aws, ids: &[String]) -> Vec<Instance> {
                 state: aws.state(i),
                 private_ip: Some(i.ip.clone()),
                 tags: i.tags.clone(),
+                image_id: Some(i.ami.clone()),
+                launched_at: Some(i.launched_ms / 1000),
             })
         })
         .collect()

@@ -7,6 +7,7 @@
 //! re-reads and decides again; nothing is retried blindly.
 
 pub mod apply;
+pub mod audit;
 pub mod deliver;
 pub mod engine;
 pub mod lambda;
@@ -22,6 +23,7 @@ use greenlight_adapters::AdapterError;
 use greenlight_core::decide::Refusal;
 use greenlight_core::inbound::InboundError;
 
+pub use audit::{audit_fleet, FleetOutcome};
 pub use deliver::{deliver, Outcome};
 pub use reconcile::{reconcile_services, ReconcileOutcome};
 pub use revert::{revert_service, RevertOutcome};

@@ -12,11 +12,15 @@
 //!   its `max_instance_age_s` ([`greenlight_core::phoenix`]) gets the live release deployed
 //!   again through start-deployment's own path (pre-flight, gates, revertible), within its
 //!   maintenance hours.
+//! - **the fleet** (issue 22): drift at the switch point, strangers in the target groups,
+//!   orphaned instances, judged against the ledger and recorded, logged, counted, and
+//!   repaired as the service's `reconcile` policy says ([`crate::audit`]).
 //!
 //! A service that fails does not stop the run: the others are still reconciled, and the run
 //! fails (so Lambda retries it, then dead-letters it) only if one failed for a transient
 //! reason. The next scheduled run looks again in any case.
 
+use crate::audit::{audit_fleet, FleetOutcome};
 use crate::engine::{drive, with_conflict_retries};
 use crate::start::{start_request, StartOutcome};
 use crate::StepError;
@@ -42,6 +46,8 @@ pub struct ReconcileOutcome {
     pub actions: Vec<ReconcileAction>,
     /// Services that could not be reconciled this run, with why.
     pub failed: Vec<String>,
+    /// The fleet audit of each service that has findings.
+    pub fleet: Vec<FleetOutcome>,
     /// Work found due but refused for now (a re-pave whose image is gone, or while an alarm
     /// fires), with why: the next run tries again.
     pub refused: Vec<String>,
@@ -107,6 +113,11 @@ pub async fn reconcile_services(ports: &Ports, event: &Value) -> Result<Reconcil
                     }
                 }
             }
+            if let Err(e) = fleet_audit(ports, service, &mut outcome).await {
+                if e.is_retryable() {
+                    transient = Some(e);
+                }
+            }
         }
         info!(
             services = outcome.services,
@@ -121,6 +132,23 @@ pub async fn reconcile_services(ports: &Ports, event: &Value) -> Result<Reconcil
     }
     .instrument(span)
     .await
+}
+
+/// The fleet audit of `service` ([`audit_fleet`]), noted in `outcome`; its error is noted too
+/// and returned (the run goes on with the next service either way).
+async fn fleet_audit(ports: &Ports, service: &str, outcome: &mut ReconcileOutcome) -> Result<(), StepError> {
+    match with_conflict_retries(|| audit_fleet(ports, service)).await {
+        Ok(Some(fleet)) if !fleet.findings.is_empty() => {
+            outcome.fleet.push(fleet);
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+        Err(e) => {
+            warn!(service = %service, why = %e, "could not audit the fleet; the next run tries again");
+            outcome.failed.push(format!("{service}: fleet audit: {e}"));
+            Err(e)
+        }
+    }
 }
 
 /// What one service needed: an action, a refusal (why), or nothing (None).

@@ -29,6 +29,8 @@ fn instance_of(i: &aws_sdk_ec2::types::Instance) -> Option<Instance> {
         state: InstanceState::from_ec2(i.state().and_then(|s| s.name()).map(|n| n.as_str())),
         private_ip: i.private_ip_address().map(str::to_string),
         tags: tag_map(i.tags()),
+        image_id: i.image_id().map(str::to_string),
+        launched_at: i.launch_time().map(|t| t.secs().max(0) as u64),
     })
 }
 
@@ -44,6 +46,11 @@ fn not_terminated() -> Vec<&'static str> {
 impl Ec2Fleet {
     /// DescribeInstances with filters, every page.
     async fn find(&self, filters: Vec<Filter>) -> AdapterResult<Vec<Instance>> {
+        self.find_at_most(filters, usize::MAX).await
+    }
+
+    /// DescribeInstances with filters, page after page until `limit` instances are found.
+    async fn find_at_most(&self, filters: Vec<Filter>, limit: usize) -> AdapterResult<Vec<Instance>> {
         let mut found = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -57,6 +64,10 @@ impl Ec2Fleet {
                 .map_err(|e| aws_error("ec2", "DescribeInstances", e))?;
             for reservation in out.reservations() {
                 found.extend(reservation.instances().iter().filter_map(instance_of));
+            }
+            if found.len() >= limit {
+                found.truncate(limit);
+                return Ok(found);
             }
             match out.next_token {
                 Some(t) if !t.is_empty() => token = Some(t),
@@ -158,6 +169,18 @@ impl Fleet for Ec2Fleet {
             filter(&format!("tag:{}", tags::DEPLOY_ID), &[deploy_id]),
             filter("instance-state-name", &not_terminated()),
         ])
+        .await
+    }
+
+    async fn instances_of_service(&self, service: &str, limit: usize) -> AdapterResult<Vec<Instance>> {
+        self.find_at_most(
+            vec![
+                filter(&format!("tag:{}", tags::MANAGED_BY), &[tags::MANAGED_BY_VALUE]),
+                filter(&format!("tag:{}", tags::SERVICE), &[service]),
+                filter("instance-state-name", &not_terminated()),
+            ],
+            limit,
+        )
         .await
     }
 

@@ -22,9 +22,10 @@
 //! (read through uncounted ports), so every run makes the same invocations.
 
 use async_trait::async_trait;
+use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use greenlight_adapters::chaos::{crashing, Tripwire};
 use greenlight_adapters::{tags, AdapterError, AdapterResult, Orchestrator, Ports};
-use greenlight_core::config::ServiceConfig;
+use greenlight_core::config::{ReconcilePolicy, Remedy, ServiceConfig};
 use greenlight_core::decide::{HealthReport, TargetState};
 use greenlight_core::inbound::{ABORT_REQUESTED, ROLLBACK_REQUESTED};
 use greenlight_core::model::{Deployment, Phase, PhaseName, Release};
@@ -214,6 +215,89 @@ const STUCK_RESUMED: Scenario = Scenario {
     },
 };
 
+/// A service whose registration repairs drift and strangers, orphans after a second: its
+/// listener edited by hand (50/50), a stranger (untagged, not greenlight's) registered into
+/// live's group, a tagged orphan (no deployment) older than the grace. The scheduled
+/// reconcile repairs all three (listener back to live, the stranger deregistered and left
+/// running, the orphan terminated); the next scheduled run finds the fleet as the ledger
+/// says and clears the findings.
+const FLEET_REPAIR: Scenario = Scenario {
+    name: "fleet audit repairing drift, a stranger and an orphan",
+    prefix: "crash-fleet",
+    own_table: true,
+    spec: |s| Spec {
+        deregistration_delay_s: 0,
+        reconcile: ReconcilePolicy {
+            drift: Remedy::Repair,
+            strangers: Remedy::Repair,
+            orphan_grace_s: 1,
+        },
+        ..quick(s)
+    },
+    script: |d| {
+        Box::pin(async move {
+            crate::reconcile::live_healthy(&d.env).await;
+            let config = d.env.world.config.clone();
+            let [a, b] = config.target_groups.clone();
+            d.env
+                .local
+                .ports
+                .lb
+                .set_traffic(&config.switch, &[(a.clone(), 50), (b, 50)])
+                .await
+                .expect("edit the listener by hand");
+            let stranger = crate::reconcile::launch_by_hand(&d.env, &[("owner", "alice")]).await;
+            d.env
+                .local
+                .clients
+                .elb
+                .register_targets()
+                .target_group_arn(&a)
+                .targets(TargetDescription::builder().id(&stranger).port(8080).build())
+                .send()
+                .await
+                .expect("register a stranger by hand");
+            let service = d.env.service.clone();
+            let orphan = crate::reconcile::launch_by_hand(
+                &d.env,
+                &[
+                    (tags::MANAGED_BY, tags::MANAGED_BY_VALUE),
+                    (tags::SERVICE, service.as_str()),
+                ],
+            )
+            .await;
+            d.by_hand.insert(stranger.clone(), "a stranger");
+            d.by_hand.insert(orphan.clone(), "an orphan");
+            // Older than the grace (1 s; launch times have 1 s resolution).
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            d.act();
+            let run = sample_event(
+                "scheduled-reconcile.json",
+                &[("/id", json!(format!("run-{}", d.env.service)))],
+            );
+            d.reconcile(run).await;
+            let next = sample_event(
+                "scheduled-reconcile.json",
+                &[("/id", json!(format!("run-2-{}", d.env.service)))],
+            );
+            d.reconcile(next).await;
+            // What every run must end with (the sweep compares the rest).
+            let forwarding: Vec<_> = d.env.weights().await.into_iter().filter(|(_, w)| *w > 0).collect();
+            assert_eq!(forwarding, vec![("a", 100)], "the listener repaired");
+            assert!(!crate::reconcile::registered(&d.env, &a).await.contains(&stranger));
+            let states = d.env.states(&[stranger.clone(), orphan.clone()]).await;
+            assert!(
+                matches!(states[&stranger].as_str(), "pending" | "running"),
+                "a stranger is never terminated: {states:?}"
+            );
+            assert!(
+                matches!(states[&orphan].as_str(), "shutting-down" | "terminated"),
+                "{states:?}"
+            );
+        })
+    },
+};
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_any_call_of_a_canary_rollout_changes_nothing_in_the_end() {
     sweep(CANARY_ROLLOUT).await;
@@ -237,6 +321,11 @@ async fn a_crash_after_any_call_of_an_engineers_abort_changes_nothing_in_the_end
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_any_call_of_a_reconcile_resuming_stuck_work_changes_nothing_in_the_end() {
     sweep(STUCK_RESUMED).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_any_call_of_a_fleet_repair_changes_nothing_in_the_end() {
+    sweep(FLEET_REPAIR).await;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -696,6 +785,9 @@ struct Driver {
     deliveries: Vec<Delivered>,
     /// Executions whose StartExecution a scenario lost: never run.
     lost: BTreeSet<String>,
+    /// Instances the scenario launched by hand (not greenlight's deployments), with their
+    /// role (`a stranger`, `an orphan`): reported by role in the end state.
+    by_hand: BTreeMap<String, &'static str>,
 }
 
 impl Driver {
@@ -724,13 +816,14 @@ impl Driver {
             executions: Vec::new(),
             deliveries: Vec::new(),
             lost: BTreeSet::new(),
+            by_hand: BTreeMap::new(),
         }
     }
 
     /// Terminates the service's instances once the run is read: the emulator health-checks,
     /// and runs an app for, every running instance until it stops.
     async fn tear_down(&self) {
-        let running: Vec<String> = self
+        let mut running: Vec<String> = self
             .env
             .service_instances()
             .await
@@ -738,6 +831,12 @@ impl Driver {
             .filter(|i| settled(i.state.as_str()) == "running")
             .map(|i| i.instance_id)
             .collect();
+        let by_hand: Vec<String> = self.by_hand.keys().cloned().collect();
+        for (id, state) in self.env.states(&by_hand).await {
+            if settled(&state) == "running" && !running.contains(&id) {
+                running.push(id);
+            }
+        }
         if !running.is_empty() {
             let ec2 = &self.env.local.clients.ec2;
             let terminated = ec2.terminate_instances().set_instance_ids(Some(running)).send().await;
@@ -1051,6 +1150,10 @@ async fn end_state(d: &Driver) -> EndState {
     for i in &instances {
         let tag = |key: &str| i.tags.get(key).map(String::as_str);
         let id = i.instance_id.as_str();
+        if let Some(role) = d.by_hand.get(id) {
+            whose.insert(id, format!("{role} (by hand)"));
+            continue;
+        }
         let (who, version) = match tag(tags::DEPLOY_ID) {
             Some(deploy_id) => match deployments.get(deploy_id) {
                 Some(dep) => (label(dep), dep.version.as_str()),
@@ -1085,6 +1188,9 @@ async fn end_state(d: &Driver) -> EndState {
         }
         whose.insert(id, who);
     }
+    for (id, role) in &d.by_hand {
+        whose.entry(id.as_str()).or_insert_with(|| format!("{role} (by hand)"));
+    }
     let who = |id: &str| whose.get(id).cloned().unwrap_or_else(|| "not the service's".into());
 
     // The switch point and the target groups.
@@ -1108,6 +1214,28 @@ async fn end_state(d: &Driver) -> EndState {
             .or_default() += 1;
     }
     lines.extend(counts.iter().map(|(k, n)| format!("instances {k}: {n}")));
+    // What was launched by hand: its state (a stranger is never terminated) and where it is
+    // registered (not draining).
+    let by_hand: Vec<String> = d.by_hand.keys().cloned().collect();
+    let states = env.states(&by_hand).await;
+    let mut hand_lines = Vec::new();
+    for (id, what) in &d.by_hand {
+        let mut groups = Vec::new();
+        for tg in &config.target_groups {
+            let targets = lb.target_health(tg).await.expect("target health");
+            if targets
+                .iter()
+                .any(|t| t.instance_id == *id && t.state != TargetState::Draining)
+            {
+                groups.push(role(tg));
+            }
+        }
+        let state = states.get(id).map_or("unknown", |s| settled(s));
+        hand_lines.push(format!("{what} by hand: {state}, registered in {groups:?}"));
+    }
+    // By role, not by instance id (ids differ from run to run).
+    hand_lines.sort();
+    lines.extend(hand_lines);
 
     // The ledger: pointers, the alarm's alias, every deployment, its report.
     let release = |r: &Release| {
@@ -1129,6 +1257,15 @@ async fn end_state(d: &Driver) -> EndState {
     lines.push(format!("lease held: {}", pointers.lease_until.is_some()));
     lines.push(format!("queued: {:?}", pointers.queued.as_ref().map(|q| &q.version)));
     lines.push(format!("attention: {:?}", pointers.attention.as_deref().map(scrub)));
+    let findings = pointers.findings.as_ref().map(|f| {
+        let kinds: Vec<String> = f
+            .open
+            .iter()
+            .map(|finding| format!("{} {:?}", finding.kind().as_str(), finding.action()))
+            .collect();
+        (kinds, f.more, f.repaired_at.is_some())
+    });
+    lines.push(format!("fleet findings (kinds, more, repaired): {findings:?}"));
     let last_revert = pointers
         .last_revert
         .as_ref()

@@ -193,7 +193,7 @@ async fn set_policy(env: &Env, policy: ReconcilePolicy) {
 
 /// Waits (≤ 20 s) until live's group has every target healthy: the emulator checks them by
 /// real HTTP, and a repair never moves traffic to, or strips, a group without one.
-async fn live_healthy(env: &Env) {
+pub(crate) async fn live_healthy(env: &Env) {
     let tg = &env.world.config.target_groups[0];
     for _ in 0..80 {
         let targets = env.local.ports.lb.target_health(tg).await.expect("health");
@@ -206,7 +206,7 @@ async fn live_healthy(env: &Env) {
 }
 
 /// Launches one instance of the live AMI outside any deployment, tagged `tags`.
-async fn launch_by_hand(env: &Env, tags: &[(&str, &str)]) -> String {
+pub(crate) async fn launch_by_hand(env: &Env, tags: &[(&str, &str)]) -> String {
     let mut spec = TagSpecification::builder().resource_type(ResourceType::Instance);
     for (k, v) in tags {
         spec = spec.tags(Tag::builder().key(*k).value(*v).build());
@@ -229,7 +229,7 @@ async fn launch_by_hand(env: &Env, tags: &[(&str, &str)]) -> String {
 }
 
 /// The targets registered in `tg` and not draining.
-async fn registered(env: &Env, tg: &str) -> Vec<String> {
+pub(crate) async fn registered(env: &Env, tg: &str) -> Vec<String> {
     let targets = env.local.ports.lb.target_health(tg).await.expect("health");
     targets
         .into_iter()

@@ -16,11 +16,26 @@
 //!
 //! Liveness, once settled: every deployment ended, no lease, nothing queued, all traffic on
 //! the live release, and the only instances left running are the live fleet (I6, I7, I22).
+//!
+//! Hand edits ([`crate::world::Hand`]: a listener edited by hand, a stranger registered into
+//! a group, a tagged orphan launched; seed runs with the reconcile in chaos only) are not
+//! greenlight's doing, so after every step the traffic check skips a switch point whose
+//! weights were set by hand and not written by greenlight since, and strangers' targets are
+//! left out of the traffic check (the group must still have a healthy target of the ledger's
+//! version of its own); strangers must never be terminated, and neither they nor the
+//! orphans need greenlight's tags. Once settled (after a last scheduled reconcile), the fleet
+//! audit must have done what the registration's `reconcile` policy says (I29): under
+//! `repair` no drift left and no stranger registered (unless the ledger records the repair
+//! held, with why); under `report` the drift and the stranger left as found and recorded in
+//! the ledger's findings; every tagged orphan older than the grace at the last audit
+//! terminated, whatever the policy.
 
 use crate::ledger::Table;
-use crate::world::{switch_key, Aws, SimInstance};
+use crate::world::{switch_key, Aws, Hand, SimInstance};
 use greenlight_adapters::tags;
+use greenlight_core::config::Remedy;
 use greenlight_core::decide::TargetState;
+use greenlight_core::finding::{Action, Finding};
 use greenlight_core::model::{Deployment, ServiceState};
 use greenlight_core::version::Version;
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,8 +60,9 @@ impl Checker {
         for service in services {
             self.service(aws, table, service)?;
         }
+        strangers_alive(aws)?;
         let running = aws.instances.iter().filter(|(_, i)| i.terminated_ms.is_none());
-        instances(table, running, cleaning)
+        instances(table, running, cleaning, &aws.hand)
     }
 
     /// The safety invariants of one service and its instances only: what the scale runs
@@ -64,7 +80,7 @@ impl Checker {
             .instance_ids_of_service(service)
             .filter_map(|id| aws.instances.get_key_value(id))
             .filter(|(_, i)| i.terminated_ms.is_none());
-        instances(table, running, cleaning)
+        instances(table, running, cleaning, &aws.hand)
     }
 
     /// One service's traffic, deployments, live version and lease.
@@ -98,7 +114,12 @@ impl Checker {
                 ));
             }
         }
-        self.traffic(aws, service, &switch_key(&config.switch), &ptr, active)?;
+        // A switch point edited by hand and not written by greenlight since: not greenlight's
+        // doing (the audit judges it, and the settled check what became of it).
+        let switch = switch_key(&config.switch);
+        if !aws.hand.switches.contains_key(&switch) {
+            self.traffic(aws, service, &switch, &ptr, active)?;
+        }
         self.downgrade(service, &ptr, &history)?;
         // Leases.
         if ptr.active.is_some() != ptr.lease_until.is_some() {
@@ -160,6 +181,8 @@ impl Checker {
                 .iter()
                 .filter_map(|(id, t)| aws.target_state(&group, id, t).map(|s| (id, s)))
                 .filter(|(_, s)| *s != TargetState::Draining)
+                // A stranger registered by hand is not greenlight's doing (the audit's).
+                .filter(|(id, _)| !aws.hand.strangers.contains_key(*id))
                 .collect();
             if serving.is_empty() {
                 return Err(format!(
@@ -209,8 +232,17 @@ impl Checker {
         Ok(())
     }
 
-    /// Liveness, once everything in flight has run to its end.
-    pub fn settled(&self, aws: &Aws, table: &Table) -> Result<(), String> {
+    /// Liveness, once everything in flight has run to its end. `audited_ms`: when the last
+    /// scheduled reconcile ran after the last work (None: none did, and what it would have
+    /// recorded is not judged); `last_audit_ms`: when the last one ran once faults stopped.
+    pub fn settled(
+        &self,
+        aws: &Aws,
+        table: &Table,
+        audited_ms: Option<u64>,
+        last_audit_ms: Option<u64>,
+    ) -> Result<(), String> {
+        strangers_alive(aws)?;
         for (service, (_, config)) in &table.configs {
             let ptr = table.service_state(service).expect("checked");
             for dep in table.history(service) {
@@ -242,7 +274,40 @@ impl Checker {
                 .map(|(_, w)| *w as u32)
                 .sum();
             let total: u32 = weights.iter().map(|(_, w)| *w as u32).sum();
-            if on_live != total {
+            let switch = switch_key(&config.switch);
+            let findings: Vec<Finding> = ptr.findings.as_ref().map(|f| f.open.clone()).unwrap_or_default();
+            let more = ptr.findings.as_ref().is_some_and(|f| f.more > 0);
+            let hand_edited = aws.hand.switches.get(&switch);
+            if let Some(by_hand) = hand_edited {
+                // Never written by greenlight since: the audit must have judged it.
+                if last_audit_ms.is_none() {
+                    return Err(format!(
+                        "{service}: settled with the listener edited by hand and never audited"
+                    ));
+                }
+                match config.reconcile.drift {
+                    Remedy::Repair => {
+                        return Err(format!(
+                            "{service}: settled under drift=repair with the listener as edited by hand: {by_hand:?}"
+                        ))
+                    }
+                    Remedy::Report
+                        if audited_ms.is_some()
+                            && !more
+                            && !findings.iter().any(|f| matches!(f, Finding::Drift { .. })) =>
+                    {
+                        return Err(format!(
+                            "{service}: settled with the listener edited by hand ({by_hand:?}) and no drift in the ledger's findings: {findings:?}"
+                        ))
+                    }
+                    Remedy::Report if weights != *by_hand => {
+                        return Err(format!(
+                            "{service}: drift=report, yet the listener is {weights:?}, not as found ({by_hand:?})"
+                        ))
+                    }
+                    Remedy::Report => {}
+                }
+            } else if on_live != total {
                 return Err(format!(
                     "{service}: settled with traffic {weights:?}, live is {}",
                     short_tg(&live.target_group)
@@ -251,8 +316,31 @@ impl Checker {
             if let Some(warm) = &ptr.warm {
                 return Err(format!("{service}: settled with {} still warm", warm.version));
             }
+            let recorded = audited_ms.is_some().then_some((findings.as_slice(), more));
+            self.strangers_settled(
+                aws,
+                service,
+                &config.reconcile.strangers,
+                &config.target_groups,
+                recorded,
+            )?;
+            // Tagged orphans launched by hand: terminated once older than the grace at the
+            // last audit, whatever the policy.
+            let grace_ms = config.reconcile.orphan_grace_s * 1000;
+            for (id, _) in aws.hand.orphans.iter().filter(|(_, s)| *s == service) {
+                let instance = &aws.instances[id];
+                let due = last_audit_ms.is_some_and(|at| instance.launched_ms + grace_ms + 1000 <= at);
+                if due && instance.terminated_ms.is_none() {
+                    return Err(format!(
+                        "{service}: settled with the tagged orphan {id} (launched by hand at t={}ms) still running past the grace of {}s",
+                        instance.launched_ms,
+                        config.reconcile.orphan_grace_s
+                    ));
+                }
+            }
             let running: Vec<&String> = aws
                 .instance_ids_of_service(service)
+                .filter(|id| !aws.hand.orphans.contains_key(*id))
                 .filter(|id| aws.instances.get(*id).is_some_and(|i| i.terminated_ms.is_none()))
                 .collect();
             let mut expected: Vec<&String> = live.instance_ids.iter().collect();
@@ -267,6 +355,69 @@ impl Checker {
     }
 }
 
+/// No stranger (an instance registered by hand) was ever terminated: the audit deregisters
+/// strangers, never terminates them (I29).
+fn strangers_alive(aws: &Aws) -> Result<(), String> {
+    for id in aws.hand.strangers.keys() {
+        if aws.instances.get(id).is_none_or(|i| i.terminated_ms.is_some()) {
+            return Err(format!("the stranger {id} (not greenlight's) was terminated"));
+        }
+    }
+    Ok(())
+}
+
+impl Checker {
+    /// What became of the strangers registered by hand into `service`'s groups, once
+    /// settled: under `repair` deregistered (or the repair recorded as held, with why);
+    /// under `report` still registered and recorded in the ledger's findings.
+    fn strangers_settled(
+        &self,
+        aws: &Aws,
+        service: &str,
+        policy: &Remedy,
+        groups: &[String],
+        recorded: Option<(&[Finding], bool)>,
+    ) -> Result<(), String> {
+        let judged = recorded.is_some();
+        let (findings, more) = recorded.unwrap_or((&[], true));
+        for (id, tg) in aws.hand.strangers.iter().filter(|(_, tg)| groups.contains(tg)) {
+            let group = aws.target_groups.get(tg).cloned().unwrap_or_default();
+            let registered = group
+                .targets
+                .get(id)
+                .is_some_and(|t| t.deregistered_ms.is_none() && aws.target_state(&group, id, t).is_some());
+            let recorded = findings.iter().find_map(|f| match f {
+                Finding::Stranger {
+                    instance_id, action, ..
+                } if instance_id == id => Some(action.clone()),
+                _ => None,
+            });
+            match policy {
+                Remedy::Repair if judged && registered && !matches!(recorded, Some(Action::Held { .. })) => {
+                    return Err(format!(
+                        "{service}: settled under strangers=repair with the stranger {id} still registered in {} (recorded: {recorded:?})",
+                        short_tg(tg)
+                    ))
+                }
+                Remedy::Report if !registered => {
+                    return Err(format!(
+                        "{service}: strangers=report, yet the stranger {id} was deregistered from {}",
+                        short_tg(tg)
+                    ))
+                }
+                Remedy::Report if recorded.is_none() && !more => {
+                    return Err(format!(
+                        "{service}: settled with the stranger {id} in {} and no finding of it in the ledger: {findings:?}",
+                        short_tg(tg)
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Every instance tagged; none orphaned: each is live, warm, terminated, or belongs to the
 /// deployment in flight (its green fleet, or the blue fleet it is retiring), or to one whose
 /// execution is still running (its next step cleans up what raced its abort).
@@ -274,8 +425,13 @@ fn instances<'a>(
     table: &Table,
     running: impl Iterator<Item = (&'a String, &'a SimInstance)>,
     cleaning: &BTreeSet<String>,
+    hand: &Hand,
 ) -> Result<(), String> {
     for (id, instance) in running {
+        // Launched by hand, not by greenlight: the audit's to judge.
+        if hand.strangers.contains_key(id) || hand.orphans.contains_key(id) {
+            continue;
+        }
         let tag = |key: &str| instance.tags.get(key).cloned();
         let (Some(service), Some(_), Some(deploy_id), Some(managed)) = (
             tag(tags::SERVICE),

@@ -348,7 +348,7 @@ fn measure(
         })
         .collect();
     problems.extend(examples("failed executions", &failed));
-    let settled = sim.checker.settled(&sim.world.lock(), &sim.ledger.lock());
+    let settled = sim.checker.settled(&sim.world.lock(), &sim.ledger.lock(), None, None);
     if let Err(violation) = settled {
         problems.push(format!("not settled: {violation}"));
     }

@@ -4,7 +4,8 @@
 //! Step Functions task run (with the state machine's retries and catch, and late duplicate
 //! invocations), a new image (newer, older than live, broken), an alarm, a rollback (to the
 //! previous version, a named one, an unknown one), an abort or promote, a policy change, or
-//! the clock moving (sometimes across bake windows and lease expiries). The invariants are
+//! the clock moving (sometimes across bake windows and lease expiries); with the reconcile in
+//! chaos, the fleet edited by hand now and then ([`crate::world::Hand`]). The invariants are
 //! checked after every step ([`crate::invariants`]). Then faults stop, everything in flight
 //! is run to the end, and liveness is checked: every deployment ended, every lease released,
 //! nothing left warm or orphaned.
@@ -23,7 +24,7 @@ use crate::meter::{metered, Meter};
 use crate::world::{Aws, Behaviour, Image, Timings, World};
 use greenlight_adapters::chaos::{crashing, Tripwire};
 use greenlight_adapters::{tags, Ledger, Ports, RecordedMetrics};
-use greenlight_core::config::{MaintenanceHours, NewImagePolicy, Rollout};
+use greenlight_core::config::{MaintenanceHours, NewImagePolicy, Remedy, Rollout};
 use greenlight_core::decide::ImageFacts;
 use greenlight_core::inbound::{
     format_time, ABORT_REQUESTED, ALARM_STATE_CHANGE, AMI_STATE_CHANGE, IMAGE_PUBLISHED, PROMOTE_REQUESTED,
@@ -54,8 +55,9 @@ pub struct Options {
     pub crash_pct: u64,
     /// Chance (%) that an event or a task is delivered a second time, later.
     pub duplicate_pct: u64,
-    /// The scheduled reconcile runs during the chaos phase too, and some runs re-pave (both
-    /// from the reconcile's own PRNG stream). Off only for the race regression seeds pinned
+    /// The scheduled reconcile runs during the chaos phase too, some runs re-pave, every
+    /// service has a random fleet-audit policy and people now and then edit the fleet by
+    /// hand (all from the reconcile's own PRNG stream). Off only for the race regression seeds pinned
     /// before the reconcile existed: its resumes and re-paves change what happens after
     /// them, so the races those seeds replay would not come. It always runs while settling.
     pub reconcile_in_chaos: bool,
@@ -96,6 +98,9 @@ pub struct Stats {
     pub reconciled_settling: u64,
     /// Phoenix re-paves the reconcile started.
     pub repaves: u64,
+    /// Hand edits injected (a listener edited, a stranger registered, a tagged orphan
+    /// launched), from the reconcile's stream.
+    pub hand_edits: u64,
     pub conflicts: u64,
     pub deployments: u64,
     /// Final phase → count.
@@ -119,6 +124,7 @@ impl Stats {
         self.reconciled += other.reconciled;
         self.reconciled_settling += other.reconciled_settling;
         self.repaves += other.repaves;
+        self.hand_edits += other.hand_edits;
         self.conflicts += other.conflicts;
         self.deployments += other.deployments;
         self.aws_calls += other.aws_calls;
@@ -264,10 +270,21 @@ pub struct Sim {
     /// a run that finds nothing to do leaves every other draw, and so the seed's trajectory,
     /// as it was.
     reconcile_rng: Rng,
+    /// When the last scheduled reconcile ran (faults off, every service looked at) after
+    /// the last work of the settling phase; None once work ran since.
+    audited_ms: Option<u64>,
+    /// When the last scheduled reconcile ran once faults stopped (never reset).
+    last_audit_ms: Option<u64>,
+    /// Scheduled runs the settling phase brought forward for hand edits (bounded: a
+    /// registration whose `max_instance_age_s` is shorter than a deployment re-paves at
+    /// every run, so "a run after the last work" may never come).
+    forced_audits: u32,
 }
 
 /// The epoch the simulated clock starts at (2026-11-25T00:00:00Z).
 const T0_MS: u64 = 1_795_564_800_000;
+/// At most this many scheduled runs are brought forward for hand edits once settling.
+const MAX_FORCED_AUDITS: u32 = 4;
 /// The AMIs' owner account, the one every service's policy allows.
 pub(crate) const OWNER: &str = "123456789012";
 
@@ -295,6 +312,7 @@ impl Sim {
         }
         if sim.options.reconcile_in_chaos {
             sim.phoenix();
+            sim.fleet_policy();
         }
         sim
     }
@@ -328,6 +346,131 @@ impl Sim {
                     .unwrap_or_default()
             ));
             self.services[s].config = config;
+        }
+    }
+
+    /// Every service's fleet-audit policy (drift and strangers `report` or `repair`, an
+    /// orphan grace of 30 s to 30 min), drawn from the reconcile's stream.
+    fn fleet_policy(&mut self) {
+        for s in 0..self.services.len() {
+            let mut config = self.services[s].config.clone();
+            let remedy = |rng: &mut Rng| if rng.chance(50) { Remedy::Repair } else { Remedy::Report };
+            config.reconcile.drift = remedy(&mut self.reconcile_rng);
+            config.reconcile.strangers = remedy(&mut self.reconcile_rng);
+            config.reconcile.orphan_grace_s = self.reconcile_rng.range(30, 1800);
+            let ledger = self.ledger.clone();
+            self.runtime
+                .block_on(ledger.register_service(&config, None))
+                .expect("a valid registration");
+            self.note(format!(
+                "{}: drift {}, strangers {}, orphans after {}s",
+                config.service,
+                config.reconcile.drift.name(),
+                config.reconcile.strangers.name(),
+                config.reconcile.orphan_grace_s
+            ));
+            self.services[s].config = config;
+        }
+    }
+
+    /// Now and then (from the reconcile's stream) someone edits a fleet by hand: the
+    /// listener of a service with nothing in flight set to forward to its idle group, or
+    /// split; a stranger (not launched by greenlight, untagged, of live's AMI, another
+    /// service's or an unknown one) registered into live's group; a tagged orphan
+    /// (`managed-by=greenlight` and the service's tag, no deployment) launched. Recorded in
+    /// [`crate::world::Hand`] for the invariants. True when something was done.
+    fn hand_edit(&mut self) -> bool {
+        if !self.reconcile_rng.chance(2) {
+            return false;
+        }
+        let s = self.reconcile_rng.range(0, self.services.len() as u64 - 1) as usize;
+        let kind = self.reconcile_rng.range(0, 2);
+        let config = self.services[s].config.clone();
+        let name = config.service.clone();
+        let Some(ptr) = self.ledger.lock().service_state(&name) else {
+            return false;
+        };
+        let Some(live) = ptr.live.clone() else { return false };
+        let what = match kind {
+            0 => {
+                if ptr.active.is_some() {
+                    return false;
+                }
+                let split = self.reconcile_rng.chance(50);
+                let to_live = if split {
+                    self.reconcile_rng.range(10, 90) as u8
+                } else {
+                    0
+                };
+                let weights: Vec<(String, u8)> = config
+                    .target_groups
+                    .iter()
+                    .map(|tg| {
+                        (
+                            tg.clone(),
+                            if *tg == live.target_group {
+                                to_live
+                            } else {
+                                100 - to_live
+                            },
+                        )
+                    })
+                    .collect();
+                let key = crate::world::switch_key(&config.switch);
+                self.world.lock().edit_listener_by_hand(&key, &weights);
+                format!("the listener of {name} edited by hand: {weights:?}")
+            }
+            1 => {
+                let ami = match self.reconcile_rng.range(0, 2) {
+                    0 => live.ami.clone(),
+                    1 => "ami-0000000000stranger".to_string(),
+                    _ => {
+                        let other = self.reconcile_rng.range(0, self.services.len() as u64 - 1) as usize;
+                        self.services[other].pushed[0].1.clone()
+                    }
+                };
+                let id = self.world.lock().register_stranger(&ami, &live.target_group);
+                format!("a stranger {id} ({ami}) registered by hand into {name}'s live group")
+            }
+            _ => {
+                let id = self.world.lock().launch_orphan(&live.ami, &name);
+                format!("a tagged orphan {id} of {name} launched by hand")
+            }
+        };
+        self.stats.hand_edits += 1;
+        self.note(what);
+        true
+    }
+
+    /// When the settling phase must still run the scheduled reconcile before liveness is
+    /// judged (only in runs with hand edits): none ran since the last work, or one ran
+    /// before every tagged orphan launched by hand was older than its service's grace.
+    fn audit_due(&self) -> Option<u64> {
+        if self.forced_audits >= MAX_FORCED_AUDITS {
+            return None;
+        }
+        let aws = self.world.lock();
+        if aws.hand.switches.is_empty() && aws.hand.strangers.is_empty() && aws.hand.orphans.is_empty() {
+            return None;
+        }
+        let table = self.ledger.lock();
+        let past_grace = aws
+            .hand
+            .orphans
+            .iter()
+            .filter(|(id, _)| aws.instances[*id].terminated_ms.is_none())
+            .map(|(id, service)| {
+                let grace_s = table
+                    .configs
+                    .get(service)
+                    .map_or(0, |(_, c)| c.reconcile.orphan_grace_s);
+                aws.instances[id].launched_ms + grace_s * 1000 + 1000
+            })
+            .max()
+            .unwrap_or(0);
+        match self.audited_ms {
+            Some(at) if at >= past_grace => None,
+            _ => Some(self.next_reconcile_ms.max(past_grace)),
         }
     }
 
@@ -375,6 +518,9 @@ impl Sim {
             meters: None,
             next_reconcile_ms: T0_MS + RECONCILE_INTERVAL_S * 1000,
             reconcile_rng: Rng::new(0),
+            audited_ms: None,
+            last_audit_ms: None,
+            forced_audits: 0,
         }
     }
 
@@ -584,6 +730,9 @@ impl Sim {
             }
             self.check()?;
             if self.options.reconcile_in_chaos {
+                if self.hand_edit() {
+                    self.check()?;
+                }
                 self.scheduled_reconcile()?;
             }
         }
@@ -639,6 +788,11 @@ impl Sim {
             1 => {
                 let mut job = jobs.pop().expect("one");
                 let done = self.runtime.block_on(&mut job.future);
+                let looked = matches!(&done, Done::Event(Ok(Outcome::Reconcile(o))) if o.failed.is_empty());
+                if !self.faults && looked {
+                    self.audited_ms = Some(now);
+                    self.last_audit_ms = Some(now);
+                }
                 self.land(job, done);
             }
             _ => {
@@ -1144,6 +1298,7 @@ impl Sim {
             self.step += 1;
             let runnable = self.runnable();
             if let Some(first) = runnable.first() {
+                self.audited_ms = None;
                 self.run_one(*first);
             } else if let Some(due) = self.next_due() {
                 let mut aws = self.world.lock();
@@ -1154,6 +1309,11 @@ impl Sim {
                 let next = self.next_reconcile_ms;
                 let mut aws = self.world.lock();
                 aws.now_ms = aws.now_ms.max(next);
+            } else if let Some(at) = self.audit_due() {
+                // Hand edits: the next scheduled run audits what is left of them.
+                self.forced_audits += 1;
+                let mut aws = self.world.lock();
+                aws.now_ms = aws.now_ms.max(at);
             } else {
                 self.check()?;
                 let failed: Vec<String> = self
@@ -1167,7 +1327,12 @@ impl Sim {
                 if !failed.is_empty() {
                     return Err(self.fail(format!("executions failed: {}", failed.join("; "))));
                 }
-                let settled = self.checker.settled(&self.world.lock(), &self.ledger.lock());
+                let settled = self.checker.settled(
+                    &self.world.lock(),
+                    &self.ledger.lock(),
+                    self.audited_ms,
+                    self.last_audit_ms,
+                );
                 return settled.map_err(|v| self.fail(v));
             }
             self.check()?;
@@ -1281,6 +1446,48 @@ fn alarm_action(event: &Value, now_ms: u64) -> Value {
 mod tests {
     use super::*;
     use greenlight_core::model::Phase;
+
+    /// I29: a listener edited by hand, a stranger registered into live's group and a tagged
+    /// orphan, under `repair` with a 60 s grace, faults off: the settling phase runs the
+    /// scheduled reconcile once more, which puts the listener back on live, deregisters the
+    /// stranger (still running) and terminates the orphan; liveness then holds.
+    #[test]
+    fn a_fleet_edited_by_hand_is_repaired_by_the_scheduled_reconcile_and_the_stranger_still_runs() {
+        let mut sim = Sim::new(Options {
+            services: 1,
+            reconcile_in_chaos: false,
+            ..Options::new(42)
+        });
+        sim.faults = false;
+        let mut config = sim.services[0].config.clone();
+        config.reconcile.drift = Remedy::Repair;
+        config.reconcile.strangers = Remedy::Repair;
+        config.reconcile.orphan_grace_s = 60;
+        config.max_instance_age_s = None;
+        let ledger = sim.ledger.clone();
+        sim.runtime.block_on(ledger.register_service(&config, None)).unwrap();
+        let live = sim.ledger.lock().service_state(&config.service).unwrap().live.unwrap();
+        let [a, b] = [config.target_groups[0].clone(), config.target_groups[1].clone()];
+        let key = crate::world::switch_key(&config.switch);
+        let (stranger, orphan) = {
+            let mut aws = sim.world.lock();
+            aws.edit_listener_by_hand(&key, &[(a.clone(), 0), (b.clone(), 100)]);
+            let stranger = aws.register_stranger("ami-0000000000stranger", &a);
+            (stranger, aws.launch_orphan(&live.ami, &config.service))
+        };
+        // Tolerated until greenlight acts on it: it is not greenlight's doing.
+        sim.check().unwrap_or_else(|failure| panic!("{failure}"));
+        sim.settle().unwrap_or_else(|failure| panic!("{failure}"));
+        let aws = sim.world.lock();
+        assert_eq!(aws.listeners[&key], vec![(a.clone(), 100), (b, 0)]);
+        assert!(aws.hand.switches.is_empty(), "greenlight wrote the switch point");
+        assert!(aws.target_groups[&a].targets[&stranger].deregistered_ms.is_some());
+        assert!(
+            aws.instances[&stranger].terminated_ms.is_none(),
+            "a stranger is never terminated"
+        );
+        assert!(aws.instances[&orphan].terminated_ms.is_some());
+    }
 
     /// I23 (sim seeds 920544, 7015576, 8001333, 10020833, 29551, 64631, 68290, 227563 and
     /// 240688, about 1 in 30 000 before the reconcile, whose trajectories the reconcile

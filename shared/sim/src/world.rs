@@ -75,6 +75,22 @@ pub struct Timings {
     pub health_check_ms: u64,
 }
 
+/// What people did to the fleet by hand, outside greenlight (the simulator's hand edits):
+/// what the invariants tolerate until the scheduled reconcile's audit sees it, and what
+/// they require of the audit once settled.
+#[derive(Debug, Clone, Default)]
+pub struct Hand {
+    /// Switch point key → the weights set by hand, while they are still the switch point's
+    /// (greenlight's own [`LoadBalancer::set_traffic`] on it removes the entry).
+    pub switches: BTreeMap<String, Vec<(String, u8)>>,
+    /// Strangers: instances not launched by greenlight (untagged), id → the target group
+    /// they were registered into by hand. Never to be terminated.
+    pub strangers: BTreeMap<String, String>,
+    /// Instances launched by hand tagged `managed-by=greenlight` and a service's tag, of no
+    /// deployment: id → its service.
+    pub orphans: BTreeMap<String, String>,
+}
+
 /// Everything the simulated AWS holds.
 #[derive(Debug, Clone)]
 pub struct Aws {
@@ -93,6 +109,8 @@ pub struct Aws {
     pub execution_names: BTreeSet<String>,
     /// Started and not yet picked up by the scheduler.
     pub started: Vec<Started>,
+    /// What was done by hand (seed runs with the reconcile in chaos only).
+    pub hand: Hand,
     next_instance: u64,
     /// Instance ids by their `greenlight:service` tag, by their `greenlight:deploy-id` tag,
     /// and by private IP: kept by [`Aws::run_instances`] (the only way instances are made,
@@ -117,6 +135,7 @@ impl Aws {
             objects: BTreeMap::new(),
             execution_names: BTreeSet::new(),
             started: Vec::new(),
+            hand: Hand::default(),
             next_instance: 0,
             by_service: BTreeMap::new(),
             by_deploy_id: BTreeMap::new(),
@@ -176,6 +195,43 @@ impl Aws {
                 id
             })
             .collect()
+    }
+
+    /// Someone sets the switch point `key`'s weights by hand (recorded in [`Hand`]).
+    pub fn edit_listener_by_hand(&mut self, key: &str, weights: &[(String, u8)]) {
+        self.listeners.insert(key.to_string(), weights.to_vec());
+        self.hand.switches.insert(key.to_string(), weights.to_vec());
+    }
+
+    /// Someone launches an untagged instance of `ami` and registers it into `target_group`
+    /// by hand: a stranger (recorded in [`Hand`]). Its id.
+    pub fn register_stranger(&mut self, ami: &str, target_group: &str) -> String {
+        let owner = BTreeMap::from([("owner".to_string(), "someone".to_string())]);
+        let id = self.run_instances(ami, 1, owner).remove(0);
+        let now = self.now_ms;
+        let tg = self.target_groups.entry(target_group.to_string()).or_default();
+        tg.targets.insert(
+            id.clone(),
+            Target {
+                registered_ms: now,
+                deregistered_ms: None,
+            },
+        );
+        self.hand.strangers.insert(id.clone(), target_group.to_string());
+        id
+    }
+
+    /// Someone launches an instance of `ami` tagged `managed-by=greenlight` and `service`'s
+    /// tag, of no deployment: a tagged orphan (recorded in [`Hand`]). Its id.
+    pub fn launch_orphan(&mut self, ami: &str, service: &str) -> String {
+        use greenlight_adapters::tags;
+        let tags = BTreeMap::from([
+            (tags::MANAGED_BY.to_string(), tags::MANAGED_BY_VALUE.to_string()),
+            (tags::SERVICE.to_string(), service.to_string()),
+        ]);
+        let id = self.run_instances(ami, 1, tags).remove(0);
+        self.hand.orphans.insert(id.clone(), service.to_string());
+        id
     }
 
     /// The health of one registered target now (None once it has drained away).
@@ -404,6 +460,7 @@ impl LoadBalancer for World {
         if !aws.listeners.contains_key(&key) {
             return Err(AdapterError::NotFound(format!("listener {key}")));
         }
+        aws.hand.switches.remove(&key);
         aws.listeners.insert(key, weights.to_vec());
         Ok(())
     }

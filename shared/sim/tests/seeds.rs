@@ -65,6 +65,8 @@ fn a_fixed_set_of_seeds_keeps_every_invariant() {
     assert!(total.crashes > 100, "crashes injected: {total:?}");
     assert!(total.duplicates > 100, "duplicates delivered: {total:?}");
     assert!(total.races > 100, "races run: {total:?}");
+    // Hand edits (listeners, strangers, tagged orphans) the fleet audit must answer (I29).
+    assert!(total.hand_edits > 100, "hand edits injected: {total:?}");
     assert!(total.outcomes.get("succeeded").copied().unwrap_or(0) > 20, "{total:?}");
     assert!(total.outcomes.get("aborted").copied().unwrap_or(0) > 20, "{total:?}");
 }

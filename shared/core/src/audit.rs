@@ -332,7 +332,7 @@ pub fn record(service: &ServiceState, audit: &Audit, now: Epoch) -> Option<Servi
 /// `Drift`, `Strangers`, `Orphans`, dimension `service`, namespace
 /// [`crate::metrics::NAMESPACE`]), zeros included, so an alarm on them sees every run.
 pub fn event_lines(service: &str, audit: &Audit, timestamp_ms: u64) -> Vec<String> {
-    use serde_json::{json, Map, Value};
+    use serde_json::json;
     let mut lines: Vec<String> = audit
         .findings
         .iter()
@@ -347,23 +347,21 @@ pub fn event_lines(service: &str, audit: &Audit, timestamp_ms: u64) -> Vec<Strin
             .to_string()
         })
         .collect();
-    let mut doc = Map::new();
-    doc.insert(
-        "_aws".into(),
-        json!({
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": crate::metrics::NAMESPACE,
-                "Dimensions": [["service"]],
-                "Metrics": FindingKind::ALL.iter().map(|k| json!({"Name": k.metric(), "Unit": "Count"})).collect::<Vec<_>>(),
-            }],
-        }),
-    );
-    doc.insert("service".into(), json!(service));
-    for kind in FindingKind::ALL {
-        doc.insert(kind.metric().into(), json!(audit.count(kind)));
-    }
-    lines.push(Value::Object(doc).to_string());
+    let counts: Vec<crate::metrics::Metric> = FindingKind::ALL
+        .iter()
+        .map(|k| crate::metrics::Metric {
+            name: k.metric(),
+            unit: "Count",
+            value: audit.count(*k) as u64,
+        })
+        .collect();
+    lines.push(crate::metrics::emf_document(
+        service,
+        &["service"],
+        &counts,
+        vec![],
+        timestamp_ms,
+    ));
     lines
 }
 

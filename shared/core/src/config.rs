@@ -407,9 +407,10 @@ impl ServiceConfig {
             ));
         }
         if let Some(age) = self.max_instance_age_s {
-            if !(MIN_INSTANCE_AGE_S..=366 * 86_400).contains(&age) {
+            let min = self.min_instance_age_s();
+            if !(min..=366 * 86_400).contains(&age) {
                 problems.push(format!(
-                    "max_instance_age_s must be between {MIN_INSTANCE_AGE_S} (an hour) and 31622400 (366 days), e.g. 1209600 for 14 days"
+                    "max_instance_age_s must be between {min} (for this registration: at least an hour, and twice the longest a deployment runs until its bake window ends, so a re-paved fleet is not due again as soon as it is live) and 31622400 (366 days), e.g. 1209600 for 14 days"
                 ));
             }
         }
@@ -440,6 +441,18 @@ impl ServiceConfig {
         } else {
             Err(ConfigError(problems))
         }
+    }
+
+    /// The shortest `max_instance_age_s` this registration may set: [`MIN_INSTANCE_AGE_S`],
+    /// and twice the longest a deployment runs from its start until its bake window ends (the
+    /// canary steps' waits, every step's health polls, the bake window, the lease), since a
+    /// fleet's age counts from its deployment's start: shorter, and a re-paved fleet would be
+    /// due again as soon as it went live, a re-pave after every scheduled run.
+    pub fn min_instance_age_s(&self) -> u64 {
+        let steps = self.rollout.canary_steps.len() as u64;
+        let polls = (steps + 1) * u64::from(self.health.max_polls) * self.health.poll_interval_s;
+        let deployment = steps * self.rollout.step_wait_s + polls + self.bake_window_s + self.lease_s;
+        (2 * deployment).max(MIN_INSTANCE_AGE_S)
     }
 
     /// The next canary weight after `weight` (100 when the steps are exhausted).
@@ -515,6 +528,33 @@ pub(crate) mod tests {
             maintenance_hours: None,
             reconcile: ReconcilePolicy::default(),
         }
+    }
+
+    /// Found by the simulator (seed 785, once the fleet audit made it settle with one more
+    /// scheduled run): a registration whose re-pave age (4049 s) was shorter than its bake
+    /// window plus a deployment's run re-paved the fleet at every scheduled run.
+    #[test]
+    fn a_repave_age_shorter_than_twice_a_deployments_run_is_refused() {
+        let mut config = sample();
+        config.bake_window_s = 3600;
+        config.lease_s = 900;
+        let min = config.min_instance_age_s();
+        assert!(min > 2 * (3600 + 900), "{min}");
+        config.max_instance_age_s = Some(4049);
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("max_instance_age_s") && err.contains(&min.to_string()),
+            "{err}"
+        );
+        config.max_instance_age_s = Some(min);
+        config.validate().unwrap();
+        config.bake_window_s = 0;
+        config.lease_s = 1;
+        config.rollout.canary_steps = vec![100];
+        config.rollout.step_wait_s = 0;
+        config.health.max_polls = 1;
+        config.health.poll_interval_s = 1;
+        assert_eq!(config.min_instance_age_s(), MIN_INSTANCE_AGE_S, "at least an hour");
     }
 
     #[test]

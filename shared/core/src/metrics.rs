@@ -90,10 +90,23 @@ pub fn milestones(before: Option<&Deployment>, after: &Deployment, timestamp_ms:
     lines
 }
 
-/// One EMF document: metrics under dimension sets `[service]` and, when more are given,
-/// `[service, ...]`, with the deployment's identity as searchable properties.
+/// One EMF document of a deployment: metrics under dimension sets `[service]` and, when more
+/// are given, `[service, ...]`, with the deployment's identity as searchable properties.
 fn emf_line(
     dep: &Deployment,
+    dimensions: &[&str],
+    metrics: &[Metric],
+    mut properties: Vec<(&str, Value)>,
+    timestamp_ms: u64,
+) -> String {
+    properties.extend([("deploy_id", json!(dep.deploy_id)), ("version", json!(dep.version))]);
+    emf_document(&dep.service, dimensions, metrics, properties, timestamp_ms)
+}
+
+/// One EMF document of `service`: metrics under dimension sets `[service]` and, when more are
+/// given, `[service, ...]`, plus searchable properties. (The fleet audit's counts use it too.)
+pub fn emf_document(
+    service: &str,
     dimensions: &[&str],
     metrics: &[Metric],
     properties: Vec<(&str, Value)>,
@@ -115,9 +128,7 @@ fn emf_line(
             }],
         }),
     );
-    doc.insert("service".into(), json!(dep.service));
-    doc.insert("deploy_id".into(), json!(dep.deploy_id));
-    doc.insert("version".into(), json!(dep.version));
+    doc.insert("service".into(), json!(service));
     for (key, value) in properties {
         doc.insert(key.into(), value);
     }

@@ -326,7 +326,9 @@ impl Sim {
         }
         for s in 0..self.services.len() {
             let mut config = self.services[s].config.clone();
-            config.max_instance_age_s = Some(self.reconcile_rng.range(3600, 4 * 3600));
+            // The shortest the registration allows, plus up to three hours.
+            let min = config.min_instance_age_s();
+            config.max_instance_age_s = Some(min + self.reconcile_rng.range(0, 3 * 3600));
             if self.reconcile_rng.chance(33) {
                 let start_hour = self.reconcile_rng.range(0, 23) as u8;
                 let end_hour = ((u64::from(start_hour) + self.reconcile_rng.range(1, 6)) % 24) as u8;
@@ -653,6 +655,11 @@ impl Sim {
         config.deregistration_delay_s = rng.range(0, 120);
         config.lease_s = rng.range(120, 900);
         config.on_new_image = *rng.pick(&[NewImagePolicy::Supersede, NewImagePolicy::Queue, NewImagePolicy::Reject]);
+        // A re-pave's age limit stays one the new settings allow (no draw: trajectories hold).
+        let min = config.min_instance_age_s();
+        if let Some(age) = config.max_instance_age_s.as_mut() {
+            *age = (*age).max(min);
+        }
     }
 
     pub(crate) fn new_image(&mut self, service: &str, version: &str, behaviour: Behaviour, owner: &str) -> String {

@@ -223,18 +223,24 @@ pub async fn ignored_commands(local: &Local, wait: Duration) -> Result<Vec<Value
         .map_err(|e| format!("receive: {e:?}"))?;
     let mut events = Vec::new();
     for message in received.messages.unwrap_or_default() {
-        let body = message.body.unwrap_or_default();
+        let body = message.body().unwrap_or_default().to_string();
         events.push(serde_json::from_str(&body).unwrap_or(Value::String(body)));
-        if let Some(handle) = &message.receipt_handle {
-            sqs.delete_message()
-                .queue_url(&url)
-                .receipt_handle(handle)
-                .send()
-                .await
-                .map_err(|e| format!("delete: {e:?}"))?;
-        }
+        delete(&sqs, &url, &message).await?;
     }
     Ok(events)
+}
+
+/// Deletes a received message (it was handled: no redelivery).
+async fn delete(sqs: &aws_sdk_sqs::Client, url: &str, message: &aws_sdk_sqs::types::Message) -> Result<(), String> {
+    if let Some(handle) = &message.receipt_handle {
+        sqs.delete_message()
+            .queue_url(url)
+            .receipt_handle(handle)
+            .send()
+            .await
+            .map_err(|e| format!("delete: {e:?}"))?;
+    }
+    Ok(())
 }
 
 /// The URL of queue `name`.
@@ -338,18 +344,11 @@ where
             .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
             .and_then(|n| n.parse::<u32>().ok())
             .unwrap_or(1);
-        let body = message.body.unwrap_or_default();
+        let body = message.body().unwrap_or_default().to_string();
         let event: Value = serde_json::from_str(&body).unwrap_or(Value::String(body));
         let (outcome, keep) = deliver(event, attempt).await;
         if !keep {
-            if let Some(handle) = &message.receipt_handle {
-                sqs.delete_message()
-                    .queue_url(&url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await
-                    .map_err(|e| format!("delete: {e:?}"))?;
-            }
+            delete(&sqs, &url, &message).await?;
         }
         delivered.push(outcome);
     }

@@ -51,23 +51,36 @@ pub struct Env {
 impl Env {
     /// A fresh service `prefix-n` built from `spec` (its service name is replaced).
     pub async fn new(prefix: &str, spec: impl FnOnce(&str) -> Spec) -> Env {
-        let service = unique(prefix);
-        let local = Local::connect(endpoint(), Names::isolated(&service))
-            .await
-            .expect("connect");
-        let world = fixture::build(&local, &spec(&service)).await.expect("build world");
-        Env { local, world, service }
+        Env::built(prefix, Names::isolated, spec).await
     }
 
     /// As [`Env::new`], on a ledger table of its own (the service is the only one
     /// registered in it): for tests that run reconcile-services.
     pub async fn alone(prefix: &str, spec: impl FnOnce(&str) -> Spec) -> Env {
+        Env::built(prefix, Names::with_own_table, spec).await
+    }
+
+    /// A fresh service `prefix-n` on the installation `names` makes for it.
+    async fn built(prefix: &str, names: fn(&str) -> Names, spec: impl FnOnce(&str) -> Spec) -> Env {
         let service = unique(prefix);
-        let local = Local::connect(endpoint(), Names::with_own_table(&service))
-            .await
-            .expect("connect");
+        let local = Local::connect(endpoint(), names(&service)).await.expect("connect");
         let world = fixture::build(&local, &spec(&service)).await.expect("build world");
         Env { local, world, service }
+    }
+
+    /// Uploads a release manifest naming `ami` at `key` of the installation's bucket.
+    pub async fn put_manifest(&self, key: &str, ami: &str) {
+        let body = format!(r#"{{"ami": "{ami}", "requested_by": "release-bot"}}"#);
+        self.local
+            .clients
+            .s3
+            .put_object()
+            .bucket(&self.local.names.bucket)
+            .key(key)
+            .body(body.into_bytes().into())
+            .send()
+            .await
+            .expect("put the manifest");
     }
 
     /// An AMI for `version` of this service with the given app behaviour.

@@ -103,21 +103,6 @@ async fn an_ami_without_the_tags_or_that_failed_changes_nothing() {
     nothing_changed(&env, "latest", &ami).await;
 }
 
-/// Uploads a release manifest naming `ami` at `key` of the installation's bucket.
-async fn put_manifest(env: &Env, key: &str, ami: &str) {
-    let body = format!(r#"{{"ami": "{ami}", "requested_by": "release-bot"}}"#);
-    env.local
-        .clients
-        .s3
-        .put_object()
-        .bucket(&env.local.names.bucket)
-        .key(key)
-        .body(body.into_bytes().into())
-        .send()
-        .await
-        .unwrap();
-}
-
 /// An S3 event notification for these (already encoded) keys of the installation's bucket.
 fn notification(env: &Env, encoded_keys: &[String]) -> Value {
     let record = sample_event("s3-notification-manifest-created.json", &[])["Records"][0].clone();
@@ -138,7 +123,8 @@ fn notification(env: &Env, encoded_keys: &[String]) -> Value {
 async fn an_s3_notification_deploys_the_manifest_its_encoded_key_names() {
     let env = Env::new("s3-notify", quick).await;
     let ami = env.image("v3", App::Healthy).await;
-    put_manifest(&env, &format!("releases/{}/v3.0.0+build.7.json", env.service), &ami).await;
+    env.put_manifest(&format!("releases/{}/v3.0.0+build.7.json", env.service), &ami)
+        .await;
     let event = notification(&env, &[format!("releases/{}/v3.0.0%2Bbuild.7.json", env.service)]);
 
     let id = started(&deliver_now(&env, &event).await);
@@ -161,7 +147,7 @@ async fn an_s3_notification_whose_decoded_key_escapes_the_prefix_is_refused_and_
     let env = Env::new("s3-escape", quick).await;
     let ami = env.image("v4", App::Healthy).await;
     // A manifest that would deploy, outside the prefix: reading it would be the escape.
-    put_manifest(&env, &format!("other/{}/v4.json", env.service), &ami).await;
+    env.put_manifest(&format!("other/{}/v4.json", env.service), &ami).await;
     let escape = format!("releases/%2E%2E/other/{}/v4.json", env.service);
 
     let refused = deliver_now(&env, &notification(&env, std::slice::from_ref(&escape)))
@@ -173,7 +159,8 @@ async fn an_s3_notification_whose_decoded_key_escapes_the_prefix_is_refused_and_
 
     // Several records: each on its own. The escape is refused (and said), the manifest
     // beside it deploys.
-    put_manifest(&env, &format!("releases/{}/v4.json", env.service), &ami).await;
+    env.put_manifest(&format!("releases/{}/v4.json", env.service), &ami)
+        .await;
     let both = notification(&env, &[escape, format!("releases/{}/v4.json", env.service)]);
     let refused = deliver_now(&env, &both).await.unwrap_err();
     assert!(

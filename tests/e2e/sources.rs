@@ -91,17 +91,7 @@ async fn release_manifest_in_s3_deploys_the_ami_it_names() {
     let env = Env::new("manifest", quick).await;
     let ami = env.image("v3", App::Healthy).await;
     let key = format!("releases/{}/v3.json", env.service);
-    let body = format!(r#"{{"ami": "{ami}", "requested_by": "release-bot"}}"#);
-    env.local
-        .clients
-        .s3
-        .put_object()
-        .bucket(&env.local.names.bucket)
-        .key(&key)
-        .body(body.into_bytes().into())
-        .send()
-        .await
-        .unwrap();
+    env.put_manifest(&key, &ami).await;
     let mut event = sample("s3-release-manifest-created.json");
     event["detail"]["bucket"]["name"] = env.local.names.bucket.clone().into();
     event["detail"]["object"]["key"] = key.into();

@@ -334,11 +334,7 @@ impl Sim {
                 let end_hour = ((u64::from(start_hour) + self.reconcile_rng.range(1, 6)) % 24) as u8;
                 config.maintenance_hours = Some(MaintenanceHours { start_hour, end_hour });
             }
-            let ledger = self.ledger.clone();
-            self.runtime
-                .block_on(ledger.register_service(&config, None))
-                .expect("a valid registration");
-            self.note(format!(
+            let note = format!(
                 "{}: re-pave after {}s{}",
                 config.service,
                 config.max_instance_age_s.unwrap_or_default(),
@@ -346,9 +342,19 @@ impl Sim {
                     .maintenance_hours
                     .map(|h| format!(", within {}h-{}h UTC", h.start_hour, h.end_hour))
                     .unwrap_or_default()
-            ));
-            self.services[s].config = config;
+            );
+            self.reregister(s, config, note);
         }
+    }
+
+    /// Registers service `s` again with `config` (its pointers stay), noting `note`.
+    fn reregister(&mut self, s: usize, config: ServiceConfig, note: String) {
+        let ledger = self.ledger.clone();
+        self.runtime
+            .block_on(ledger.register_service(&config, None))
+            .expect("a valid registration");
+        self.note(note);
+        self.services[s].config = config;
     }
 
     /// Every service's fleet-audit policy (drift and strangers `report` or `repair`, an
@@ -360,18 +366,14 @@ impl Sim {
             config.reconcile.drift = remedy(&mut self.reconcile_rng);
             config.reconcile.strangers = remedy(&mut self.reconcile_rng);
             config.reconcile.orphan_grace_s = self.reconcile_rng.range(30, 1800);
-            let ledger = self.ledger.clone();
-            self.runtime
-                .block_on(ledger.register_service(&config, None))
-                .expect("a valid registration");
-            self.note(format!(
+            let note = format!(
                 "{}: drift {}, strangers {}, orphans after {}s",
                 config.service,
                 config.reconcile.drift.name(),
                 config.reconcile.strangers.name(),
                 config.reconcile.orphan_grace_s
-            ));
-            self.services[s].config = config;
+            );
+            self.reregister(s, config, note);
         }
     }
 
@@ -900,18 +902,14 @@ impl Sim {
             _ => {
                 let mut config = self.services[s].config.clone();
                 self.randomise(&mut config);
-                let ledger = self.ledger.clone();
-                self.runtime
-                    .block_on(ledger.register_service(&config, None))
-                    .expect("a valid registration");
-                self.note(format!(
+                let note = format!(
                     "re-register {name}: canary {:?}, bake {}s, lease {}s, on new image {}",
                     config.rollout.canary_steps,
                     config.bake_window_s,
                     config.lease_s,
                     config.on_new_image.name()
-                ));
-                self.services[s].config = config;
+                );
+                self.reregister(s, config, note);
             }
         }
     }

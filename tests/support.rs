@@ -31,6 +31,18 @@ pub fn endpoint() -> &'static str {
         .endpoint
 }
 
+/// An emulator of the test's own (its log in the temp dir) and an installation on it: for
+/// tests that put steady load through the ALB data plane, which would slow every other test
+/// sharing the one emulator. Keep the emulator alive for the test (dropping it stops it).
+pub async fn own_emulator(prefix: &str) -> (Emulator, Local) {
+    let log = std::env::temp_dir().join(format!("greenlight-e2e-{prefix}-emulator-{}.log", std::process::id()));
+    let emulator = Emulator::start(Some(log)).unwrap_or_else(|e| panic!("cannot start an emulator: {e}"));
+    let local = Local::connect(&emulator.endpoint, Names::isolated(&unique(prefix)))
+        .await
+        .expect("connect");
+    (emulator, local)
+}
+
 /// A unique service name for one test (`<prefix>-<n>`).
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -86,6 +98,14 @@ impl Env {
     /// An AMI for `version` of this service with the given app behaviour.
     pub async fn image(&self, version: &str, behaviour: AppBehaviour) -> String {
         fixture::image(&self.local, &self.service, version, behaviour)
+            .await
+            .expect("image")
+    }
+
+    /// An AMI for `version` of this service with the given app behaviour and traits (error
+    /// rate, latency, after how many requests) on its user requests.
+    pub async fn image_with(&self, version: &str, behaviour: AppBehaviour, traits: AppTraits) -> String {
+        fixture::image_with_traits(&self.local, &self.service, version, behaviour, &traits)
             .await
             .expect("image")
     }
@@ -173,8 +193,18 @@ impl Env {
 
     /// Waits (up to 120 s) for execution `name` to start (a queued deployment starts when
     /// the one before it ends) and end.
+    /// An ending other than success prints the deployment's phase (its reason) to the test's
+    /// output, so a failure in CI says why without a rerun.
     pub async fn wait(&self, name: &str) -> Ending {
-        wait_execution(&self.local.orchestrator, name).await
+        let ending = wait_execution(&self.local.orchestrator, name).await;
+        if ending != Ending::Done(greenlight_core::model::PhaseName::Succeeded) {
+            if let Ok(Some(state)) = self.local.ports.ledger.load(&self.service, Some(name)).await {
+                if let Some(dep) = state.deployment {
+                    eprintln!("execution {name} ended {ending:?}: phase {:?}", dep.phase);
+                }
+            }
+        }
+        ending
     }
 
     /// The ledger's view of the service (and deployment `deploy_id`).
@@ -202,7 +232,7 @@ impl Env {
             .local
             .ports
             .lb
-            .traffic(&self.world.config.switch)
+            .traffic(&self.world.config.switch.points()[0])
             .await
             .expect("traffic");
         weights
@@ -219,6 +249,76 @@ impl Env {
             })
             .filter(|(_, w)| *w > 0)
             .collect()
+    }
+
+    /// A switch point's actions as DescribeListeners / DescribeRules answer them.
+    pub async fn point_actions(
+        &self,
+        point: &greenlight_core::switch::Switch,
+    ) -> Vec<aws_sdk_elasticloadbalancingv2::types::Action> {
+        let elb = &self.local.clients.elb;
+        match &point.rule_arn {
+            Some(rule) => elb
+                .describe_rules()
+                .rule_arns(rule)
+                .send()
+                .await
+                .expect("describe rules")
+                .rules()[0]
+                .actions()
+                .to_vec(),
+            None => elb
+                .describe_listeners()
+                .listener_arns(&point.listener_arn)
+                .send()
+                .await
+                .expect("describe listeners")
+                .listeners()[0]
+                .default_actions()
+                .to_vec(),
+        }
+    }
+
+    /// Every switch point's actions without the forward's target groups and weights (what
+    /// greenlight owns): the frames, as the load balancer reports them.
+    pub async fn point_frames(&self) -> Vec<Vec<aws_sdk_elasticloadbalancingv2::types::Action>> {
+        let mut all = Vec::new();
+        for point in self.world.config.switch.points() {
+            let actions = self.point_actions(point).await.into_iter().map(|mut action| {
+                action.target_group_arn = None;
+                if let Some(forward) = action.forward_config.as_mut() {
+                    forward.target_groups = None;
+                }
+                action
+            });
+            all.push(actions.collect());
+        }
+        all
+    }
+
+    /// Each switch point's forward weights (as [`Env::weights`]), in the registration's order.
+    pub async fn every_point_weights(&self) -> Vec<Vec<(&'static str, u8)>> {
+        let mut all = Vec::new();
+        for point in self.world.config.switch.points() {
+            let weights = self.local.ports.lb.traffic(point).await.expect("traffic");
+            all.push(
+                weights
+                    .into_iter()
+                    .map(|(tg, w)| {
+                        (
+                            if tg == self.world.config.target_groups[0] {
+                                "a"
+                            } else {
+                                "b"
+                            },
+                            w,
+                        )
+                    })
+                    .filter(|(_, w)| *w > 0)
+                    .collect(),
+            );
+        }
+        all
     }
 
     /// Instance states by id.
@@ -289,6 +389,15 @@ pub fn quick(service: &str) -> Spec {
     Spec::quick(service)
 }
 
+/// A quick spec that gives up on green's health after 10 polls: for tests of a green that
+/// never becomes healthy, which would otherwise wait out [`Spec::quick`]'s generous bound.
+pub fn impatient(service: &str) -> Spec {
+    Spec {
+        max_polls: 10,
+        ..Spec::quick(service)
+    }
+}
+
 /// A quick canary spec (10 → 50 → 100).
 pub fn canary(service: &str) -> Spec {
     Spec {
@@ -298,6 +407,7 @@ pub fn canary(service: &str) -> Spec {
 }
 
 pub use greenlight_local::fixture::AppBehaviour as App;
+pub use greenlight_local::fixture::AppTraits;
 
 /// The current time as EventBridge writes it (`2026-11-24T10:00:00Z`).
 pub fn now_rfc3339() -> String {
@@ -312,7 +422,7 @@ pub fn now_rfc3339() -> String {
 pub async fn http_get(url: &str) -> String {
     use greenlight_adapters::Prober;
     let (status, body) = greenlight_adapters::http::HttpProber
-        .get(url, Duration::from_secs(10))
+        .get(url, None, Duration::from_secs(10))
         .await
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     assert_eq!(status, 200, "GET {url}: {body}");

@@ -4,6 +4,10 @@
 //! state (ledger, listener, the test's event bus), not only from the CLI's output; and the
 //! emulator's call log shows the CLI only reads and publishes.
 
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ActionTypeEnum, FixedResponseActionConfig, ForwardActionConfig, PathPatternConditionConfig, ProtocolEnum,
+    RuleCondition, TargetGroupTuple,
+};
 use greenlight_core::inbound::{
     SteerAction, ABORT_REQUESTED, IMAGE_PUBLISHED, PROMOTE_REQUESTED, ROLLBACK_REQUESTED, SOURCE,
 };
@@ -341,6 +345,191 @@ async fn register_creates_a_new_service_and_an_invalid_file_changes_nothing() {
         &cli_calls(&env).await,
         &["dynamodb:PutItem", "dynamodb:TransactWriteItems"],
     );
+}
+
+/// A forward action over `(target group, weight)`.
+fn forward(weights: &[(&str, i32)]) -> Action {
+    let mut config = ForwardActionConfig::builder();
+    for (tg, weight) in weights {
+        config = config.target_groups(
+            TargetGroupTuple::builder()
+                .target_group_arn(*tg)
+                .weight(*weight)
+                .build(),
+        );
+    }
+    Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .forward_config(config.build())
+        .build()
+}
+
+/// A new HTTP listener on the fixture's load balancer, on `port`, with `action` as its default.
+async fn listener(env: &Env, port: i32, action: Action) -> String {
+    let elb = &env.local.clients.elb;
+    let alb = elb
+        .describe_listeners()
+        .listener_arns(&env.world.listener_arn)
+        .send()
+        .await
+        .expect("describe the fixture's listener")
+        .listeners()[0]
+        .load_balancer_arn()
+        .expect("its load balancer")
+        .to_string();
+    elb.create_listener()
+        .load_balancer_arn(alb)
+        .protocol(ProtocolEnum::Http)
+        .port(port)
+        .default_actions(action)
+        .send()
+        .await
+        .expect("create listener")
+        .listeners()[0]
+        .listener_arn()
+        .expect("listener arn")
+        .to_string()
+}
+
+#[tokio::test]
+async fn register_refuses_switch_points_greenlight_cannot_own_and_takes_a_listener_and_a_rule() {
+    let env = Env::new("cli-switch", quick).await;
+    let ledger = &env.local.ports.ledger;
+    let elb = &env.local.clients.elb;
+    let [ours, _] = &env.world.config.target_groups;
+
+    // A listener answering itself, one forwarding to a target group of another service, and
+    // one that does not exist: three problems, each naming its point; nothing written.
+    let fixed = listener(
+        &env,
+        8081,
+        Action::builder()
+            .r#type(ActionTypeEnum::FixedResponse)
+            .fixed_response_config(
+                FixedResponseActionConfig::builder()
+                    .status_code("503")
+                    .content_type("text/plain")
+                    .build(),
+            )
+            .build(),
+    )
+    .await;
+    let foreign_tg = elb
+        .create_target_group()
+        .name(format!("{}-x", env.service))
+        .protocol(ProtocolEnum::Http)
+        .port(8080)
+        .vpc_id(&env.world.vpc_id)
+        .send()
+        .await
+        .expect("create target group")
+        .target_groups()[0]
+        .target_group_arn()
+        .expect("target group arn")
+        .to_string();
+    let foreign = listener(&env, 8082, forward(&[(ours, 90), (&foreign_tg, 10)])).await;
+    let missing = format!("{}0", env.world.listener_arn);
+    let name = unique("cli-sw-bad");
+    let mut doc = registration(&env, &name);
+    doc["switch"] = json!([
+        {"listener_arn": fixed, "rule_arn": null},
+        {"listener_arn": foreign},
+        {"listener_arn": missing},
+    ]);
+    let run = cli(&env, &["service", "register", &write_temp(&name, &doc)]).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    for said in [
+        "(3 problem(s)); nothing was written",
+        &format!("switch[0]: {fixed} has a fixed-response action"),
+        &format!("switch[1]: {foreign} forwards to {foreign_tg}, which is not one of the service's target groups"),
+        &format!("switch[2]: no listener {missing}"),
+    ] {
+        assert!(run.stderr.contains(said), "stderr should say {said:?}: {run:#?}");
+    }
+    assert!(ledger.load(&name, None).await.unwrap().is_none(), "nothing registered");
+
+    // One point that cannot be owned is enough to refuse.
+    doc["switch"] = json!({"listener_arn": fixed, "rule_arn": null});
+    let run = cli(&env, &["service", "register", &write_temp(&name, &doc)]).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr.contains("1 problem(s)") && run.stderr.contains(&fixed),
+        "{run:#?}"
+    );
+    assert!(ledger.load(&name, None).await.unwrap().is_none(), "nothing registered");
+
+    // The listener's default action and a rule of it: two points, both forwarding to the
+    // service's live group; accepted, and `status` shows both with their weights.
+    let rule = elb
+        .create_rule()
+        .listener_arn(&env.world.listener_arn)
+        .priority(20)
+        .conditions(
+            RuleCondition::builder()
+                .field("path-pattern")
+                .path_pattern_config(PathPatternConditionConfig::builder().values("/admin/*").build())
+                .build(),
+        )
+        .actions(forward(&[(ours, 1)]))
+        .send()
+        .await
+        .expect("create rule")
+        .rules()[0]
+        .rule_arn()
+        .expect("rule arn")
+        .to_string();
+    let name = unique("cli-sw-two");
+    let mut doc = registration(&env, &name);
+    doc["switch"] = json!([
+        {"listener_arn": env.world.listener_arn},
+        {"listener_arn": env.world.listener_arn, "rule_arn": rule},
+    ]);
+    let run = cli(&env, &["service", "register", &write_temp(&name, &doc)]).await.ok();
+    assert!(run.stdout.contains(&format!("registered {name} (new)")), "{run:#?}");
+    let state = ledger.load(&name, None).await.unwrap().expect("registered");
+    let arns: Vec<&str> = state.config.switch.points().iter().map(|p| p.arn()).collect();
+    assert_eq!(arns, [env.world.listener_arn.as_str(), rule.as_str()]);
+    // A rule of another listener is refused before it is read.
+    let mut other = doc.clone();
+    other["switch"][1]["listener_arn"] = fixed.clone().into();
+    let run = cli(&env, &["service", "register", &write_temp(&name, &other)]).await;
+    assert_eq!(run.code, 1, "{run:#?}");
+    assert!(
+        run.stderr
+            .contains(&format!("rule {rule} is not a rule of listener {fixed}")),
+        "{run:#?}"
+    );
+
+    let status = cli(&env, &["status", &name, "-o", "json"]).await.ok().json();
+    let ours_name = ours.split('/').nth(1).unwrap();
+    assert_eq!(
+        status["switch_points"],
+        json!([
+            {"arn": env.world.listener_arn, "weights": [{"target_group": ours, "name": ours_name, "weight": 100}]},
+            {"arn": rule, "weights": [{"target_group": ours, "name": ours_name, "weight": 100}]},
+        ]),
+        "{status}"
+    );
+    let table = cli(&env, &["status", &name]).await.ok();
+    for (kind, arn) in [("listener", &env.world.listener_arn), ("rule", &rule)] {
+        assert!(
+            table
+                .stdout
+                .lines()
+                .any(|l| l.contains(&format!("{kind:<9}{arn}   [{ours_name} 100%]"))),
+            "{kind} {arn} with its weights: {table:#?}"
+        );
+    }
+    assert!(!table.stdout.contains("not the first point's"), "{table:#?}");
+
+    let calls = cli_calls(&env).await;
+    assert_reads_and_publishes_only(&calls, &["dynamodb:PutItem", "dynamodb:TransactWriteItems"]);
+    for read in [
+        "elasticloadbalancing:DescribeListeners",
+        "elasticloadbalancing:DescribeRules",
+    ] {
+        assert!(calls.iter().any(|c| c == read), "{read} in {calls:?}");
+    }
 }
 
 #[tokio::test]

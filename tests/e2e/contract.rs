@@ -10,7 +10,7 @@
 use greenlight_e2e::stack::{Stack, FUNCTIONS};
 use greenlight_e2e::{canary, function_access_key, now_rfc3339, sample_event, App, Env};
 use greenlight_local::asl::Ending;
-use greenlight_local::fixture::alarm_name;
+use greenlight_local::fixture::{alarm_name, Spec};
 use greenlight_local::lambda_service::{built_binary, Function, FunctionSpec, BOOTSTRAP};
 use greenlight_steps::lambda::Function as Handler;
 use serde_json::{json, Value};
@@ -39,7 +39,20 @@ fn metric(docs: &[Value], service: &str, name: &str) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread")]
 async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
     // A ledger table of its own: reconcile-services looks at every service registered in it.
-    let env = Env::alone("contract", canary).await;
+    // Canary analysis declared (no traffic here: each judged step fetches its metrics, finds
+    // no requests, and continues at its deadline as declared), so the shipped shift-traffic
+    // and retire-blue call GetMetricData under their role.
+    let env = Env::alone("contract", |s| Spec {
+        analysis: Some(
+            serde_json::from_value(json!({
+                "metrics": [{"error_rate": {"tolerance_pp": 0.5}}],
+                "period_s": 1, "lag_s": 0, "max_step_s": 2, "inconclusive": "continue"
+            }))
+            .expect("a valid analysis"),
+        ),
+        ..canary(s)
+    })
+    .await;
     let (v2, v3) = (env.image("v2", App::Healthy).await, env.image("v3", App::Healthy).await);
     let service = env.service.clone();
     let stack = Stack::start(env).await;
@@ -192,6 +205,12 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
             .cloned()
             .unwrap_or_default();
         assert!(!called.is_empty(), "{function} made no AWS call");
+        if function == "shift-traffic" {
+            assert!(
+                called.iter().any(|c| c == "cloudwatch:GetMetricData"),
+                "shift-traffic judged its steps: {called:?}"
+            );
+        }
         let missing = template.ungranted(function, &called);
         assert!(
             missing.is_empty(),

@@ -32,7 +32,7 @@ use greenlight_core::model::{Deployment, Phase, PhaseName, Release};
 use greenlight_core::plan::{Step, StepInput, StepOutput};
 use greenlight_e2e::{image_published, quick, sample_event, unique, App, Env};
 use greenlight_local::emulator::Emulator;
-use greenlight_local::fixture::{alarm_name, Spec};
+use greenlight_local::fixture::{alarm_name, Spec, OIDC_CLIENT_SECRET};
 use greenlight_local::{Local, Names};
 use greenlight_steps::{reconcile_services, revert_service, run_step, start_deployment, steer_deployment, StepError};
 use serde_json::{json, Value};
@@ -46,11 +46,11 @@ use tokio::sync::Semaphore;
 /// Runs in flight at once, over every scenario of this file (each scenario has an emulator
 /// of its own, which serves one request at a time; most of a run is waiting for instances
 /// and health checks).
-const PARALLEL: usize = 12;
+const PARALLEL: usize = 8;
 static SLOTS: Semaphore = Semaphore::const_new(PARALLEL);
 /// Runs of one scenario in flight or waiting for a slot at once: the scenarios' runs take
 /// turns instead of the first to queue its crash points taking every slot until it is done.
-const PER_SWEEP: usize = 6;
+const PER_SWEEP: usize = 4;
 /// The longest wait the driver sleeps before a step. Longer waits (a canary step, the bake
 /// window) only come where a scenario pauses the execution and wakes it later.
 const MAX_WAIT_S: u64 = 3;
@@ -161,12 +161,15 @@ const ABORT_IN_CANARY: Scenario = Scenario {
     name: "engineer abort during the canary",
     prefix: "crash-abort",
     own_table: false,
-    // As the alarm revert: the fence's run and the drain's stay apart.
+    // No drain: abort-deployment deregisters and terminates green in its one run at the
+    // fence, whatever second it lands in. (With a 3 s drain a loaded machine once ran the
+    // fence's run past the drain, one invocation where the crash-free run had two; the
+    // alarm revert's and the two-listener sweeps keep the fence's run and the drain's apart.)
     spec: |s| Spec {
         canary_steps: vec![50, 100],
         step_wait_s: 300,
         bake_window_s: 0,
-        deregistration_delay_s: 3,
+        deregistration_delay_s: 0,
         ..quick(s)
     },
     script: |d| {
@@ -243,7 +246,7 @@ const FLEET_REPAIR: Scenario = Scenario {
                 .local
                 .ports
                 .lb
-                .set_traffic(&config.switch, &[(a.clone(), 50), (b, 50)])
+                .set_traffic(&config.switch.points()[0], None, &[(a.clone(), 50), (b, 50)])
                 .await
                 .expect("edit the listener by hand");
             let stranger = crate::reconcile::launch_by_hand(&d.env, &[("owner", "alice")]).await;
@@ -297,6 +300,177 @@ const FLEET_REPAIR: Scenario = Scenario {
         })
     },
 };
+
+/// A service with two listeners (the first with an authenticate-oidc action before its
+/// forward, both forwards sticky): v2's canary 50 → 100, every step a crash target; at 50 %
+/// an engineer rolls back (revert-service's fast path: both listeners at once), then the
+/// clean-up execution and the deployment's own waking after the canary step's wait. Both
+/// listeners must end on v1 with their frames exactly as before and the secret still held.
+const TWO_POINTS_CANARY_REVERT: Scenario = Scenario {
+    name: "two-listener canary then an engineer's rollback",
+    prefix: "crash-points",
+    own_table: false,
+    spec: |s| Spec {
+        canary_steps: vec![50, 100],
+        step_wait_s: 300,
+        bake_window_s: 0,
+        deregistration_delay_s: 3,
+        extra_listeners: 1,
+        oidc: true,
+        stickiness_s: Some(2),
+        // The rollback's redelivery after a crash must come before the fence whatever the
+        // load (at 2 s it once came after it and deregistered green earlier than the
+        // crash-free run).
+        max_invocation_s: 8,
+        ..quick(s)
+    },
+    script: |d| {
+        Box::pin(async move {
+            let before = d.env.point_frames().await;
+            d.act();
+            let event = d.image_event("v2").await;
+            d.start(event).await;
+            d.run_until(0, |step, _| step == Step::ShiftTraffic).await;
+            d.at_the_start_of_a_second().await;
+            let rollback = d
+                .env
+                .request_event(ROLLBACK_REQUESTED, "rollback-1", "alice", "canary looks wrong");
+            d.revert(rollback).await;
+            // The clean-up execution runs once green's drain is over: its one abort-deployment
+            // deregisters and terminates green whatever time it lands at (a loaded machine
+            // delays it by seconds; a run whose first try came before the drain's end, and
+            // another's after it, would make different calls).
+            let id = d.executions[0].at.deploy_id.clone();
+            let dep = d.env.deployment(&id).await;
+            let Phase::Aborting { drain_until, .. } = dep.phase else {
+                panic!("the rollback recorded an abort: {:?}", dep.phase)
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            tokio::time::sleep(Duration::from_secs(drain_until.saturating_sub(now) + 1)).await;
+            d.run_started().await;
+            d.resume(0).await;
+            // What every run must end with (the sweep compares the rest).
+            let weights = d.env.every_point_weights().await;
+            assert_eq!(weights, [[("a", 100)], [("a", 100)]], "both listeners back on v1");
+            assert_eq!(d.env.point_frames().await, before, "the frames as they were");
+            let secrets = stored_client_secrets(&d.env).await;
+            let first = &d.env.world.listener_arns[0];
+            assert_eq!(
+                secrets[first],
+                json!([OIDC_CLIENT_SECRET]),
+                "the listener keeps its secret"
+            );
+        })
+    },
+};
+
+/// The custom metric the analysed canary is judged on: `Checkout/Failures` among
+/// `Checkout/Requests` per target group, put into CloudWatch before the run (one datapoint a
+/// second from 10 s ago to 3 minutes ahead), so every run sees the same metrics whatever its
+/// timing: green fails 30 % of 1000 requests a second, blue 1 %.
+fn analysed(service: &str) -> Spec {
+    let query = |metric: &str| {
+        json!({"namespace": "Checkout", "metric_name": metric,
+                                       "dimensions": {"TargetGroup": "${target_group}"}})
+    };
+    Spec {
+        canary_steps: vec![50, 100],
+        // check-health runs 2 s after green got its 50 %, so the step's first evaluation
+        // always has complete metric periods: every run makes the same invocations.
+        step_wait_s: 2,
+        bake_window_s: 0,
+        // No drain: abort-deployment deregisters and terminates green in its one run at the
+        // fence, whatever second it lands in (a loaded machine once ran it past a 3 s drain
+        // and made one invocation of two).
+        deregistration_delay_s: 0,
+        analysis: Some(
+            serde_json::from_value(json!({
+                "metrics": [{"custom": {"name": "failures", "bad": query("Failures"),
+                                        "total": query("Requests"), "tolerance_pp": 0.5}}],
+                "period_s": 1, "lag_s": 0, "max_step_s": 60, "min_requests": 100
+            }))
+            .expect("a valid analysis"),
+        ),
+        ..quick(service)
+    }
+}
+
+/// Puts the custom metric of [`analysed`] for both target groups.
+async fn put_checkout_metrics(env: &Env) {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let [blue, green] = env.world.config.target_groups.clone();
+    for (tg, failures) in [(blue, 10.0), (green, 300.0)] {
+        let dimension = Dimension::builder()
+            .name("TargetGroup")
+            .value(greenlight_core::analysis::target_group_dimension(&tg))
+            .build();
+        let datum = |metric: &str, at: i64, value: f64| {
+            MetricDatum::builder()
+                .metric_name(metric)
+                .dimensions(dimension.clone())
+                .timestamp(DateTime::from_secs(at))
+                .value(value)
+                .build()
+        };
+        let data: Vec<MetricDatum> = (now - 10..now + 180)
+            .flat_map(|at| [datum("Failures", at, failures), datum("Requests", at, 1000.0)])
+            .collect();
+        for chunk in data.chunks(500) {
+            env.local
+                .clients
+                .cloudwatch
+                .put_metric_data()
+                .namespace("Checkout")
+                .set_metric_data(Some(chunk.to_vec()))
+                .send()
+                .await
+                .expect("put the checkout metrics");
+        }
+    }
+}
+
+/// v2's canary judged by analysis on a custom metric: at its first step (50 %) green fails
+/// 30 % against blue's 1 %: the verdict reverts it through the alarm's path, then the
+/// deployment's own execution cleans green up.
+const ANALYSED_CANARY_REVERT: Scenario = Scenario {
+    name: "analysed canary reverted by its verdict",
+    prefix: "crash-judged",
+    own_table: false,
+    spec: analysed,
+    script: |d| {
+        Box::pin(async move {
+            put_checkout_metrics(&d.env).await;
+            d.act();
+            let event = d.image_event("v2").await;
+            d.start(event).await;
+            d.run_started().await;
+            // What every run must end with (the sweep compares the rest).
+            assert_eq!(d.env.weights().await, [("a", 100)], "traffic back on v1");
+            let id = d.executions[0].at.deploy_id.clone();
+            let dep = d.env.deployment(&id).await;
+            assert_eq!(dep.max_weight, 50, "never past the judged step");
+            assert_eq!(dep.revert.as_ref().map(|r| r.requested_by.as_str()), Some("analysis"));
+        })
+    },
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_any_call_of_an_analysed_canary_reverted_by_its_verdict_changes_nothing_in_the_end() {
+    sweep(ANALYSED_CANARY_REVERT).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_any_call_of_a_two_listener_canary_and_rollback_changes_nothing_in_the_end() {
+    sweep(TWO_POINTS_CANARY_REVERT).await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_any_call_of_a_canary_rollout_changes_nothing_in_the_end() {
@@ -895,8 +1069,11 @@ impl Driver {
         let result = self.invoke(delivery, String::new()).await;
         let config = &self.env.world.config;
         let lb = &self.env.local.ports.lb;
-        let weights = lb.traffic(&config.switch).await.expect("traffic");
-        let mut right_after = vec![format!("the listener forwards: {}", forwards(config, &weights))];
+        let mut right_after = Vec::new();
+        for (n, point) in config.switch.points().iter().enumerate() {
+            let weights = lb.traffic(point).await.expect("traffic");
+            right_after.push(format!("switch point {n} forwards: {}", forwards(config, &weights)));
+        }
         let versions: BTreeMap<String, String> = (self.env.service_instances().await.into_iter())
             .map(|i| (i.instance_id, i.tags.get(tags::VERSION).cloned().unwrap_or_default()))
             .collect();
@@ -1096,6 +1273,15 @@ fn forwards(config: &ServiceConfig, weights: &[(String, u8)]) -> String {
     weights.join(" ")
 }
 
+/// The client secrets each authenticate-oidc action of the env's listeners and rules holds
+/// (the emulator's record), by ARN (`null` for a point without one).
+async fn stored_client_secrets(env: &Env) -> Value {
+    let endpoint = env.local.sdk.endpoint_url().expect("a local endpoint");
+    let body = greenlight_e2e::http_get(&format!("{endpoint}/_greenlight/client-secrets")).await;
+    let secrets: Value = serde_json::from_str(&body).expect("client secrets JSON");
+    secrets["stored"].clone()
+}
+
 /// `pending`/`running` → `running`, `shutting-down`/`terminated` → `terminated`.
 fn settled(state: &str) -> &str {
     match state {
@@ -1193,9 +1379,21 @@ async fn end_state(d: &Driver) -> EndState {
     }
     let who = |id: &str| whose.get(id).cloned().unwrap_or_else(|| "not the service's".into());
 
-    // The switch point and the target groups.
-    let weights = lb.traffic(&config.switch).await.expect("traffic");
-    lines.push(format!("listener forwards: {}", forwards(config, &weights)));
+    // The switch points (weights, frames, the client secrets they hold) and the target groups.
+    let frames = env.point_frames().await;
+    let secrets = stored_client_secrets(env).await;
+    for (n, point) in config.switch.points().iter().enumerate() {
+        let weights = lb.traffic(point).await.expect("traffic");
+        lines.push(format!("switch point {n} forwards: {}", forwards(config, &weights)));
+        lines.push(format!("switch point {n} frame: {:?}", frames[n]));
+        lines.push(format!("switch point {n} client secrets: {}", secrets[point.arn()]));
+    }
+    // Test routes still open (by count: deploy ids differ from run to run).
+    let routes = lb
+        .test_routes(&config.switch.points()[0].listener_arn)
+        .await
+        .expect("test routes");
+    lines.push(format!("test routes open: {}", routes.len()));
     for tg in &config.target_groups {
         let mut targets: Vec<String> = lb
             .target_health(tg)
@@ -1288,6 +1486,10 @@ async fn end_state(d: &Driver) -> EndState {
     for dep in &history {
         let name = label(dep);
         let phase = match &dep.phase {
+            // A verdict's numbers depend on how many metric periods the run's timing saw.
+            Phase::Aborted { reason } if reason.starts_with("rolled back by analysis") => {
+                format!("aborted: {}", reason.split(" green ").next().unwrap_or(reason))
+            }
             Phase::Aborted { reason } => format!("aborted: {}", scrub(reason)),
             other => other.name().to_string(),
         };

@@ -233,7 +233,13 @@ impl Chaos {
             }
         }
         let live = state.service.live.clone().expect("a live release");
-        let weights = env.local.ports.lb.traffic(&env.world.config.switch).await.unwrap();
+        let weights = env
+            .local
+            .ports
+            .lb
+            .traffic(&env.world.config.switch.points()[0])
+            .await
+            .unwrap();
         let serving: Vec<&(String, u8)> = weights.iter().filter(|(_, w)| *w > 0).collect();
         if serving != [&(live.target_group.clone(), 100)] {
             problems.push(format!("traffic {weights:?} is not all on live {}", live.target_group));
@@ -496,7 +502,7 @@ async fn sample(
     let weights = local
         .ports
         .lb
-        .traffic(&config.switch)
+        .traffic(&config.switch.points()[0])
         .await
         .map_err(|e| e.to_string())?;
     let mut health = BTreeMap::new();
@@ -745,11 +751,31 @@ async fn a_delivery_that_keeps_failing_is_retried_twice_then_dropped() {
 
 #[tokio::test]
 async fn a_step_that_keeps_failing_is_retried_twice_then_aborted_and_the_abort_outlasts_the_outage() {
-    let mut chaos = Chaos::new("load balancer outage", quick, outage("elasticloadbalancing")).await;
+    // The outage starts once green is launched and registered (before its first health
+    // poll, 5 s later): check-health cannot read green's health.
+    let spec = |s: &str| Spec {
+        poll_interval_s: 5,
+        ..quick(s)
+    };
+    let mut chaos = Chaos::new("load balancer outage", spec, outage("elasticloadbalancing")).await;
+    faults::stop(endpoint(), &chaos.plan.access_key).await.unwrap();
     let ami = chaos.env.image("v2", App::Healthy).await;
     let id = chaos.start("v2", &ami).await;
-    // launch-green cannot register green: two retries, then abort-deployment, which cannot
-    // deregister it either. The outage ends once abort-deployment has failed once.
+    chaos
+        .env
+        .wait_for_phase(&id, |p| matches!(p, Phase::Verifying { weight: 0, .. }))
+        .await;
+    // launch-green's last effect after committing `Verifying` opens the test route.
+    let lb = chaos.env.local.ports.lb.clone();
+    while lb.test_routes(&chaos.env.world.listener_arn).await.unwrap().is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    faults::inject(endpoint(), &chaos.plan)
+        .await
+        .expect("the outage starts");
+    // check-health fails twice more, then abort-deployment, which cannot close the test route
+    // (its first call, DescribeRules) nor deregister green either. The outage ends once
+    // abort-deployment has failed once.
     let calls = |counts: &FaultCounts, action: &str| -> u64 {
         counts
             .by_action
@@ -759,7 +785,7 @@ async fn a_step_that_keeps_failing_is_retried_twice_then_aborted_and_the_abort_o
     let deadline = Instant::now() + Duration::from_secs(60);
     let during = loop {
         let counts = faults::counts(endpoint(), &chaos.plan.access_key).await.unwrap();
-        if calls(&counts, "DeregisterTargets") >= 3 {
+        if calls(&counts, "DescribeRules") >= 3 {
             break counts;
         }
         if Instant::now() > deadline {
@@ -768,24 +794,72 @@ async fn a_step_that_keeps_failing_is_retried_twice_then_aborted_and_the_abort_o
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     faults::stop(endpoint(), &chaos.plan.access_key).await.unwrap();
-    // Three runs of launch-green, each call attempted 3 times by the SDK (fewer if the SDK's
+    // Three runs of check-health, each call attempted 3 times by the SDK (fewer if the SDK's
     // retry quota ran out): bounded, and then the execution moved on.
-    let register = calls(&during, "RegisterTargets");
-    assert!((3..=9).contains(&register), "RegisterTargets attempts: {during}");
+    let health = calls(&during, "DescribeTargetHealth");
+    assert!((3..=9).contains(&health), "DescribeTargetHealth attempts: {during}");
     let dep = chaos.env.deployment(&id).await;
     assert!(matches!(dep.phase, Phase::Aborting { .. }), "{:?}", dep.phase);
     assert_eq!(dep.max_weight, 0, "green never had traffic");
-    // abort-deployment's next retry cleans up.
+    // abort-deployment's next retry cleans up: green terminated, its test route closed.
     let ending = wait_execution(&chaos.handlers.orchestrator, &id).await;
     assert_eq!(ending, Ending::Done(PhaseName::Aborted));
+    let routes = chaos
+        .env
+        .local
+        .ports
+        .lb
+        .test_routes(&chaos.env.world.listener_arn)
+        .await
+        .unwrap();
+    assert!(routes.is_empty(), "{routes:?}");
     let end = chaos.finish().await;
     assert!(
-        matches!(&end.deployment(&id).phase, Phase::Aborted { reason } if reason.contains("RegisterTargets")),
+        matches!(&end.deployment(&id).phase, Phase::Aborted { reason } if reason.contains("DescribeTargetHealth")),
         "{:?}",
         end.deployment(&id).phase
     );
     assert_eq!(end.state.service.live.as_ref().unwrap().version, "v1");
-    assert_eq!(calls(&end.counts, "RegisterTargets"), register, "launch-green gave up");
+    assert_eq!(
+        calls(&end.counts, "DescribeTargetHealth"),
+        health,
+        "check-health gave up"
+    );
+}
+
+/// An outage of the load balancer's API before launch: launch-green cannot read the switch
+/// points, so nothing is launched; after two retries the deployment is aborted, which needs
+/// no load balancer call for a green that never launched.
+#[tokio::test]
+async fn a_load_balancer_outage_before_launch_launches_nothing() {
+    let mut chaos = Chaos::new(
+        "load balancer outage before launch",
+        quick,
+        outage("elasticloadbalancing"),
+    )
+    .await;
+    let ami = chaos.env.image("v2", App::Healthy).await;
+    let id = chaos.start("v2", &ami).await;
+    let ending = wait_execution(&chaos.handlers.orchestrator, &id).await;
+    assert_eq!(ending, Ending::Done(PhaseName::Aborted));
+    assert!(chaos.env.live_instances_of(&id).await.is_empty(), "nothing launched");
+    let end = chaos.finish().await;
+    let dep = end.deployment(&id);
+    assert!(
+        matches!(&dep.phase, Phase::Aborted { reason } if reason.contains("DescribeListeners")),
+        "{:?}",
+        dep.phase
+    );
+    assert!(dep.green_instances.is_empty(), "{:?}", dep.green_instances);
+    assert_eq!(end.state.service.live.as_ref().unwrap().version, "v1");
+    assert!(
+        end.counts
+            .by_action
+            .keys()
+            .all(|a| a == "elasticloadbalancing:DescribeListeners"),
+        "only the switch points' reads met the outage: {}",
+        end.counts
+    );
 }
 
 /// Found by `alarm_rollback_during_a_canary_under_faults` with `GREENLIGHT_CHAOS_SEED=12
@@ -821,4 +895,56 @@ async fn an_alarm_redelivered_after_its_rollback_completed_changes_nothing() {
     let again = greenlight_steps::revert_service(&env.local.ports, &event).await;
     let state = env.ledger(None).await;
     assert_eq!(state.service.attention, None, "the same event again: {again:?}");
+}
+
+/// Canary analysis while CloudWatch is down for the handlers (every `GetMetricData`
+/// throttled): the registration says an inconclusive step continues, but a step whose
+/// metrics could not be read is never continued on missing data: it aborts at its deadline,
+/// green never past its first step.
+#[tokio::test]
+async fn a_metrics_outage_never_promotes_an_analysed_canary() {
+    let spec = |s: &str| Spec {
+        canary_steps: vec![20, 100],
+        step_wait_s: 0,
+        analysis: Some(
+            serde_json::from_value(serde_json::json!({
+                "metrics": [{"error_rate": {"tolerance_pp": 2}}],
+                "period_s": 1, "lag_s": 1, "max_step_s": 4, "inconclusive": "continue"
+            }))
+            .expect("a valid analysis"),
+        ),
+        ..quick(s)
+    };
+    let mut chaos = Chaos::new("metrics outage", spec, outage("cloudwatch")).await;
+    // start-deployment reads the service's alarms: the outage starts once green has 20 %.
+    faults::stop(endpoint(), &chaos.plan.access_key).await.unwrap();
+    let ami = chaos.env.image("v2", App::Healthy).await;
+    let id = chaos.start("v2", &ami).await;
+    if !chaos
+        .reach(&id, "green at 20%", |p| {
+            matches!(p, Phase::Verifying { weight: 20, .. } | Phase::Verified { weight: 20 })
+        })
+        .await
+    {
+        chaos.fail("the canary never reached 20%").await;
+    }
+    faults::inject(endpoint(), &chaos.plan)
+        .await
+        .expect("the outage starts");
+    let dep = chaos.env.wait_for_phase(&id, Phase::is_terminal).await;
+    let end = chaos.finish().await;
+
+    assert_eq!(dep.max_weight, 20, "never past the judged step: {:?}", dep.timeline);
+    let Phase::Aborted { reason } = &dep.phase else {
+        panic!("{:?}", dep.phase)
+    };
+    assert!(reason.contains("metrics unavailable"), "{reason}");
+    let evaluations = &dep.analysis.as_ref().expect("evaluations").evaluations;
+    assert!(evaluations.iter().all(|e| e.action != "next step"), "{evaluations:#?}");
+    assert!(
+        end.counts.by_action.contains_key("cloudwatch:GetMetricData"),
+        "{}",
+        end.counts
+    );
+    assert_eq!(end.state.service.live.unwrap().version, "v1");
 }

@@ -2,7 +2,7 @@
 //! terminated, and the ledger says why.
 
 use greenlight_core::model::{Phase, PhaseName};
-use greenlight_e2e::{quick, App, Env};
+use greenlight_e2e::{impatient, quick, App, Env};
 use greenlight_local::orchestrator::Ending;
 
 async fn assert_aborted_cleanly(env: &Env, id: &str, want_reason: &str) {
@@ -31,7 +31,7 @@ async fn assert_aborted_cleanly(env: &Env, id: &str, want_reason: &str) {
 
 #[tokio::test]
 async fn unhealthy_green_aborts_before_any_traffic() {
-    let env = Env::new("unhealthy", quick).await;
+    let env = Env::new("unhealthy", impatient).await;
     let ami = env.image("v2", App::Unhealthy).await;
     let (id, ending) = env.deploy("v2", &ami).await;
     assert_eq!(ending, Ending::Done(PhaseName::Aborted));

@@ -33,9 +33,9 @@ struct Recording {
 
 #[async_trait]
 impl Prober for Recording {
-    async fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), String> {
+    async fn get(&self, url: &str, header: Option<(&str, &str)>, timeout: Duration) -> Result<(u16, String), String> {
         self.urls.lock().unwrap().push(url.to_string());
-        self.inner.get(url, timeout).await
+        self.inner.get(url, header, timeout).await
     }
 }
 

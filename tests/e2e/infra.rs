@@ -465,8 +465,11 @@ fn destructive_actions_need_the_managed_by_tag_and_pass_role_only_goes_to_ec2() 
             let needed = match action.as_str() {
                 "ec2:TerminateInstances"
                 | "elasticloadbalancing:DeregisterTargets"
-                | "elasticloadbalancing:RegisterTargets" => ("aws:ResourceTag/managed-by", "greenlight"),
+                | "elasticloadbalancing:RegisterTargets"
+                | "elasticloadbalancing:DeleteRule" => ("aws:ResourceTag/managed-by", "greenlight"),
+                "elasticloadbalancing:CreateRule" => ("aws:RequestTag/managed-by", "greenlight"),
                 "ec2:CreateTags" => ("ec2:CreateAction", "RunInstances"),
+                "elasticloadbalancing:AddTags" => ("elasticloadbalancing:CreateAction", "CreateRule"),
                 "iam:PassRole" => ("iam:PassedToService", "ec2.amazonaws.com"),
                 _ => continue,
             };
@@ -474,7 +477,7 @@ fn destructive_actions_need_the_managed_by_tag_and_pass_role_only_goes_to_ec2() 
             seen.insert(action.clone());
         }
     }
-    assert_eq!(seen.len(), 5, "the checks above must have found each action: {seen:?}");
+    assert_eq!(seen.len(), 8, "the checks above must have found each action: {seen:?}");
 }
 
 /// The functions EventBridge invokes (asynchronously), with the queue of each, and Lambda's

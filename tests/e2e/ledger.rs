@@ -3,7 +3,7 @@
 
 use greenlight_adapters::AdapterError;
 use greenlight_core::model::PhaseName;
-use greenlight_e2e::{quick, App, Env};
+use greenlight_e2e::{impatient, quick, App, Env};
 use greenlight_local::orchestrator::Ending;
 
 #[tokio::test]
@@ -34,7 +34,7 @@ async fn a_write_based_on_a_stale_read_is_refused_and_changes_nothing() {
 
 #[tokio::test]
 async fn history_lists_every_deployment_of_the_service_oldest_first() {
-    let env = Env::new("history", quick).await;
+    let env = Env::new("history", impatient).await;
     let v2 = env.image("v2", App::Unhealthy).await;
     let (aborted, ending) = env.deploy("v2", &v2).await;
     assert_eq!(ending, Ending::Done(PhaseName::Aborted));

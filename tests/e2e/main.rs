@@ -3,6 +3,9 @@
 //! ledger items, S3 objects), never a handler's word for it.
 //!
 //! - `rollout`: all-at-once and canary rollouts, bake window and retirement;
+//! - `analysis`: canaries judged by analysis of real (emulated) traffic: a healthy one moves on
+//!   evidence, an erroring or slow one reverts at its first step, a leak during the bake
+//!   window puts blue back live, an inconclusive step holds until an engineer promotes;
 //! - `contract`: the shipped binaries as processes behind a fake Lambda Runtime API, driven by
 //!   the committed state machine; metrics lines; each role grants what its function calls;
 //! - `buses`: greenlight's commands act only from its command bus; on the default bus they
@@ -20,6 +23,13 @@
 //! - `refusals`: downgrades, malformed events, unknown services, wrong-owner AMIs;
 //! - `revert`: rollbacks (engineer, alarm) during a canary and the bake window, hygiene;
 //! - `steer`: engineers abort or promote the deployment in flight;
+//! - `routes`: the deployment's test route to green through the load balancer: the smoke test
+//!   on it, closed on every way out, a first deployment with nothing live;
+//! - `switches`: several switch points per service: all move together, frames (authentication,
+//!   stickiness) kept exactly and no client secret sent; hand edits block retirement; drain
+//!   times from the target groups; a point greenlight cannot own aborts before launch;
+//! - `traffic`: load through a 10/90 weighted listener (one group's app failing 5 % of user
+//!   requests), read back with GetMetricData: the split, the 5xx, a p99 response time;
 //! - `reconcile`: the scheduled reconcile resumes a deployment whose execution never started;
 //! - `sources`: Image Builder and S3 manifest events start deployments;
 //! - `shapes`: EC2 AMI State Change, S3 event notifications (`Records`) and an alarm's Lambda
@@ -28,6 +38,7 @@
 //! - `infra`: the committed Step Functions definition is the one generated from the plan;
 //! - `modules`: no crate's modules use each other in a cycle (read from the sources).
 
+mod analysis;
 mod buses;
 mod cli;
 mod concurrency;
@@ -44,7 +55,10 @@ mod reconcile;
 mod refusals;
 mod revert;
 mod rollout;
+mod routes;
 mod samples;
 mod shapes;
 mod sources;
 mod steer;
+mod switches;
+mod traffic;

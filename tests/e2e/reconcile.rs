@@ -42,7 +42,9 @@ fn scheduled_run(id: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_deployment_whose_execution_never_started_is_resumed_once_its_lease_expires() {
-    let env = Env::alone("reconcile-stuck", |s| Spec { lease_s: 2, ..quick(s) }).await;
+    // A lease long enough that the early run below comes before it expires even on a busy
+    // machine (it once expired after 2 s under a full parallel test run).
+    let env = Env::alone("reconcile-stuck", |s| Spec { lease_s: 6, ..quick(s) }).await;
     let lost = Ports {
         orchestrator: Arc::new(Lost),
         ..env.local.ports.clone()
@@ -62,7 +64,7 @@ async fn a_deployment_whose_execution_never_started_is_resumed_once_its_lease_ex
     assert_eq!(env.deployment(&stuck).await.phase, Phase::Launching);
     assert!(env.live_instances_of(&stuck).await.is_empty(), "no green launched");
 
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(7)).await;
     let run = reconcile_services(&env.local.ports, &scheduled_run("run-late"))
         .await
         .unwrap();
@@ -255,7 +257,11 @@ async fn a_listener_edited_by_hand_is_reported_then_repaired_under_repair() {
     env.local
         .ports
         .lb
-        .set_traffic(&env.world.config.switch, &[(a.clone(), 50), (b.clone(), 50)])
+        .set_traffic(
+            &env.world.config.switch.points()[0],
+            None,
+            &[(a.clone(), 50), (b.clone(), 50)],
+        )
         .await
         .expect("edit the listener by hand");
 
@@ -334,7 +340,7 @@ async fn a_listener_edited_by_hand_is_reported_then_repaired_under_repair() {
         .clients
         .elb
         .describe_listeners()
-        .listener_arns(&env.world.config.switch.listener_arn)
+        .listener_arns(&env.world.config.switch.points()[0].listener_arn)
         .send()
         .await
         .unwrap();

@@ -13,12 +13,13 @@ use greenlight_core::decide::TargetHealth;
 use greenlight_core::model::{self, Deployment, ImageSource, Phase, PhaseName};
 use greenlight_core::model::{Release, RevertPlan, State};
 use greenlight_core::plan::{Step, StepInput};
+use greenlight_core::switch::{Frame, SeenAction};
 use greenlight_e2e::{canary, quick, started, App, Env};
 use greenlight_local::fixture::Spec;
 use greenlight_local::orchestrator::Ending;
 use greenlight_local::pump::Outcome;
 use greenlight_steps::{revert_service, run_step, RevertOutcome};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Copy, Debug)]
@@ -78,7 +79,7 @@ async fn trigger(env: &Env, trigger: Trigger) -> RevertOutcome {
 }
 
 /// A `RollbackRequested` event from alice, as EventBridge delivers it.
-fn rollback_event(env: &Env, id: &str) -> serde_json::Value {
+pub(crate) fn rollback_event(env: &Env, id: &str) -> serde_json::Value {
     let mut event = greenlight_e2e::image_published(serde_json::json!({}));
     event["detail-type"] = "RollbackRequested".into();
     event["id"] = id.into();
@@ -369,16 +370,19 @@ async fn an_alarm_on_the_version_rolled_back_to_stops_instead_of_ping_ponging() 
 /// Every ledger and load balancer call a handler makes, in order; the first listener change
 /// can be made to fail (a crash between the fast path's two calls).
 #[derive(Default)]
-struct Calls {
+pub(crate) struct Calls {
     log: Mutex<Vec<&'static str>>,
     fail_first_flip: AtomicBool,
+    /// Listener changes in flight right now, and the most ever in flight at once.
+    flips_in_flight: AtomicUsize,
+    pub(crate) most_flips_at_once: AtomicUsize,
 }
 
 impl Calls {
     fn note(&self, call: &'static str) {
         self.log.lock().unwrap().push(call);
     }
-    fn taken(&self) -> Vec<&'static str> {
+    pub(crate) fn taken(&self) -> Vec<&'static str> {
         std::mem::take(&mut *self.log.lock().unwrap())
     }
 }
@@ -445,7 +449,7 @@ impl LoadBalancer for RecordingLb {
         self.1.note("deregister");
         self.0.deregister(tg, ids, port).await
     }
-    async fn set_traffic(&self, switch: &Switch, weights: &[(String, u8)]) -> AdapterResult<()> {
+    async fn set_traffic(&self, switch: &Switch, frame: Option<&Frame>, weights: &[(String, u8)]) -> AdapterResult<()> {
         self.1.note("set_traffic");
         if self.1.fail_first_flip.swap(false, Ordering::SeqCst) {
             return Err(AdapterError::Aws {
@@ -455,16 +459,44 @@ impl LoadBalancer for RecordingLb {
                 retryable: true,
             });
         }
-        self.0.set_traffic(switch, weights).await
+        let now = self.1.flips_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.1.most_flips_at_once.fetch_max(now, Ordering::SeqCst);
+        let result = self.0.set_traffic(switch, frame, weights).await;
+        self.1.flips_in_flight.fetch_sub(1, Ordering::SeqCst);
+        result
+    }
+    async fn switch_point(&self, switch: &Switch) -> AdapterResult<Vec<SeenAction>> {
+        self.1.note("switch_point");
+        self.0.switch_point(switch).await
     }
     async fn traffic(&self, switch: &Switch) -> AdapterResult<Vec<(String, u8)>> {
         self.1.note("traffic");
         self.0.traffic(switch).await
     }
+    async fn forwarders(&self, tg: &str) -> AdapterResult<Vec<String>> {
+        self.1.note("forwarders");
+        self.0.forwarders(tg).await
+    }
+    async fn deregistration_delay_s(&self, tg: &str) -> AdapterResult<u64> {
+        self.1.note("deregistration_delay_s");
+        self.0.deregistration_delay_s(tg).await
+    }
+    async fn open_test_route(&self, listener: &str, deploy_id: &str, tg: &str) -> AdapterResult<String> {
+        self.1.note("open_test_route");
+        self.0.open_test_route(listener, deploy_id, tg).await
+    }
+    async fn close_test_route(&self, listener: &str, deploy_id: &str) -> AdapterResult<()> {
+        self.1.note("close_test_route");
+        self.0.close_test_route(listener, deploy_id).await
+    }
+    async fn test_routes(&self, listener: &str) -> AdapterResult<Vec<(String, String)>> {
+        self.1.note("test_routes");
+        self.0.test_routes(listener).await
+    }
 }
 
 /// The env's ports with every ledger and load balancer call recorded.
-fn recorded(env: &Env) -> (Ports, Arc<Calls>) {
+pub(crate) fn recorded(env: &Env) -> (Ports, Arc<Calls>) {
     let calls = Arc::new(Calls::default());
     let ports = Ports {
         ledger: Arc::new(RecordingLedger(env.local.ports.ledger.clone(), calls.clone())),

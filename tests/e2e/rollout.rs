@@ -143,10 +143,7 @@ async fn a_listener_rule_switch_moves_only_that_rule() {
         ..canary(s)
     })
     .await;
-    let rule = env
-        .world
-        .config
-        .switch
+    let rule = env.world.config.switch.points()[0]
         .rule_arn
         .clone()
         .expect("registered with a rule");

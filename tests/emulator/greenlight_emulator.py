@@ -40,6 +40,20 @@ Added on top of moto (each section below names the AWS documentation):
      items moto holds before and after each request (also put into the answer's
      ConsumedCapacity when asked), and conditional-write conflicts met.
      Section 8 below has the details.
+  9. Listener and rule actions as AWS keeps them: an authenticate-oidc
+     action's ClientSecret is never reported and is kept on a modify with
+     UseExistingClientSecret=true (moto echoed it and lost it); requests that
+     carry a ClientSecret and the secrets held are readable at
+     GET /_greenlight/client-secrets; a target group's LoadBalancerArns are
+     the load balancers that forward to it, each once (moto: duplicates, and
+     none added by ModifyListener/ModifyRule).
+ 10. CloudWatch metrics (module cloudwatch_metrics): the ALB data plane's requests as
+     AWS/ApplicationELB metrics, published per --metric-period-s (60 s as on AWS), and
+     GetMetricData answered by the emulator for every MetricStat query (percentiles and
+     trimmed counts included, which moto cannot answer), custom namespaces from the datums
+     moto stored through PutMetricData.
+ 11. Stand-in app traits from AMI tags greenlight:app-error-rate, greenlight:app-latency
+     and greenlight:app-after-requests (section 3b).
 
 Contract with the Rust test harness:
   python greenlight_emulator.py --host 127.0.0.1 --port 0
@@ -91,9 +105,10 @@ from moto.ec2.exceptions import EC2ClientError  # noqa: E402
 from moto.ec2.models.instances import Instance, InstanceState  # noqa: E402
 from moto.ec2.responses._base_response import EC2BaseResponse  # noqa: E402
 from moto.ec2.responses.instances import InstanceResponse  # noqa: E402
-from moto.elbv2.exceptions import InvalidTargetError, TargetNotRunning  # noqa: E402
+from moto.elbv2.exceptions import InvalidTargetError, TargetNotRunning, ValidationError  # noqa: E402
 from moto.elbv2.models import (  # noqa: E402
     ELBv2Backend,
+    FakeAction,
     FakeHealthStatus,
     FakeTargetGroup,
     elbv2_backends,
@@ -101,6 +116,10 @@ from moto.elbv2.models import (  # noqa: E402
 from moto.events.utils import EventTemplateParser  # noqa: E402
 from moto.server import DomainDispatcherApplication, create_backend_app  # noqa: E402
 from moto.moto_server.werkzeug_app import MotoRequestHandler  # noqa: E402
+
+import alb_data_plane  # noqa: E402  (section 10: the ALB data plane, its own module)
+import cloudwatch_metrics  # noqa: E402  (section 12: ALB metrics and GetMetricData)
+from moto.cloudwatch.models import cloudwatch_backends  # noqa: E402
 
 log = logging.getLogger("greenlight-emulator")
 
@@ -116,6 +135,7 @@ class Config:
     time_scale: float = 0.1
     tick_seconds: float = 0.02
     default_app_port: int = 8080
+    app_seed: int = 0  # seeds each stand-in app's error and latency draws (with its instance id)
 
 
 CFG = Config()
@@ -126,6 +146,9 @@ STATE_LOCK = threading.RLock()
 
 APP_PORT_TAG = "greenlight:app-port"
 APP_BEHAVIOUR_TAG = "greenlight:app-behaviour"
+APP_ERROR_RATE_TAG = "greenlight:app-error-rate"
+APP_LATENCY_TAG = "greenlight:app-latency"
+APP_AFTER_REQUESTS_TAG = "greenlight:app-after-requests"
 VERSION_TAG = "greenlight:version"
 
 
@@ -189,7 +212,87 @@ LOOPBACK = LoopbackAllocator()
 # ---------------------------------------------------------------------------
 
 
-def _make_handler(behaviour: str, version: str):
+# Paths the traits never touch: the target groups' health check path and the smoke test's
+# path (the fixture's), so that health checks and smoke gates pass and only an analysis of
+# the traffic can tell a leaky or slow version.
+TRAIT_EXEMPT_PATHS = frozenset({"/health", "/smoke"})
+Z99 = 2.3263478740408408  # the standard normal's 99th percentile
+
+
+@dataclass(frozen=True)
+class AppTraits:
+    """How a stand-in app misbehaves on user requests (AMI tags, README section 3)."""
+
+    error_rate: float = 0.0  # fraction of user requests answered 500
+    latency_mu: float | None = None  # lognormal parameters of the per-request sleep (seconds)
+    latency_sigma: float = 0.0
+    after_requests: int = 0  # the traits apply only after this many user requests
+
+    @staticmethod
+    def from_tags(tags: dict[str, str]) -> "AppTraits":
+        """Parses the trait tags; an unparsable value is logged and ignored."""
+        error_rate, mu, sigma, after = 0.0, None, 0.0, 0
+        raw = tags.get(APP_ERROR_RATE_TAG)
+        if raw:
+            try:
+                error_rate = min(max(float(raw.strip().rstrip("%")) / 100.0, 0.0), 1.0)
+            except ValueError:
+                log.error("ignored %s=%r (want e.g. 5%%)", APP_ERROR_RATE_TAG, raw)
+        raw = tags.get(APP_LATENCY_TAG)
+        if raw:
+            try:
+                quantiles = dict(_latency_part(part) for part in raw.split(","))
+                p50, p99 = quantiles["p50"], quantiles["p99"]
+                if not 0 < p50 <= p99:
+                    raise ValueError("0 < p50 <= p99 is required")
+                mu, sigma = math.log(p50), (math.log(p99) - math.log(p50)) / Z99
+            except (ValueError, KeyError) as exc:
+                log.error("ignored %s=%r (want e.g. p50=20ms,p99=150ms): %s", APP_LATENCY_TAG, raw, exc)
+        raw = tags.get(APP_AFTER_REQUESTS_TAG)
+        if raw:
+            try:
+                after = max(int(raw.strip()), 0)
+            except ValueError:
+                log.error("ignored %s=%r (want a whole number)", APP_AFTER_REQUESTS_TAG, raw)
+        return AppTraits(error_rate, mu, sigma, after)
+
+
+def _latency_part(part: str) -> tuple[str, float]:
+    """`p50=20ms` -> ("p50", 0.02); units ms or s."""
+    name, _, value = part.strip().partition("=")
+    value = value.strip().lower()
+    if value.endswith("ms"):
+        seconds = float(value[:-2]) / 1000.0
+    elif value.endswith("s"):
+        seconds = float(value[:-1])
+    else:
+        raise ValueError(f"{part!r}: a unit (ms or s) is required")
+    return name.strip().lower(), seconds
+
+
+class TraitDice:
+    """The seeded draws of one app: two per user request (error, latency), whatever is used,
+    so the n-th user request of an instance always meets the same fate."""
+
+    def __init__(self, traits: AppTraits, seed: str):
+        self.traits = traits
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.user_requests = 0
+
+    def draw(self) -> tuple[bool, float]:
+        """(answer 500?, seconds to sleep) for the next user request."""
+        with self.lock:
+            self.user_requests += 1
+            error_draw, normal_draw = self.rng.random(), self.rng.gauss(0.0, 1.0)
+            if self.user_requests <= self.traits.after_requests:
+                return False, 0.0
+        t = self.traits
+        delay = math.exp(t.latency_mu + t.latency_sigma * normal_draw) if t.latency_mu is not None else 0.0
+        return error_draw < t.error_rate, min(delay, 30.0)
+
+
+def _make_handler(behaviour: str, version: str, dice: TraitDice | None = None):
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "greenlight-standin/1"
         timeout = 5  # a silent client cannot pin a thread forever
@@ -204,6 +307,12 @@ def _make_handler(behaviour: str, version: str):
                 status, body = (200, "ok") if path == "/health" else (500, "internal error")
             else:
                 status, body = 500, f"unknown behaviour {behaviour!r}"
+            if dice is not None and path not in TRAIT_EXEMPT_PATHS:
+                fail, delay = dice.draw()
+                if delay > 0:
+                    time.sleep(delay)
+                if fail:
+                    status, body = 500, f"internal error version={version}"
             data = body.encode()
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
@@ -227,10 +336,12 @@ class StandInServer(http.server.ThreadingHTTPServer):
 
 
 class StandInApp:
-    def __init__(self, instance_id: str, ip: str, port: int, behaviour: str, version: str):
+    def __init__(self, instance_id: str, ip: str, port: int, behaviour: str, version: str,
+                 traits: AppTraits | None = None):
         self.instance_id = instance_id
         self.address = (ip, port)
-        self.server = StandInServer(self.address, _make_handler(behaviour, version))
+        dice = TraitDice(traits, f"{CFG.app_seed}:{instance_id}") if traits and traits != AppTraits() else None
+        self.server = StandInServer(self.address, _make_handler(behaviour, version, dice))
         self.thread = threading.Thread(
             target=self.server.serve_forever,
             kwargs={"poll_interval": 0.05},
@@ -262,10 +373,12 @@ def start_app(instance: Instance) -> None:
     port = int(tags.get(APP_PORT_TAG) or CFG.default_app_port)
     ip = instance.private_ip_address
     try:
+        traits = AppTraits.from_tags(tags)
         APPS[instance.id] = StandInApp(
-            instance.id, ip, port, behaviour, tags.get(VERSION_TAG, "")
+            instance.id, ip, port, behaviour, tags.get(VERSION_TAG, ""), traits
         )
-        log.info("app for %s on %s:%s (%s)", instance.id, ip, port, behaviour)
+        log.info("app for %s on %s:%s (%s%s)", instance.id, ip, port, behaviour,
+                 "" if traits == AppTraits() else f", {traits}")
     except OSError as exc:
         log.error("cannot start app for %s on %s:%s: %s", instance.id, ip, port, exc)
 
@@ -591,6 +704,191 @@ FakeTargetGroup.deregister_terminated_instances = _deregister_terminated_instanc
 ELBv2Backend.describe_target_health = _describe_target_health
 
 
+# --- listener and rule actions: OIDC client secrets, target groups' load balancers ----------
+#
+# AWS ("AuthenticateOidcActionConfig", ELBv2 API reference): ClientSecret "is required if you
+# are creating a rule. If you are modifying a rule, you can omit this parameter if you set
+# UseExistingClientSecret to true" -- the action keeps the secret it had. A secret is never
+# reported back: Describe*/Create*/Modify* answers omit ClientSecret (and
+# UseExistingClientSecret is a request flag, not stored). moto stores the config verbatim:
+# it echoes the secret in every answer, and a modify with UseExistingClientSecret loses the
+# secret and stores the flag. Here the secret is kept on the action, out of what moto
+# serialises, and carried over on UseExistingClientSecret=true.
+#
+# A target group's LoadBalancerArns are the load balancers whose listeners or rules forward
+# to it, each once. moto appends one entry per CreateListener/CreateRule that names the
+# group (duplicates) and never updates it for ModifyListener/ModifyRule, nor when a
+# listener stops forwarding to it.
+
+SECRET_ATTR = "_greenlight_client_secret"
+# access key id -> {"elasticloadbalancing:Action": count} of requests that carried a ClientSecret.
+SECRETS_SENT: dict[str, dict[str, int]] = {}
+SECRETS_PATH = "/_greenlight/client-secrets"
+_CLIENT_SECRET_PARAM = re.compile(rb"(?:^|&)[A-Za-z0-9.]*\.ClientSecret=")
+
+_fake_action_init = FakeAction.__init__
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or str(value).lower() == "true"
+
+
+def _fake_action_init_hiding_secret(self: FakeAction, data: dict[str, Any]) -> None:
+    config = (data or {}).get("AuthenticateOidcConfig")
+    secret = None
+    if isinstance(config, dict):
+        secret = config.pop("ClientSecret", None)
+        config.pop("UseExistingClientSecret", None)
+    _fake_action_init(self, data)
+    setattr(self, SECRET_ATTR, secret)
+
+
+FakeAction.__init__ = _fake_action_init_hiding_secret
+
+
+def _oidc_configs(actions: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    return [
+        a["AuthenticateOidcConfig"]
+        for a in actions or []
+        if isinstance(a, dict) and a.get("Type") == "authenticate-oidc" and isinstance(a.get("AuthenticateOidcConfig"), dict)
+    ]
+
+
+def _validation_error(message: str) -> ValidationError:
+    return ValidationError(message)
+
+
+def _require_secrets(actions: list[dict[str, Any]] | None) -> None:
+    """Creating: every authenticate-oidc action brings its ClientSecret."""
+    for config in _oidc_configs(actions):
+        if not config.get("ClientSecret"):
+            raise _validation_error("A client secret must be specified for an authenticate-oidc action")
+
+
+def _carry_secrets(actions: list[dict[str, Any]] | None, existing: list[Any]) -> None:
+    """Modifying: an authenticate-oidc action with UseExistingClientSecret=true and no
+    ClientSecret takes the secret of the existing authenticate-oidc action (the one with the
+    same ClientId, else the first)."""
+    old = [
+        (getattr(a, "data", {}).get("AuthenticateOidcConfig") or {}, getattr(a, SECRET_ATTR, None))
+        for a in existing or []
+        if getattr(a, "type", None) == "authenticate-oidc"
+    ]
+    for config in _oidc_configs(actions):
+        if config.get("ClientSecret"):
+            continue
+        if not _truthy(config.get("UseExistingClientSecret")):
+            raise _validation_error(
+                "A client secret must be specified for an authenticate-oidc action "
+                "unless UseExistingClientSecret is true")
+        same = [s for c, s in old if c.get("ClientId") == config.get("ClientId") and s]
+        any_secret = [s for _, s in old if s]
+        found = (same or any_secret or [None])[0]
+        if found is None:
+            raise _validation_error("UseExistingClientSecret is true but there is no existing client secret to use")
+        config["ClientSecret"] = found
+
+
+_create_listener = ELBv2Backend.create_listener
+_create_rule = ELBv2Backend.create_rule
+_modify_listener = ELBv2Backend.modify_listener
+_modify_rule = ELBv2Backend.modify_rule
+
+
+def _create_listener_keeping_secrets(self: ELBv2Backend, *args: Any, **kwargs: Any):
+    bound = inspect.signature(_create_listener).bind(self, *args, **kwargs)
+    _require_secrets(bound.arguments.get("actions"))
+    return _create_listener(self, *args, **kwargs)
+
+
+def _create_rule_keeping_secrets(self: ELBv2Backend, *args: Any, **kwargs: Any):
+    bound = inspect.signature(_create_rule).bind(self, *args, **kwargs)
+    _require_secrets(bound.arguments.get("actions"))
+    return _create_rule(self, *args, **kwargs)
+
+
+def _modify_listener_keeping_secrets(self: ELBv2Backend, *args: Any, **kwargs: Any):
+    bound = inspect.signature(_modify_listener).bind(self, *args, **kwargs)
+    actions = bound.arguments.get("actions")
+    if actions:
+        listeners = self.describe_listeners(load_balancer_arn=None, listener_arns=[bound.arguments["arn"]])
+        _carry_secrets(actions, listeners[0].default_actions if listeners else [])
+    return _modify_listener(self, *args, **kwargs)
+
+
+def _modify_rule_keeping_secrets(self: ELBv2Backend, *args: Any, **kwargs: Any):
+    bound = inspect.signature(_modify_rule).bind(self, *args, **kwargs)
+    actions = bound.arguments.get("actions")
+    if actions:
+        rules = self.describe_rules(listener_arn=None, rule_arns=[bound.arguments["rule_arn"]])
+        _carry_secrets(actions, rules[0].actions if rules else [])
+    return _modify_rule(self, *args, **kwargs)
+
+
+ELBv2Backend.create_listener = _create_listener_keeping_secrets
+ELBv2Backend.create_rule = _create_rule_keeping_secrets
+ELBv2Backend.modify_listener = _modify_listener_keeping_secrets
+ELBv2Backend.modify_rule = _modify_rule_keeping_secrets
+
+
+def _load_balancers_forwarding_to(tg: FakeTargetGroup) -> list[str]:
+    backend = _backend_of(tg)
+    found = []
+    for lb in list(backend.load_balancers.values()):
+        for listener in list(lb.listeners.values()):
+            actions = list(listener.default_actions or [])
+            for rule in list(listener.rules.values()):
+                actions += list(rule.actions or [])
+            if any(tg.arn in _action_target_groups(a) for a in actions):
+                found.append(lb.arn)
+                break
+    return found
+
+
+# moto assigns `load_balancer_arns` in __init__ and appends to it: both go to a list nobody reads.
+FakeTargetGroup.load_balancer_arns = property(
+    _load_balancers_forwarding_to, lambda self, value: None)
+
+
+def record_secret_sent(environ: dict[str, Any], key: str, service: str, action: str | None) -> None:
+    """Notes an ELBv2 request whose parameters carry a ClientSecret (any action's)."""
+    if service != "elasticloadbalancing" or not _CLIENT_SECRET_PARAM.search(_peek_body(environ)):
+        return
+    name = f"elasticloadbalancing:{action}"
+    with CALLS_LOCK:
+        sent = SECRETS_SENT.setdefault(key, {})
+        sent[name] = sent.get(name, 0) + 1
+
+
+def stored_secrets() -> dict[str, list[str | None]]:
+    """The client secret each authenticate-oidc action holds, by listener or rule ARN."""
+    stored: dict[str, list[str | None]] = {}
+    for regions in list(elbv2_backends.values()):
+        for backend in list(regions.values()):
+            for lb in list(backend.load_balancers.values()):
+                for listener in list(lb.listeners.values()):
+                    owners = [(listener.arn, listener.default_actions)]
+                    owners += [(r.arn, r.actions) for r in listener.rules.values() if not getattr(r, "is_default", False)]
+                    for arn, actions in owners:
+                        secrets = [getattr(a, SECRET_ATTR, None) for a in actions or []
+                                   if getattr(a, "type", None) == "authenticate-oidc"]
+                        if secrets:
+                            stored[arn] = secrets
+    return stored
+
+
+def secrets_app(environ, start_response):
+    """`GET /_greenlight/client-secrets`: `{"sent": {access key id: {action: n}}, "stored":
+    {listener or rule ARN: [secret, ...]}}`."""
+    with STATE_LOCK:
+        stored = stored_secrets()
+    with CALLS_LOCK:
+        sent = {key: dict(actions) for key, actions in SECRETS_SENT.items()}
+    body = json.dumps({"sent": sent, "stored": stored}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 # --- the health checker ----------------------------------------------------
 
 
@@ -869,7 +1167,13 @@ def locked_app(app):
             return faults_app(environ, start_response)
         if path == USAGE_PATH:
             return usage_app(environ, start_response)
+        if path in alb_data_plane.ADMIN_PATHS:
+            return alb_data_plane.admin_app(environ, start_response)
+        if path == SECRETS_PATH:
+            return secrets_app(environ, start_response)
         signed = record_call(environ)
+        if signed:
+            record_secret_sent(environ, *signed)
         if signed and signed[1] == "sqs" and _is_sqs_receive(environ):
             environ["greenlight.unlocked"] = True
         if signed and signed[1] == "dynamodb":
@@ -1684,6 +1988,30 @@ def _with_body_headers(headers: list[tuple[str, str]], body: bytes) -> list[tupl
 
 
 # ---------------------------------------------------------------------------
+# 12. CloudWatch GetMetricData, answered by the emulator (module cloudwatch_metrics)
+#
+# moto answers GetMetricData for Sum/Average/... only (HTTP 500 on percentiles such as p99)
+# and knows nothing of the ALB data plane. The request has been logged, counted and met its
+# injected fault (locked_app) before it gets here, under STATE_LOCK.
+# ---------------------------------------------------------------------------
+
+
+def intercept_cloudwatch(app):
+    """Answers CloudWatch GetMetricData itself; everything else goes to moto."""
+
+    def wsgi(environ, start_response):
+        match = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        if match and match.group(2) == "monitoring" and _action(environ, "monitoring") == "GetMetricData":
+            account = _moto_account(environ, match.group(1))
+            region = _credential_region(environ)
+            backend = cloudwatch_backends[account][region]
+            return cloudwatch_metrics.get_metric_data_app(environ, start_response, _peek_body(environ), backend)
+        return app(environ, start_response)
+
+    return wsgi
+
+
+# ---------------------------------------------------------------------------
 # Process lifecycle
 # ---------------------------------------------------------------------------
 
@@ -1722,6 +2050,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="factor applied to health-check interval and timeout (default 0.1)")
     p.add_argument("--default-app-port", type=int, default=8080,
                    help="app port when the AMI has no greenlight:app-port tag (default 8080)")
+    p.add_argument("--alb-seed", type=int, default=0,
+                   help="seed of the ALB data plane's weighted target-group choice (default 0)")
+    p.add_argument("--metric-period-s", type=int,
+                   default=int(os.environ.get("GREENLIGHT_METRIC_PERIOD_S") or 60),
+                   help="publication period of the ALB metrics in seconds (default 60 as on AWS, "
+                        "or GREENLIGHT_METRIC_PERIOD_S)")
+    p.add_argument("--app-seed", type=int, default=0,
+                   help="seed of the stand-in apps' error and latency draws (default 0)")
     p.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     p.add_argument("--no-stdin-watch", action="store_true",
                    help="do not exit on stdin EOF (for running by hand)")
@@ -1738,17 +2074,22 @@ def main(argv: list[str] | None = None) -> None:
     CFG.pending_seconds = args.pending_seconds
     CFG.time_scale = args.time_scale
     CFG.default_app_port = args.default_app_port
+    CFG.app_seed = args.app_seed
+    if args.metric_period_s < 1:
+        raise SystemExit("--metric-period-s must be at least 1")
+    cloudwatch_metrics.SETTINGS.period_s = args.metric_period_s
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: shutdown(0))
 
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(
-        args.host, args.port, locked_app(app), threaded=True,
+        args.host, args.port, locked_app(intercept_cloudwatch(app)), threaded=True,
         request_handler=GreenlightRequestHandler,
     )
     threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()
     Ticker().start()
+    alb_data_plane.start(STATE_LOCK, seed=args.alb_seed)
     if not args.no_stdin_watch:
         threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
 

@@ -554,6 +554,117 @@ class OtherServicesTest(EmulatorTestCase):
         got = self.elb.describe_rules(RuleArns=[rule])["Rules"][0]["Actions"]
         self.assertEqual(weights(got), {blue: 90, green: 10})
 
+    # --- authenticate-oidc client secrets, stickiness, action order ------------------
+
+    OIDC = {"Issuer": "https://idp.example.com", "AuthorizationEndpoint": "https://idp.example.com/auth",
+            "TokenEndpoint": "https://idp.example.com/token", "UserInfoEndpoint": "https://idp.example.com/me",
+            "ClientId": "web", "Scope": "openid", "SessionTimeout": 3600,
+            "OnUnauthenticatedRequest": "authenticate"}
+
+    def secrets(self) -> dict:
+        with urllib.request.urlopen(f"{self.url}/_greenlight/client-secrets", timeout=5) as response:
+            return json.load(response)
+
+    def oidc_actions(self, tgs: list[tuple[str, int]], secret: str | None = None, use_existing: bool = False):
+        config = dict(self.OIDC)
+        if secret is not None:
+            config["ClientSecret"] = secret
+        if use_existing:
+            config["UseExistingClientSecret"] = True
+        return [
+            {"Type": "authenticate-oidc", "Order": 1, "AuthenticateOidcConfig": config},
+            {"Type": "forward", "Order": 2, "ForwardConfig": {
+                "TargetGroups": [{"TargetGroupArn": tg, "Weight": w} for tg, w in tgs],
+                "TargetGroupStickinessConfig": {"Enabled": True, "DurationSeconds": 600}}},
+        ]
+
+    def test_oidc_client_secret_is_kept_and_never_reported(self):
+        """AWS: ClientSecret is required on create, may be omitted on modify with
+        UseExistingClientSecret=true (the action keeps its secret); no answer reports it, and
+        the flag is not stored. moto echoed the secret and lost it on such a modify."""
+        vpc, subnets = self.network()
+        blue, green = self.target_group(vpc), self.target_group(vpc)
+        lb = self.load_balancer(subnets)
+        key = f"AKIDOIDC{self.suffix.upper()}"
+        elb = boto3.client("elbv2", endpoint_url=self.url, region_name="us-east-1",
+                           aws_access_key_id=key, aws_secret_access_key="test",
+                           config=Config(retries={"max_attempts": 1}))
+        created = elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80,
+                                      DefaultActions=self.oidc_actions([(blue, 100)], secret="s3cr3t"))
+        listener = created["Listeners"][0]["ListenerArn"]
+        rule = elb.create_rule(ListenerArn=listener, Priority=3,
+                               Conditions=[{"Field": "path-pattern", "Values": ["/app/*"]}],
+                               Actions=self.oidc_actions([(blue, 100)], secret="rule-secret"))["Rules"][0]["RuleArn"]
+        self.assertEqual(self.secrets()["sent"][key],
+                         {"elasticloadbalancing:CreateListener": 1, "elasticloadbalancing:CreateRule": 1})
+
+        answers = [created["Listeners"][0]["DefaultActions"]]
+        answers.append(elb.modify_listener(
+            ListenerArn=listener,
+            DefaultActions=self.oidc_actions([(blue, 90), (green, 10)], use_existing=True))["Listeners"][0]["DefaultActions"])
+        answers.append(elb.modify_rule(
+            RuleArn=rule, Actions=self.oidc_actions([(blue, 90), (green, 10)], use_existing=True))["Rules"][0]["Actions"])
+        described = elb.describe_listeners(ListenerArns=[listener])["Listeners"][0]["DefaultActions"]
+        answers.append(described)
+        answers.append(elb.describe_rules(RuleArns=[rule])["Rules"][0]["Actions"])
+        answers.append(elb.describe_listeners(LoadBalancerArn=lb)["Listeners"][0]["DefaultActions"])
+        for actions in answers:
+            config = actions[0]["AuthenticateOidcConfig"]
+            self.assertNotIn("ClientSecret", config)
+            self.assertNotIn("UseExistingClientSecret", config)
+            self.assertEqual(config, self.OIDC)
+        # Order and stickiness round-trip.
+        self.assertEqual([(a["Type"], a["Order"]) for a in described], [("authenticate-oidc", 1), ("forward", 2)])
+        self.assertEqual(described[1]["ForwardConfig"]["TargetGroupStickinessConfig"],
+                         {"Enabled": True, "DurationSeconds": 600})
+        # The secrets stayed, and the modifies sent none.
+        stored = self.secrets()
+        self.assertEqual(stored["stored"][listener], ["s3cr3t"])
+        self.assertEqual(stored["stored"][rule], ["rule-secret"])
+        self.assertEqual(set(stored["sent"][key]),
+                         {"elasticloadbalancing:CreateListener", "elasticloadbalancing:CreateRule"})
+        # A new secret replaces it.
+        elb.modify_listener(ListenerArn=listener, DefaultActions=self.oidc_actions([(blue, 100)], secret="rotated"))
+        self.assertEqual(self.secrets()["stored"][listener], ["rotated"])
+
+    def test_oidc_without_a_secret_is_refused(self):
+        vpc, subnets = self.network()
+        blue = self.target_group(vpc)
+        lb = self.load_balancer(subnets)
+        with self.assertRaises(ClientError) as ctx:
+            self.elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80,
+                                     DefaultActions=self.oidc_actions([(blue, 100)]))
+        self.assertEqual(ctx.exception.response["Error"]["Code"], "ValidationError")
+        listener = self.listener(lb, blue)
+        for use_existing in (False, True):  # no existing secret to use either
+            with self.assertRaises(ClientError) as ctx:
+                self.elb.modify_listener(ListenerArn=listener,
+                                         DefaultActions=self.oidc_actions([(blue, 100)], use_existing=use_existing))
+            self.assertEqual(ctx.exception.response["Error"]["Code"], "ValidationError")
+        got = self.elb.describe_listeners(ListenerArns=[listener])["Listeners"][0]["DefaultActions"]
+        self.assertEqual([a["Type"] for a in got], ["forward"], "refused: unchanged")
+
+    def test_target_groups_load_balancers_are_who_forwards_to_them(self):
+        """AWS: LoadBalancerArns names each load balancer that routes to the group, once,
+        whether a listener was created or modified to forward to it. moto listed one entry per
+        CreateListener/CreateRule and none for ModifyListener/ModifyRule."""
+        vpc, subnets = self.network()
+        blue, green = self.target_group(vpc), self.target_group(vpc)
+        lb = self.load_balancer(subnets)
+
+        def lbs(tg):
+            return self.elb.describe_target_groups(TargetGroupArns=[tg])["TargetGroups"][0].get("LoadBalancerArns", [])
+
+        listener = self.listener(lb, blue)
+        self.elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=81,
+                                 DefaultActions=[{"Type": "forward", "TargetGroupArn": blue}])
+        self.assertEqual((lbs(blue), lbs(green)), ([lb], []))
+        self.elb.modify_listener(ListenerArn=listener, DefaultActions=[{"Type": "forward", "ForwardConfig": {
+            "TargetGroups": [{"TargetGroupArn": blue, "Weight": 0}, {"TargetGroupArn": green, "Weight": 100}]}}])
+        self.assertEqual((lbs(blue), lbs(green)), ([lb], [lb]))
+        self.assertEqual([g["TargetGroupArn"] for g in self.elb.describe_target_groups(LoadBalancerArn=lb)["TargetGroups"]],
+                         sorted([blue, green], key=lambda arn: arn.split("/")[1]))
+
     def test_dynamodb_transaction_cancelled(self):
         ddb = self.client("dynamodb")
         table = f"t-{self.suffix}"

@@ -27,6 +27,7 @@ use greenlight_core::config::Switch;
 use greenlight_core::decide::{ImageFacts, RevertRequest, TargetHealth};
 use greenlight_core::model::{Deployment, Release, RevertPlan, State};
 use greenlight_core::rng::Rng;
+use greenlight_core::switch::{Frame, SeenAction};
 use greenlight_core::ServiceConfig;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -239,13 +240,52 @@ impl LoadBalancer for Crashing {
             )
             .await
     }
-    async fn set_traffic(&self, switch: &Switch, weights: &[(String, u8)]) -> AdapterResult<()> {
+    async fn set_traffic(&self, switch: &Switch, frame: Option<&Frame>, weights: &[(String, u8)]) -> AdapterResult<()> {
         self.wire
-            .call("lb.set_traffic", self.ports.lb.set_traffic(switch, weights))
+            .call("lb.set_traffic", self.ports.lb.set_traffic(switch, frame, weights))
+            .await
+    }
+    async fn switch_point(&self, switch: &Switch) -> AdapterResult<Vec<SeenAction>> {
+        self.wire
+            .call("lb.switch_point", self.ports.lb.switch_point(switch))
             .await
     }
     async fn traffic(&self, switch: &Switch) -> AdapterResult<Vec<(String, u8)>> {
         self.wire.call("lb.traffic", self.ports.lb.traffic(switch)).await
+    }
+    async fn forwarders(&self, target_group: &str) -> AdapterResult<Vec<String>> {
+        self.wire
+            .call("lb.forwarders", self.ports.lb.forwarders(target_group))
+            .await
+    }
+    async fn deregistration_delay_s(&self, target_group: &str) -> AdapterResult<u64> {
+        self.wire
+            .call(
+                "lb.deregistration_delay_s",
+                self.ports.lb.deregistration_delay_s(target_group),
+            )
+            .await
+    }
+    async fn open_test_route(&self, listener_arn: &str, deploy_id: &str, target_group: &str) -> AdapterResult<String> {
+        self.wire
+            .call(
+                "lb.open_test_route",
+                self.ports.lb.open_test_route(listener_arn, deploy_id, target_group),
+            )
+            .await
+    }
+    async fn close_test_route(&self, listener_arn: &str, deploy_id: &str) -> AdapterResult<()> {
+        self.wire
+            .call(
+                "lb.close_test_route",
+                self.ports.lb.close_test_route(listener_arn, deploy_id),
+            )
+            .await
+    }
+    async fn test_routes(&self, listener_arn: &str) -> AdapterResult<Vec<(String, String)>> {
+        self.wire
+            .call("lb.test_routes", self.ports.lb.test_routes(listener_arn))
+            .await
     }
 }
 
@@ -278,6 +318,17 @@ impl Alarms for Crashing {
     async fn in_alarm(&self, names: &[String]) -> AdapterResult<Vec<String>> {
         self.wire
             .call("alarms.in_alarm", self.ports.alarms.in_alarm(names))
+            .await
+    }
+
+    async fn metric_data(
+        &self,
+        queries: &[greenlight_core::analysis::fetch::StatQuery],
+        start: greenlight_core::Epoch,
+        end: greenlight_core::Epoch,
+    ) -> AdapterResult<Vec<Vec<(greenlight_core::Epoch, f64)>>> {
+        self.wire
+            .call("alarms.metric_data", self.ports.alarms.metric_data(queries, start, end))
             .await
     }
 }

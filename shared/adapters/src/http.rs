@@ -24,9 +24,9 @@ pub struct HttpProber;
 
 #[async_trait]
 impl Prober for HttpProber {
-    async fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), String> {
+    async fn get(&self, url: &str, header: Option<(&str, &str)>, timeout: Duration) -> Result<(u16, String), String> {
         let target = Target::parse(url)?;
-        match tokio::time::timeout(timeout, fetch(&target)).await {
+        match tokio::time::timeout(timeout, fetch(&target, header)).await {
             Ok(result) => result,
             Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
         }
@@ -67,7 +67,7 @@ impl Target {
 
 /// One GET on a fresh connection (`Connection: close`), through hyper's HTTP/1.1 client
 /// connection: the parser the SDK's client already links.
-async fn fetch(target: &Target) -> Result<(u16, String), String> {
+async fn fetch(target: &Target, extra: Option<(&str, &str)>) -> Result<(u16, String), String> {
     let stream = TcpStream::connect((target.host.as_str(), target.port))
         .await
         .map_err(|e| format!("connect {}:{}: {e}", target.host, target.port))?;
@@ -77,11 +77,15 @@ async fn fetch(target: &Target) -> Result<(u16, String), String> {
     // The connection runs beside the request; it ends when the answer has been read (or
     // when this call ends, its guard aborts it: nothing outlives a timeout).
     let _connection = AbortOnDrop(tokio::spawn(connection));
-    let request = Request::get(target.path.as_str())
+    let mut request = Request::get(target.path.as_str())
         .header(header::HOST, format!("{}:{}", target.host, target.port))
         .header(header::USER_AGENT, "greenlight-smoke-test")
         .header(header::ACCEPT, "*/*")
-        .header(header::CONNECTION, "close")
+        .header(header::CONNECTION, "close");
+    if let Some((name, value)) = extra {
+        request = request.header(name, value);
+    }
+    let request = request
         .body(Empty::<Bytes>::new())
         .map_err(|e| format!("{:?} is not a valid smoke-test path: {e}", target.path))?;
     let response = sender.send_request(request).await.map_err(|e| format!("read: {e}"))?;
@@ -178,7 +182,7 @@ mod tests {
         let addr = serve(table.iter().map(|(raw, _)| raw.to_vec()).collect()).await;
         for (raw, want) in table {
             let got = HttpProber
-                .get(&format!("http://{addr}/smoke"), Duration::from_secs(2))
+                .get(&format!("http://{addr}/smoke"), None, Duration::from_secs(2))
                 .await;
             match want {
                 Ok(answer) => assert_eq!(got.as_ref(), Ok(&answer), "{}", String::from_utf8_lossy(raw)),
@@ -203,12 +207,15 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
         });
         let url = format!("http://{addr}/smoke");
-        let got = HttpProber.get(&url, Duration::from_secs(2)).await.unwrap();
+        let got = HttpProber.get(&url, None, Duration::from_secs(2)).await.unwrap();
         assert_eq!(got, (500, "broke".to_string()));
-        let err = HttpProber.get(&url, Duration::from_millis(200)).await.unwrap_err();
+        let err = HttpProber
+            .get(&url, None, Duration::from_millis(200))
+            .await
+            .unwrap_err();
         assert!(err.contains("no answer within 200 ms"), "{err}");
         let refused = HttpProber
-            .get("http://127.0.0.1:1/", Duration::from_secs(1))
+            .get("http://127.0.0.1:1/", None, Duration::from_secs(1))
             .await
             .unwrap_err();
         assert!(refused.contains("connect"), "{refused}");

@@ -19,6 +19,7 @@ use async_trait::async_trait;
 use greenlight_core::config::{LaunchSettings, Switch};
 use greenlight_core::decide::{ImageFacts, RevertRequest, TargetHealth};
 use greenlight_core::model::{Deployment, Release, RevertPlan, State};
+use greenlight_core::switch::{Frame, SeenAction};
 use greenlight_core::{Epoch, ServiceConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -221,12 +222,38 @@ pub trait LoadBalancer: Send + Sync {
     async fn target_health(&self, target_group: &str) -> AdapterResult<Vec<TargetHealth>>;
     async fn register(&self, target_group: &str, instance_ids: &[String], port: u16) -> AdapterResult<()>;
     async fn deregister(&self, target_group: &str, instance_ids: &[String], port: u16) -> AdapterResult<()>;
-    /// Sets the switch point (listener default action, or the rule) to a weighted forward
-    /// over `(target group ARN, weight)`; one ModifyListener or ModifyRule call.
-    async fn set_traffic(&self, switch: &Switch, weights: &[(String, u8)]) -> AdapterResult<()>;
+    /// Sets one switch point (a listener's default action, or a rule) to `frame` around a
+    /// weighted forward over `(target group ARN, weight)`: one ModifyListener or ModifyRule
+    /// call. Without a frame (a deployment recorded before frames were) it reads the switch
+    /// point first and keeps what it finds around the forward.
+    async fn set_traffic(&self, switch: &Switch, frame: Option<&Frame>, weights: &[(String, u8)]) -> AdapterResult<()>;
+    /// One switch point's actions, as read (DescribeListeners or DescribeRules).
+    async fn switch_point(&self, switch: &Switch) -> AdapterResult<Vec<SeenAction>>;
     /// The switch point's current forward weights.
-    async fn traffic(&self, switch: &Switch) -> AdapterResult<Vec<(String, u8)>>;
+    async fn traffic(&self, switch: &Switch) -> AdapterResult<Vec<(String, u8)>> {
+        Ok(greenlight_core::switch::weights(&self.switch_point(switch).await?))
+    }
+    /// The ARN of every listener (default action) and rule, on every load balancer that
+    /// `target_group` is attached to, whose forward gives the group weight; at most
+    /// [`MAX_FORWARDERS`] of them.
+    async fn forwarders(&self, target_group: &str) -> AdapterResult<Vec<String>>;
+    /// The group's `deregistration_delay.timeout_seconds` (DescribeTargetGroupAttributes).
+    async fn deregistration_delay_s(&self, target_group: &str) -> AdapterResult<u64>;
+    /// Makes sure deployment `deploy_id` has its test route on `listener_arn`: a rule
+    /// matching the header [`greenlight_core::switch::TEST_ROUTE_HEADER`] = `deploy_id`,
+    /// forwarding to `target_group` only, at the lowest unused priority, tagged
+    /// `managed-by=greenlight` and with the deploy id. One that exists is found, not created
+    /// again (DescribeRules, then CreateRule; a priority taken meanwhile is looked for again).
+    /// Its ARN.
+    async fn open_test_route(&self, listener_arn: &str, deploy_id: &str, target_group: &str) -> AdapterResult<String>;
+    /// Deletes deployment `deploy_id`'s test route on `listener_arn`, if there is one.
+    async fn close_test_route(&self, listener_arn: &str, deploy_id: &str) -> AdapterResult<()>;
+    /// The test routes on `listener_arn`: `(rule ARN, deploy id)`, at most [`MAX_FORWARDERS`].
+    async fn test_routes(&self, listener_arn: &str) -> AdapterResult<Vec<(String, String)>>;
 }
+
+/// The most listeners and rules [`LoadBalancer::forwarders`] reports.
+pub const MAX_FORWARDERS: usize = 50;
 
 /// S3: release manifests in, deployment reports out.
 #[async_trait]
@@ -244,18 +271,29 @@ pub trait Orchestrator: Send + Sync {
     async fn start(&self, deploy_id: &str, input: &serde_json::Value) -> AdapterResult<()>;
 }
 
-/// CloudWatch alarms (pre-flight gate).
+/// CloudWatch: alarms (pre-flight gate) and metric data (canary analysis).
 #[async_trait]
 pub trait Alarms: Send + Sync {
     /// Those of `names` whose state is ALARM now.
     async fn in_alarm(&self, names: &[String]) -> AdapterResult<Vec<String>>;
+    /// `GetMetricData` from `start` to `end` (seconds): each query's datapoints (period start,
+    /// value), oldest first, in query order.
+    async fn metric_data(
+        &self,
+        queries: &[StatQuery],
+        start: Epoch,
+        end: Epoch,
+    ) -> AdapterResult<Vec<Vec<(Epoch, f64)>>>;
 }
+
+pub use greenlight_core::analysis::fetch::StatQuery;
 
 /// HTTP GET for smoke tests.
 #[async_trait]
 pub trait Prober: Send + Sync {
     /// `GET url`; the status and (up to 64 KiB of) body, or why it failed.
-    async fn get(&self, url: &str, timeout: Duration) -> Result<(u16, String), String>;
+    /// `header`: one extra request header (the test route's).
+    async fn get(&self, url: &str, header: Option<(&str, &str)>, timeout: Duration) -> Result<(u16, String), String>;
 }
 
 /// The time source. The core takes `now` as an argument; handlers get it from here.
@@ -347,4 +385,56 @@ impl Ports {
             ..self.clone()
         }
     }
+}
+
+/// Puts `weights` on every switch point of `writes`, each with its frame, all at once (one
+/// ModifyListener/ModifyRule each, concurrently: time-to-revert does not grow with their
+/// number). Every change is attempted; the first error is returned.
+pub async fn set_switch_points(
+    lb: &dyn LoadBalancer,
+    writes: &[greenlight_core::switch::PointWrite],
+    weights: &[(String, u8)],
+) -> AdapterResult<()> {
+    let changes = writes
+        .iter()
+        .map(|w| lb.set_traffic(&w.switch, w.frame.as_ref(), weights));
+    futures_util::future::join_all(changes)
+        .await
+        .into_iter()
+        .collect::<AdapterResult<Vec<()>>>()?;
+    Ok(())
+}
+
+/// Reads every switch point of `writes` back (concurrently) and checks it forwards exactly
+/// `weights`: a change that did not land as written (another writer, a hand edit, an API
+/// that dropped a field) is an error, so the step is retried and decides again.
+pub async fn verify_switch_points(
+    lb: &dyn LoadBalancer,
+    writes: &[greenlight_core::switch::PointWrite],
+    weights: &[(String, u8)],
+) -> AdapterResult<()> {
+    let reads = writes.iter().map(|w| lb.traffic(&w.switch));
+    // As the read reports them: percentages of the sum.
+    let total: u32 = weights.iter().map(|(_, w)| *w as u32).sum();
+    let mut want: Vec<(String, u8)> = weights
+        .iter()
+        .map(|(tg, w)| (tg.clone(), (*w as u32 * 100).checked_div(total).unwrap_or(0) as u8))
+        .collect();
+    want.sort();
+    for (write, read) in writes.iter().zip(futures_util::future::join_all(reads).await) {
+        let mut got = read?;
+        got.sort();
+        if got != want {
+            return Err(AdapterError::Aws {
+                service: "elbv2",
+                operation: "verify",
+                message: format!(
+                    "{} forwards {got:?} after greenlight wrote {want:?}",
+                    write.switch.arn()
+                ),
+                retryable: true,
+            });
+        }
+    }
+    Ok(())
 }

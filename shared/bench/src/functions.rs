@@ -227,7 +227,7 @@ impl Sampler {
         let task = tokio::spawn(async move {
             loop {
                 let at = Instant::now();
-                let weights = lb.traffic(&config.switch).await.unwrap_or_default();
+                let weights = lb.traffic(&config.switch.points()[0]).await.unwrap_or_default();
                 let mut health = Vec::new();
                 for tg in &config.target_groups {
                     let targets = lb.target_health(tg).await.unwrap_or_default();

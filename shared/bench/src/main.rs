@@ -2,7 +2,9 @@
 //! emulator, and writes the figures into BENCHMARKS.md (between its `bench:` markers; the
 //! hand-written parts stay). `make bench` builds the release binaries first and runs this.
 
+mod analysis;
 mod calls;
+mod canary;
 mod functions;
 mod machine;
 mod report;
@@ -32,12 +34,20 @@ Sections (all by default; --only picks some, the others keep their last figures)
     revert   time-to-revert: rollback event / alarm event published → listener back on the
              warm version
     scale    many services rolling out at once on the emulator, then in the simulator
+    canary   a real canary of a 5 %-error build through the emulator's ALB data plane, judged
+             by canary analysis: the step it is caught at, green weighted → traffic back
+    analysis canary analysis by Monte Carlo (pure: no emulator, no release build): false
+             aborts, periods until a regression is caught, early passes; greenlight's
+             e-processes beside Flagger-style and Kayenta-style checks on the same streams
 
 OPTIONS:
     --runs N            cold-start runs (default 5)
     --revert-runs N     reverts per trigger (default 20)
     --services N        services at once on the emulator (default 100)
     --sim-services L    comma-separated service counts for the simulator (default 100,1000,10000)
+    --canaries N        A/A canaries of the analysis section (default 10000; a tenth as
+                        many, at least 100, of each other scenario)
+    --canary-runs N     canaries of the bad build in the canary section (default 5)
     --only LIST         comma-separated sections to run (default: all)
     --binaries DIR      where the release bootstrap, greenlight-lambda, is (default: next to
                         this program)
@@ -47,7 +57,8 @@ OPTIONS:
     -h, --help          this text
 
 Needs the emulator's venv (`make setup`) and the bootstrap built with
-`cargo build --release -p greenlight-lambda` (make bench does both).
+`cargo build --release -p greenlight-lambda` (make bench does both); `--only analysis`
+needs neither.
 ";
 
 /// Progress lines on stderr, with the time since the benchmark started.
@@ -84,6 +95,9 @@ pub struct Options {
     pub revert_runs: usize,
     pub services: usize,
     pub sim_services: Vec<usize>,
+    pub canaries: usize,
+    /// Canaries of the bad build on the emulator (section `canary`).
+    pub canary_runs: usize,
     pub only: Vec<String>,
     pub binaries: PathBuf,
     pub arm64: PathBuf,
@@ -91,7 +105,7 @@ pub struct Options {
     pub command: String,
 }
 
-pub const SECTIONS: [&str; 5] = ["sizes", "cold", "calls", "revert", "scale"];
+pub const SECTIONS: [&str; 7] = ["sizes", "cold", "calls", "revert", "scale", "analysis", "canary"];
 
 impl Options {
     fn parse() -> Result<Options, String> {
@@ -106,6 +120,8 @@ impl Options {
             revert_runs: 20,
             services: 100,
             sim_services: vec![100, 1000, 10_000],
+            canaries: 10_000,
+            canary_runs: 5,
             only: SECTIONS.iter().map(|s| s.to_string()).collect(),
             binaries: here,
             arm64: target.join("lambda"),
@@ -123,6 +139,8 @@ impl Options {
                 "--runs" => options.runs = number(value()?)?.max(1),
                 "--revert-runs" => options.revert_runs = number(value()?)?.max(1),
                 "--services" => options.services = number(value()?)?.max(1),
+                "--canaries" => options.canaries = number(value()?)?.max(1),
+                "--canary-runs" => options.canary_runs = number(value()?)?.max(1),
                 "--sim-services" => {
                     options.sim_services = value()?
                         .split(',')
@@ -193,6 +211,8 @@ async fn main() {
         reverts: None,
         scale: None,
         sim: None,
+        analysis: None,
+        canary: None,
     };
     // The report is rewritten after each section, so a section that fails later loses
     // nothing measured before it.
@@ -225,6 +245,17 @@ async fn main() {
         let counts = options.sim_services.clone();
         let sim = tokio::task::spawn_blocking(move || scale::in_simulator(&counts, &progress));
         results.sim = Some(sim.await.expect("the simulator runs"));
+        write(&results);
+    }
+    if options.runs("canary") {
+        results.canary = Some(canary::bad_builds(options.canary_runs, &progress).await);
+        write(&results);
+    }
+    if options.runs("analysis") {
+        // Pure arithmetic: off the runtime's threads.
+        let canaries = options.canaries;
+        let figures = tokio::task::spawn_blocking(move || analysis::measure(canaries, &progress));
+        results.analysis = Some(figures.await.expect("the analysis benchmark runs"));
         write(&results);
     }
 }

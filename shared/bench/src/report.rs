@@ -30,6 +30,8 @@ pub struct Results {
     pub reverts: Option<Reverts>,
     pub scale: Option<EmulatorScale>,
     pub sim: Option<Vec<SimScale>>,
+    pub analysis: Option<crate::analysis::Figures>,
+    pub canary: Option<crate::canary::Canaries>,
 }
 
 /// Rewrites the sections measured in `results` in the report at `path`.
@@ -57,6 +59,12 @@ pub fn update(path: &Path, results: &Results) -> Result<(), String> {
             "scale",
             scale_section(scale, results.sim.as_deref().unwrap_or_default()),
         ));
+    }
+    if let Some(canary) = &results.canary {
+        sections.push(("canary", crate::canary::section(canary)));
+    }
+    if let Some(analysis) = &results.analysis {
+        sections.push(("analysis", crate::analysis::section(analysis)));
     }
     for (name, body) in sections {
         text = replace_section(&text, name, &body);

@@ -7,7 +7,7 @@
 //! is a usage error (exit 2) before any AWS call.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use greenlight_core::ids::{check_ami, check_service};
+use greenlight_core::ids::{check_ami, check_service, DeployId};
 use greenlight_core::version::Version;
 
 const LONG_ABOUT: &str = "greenlight runs blue/green and canary deployments of EC2 fleets behind an Application \
@@ -142,6 +142,11 @@ stays warm, the deployment in flight (its phase, canary weight and time in that 
 timeline), the health of every target in green's and blue's target groups as the load balancer reports it, the \
 switch point's (listener or rule) forward weights, and `attention` if greenlight stopped and needs a human.
 
+With canary analysis, the deployment shows green's weight being judged and since when, the next evaluation due (or \
+the step held, waiting for promote, rollback or abort), each metric's tolerance, and the last evaluation: per \
+metric green's and blue's bad/total counts and rates, both e-values against their thresholds, and the verdict with \
+what greenlight did about it (`history --verdicts` lists them all).
+
 In AWS: DynamoDB BatchGetItem on the ledger; ELB DescribeTargetHealth for both target groups; \
 DescribeListeners or DescribeRules for the weights. Read-only.
 
@@ -158,10 +163,17 @@ greenlight status checkout -o json | jq .deployment.phase"
         long_about = "List a service's deployments from the ledger, newest first: deploy id, version, AMI, when it \
 started and finished, its outcome (or phase, if in flight), who asked and why, time-to-healthy (from start to \
 every green target healthy and smoke-tested) and, for a rollback, time-to-revert (from the rollback event to \
-traffic back on the previous version).
+traffic back on the previous version), and, with canary analysis, its outcome in a few words (ANALYSIS: \
+`regressed at 10% (error_rate)`, `no worse at 10%, 50%`, `inconclusive at 10%: held`).
 
-In AWS: one DynamoDB Query on the service's partition. Read-only.",
+With --verdicts <DEPLOY_ID> it prints every analysis evaluation of that deployment instead, oldest first: when, \
+green's weight, the window judged, the verdict and what greenlight did (wait, hold, next step, revert, abort), \
+then one line per metric: green's and blue's bad/total counts and rates, the tolerance, both e-values against \
+their thresholds, and the explanation.
+
+In AWS: one DynamoDB Query on the service's partition (--verdicts: one BatchGetItem). Read-only.",
         after_help = "Examples:\n  greenlight history checkout --limit 5\n  \
+greenlight history checkout --verdicts d-3f2a9c41b07e5d18a6c4\n  \
 greenlight history checkout -o json | jq '.[] | select(.outcome == \"aborted\")'"
     )]
     History(HistoryArgs),
@@ -275,10 +287,27 @@ shown in README.md (\"Registering a service\"), plus an optional top-level \"liv
 today: {\"version\", \"ami\", \"target_group\", \"instance_ids\"} (used only the first time; the ledger tracks what \
 is live from then on).
 
-Everything is checked first and every problem is listed at once; if there is any, nothing is written (exit 1).
+\"switch\" is one switch point, {\"listener_arn\", \"rule_arn\"} (rule_arn null for the listener's default \
+action), or a list of up to 10 of them (listeners' default actions and/or listener rules, on one or several load \
+balancers): every traffic change moves all of them to the same weights. Of each point greenlight owns only the \
+forward action's target groups and weights; authentication actions before it (authenticate-oidc, \
+authenticate-cognito) and the forward's stickiness are kept as they are (with stickiness on, a user stays on the \
+version they got: the weights apply to new sessions). A point must forward to the service's \
+target groups only, as its last action, with nothing but authentication before it: a redirect or fixed-response, \
+several forwards, or a target group of another service is refused.
 
-In AWS: DynamoDB GetItem, then one conditional PutItem or TransactWriteItems (the registration, the service's \
-pointer record, and its Image Builder and alarm aliases). This is the one verb that writes to the ledger.",
+\"analysis\" (optional) turns on canary analysis: green judged against blue on real traffic between canary steps \
+and through the bake window, per metric (error_rate, latency, or a custom CloudWatch rate) with its tolerance, \
+plus alpha, min_requests, period_s, lag_s, max_step_s, inconclusive (abort, continue, hold) and baseline_s \
+(README.md, \"Canary analysis\").
+
+Everything is checked first and every problem is listed at once; if there is any, nothing is written (exit 1): \
+the document, then every switch point as the load balancer has it now (it must exist and be one greenlight can \
+own).
+
+In AWS: ELB DescribeListeners / DescribeRules (each switch point), DynamoDB GetItem, then one conditional PutItem \
+or TransactWriteItems (the registration, the service's pointer record, and its Image Builder and alarm aliases). \
+This is the one verb that writes to the ledger.",
         after_help = "Examples:\n  greenlight service register checkout.json\n  \
 greenlight service show checkout -o json > checkout.json && $EDITOR checkout.json && \
 greenlight service register checkout.json"
@@ -328,6 +357,10 @@ pub struct HistoryArgs {
     /// Show the newest N deployments (0: all).
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub limit: usize,
+    /// Instead of the list, every canary analysis evaluation of this deployment, oldest first:
+    /// time, weight, window, verdict, action, and each metric's numbers and explanation.
+    #[arg(long, value_name = "DEPLOY_ID", value_parser = deploy_id, conflicts_with = "limit")]
+    pub verdicts: Option<String>,
 }
 
 /// Who asks, for the verbs that publish.
@@ -421,6 +454,12 @@ fn service_name(text: &str) -> Result<String, String> {
     check_service(text).map(|_| text.to_string()).map_err(|e| e.to_string())
 }
 
+fn deploy_id(text: &str) -> Result<String, String> {
+    DeployId::parse(text)
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
 fn ami_id(text: &str) -> Result<String, String> {
     check_ami(text).map(|_| text.to_string()).map_err(|e| e.to_string())
 }
@@ -472,6 +511,22 @@ mod tests {
     }
 
     #[test]
+    fn history_takes_a_deployment_for_its_verdicts() {
+        let cli = Cli::try_parse_from([
+            "greenlight",
+            "history",
+            "checkout",
+            "--verdicts",
+            "d-0123456789abcdef0123",
+        ])
+        .unwrap();
+        let Command::History(args) = cli.command else {
+            panic!("history")
+        };
+        assert_eq!(args.verdicts.as_deref(), Some("d-0123456789abcdef0123"));
+    }
+
+    #[test]
     fn bad_values_are_usage_errors() {
         let table: &[&[&str]] = &[
             &["greenlight", "status", "Check Out"],
@@ -495,6 +550,7 @@ mod tests {
             ],
             &["greenlight", "rollback", "checkout"],
             &["greenlight", "abort", "checkout", "--reason", " "],
+            &["greenlight", "history", "checkout", "--verdicts", "d-nope"],
         ];
         for args in table {
             let err = Cli::try_parse_from(*args).unwrap_err();

@@ -9,7 +9,7 @@ use crate::cli::{
 };
 use crate::error::{CliError, CliResult};
 use crate::render;
-use crate::view::{self, now_ms, now_s, tg_name, HistoryRow, Status};
+use crate::view::{self, now_ms, now_s, tg_name, HistoryRow, Status, VerdictsView, Weight};
 use crate::watch::{self, Watcher};
 use greenlight_core::decide::check_version;
 use greenlight_core::detail;
@@ -156,6 +156,15 @@ async fn register(aws: &Aws, args: &RegisterArgs, out: Output) -> CliResult<()> 
     if let Some(live) = live.as_mut() {
         live.launched_at.get_or_insert_with(now_s);
     }
+    let problems = switch_problems(aws, &config).await?;
+    if !problems.is_empty() {
+        return Err(CliError::failed(format!(
+            "{} names switch points greenlight cannot own ({} problem(s)); nothing was written:\n  - {}",
+            path.display(),
+            problems.len(),
+            problems.join("\n  - ")
+        )));
+    }
     let existing = aws.ledger.load(&config.service, None).await.map_err(|e| aws.error(e))?;
     aws.ledger
         .register_service(&config, live.clone())
@@ -194,6 +203,70 @@ async fn register(aws: &Aws, args: &RegisterArgs, out: Output) -> CliResult<()> 
         }
     }
     Ok(())
+}
+
+/// Why greenlight could not switch traffic on the registration's switch points, as they are
+/// now: each point is read (DescribeListeners / DescribeRules) and must exist and be one
+/// greenlight can own (a forward over the service's target groups only, last, with nothing but
+/// authentication actions before it), or launch-green would abort every deployment. One line
+/// per point that fails; an AWS failure other than "not found" is an error.
+async fn switch_problems(aws: &Aws, config: &ServiceConfig) -> CliResult<Vec<String>> {
+    let mut problems = Vec::new();
+    for (i, point) in config.switch.points().iter().enumerate() {
+        let arn = point.arn();
+        if let Some(rule) = &point.rule_arn {
+            if !rule_of_listener(rule, &point.listener_arn) {
+                problems.push(format!(
+                    "switch[{i}]: rule {rule} is not a rule of listener {}",
+                    point.listener_arn
+                ));
+                continue;
+            }
+        }
+        let actions = match aws.lb.switch_point(point).await {
+            Ok(actions) => actions,
+            Err(e) if is_not_found(&e) => {
+                let kind = if point.rule_arn.is_some() {
+                    "listener rule"
+                } else {
+                    "listener"
+                };
+                problems.push(format!("switch[{i}]: no {kind} {arn} in this account and region"));
+                continue;
+            }
+            Err(e) => {
+                return Err(CliError::failed(format!(
+                    "cannot read switch[{i}] {arn}; nothing was written: {}",
+                    aws.error(e)
+                )))
+            }
+        };
+        if let Err(why) = greenlight_core::switch::own(point, &actions, &config.target_groups) {
+            problems.push(format!("switch[{i}]: {why}"));
+        }
+    }
+    Ok(problems)
+}
+
+/// Whether a listener rule's ARN names it as a rule of the listener's
+/// (`…:listener-rule/app/<lb>/<lb id>/<listener id>/<rule id>` of `…:listener/app/<lb>/<lb id>/<listener id>`).
+fn rule_of_listener(rule: &str, listener: &str) -> bool {
+    rule.contains(":listener-rule/")
+        && rule
+            .replacen(":listener-rule/", ":listener/", 1)
+            .strip_prefix(listener)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// A listener or rule that does not exist, as the adapter or ELBv2 says it.
+fn is_not_found(e: &greenlight_adapters::AdapterError) -> bool {
+    match e {
+        greenlight_adapters::AdapterError::NotFound(_) => true,
+        greenlight_adapters::AdapterError::Aws { message, .. } => {
+            message.starts_with("ListenerNotFound") || message.starts_with("RuleNotFound")
+        }
+        _ => false,
+    }
 }
 
 async fn show(aws: &Aws, service: &str, out: Output) -> CliResult<()> {
@@ -247,6 +320,9 @@ async fn status(aws: &Aws, args: &StatusArgs, out: Output) -> CliResult<()> {
 }
 
 async fn history(aws: &Aws, args: &HistoryArgs, out: Output) -> CliResult<()> {
+    if let Some(deploy_id) = &args.verdicts {
+        return verdicts(aws, &args.service, deploy_id, out).await;
+    }
     aws.load(&args.service, None).await?;
     let deployments = aws.ledger.history(&args.service).await.map_err(|e| aws.error(e))?;
     let limit = if args.limit == 0 { usize::MAX } else { args.limit };
@@ -254,6 +330,22 @@ async fn history(aws: &Aws, args: &HistoryArgs, out: Output) -> CliResult<()> {
     match out {
         Output::Json => render::json(&rows),
         Output::Table => print!("{}", render::history(&rows)),
+    }
+    Ok(())
+}
+
+/// `history --verdicts`: every analysis evaluation of one deployment, oldest first.
+async fn verdicts(aws: &Aws, service: &str, deploy_id: &str, out: Output) -> CliResult<()> {
+    let state = aws.load(service, Some(deploy_id)).await?;
+    let Some(dep) = state.deployment.as_ref() else {
+        return Err(CliError::failed(format!(
+            "{service} has no deployment {deploy_id}: see `greenlight history {service}`"
+        )));
+    };
+    let view = VerdictsView::new(dep, &state.config);
+    match out {
+        Output::Json => render::json(&view),
+        Output::Table => print!("{}", render::verdicts(&view)),
     }
     Ok(())
 }
@@ -594,13 +686,6 @@ struct DrillReport {
     why: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Weight {
-    target_group: String,
-    name: String,
-    weight: u8,
-}
-
 /// What the drill is waiting for.
 enum Reverted {
     Fast {
@@ -731,7 +816,20 @@ async fn drill(aws: &Aws, args: &DrillArgs, out: Output) -> CliResult<()> {
         }
     };
     // The ledger says traffic is back: the switch point must agree.
-    let weights = aws.lb.traffic(&state.config.switch).await.map_err(|e| aws.error(e))?;
+    let mut weights = Vec::new();
+    for point in state.config.switch.points() {
+        let on_point = aws.lb.traffic(point).await.map_err(|e| aws.error(e))?;
+        if !on_point.iter().any(|(arn, w)| *arn == tg && *w == 100) {
+            let e = CliError::failed(format!(
+                "the ledger records the rollback, but {} does not forward all traffic to {}: {:?}",
+                point.arn(),
+                tg_name(&tg),
+                on_point
+            ));
+            return drill_failed(report, e, out);
+        }
+        weights = on_point;
+    }
     report.traffic = weights
         .iter()
         .map(|(arn, w)| Weight {
@@ -856,8 +954,24 @@ fn to_detail(detail: &impl Serialize) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_registration;
+    use super::{parse_registration, rule_of_listener};
     use serde_json::json;
+
+    #[test]
+    fn a_rule_belongs_to_the_listener_its_arn_names() {
+        let listener = "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/web/50dc/f2f7";
+        assert!(rule_of_listener(
+            "arn:aws:elasticloadbalancing:us-east-1:1:listener-rule/app/web/50dc/f2f7/9683",
+            listener
+        ));
+        for other in [
+            "arn:aws:elasticloadbalancing:us-east-1:1:listener-rule/app/web/50dc/f2f70/9683",
+            "arn:aws:elasticloadbalancing:us-east-1:1:listener-rule/app/api/50dc/f2f7/9683",
+            "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/web/50dc/f2f7/9683",
+        ] {
+            assert!(!rule_of_listener(other, listener), "{other}");
+        }
+    }
 
     fn document() -> serde_json::Value {
         json!({

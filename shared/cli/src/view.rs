@@ -4,9 +4,14 @@
 
 use crate::aws::Aws;
 use crate::error::CliResult;
+use greenlight_core::analysis::{
+    Analysis, AnalysisRecord, Counts, Evaluation, MetricSpec, MetricVerdict, Real, Verdict,
+};
 use greenlight_core::decide::TargetState;
 use greenlight_core::inbound::format_time;
+use greenlight_core::judging::analysis_due;
 use greenlight_core::model::{Deployment, ImageSource, Phase, PhaseName, Release, RevertRecord, State, Trigger};
+use greenlight_core::switch::TEST_ROUTE_HEADER;
 use greenlight_core::ServiceConfig;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -126,6 +131,9 @@ pub struct DeploymentView {
     pub promoted_by: Option<String>,
     /// The timeline's last note.
     pub last_note: Option<String>,
+    /// Canary analysis: the weight judged, the next evaluation, the registration's
+    /// tolerances and the last evaluation with its numbers (None without analysis).
+    pub analysis: Option<AnalysisView>,
 }
 
 /// Green's traffic share the phase asks for.
@@ -177,6 +185,7 @@ impl DeploymentView {
             revert: dep.revert.as_ref().map(RevertView::from),
             promoted_by: dep.promoted_by.clone(),
             last_note: dep.timeline.last().map(|m| m.note.clone()),
+            analysis: dep.analysis.as_ref().map(|r| AnalysisView::new(dep, r, config, now)),
         }
     }
 }
@@ -221,13 +230,36 @@ pub struct Status {
     /// The deployment in flight (or the one being followed).
     pub deployment: Option<DeploymentView>,
     pub target_groups: Vec<TargetGroupView>,
-    /// The switch point: the listener (or rule) whose forward weights move traffic.
+    /// The first switch point (listener or rule) whose forward weights move traffic.
     pub switch: String,
+    /// Every switch point with its forward weights as read now.
+    pub switch_points: Vec<SwitchPointView>,
     /// The scheduled reconcile's open findings about the fleet (drift, strangers, orphans),
     /// one sentence each; empty when the fleet is what the ledger says.
     pub findings: Vec<String>,
     /// Findings past the ledger's bound, counted only.
     pub more_findings: u32,
+    /// While green is verified (launched, not live yet): how to reach it through the load
+    /// balancer on the deployment's test route, e.g.
+    /// `curl -H 'X-Greenlight-Deployment: d-…' http://…` (the listener's ARN when the
+    /// registration names no `load_balancer_url`).
+    pub test_route: Option<String>,
+}
+
+/// What a forward gives one target group (% of the forward's weights).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Weight {
+    pub target_group: String,
+    pub name: String,
+    pub weight: u8,
+}
+
+/// One switch point and what its forward gives each target group now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SwitchPointView {
+    /// The listener's ARN (its default action) or the rule's.
+    pub arn: String,
+    pub weights: Vec<Weight>,
 }
 
 /// The short name of a target group ARN.
@@ -248,13 +280,27 @@ pub async fn status(aws: &Aws, service: &str, focus: Option<&str>) -> CliResult<
     let now = now_s();
     let dep = state.deployment.as_ref();
     let pointers = &state.service;
-    let traffic: BTreeMap<String, u8> = aws
-        .lb
-        .traffic(&config.switch)
-        .await
-        .map_err(|e| aws.error(e))?
-        .into_iter()
-        .collect();
+    let mut switch_points = Vec::new();
+    for point in config.switch.points() {
+        let weights = aws.lb.traffic(point).await.map_err(|e| aws.error(e))?;
+        switch_points.push(SwitchPointView {
+            arn: point.arn().to_string(),
+            weights: weights
+                .into_iter()
+                .map(|(arn, weight)| Weight {
+                    name: tg_name(&arn),
+                    target_group: arn,
+                    weight,
+                })
+                .collect(),
+        });
+    }
+    // Each group's weight as the first switch point gives it (every change moves all of
+    // them to the same weights; `switch_points` shows each).
+    let traffic: BTreeMap<String, u8> = switch_points
+        .first()
+        .map(|p| p.weights.iter().map(|w| (w.target_group.clone(), w.weight)).collect())
+        .unwrap_or_default();
     // A deployment still in flight names its groups green and blue.
     let in_flight = dep.filter(|d| !d.phase.is_terminal());
     let mut groups = Vec::new();
@@ -307,6 +353,22 @@ pub async fn status(aws: &Aws, service: &str, focus: Option<&str>) -> CliResult<
             .flat_map(|f| f.open.iter().map(|finding| finding.to_string()))
             .collect(),
         more_findings: pointers.findings.as_ref().map_or(0, |f| f.more),
+        test_route: in_flight
+            .filter(|d| {
+                !d.green_instances.is_empty()
+                    && matches!(
+                        d.phase,
+                        Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. }
+                    )
+            })
+            .and_then(|d| {
+                let listener = config.switch.first()?;
+                let to = match &config.health.smoke.load_balancer_url {
+                    Some(url) => url.clone(),
+                    None => format!("<listener {}>", listener.listener_arn),
+                };
+                Some(format!("curl -H '{TEST_ROUTE_HEADER}: {}' {to}", d.deploy_id))
+            }),
         fast_rollback_ready: pointers.revert_plan.is_some(),
         queued: pointers.queued.as_ref().map(|q| QueuedView {
             version: q.version.clone(),
@@ -316,11 +378,8 @@ pub async fn status(aws: &Aws, service: &str, focus: Option<&str>) -> CliResult<
         }),
         deployment: dep.map(|d| DeploymentView::new(d, config, now)),
         target_groups: groups,
-        switch: config
-            .switch
-            .rule_arn
-            .clone()
-            .unwrap_or_else(|| config.switch.listener_arn.clone()),
+        switch: config.switch.first().map(|p| p.arn().to_string()).unwrap_or_default(),
+        switch_points,
     })
 }
 
@@ -423,6 +482,9 @@ pub struct HistoryRow {
     pub reverted_by: Option<String>,
     pub time_to_revert_ms: Option<u64>,
     pub receipt_to_revert_ms: Option<u64>,
+    /// The canary analysis outcome in a few words (`regressed at 10% (error_rate)`,
+    /// `no worse at 10%, 50%`, `inconclusive at 10%: held`); None without analysis.
+    pub analysis: Option<String>,
 }
 
 impl From<&Deployment> for HistoryRow {
@@ -449,6 +511,7 @@ impl From<&Deployment> for HistoryRow {
             reverted_by: dep.revert.as_ref().map(|r| r.requested_by.clone()),
             time_to_revert_ms: dep.revert.as_ref().and_then(RevertRecord::time_to_revert_ms),
             receipt_to_revert_ms: dep.revert.as_ref().and_then(RevertRecord::receipt_to_revert_ms),
+            analysis: analysis_outcome(dep),
         }
     }
 }
@@ -466,4 +529,340 @@ fn phase_or_starting<S: serde::Serializer>(phase: &Option<PhaseName>, out: S) ->
 /// What `services` shows as the phase of a deployment in flight.
 pub fn phase_name(phase: Option<PhaseName>) -> &'static str {
     phase.map_or("starting", PhaseName::as_str)
+}
+
+/// A metric's tolerance as the registration declares it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ToleranceView {
+    /// The metric's name in verdicts (`error_rate`, `latency_p99`, a custom name).
+    pub metric: String,
+    /// `error_rate`, `latency` or `custom`.
+    pub kind: &'static str,
+    /// Green's rate may exceed blue's by this many percentage points (error_rate, custom).
+    pub tolerance_pp: Option<Real>,
+    /// Latency: green's requests slower than `max_ratio` × blue's percentile may be no more
+    /// frequent than blue's slower than that percentile.
+    pub percentile: Option<Real>,
+    pub max_ratio: Option<Real>,
+    /// In words: `+0.5 pp`, `p99 ≤ 1.2× blue`.
+    pub text: String,
+}
+
+impl From<&MetricSpec> for ToleranceView {
+    fn from(spec: &MetricSpec) -> Self {
+        let (kind, tolerance_pp, percentile, max_ratio) = match spec {
+            MetricSpec::ErrorRate { tolerance_pp } => ("error_rate", Some(*tolerance_pp), None, None),
+            MetricSpec::Latency { percentile, max_ratio } => ("latency", None, Some(*percentile), Some(*max_ratio)),
+            MetricSpec::Custom { tolerance_pp, .. } => ("custom", Some(*tolerance_pp), None, None),
+        };
+        let text = match (tolerance_pp, percentile, max_ratio) {
+            (Some(pp), _, _) => format!("+{} pp", compact(pp.0)),
+            (_, Some(p), Some(r)) => format!("p{} ≤ {}× blue", compact(p.0), compact(r.0)),
+            _ => "-".into(),
+        };
+        ToleranceView {
+            metric: spec.name(),
+            kind,
+            tolerance_pp,
+            percentile,
+            max_ratio,
+            text,
+        }
+    }
+}
+
+/// Bad events among trials, and their rate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CountsView {
+    pub bad: u64,
+    pub total: u64,
+    /// bad / total (0 without trials).
+    pub rate: Real,
+}
+
+impl From<Counts> for CountsView {
+    fn from(c: Counts) -> Self {
+        CountsView {
+            bad: c.bad,
+            total: c.total,
+            rate: Real::new(c.rate()),
+        }
+    }
+}
+
+/// One metric's verdict in an evaluation, with everything that explains it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MetricVerdictView {
+    pub metric: String,
+    pub green: CountsView,
+    pub blue: CountsView,
+    /// Green's rate may exceed blue's by this fraction (0.005 = 0.5 points; 0 for latency,
+    /// whose tolerance is in its threshold).
+    pub tolerance: Real,
+    /// The tolerance in words, from the registration when it still names the metric.
+    pub tolerance_text: String,
+    /// The e-value against "green is within tolerance" and what it must reach to revert.
+    pub e_regressed: Real,
+    pub threshold_regressed: Real,
+    /// The e-value against "green is worse than the tolerance" and what it must reach to go on.
+    pub e_no_worse: Real,
+    pub threshold_no_worse: Real,
+    /// `regressed`, `no_worse`, `continue`.
+    pub verdict: Verdict,
+    /// Why, in a sentence.
+    pub explanation: String,
+}
+
+/// One evaluation of a deployment's canary analysis.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EvaluationView {
+    pub at: String,
+    /// Green's weight when judged (100 in the bake window).
+    pub weight: u8,
+    /// The window judged (None when nothing could be fetched).
+    pub window_from: Option<String>,
+    pub window_to: Option<String>,
+    pub window_s: u64,
+    /// `regressed`, `no_worse`, `continue`.
+    pub verdict: Verdict,
+    /// What greenlight did: `wait`, `hold`, `next step`, `revert`, `abort`.
+    pub action: String,
+    /// Why there is no verdict (metrics unavailable, too early, too few requests).
+    pub note: Option<String>,
+    pub metrics: Vec<MetricVerdictView>,
+}
+
+impl EvaluationView {
+    pub fn new(e: &Evaluation, analysis: Option<&Analysis>) -> Self {
+        let fetched = e.to > e.from;
+        let tolerance_text = |m: &MetricVerdict| {
+            analysis
+                .and_then(|a| a.metrics.iter().find(|s| s.name() == m.metric))
+                .map_or_else(
+                    || format!("+{} pp", compact(m.tolerance.0 * 100.0)),
+                    |s| ToleranceView::from(s).text,
+                )
+        };
+        EvaluationView {
+            at: format_time(e.at),
+            weight: e.weight,
+            window_from: fetched.then(|| format_time(e.from)),
+            window_to: fetched.then(|| format_time(e.to)),
+            window_s: e.to.saturating_sub(e.from),
+            verdict: e.verdict,
+            action: e.action.clone(),
+            note: e.note.clone(),
+            metrics: e
+                .metrics
+                .iter()
+                .map(|m| MetricVerdictView {
+                    metric: m.metric.clone(),
+                    green: m.green.into(),
+                    blue: m.blue.into(),
+                    tolerance: m.tolerance,
+                    tolerance_text: tolerance_text(m),
+                    e_regressed: m.e_regressed,
+                    threshold_regressed: m.threshold_regressed,
+                    e_no_worse: m.e_no_worse,
+                    threshold_no_worse: m.threshold_no_worse,
+                    verdict: m.verdict,
+                    explanation: m.explanation.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A deployment's canary analysis as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnalysisView {
+    /// Green's weight being judged (100 in the bake window) and since when.
+    pub weight: u8,
+    pub since: String,
+    pub judged_for_s: u64,
+    /// When the next evaluation is due (None when held, or when nothing more is judged).
+    pub next_at: Option<String>,
+    pub next_in_s: Option<u64>,
+    /// Set when an inconclusive step holds, waiting for promote, rollback or abort.
+    pub held_since: Option<String>,
+    /// The registration's tolerance per metric (empty if the registration no longer has
+    /// an `analysis` block).
+    pub tolerances: Vec<ToleranceView>,
+    /// The registration's error budget (None without an `analysis` block).
+    pub alpha: Option<Real>,
+    /// The outcome so far in a few words (what `history` shows).
+    pub outcome: String,
+    /// How many evaluations the ledger keeps (`history --verdicts` prints them all).
+    pub evaluations: usize,
+    /// The last evaluation.
+    pub last: Option<EvaluationView>,
+}
+
+impl AnalysisView {
+    pub fn new(dep: &Deployment, record: &AnalysisRecord, config: &ServiceConfig, now: u64) -> Self {
+        let analysis = config.analysis.as_ref();
+        let judged = record.held_since.is_none() && !dep.phase.is_terminal();
+        let next = judged.then(|| analysis_due(config, dep, now)).flatten();
+        AnalysisView {
+            weight: record.weight,
+            since: format_time(record.since),
+            judged_for_s: now.saturating_sub(record.since),
+            next_at: next.map(format_time),
+            next_in_s: next.map(|n| n.saturating_sub(now)),
+            held_since: record.held_since.map(format_time),
+            tolerances: analysis.map_or_else(Vec::new, |a| a.metrics.iter().map(ToleranceView::from).collect()),
+            alpha: analysis.map(|a| a.alpha),
+            outcome: analysis_outcome(dep).unwrap_or_else(|| "-".into()),
+            evaluations: record.evaluations.len(),
+            last: record.evaluations.last().map(|e| EvaluationView::new(e, analysis)),
+        }
+    }
+}
+
+/// Every evaluation of one deployment (`history --verdicts`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerdictsView {
+    pub service: String,
+    pub deploy_id: String,
+    pub version: String,
+    pub outcome: PhaseName,
+    /// The analysis outcome in a few words (None without analysis).
+    pub analysis: Option<String>,
+    /// Oldest first.
+    pub evaluations: Vec<EvaluationView>,
+}
+
+impl VerdictsView {
+    pub fn new(dep: &Deployment, config: &ServiceConfig) -> Self {
+        let analysis = config.analysis.as_ref();
+        VerdictsView {
+            service: dep.service.clone(),
+            deploy_id: dep.deploy_id.clone(),
+            version: dep.version.clone(),
+            outcome: dep.phase.kind(),
+            analysis: analysis_outcome(dep),
+            evaluations: dep
+                .analysis
+                .iter()
+                .flat_map(|r| r.evaluations.iter())
+                .map(|e| EvaluationView::new(e, analysis))
+                .collect(),
+        }
+    }
+}
+
+/// Where a weight was judged, in words: `10%`, or `bake` for the bake window.
+fn at_weight(weight: u8) -> String {
+    if weight >= 100 {
+        "bake".into()
+    } else {
+        format!("{weight}%")
+    }
+}
+
+/// A deployment's canary analysis outcome in a few words (None without analysis):
+/// `regressed at 10% (error_rate)`, `no worse at 10%, 50%`, `inconclusive at 10%: held`,
+/// `judging at 10%`.
+pub fn analysis_outcome(dep: &Deployment) -> Option<String> {
+    let record = dep.analysis.as_ref()?;
+    let evals = &record.evaluations;
+    if let Some(e) = evals.iter().find(|e| e.verdict == Verdict::Regressed) {
+        let metrics: Vec<&str> = e
+            .metrics
+            .iter()
+            .filter(|m| m.verdict == Verdict::Regressed)
+            .map(|m| m.metric.as_str())
+            .collect();
+        let which = if metrics.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", metrics.join(", "))
+        };
+        let at = match e.weight {
+            100.. => "in bake".to_string(),
+            w => format!("at {w}%"),
+        };
+        return Some(format!("regressed {at}{which}"));
+    }
+    let mut parts = Vec::new();
+    let mut no_worse: Vec<String> = Vec::new();
+    for e in evals {
+        match (e.verdict, e.action.as_str()) {
+            (Verdict::NoWorse, _) => {
+                let w = at_weight(e.weight);
+                if !no_worse.contains(&w) {
+                    no_worse.push(w);
+                }
+            }
+            (Verdict::Continue, action @ ("next step" | "abort" | "hold")) => {
+                if !no_worse.is_empty() {
+                    parts.push(format!("no worse at {}", no_worse.join(", ")));
+                    no_worse.clear();
+                }
+                let did = match action {
+                    "next step" => "continued",
+                    "abort" => "aborted",
+                    _ => "held",
+                };
+                parts.push(format!("inconclusive at {}: {did}", at_weight(e.weight)));
+            }
+            _ => {}
+        }
+    }
+    if !no_worse.is_empty() {
+        parts.push(format!("no worse at {}", no_worse.join(", ")));
+    }
+    let baked = evals.iter().any(|e| e.weight >= 100) && matches!(dep.phase, Phase::Retiring { .. } | Phase::Succeeded);
+    if baked {
+        parts.push("bake clean".into());
+    }
+    if parts.is_empty() {
+        let state = if dep.phase.is_terminal() {
+            "no verdict"
+        } else {
+            "judging"
+        };
+        parts.push(format!("{state} at {}", at_weight(record.weight)));
+    } else if !dep.phase.is_terminal() && record.held_since.is_none() && !baked {
+        let last = evals.last().map(|e| e.action.as_str());
+        if matches!(last, Some("wait")) {
+            parts.push(format!("judging at {}", at_weight(record.weight)));
+        }
+    }
+    Some(parts.join("; "))
+}
+
+/// A number in a few characters: `0`, `0.05`, `12.3`, `200`, `1.2e6`, `3.1e-4`.
+pub fn compact(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return if x.is_finite() { "0".into() } else { format!("{x}") };
+    }
+    let a = x.abs();
+    if (0.01..10_000.0).contains(&a) {
+        let decimals = if a >= 100.0 {
+            0
+        } else if a >= 10.0 {
+            1
+        } else if a >= 1.0 {
+            2
+        } else {
+            3
+        };
+        let text = format!("{x:.decimals$}");
+        let text = if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        };
+        return text;
+    }
+    let mut exp = a.log10().floor() as i32;
+    let mut mantissa = x / 10f64.powi(exp);
+    if (mantissa.abs() * 10.0).round() >= 100.0 {
+        exp += 1;
+        mantissa /= 10.0;
+    }
+    let m = format!("{mantissa:.1}");
+    let m = m.trim_end_matches('0').trim_end_matches('.');
+    format!("{m}e{exp}")
 }

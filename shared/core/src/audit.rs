@@ -32,6 +32,7 @@ use crate::config::{Remedy, ServiceConfig};
 use crate::finding::{Action, Finding, FindingKind, FleetAudit, StrangerWhy, MAX_RECORDED_FINDINGS};
 use crate::model::{Deployment, ServiceState};
 use crate::request::{TargetHealth, TargetState};
+use crate::switch::{self, PointWrite, SeenAction};
 use crate::Epoch;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -61,8 +62,8 @@ pub struct SeenInstance {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Observed {
     pub now: Epoch,
-    /// The switch point's forward weights; None when not looked at ([`switch_expected`]).
-    pub switch: Option<Vec<(String, u8)>>,
+    /// Each switch point's actions (by its ARN); None when not looked at ([`switch_expected`]).
+    pub switch: Option<Vec<(String, Vec<SeenAction>)>>,
     /// The targets of each of the service's target groups.
     pub targets: Vec<(String, Vec<TargetHealth>)>,
     /// The instances registered in those groups and those tagged as the service's.
@@ -72,8 +73,12 @@ pub struct Observed {
 /// One change that makes the fleet what the ledger says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Repair {
-    /// Put these weights on the service's switch point (one ModifyListener/ModifyRule).
-    SetTraffic { weights: Vec<(String, u8)> },
+    /// Put these weights on one switch point, re-sending its frame (one ModifyListener or
+    /// ModifyRule).
+    SetTraffic {
+        point: PointWrite,
+        weights: Vec<(String, u8)>,
+    },
     /// Deregister these instances from the group (DeregisterTargets; never a termination).
     Deregister {
         target_group: String,
@@ -135,6 +140,26 @@ fn accounted(service: &ServiceState, active: Option<&Deployment>, seen: &[SeenIn
     known
 }
 
+/// The actions with every target group outside `pair` left out of the forward: the drift
+/// repair drops them (they are the drift), the rest of the frame is kept.
+fn without_foreign(actions: &[SeenAction], pair: &[String; 2]) -> Vec<SeenAction> {
+    actions
+        .iter()
+        .map(|a| match a {
+            SeenAction::Forward {
+                order,
+                weights,
+                stickiness,
+            } => SeenAction::Forward {
+                order: *order,
+                weights: weights.iter().filter(|(tg, _)| pair.contains(tg)).cloned().collect(),
+                stickiness: stickiness.clone(),
+            },
+            other => other.clone(),
+        })
+        .collect()
+}
+
 /// Judges what was `seen` of a service's fleet against the ledger (`config`, the pointers
 /// `service`, the deployment in flight `active`).
 pub fn audit(config: &ServiceConfig, service: &ServiceState, active: Option<&Deployment>, seen: &Observed) -> Audit {
@@ -144,11 +169,19 @@ pub fn audit(config: &ServiceConfig, service: &ServiceState, active: Option<&Dep
     let known = accounted(service, active, &seen.instances);
     let in_service = |state: TargetState| !matches!(state, TargetState::Draining | TargetState::Missing);
 
-    // Drift.
-    if let (Some(weights), Some(live_tg)) = (&seen.switch, switch_expected(service)) {
-        let to_live = weights.iter().any(|(tg, w)| tg == live_tg && *w > 0);
-        let elsewhere = weights.iter().any(|(tg, w)| tg != live_tg && *w > 0);
-        if !to_live || elsewhere {
+    // Drift, switch point by switch point.
+    let points = seen.switch.as_deref().unwrap_or_default();
+    if let Some(live_tg) = switch_expected(service).filter(|_| seen.switch.is_some()) {
+        for point in config.switch.points() {
+            let Some((_, actions)) = points.iter().find(|(arn, _)| arn == point.arn()) else {
+                continue;
+            };
+            let weights = switch::weights(actions);
+            let to_live = weights.iter().any(|(tg, w)| tg == live_tg && *w > 0);
+            let elsewhere = weights.iter().any(|(tg, w)| tg != live_tg && *w > 0);
+            if to_live && !elsewhere {
+                continue;
+            }
             let mut expected = vec![(live_tg.to_string(), 100)];
             // The pair's other group stays attached at 0 if it was (a next deployment's
             // green is health-checked only while referenced).
@@ -165,25 +198,34 @@ pub fn audit(config: &ServiceConfig, service: &ServiceState, active: Option<&Dep
                 .filter(|(tg, _)| tg == live_tg)
                 .flat_map(|(_, targets)| targets)
                 .any(|t| t.state == TargetState::Healthy && known.contains_key(&t.instance_id));
-            let action = match policy.drift {
-                Remedy::Report => Action::Reported,
-                Remedy::Repair if !live_healthy => Action::Held {
+            // What greenlight keeps of the point (authentication, stickiness); a point it
+            // cannot own is reported, never rewritten. A foreign group in the forward is
+            // drift itself, so it is judged over the pair plus that group.
+            let frame = switch::own(
+                point,
+                &without_foreign(actions, &config.target_groups),
+                &config.target_groups,
+            );
+            let action = match (policy.drift, frame) {
+                (Remedy::Report, _) => Action::Reported,
+                (Remedy::Repair, _) if !live_healthy => Action::Held {
                     why: "live's target group has no healthy target the ledger accounts for: moving traffic there would drop it".into(),
                 },
-                Remedy::Repair => {
+                (Remedy::Repair, Err(why)) => Action::Held { why },
+                (Remedy::Repair, Ok(frame)) => {
                     out.repairs.push(Repair::SetTraffic {
+                        point: PointWrite {
+                            switch: point.clone(),
+                            frame: Some(frame),
+                        },
                         weights: expected.clone(),
                     });
                     Action::Repaired
                 }
             };
             out.findings.push(Finding::Drift {
-                switch: config
-                    .switch
-                    .rule_arn
-                    .clone()
-                    .unwrap_or_else(|| config.switch.listener_arn.clone()),
-                weights: weights.clone(),
+                switch: point.arn().to_string(),
+                weights,
                 expected,
                 action,
             });
@@ -192,7 +234,9 @@ pub fn audit(config: &ServiceConfig, service: &ServiceState, active: Option<&Dep
 
     // Strangers, group by group.
     let carries_traffic = |tg: &str| match &seen.switch {
-        Some(weights) => weights.iter().any(|(t, w)| t == tg && *w > 0),
+        Some(points) => points
+            .iter()
+            .any(|(_, actions)| switch::weights(actions).iter().any(|(t, w)| t == tg && *w > 0)),
         // Not looked at (a deployment holds the switch): what the ledger may have weighted.
         None => {
             [service.live.as_ref(), service.warm.as_ref()]
@@ -418,11 +462,84 @@ mod tests {
         }
     }
 
+    /// The sample's one switch point seen with a plain forward of `weights`.
+    fn fwd(weights: Vec<(String, u8)>) -> Option<Vec<(String, Vec<SeenAction>)>> {
+        let forward = SeenAction::Forward {
+            order: None,
+            weights,
+            stickiness: None,
+        };
+        Some(vec![(sample().switch.points()[0].arn().to_string(), vec![forward])])
+    }
+
+    #[test]
+    fn drift_is_judged_and_repaired_per_switch_point_keeping_each_frame() {
+        use crate::switch::{Cognito, Guard, Stickiness, Switch, Switches};
+        let mut config = config(Remedy::Repair, Remedy::Report);
+        let second = Switch {
+            listener_arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/1/9".into(),
+            rule_arn: None,
+        };
+        config.switch = Switches::new(vec![config.switch.points()[0].clone(), second.clone()]);
+        let guard = Guard::AuthenticateCognito {
+            order: Some(1),
+            config: Cognito {
+                user_pool_arn: "arn:aws:cognito-idp:us-east-1:1:userpool/p".into(),
+                user_pool_client_id: "c".into(),
+                user_pool_domain: "d".into(),
+                session_cookie_name: None,
+                scope: None,
+                session_timeout: None,
+                extra_params: Default::default(),
+                on_unauthenticated_request: None,
+            },
+        };
+        let sticky = Some(Stickiness {
+            enabled: true,
+            duration_s: Some(60),
+        });
+        let observed = seen(|s| {
+            let mut points = s.switch.take().unwrap();
+            points.push((
+                second.arn().to_string(),
+                vec![
+                    SeenAction::Guard(guard.clone()),
+                    SeenAction::Forward {
+                        order: Some(2),
+                        weights: vec![(A.into(), 50), (B.into(), 50)],
+                        stickiness: sticky.clone(),
+                    },
+                ],
+            ));
+            s.switch = Some(points);
+        });
+        let found = audit(&config, &pointers(), None, &observed);
+        assert_eq!(
+            kinds(&found),
+            vec![(FindingKind::Drift, &Action::Repaired)],
+            "only the edited point"
+        );
+        assert_eq!(
+            found.repairs,
+            vec![Repair::SetTraffic {
+                point: PointWrite {
+                    switch: second,
+                    frame: Some(crate::switch::Frame {
+                        guards: vec![guard],
+                        forward_order: Some(2),
+                        stickiness: sticky,
+                    }),
+                },
+                weights: vec![(A.into(), 100), (B.into(), 0)],
+            }]
+        );
+    }
+
     /// Live v1 on i-1, i-2 in A, healthy, all traffic on A; `edit` changes what is seen.
     fn seen(edit: impl FnOnce(&mut Observed)) -> Observed {
         let mut seen = Observed {
             now: NOW,
-            switch: Some(vec![(A.into(), 100), (B.into(), 0)]),
+            switch: fwd(vec![(A.into(), 100), (B.into(), 0)]),
             targets: vec![
                 (
                     A.into(),
@@ -459,10 +576,10 @@ mod tests {
 
     #[test]
     fn drift_is_reported_or_repaired_to_all_traffic_on_live() {
-        let to_b = |s: &mut Observed| s.switch = Some(vec![(A.into(), 50), (B.into(), 50)]);
-        let only_b = |s: &mut Observed| s.switch = Some(vec![(B.into(), 100)]);
-        let foreign = |s: &mut Observed| s.switch = Some(vec![(A.into(), 90), ("arn:tg/other".into(), 10)]);
-        let nothing = |s: &mut Observed| s.switch = Some(vec![(A.into(), 0), (B.into(), 0)]);
+        let to_b = |s: &mut Observed| s.switch = fwd(vec![(A.into(), 50), (B.into(), 50)]);
+        let only_b = |s: &mut Observed| s.switch = fwd(vec![(B.into(), 100)]);
+        let foreign = |s: &mut Observed| s.switch = fwd(vec![(A.into(), 90), ("arn:tg/other".into(), 10)]);
+        let nothing = |s: &mut Observed| s.switch = fwd(vec![(A.into(), 0), (B.into(), 0)]);
         type Edit<'a> = &'a dyn Fn(&mut Observed);
         type Weights = Vec<(String, u8)>;
         let table: [(&str, Edit, Weights); 4] = [
@@ -489,6 +606,10 @@ mod tests {
             assert_eq!(
                 repaired.repairs,
                 vec![Repair::SetTraffic {
+                    point: PointWrite {
+                        switch: sample().switch.points()[0].clone(),
+                        frame: Some(Default::default()),
+                    },
                     weights: expected.clone()
                 }],
                 "{what}"
@@ -497,13 +618,17 @@ mod tests {
                 Finding::Drift {
                     expected: e, weights, ..
                 } => {
-                    assert_eq!((e, Some(weights)), (&expected, observed.switch.as_ref()), "{what}")
+                    assert_eq!(
+                        (e, weights),
+                        (&expected, &switch::weights(&observed.switch.as_ref().unwrap()[0].1)),
+                        "{what}"
+                    )
                 }
                 other => panic!("{other:?}"),
             }
         }
         // Weight 0 on anything else is no drift.
-        let zero = seen(|s| s.switch = Some(vec![(A.into(), 100), ("arn:tg/other".into(), 0)]));
+        let zero = seen(|s| s.switch = fwd(vec![(A.into(), 100), ("arn:tg/other".into(), 0)]));
         assert!(audit(&config(Remedy::Repair, Remedy::Repair), &pointers(), None, &zero)
             .findings
             .is_empty());
@@ -516,7 +641,7 @@ mod tests {
         assert_eq!(switch_expected(&busy), None);
         assert_eq!(switch_expected(&ServiceState::new("checkout", None)), None);
         assert_eq!(switch_expected(&pointers()), Some(A));
-        let observed = seen(|s| s.switch = Some(vec![(A.into(), 50), (B.into(), 50)]));
+        let observed = seen(|s| s.switch = fwd(vec![(A.into(), 50), (B.into(), 50)]));
         let audit = audit(&config(Remedy::Repair, Remedy::Repair), &busy, None, &observed);
         assert!(audit.findings.is_empty(), "{audit:?}");
     }
@@ -524,7 +649,7 @@ mod tests {
     #[test]
     fn drift_is_held_when_live_has_no_healthy_target() {
         let observed = seen(|s| {
-            s.switch = Some(vec![(B.into(), 100)]);
+            s.switch = fwd(vec![(B.into(), 100)]);
             s.targets[0].1 = vec![target("i-1", TargetState::Unhealthy)];
         });
         let audit = audit(&config(Remedy::Repair, Remedy::Repair), &pointers(), None, &observed);
@@ -633,6 +758,10 @@ mod tests {
             late_failures: 0,
             resumes: 0,
             last_resume: None,
+            frames: Default::default(),
+            drain_s: Default::default(),
+            traffic_back_at: None,
+            analysis: None,
             timeline: vec![],
         };
         let observed = seen(|s| {
@@ -682,7 +811,7 @@ mod tests {
     #[test]
     fn the_ledger_is_written_only_when_the_findings_change_or_a_repair_is_due() {
         let config = config(Remedy::Report, Remedy::Report);
-        let drift = seen(|s| s.switch = Some(vec![(B.into(), 100)]));
+        let drift = seen(|s| s.switch = fwd(vec![(B.into(), 100)]));
         let found = audit(&config, &pointers(), None, &drift);
         let first = record(&pointers(), &found, NOW).expect("new findings are written");
         let mark = first.findings.clone().unwrap();

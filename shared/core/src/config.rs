@@ -6,6 +6,8 @@ use crate::ids;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+pub use crate::switch::{Switch, Switches};
+
 /// The bake window of a registration stored without one, unless the installation sets another.
 pub const DEFAULT_BAKE_WINDOW_S: u64 = 3600;
 
@@ -18,8 +20,9 @@ pub const LAMBDA_MAX_RUNTIME_S: u64 = 900;
 pub struct ServiceConfig {
     /// Service name: ledger key, instance tag, report prefix.
     pub service: String,
-    /// Where user traffic is switched.
-    pub switch: Switch,
+    /// Where user traffic is switched: one switch point, or a list of them (every listener
+    /// and rule that serves the service); every traffic change moves all of them.
+    pub switch: Switches,
     /// The blue/green pair of target groups (ARNs). Green is always the one not live.
     pub target_groups: [String; 2],
     /// How green instances are launched.
@@ -33,8 +36,9 @@ pub struct ServiceConfig {
     /// without it gets the installation's default ([`DEFAULT_BAKE_WINDOW_S`] unless the stack
     /// sets `DefaultBakeWindowSeconds`).
     pub bake_window_s: u64,
-    /// Connection-draining wait after deregistering a fleet, before terminating it (seconds).
-    /// Match the target groups' `deregistration_delay.timeout_seconds`.
+    /// Connection-draining wait after deregistering a fleet, before terminating it (seconds),
+    /// for a deployment that has not read its target groups' own: launch-green reads each
+    /// group's `deregistration_delay.timeout_seconds` and the deployment uses that.
     #[serde(default = "default_deregistration_delay_s")]
     pub deregistration_delay_s: u64,
     /// Which AMIs may be deployed.
@@ -72,6 +76,10 @@ pub struct ServiceConfig {
     /// switch point, strangers in the target groups, orphaned instances ([`crate::audit`]).
     #[serde(default)]
     pub reconcile: ReconcilePolicy,
+    /// Canary analysis: green judged against blue on real traffic between canary steps and
+    /// through the bake window ([`crate::analysis`]). None: health gates and alarms only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::analysis::Analysis>,
 }
 
 /// The default grace before an orphaned instance is terminated (seconds since its launch).
@@ -206,16 +214,6 @@ impl NewImagePolicy {
     }
 }
 
-/// The switch point: a listener's default action, or one listener rule when several services
-/// share a listener by host or path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Switch {
-    pub listener_arn: String,
-    #[serde(default)]
-    pub rule_arn: Option<String>,
-}
-
 /// RunInstances settings for green.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -259,6 +257,11 @@ pub struct SmokeCheck {
     pub expect_body: Option<String>,
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// The first switch point's listener as greenlight's functions can reach it
+    /// (`http://<host>[:port]`, plain HTTP). With it, the smoke test also goes through the
+    /// load balancer on the deployment's test route (the full user path to green only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_url: Option<String>,
 }
 
 /// Rollout shape.
@@ -339,14 +342,7 @@ impl ServiceConfig {
         if let Err(e) = ids::check_service(&self.service) {
             problems.push(e.to_string());
         }
-        if !self.switch.listener_arn.starts_with("arn:") {
-            problems.push("switch.listener_arn must be a listener ARN".into());
-        }
-        if let Some(rule) = &self.switch.rule_arn {
-            if !rule.starts_with("arn:") {
-                problems.push("switch.rule_arn must be a listener rule ARN".into());
-            }
-        }
+        problems.extend(self.switch.problems());
         for tg in &self.target_groups {
             if !tg.starts_with("arn:") {
                 problems.push(format!("target_groups: {} is not a target group ARN", ids::quote(tg)));
@@ -383,6 +379,15 @@ impl ServiceConfig {
         }
         if !(1..=60_000).contains(&smoke.timeout_ms) {
             problems.push("health.smoke.timeout_ms must be between 1 and 60000".into());
+        }
+        if let Some(url) = &self.health.smoke.load_balancer_url {
+            let rest = url.strip_prefix("http://").unwrap_or("");
+            if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) {
+                problems.push(format!(
+                    "health.smoke.load_balancer_url must be http://<host>[:port] (plain HTTP, no path): {}",
+                    ids::quote(url)
+                ));
+            }
         }
         let steps = &self.rollout.canary_steps;
         let increasing = steps.windows(2).all(|w| w[0] < w[1]);
@@ -427,6 +432,9 @@ impl ServiceConfig {
             }
         }
         problems.extend(self.reconcile.problems());
+        if let Some(analysis) = &self.analysis {
+            problems.extend(analysis.problems());
+        }
         for alarm in &self.alarms {
             let printable = alarm.chars().all(|c| !c.is_control());
             if alarm.is_empty() || alarm.len() > 255 || !printable || alarm.starts_with("arn:") {
@@ -482,10 +490,10 @@ pub(crate) mod tests {
     pub fn sample() -> ServiceConfig {
         ServiceConfig {
             service: "checkout".into(),
-            switch: Switch {
+            switch: Switches::one(Switch {
                 listener_arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/1/2".into(),
                 rule_arn: None,
-            },
+            }),
             target_groups: [
                 "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/checkout-a/1".into(),
                 "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/checkout-b/2".into(),
@@ -507,6 +515,7 @@ pub(crate) mod tests {
                     expect_status: 200,
                     expect_body: Some("ok".into()),
                     timeout_ms: 2000,
+                    load_balancer_url: None,
                 },
             },
             rollout: Rollout {
@@ -527,6 +536,7 @@ pub(crate) mod tests {
             max_instance_age_s: None,
             maintenance_hours: None,
             reconcile: ReconcilePolicy::default(),
+            analysis: None,
         }
     }
 

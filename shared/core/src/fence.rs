@@ -23,7 +23,9 @@ pub fn green_deregistrable_at(config: &ServiceConfig, dep: &Deployment) -> Optio
         return Some(0);
     }
     let since = aborting_since(dep).unwrap_or(dep.updated_at);
-    Some(since + config.max_invocation_s)
+    // Sticky clients of green keep reaching it until their cookie expires (weights do not
+    // move them): it stays registered at least that long too.
+    Some(since + config.max_invocation_s.max(dep.stickiness_s()))
 }
 
 /// When the deployment entered `Aborting` (the first timeline mark of that phase).

@@ -11,10 +11,13 @@
 //! - [`inbound`]: parsing of every event greenlight receives (EventBridge events, S3 event
 //!   notifications, a CloudWatch alarm's Lambda action);
 //! - [`detail`]: the typed `detail` of greenlight's own events (the CLI publishes them);
+//! - [`switch`]: switch points (listeners, rules) and the frame greenlight keeps of each;
 //! - [`phoenix`]: when a live fleet is due a re-pave (the scheduled reconcile asks);
 //! - [`audit`]: the scheduled reconcile's judgment of the running fleet against the ledger
 //!   (drift, strangers, orphans) and the repairs a service's policy allows; [`finding`] its
 //!   records;
+//! - [`analysis`]: canary analysis: what a registration declares, the evidence, the
+//!   anytime-valid statistics and the verdicts; [`judging`] when a deployment is judged;
 //! - [`metrics`]: the milestones a decision reached, as CloudWatch Embedded Metric Format;
 //! - [`ids`]: deterministic deployment ids and idempotency tokens;
 //! - [`form`]: decoding of the form-encoded object keys of S3 event notifications;
@@ -22,6 +25,7 @@
 //! - [`rfc3339`]: the times AWS writes in events;
 //! - [`rng`]: the seeded PRNG of the simulator, the fuzz generator and the chaos adapters.
 
+pub mod analysis;
 pub mod audit;
 pub mod config;
 pub mod decide;
@@ -31,6 +35,7 @@ pub mod finding;
 pub mod form;
 pub mod ids;
 pub mod inbound;
+pub mod judging;
 pub mod metrics;
 pub mod model;
 pub mod phoenix;
@@ -38,6 +43,7 @@ pub mod plan;
 pub mod request;
 pub mod rfc3339;
 pub mod rng;
+pub mod switch;
 pub mod version;
 
 pub use config::{ConfigError, ServiceConfig};

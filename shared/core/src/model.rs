@@ -3,8 +3,10 @@
 
 use crate::request::{ImageRequest, RevertRequest};
 pub use crate::request::{ImageSource, Trigger};
+use crate::switch::Frame;
 use crate::{config::ServiceConfig, Epoch};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A version of a service running on a fleet in one target group.
@@ -73,17 +75,36 @@ pub struct RevertClaim {
     pub received_at_ms: u64,
 }
 
-/// A fast rollback, ready to apply: put `weights` on `switch`.
+/// A fast rollback, ready to apply: put `weights` on every one of `points` (each with the
+/// frame greenlight keeps, so the changes need no read first and go out concurrently).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevertPlan {
     pub deploy_id: String,
-    pub switch: crate::config::Switch,
+    #[serde(default)]
+    pub points: Vec<crate::switch::PointWrite>,
+    /// A plan written before plans had `points`: its one switch point (no frame, so the load
+    /// balancer adapter reads it before writing). Only ever read.
+    #[serde(default, skip_serializing)]
+    pub switch: Option<crate::switch::Switch>,
     /// `(target group ARN, weight)`: the previous fleet 100, the deployment's 0.
     pub weights: Vec<(String, u8)>,
     pub from: String,
     pub back_to: String,
     /// When the deployment started (ms): older triggers concern an earlier version.
     pub since_ms: u64,
+}
+
+impl RevertPlan {
+    /// The switch points the plan changes.
+    pub fn writes(&self) -> Vec<crate::switch::PointWrite> {
+        match (&self.switch, self.points.is_empty()) {
+            (Some(switch), true) => vec![crate::switch::PointWrite {
+                switch: switch.clone(),
+                frame: None,
+            }],
+            _ => self.points.clone(),
+        }
+    }
 }
 
 /// A rollback that put `back_to` live again instead of `from`.
@@ -327,6 +348,25 @@ pub struct Deployment {
     /// that execution instead of finding the lease it renewed and doing nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_resume: Option<LastResume>,
+    /// What greenlight keeps of each switch point (by its ARN): read by launch-green before
+    /// it first touches them, re-sent by every change of this deployment. Empty for a
+    /// deployment recorded before frames were (its changes read the frame first).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub frames: BTreeMap<String, Frame>,
+    /// Each target group's deregistration delay (seconds, by ARN), read by launch-green from
+    /// the group's `deregistration_delay.timeout_seconds`: how long a fleet leaving it drains.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub drain_s: BTreeMap<String, u64>,
+    /// Aborting a green that had traffic: when the switch points were first read back
+    /// forwarding nothing to it (the abort's listener change confirmed). Green drains from
+    /// then, not from the abort's decision: a run that crashed between the two left it
+    /// serving meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic_back_at: Option<Epoch>,
+    /// Canary analysis of this deployment: the window judged now, when the next evaluation
+    /// is due, and every evaluation with its numbers (None without `analysis`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::analysis::AnalysisRecord>,
     pub timeline: Vec<Mark>,
 }
 
@@ -350,6 +390,42 @@ impl Deployment {
         });
         self.phase = phase;
         self.updated_at = now;
+    }
+
+    /// How long a fleet leaving `target_group` drains: the group's own delay as launch-green
+    /// read it, else the registration's `deregistration_delay_s`.
+    pub fn drain_s_of(&self, target_group: &str, config: &ServiceConfig) -> u64 {
+        self.drain_s
+            .get(target_group)
+            .copied()
+            .unwrap_or(config.deregistration_delay_s)
+    }
+
+    /// The longest target-group stickiness of the switch points (seconds; 0 without). With
+    /// group stickiness the load balancer keeps sending a client to the group it got,
+    /// whatever the weights, until its cookie expires: a fleet that had traffic may leave its
+    /// group only this long after its weight went to 0, or its sticky clients get 503s.
+    pub fn stickiness_s(&self) -> u64 {
+        self.frames
+            .values()
+            .filter_map(|f| f.stickiness.as_ref())
+            .filter(|s| s.enabled)
+            .map(|s| s.duration_s.unwrap_or(0).max(0) as u64)
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// The changes that put `config`'s switch points to new weights, each with its frame.
+    pub fn point_writes(&self, config: &ServiceConfig) -> Vec<crate::switch::PointWrite> {
+        config
+            .switch
+            .points()
+            .iter()
+            .map(|switch| crate::switch::PointWrite {
+                switch: switch.clone(),
+                frame: self.frames.get(switch.arn()).cloned(),
+            })
+            .collect()
     }
 
     /// The release green becomes when it goes live.

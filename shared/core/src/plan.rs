@@ -97,12 +97,26 @@ pub fn route(config: &ServiceConfig, deployment: &Deployment, now: Epoch) -> Rou
             (Some(Step::CheckHealth), wait)
         }
         Phase::Verified { weight: 100 } => (Some(Step::Finalize), 0),
-        Phase::Verified { .. } | Phase::Shifting { .. } => (Some(Step::ShiftTraffic), 0),
+        // A canary step judged by analysis waits for its next evaluation (one metric period).
+        Phase::Verified { .. } => (
+            Some(Step::ShiftTraffic),
+            crate::judging::analysis_due(config, deployment, now).map_or(0, until),
+        ),
+        Phase::Shifting { .. } => (Some(Step::ShiftTraffic), 0),
         // A late step that kept failing once due: greenlight stopped (the service needs
         // attention); nothing more runs until an engineer acts.
         Phase::Baking { .. } | Phase::Retiring { .. } if deployment.late_failures >= LATE_STEP_TRIES => (None, 0),
         // Never at once after a failure: abort-deployment moves `t` to the next try.
-        Phase::Baking { until: t } | Phase::Retiring { drain_until: t } => (Some(Step::RetireBlue), until(*t)),
+        // The bake window is judged by analysis until it ends: retire-blue evaluates it.
+        Phase::Baking { until: t } => (
+            Some(Step::RetireBlue),
+            until(
+                crate::judging::analysis_due(config, deployment, now)
+                    .unwrap_or(*t)
+                    .min(*t),
+            ),
+        ),
+        Phase::Retiring { drain_until: t } => (Some(Step::RetireBlue), until(*t)),
         // Green is deregistered once no stale listener change can reach it (I26), then
         // drains until `drain_until`.
         Phase::Aborting { drain_until, .. } => {

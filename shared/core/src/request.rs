@@ -81,6 +81,16 @@ pub struct ImageFacts {
     pub tags: BTreeMap<String, String>,
 }
 
+/// What launch-green reads before it first touches the switch points: each switch point's
+/// actions (by its ARN) and each target group's deregistration delay (seconds, by ARN).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchObservation {
+    #[serde(default)]
+    pub points: Vec<(String, Vec<crate::switch::SeenAction>)>,
+    #[serde(default)]
+    pub drain_s: Vec<(String, u64)>,
+}
+
 /// ELB target health states (and `Missing`: not registered at all).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -153,6 +163,8 @@ pub enum Trigger {
     Engineer,
     /// One of the service's CloudWatch alarms went to ALARM.
     Alarm,
+    /// Canary analysis found green worse than blue beyond its tolerance.
+    Analysis,
 }
 
 impl Trigger {
@@ -161,6 +173,7 @@ impl Trigger {
         match self {
             Trigger::Engineer => "engineer",
             Trigger::Alarm => "alarm",
+            Trigger::Analysis => "analysis",
         }
     }
 }

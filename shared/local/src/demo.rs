@@ -1,7 +1,12 @@
-//! The demo (README's first command), on the local emulator, shown live step by step:
-//! 1. a canary rollout of v2 over v1: green launched, gated, 10 → 50 → 100 %, bake, v1 retired;
-//! 2. v3 promoted the same way, then its CloudWatch alarm fires during the bake window and
-//!    traffic returns to v2 with one listener change (time-to-revert printed), v3 cleaned up;
+//! The demo (README's first command), on the local emulator, shown live step by step while
+//! the load generator sends 200 requests a second through the service's load balancer
+//! (a line every two seconds: what each version served, and the 5xx):
+//! 1. a canary rollout of v2 over v1: green launched, gated, 10 → 50 → 100 % as canary
+//!    analysis finds it no worse than v1 on the real traffic, bake, v1 retired;
+//! 2. v3, a bad build (10 % of its requests answer 500, its health checks pass): analysis
+//!    catches it at its 10 % step and traffic returns to v2 on its own, v3 cleaned up;
+//! 3. v4 promoted the same way, then its CloudWatch alarm fires during the bake window and
+//!    traffic returns to v2 with one listener change (time-to-revert printed), v4 cleaned up;
 //!
 //! and finally the ledger's history of the service.
 //!
@@ -10,7 +15,8 @@
 //! `greenlight history` read the ledger.
 
 use crate::emulator::{repo_root, Emulator};
-use crate::fixture::{self, AppBehaviour, Spec};
+use crate::fixture::{self, AppBehaviour, AppTraits, Spec};
+use crate::load::{run_load, LoadSpec};
 use crate::orchestrator::{Ending, Progress};
 use crate::pump::Outcome;
 use crate::{pump, Local, Names};
@@ -27,7 +33,7 @@ use std::time::Duration;
 pub async fn run() -> Result<(), String> {
     let log = repo_root().join("target/demo-emulator.log");
     let _ = std::fs::create_dir_all(repo_root().join("target"));
-    println!("greenlight demo — a canary rollout, then an alarm-driven rollback, on a local AWS emulator\n");
+    println!("greenlight demo — canaries judged on real traffic, an analysis-driven and an alarm-driven rollback, on a local AWS emulator\n");
     println!(
         "[setup] starting the local AWS emulator (moto + greenlight behaviours; log: {})",
         log.display()
@@ -53,6 +59,19 @@ pub async fn run() -> Result<(), String> {
         max_instance_age_s: None,
         live_age_s: 0,
         reconcile: Default::default(),
+        // The smoke test also goes through the load balancer, on the deployment's test route.
+        smoke_through_load_balancer: true,
+        // Green's 5xx rate may exceed blue's by 2 points; judged every 1 s metric period
+        // (the emulator's; AWS publishes ALB metrics every 60 s).
+        analysis: Some(
+            serde_json::from_value(json!({
+                "metrics": [{"error_rate": {"tolerance_pp": 2}}],
+                "period_s": 1, "lag_s": 1, "max_step_s": 30, "min_requests": 100,
+                "inconclusive": "continue", "baseline_s": 5
+            }))
+            .map_err(|e| format!("demo analysis: {e}"))?,
+        ),
+        ..Spec::quick("checkout")
     };
     let world = fixture::build(&local, &spec).await?;
     println!(
@@ -66,6 +85,9 @@ pub async fn run() -> Result<(), String> {
     let ami_v2 = fixture::image(&local, &spec.service, "v2", AppBehaviour::Healthy).await?;
     println!("[setup] image v2 built: {ami_v2}\n");
 
+    let load = start_load(&local, &world.listener_arn).await?;
+    println!("[setup] load generator: {LOAD_RPS} requests/s through the listener\n");
+
     let (pump_task, mut deliveries) = pump::spawn(local.clone());
     let mut progress = local.orchestrator.subscribe();
     let cli = Cli::new(&emulator.endpoint, &local.names)?;
@@ -76,12 +98,50 @@ pub async fn run() -> Result<(), String> {
     println!("\nv1 fleet now: {}", fleet_states(&local, &world.blue_instances).await?);
     cli.run(&["status", &spec.service]).await?;
 
-    // Part 2: v3 goes live, its alarm fires during the bake window, traffic returns to v2.
-    println!("\n— part 2: v3 is promoted, then its alarm fires —\n");
-    let ami_v3 = fixture::image(&local, &spec.service, "v3", AppBehaviour::Healthy).await?;
+    // Part 2: v3 is a bad build; analysis catches it at its 10 % step.
+    println!("\n— part 2: v3 answers 10 % of its requests with a 500; analysis catches it —\n");
+    let bad = AppTraits {
+        error_pct: Some(10.0),
+        ..AppTraits::default()
+    };
+    let ami_v3 = fixture::image_with_traits(&local, &spec.service, "v3", AppBehaviour::Healthy, &bad).await?;
     let deploy_v3 = deploy(&cli, &mut deliveries, &spec.service, "v3", &ami_v3).await?;
+    // The verdict reverts v3 in its own execution, which then cleans it up (drain, terminate).
+    follow(&local, &world.config, &mut progress, &deploy_v3, |_| false).await;
+    let dep = local
+        .ports
+        .ledger
+        .load(&spec.service, Some(&deploy_v3))
+        .await
+        .map_err(|e| e.to_string())?
+        .and_then(|s| s.deployment);
+    if let Some(verdict) = dep
+        .as_ref()
+        .and_then(|d| d.analysis.as_ref())
+        .and_then(|a| a.evaluations.last())
+    {
+        for metric in &verdict.metrics {
+            println!(
+                "  verdict at {}%: {}: {}",
+                verdict.weight, metric.metric, metric.explanation
+            );
+        }
+    }
+    if let Some(record) = dep.as_ref().and_then(|d| d.revert.as_ref()) {
+        println!(
+            "  rolled back by {}: traffic back on {} {} ms after the verdict",
+            record.requested_by,
+            record.back_to,
+            record.time_to_revert_ms().unwrap_or_default()
+        );
+    }
+
+    // Part 3: v4 goes live, its alarm fires during the bake window, traffic returns to v2.
+    println!("\n— part 3: v4 is promoted, then its alarm fires —\n");
+    let ami_v4 = fixture::image(&local, &spec.service, "v4", AppBehaviour::Healthy).await?;
+    let deploy_v4 = deploy(&cli, &mut deliveries, &spec.service, "v4", &ami_v4).await?;
     let baking = |p: &Progress| p.step == Step::Finalize;
-    follow(&local, &world.config, &mut progress, &deploy_v3, baking).await;
+    follow(&local, &world.config, &mut progress, &deploy_v4, baking).await;
     let alarm = world
         .config
         .alarms
@@ -100,14 +160,14 @@ pub async fn run() -> Result<(), String> {
     let weights = local
         .ports
         .lb
-        .traffic(&world.config.switch)
+        .traffic(&world.config.switch.points()[0])
         .await
         .map_err(|e| e.to_string())?;
     println!("  listener now: {}", describe_weights(&weights));
     let dep = local
         .ports
         .ledger
-        .load(&spec.service, Some(&deploy_v3))
+        .load(&spec.service, Some(&deploy_v4))
         .await
         .map_err(|e| e.to_string())?;
     if let Some(record) = dep.and_then(|s| s.deployment).and_then(|d| d.revert) {
@@ -117,20 +177,49 @@ pub async fn run() -> Result<(), String> {
             record.receipt_to_revert_ms().unwrap_or_default()
         );
     }
-    println!("  cleaning up v3 (drain, terminate):");
+    println!("  cleaning up v4 (drain, terminate):");
     follow(
         &local,
         &world.config,
         &mut progress,
-        &format!("{deploy_v3}-revert"),
+        &format!("{deploy_v4}-revert"),
         |_| false,
     )
     .await;
+    load.abort();
     pump_task.abort();
     println!();
     cli.run(&["history", &spec.service]).await?;
     drop(emulator);
     Ok(())
+}
+
+/// The demo's steady load (requests per second through the listener).
+const LOAD_RPS: u32 = 200;
+
+/// Sends [`LOAD_RPS`] through the listener until aborted, printing every other second what
+/// each version served and the 5xx.
+async fn start_load(local: &Local, listener_arn: &str) -> Result<tokio::task::JoinHandle<()>, String> {
+    let endpoint = local
+        .sdk
+        .endpoint_url()
+        .ok_or("a local SDK configuration has an endpoint")?;
+    let url = crate::data_plane::listener_url(endpoint, listener_arn).await?;
+    let spec = LoadSpec::new(&format!("{url}/"), LOAD_RPS, Duration::from_secs(3600))?;
+    Ok(tokio::spawn(async move {
+        run_load(&spec, |second, tally| {
+            if second % 2 == 0 {
+                let versions: Vec<String> = tally.by_version.iter().map(|(v, n)| format!("{v} {n}")).collect();
+                println!(
+                    "          load      {} req/s: {} (5xx {})",
+                    tally.answered(),
+                    versions.join(", "),
+                    tally.server_errors()
+                );
+            }
+        })
+        .await;
+    }))
 }
 
 /// The `greenlight` CLI, pointed at the emulator and this installation.
@@ -287,7 +376,7 @@ async fn print_progress(local: &Local, config: &ServiceConfig, p: &Progress) {
     };
     let mut line = format!("  {at:>6}  {:<17} {:<10} {}", p.step.name(), out.phase, out.note);
     if p.step == Step::ShiftTraffic {
-        if let Ok(weights) = local.ports.lb.traffic(&config.switch).await {
+        if let Ok(weights) = local.ports.lb.traffic(&config.switch.points()[0]).await {
             line.push_str(&format!("   [listener: {}]", describe_weights(&weights)));
         }
     }

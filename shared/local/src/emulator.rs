@@ -1,10 +1,27 @@
 //! Starts the local AWS emulator: `tests/emulator/greenlight_emulator.py` (moto in server
 //! mode plus the AWS behaviour moto lacks) with the venv's Python, on a free loopback port.
-//! The process exits when we drop it, and by itself if we die.
+//! The process exits when we drop it, and by itself if we die. Its ALB metrics are published
+//! every [`LOCAL_METRIC_PERIOD_S`] seconds instead of AWS's 60 (`GREENLIGHT_METRIC_PERIOD_S`
+//! overrides it), so that tests and the demo see traffic in CloudWatch within a second.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
+
+/// The publication period of the local emulator's `AWS/ApplicationELB` metrics, seconds.
+pub const LOCAL_METRIC_PERIOD_S: u32 = 1;
+
+/// The environment variable that overrides [`LOCAL_METRIC_PERIOD_S`].
+pub const METRIC_PERIOD_ENV: &str = "GREENLIGHT_METRIC_PERIOD_S";
+
+/// The metric publication period the emulator is started with.
+pub fn metric_period_s() -> u32 {
+    std::env::var(METRIC_PERIOD_ENV)
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|p| *p >= 1)
+        .unwrap_or(LOCAL_METRIC_PERIOD_S)
+}
 
 /// A running emulator. Dropping it stops it.
 pub struct Emulator {
@@ -49,6 +66,7 @@ impl Emulator {
         let mut child = Command::new(&python)
             .arg(&script)
             .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--metric-period-s", &metric_period_s().to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)

@@ -1,20 +1,22 @@
 //! A service's world on the local emulator, built the way an operator would in AWS:
-//! a VPC and subnet, an ALB with an HTTP listener, a blue/green pair of target groups, AMIs
-//! for each app version (their tags tell the emulator's stand-in app how to behave), a blue
-//! fleet running v1 in the first target group behind the listener, and the service's
-//! registration in the ledger adopting v1 as live.
+//! a VPC and subnet, an ALB with an HTTP listener (or several, each a switch point; with an
+//! authenticate-oidc action and forward stickiness if asked), a blue/green pair of target
+//! groups, AMIs for each app version (their tags tell the emulator's stand-in app how to
+//! behave), a blue fleet running v1 in the first target group behind the listener, and the
+//! service's registration in the ledger adopting v1 as live.
 
 use crate::Local;
 use aws_sdk_ec2::types::{Filter, InstanceType, ResourceType, Tag, TagSpecification};
 use aws_sdk_elasticloadbalancingv2::types::{
-    Action, ActionTypeEnum, ForwardActionConfig, PathPatternConditionConfig, ProtocolEnum, RuleCondition,
-    TargetDescription, TargetGroupAttribute, TargetGroupTuple, TargetTypeEnum,
+    Action, ActionTypeEnum, AuthenticateOidcActionConditionalBehaviorEnum, AuthenticateOidcActionConfig,
+    FixedResponseActionConfig, ForwardActionConfig, PathPatternConditionConfig, ProtocolEnum, RuleCondition,
+    TargetDescription, TargetGroupAttribute, TargetGroupStickinessConfig, TargetGroupTuple, TargetTypeEnum,
 };
 use greenlight_adapters::aws::create_table;
 use greenlight_adapters::tags;
 use greenlight_core::config::{
     AmiPolicy, HealthSettings, LaunchSettings, NewImagePolicy, ReconcilePolicy, Rollout, ServiceConfig, SmokeCheck,
-    Switch,
+    Switch, Switches,
 };
 use greenlight_core::model::Release;
 use std::collections::BTreeMap;
@@ -24,6 +26,11 @@ use std::time::Duration;
 pub const ACCOUNT: &str = "123456789012";
 /// The stand-in app's port.
 pub const APP_PORT: u16 = 8080;
+/// The client secret of the fixture's authenticate-oidc action ([`Spec::oidc`]): the load
+/// balancer holds it; greenlight must never send or record it.
+pub const OIDC_CLIENT_SECRET: &str = "fixture-oidc-client-secret-4c1d";
+/// The port of the fixture's first listener; extra listeners take the next ones.
+pub const LISTENER_PORT: i32 = 80;
 
 /// How the stand-in app of an AMI behaves (the emulator reads the AMI's tags).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +53,37 @@ impl AppBehaviour {
     }
 }
 
+/// How a stand-in app misbehaves on user requests (every path but `/health` and `/smoke`, so
+/// health checks and smoke gates still pass): the AMI tags `greenlight:app-error-rate`,
+/// `greenlight:app-latency` and `greenlight:app-after-requests` (`tests/emulator/README.md`,
+/// section 3). The default is none of it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AppTraits {
+    /// This percentage of user requests answers 500 (e.g. `5.0`).
+    pub error_pct: Option<f64>,
+    /// Each user request sleeps a lognormal draw with these quantiles: (p50 ms, p99 ms).
+    pub latency: Option<(u32, u32)>,
+    /// The traits apply only after this many user requests to an instance (a leak).
+    pub after_requests: Option<u64>,
+}
+
+impl AppTraits {
+    /// The AMI tags (key, value) that ask the emulator for these traits.
+    pub fn tags(&self) -> Vec<(&'static str, String)> {
+        let mut tags = Vec::new();
+        if let Some(pct) = self.error_pct {
+            tags.push(("greenlight:app-error-rate", format!("{pct}%")));
+        }
+        if let Some((p50, p99)) = self.latency {
+            tags.push(("greenlight:app-latency", format!("p50={p50}ms,p99={p99}ms")));
+        }
+        if let Some(n) = self.after_requests {
+            tags.push(("greenlight:app-after-requests", n.to_string()));
+        }
+        tags
+    }
+}
+
 /// The CloudWatch alarm registered for `service` (e.g. its 5xx rate).
 pub fn alarm_name(service: &str) -> String {
     format!("{service}-5xx")
@@ -55,6 +93,15 @@ pub fn alarm_name(service: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub service: String,
+    /// Register the service with nothing live (no v1 fleet): its first deployment.
+    pub nothing_live: bool,
+    /// Point the smoke test through the load balancer too (the emulator's data plane URL of
+    /// the listener), on the deployment's test route.
+    pub smoke_through_load_balancer: bool,
+    /// The registration's `max_invocation_s`, the stale-write fence (I26): the local
+    /// functions' runs take milliseconds, so 2 s keeps aborts quick; tests that compare runs
+    /// whose timing differs want a wider margin.
+    pub max_invocation_s: u64,
     pub canary_steps: Vec<u8>,
     pub step_wait_s: u64,
     pub bake_window_s: u64,
@@ -75,6 +122,20 @@ pub struct Spec {
     pub live_age_s: u64,
     /// What the scheduled reconcile does about drift, strangers and orphans.
     pub reconcile: ReconcilePolicy,
+    /// More switch points: this many extra listeners of the same load balancer (ports 81,
+    /// 82, ...), each forwarding to blue by its default action; the registration lists them
+    /// after the first point.
+    pub extra_listeners: u16,
+    /// An authenticate-oidc action (with [`OIDC_CLIENT_SECRET`], order 1) before the forward
+    /// (order 2) of the first switch point.
+    pub oidc: bool,
+    /// Target-group stickiness on every switch point's forward: its duration in seconds.
+    pub stickiness_s: Option<i32>,
+    /// The target groups' `deregistration_delay.timeout_seconds` when it is not the
+    /// registration's `deregistration_delay_s` (greenlight must use the group's).
+    pub group_drain_s: Option<u64>,
+    /// The registration's canary analysis (judged on the emulator's ALB metrics).
+    pub analysis: Option<greenlight_core::analysis::Analysis>,
 }
 
 impl Spec {
@@ -82,12 +143,17 @@ impl Spec {
     pub fn quick(service: &str) -> Spec {
         Spec {
             service: service.to_string(),
+            nothing_live: false,
+            smoke_through_load_balancer: false,
+            max_invocation_s: 2,
             canary_steps: vec![100],
             step_wait_s: 1,
             bake_window_s: 2,
             deregistration_delay_s: 1,
             poll_interval_s: 1,
-            max_polls: 10,
+            // Generous: health ends at the first healthy poll, and a loaded 2-core CI
+            // machine (the emulator serving every test at once) can take well over 10 s.
+            max_polls: 30,
             fleet_size: 2,
             switch_by_rule: false,
             on_new_image: NewImagePolicy::Supersede,
@@ -95,6 +161,11 @@ impl Spec {
             max_instance_age_s: None,
             live_age_s: 0,
             reconcile: ReconcilePolicy::default(),
+            extra_listeners: 0,
+            oidc: false,
+            stickiness_s: None,
+            group_drain_s: None,
+            analysis: None,
         }
     }
 }
@@ -105,6 +176,9 @@ pub struct World {
     pub config: ServiceConfig,
     pub vpc_id: String,
     pub listener_arn: String,
+    /// Every listener the fixture made, the first one's first ([`Spec::extra_listeners`]).
+    pub listener_arns: Vec<String>,
+    pub load_balancer_arn: String,
     pub blue_instances: Vec<String>,
     /// The v1 AMI (live at registration).
     pub ami_v1: String,
@@ -132,6 +206,18 @@ pub async fn install(local: &Local) -> Result<(), String> {
 
 /// Registers an AMI for `version` whose instances behave as `behaviour`.
 pub async fn image(local: &Local, service: &str, version: &str, behaviour: AppBehaviour) -> Result<String, String> {
+    image_with_traits(local, service, version, behaviour, &AppTraits::default()).await
+}
+
+/// Registers an AMI for `version` whose instances behave as `behaviour`, with `traits` on
+/// their user requests.
+pub async fn image_with_traits(
+    local: &Local,
+    service: &str,
+    version: &str,
+    behaviour: AppBehaviour,
+    traits: &AppTraits,
+) -> Result<String, String> {
     let ec2 = &local.clients.ec2;
     let ami = ec2
         .register_image()
@@ -141,11 +227,15 @@ pub async fn image(local: &Local, service: &str, version: &str, behaviour: AppBe
         .map_err(|e| format!("register image: {e:?}"))?
         .image_id
         .ok_or("register image returned no id")?;
+    let mut tags = vec![
+        tag("greenlight:app-behaviour", behaviour.tag()),
+        tag("greenlight:version", version),
+        tag("greenlight:app-port", &APP_PORT.to_string()),
+    ];
+    tags.extend(traits.tags().into_iter().map(|(key, value)| tag(key, &value)));
     ec2.create_tags()
         .resources(&ami)
-        .tags(tag("greenlight:app-behaviour", behaviour.tag()))
-        .tags(tag("greenlight:version", version))
-        .tags(tag("greenlight:app-port", &APP_PORT.to_string()))
+        .set_tags(Some(tags))
         .send()
         .await
         .map_err(|e| format!("tag image: {e:?}"))?;
@@ -237,7 +327,7 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
             .attributes(
                 TargetGroupAttribute::builder()
                     .key("deregistration_delay.timeout_seconds")
-                    .value(spec.deregistration_delay_s.to_string())
+                    .value(spec.group_drain_s.unwrap_or(spec.deregistration_delay_s).to_string())
                     .build(),
             )
             .send()
@@ -245,25 +335,55 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
             .map_err(|e| format!("set deregistration delay: {e:?}"))?;
         tgs.push(tg);
     }
+    let mut forward_config = ForwardActionConfig::builder().target_groups(
+        TargetGroupTuple::builder()
+            .target_group_arn(&tgs[0])
+            .weight(100)
+            .build(),
+    );
+    if let Some(duration) = spec.stickiness_s {
+        forward_config = forward_config.target_group_stickiness_config(
+            TargetGroupStickinessConfig::builder()
+                .enabled(true)
+                .duration_seconds(duration)
+                .build(),
+        );
+    }
     let forward_blue = Action::builder()
         .r#type(ActionTypeEnum::Forward)
-        .forward_config(
-            ForwardActionConfig::builder()
-                .target_groups(
-                    TargetGroupTuple::builder()
-                        .target_group_arn(&tgs[0])
-                        .weight(100)
-                        .build(),
-                )
-                .build(),
-        )
+        .set_order(spec.oidc.then_some(2))
+        .forward_config(forward_config.build())
         .build();
+    // The first point's actions: authentication first when asked for, then the forward.
+    let first_actions = if spec.oidc {
+        vec![oidc_action(), forward_blue.clone()]
+    } else {
+        vec![forward_blue.clone()]
+    };
+    // A listener shared by rule: its default action answers 404 itself (as a listener whose
+    // services each have a rule does), so it never forwards to the service's groups.
+    let default_actions = if spec.switch_by_rule {
+        vec![Action::builder()
+            .r#type(ActionTypeEnum::FixedResponse)
+            .fixed_response_config(
+                FixedResponseActionConfig::builder()
+                    .status_code("404")
+                    .content_type("text/plain")
+                    .message_body("no such service")
+                    .build(),
+            )
+            .build()]
+    } else {
+        first_actions.clone()
+    };
+    // moto accepts authenticate actions on an HTTP listener (AWS wants HTTPS and a
+    // certificate; nothing greenlight does depends on the protocol).
     let listener_arn = elb
         .create_listener()
         .load_balancer_arn(&alb)
         .protocol(ProtocolEnum::Http)
-        .port(80)
-        .default_actions(forward_blue.clone())
+        .port(LISTENER_PORT)
+        .set_default_actions(Some(default_actions))
         .send()
         .await
         .map_err(|e| format!("create listener: {e:?}"))?
@@ -285,7 +405,7 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
                     .path_pattern_config(path)
                     .build(),
             )
-            .actions(forward_blue.clone())
+            .set_actions(Some(first_actions.clone()))
             .send()
             .await
             .map_err(|e| format!("create rule: {e:?}"))?
@@ -297,24 +417,61 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
     } else {
         None
     };
+    let mut listener_arns = vec![listener_arn.clone()];
+    let mut points = vec![Switch {
+        listener_arn: listener_arn.clone(),
+        rule_arn: rule_arn.clone(),
+    }];
+    for n in 1..=i32::from(spec.extra_listeners) {
+        let arn = elb
+            .create_listener()
+            .load_balancer_arn(&alb)
+            .protocol(ProtocolEnum::Http)
+            .port(LISTENER_PORT + n)
+            .default_actions(forward_blue.clone())
+            .send()
+            .await
+            .map_err(|e| format!("create listener {n}: {e:?}"))?
+            .listeners
+            .and_then(|l| l.into_iter().next())
+            .and_then(|l| l.listener_arn)
+            .ok_or("no listener arn")?;
+        listener_arns.push(arn.clone());
+        points.push(Switch {
+            listener_arn: arn,
+            rule_arn: None,
+        });
+    }
     let ami_v1 = image(local, &spec.service, "v1", AppBehaviour::Healthy).await?;
-    let blue_instances = launch_blue(local, spec, &ami_v1, &subnets[0], &sg).await?;
-    let targets: Vec<TargetDescription> = blue_instances
-        .iter()
-        .map(|id| TargetDescription::builder().id(id).port(APP_PORT as i32).build())
-        .collect();
-    elb.register_targets()
-        .target_group_arn(&tgs[0])
-        .set_targets(Some(targets))
-        .send()
-        .await
-        .map_err(|e| format!("register blue: {e:?}"))?;
+    let blue_instances = if spec.nothing_live {
+        vec![]
+    } else {
+        let ids = launch_blue(local, spec, &ami_v1, &subnets[0], &sg).await?;
+        let targets: Vec<TargetDescription> = ids
+            .iter()
+            .map(|id| TargetDescription::builder().id(id).port(APP_PORT as i32).build())
+            .collect();
+        elb.register_targets()
+            .target_group_arn(&tgs[0])
+            .set_targets(Some(targets))
+            .send()
+            .await
+            .map_err(|e| format!("register blue: {e:?}"))?;
+        ids
+    };
+    let load_balancer_url = match spec.smoke_through_load_balancer {
+        true => {
+            let endpoint = local
+                .sdk
+                .endpoint_url()
+                .ok_or("a local SDK configuration has an endpoint")?;
+            Some(crate::data_plane::listener_url(endpoint, &listener_arn).await?)
+        }
+        false => None,
+    };
     let config = ServiceConfig {
         service: spec.service.clone(),
-        switch: Switch {
-            listener_arn: listener_arn.clone(),
-            rule_arn,
-        },
+        switch: Switches::new(points),
         target_groups: [tgs[0].clone(), tgs[1].clone()],
         launch: LaunchSettings {
             instance_type: "t3.micro".into(),
@@ -332,7 +489,9 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
                 path: "/smoke".into(),
                 expect_status: 200,
                 expect_body: Some("ok".into()),
-                timeout_ms: 1000,
+                // A stand-in app on a loaded CI machine may take over a second to answer.
+                timeout_ms: 3000,
+                load_balancer_url,
             },
         },
         rollout: Rollout {
@@ -349,11 +508,11 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         alarms: vec![alarm_name(&spec.service)],
         on_new_image: spec.on_new_image,
         lease_s: spec.lease_s,
-        // The local functions' runs take milliseconds: a short fence keeps aborts quick.
-        max_invocation_s: 2,
+        max_invocation_s: spec.max_invocation_s,
         max_instance_age_s: spec.max_instance_age_s,
         maintenance_hours: None,
         reconcile: spec.reconcile.clone(),
+        analysis: spec.analysis.clone(),
     };
     config.validate().map_err(|e| format!("fixture registration: {e}"))?;
     create_alarm(local, &alarm_name(&spec.service), &tgs[1]).await?;
@@ -368,16 +527,42 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
     local
         .ports
         .ledger
-        .register_service(&config, Some(live))
+        .register_service(&config, (!spec.nothing_live).then_some(live))
         .await
         .map_err(|e| format!("register service: {e}"))?;
     Ok(World {
         config,
         vpc_id,
         listener_arn,
+        listener_arns,
+        load_balancer_arn: alb,
         blue_instances,
         ami_v1,
     })
+}
+
+/// An authenticate-oidc action (order 1) with the fixture's client secret, as an operator
+/// would put before a forward.
+pub fn oidc_action() -> Action {
+    Action::builder()
+        .r#type(ActionTypeEnum::AuthenticateOidc)
+        .order(1)
+        .authenticate_oidc_config(
+            AuthenticateOidcActionConfig::builder()
+                .issuer("https://idp.example.com")
+                .authorization_endpoint("https://idp.example.com/authorize")
+                .token_endpoint("https://idp.example.com/token")
+                .user_info_endpoint("https://idp.example.com/userinfo")
+                .client_id("greenlight-fixture")
+                .client_secret(OIDC_CLIENT_SECRET)
+                .scope("openid email")
+                .session_timeout(3600)
+                .session_cookie_name("fixture-auth")
+                .authentication_request_extra_params("prompt", "login")
+                .on_unauthenticated_request(AuthenticateOidcActionConditionalBehaviorEnum::Authenticate)
+                .build(),
+        )
+        .build()
 }
 
 /// The service's 5xx alarm, as an operator would create it (CloudWatch, state OK).

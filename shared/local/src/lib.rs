@@ -14,14 +14,17 @@
 //! - [`asl`]: runs the committed Step Functions definition with its Tasks calling those
 //!   processes;
 //! - [`faults`]: asks the emulator to inject AWS faults into one access key's calls;
+//! - [`load`]: a load generator for the emulator's ALB data plane (`greenlight-local load`);
 //! - [`demo`]: the README's first command.
 
 pub mod asl;
+pub mod data_plane;
 pub mod demo;
 pub mod emulator;
 pub mod faults;
 pub mod fixture;
 pub mod lambda_service;
+pub mod load;
 pub mod orchestrator;
 pub mod pump;
 pub mod usage;

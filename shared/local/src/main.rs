@@ -3,6 +3,7 @@
 //! ```text
 //! greenlight-local demo    canary rollout, then an alarm-driven rollback, on the local AWS emulator
 //! greenlight-local asl     print the Step Functions definition generated from the plan
+//! greenlight-local load    a steady rate of requests through an emulated ALB listener
 //! ```
 
 const HELP: &str = "\
@@ -20,8 +21,59 @@ COMMANDS:
             Needs the venv from `make setup` (or GREENLIGHT_PYTHON).
     asl     Print the Step Functions definition generated from the Rust plan
             (infra/statemachine.asl.json is this output; a test keeps them equal).
+    load    Send a steady rate of GET requests through a listener of the emulator's ALB data
+            plane (open loop, concurrent, at most 256 in flight) and print one line per
+            second (requests, answers per app version, 5xx, p99 latency), then a summary.
+              --url http://127.0.0.1:PORT[/path]   where to send them, or
+              --listener <listener arn>            the listener (its URL is asked from the
+                                                   emulator at --endpoint, default
+                                                   $AWS_ENDPOINT_URL)
+              --rps N          requests per second (default 10)
+              --seconds S      how long (default 10)
+              --header K:V     an extra request header (repeatable)
     help    Show this text.
 ";
+
+/// `greenlight-local load ...`: parses the options, runs the load, prints its lines.
+async fn load(args: &[String]) -> Result<(), String> {
+    let (mut url, mut listener, mut endpoint) = (None, None, std::env::var("AWS_ENDPOINT_URL").ok());
+    let (mut rps, mut seconds, mut headers) = (10u32, 10u64, Vec::new());
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => url = Some(value()?),
+            "--listener" => listener = Some(value()?),
+            "--endpoint" => endpoint = Some(value()?),
+            "--rps" => rps = value()?.parse().map_err(|e| format!("--rps: {e}"))?,
+            "--seconds" => seconds = value()?.parse().map_err(|e| format!("--seconds: {e}"))?,
+            "--header" => {
+                let header = value()?;
+                let (name, val) = header
+                    .split_once(':')
+                    .ok_or_else(|| format!("--header {header:?}: K:V is required"))?;
+                headers.push((name.trim().to_string(), val.trim().to_string()));
+            }
+            other => return Err(format!("load: unknown option {other:?} (see `greenlight-local help`)")),
+        }
+    }
+    let url = match (url, listener) {
+        (Some(url), None) => url,
+        (None, Some(arn)) => {
+            let endpoint = endpoint.ok_or("--listener needs --endpoint or AWS_ENDPOINT_URL (the emulator)")?;
+            greenlight_local::data_plane::listener_url(&endpoint, &arn).await?
+        }
+        _ => return Err("load: give either --url or --listener".into()),
+    };
+    let mut spec = greenlight_local::load::LoadSpec::new(&url, rps, std::time::Duration::from_secs(seconds))?;
+    for (name, value) in &headers {
+        spec = spec.header(name, value);
+    }
+    println!("{rps} requests/s to {url} for {seconds} s");
+    let summary = greenlight_local::load::run_load(&spec, |second, tally| println!("{second:>4} s  {tally}")).await;
+    println!("{summary}");
+    Ok(())
+}
 
 #[tokio::main]
 async fn main() {
@@ -37,6 +89,7 @@ async fn main() {
                 .init();
             greenlight_local::demo::run().await
         }
+        "load" => load(&std::env::args().skip(2).collect::<Vec<_>>()).await,
         "asl" => {
             let definition = greenlight_core::plan::state_machine_definition();
             println!("{}", serde_json::to_string_pretty(&definition).expect("json"));

@@ -3,19 +3,32 @@
 //! target health, instances and tags) and the ledger's items, never a handler's word.
 //!
 //! Safety, after every step:
-//! - **traffic**: every target group with weight > 0 is one the ledger records for the
-//!   service (the live release, the warm one, or the canary of the deployment in flight),
-//!   its registered targets run that version, and they are all healthy (I4, I8, I13);
+//! - **traffic**, on every switch point of the service: every target group with weight > 0
+//!   is one the ledger records for the service (the live release, the warm one, or the
+//!   canary of the deployment in flight), its registered targets run that version, and they
+//!   are all healthy (I4, I8, I13);
+//! - **frames kept**: every switch point's frame (authentication actions before the
+//!   forward, their order, the forward's stickiness) is the one it was set up with;
+//! - **drained**: no fleet is deregistered while a listener (any switch point, or one added
+//!   by hand outside the registration) forwards to its group, and an instance that got
+//!   connections is terminated only after deregistration and its group's own
+//!   deregistration delay (the load balancer's, not the registration's) since its last new
+//!   connection (I8, I26);
 //! - **one deployment**: at most one deployment of a service is not ended, and it is the
 //!   pointers' `active` (the lease owner) (I6);
 //! - **no downgrade**: the live version only moves to an older one by a rollback (I5);
 //! - **instances**: every instance is tagged, and is live, warm, terminated, or belongs to
 //!   the deployment in flight (its green, or the blue it is retiring) (I7, I11);
 //! - **leases**: a lease exists exactly while a deployment is active, and never runs longer
-//!   than the service's lease plus the longest wait of a step (I6).
+//!   than the service's lease plus the longest wait of a step (I6);
+//! - **canary analysis** (I32–I34): a regression found is reverted and green never gets more
+//!   weight after it; green moves past a judged canary step only on the analysis's "next
+//!   step" (no worse, or inconclusive with `continue` declared and data fetched); missing
+//!   metrics never promote.
 //!
 //! Liveness, once settled: every deployment ended, no lease, nothing queued, all traffic on
-//! the live release, and the only instances left running are the live fleet (I6, I7, I22).
+//! every switch point on the live release, and the only instances left running are the
+//! live fleet (I6, I7, I22).
 //!
 //! Hand edits ([`crate::world::Hand`]: a listener edited by hand, a stranger registered into
 //! a group, a tagged orphan launched; seed runs with the reconcile in chaos only) are not
@@ -36,7 +49,7 @@ use greenlight_adapters::tags;
 use greenlight_core::config::Remedy;
 use greenlight_core::decide::TargetState;
 use greenlight_core::finding::{Action, Finding};
-use greenlight_core::model::{Deployment, ServiceState};
+use greenlight_core::model::{Deployment, Phase, ServiceState, Trigger};
 use greenlight_core::version::Version;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -44,6 +57,11 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Debug, Default)]
 pub struct Checker {
     live: BTreeMap<String, String>,
+    /// (service, deploy id) → green's `max_weight` when analysis first recorded a
+    /// `regressed` verdict on it (I32).
+    regressed: BTreeMap<(String, String), u8>,
+    /// (service, deploy id) → green's `max_weight` at the last check (I33).
+    max_seen: BTreeMap<(String, String), u8>,
 }
 
 impl Checker {
@@ -60,6 +78,7 @@ impl Checker {
         for service in services {
             self.service(aws, table, service)?;
         }
+        frames_kept(aws)?;
         strangers_alive(aws)?;
         let running = aws.instances.iter().filter(|(_, i)| i.terminated_ms.is_none());
         instances(table, running, cleaning, &aws.hand)
@@ -114,13 +133,36 @@ impl Checker {
                 ));
             }
         }
-        // A switch point edited by hand and not written by greenlight since: not greenlight's
-        // doing (the audit judges it, and the settled check what became of it).
-        let switch = switch_key(&config.switch);
-        if !aws.hand.switches.contains_key(&switch) {
-            self.traffic(aws, service, &switch, &ptr, active)?;
+        // Every switch point of the service. One edited by hand and not written by
+        // greenlight since: not greenlight's doing (the audit judges it, and the settled
+        // check what became of it).
+        for point in config.switch.points() {
+            let switch = switch_key(point);
+            if !aws.hand.switches.contains_key(&switch) {
+                self.traffic(aws, service, &switch, &ptr, active)?;
+            }
+        }
+        for tg in &config.target_groups {
+            drained(aws, service, tg)?;
         }
         self.downgrade(service, &ptr, &history)?;
+        for dep in &history {
+            self.analysis(config, dep)?;
+        }
+        // Test routes (I31): each forwards to its own deployment's green only, on the first
+        // switch point's listener.
+        for ((listener, deploy_id), tg) in &aws.test_routes {
+            let Some(dep) = history.iter().find(|d| &d.deploy_id == deploy_id) else {
+                continue;
+            };
+            let first = config.switch.first().map(|p| p.listener_arn.as_str());
+            if tg != &dep.green_tg || first != Some(listener.as_str()) {
+                return Err(format!(
+                    "{service}: the test route of {deploy_id} on {listener} forwards to {tg}, not to its green {} on {first:?}",
+                    dep.green_tg
+                ));
+            }
+        }
         // Leases.
         if ptr.active.is_some() != ptr.lease_until.is_some() {
             return Err(format!(
@@ -129,11 +171,18 @@ impl Checker {
             ));
         }
         let now = aws.now_ms / 1000;
+        // A sticky switch point stretches the bake window and an aborted green's fence to the
+        // stickiness; a group's own drain may exceed the registration's.
+        let deployment_waits = active.map_or(0, |d| {
+            d.stickiness_s()
+                .max(d.drain_s.values().copied().max().unwrap_or(0) + config.max_invocation_s)
+        });
         let longest_wait = config
             .bake_window_s
             .max(config.rollout.step_wait_s)
             .max(config.health.poll_interval_s)
-            .max(config.deregistration_delay_s);
+            .max(config.deregistration_delay_s)
+            .max(deployment_waits);
         if let Some(until) = ptr.lease_until {
             // The registration may have shortened since the lease was taken: allow the
             // longest lease any registration could have granted.
@@ -209,6 +258,70 @@ impl Checker {
         Ok(())
     }
 
+    /// Canary analysis (I32–I34), on every deployment of the service:
+    /// - I32: once a `regressed` verdict is recorded, green never gets more weight than it
+    ///   had then, and the deployment is reverted by analysis (aborting or aborted);
+    /// - I33: green's weight grows past a judged canary step `w` (0 < w < 100, analysis
+    ///   declared, blue present, not a rollback, not promoted) only when the last evaluation
+    ///   at `w` went to the next step on a `no worse` verdict, or on an inconclusive one with
+    ///   `continue` declared and the metrics fetched;
+    /// - I34: an evaluation whose metrics were unavailable never goes to the next step.
+    fn analysis(&mut self, config: &greenlight_core::ServiceConfig, dep: &Deployment) -> Result<(), String> {
+        use greenlight_core::analysis::{Inconclusive, Verdict};
+        let key = (dep.service.clone(), dep.deploy_id.clone());
+        let evaluations = dep.analysis.as_ref().map(|r| r.evaluations.as_slice()).unwrap_or(&[]);
+        let name = format!("{}: deployment {} ({})", dep.service, dep.deploy_id, dep.phase.name());
+        // I34.
+        if let Some(e) = evaluations.iter().find(|e| {
+            e.action == "next step" && e.note.as_deref().is_some_and(|n| n.starts_with("metrics unavailable"))
+        }) {
+            return Err(format!(
+                "I34: {name} went to the next step at {}% on unavailable metrics: {e:?}",
+                e.weight
+            ));
+        }
+        // I32.
+        if evaluations.iter().any(|e| e.verdict == Verdict::Regressed) {
+            let at = *self.regressed.entry(key.clone()).or_insert(dep.max_weight);
+            if dep.max_weight > at {
+                return Err(format!(
+                    "I32: {name} gave green {}% after analysis found it regressed at {at}%",
+                    dep.max_weight
+                ));
+            }
+            let reverted = dep.revert.as_ref().is_some_and(|r| r.trigger == Trigger::Analysis)
+                && matches!(dep.phase, Phase::Aborting { .. } | Phase::Aborted { .. });
+            if !reverted {
+                return Err(format!(
+                    "I32: {name}: analysis found green regressed, yet it is not reverted by analysis (revert {:?})",
+                    dep.revert
+                ));
+            }
+        }
+        // I33.
+        let before = self.max_seen.insert(key, dep.max_weight).unwrap_or(0);
+        let judged = config.analysis.is_some() && dep.blue.is_some() && !dep.rollback && dep.promoted_by.is_none();
+        if dep.max_weight > before && before > 0 && before < 100 && judged {
+            let last = evaluations.iter().rev().find(|e| e.weight == before);
+            let continues = config
+                .analysis
+                .as_ref()
+                .is_some_and(|a| a.inconclusive == Inconclusive::Continue);
+            let allowed = last.is_some_and(|e| {
+                e.action == "next step"
+                    && (e.verdict == Verdict::NoWorse
+                        || (e.verdict == Verdict::Continue && continues && e.note.is_none()))
+            });
+            if !allowed {
+                return Err(format!(
+                    "I33: {name}: green went from {before}% to {}% without analysis passing {before}% (last evaluation there: {last:?})",
+                    dep.max_weight
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The live version moves to an older one only by a rollback.
     fn downgrade(&mut self, service: &str, ptr: &ServiceState, history: &[Deployment]) -> Result<(), String> {
         let Some(live) = &ptr.live else { return Ok(()) };
@@ -245,6 +358,15 @@ impl Checker {
         strangers_alive(aws)?;
         for (service, (_, config)) in &table.configs {
             let ptr = table.service_state(service).expect("checked");
+            // Every deployment ended: no test route may be left open (closed with green
+            // live or the abort, or by the scheduled audit for a stale delivery's).
+            if audited_ms.is_some() {
+                for (_, deploy_id) in aws.test_routes.keys() {
+                    if table.history(service).iter().any(|d| &d.deploy_id == deploy_id) {
+                        return Err(format!("{service}: the test route of {deploy_id} is still open"));
+                    }
+                }
+            }
             for dep in table.history(service) {
                 if !dep.phase.is_terminal() {
                     return Err(format!(
@@ -263,55 +385,55 @@ impl Checker {
                 ));
             }
             let live = ptr.live.as_ref().ok_or(format!("{service}: nothing live"))?;
-            let weights = aws
-                .listeners
-                .get(&switch_key(&config.switch))
-                .cloned()
-                .unwrap_or_default();
-            let on_live: u32 = weights
-                .iter()
-                .filter(|(tg, _)| *tg == live.target_group)
-                .map(|(_, w)| *w as u32)
-                .sum();
-            let total: u32 = weights.iter().map(|(_, w)| *w as u32).sum();
-            let switch = switch_key(&config.switch);
             let findings: Vec<Finding> = ptr.findings.as_ref().map(|f| f.open.clone()).unwrap_or_default();
             let more = ptr.findings.as_ref().is_some_and(|f| f.more > 0);
-            let hand_edited = aws.hand.switches.get(&switch);
-            if let Some(by_hand) = hand_edited {
-                // Never written by greenlight since: the audit must have judged it.
-                if last_audit_ms.is_none() {
+            for point in config.switch.points() {
+                let switch = switch_key(point);
+                let weights = aws.listeners.get(&switch).cloned().unwrap_or_default();
+                let on_live: u32 = weights
+                    .iter()
+                    .filter(|(tg, _)| *tg == live.target_group)
+                    .map(|(_, w)| *w as u32)
+                    .sum();
+                let total: u32 = weights.iter().map(|(_, w)| *w as u32).sum();
+                let hand_edited = aws.hand.switches.get(&switch);
+                if let Some(by_hand) = hand_edited {
+                    // Never written by greenlight since: the audit must have judged it.
+                    if last_audit_ms.is_none() {
+                        return Err(format!(
+                            "{service}: settled with the switch point {switch} edited by hand and never audited"
+                        ));
+                    }
+                    match config.reconcile.drift {
+                        Remedy::Repair => {
+                            return Err(format!(
+                                "{service}: settled under drift=repair with the switch point {switch} as edited by hand: {by_hand:?}"
+                            ))
+                        }
+                        Remedy::Report
+                            if audited_ms.is_some()
+                                && !more
+                                && !findings
+                                    .iter()
+                                    .any(|f| matches!(f, Finding::Drift { switch: s, .. } if *s == switch)) =>
+                        {
+                            return Err(format!(
+                                "{service}: settled with the switch point {switch} edited by hand ({by_hand:?}) and no drift of it in the ledger's findings: {findings:?}"
+                            ))
+                        }
+                        Remedy::Report if weights != *by_hand => {
+                            return Err(format!(
+                                "{service}: drift=report, yet the switch point {switch} is {weights:?}, not as found ({by_hand:?})"
+                            ))
+                        }
+                        Remedy::Report => {}
+                    }
+                } else if on_live != total {
                     return Err(format!(
-                        "{service}: settled with the listener edited by hand and never audited"
+                        "{service}: settled with traffic {weights:?} on the switch point {switch}, live is {}",
+                        short_tg(&live.target_group)
                     ));
                 }
-                match config.reconcile.drift {
-                    Remedy::Repair => {
-                        return Err(format!(
-                            "{service}: settled under drift=repair with the listener as edited by hand: {by_hand:?}"
-                        ))
-                    }
-                    Remedy::Report
-                        if audited_ms.is_some()
-                            && !more
-                            && !findings.iter().any(|f| matches!(f, Finding::Drift { .. })) =>
-                    {
-                        return Err(format!(
-                            "{service}: settled with the listener edited by hand ({by_hand:?}) and no drift in the ledger's findings: {findings:?}"
-                        ))
-                    }
-                    Remedy::Report if weights != *by_hand => {
-                        return Err(format!(
-                            "{service}: drift=report, yet the listener is {weights:?}, not as found ({by_hand:?})"
-                        ))
-                    }
-                    Remedy::Report => {}
-                }
-            } else if on_live != total {
-                return Err(format!(
-                    "{service}: settled with traffic {weights:?}, live is {}",
-                    short_tg(&live.target_group)
-                ));
             }
             if let Some(warm) = &ptr.warm {
                 return Err(format!("{service}: settled with {} still warm", warm.version));
@@ -361,6 +483,63 @@ fn strangers_alive(aws: &Aws) -> Result<(), String> {
     for id in aws.hand.strangers.keys() {
         if aws.instances.get(id).is_none_or(|i| i.terminated_ms.is_some()) {
             return Err(format!("the stranger {id} (not greenlight's) was terminated"));
+        }
+    }
+    Ok(())
+}
+
+/// Every switch point's frame (the actions around its forward) is the one it was set up
+/// with: greenlight never drops an authentication action, reorders the actions or loses the
+/// forward's stickiness, whatever it wrote and however often.
+fn frames_kept(aws: &Aws) -> Result<(), String> {
+    for (switch, initial) in &aws.initial_frames {
+        let now = aws.frames.get(switch).cloned().unwrap_or_default();
+        if now != *initial {
+            return Err(format!(
+                "the frame of the switch point {switch} changed: it was {initial:?}, it is {now:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A fleet leaves its target group only once no listener forwards to the group (I8, I26),
+/// and an instance that got connections from a listener is terminated only once it was
+/// deregistered and the group's own deregistration delay (as the load balancer holds it, not
+/// the registration's) has passed since it last got a new connection (its deregistration,
+/// or earlier if traffic had moved away), give or take the second the ledger counts in.
+/// A switch point edited by hand and not written by greenlight since counts for neither
+/// (not greenlight's doing); a listener added by hand outside the registration counts.
+fn drained(aws: &Aws, service: &str, target_group: &str) -> Result<(), String> {
+    let Some(group) = aws.target_groups.get(target_group) else {
+        return Ok(());
+    };
+    for (id, target) in &group.targets {
+        if let Some(by) = &target.deregistered_under {
+            return Err(format!(
+                "{service}: {id} was deregistered from {} while {by} forwarded to it",
+                short_tg(target_group)
+            ));
+        }
+        let Some(terminated) = aws.instances.get(id).and_then(|i| i.terminated_ms) else {
+            continue;
+        };
+        let Some(stopped) = target.served_until else {
+            continue;
+        };
+        if target.deregistered_ms.is_none_or(|d| d > terminated) {
+            return Err(format!(
+                "{service}: {id} was terminated at t={terminated}ms while still registered in {}, which served it",
+                short_tg(target_group)
+            ));
+        }
+        if terminated + 1000 < stopped + group.deregistration_delay_ms {
+            return Err(format!(
+                "{service}: {id} was terminated {}ms after its last new connection from {} (t={stopped}ms); the group drains for {}ms",
+                terminated.saturating_sub(stopped),
+                short_tg(target_group),
+                group.deregistration_delay_ms
+            ));
         }
     }
     Ok(())

@@ -4,6 +4,8 @@
 //! against an in-memory AWS behind the same adapter traits the Lambda functions use:
 //! - [`world`]: EC2, ELB, S3, CloudWatch alarms, the instances' HTTP endpoints and Step
 //!   Functions' StartExecution, on a simulated clock;
+//! - [`traffic`]: the load each target group serves by its weights over time, and the
+//!   ALB metrics (requests, 5xx, response times) its instances' behaviour gives it;
 //! - [`ledger`]: the DynamoDB ledger with its real conditional-write semantics;
 //! - [`sim`]: the seeded scheduler (at-least-once, duplicated, reordered and delayed
 //!   deliveries; crashes after any AWS call; clock jumps; images, alarms, rollbacks,
@@ -23,6 +25,7 @@ pub mod ledger;
 pub mod meter;
 pub mod scale;
 pub mod sim;
+pub mod traffic;
 pub mod world;
 
 pub use scale::{scale, ScaleOptions, ScaleReport};

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 const HELP: &str = "greenlight-sim: seeded simulation of greenlight's handlers on an in-memory AWS
 
-USAGE: greenlight-sim [--seed N] [--runs M] [--steps S] [--services K] [--crash-pct P] [--duplicate-pct P] [--no-reconcile-in-chaos] [--trace]
+USAGE: greenlight-sim [--seed N] [--runs M] [--steps S] [--services K] [--crash-pct P] [--duplicate-pct P] [--no-reconcile-in-chaos] [--one-switch-point] [--trace]
        greenlight-sim scale --services K [--instances N] [--seed S] [--crash-pct P] [--duplicate-pct P] [--race-pct P] [--json]
 
 Seed runs (the default): random services, images, alarms, rollbacks, aborts and faults; the
@@ -25,6 +25,9 @@ invariants are checked after every step.
                      the scheduled reconcile (every 5 simulated minutes: stuck work, re-paves in
                      about half the runs) only once faults stop: replays a trajectory pinned
                      before it existed (the regression seeds)
+  --one-switch-point every service behind one plain listener whose groups drain for the
+                     registration's delay (no rules, frames or delays of their own): with
+                     --no-reconcile-in-chaos, replays a regression seed's trajectory
   --trace            print every step of each run (use with --runs 1)
 
 A failing seed reproduces exactly: rerun it with --seed N --runs 1 --trace.
@@ -123,6 +126,7 @@ fn main() -> ExitCode {
             "--duplicate-pct" => options.duplicate_pct = value("--duplicate-pct"),
             "--trace" => trace = true,
             "--no-reconcile-in-chaos" => options.reconcile_in_chaos = false,
+            "--one-switch-point" => options.topology = false,
             "-h" | "--help" => {
                 println!("{HELP}");
                 return ExitCode::SUCCESS;

@@ -51,6 +51,7 @@ use greenlight_adapters::{
 use greenlight_core::config::Switch;
 use greenlight_core::decide::{ImageFacts, RevertRequest, TargetHealth};
 use greenlight_core::model::{Deployment, Release, RevertPlan, ServiceState, State};
+use greenlight_core::switch::{Frame, SeenAction};
 use greenlight_core::ServiceConfig;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -505,6 +506,29 @@ impl Fleet for Metered {
     }
 }
 
+impl Metered {
+    /// Whether `deploy_id`'s test route is on `listener_arn` (the DescribeRules that opening
+    /// or closing it starts with, counted).
+    async fn route_open(&self, listener_arn: &str, deploy_id: &str) -> AdapterResult<bool> {
+        self.meter.count("elasticloadbalancing:DescribeRules", 1);
+        Ok(self
+            .ports
+            .lb
+            .test_routes(listener_arn)
+            .await?
+            .iter()
+            .any(|(_, id)| id == deploy_id))
+    }
+}
+
+/// The read a switch point's kind takes.
+fn describe_operation(switch: &Switch) -> &'static str {
+    match switch.rule_arn {
+        Some(_) => "elasticloadbalancing:DescribeRules",
+        None => "elasticloadbalancing:DescribeListeners",
+    }
+}
+
 #[async_trait]
 impl LoadBalancer for Metered {
     async fn target_health(&self, target_group: &str) -> AdapterResult<Vec<TargetHealth>> {
@@ -526,22 +550,65 @@ impl LoadBalancer for Metered {
         self.ports.lb.deregister(target_group, instance_ids, port).await
     }
 
-    async fn set_traffic(&self, switch: &Switch, weights: &[(String, u8)]) -> AdapterResult<()> {
+    async fn set_traffic(&self, switch: &Switch, frame: Option<&Frame>, weights: &[(String, u8)]) -> AdapterResult<()> {
+        if frame.is_none() {
+            self.meter.count(describe_operation(switch), 1);
+        }
         let operation = match switch.rule_arn {
             Some(_) => "elasticloadbalancing:ModifyRule",
             None => "elasticloadbalancing:ModifyListener",
         };
         self.meter.count(operation, 1);
-        self.ports.lb.set_traffic(switch, weights).await
+        self.ports.lb.set_traffic(switch, frame, weights).await
+    }
+
+    async fn switch_point(&self, switch: &Switch) -> AdapterResult<Vec<SeenAction>> {
+        self.meter.count(describe_operation(switch), 1);
+        self.ports.lb.switch_point(switch).await
     }
 
     async fn traffic(&self, switch: &Switch) -> AdapterResult<Vec<(String, u8)>> {
-        let operation = match switch.rule_arn {
-            Some(_) => "elasticloadbalancing:DescribeRules",
-            None => "elasticloadbalancing:DescribeListeners",
-        };
-        self.meter.count(operation, 1);
+        self.meter.count(describe_operation(switch), 1);
         self.ports.lb.traffic(switch).await
+    }
+
+    async fn forwarders(&self, target_group: &str) -> AdapterResult<Vec<String>> {
+        // DescribeTargetGroups, then per load balancer DescribeListeners and per listener
+        // DescribeRules: the simulated world has one load balancer whose listeners are the
+        // switch points.
+        let found = self.ports.lb.forwarders(target_group).await?;
+        self.meter.count("elasticloadbalancing:DescribeTargetGroups", 1);
+        self.meter.count("elasticloadbalancing:DescribeListeners", 1);
+        self.meter.count("elasticloadbalancing:DescribeRules", 1);
+        Ok(found)
+    }
+
+    async fn deregistration_delay_s(&self, target_group: &str) -> AdapterResult<u64> {
+        self.meter
+            .count("elasticloadbalancing:DescribeTargetGroupAttributes", 1);
+        self.ports.lb.deregistration_delay_s(target_group).await
+    }
+
+    async fn open_test_route(&self, listener_arn: &str, deploy_id: &str, target_group: &str) -> AdapterResult<String> {
+        // DescribeRules, and CreateRule when the route is not there yet.
+        let there = self.route_open(listener_arn, deploy_id).await?;
+        self.meter.count("elasticloadbalancing:CreateRule", !there as u64);
+        self.ports
+            .lb
+            .open_test_route(listener_arn, deploy_id, target_group)
+            .await
+    }
+
+    async fn close_test_route(&self, listener_arn: &str, deploy_id: &str) -> AdapterResult<()> {
+        // DescribeRules, and DeleteRule when the route is there.
+        let there = self.route_open(listener_arn, deploy_id).await?;
+        self.meter.count("elasticloadbalancing:DeleteRule", there as u64);
+        self.ports.lb.close_test_route(listener_arn, deploy_id).await
+    }
+
+    async fn test_routes(&self, listener_arn: &str) -> AdapterResult<Vec<(String, String)>> {
+        self.meter.count("elasticloadbalancing:DescribeRules", 1);
+        self.ports.lb.test_routes(listener_arn).await
     }
 }
 
@@ -572,6 +639,18 @@ impl Alarms for Metered {
         self.meter
             .count("cloudwatch:DescribeAlarms", names.len().div_ceil(100) as u64);
         self.ports.alarms.in_alarm(names).await
+    }
+
+    async fn metric_data(
+        &self,
+        queries: &[greenlight_adapters::StatQuery],
+        start: greenlight_core::Epoch,
+        end: greenlight_core::Epoch,
+    ) -> AdapterResult<Vec<Vec<(greenlight_core::Epoch, f64)>>> {
+        // GetMetricData takes up to 500 queries a call.
+        self.meter
+            .count("cloudwatch:GetMetricData", queries.len().div_ceil(500) as u64);
+        self.ports.alarms.metric_data(queries, start, end).await
     }
 }
 

@@ -151,6 +151,8 @@ pub fn scale(mut options: ScaleOptions) -> Result<ScaleReport, String> {
             duplicate_pct: options.duplicate_pct,
             // The scale scenario runs from its own agenda, without the schedule.
             reconcile_in_chaos: false,
+            // Its registrations are its own (one switch point each).
+            topology: false,
         },
         Rng::new(options.seed),
         Timings {

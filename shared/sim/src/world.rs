@@ -1,7 +1,9 @@
 //! The simulated AWS behind the same adapter traits the functions use: EC2 images and
 //! instances (`pending` → `running` → `terminated`, RunInstances `ClientToken` idempotency,
 //! tags on launch), ELB target groups with health states (`initial` → `healthy` or
-//! `unhealthy`, `draining` for the deregistration delay) and weighted listeners, CloudWatch
+//! `unhealthy`, `draining` for the group's own deregistration delay, and when each target
+//! last got a new connection) and weighted listeners and rules, each with its frame (the
+//! actions greenlight must keep around the forward), CloudWatch
 //! alarm states, S3 objects, the smoke-test HTTP endpoint of every instance, and Step
 //! Functions' StartExecution (executions are run by the scheduler in [`crate::sim`]).
 //! Time is the simulated clock; nothing here sleeps or reads the wall clock.
@@ -13,10 +15,14 @@ use greenlight_adapters::{
 };
 use greenlight_core::config::Switch;
 use greenlight_core::decide::{ImageFacts, TargetHealth, TargetState};
+use greenlight_core::switch::{Frame, SeenAction};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+/// At most this many weight settings remembered per switch point (the oldest go first).
+pub const MAX_WEIGHT_CHANGES: usize = 256;
 
 /// How an image's application behaves once its instance runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +32,35 @@ pub enum Behaviour {
     Unhealthy,
     /// Passes the health check, fails the smoke test.
     SmokeFails,
+    /// Passes the health check and the smoke test, but answers users with 5xx far more
+    /// often than a healthy release ([`Behaviour::error_rate`]): only canary analysis sees it.
+    Erroring,
+    /// Passes the health check and the smoke test, but answers slower than a healthy
+    /// release ([`Behaviour::mean_latency_s`]): only a latency metric sees it.
+    Slow,
+}
+
+impl Behaviour {
+    /// The share of requests its instances answer with a 5xx.
+    pub fn error_rate(self) -> f64 {
+        match self {
+            Behaviour::Erroring => 0.08,
+            _ => 0.01,
+        }
+    }
+
+    /// The mean of its instances' response times (seconds; exponentially distributed).
+    pub fn mean_latency_s(self) -> f64 {
+        match self {
+            Behaviour::Slow => 0.25,
+            _ => 0.1,
+        }
+    }
+
+    /// Passes the health check and the smoke test (whatever its users then see).
+    pub fn passes_gates(self) -> bool {
+        matches!(self, Behaviour::Healthy | Behaviour::Erroring | Behaviour::Slow)
+    }
 }
 
 /// An AMI.
@@ -50,6 +85,29 @@ pub struct SimInstance {
 pub struct Target {
     pub registered_ms: u64,
     pub deregistered_ms: Option<u64>,
+    /// Since when the target gets new connections: registered, its instance not
+    /// terminated, and a listener forwards to its group with weight > 0 ([`Aws::forwarded_by`]).
+    pub serving_from: Option<u64>,
+    /// When it last stopped getting new connections (a listener moved away, it was
+    /// deregistered, or its instance terminated): its connections drain for the group's
+    /// deregistration delay from then, and the instance must not be terminated sooner.
+    pub served_until: Option<u64>,
+    /// The listener or rule that still forwarded to the group with weight > 0 when the
+    /// target was deregistered: a fleet taken out from under traffic.
+    pub deregistered_under: Option<String>,
+}
+
+impl Target {
+    /// A target registered at `now_ms`.
+    pub fn new(now_ms: u64) -> Target {
+        Target {
+            registered_ms: now_ms,
+            deregistered_ms: None,
+            serving_from: None,
+            served_until: None,
+            deregistered_under: None,
+        }
+    }
 }
 
 /// A target group.
@@ -89,7 +147,14 @@ pub struct Hand {
     /// Instances launched by hand tagged `managed-by=greenlight` and a service's tag, of no
     /// deployment: id → its service.
     pub orphans: BTreeMap<String, String>,
+    /// Listeners added by hand, outside every service's switch points, forwarding to a
+    /// service's live group while a deployment bakes: key → (service, when it is undone).
+    /// Greenlight must not retire that fleet until the listener is gone.
+    pub foreign: BTreeMap<String, (String, u64)>,
 }
+
+/// A switch point's forward weights from a time on (ms).
+pub type WeightChange = (u64, Vec<(String, u8)>);
 
 /// Everything the simulated AWS holds.
 #[derive(Debug, Clone)]
@@ -103,6 +168,15 @@ pub struct Aws {
     pub target_groups: BTreeMap<String, TargetGroup>,
     /// Switch point (rule ARN, else listener ARN) → forward weights.
     pub listeners: BTreeMap<String, Vec<(String, u8)>>,
+    /// Test routes: (listener, deploy id) → the target group the rule forwards to.
+    pub test_routes: BTreeMap<(String, String), String>,
+    /// Switch point → the actions around its forward (authentication, stickiness): the
+    /// frame greenlight must re-send exactly. Absent: a plain forward.
+    pub frames: BTreeMap<String, Frame>,
+    /// Each switch point's frame as the service was set up (absent: a plain forward): what
+    /// `frames` must hold at all times (greenlight never drops an authentication action,
+    /// reorders the actions or loses stickiness).
+    pub initial_frames: BTreeMap<String, Frame>,
     pub in_alarm: BTreeSet<String>,
     pub objects: BTreeMap<(String, String), Vec<u8>>,
     /// Execution names ever started (StartExecution of one of them is a no-op).
@@ -111,6 +185,19 @@ pub struct Aws {
     pub started: Vec<Started>,
     /// What was done by hand (seed runs with the reconcile in chaos only).
     pub hand: Hand,
+    /// Every switch point's (and hand-added listener's) forward weights over time: when
+    /// each setting took effect (ms), oldest first, at most [`MAX_WEIGHT_CHANGES`] each (an
+    /// empty setting: the listener was removed). The traffic model of [`Aws::metric_data`].
+    pub weight_history: BTreeMap<String, Vec<WeightChange>>,
+    /// The seed of the metrics' noise (a hash of it, the target group and the period: never
+    /// the scheduler's PRNG, so reading metrics moves no draw of the run).
+    pub metric_seed: u64,
+    /// Chance (%) that a `GetMetricData` call fails (throttled), from a hash of the seed and
+    /// the calls so far; 0 once faults stop.
+    pub metric_fault_pct: u64,
+    /// `GetMetricData` calls so far, and how many of them failed.
+    pub metric_reads: u64,
+    pub metric_faults: u64,
     next_instance: u64,
     /// Instance ids by their `greenlight:service` tag, by their `greenlight:deploy-id` tag,
     /// and by private IP: kept by [`Aws::run_instances`] (the only way instances are made,
@@ -131,11 +218,19 @@ impl Aws {
             tokens: BTreeMap::new(),
             target_groups: BTreeMap::new(),
             listeners: BTreeMap::new(),
+            frames: BTreeMap::new(),
+            test_routes: BTreeMap::new(),
+            initial_frames: BTreeMap::new(),
             in_alarm: BTreeSet::new(),
             objects: BTreeMap::new(),
             execution_names: BTreeSet::new(),
             started: Vec::new(),
             hand: Hand::default(),
+            weight_history: BTreeMap::new(),
+            metric_seed: 0,
+            metric_fault_pct: 0,
+            metric_reads: 0,
+            metric_faults: 0,
             next_instance: 0,
             by_service: BTreeMap::new(),
             by_deploy_id: BTreeMap::new(),
@@ -199,8 +294,100 @@ impl Aws {
 
     /// Someone sets the switch point `key`'s weights by hand (recorded in [`Hand`]).
     pub fn edit_listener_by_hand(&mut self, key: &str, weights: &[(String, u8)]) {
-        self.listeners.insert(key.to_string(), weights.to_vec());
         self.hand.switches.insert(key.to_string(), weights.to_vec());
+        self.set_listener(key, weights.to_vec());
+    }
+
+    /// Someone adds a listener by hand, outside `service`'s switch points, forwarding
+    /// everything to `target_group`, to be removed at `until_ms` (recorded in [`Hand`]).
+    pub fn add_foreign_listener(&mut self, key: &str, service: &str, target_group: &str, until_ms: u64) {
+        self.hand
+            .foreign
+            .insert(key.to_string(), (service.to_string(), until_ms));
+        self.set_listener(key, vec![(target_group.to_string(), 100)]);
+    }
+
+    /// Removes the listeners added by hand whose time has come. Their keys.
+    pub fn undo_foreign_listeners(&mut self) -> Vec<String> {
+        let now = self.now_ms;
+        let due: Vec<String> = self
+            .hand
+            .foreign
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &due {
+            self.hand.foreign.remove(key);
+            self.record_weights(key, Vec::new());
+            if let Some(old) = self.listeners.remove(key) {
+                for (tg, _) in old {
+                    self.refresh_serving(&tg);
+                }
+            }
+        }
+        due
+    }
+
+    /// Sets a listener's (or rule's) forward weights, keeping which targets get new
+    /// connections up to date.
+    pub fn set_listener(&mut self, key: &str, weights: Vec<(String, u8)>) {
+        self.record_weights(key, weights.clone());
+        let mut groups: BTreeSet<String> = weights.iter().map(|(tg, _)| tg.clone()).collect();
+        if let Some(old) = self.listeners.insert(key.to_string(), weights) {
+            groups.extend(old.into_iter().map(|(tg, _)| tg));
+        }
+        for tg in groups {
+            self.refresh_serving(&tg);
+        }
+    }
+
+    /// Remembers that `key`'s weights are `weights` from now on (bounded: the oldest
+    /// settings go first; one set twice in the same millisecond keeps the last).
+    fn record_weights(&mut self, key: &str, weights: Vec<(String, u8)>) {
+        let now = self.now_ms;
+        let history = self.weight_history.entry(key.to_string()).or_default();
+        match history.last_mut() {
+            Some((at, last)) if *at == now => *last = weights,
+            Some((_, last)) if *last == weights => {}
+            _ => history.push((now, weights)),
+        }
+        if history.len() > MAX_WEIGHT_CHANGES {
+            history.drain(..history.len() - MAX_WEIGHT_CHANGES);
+        }
+    }
+
+    /// The first listener or rule forwarding to `target_group` with weight > 0, not counting
+    /// a switch point edited by hand and not written by greenlight since (not greenlight's
+    /// doing: the invariants leave it to the audit).
+    pub fn forwarded_by(&self, target_group: &str) -> Option<&String> {
+        self.listeners
+            .iter()
+            .filter(|(key, _)| !self.hand.switches.contains_key(*key))
+            .find(|(_, weights)| weights.iter().any(|(tg, w)| tg == target_group && *w > 0))
+            .map(|(key, _)| key)
+    }
+
+    /// Marks which of `target_group`'s targets get new connections from now on, and when
+    /// the others stopped.
+    pub fn refresh_serving(&mut self, target_group: &str) {
+        let forwarded = self.forwarded_by(target_group).is_some();
+        let now = self.now_ms;
+        let Some(tg) = self.target_groups.get_mut(target_group) else {
+            return;
+        };
+        for (id, target) in tg.targets.iter_mut() {
+            let running = self.instances.get(id).is_some_and(|i| i.terminated_ms.is_none());
+            let receiving = forwarded && running && target.deregistered_ms.is_none();
+            match (receiving, target.serving_from) {
+                (true, None) => target.serving_from = Some(now),
+                (false, Some(_)) => {
+                    target.serving_from = None;
+                    target.served_until = Some(now);
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Someone launches an untagged instance of `ami` and registers it into `target_group`
@@ -210,14 +397,9 @@ impl Aws {
         let id = self.run_instances(ami, 1, owner).remove(0);
         let now = self.now_ms;
         let tg = self.target_groups.entry(target_group.to_string()).or_default();
-        tg.targets.insert(
-            id.clone(),
-            Target {
-                registered_ms: now,
-                deregistered_ms: None,
-            },
-        );
+        tg.targets.insert(id.clone(), Target::new(now));
         self.hand.strangers.insert(id.clone(), target_group.to_string());
+        self.refresh_serving(target_group);
         id
     }
 
@@ -367,6 +549,16 @@ impl Fleet for World {
                 None => {}
             }
         }
+        // A terminated instance gets no more connections: note when they stopped.
+        let groups: Vec<String> = aws
+            .target_groups
+            .iter()
+            .filter(|(_, tg)| instance_ids.iter().any(|id| tg.targets.contains_key(id)))
+            .map(|(arn, _)| arn.clone())
+            .collect();
+        for tg in groups {
+            aws.refresh_serving(&tg);
+        }
         Ok(refused)
     }
 }
@@ -422,36 +614,39 @@ impl LoadBalancer for World {
             .get_mut(target_group)
             .ok_or_else(|| AdapterError::NotFound(format!("target group {target_group}")))?;
         for id in instance_ids {
-            let target = tg.targets.entry(id.clone()).or_insert(Target {
-                registered_ms: now,
-                deregistered_ms: None,
-            });
+            let target = tg.targets.entry(id.clone()).or_insert(Target::new(now));
             if target.deregistered_ms.is_some() {
-                *target = Target {
-                    registered_ms: now,
-                    deregistered_ms: None,
-                };
+                *target = Target::new(now);
             }
         }
+        aws.refresh_serving(target_group);
         Ok(())
     }
 
     async fn deregister(&self, target_group: &str, instance_ids: &[String], _port: u16) -> AdapterResult<()> {
         let mut aws = self.lock();
         let now = aws.now_ms;
+        let under = aws.forwarded_by(target_group).cloned();
+        let strangers = aws.hand.strangers.clone();
         let tg = aws
             .target_groups
             .get_mut(target_group)
             .ok_or_else(|| AdapterError::NotFound(format!("target group {target_group}")))?;
         for id in instance_ids {
             if let Some(target) = tg.targets.get_mut(id) {
+                if target.deregistered_ms.is_none() && !strangers.contains_key(id) {
+                    // A stranger is deregistered from the live group by the audit, under
+                    // traffic on purpose (the group's own targets serve on).
+                    target.deregistered_under = under.clone();
+                }
                 target.deregistered_ms.get_or_insert(now);
             }
         }
+        aws.refresh_serving(target_group);
         Ok(())
     }
 
-    async fn set_traffic(&self, switch: &Switch, weights: &[(String, u8)]) -> AdapterResult<()> {
+    async fn set_traffic(&self, switch: &Switch, frame: Option<&Frame>, weights: &[(String, u8)]) -> AdapterResult<()> {
         let mut aws = self.lock();
         if let Some((tg, _)) = weights.iter().find(|(tg, _)| !aws.target_groups.contains_key(tg)) {
             return Err(AdapterError::NotFound(format!("target group {tg}")));
@@ -461,17 +656,79 @@ impl LoadBalancer for World {
             return Err(AdapterError::NotFound(format!("listener {key}")));
         }
         aws.hand.switches.remove(&key);
-        aws.listeners.insert(key, weights.to_vec());
+        if let Some(frame) = frame {
+            // ModifyListener/ModifyRule replace the whole action list: the frame sent is the
+            // frame the point has from now on (the invariants check it is the one it had).
+            aws.frames.insert(key.clone(), frame.clone());
+        }
+        aws.set_listener(&key, weights.to_vec());
         Ok(())
     }
 
-    async fn traffic(&self, switch: &Switch) -> AdapterResult<Vec<(String, u8)>> {
+    async fn switch_point(&self, switch: &Switch) -> AdapterResult<Vec<SeenAction>> {
         let key = switch_key(switch);
-        self.lock()
+        let aws = self.lock();
+        let weights = aws
             .listeners
             .get(&key)
             .cloned()
-            .ok_or_else(|| AdapterError::NotFound(format!("listener {key}")))
+            .ok_or_else(|| AdapterError::NotFound(format!("listener {key}")))?;
+        let frame = aws.frames.get(&key).cloned().unwrap_or_default();
+        let mut actions: Vec<SeenAction> = frame.guards.into_iter().map(SeenAction::Guard).collect();
+        actions.push(SeenAction::Forward {
+            order: frame.forward_order,
+            weights,
+            stickiness: frame.stickiness,
+        });
+        Ok(actions)
+    }
+
+    async fn forwarders(&self, target_group: &str) -> AdapterResult<Vec<String>> {
+        // One load balancer holds every listener of the simulated world.
+        Ok(self
+            .lock()
+            .listeners
+            .iter()
+            .filter(|(_, weights)| weights.iter().any(|(tg, w)| tg == target_group && *w > 0))
+            .map(|(key, _)| key.clone())
+            .take(greenlight_adapters::MAX_FORWARDERS)
+            .collect())
+    }
+
+    async fn deregistration_delay_s(&self, target_group: &str) -> AdapterResult<u64> {
+        self.lock()
+            .target_groups
+            .get(target_group)
+            .map(|tg| tg.deregistration_delay_ms / 1000)
+            .ok_or_else(|| AdapterError::NotFound(format!("target group {target_group}")))
+    }
+
+    async fn open_test_route(&self, listener_arn: &str, deploy_id: &str, target_group: &str) -> AdapterResult<String> {
+        let mut aws = self.lock();
+        if !aws.target_groups.contains_key(target_group) {
+            return Err(AdapterError::NotFound(format!("target group {target_group}")));
+        }
+        aws.test_routes
+            .entry((listener_arn.to_string(), deploy_id.to_string()))
+            .or_insert_with(|| target_group.to_string());
+        Ok(format!("{listener_arn}/test-route/{deploy_id}"))
+    }
+
+    async fn close_test_route(&self, listener_arn: &str, deploy_id: &str) -> AdapterResult<()> {
+        self.lock()
+            .test_routes
+            .remove(&(listener_arn.to_string(), deploy_id.to_string()));
+        Ok(())
+    }
+
+    async fn test_routes(&self, listener_arn: &str) -> AdapterResult<Vec<(String, String)>> {
+        Ok(self
+            .lock()
+            .test_routes
+            .keys()
+            .filter(|(listener, _)| listener == listener_arn)
+            .map(|(listener, deploy_id)| (format!("{listener}/test-route/{deploy_id}"), deploy_id.clone()))
+            .collect())
     }
 }
 
@@ -514,11 +771,29 @@ impl Alarms for World {
         let aws = self.lock();
         Ok(names.iter().filter(|n| aws.in_alarm.contains(*n)).cloned().collect())
     }
+
+    async fn metric_data(
+        &self,
+        queries: &[greenlight_adapters::StatQuery],
+        start: greenlight_core::Epoch,
+        end: greenlight_core::Epoch,
+    ) -> AdapterResult<Vec<Vec<(greenlight_core::Epoch, f64)>>> {
+        let mut aws = self.lock();
+        if aws.metric_read_fails() {
+            return Err(AdapterError::Aws {
+                service: "cloudwatch",
+                operation: "GetMetricData",
+                message: "Throttling: Rate exceeded (simulated)".into(),
+                retryable: true,
+            });
+        }
+        Ok(aws.metric_data(queries, start, end))
+    }
 }
 
 #[async_trait]
 impl Prober for World {
-    async fn get(&self, url: &str, _timeout: Duration) -> Result<(u16, String), String> {
+    async fn get(&self, url: &str, _header: Option<(&str, &str)>, _timeout: Duration) -> Result<(u16, String), String> {
         let aws = self.lock();
         let host = url
             .strip_prefix("http://")
@@ -529,7 +804,7 @@ impl Prober for World {
             .filter(|i| aws.state(i) == InstanceState::Running)
             .ok_or_else(|| format!("connect {host}: connection refused"))?;
         match aws.images.get(&instance.ami).map(|i| i.behaviour) {
-            Some(Behaviour::Healthy) => Ok((200, "ok".into())),
+            Some(b) if b.passes_gates() => Ok((200, "ok".into())),
             Some(Behaviour::SmokeFails) => Ok((500, "internal error".into())),
             _ => Err(format!("connect {host}: connection refused")),
         }

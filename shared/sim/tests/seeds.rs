@@ -48,6 +48,8 @@ fn run_with(seeds: impl Iterator<Item = u64>, reconcile_in_chaos: bool) -> Stats
     for seed in seeds {
         let options = Options {
             reconcile_in_chaos,
+            // The replays also keep the one switch point their races were found with.
+            topology: reconcile_in_chaos,
             ..Options::new(seed)
         };
         match run(options) {
@@ -69,6 +71,13 @@ fn a_fixed_set_of_seeds_keeps_every_invariant() {
     assert!(total.hand_edits > 100, "hand edits injected: {total:?}");
     assert!(total.outcomes.get("succeeded").copied().unwrap_or(0) > 20, "{total:?}");
     assert!(total.outcomes.get("aborted").copied().unwrap_or(0) > 20, "{total:?}");
+    // Canary analysis judges steps on the world's traffic (I32–I34): evaluations, bad
+    // releases reverted by their verdict, failed metric reads, held steps the engineer ends,
+    // inconclusive steps aborted.
+    assert!(total.evaluations > 300, "evaluations: {total:?}");
+    assert!(total.regressions_caught > 5, "regressions caught: {total:?}");
+    assert!(total.metric_faults > 20, "metric reads failed: {total:?}");
+    assert!(total.holds > 5 && total.inconclusive_aborts > 5, "{total:?}");
 }
 
 #[test]
@@ -105,6 +114,18 @@ fn a_shift_landing_after_an_engineers_rollback_finds_green_still_registered() {
 #[test]
 fn a_shift_landing_after_a_superseding_image_finds_green_still_registered() {
     replay([34].into_iter());
+}
+
+/// I8, I26 (seed 542, found when the invariants first checked drains against the group's own
+/// deregistration delay, with the reconcile in chaos and several switch points): an
+/// engineer's abort during a canary committed `Aborting` and its run crashed before its
+/// listener change; a later run put traffic back after the abort's drain time had passed,
+/// and a redelivered abort request then terminated green 11 s after its last new
+/// connection, its group draining for 41 s. Green now drains from when its traffic was read
+/// back off it (`decide::tests::a_green_whose_traffic_came_back_late_drains_from_then_not_from_the_abort`).
+#[test]
+fn a_green_whose_traffic_came_back_late_drains_from_then() {
+    run_seeds([542].into_iter());
 }
 
 /// I23 (seed 912539): an alarm's fast path put traffic back on blue and crashed before

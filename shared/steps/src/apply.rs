@@ -11,11 +11,12 @@
 
 use crate::report;
 use crate::StepError;
-use greenlight_adapters::{LaunchRequest, Ports};
+use greenlight_adapters::{set_switch_points, verify_switch_points, LaunchRequest, Ports};
 use greenlight_core::decide::{decide, event_name, Effect, Event, ImageRequest};
 use greenlight_core::metrics;
 use greenlight_core::model::State;
 use greenlight_core::plan::{route, StepOutput};
+use greenlight_core::switch::TEST_ROUTE_HEADER;
 use std::collections::VecDeque;
 use tracing::{info, warn};
 
@@ -163,7 +164,7 @@ async fn apply(ports: &Ports, state: &State, effect: &Effect) -> Result<Applied,
             Ok(Applied::Done)
         }
         Effect::SetTraffic {
-            switch,
+            points,
             blue_tg,
             green_tg,
             green_weight,
@@ -172,11 +173,29 @@ async fn apply(ports: &Ports, state: &State, effect: &Effect) -> Result<Applied,
             if let Some(blue) = blue_tg {
                 weights.insert(0, (blue.clone(), 100 - green_weight));
             }
-            ports.lb.set_traffic(switch, &weights).await?;
+            set_switch_points(ports.lb.as_ref(), points, &weights).await?;
+            // A verified flip: every point read back forwards what was written.
+            verify_switch_points(ports.lb.as_ref(), points, &weights).await?;
             Ok(Applied::Then(Event::TrafficApplied {
                 weight: *green_weight,
                 at_ms: ports.clock.now_ms(),
             }))
+        }
+        Effect::OpenTestRoute {
+            listener_arn,
+            deploy_id,
+            target_group,
+        } => {
+            let rule = ports.lb.open_test_route(listener_arn, deploy_id, target_group).await?;
+            info!(%rule, header = TEST_ROUTE_HEADER, %deploy_id, "test route to green open");
+            Ok(Applied::Done)
+        }
+        Effect::CloseTestRoute {
+            listener_arn,
+            deploy_id,
+        } => {
+            ports.lb.close_test_route(listener_arn, deploy_id).await?;
+            Ok(Applied::Done)
         }
         Effect::TerminateInstances {
             service,

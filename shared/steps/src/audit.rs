@@ -6,7 +6,8 @@
 //! observing: a deployment that started meanwhile makes the whole audit run again, via
 //! [`crate::engine::with_conflict_retries`]), logs each finding and counts them (EMF), then
 //! applies the repairs the policy allows, each idempotent: one ModifyListener/ModifyRule,
-//! DeregisterTargets per group, TerminateInstances of tagged orphans only.
+//! DeregisterTargets per group, TerminateInstances of tagged orphans only; and closes test
+//! routes whose deployment went live or ended (DeleteRule).
 //!
 //! A crash anywhere is mended by the next run (or the same one redelivered): it observes
 //! again and finds what is left.
@@ -17,7 +18,7 @@ use greenlight_core::audit::{
     audit, event_lines, record, switch_expected, Audit, Observed, Repair, SeenInstance, MAX_INSTANCES_PER_SERVICE,
 };
 use greenlight_core::finding::FindingKind;
-use greenlight_core::model::State;
+use greenlight_core::model::{PhaseName, State};
 use std::collections::BTreeSet;
 use tracing::{info, warn};
 
@@ -59,7 +60,8 @@ pub async fn audit_fleet(ports: &Ports, service: &str) -> Result<Option<FleetOut
             "drift not judged: the deployment in flight owns the switch point"
         );
     }
-    let repairs = apply(ports, &state, &audit).await?;
+    let mut repairs = apply(ports, &state, &audit).await?;
+    repairs += close_stale_test_routes(ports, &state).await?;
     Ok(Some(FleetOutcome {
         service: service.to_string(),
         findings: audit.findings.iter().map(|f| f.to_string()).collect(),
@@ -67,12 +69,18 @@ pub async fn audit_fleet(ports: &Ports, service: &str) -> Result<Option<FleetOut
     }))
 }
 
-/// What the audit needs, read-only: at most 2 target-health reads, 1 switch read, 1 page or
+/// What the audit needs, read-only: at most 2 target-health reads, 1 read per switch point, 1 page or
 /// more of tagged instances and 1 describe per 200 registered instances not tagged as ours.
 async fn observe(ports: &Ports, state: &State) -> Result<Observed, StepError> {
     let config = &state.config;
     let switch = match switch_expected(&state.service) {
-        Some(_) => Some(ports.lb.traffic(&config.switch).await?),
+        Some(_) => {
+            let mut points = Vec::new();
+            for point in config.switch.points() {
+                points.push((point.arn().to_string(), ports.lb.switch_point(point).await?));
+            }
+            Some(points)
+        }
         None => None,
     };
     let mut targets = Vec::new();
@@ -121,7 +129,12 @@ async fn apply(ports: &Ports, state: &State, audit: &Audit) -> Result<usize, Ste
     let config = &state.config;
     for repair in &audit.repairs {
         match repair {
-            Repair::SetTraffic { weights } => ports.lb.set_traffic(&config.switch, weights).await?,
+            Repair::SetTraffic { point, weights } => {
+                ports
+                    .lb
+                    .set_traffic(&point.switch, point.frame.as_ref(), weights)
+                    .await?
+            }
             Repair::Deregister {
                 target_group,
                 instance_ids,
@@ -150,4 +163,37 @@ async fn apply(ports: &Ports, state: &State, audit: &Audit) -> Result<usize, Ste
         );
     }
     Ok(audit.repairs.len())
+}
+
+/// Test routes left behind on the first switch point's listener (a stale delivery's route
+/// opened after its deployment closed it): closed when their deployment is no longer the
+/// one in flight and has gone live or ended (its record says so: a deployment started
+/// after the pointers were read is still launching or verifying, and keeps its route).
+/// How many were closed.
+async fn close_stale_test_routes(ports: &Ports, state: &State) -> Result<usize, StepError> {
+    let Some(listener) = state.config.switch.first() else {
+        return Ok(0);
+    };
+    let mut closed = 0;
+    for (rule, deploy_id) in ports.lb.test_routes(&listener.listener_arn).await? {
+        if state.service.active.as_deref() == Some(deploy_id.as_str()) {
+            continue;
+        }
+        let done = match ports.ledger.load(&state.config.service, Some(&deploy_id)).await? {
+            Some(State {
+                deployment: Some(dep), ..
+            }) => matches!(
+                dep.phase.kind(),
+                PhaseName::Baking | PhaseName::Retiring | PhaseName::Succeeded | PhaseName::Aborted
+            ),
+            // No such deployment of this service: not greenlight's route for it to judge.
+            _ => false,
+        };
+        if done {
+            ports.lb.close_test_route(&listener.listener_arn, &deploy_id).await?;
+            info!(service = %state.config.service, %rule, %deploy_id, "closed a test route its deployment left behind");
+            closed += 1;
+        }
+    }
+    Ok(closed)
 }

@@ -6,6 +6,7 @@
 //! idempotent) → decide their follow-up events the same way. A conditional-write conflict
 //! re-reads and decides again; nothing is retried blindly.
 
+pub mod analysis;
 pub mod apply;
 pub mod audit;
 pub mod deliver;

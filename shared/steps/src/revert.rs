@@ -16,7 +16,7 @@
 use crate::engine::{drive, with_conflict_retries};
 use crate::start::{start_request, StartOutcome};
 use crate::StepError;
-use greenlight_adapters::{Ports, RevertKey};
+use greenlight_adapters::{set_switch_points, Ports, RevertKey};
 use greenlight_core::decide::{alarm_loop, rollback_target, Event, ImageRequest, RevertRequest};
 use greenlight_core::inbound::{self, AlarmState, Inbound};
 use greenlight_core::model::{ImageSource, PhaseName, ServiceState, Trigger};
@@ -113,9 +113,10 @@ pub async fn revert_service(ports: &Ports, event: &Value) -> Result<RevertOutcom
         .await
 }
 
-/// The fast path, two AWS calls from the event to traffic back: claim the service's revert
-/// plan in one conditional write that returns it, then make its one listener change. The
-/// full decision (ledger record, clean-up) follows. None: nothing to flip fast.
+/// The fast path from the event to traffic back: claim the service's revert plan in one
+/// conditional write that returns it, then make its listener changes, one per switch point,
+/// all at once (each re-sends the frame the plan carries: no read first). The full decision
+/// (ledger record, clean-up) follows. None: nothing to flip fast.
 async fn fast_flip(
     ports: &Ports,
     key: RevertKey<'_>,
@@ -135,13 +136,14 @@ async fn fast_flip(
         let pointers = ports
             .ledger
             .claim_revert(RevertKey::Service(&service), &request, received_at_ms);
-        let (claimed, flipped) = tokio::join!(pointers, ports.lb.set_traffic(&plan.switch, &plan.weights));
+        let writes = plan.writes();
+        let (claimed, flipped) = tokio::join!(pointers, set_switch_points(ports.lb.as_ref(), &writes, &plan.weights));
         flipped?;
         if let Err(why) = claimed {
             warn!(%why, "could not record the claim on the service's pointers; the full decision follows anyway");
         }
     } else {
-        ports.lb.set_traffic(&plan.switch, &plan.weights).await?;
+        set_switch_points(ports.lb.as_ref(), &plan.writes(), &plan.weights).await?;
     }
     let at = ports.clock.now_ms();
     info!(%service, deploy_id = %plan.deploy_id, from = %plan.from, back_to = %plan.back_to, "fast rollback: traffic back");

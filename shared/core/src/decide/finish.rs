@@ -1,7 +1,7 @@
 //! Ending a deployment: aborting (traffic back, green fenced, drained and terminated, I26)
 //! and finishing (the service freed, the queued image started, the report written).
 
-use super::traffic::set_traffic;
+use super::traffic::{close_test_route, set_traffic};
 use super::types::*;
 use crate::config::ServiceConfig;
 use crate::fence::green_deregistrable_at;
@@ -29,7 +29,7 @@ pub(super) fn enter_aborting(dep: &mut Deployment, config: &ServiceConfig, reaso
     let touched = dep.max_weight > 0;
     let drain_until = now
         + if touched {
-            config.max_invocation_s + config.deregistration_delay_s
+            config.max_invocation_s.max(dep.stickiness_s()) + dep.drain_s_of(&dep.green_tg, config)
         } else {
             0
         };
@@ -50,6 +50,11 @@ pub(super) fn abort_effects(config: &ServiceConfig, dep: &Deployment, now: Epoch
     if dep.max_weight > 0 && dep.blue.is_some() {
         effects.push(set_traffic(config, dep, 0));
     }
+    // The route is opened with green's launch recorded: none before (and an outage of the
+    // load balancer then does not hold up the abort of a deployment that never launched).
+    if !dep.green_instances.is_empty() {
+        effects.extend(close_test_route(config, dep));
+    }
     let fenced = green_deregistrable_at(config, dep).is_some_and(|at| now >= at);
     if !dep.green_instances.is_empty() && fenced {
         effects.push(Effect::DeregisterTargets {
@@ -59,7 +64,10 @@ pub(super) fn abort_effects(config: &ServiceConfig, dep: &Deployment, now: Epoch
         });
     }
     if let Phase::Aborting { drain_until, .. } = dep.phase {
-        if now >= drain_until && fenced {
+        // A green that had traffic drains from when traffic was confirmed off it, which a
+        // later run records ([`traffic_back_confirmed`]) and moves `drain_until` for.
+        let traffic_back = !green_drains_from_traffic_back(dep) || dep.traffic_back_at.is_some();
+        if now >= drain_until && fenced && traffic_back {
             effects.push(Effect::TerminateInstances {
                 service: dep.service.clone(),
                 instance_ids: dep.green_instances.clone(),
@@ -68,6 +76,40 @@ pub(super) fn abort_effects(config: &ServiceConfig, dep: &Deployment, now: Epoch
             });
         }
     }
+}
+
+/// True when the abort puts traffic back off a green that had some: green then drains from
+/// when that change was confirmed (`Deployment::traffic_back_at`), not from the decision.
+pub(super) fn green_drains_from_traffic_back(dep: &Deployment) -> bool {
+    dep.max_weight > 0 && dep.blue.is_some()
+}
+
+/// The first confirmation (the switch points read back) that an aborting deployment's
+/// traffic is back off green, at `at_ms`: green drains for its group's delay from then, so
+/// `drain_until` moves there if later. A run that committed the abort and crashed before
+/// its listener change left green serving until a later run re-applied it; without this,
+/// that run (past the first `drain_until`) would deregister and terminate green at once,
+/// cutting its connections. The note, or None if already recorded.
+pub(super) fn traffic_back_confirmed(dep: &mut Deployment, config: &ServiceConfig, at_ms: u64) -> Option<String> {
+    if dep.traffic_back_at.is_some() || !green_drains_from_traffic_back(dep) {
+        return None;
+    }
+    let back = at_ms.div_ceil(1000);
+    dep.traffic_back_at = Some(back);
+    let drained_at = back + dep.drain_s_of(&dep.green_tg, config);
+    if let Phase::Aborting { reason, drain_until } = &dep.phase {
+        if drained_at > *drain_until {
+            dep.phase = Phase::Aborting {
+                reason: reason.clone(),
+                drain_until: drained_at,
+            };
+            return Some(format!(
+                "traffic back off green (confirmed late); green drains until {}",
+                format_time(drained_at)
+            ));
+        }
+    }
+    Some("traffic back off green (confirmed)".into())
 }
 
 /// Aborts a deployment from outside its own execution (superseded, an engineer's request):

@@ -18,6 +18,7 @@
 //! here), the switch point's effects `traffic`; the families import from those and from each
 //! other one way, never from this module.
 
+mod canary;
 mod finish;
 mod reconcile;
 mod revert;
@@ -27,14 +28,17 @@ mod stuck;
 mod traffic;
 mod types;
 
+use crate::config::ServiceConfig;
 use crate::ids::DeployId;
 use crate::model::{Deployment, LastRevert, Phase, ServiceState, State};
 
 pub use crate::fence::green_deregistrable_at;
+pub use crate::judging::{analysis_due, analysis_of, analysis_windows};
 pub use crate::request::{
     HealthReport, ImageFacts, ImageRequest, RevertRequest, SmokeResult, TargetHealth, TargetState,
 };
 use crate::rfc3339::format as format_time;
+use crate::switch::Frame;
 use crate::version::Version;
 use crate::Epoch;
 use finish::*;
@@ -44,6 +48,7 @@ pub use revert::{alarm_loop, fast_revert_plan, rollback_target};
 use rollout::*;
 pub use start::check_version;
 use start::*;
+use std::collections::BTreeMap;
 use stuck::lease_expired;
 use traffic::*;
 pub use types::*;
@@ -145,19 +150,19 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         port: config.launch.port,
     };
     match (event, dep.phase.clone()) {
-        (Event::LaunchDue, Phase::Launching) => {
-            effects.push(Effect::LaunchGreen {
-                service: dep.service.clone(),
-                deploy_id: dep.deploy_id.clone(),
-                version: dep.version.clone(),
-                ami: dep.ami.clone(),
-                client_token: DeployId::parse(&dep.deploy_id)
-                    .map(|id| id.client_token(0))
-                    .unwrap_or_else(|_| format!("greenlight-{}", dep.deploy_id)),
-                launch: config.launch.clone(),
-            });
-            note = format!("launching {} x {}", config.launch.count, dep.ami);
-        }
+        (Event::LaunchDue { seen }, Phase::Launching) => match frames_of(config, seen) {
+            Err(why) => {
+                // Nothing is launched before the switch points are known to be ownable.
+                enter_aborting(dep, config, why.clone(), now);
+                abort_effects(config, dep, now, &mut effects);
+                note = format!("aborting: {why}");
+            }
+            Ok((frames, drain_s)) => {
+                dep.frames.extend(frames);
+                dep.drain_s.extend(drain_s);
+                note = launch_green(config, dep, &mut effects);
+            }
+        },
         (Event::GreenLaunched { instance_ids }, Phase::Launching) => {
             dep.green_instances = instance_ids.clone();
             dep.enter(
@@ -167,33 +172,75 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             );
             effects.push(register_green(dep, instance_ids.clone()));
             effects.extend(attach_green(config, dep));
+            effects.extend(open_test_route(config, dep));
             note = format!("green launched into target group {}", short_arn(&dep.green_tg));
         }
         // A launch delivered again after green was recorded: make sure it is registered.
-        (Event::LaunchDue | Event::GreenLaunched { .. }, Phase::Verifying { weight: 0, .. }) => {
+        (Event::LaunchDue { .. } | Event::GreenLaunched { .. }, Phase::Verifying { weight: 0, .. }) => {
             effects.push(register_green(dep, dep.green_instances.clone()));
             effects.extend(attach_green(config, dep));
+            effects.extend(open_test_route(config, dep));
             note = "green already launched; re-registering (idempotent)".into();
         }
         (Event::HealthObserved { report }, Phase::Verifying { weight, polls }) => {
             note = observe_health(dep, config, report, weight, polls, now, &mut effects);
         }
-        (Event::ShiftDue, Phase::Verified { weight }) if weight < 100 => {
-            let to = if dep.blue.is_some() && dep.promoted_by.is_none() {
-                config.next_weight(weight)
-            } else {
-                100
-            };
-            dep.max_weight = dep.max_weight.max(to);
+        (
+            Event::ShiftDue {
+                green_unready: Some(why),
+                ..
+            },
+            Phase::Verified { weight },
+        ) if weight < 100 => {
+            // Never give more users to a green that stopped being healthy since its gates
+            // passed (flagger#1898): check its health again; the health gate decides.
             dep.enter(
-                Phase::Shifting { from: weight, to },
+                Phase::Verifying { weight, polls: 0 },
                 now,
-                format!("shifting green {weight}% -> {to}%"),
+                format!("green not healthy before the shift from {weight}%: {why}; checking its health again"),
             );
-            effects.push(set_traffic(config, dep, to));
-            note = format!("shifting traffic to green: {to}%");
+            note = format!("shift held: green not healthy ({why})");
         }
-        (Event::ShiftDue, Phase::Shifting { to, .. }) => {
+        (Event::ShiftDue { analysis, .. }, Phase::Verified { weight })
+            if weight < 100 && analysis_of(config, dep).is_some() =>
+        {
+            // A canary step judged by analysis: green moves on only on its verdict.
+            let declared = analysis_of(config, dep).cloned().expect("guarded");
+            let Some(observation) = analysis else {
+                return Ok(Decision {
+                    state: state.clone(),
+                    effects: vec![],
+                    note: format!("{weight}% waits for its analysis (this delivery observed none)"),
+                });
+            };
+            note = match canary::evaluate(&declared, dep, observation, true, now) {
+                canary::Call::Wait(why) => {
+                    if dep.analysis.as_ref().is_some_and(|r| r.held_since == Some(now)) {
+                        dep.enter(dep.phase.clone(), now, why.clone());
+                    }
+                    why
+                }
+                canary::Call::Shift(why) => shift(config, dep, weight, &why, now, &mut effects),
+                canary::Call::Revert(why) => revert_by_analysis(
+                    &mut next.service,
+                    dep,
+                    config,
+                    why,
+                    &Phase::Verified { weight },
+                    now,
+                    &mut effects,
+                )?,
+                canary::Call::Abort(why) => {
+                    enter_aborting(dep, config, why.clone(), now);
+                    abort_effects(config, dep, now, &mut effects);
+                    format!("aborting: {why}")
+                }
+            };
+        }
+        (Event::ShiftDue { .. }, Phase::Verified { weight }) if weight < 100 => {
+            note = shift(config, dep, weight, "", now, &mut effects);
+        }
+        (Event::ShiftDue { .. }, Phase::Shifting { to, .. }) => {
             effects.push(set_traffic(config, dep, to));
             note = format!("re-applying traffic shift to {to}%");
         }
@@ -216,10 +263,13 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                 &mut effects,
             )?;
         }
-        (Event::TrafficApplied { weight: 0, at_ms }, Phase::Aborting { .. }) if dep.revert.is_some() => {
+        (Event::TrafficApplied { weight: 0, at_ms }, Phase::Aborting { .. })
+            if dep.revert.is_some() || green_drains_from_traffic_back(dep) =>
+        {
+            let drains = traffic_back_confirmed(dep, config, *at_ms);
             note = match traffic_back(dep, *at_ms, now) {
                 Some(mark) => mark,
-                None => "traffic already back (re-applied)".into(),
+                None => drains.unwrap_or_else(|| "traffic already back (re-applied)".into()),
             };
         }
         (Event::TrafficApplied { weight: 0, .. }, Phase::Verifying { weight: 0, .. }) => {
@@ -229,6 +279,7 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             );
         }
         (Event::TrafficApplied { weight, .. }, Phase::Shifting { to, .. }) if *weight == to => {
+            canary::start_window(config, dep, to, now);
             dep.enter(
                 Phase::Verifying { weight: to, polls: 0 },
                 now,
@@ -237,12 +288,15 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             note = format!("traffic shifted: green {to}%");
         }
         (Event::FinalizeDue, Phase::Verified { weight: 100 }) => {
-            // A promoted deployment skips the bake window: blue is retired right away.
+            // A promoted deployment skips the bake window: blue is retired right away. Either
+            // way not before blue's sticky clients' cookies expire (they keep reaching blue
+            // whatever the weights; draining it sooner gives them 503s).
             let until = if dep.promoted_by.is_some() {
                 now
             } else {
                 now + config.bake_window_s
-            };
+            }
+            .max(now + dep.stickiness_s());
             next.service.live = Some(dep.green_release());
             next.service.warm = dep.blue.clone();
             if dep.rollback {
@@ -259,22 +313,49 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                 .map(|b| format!("{} warm until {}", b.version, format_time(until)))
                 .unwrap_or_else(|| "nothing to keep warm".into());
             dep.enter(Phase::Baking { until }, now, format!("{} live; {warm}", dep.version));
+            // Green is what users get now: its test route is no longer needed.
+            effects.extend(close_test_route(config, dep));
             note = format!("{} is live; baking for {}s", dep.version, until - now);
         }
-        (Event::RetireDue { blue_serving }, Phase::Baking { until }) if now >= until => match dep.blue.clone() {
+        (
+            Event::RetireDue {
+                analysis: Some(observation),
+                ..
+            },
+            Phase::Baking { until },
+        ) if now < until && analysis_of(config, dep).is_some() => {
+            // The bake window is watched for a regression until it ends (a leak, a load the
+            // canary steps did not reach); blue is warm, so a regression reverts at once.
+            let declared = analysis_of(config, dep).cloned().expect("guarded");
+            note = match canary::evaluate(&declared, dep, observation, false, now) {
+                canary::Call::Revert(why) => revert_by_analysis(
+                    &mut next.service,
+                    dep,
+                    config,
+                    why,
+                    &Phase::Baking { until },
+                    now,
+                    &mut effects,
+                )?,
+                canary::Call::Wait(why) | canary::Call::Shift(why) | canary::Call::Abort(why) => why,
+            };
+        }
+        (Event::RetireDue { blue_forwarded_by, .. }, Phase::Baking { until }) if now >= until => match dep.blue.clone()
+        {
             None => {
                 dep.enter(Phase::Succeeded, now, "bake window over; no previous fleet");
                 finish(&mut next.service, dep, &mut effects);
                 note = "deployment succeeded".into();
             }
-            Some(blue) if *blue_serving => {
+            Some(blue) if blue_forwarded_by.is_some() => {
                 return Err(Refusal::BlueStillServing {
                     target_group: blue.target_group,
+                    by: blue_forwarded_by.clone().unwrap_or_default(),
                 });
             }
             Some(blue) => {
                 next.service.warm = None;
-                let drain_until = now + config.deregistration_delay_s;
+                let drain_until = now + dep.drain_s_of(&blue.target_group, config);
                 dep.enter(
                     Phase::Retiring { drain_until },
                     now,
@@ -285,6 +366,8 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                     instance_ids: blue.instance_ids.clone(),
                     port: config.launch.port,
                 });
+                // Closed when green went live; again in case that crashed (idempotent).
+                effects.extend(close_test_route(config, dep));
                 note = format!("bake window over; draining {}", blue.version);
             }
         },
@@ -457,6 +540,122 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         effects,
         note,
     })
+}
+
+/// Green moves from `weight` % to the next canary step (100 % without a blue or once
+/// promoted); `why` (analysis's verdict) goes into the timeline. The note.
+fn shift(
+    config: &ServiceConfig,
+    dep: &mut Deployment,
+    weight: u8,
+    why: &str,
+    now: Epoch,
+    effects: &mut Vec<Effect>,
+) -> String {
+    let to = if dep.blue.is_some() && dep.promoted_by.is_none() {
+        config.next_weight(weight)
+    } else {
+        100
+    };
+    dep.max_weight = dep.max_weight.max(to);
+    let because = if why.is_empty() {
+        String::new()
+    } else {
+        format!(" ({why})")
+    };
+    dep.enter(
+        Phase::Shifting { from: weight, to },
+        now,
+        format!("shifting green {weight}% -> {to}%{because}"),
+    );
+    effects.push(set_traffic(config, dep, to));
+    format!("shifting traffic to green: {to}%{because}")
+}
+
+/// I32: a regression found by analysis leaves the deployment reverted by analysis, aborting.
+fn debug_assert_reverted_by_analysis(dep: &Deployment) {
+    debug_assert!(
+        dep.revert
+            .as_ref()
+            .is_some_and(|r| r.trigger == crate::model::Trigger::Analysis)
+            && matches!(dep.phase, Phase::Aborting { .. }),
+        "I32: analysis found {} regressed, yet it is {} with revert {:?}",
+        dep.deploy_id,
+        dep.phase.name(),
+        dep.revert
+    );
+}
+
+/// A regression found by analysis (in a canary step or the bake window, `phase`): traffic
+/// back to blue through the same path as an alarm's, recorded as `rolled back by analysis`.
+///
+/// It is cleaned up by the step's own execution, which routes to abort-deployment next: no
+/// follow-up execution. (An alarm's or an engineer's revert starts one because the
+/// deployment's execution may be asleep in a long wait; a step redelivered after a crash
+/// could not re-issue it, its event being the step's, not the revert's.)
+#[allow(clippy::too_many_arguments)]
+fn revert_by_analysis(
+    service: &mut ServiceState,
+    dep: &mut Deployment,
+    config: &ServiceConfig,
+    why: String,
+    phase: &Phase,
+    now: Epoch,
+    effects: &mut Vec<Effect>,
+) -> Result<String, Refusal> {
+    let request = crate::request::RevertRequest {
+        service: dep.service.clone(),
+        trigger: crate::model::Trigger::Analysis,
+        requested_by: "analysis".into(),
+        reason: why,
+        to_version: None,
+        event_id: format!("analysis-{}-{now}", dep.deploy_id),
+        event_time_ms: now * 1000,
+    };
+    let note = revert(service, dep, config, &request, (now * 1000, None), phase, now, effects)?;
+    debug_assert_reverted_by_analysis(dep);
+    let follow_up = format!("{}-revert", dep.deploy_id);
+    effects.retain(|e| !matches!(e, Effect::StartExecution { execution, .. } if *execution == follow_up));
+    Ok(note)
+}
+
+/// RunInstances for green; the note.
+fn launch_green(config: &ServiceConfig, dep: &Deployment, effects: &mut Vec<Effect>) -> String {
+    effects.push(Effect::LaunchGreen {
+        service: dep.service.clone(),
+        deploy_id: dep.deploy_id.clone(),
+        version: dep.version.clone(),
+        ami: dep.ami.clone(),
+        client_token: DeployId::parse(&dep.deploy_id)
+            .map(|id| id.client_token(0))
+            .unwrap_or_else(|_| format!("greenlight-{}", dep.deploy_id)),
+        launch: config.launch.clone(),
+    });
+    format!("launching {} x {}", config.launch.count, dep.ami)
+}
+
+/// Each switch point's frame (by ARN) and each target group's drain time in seconds (by ARN).
+type FramesAndDrains = (BTreeMap<String, Frame>, BTreeMap<String, u64>);
+
+/// The frame of every registered switch point launch-green read (by ARN) and the target
+/// groups' deregistration delays, or why a switch point cannot be owned (the deployment is
+/// refused before anything is launched).
+fn frames_of(config: &ServiceConfig, seen: &crate::request::LaunchObservation) -> Result<FramesAndDrains, String> {
+    let mut frames = BTreeMap::new();
+    for point in config.switch.points() {
+        if let Some((_, actions)) = seen.points.iter().find(|(arn, _)| arn == point.arn()) {
+            let frame = crate::switch::own(point, actions, &config.target_groups)
+                .map_err(|why| format!("switch point refused: {why}"))?;
+            frames.insert(point.arn().to_string(), frame);
+        }
+    }
+    let drain_s = seen
+        .drain_s
+        .iter()
+        .filter(|(tg, _)| config.target_groups.contains(tg))
+        .cloned()
+        .collect();
+    Ok((frames, drain_s))
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! deployment is made to run (I23). The seeds that found each are in
 //! `shared/sim/tests/seeds.rs`.
 
-use super::traffic::set_traffic;
+use super::traffic::{close_test_route, set_traffic};
 use super::types::*;
 use crate::config::ServiceConfig;
 use crate::model::{Deployment, Phase, ServiceState, State};
@@ -27,7 +27,10 @@ pub(super) fn stale_delivery(
         if put_traffic_back_after_a_stale_shift(config, dep, phase, effects) {
             note.push_str("; traffic back on the previous version re-applied");
         }
-        terminate_a_launch_that_raced_the_clean_up(dep, phase, effects);
+        terminate_a_launch_that_raced_the_clean_up(config, dep, phase, effects);
+        if matches!(phase, Phase::Succeeded) {
+            effects.extend(close_test_route(config, dep));
+        }
         if write_the_report_again(dep, phase, effects) {
             note.push_str("; report written again (idempotent)");
         }
@@ -51,10 +54,19 @@ fn put_traffic_back_after_a_stale_shift(
     stale
 }
 
-/// An aborted deployment runs no instance: a launch whose RunInstances returned after the
-/// clean-up looked for instances is terminated by the next step of its execution.
-fn terminate_a_launch_that_raced_the_clean_up(dep: &Deployment, phase: &Phase, effects: &mut Vec<Effect>) {
+/// An aborted deployment runs no instance and has no test route: a launch whose RunInstances
+/// (or test route) landed after the clean-up looked is undone by the next step of its
+/// execution.
+fn terminate_a_launch_that_raced_the_clean_up(
+    config: &ServiceConfig,
+    dep: &Deployment,
+    phase: &Phase,
+    effects: &mut Vec<Effect>,
+) {
     if matches!(phase, Phase::Aborted { .. }) {
+        if !dep.green_instances.is_empty() {
+            effects.extend(close_test_route(config, dep));
+        }
         effects.push(Effect::TerminateInstances {
             service: dep.service.clone(),
             instance_ids: dep.green_instances.clone(),

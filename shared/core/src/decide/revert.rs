@@ -41,7 +41,8 @@ pub fn fast_revert_plan(service: &ServiceState, config: &ServiceConfig, dep: &De
     let blue = dep.blue.as_ref()?;
     Some(RevertPlan {
         deploy_id: dep.deploy_id.clone(),
-        switch: config.switch.clone(),
+        points: dep.point_writes(config),
+        switch: None,
         weights: vec![(blue.target_group.clone(), 100), (dep.green_tg.clone(), 0)],
         from: dep.version.clone(),
         back_to: blue.version.clone(),

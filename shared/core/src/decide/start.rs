@@ -139,6 +139,10 @@ pub(super) fn start(
         late_failures: 0,
         resumes: 0,
         last_resume: None,
+        frames: Default::default(),
+        drain_s: Default::default(),
+        traffic_back_at: None,
+        analysis: None,
         timeline: vec![],
     };
     let from = service.live.as_ref().map(|r| r.version.as_str()).unwrap_or("nothing");

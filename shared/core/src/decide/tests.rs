@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 const NOW: Epoch = 1_000_000;
 const AMI_V1: &str = "ami-0000000000000000a";
 const AMI_V2: &str = "ami-0000000000000000b";
+const LISTENER_ARN: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/1/2";
 
 fn blue() -> Release {
     Release {
@@ -75,9 +76,23 @@ fn in_phase(phase: Phase, max_weight: u8) -> State {
         dep.phase = phase;
     }
     dep.max_weight = max_weight;
+    if matches!(dep.phase, Phase::Aborting { .. }) && max_weight > 0 {
+        // The abort's own run read its listener change back (the usual case).
+        dep.traffic_back_at = Some(NOW);
+    }
     let dep = s.deployment.as_ref().unwrap();
     s.service.revert_plan = fast_revert_plan(&s.service, &s.config, dep);
     s
+}
+
+/// `state` once the switch points were read back with the aborting deployment's traffic back
+/// off green at `at` (the abort's run's `TrafficApplied`).
+fn traffic_back_at(state: &State, at: Epoch) -> State {
+    let event = Event::TrafficApplied {
+        weight: 0,
+        at_ms: at * 1000,
+    };
+    decide(state, &event, at).unwrap().state
 }
 
 fn healthy_report(smoke_passed: bool) -> HealthReport {
@@ -117,7 +132,17 @@ fn report(states: &[TargetState]) -> HealthReport {
     }
 }
 
+/// The effects' names, the test route's left out: the tables below are about traffic,
+/// instances and the ledger; `the_test_route_opens_with_green_and_closes_on_every_way_out`
+/// checks the test route on each of their paths.
 fn effect_names(effects: &[Effect]) -> Vec<String> {
+    all_effect_names(effects)
+        .into_iter()
+        .filter(|name| !name.ends_with("_test_route"))
+        .collect()
+}
+
+fn all_effect_names(effects: &[Effect]) -> Vec<String> {
     effects
         .iter()
         .map(|e| serde_json::to_value(e).unwrap()["effect"].as_str().unwrap().to_string())
@@ -143,7 +168,9 @@ fn transitions() {
         (
             "launch due launches",
             started(),
-            Event::LaunchDue,
+            Event::LaunchDue {
+                seen: Default::default(),
+            },
             NOW,
             Launching,
             vec!["launch_green"],
@@ -161,7 +188,9 @@ fn transitions() {
         (
             "launch redelivered after launch re-registers",
             in_phase(Verifying { weight: 0, polls: 0 }, 0),
-            Event::LaunchDue,
+            Event::LaunchDue {
+                seen: Default::default(),
+            },
             NOW,
             Verifying { weight: 0, polls: 0 },
             vec!["register_targets", "set_traffic"],
@@ -251,7 +280,10 @@ fn transitions() {
         (
             "verified 0 -> first canary step",
             in_phase(Verified { weight: 0 }, 0),
-            Event::ShiftDue,
+            Event::ShiftDue {
+                green_unready: None,
+                analysis: None,
+            },
             NOW,
             Shifting { from: 0, to: 10 },
             vec!["set_traffic"],
@@ -259,7 +291,10 @@ fn transitions() {
         (
             "verified 10 -> 50",
             in_phase(Verified { weight: 10 }, 10),
-            Event::ShiftDue,
+            Event::ShiftDue {
+                green_unready: None,
+                analysis: None,
+            },
             NOW,
             Shifting { from: 10, to: 50 },
             vec!["set_traffic"],
@@ -267,7 +302,10 @@ fn transitions() {
         (
             "shift redelivered re-applies",
             in_phase(Shifting { from: 10, to: 50 }, 50),
-            Event::ShiftDue,
+            Event::ShiftDue {
+                green_unready: None,
+                analysis: None,
+            },
             NOW,
             Shifting { from: 10, to: 50 },
             vec!["set_traffic"],
@@ -291,7 +329,10 @@ fn transitions() {
         (
             "shift at 100 is a no-op",
             in_phase(Verified { weight: 100 }, 100),
-            Event::ShiftDue,
+            Event::ShiftDue {
+                green_unready: None,
+                analysis: None,
+            },
             NOW,
             Verified { weight: 100 },
             vec![],
@@ -315,7 +356,10 @@ fn transitions() {
         (
             "retire before the bake window is a no-op",
             in_phase(Baking { until: NOW + 5 }, 100),
-            Event::RetireDue { blue_serving: false },
+            Event::RetireDue {
+                blue_forwarded_by: None,
+                analysis: None,
+            },
             NOW,
             Baking { until: NOW + 5 },
             vec![],
@@ -323,7 +367,10 @@ fn transitions() {
         (
             "retire after the bake window deregisters blue",
             in_phase(Baking { until: NOW }, 100),
-            Event::RetireDue { blue_serving: false },
+            Event::RetireDue {
+                blue_forwarded_by: None,
+                analysis: None,
+            },
             NOW,
             Retiring {
                 drain_until: NOW + drain,
@@ -333,7 +380,10 @@ fn transitions() {
         (
             "retire while draining deregisters blue again (idempotent)",
             in_phase(Retiring { drain_until: NOW + 1 }, 100),
-            Event::RetireDue { blue_serving: false },
+            Event::RetireDue {
+                blue_forwarded_by: None,
+                analysis: None,
+            },
             NOW,
             Retiring { drain_until: NOW + 1 },
             vec!["deregister_targets"],
@@ -341,7 +391,10 @@ fn transitions() {
         (
             "retire after draining terminates blue, deregistered first",
             in_phase(Retiring { drain_until: NOW }, 100),
-            Event::RetireDue { blue_serving: false },
+            Event::RetireDue {
+                blue_forwarded_by: None,
+                analysis: None,
+            },
             NOW,
             Retiring { drain_until: NOW },
             vec!["deregister_targets", "terminate_instances"],
@@ -570,11 +623,21 @@ fn refusals() {
             },
             "for service",
         ),
-        ("step without deployment", idle(), Event::LaunchDue, "no deployment"),
+        (
+            "step without deployment",
+            idle(),
+            Event::LaunchDue {
+                seen: Default::default(),
+            },
+            "no deployment",
+        ),
         (
             "retire while blue serves",
             in_phase(Phase::Baking { until: NOW }, 100),
-            Event::RetireDue { blue_serving: true },
+            Event::RetireDue {
+                blue_forwarded_by: Some(LISTENER_ARN.into()),
+                analysis: None,
+            },
             "still forwards traffic",
         ),
     ];
@@ -649,7 +712,15 @@ fn finalize_records_live_and_warm_and_finish_frees_the_service() {
     assert_eq!((live.version.as_str(), live.ami.as_str()), ("v2", AMI_V2));
     assert_eq!(live.instance_ids, ["i-green1", "i-green2"]);
     assert_eq!(d.state.service.warm, Some(blue()));
-    let retiring = decide(&d.state, &Event::RetireDue { blue_serving: false }, NOW + 10_000).unwrap();
+    let retiring = decide(
+        &d.state,
+        &Event::RetireDue {
+            blue_forwarded_by: None,
+            analysis: None,
+        },
+        NOW + 10_000,
+    )
+    .unwrap();
     assert_eq!(retiring.state.service.warm, None, "a draining fleet is no longer warm");
     let done = decide(&retiring.state, &Event::BlueTerminated, NOW + 20_000).unwrap();
     assert_eq!(done.state.service.active, None);
@@ -660,7 +731,15 @@ fn finalize_records_live_and_warm_and_finish_frees_the_service() {
 fn first_deployment_without_blue_goes_straight_to_100() {
     let mut state = in_phase(Phase::Verified { weight: 0 }, 0);
     state.deployment.as_mut().unwrap().blue = None;
-    let d = decide(&state, &Event::ShiftDue, NOW).unwrap();
+    let d = decide(
+        &state,
+        &Event::ShiftDue {
+            green_unready: None,
+            analysis: None,
+        },
+        NOW,
+    )
+    .unwrap();
     assert_eq!(phase_of(&d.state), &Phase::Shifting { from: 0, to: 100 });
     assert!(matches!(
         &d.effects[0],
@@ -713,17 +792,26 @@ fn redelivery_of_any_event_to_its_own_result_is_stable() {
         Event::HealthObserved {
             report: healthy_report(true),
         },
-        Event::ShiftDue,
+        Event::ShiftDue {
+            green_unready: None,
+            analysis: None,
+        },
         Event::TrafficApplied { weight: 10, at_ms: 0 },
         Event::HealthObserved {
             report: healthy_report(true),
         },
-        Event::ShiftDue,
+        Event::ShiftDue {
+            green_unready: None,
+            analysis: None,
+        },
         Event::TrafficApplied { weight: 50, at_ms: 0 },
         Event::HealthObserved {
             report: healthy_report(true),
         },
-        Event::ShiftDue,
+        Event::ShiftDue {
+            green_unready: None,
+            analysis: None,
+        },
         Event::TrafficApplied { weight: 100, at_ms: 0 },
         Event::HealthObserved {
             report: healthy_report(true),
@@ -1218,7 +1306,16 @@ fn the_fast_revert_plan_exists_exactly_while_one_listener_change_reverts() {
     }
     // Decisions keep it current: shifting creates it, a rollback removes it.
     let verified = in_phase(Verified { weight: 0 }, 0);
-    let shifting = decide(&verified, &Event::ShiftDue, NOW).unwrap().state;
+    let shifting = decide(
+        &verified,
+        &Event::ShiftDue {
+            green_unready: None,
+            analysis: None,
+        },
+        NOW,
+    )
+    .unwrap()
+    .state;
     assert!(shifting.service.revert_plan.is_some());
     let reverted = decide(&shifting, &rollback(NOW * 1000), NOW).unwrap().state;
     assert_eq!(reverted.service.revert_plan, None);
@@ -1256,7 +1353,15 @@ fn a_claimed_rollback_is_completed_by_whatever_reaches_the_deployment_first() {
         s
     };
     // A shift step arrives first: it rolls back instead of moving traffic forward.
-    let d = decide(&claimed(Phase::Verified { weight: 10 }, 10), &Event::ShiftDue, NOW).unwrap();
+    let d = decide(
+        &claimed(Phase::Verified { weight: 10 }, 10),
+        &Event::ShiftDue {
+            green_unready: None,
+            analysis: None,
+        },
+        NOW,
+    )
+    .unwrap();
     let dep = d.state.deployment.as_ref().unwrap();
     assert!(matches!(dep.phase, Phase::Aborting { .. }), "{:?}", dep.phase);
     assert_eq!(dep.revert.as_ref().unwrap().requested_by, "alice");
@@ -1268,7 +1373,15 @@ fn a_claimed_rollback_is_completed_by_whatever_reaches_the_deployment_first() {
     );
     // A claim the world has moved past is dropped, and the step decides on its next delivery.
     let stale = claimed(Phase::Retiring { drain_until: NOW }, 100);
-    let d = decide(&stale, &Event::RetireDue { blue_serving: false }, NOW).unwrap();
+    let d = decide(
+        &stale,
+        &Event::RetireDue {
+            blue_forwarded_by: None,
+            analysis: None,
+        },
+        NOW,
+    )
+    .unwrap();
     assert_eq!(d.state.service.revert_claim, None);
     assert_eq!(d.state.deployment, stale.deployment);
     assert!(d.note.contains("claim dropped"), "{}", d.note);
@@ -1363,7 +1476,16 @@ fn promotion_skips_the_remaining_canary_steps_and_the_bake_window_but_not_the_ga
 
     // The next shift goes straight to 100 %, and green is health-checked there without the
     // canary step's wait.
-    let shifting = decide(&promoted.state, &Event::ShiftDue, NOW).unwrap().state;
+    let shifting = decide(
+        &promoted.state,
+        &Event::ShiftDue {
+            green_unready: None,
+            analysis: None,
+        },
+        NOW,
+    )
+    .unwrap()
+    .state;
     assert_eq!(phase_of(&shifting), &Phase::Shifting { from: 10, to: 100 });
     let mut at_100 = shifting.clone();
     at_100.deployment.as_mut().unwrap().phase = Phase::Verifying { weight: 100, polls: 0 };
@@ -1448,7 +1570,15 @@ fn retire_blue_redelivered_in_retiring_deregisters_blue_again_before_terminating
     ];
     for (name, drain_until, want) in table {
         let state = in_phase(Phase::Retiring { drain_until }, 100);
-        let d = decide(&state, &Event::RetireDue { blue_serving: false }, NOW).unwrap();
+        let d = decide(
+            &state,
+            &Event::RetireDue {
+                blue_forwarded_by: None,
+                analysis: None,
+            },
+            NOW,
+        )
+        .unwrap();
         assert_eq!(d.state, state, "{name}: no new state");
         assert_eq!(effect_names(&d.effects), want, "{name}");
         assert_eq!(d.effects[0], deregister_blue, "{name}: blue's targets, first");
@@ -1460,13 +1590,21 @@ fn a_step_that_finds_its_deployment_ended_writes_its_report_again() {
     // A crash right after the final commit (Succeeded, Aborted), before WriteReport: any step
     // of the deployment's executions that runs later writes it (an idempotent overwrite).
     let steps = [
-        Event::LaunchDue,
+        Event::LaunchDue {
+            seen: Default::default(),
+        },
         Event::HealthObserved {
             report: healthy_report(true),
         },
-        Event::ShiftDue,
+        Event::ShiftDue {
+            green_unready: None,
+            analysis: None,
+        },
         Event::FinalizeDue,
-        Event::RetireDue { blue_serving: false },
+        Event::RetireDue {
+            blue_forwarded_by: None,
+            analysis: None,
+        },
         Event::Abort {
             reason: "retire-blue failed: report not written".into(),
         },
@@ -1509,7 +1647,7 @@ fn an_abort_request_redelivered_while_aborting_acts_again_at_once() {
     let fence = sample().max_invocation_s;
     let drain = sample().deregistration_delay_s;
     let canary = in_phase(Phase::Verified { weight: 10 }, 10);
-    let aborting = decide(&canary, &abort_requested(), NOW).unwrap().state;
+    let aborting = traffic_back_at(&decide(&canary, &abort_requested(), NOW).unwrap().state, NOW);
     let untouched = in_phase(
         Phase::Aborting {
             reason: "aborted by alice: wrong build".into(),
@@ -1651,9 +1789,16 @@ fn a_touched_green_is_deregistered_only_once_no_stale_listener_change_can_reach_
     use crate::plan::{route, Step};
     let config = sample();
     let (fence, drain) = (config.max_invocation_s, config.deregistration_delay_s);
-    let shifting = decide(&in_phase(Phase::Verified { weight: 10 }, 10), &Event::ShiftDue, NOW)
-        .unwrap()
-        .state;
+    let shifting = decide(
+        &in_phase(Phase::Verified { weight: 10 }, 10),
+        &Event::ShiftDue {
+            green_unready: None,
+            analysis: None,
+        },
+        NOW,
+    )
+    .unwrap()
+    .state;
     let step_failed = Event::Abort {
         reason: "a step failed".into(),
     };
@@ -1704,7 +1849,10 @@ fn a_touched_green_is_deregistered_only_once_no_stale_listener_change_can_reach_
         let names = effect_names(&aborted.effects);
         let has = |names: &[String], effect: &str| names.iter().any(|n| n == effect);
         assert_eq!(has(&names, "deregister_targets"), !touched, "{name}: {names:?}");
-        let aborting = aborted.state;
+        let aborting = match touched {
+            true => traffic_back_at(&aborted.state, NOW),
+            false => aborted.state,
+        };
         let dep = aborting.deployment.as_ref().unwrap();
         if !touched {
             assert_eq!(green_deregistrable_at(&config, dep), Some(0), "{name}");
@@ -1884,7 +2032,15 @@ fn a_late_step_that_keeps_failing_while_green_is_live_is_retried_later_never_at_
     // back at green), retire-blue retires it. So does an engineer's promote.
     let mut state = in_phase(Phase::Baking { until: NOW }, 100);
     state.deployment.as_mut().unwrap().late_failures = LATE_STEP_TRIES - 1;
-    let retiring = decide(&state, &Event::RetireDue { blue_serving: false }, NOW).unwrap();
+    let retiring = decide(
+        &state,
+        &Event::RetireDue {
+            blue_forwarded_by: None,
+            analysis: None,
+        },
+        NOW,
+    )
+    .unwrap();
     let dep = retiring.state.deployment.as_ref().unwrap();
     assert_eq!(
         (dep.phase.kind(), dep.late_failures),
@@ -2040,3 +2196,558 @@ fn a_repave_deploys_the_live_release_again_only_when_the_service_is_free() {
         assert!(matches!(busy, Err(Refusal::Busy { .. })), "{policy:?}: {busy:?}");
     }
 }
+
+/// Issue 18: launch-green's reading of the switch points and target groups, and what the
+/// deployment does with it.
+mod switch_points {
+    use super::*;
+    use crate::request::LaunchObservation;
+    use crate::switch::{Guard, Oidc, SeenAction, Stickiness, Switch, Switches};
+
+    const RULE_ARN: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/web/1/9/7";
+
+    fn two_points(mut state: State) -> State {
+        state.config.switch = Switches::new(vec![
+            state.config.switch.points()[0].clone(),
+            Switch {
+                listener_arn: "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/1/9".into(),
+                rule_arn: Some(RULE_ARN.into()),
+            },
+        ]);
+        state
+    }
+
+    fn oidc() -> Guard {
+        Guard::AuthenticateOidc {
+            order: Some(1),
+            config: Oidc {
+                issuer: "https://idp.example".into(),
+                authorization_endpoint: "https://idp.example/auth".into(),
+                token_endpoint: "https://idp.example/token".into(),
+                user_info_endpoint: "https://idp.example/me".into(),
+                client_id: "greenlight-test".into(),
+                session_cookie_name: None,
+                scope: None,
+                session_timeout: None,
+                extra_params: BTreeMap::new(),
+                on_unauthenticated_request: None,
+            },
+        }
+    }
+
+    /// The listener with an OIDC guard and sticky forward, the rule a plain forward, both on
+    /// blue; green's group drains in 7 s, blue's in 11 s.
+    fn seen(config: &crate::config::ServiceConfig, rule_forward_to: &str) -> LaunchObservation {
+        let [a, b] = config.target_groups.clone();
+        LaunchObservation {
+            points: vec![
+                (
+                    LISTENER_ARN.into(),
+                    vec![
+                        SeenAction::Guard(oidc()),
+                        SeenAction::Forward {
+                            order: Some(2),
+                            weights: vec![(a.clone(), 100)],
+                            stickiness: Some(Stickiness {
+                                enabled: true,
+                                duration_s: Some(300),
+                            }),
+                        },
+                    ],
+                ),
+                (
+                    RULE_ARN.into(),
+                    vec![SeenAction::Forward {
+                        order: None,
+                        weights: vec![(rule_forward_to.to_string(), 100)],
+                        stickiness: None,
+                    }],
+                ),
+            ],
+            drain_s: vec![(a, 11), (b, 7)],
+        }
+    }
+
+    #[test]
+    fn every_change_of_the_deployment_re_sends_each_points_frame_read_at_launch() {
+        let state = two_points(started());
+        let blue_tg = state.config.target_groups[0].clone();
+        let launch = Event::LaunchDue {
+            seen: seen(&state.config, &blue_tg),
+        };
+        let launched = decide(&state, &launch, NOW).unwrap();
+        assert_eq!(effect_names(&launched.effects), vec!["launch_green"]);
+        let dep = launched.state.deployment.as_ref().unwrap();
+        assert_eq!(dep.frames[LISTENER_ARN].guards, vec![oidc()]);
+        assert_eq!(dep.frames[RULE_ARN], crate::switch::Frame::default());
+        // Green attached at 0 on both points, each with its frame.
+        let green = decide(
+            &launched.state,
+            &Event::GreenLaunched {
+                instance_ids: vec!["i-green1".into(), "i-green2".into()],
+            },
+            NOW,
+        )
+        .unwrap();
+        let points = green
+            .effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::SetTraffic { points, .. } => Some(points.clone()),
+                _ => None,
+            })
+            .expect("green attached");
+        assert_eq!(points.len(), 2);
+        assert_eq!(points[0].frame.as_ref().unwrap().guards, vec![oidc()]);
+        assert_eq!(
+            points[0].frame.as_ref().unwrap().stickiness,
+            Some(Stickiness {
+                enabled: true,
+                duration_s: Some(300)
+            })
+        );
+        assert_eq!(points[1].switch.arn(), RULE_ARN);
+        // The revert plan, once green has traffic, carries both frames (no read on the fast path).
+        let mut canary = green.state.clone();
+        let dep = canary.deployment.as_mut().unwrap();
+        dep.phase = Phase::Verifying { weight: 10, polls: 0 };
+        dep.max_weight = 10;
+        let plan = fast_revert_plan(&canary.service, &canary.config, canary.deployment.as_ref().unwrap()).unwrap();
+        assert_eq!(plan.writes(), points);
+    }
+
+    #[test]
+    fn a_switch_point_greenlight_cannot_own_aborts_before_anything_is_launched() {
+        let state = two_points(started());
+        let launch = Event::LaunchDue {
+            seen: seen(
+                &state.config,
+                "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/other/3",
+            ),
+        };
+        let d = decide(&state, &launch, NOW).unwrap();
+        match phase_of(&d.state) {
+            Phase::Aborting { reason, .. } => {
+                assert!(
+                    reason.contains(RULE_ARN) && reason.contains("targetgroup/other/3"),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            !effect_names(&d.effects).contains(&"launch_green".to_string()),
+            "{:?}",
+            d.effects
+        );
+        assert!(!effect_names(&d.effects).contains(&"set_traffic".to_string()));
+    }
+
+    #[test]
+    fn fleets_drain_for_their_target_groups_own_delay() {
+        let state = two_points(started());
+        let blue_tg = state.config.target_groups[0].clone();
+        let launch = Event::LaunchDue {
+            seen: seen(&state.config, &blue_tg),
+        };
+        let mut s = decide(&state, &launch, NOW).unwrap().state;
+        let dep = s.deployment.as_mut().unwrap();
+        dep.green_instances = vec!["i-green1".into()];
+        dep.phase = Phase::Baking { until: NOW };
+        dep.max_weight = 100;
+        let retire = decide(
+            &s,
+            &Event::RetireDue {
+                blue_forwarded_by: None,
+                analysis: None,
+            },
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(phase_of(&retire.state), &Phase::Retiring { drain_until: NOW + 11 });
+        // An abort of a touched green waits for the fence, then green's own 7 s.
+        let mut canary = s.clone();
+        let dep = canary.deployment.as_mut().unwrap();
+        dep.phase = Phase::Verified { weight: 10 };
+        dep.max_weight = 10;
+        let abort = decide(&canary, &Event::Abort { reason: "x".into() }, NOW).unwrap();
+        match phase_of(&abort.state) {
+            Phase::Aborting { drain_until, .. } => assert_eq!(*drain_until, NOW + sample().max_invocation_s + 7),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn blue_is_not_retired_while_any_listener_or_rule_forwards_to_it_and_the_refusal_names_it() {
+        let s = in_phase(Phase::Baking { until: NOW }, 100);
+        let refused = decide(
+            &s,
+            &Event::RetireDue {
+                blue_forwarded_by: Some(RULE_ARN.into()),
+                analysis: None,
+            },
+            NOW,
+        )
+        .unwrap_err();
+        assert!(refused.to_string().contains(RULE_ARN), "{refused}");
+        assert!(matches!(refused, Refusal::BlueStillServing { .. }));
+    }
+
+    #[test]
+    fn a_shift_is_held_when_green_stopped_being_healthy_since_its_gates() {
+        let s = in_phase(Phase::Verified { weight: 10 }, 10);
+        let held = decide(
+            &s,
+            &Event::ShiftDue {
+                green_unready: Some("i-green2 unhealthy".into()),
+                analysis: None,
+            },
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(phase_of(&held.state), &Phase::Verifying { weight: 10, polls: 0 });
+        assert!(held.effects.is_empty(), "no traffic change: {:?}", held.effects);
+        let mark = &held.state.deployment.as_ref().unwrap().timeline.last().unwrap().note;
+        assert!(mark.contains("i-green2 unhealthy"), "{mark}");
+        // Healthy: the shift goes ahead.
+        let shifted = decide(
+            &s,
+            &Event::ShiftDue {
+                green_unready: None,
+                analysis: None,
+            },
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(phase_of(&shifted.state), &Phase::Shifting { from: 10, to: 50 });
+    }
+
+    #[test]
+    fn a_fleet_with_sticky_clients_leaves_its_group_only_once_their_cookies_expired() {
+        let state = two_points(started());
+        let blue_tg = state.config.target_groups[0].clone();
+        let mut s = decide(
+            &state,
+            &Event::LaunchDue {
+                seen: seen(&state.config, &blue_tg),
+            },
+            NOW,
+        )
+        .unwrap()
+        .state;
+        // The listener's forward is sticky for 300 s; make it longer than the bake window.
+        let dep = s.deployment.as_mut().unwrap();
+        let sticky = 5 * sample().bake_window_s;
+        dep.frames.get_mut(LISTENER_ARN).unwrap().stickiness = Some(Stickiness {
+            enabled: true,
+            duration_s: Some(sticky as i32),
+        });
+        dep.green_instances = vec!["i-green1".into()];
+        dep.phase = Phase::Verified { weight: 100 };
+        dep.max_weight = 100;
+        let live = decide(&s, &Event::FinalizeDue, NOW).unwrap();
+        assert_eq!(phase_of(&live.state), &Phase::Baking { until: NOW + sticky });
+        // Promoted: the bake window is skipped, the cookies' lifetime is not.
+        let mut promoted = s.clone();
+        promoted.deployment.as_mut().unwrap().promoted_by = Some("eng".into());
+        let live = decide(&promoted, &Event::FinalizeDue, NOW).unwrap();
+        assert_eq!(phase_of(&live.state), &Phase::Baking { until: NOW + sticky });
+        // An aborted green that had traffic stays registered until its sticky clients left.
+        let dep = s.deployment.as_mut().unwrap();
+        dep.phase = Phase::Verified { weight: 10 };
+        dep.max_weight = 10;
+        let aborted = decide(&s, &Event::Abort { reason: "x".into() }, NOW).unwrap();
+        let dep = aborted.state.deployment.as_ref().unwrap();
+        assert_eq!(green_deregistrable_at(&aborted.state.config, dep), Some(NOW + sticky));
+        assert!(!effect_names(&aborted.effects).contains(&"deregister_targets".to_string()));
+        match dep.phase {
+            Phase::Aborting { drain_until, .. } => assert_eq!(drain_until, NOW + sticky + 7),
+            ref other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_test_route_opens_with_green_and_closes_on_every_way_out() {
+        let route = |effects: &[Effect]| -> Vec<String> {
+            all_effect_names(effects)
+                .into_iter()
+                .filter(|name| name.ends_with("_test_route"))
+                .collect()
+        };
+        let open = vec!["open_test_route".to_string()];
+        let close = vec!["close_test_route".to_string()];
+        let launched = Event::GreenLaunched {
+            instance_ids: vec!["i-green1".into(), "i-green2".into()],
+        };
+        let verifying0 = in_phase(Phase::Verifying { weight: 0, polls: 0 }, 0);
+        let mut launching = started();
+        launching.deployment.as_mut().unwrap().phase = Phase::Launching;
+        let table: Vec<(&str, State, Event, Vec<String>)> = vec![
+            ("green launched", launching.clone(), launched.clone(), open.clone()),
+            (
+                "a launch delivered again",
+                verifying0.clone(),
+                Event::LaunchDue {
+                    seen: Default::default(),
+                },
+                open.clone(),
+            ),
+            (
+                "green live",
+                in_phase(Phase::Verified { weight: 100 }, 100),
+                Event::FinalizeDue,
+                close.clone(),
+            ),
+            (
+                "blue retired",
+                in_phase(Phase::Baking { until: NOW }, 100),
+                Event::RetireDue {
+                    blue_forwarded_by: None,
+                    analysis: None,
+                },
+                close.clone(),
+            ),
+            (
+                "a failed step",
+                in_phase(Phase::Verified { weight: 10 }, 10),
+                Event::Abort { reason: "x".into() },
+                close.clone(),
+            ),
+            (
+                "a failed gate's abort continued",
+                in_phase(
+                    Phase::Aborting {
+                        reason: "x".into(),
+                        drain_until: NOW,
+                    },
+                    0,
+                ),
+                Event::Abort { reason: "x".into() },
+                close.clone(),
+            ),
+            (
+                "an engineer's abort",
+                verifying0.clone(),
+                Event::AbortRequested {
+                    requested_by: "eng".into(),
+                    reason: "no".into(),
+                },
+                close.clone(),
+            ),
+            (
+                "superseded",
+                verifying0.clone(),
+                Event::Supersede {
+                    reason: "v3".into(),
+                    resume: false,
+                },
+                close.clone(),
+            ),
+            (
+                "a step of an aborted deployment",
+                in_phase(Phase::Aborted { reason: "x".into() }, 0),
+                Event::LaunchDue {
+                    seen: Default::default(),
+                },
+                close.clone(),
+            ),
+            (
+                "a step of a finished deployment",
+                in_phase(Phase::Succeeded, 100),
+                Event::ShiftDue {
+                    green_unready: None,
+                    analysis: None,
+                },
+                close.clone(),
+            ),
+            (
+                "a shift",
+                in_phase(Phase::Verified { weight: 10 }, 10),
+                Event::ShiftDue {
+                    green_unready: None,
+                    analysis: None,
+                },
+                vec![],
+            ),
+            // Nothing launched, so no route: the abort does not wait on the load balancer.
+            (
+                "an abort before launch",
+                launching.clone(),
+                Event::Abort { reason: "x".into() },
+                vec![],
+            ),
+            (
+                "a health poll",
+                in_phase(Phase::Verifying { weight: 10, polls: 0 }, 10),
+                Event::HealthObserved {
+                    report: healthy_report(true),
+                },
+                vec![],
+            ),
+        ];
+        for (what, state, event, want) in table {
+            let d = decide(&state, &event, NOW).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(route(&d.effects), want, "{what}");
+        }
+        // A rollback during the canary closes it too (the revert's abort effects).
+        let canary = in_phase(Phase::Verifying { weight: 10, polls: 0 }, 10);
+        let rollback = Event::Revert {
+            request: RevertRequest {
+                service: "checkout".into(),
+                trigger: Trigger::Engineer,
+                requested_by: "eng".into(),
+                reason: "bad".into(),
+                to_version: None,
+                event_id: "ev-1".into(),
+                event_time_ms: NOW * 1000,
+            },
+            received_at_ms: NOW * 1000,
+            flipped_at_ms: None,
+        };
+        let d = decide(&canary, &rollback, NOW).unwrap();
+        assert_eq!(route(&d.effects), close, "a rollback");
+        // The route is on the first switch point's listener, to green only.
+        let d = decide(&launching, &launched, NOW).unwrap();
+        let opened = d.effects.iter().find_map(|e| match e {
+            Effect::OpenTestRoute {
+                listener_arn,
+                deploy_id,
+                target_group,
+            } => Some((listener_arn.clone(), deploy_id.clone(), target_group.clone())),
+            _ => None,
+        });
+        let dep = d.state.deployment.unwrap();
+        assert_eq!(opened, Some((LISTENER_ARN.to_string(), dep.deploy_id, dep.green_tg)));
+    }
+}
+
+/// retire-blue's refusal names the forwarder's whole ARN (a rule's is the longest) and blue's
+/// group by name, short enough to survive abort-deployment's 300-character cut of the step
+/// failure's cause ("retire-blue: refused: ..."). Found by the e2e test of a rule added by
+/// hand: with both ARNs in full the group's was cut off mid-ARN in the timeline.
+#[test]
+fn the_blue_still_serving_refusal_fits_in_a_step_failures_cause() {
+    let rule = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener-rule/app/checkout-production-alb/caeb05f4791f2505/b42f7c0254679ee0/c7cc8f1079953e55";
+    let group =
+        "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/checkout-production-b/d46a5e3c1b2a9f80";
+    let refusal = Refusal::BlueStillServing {
+        target_group: group.into(),
+        by: rule.into(),
+    }
+    .to_string();
+    assert_eq!(
+        refusal,
+        format!("refusing to retire blue: {rule} still forwards traffic to target group checkout-production-b")
+    );
+    let cause = format!("retire-blue: refused: {refusal}");
+    assert!(
+        cause.chars().count() <= 300,
+        "{} characters: {cause}",
+        cause.chars().count()
+    );
+}
+
+/// Sim seed 542 (found when the simulator's invariants first checked drains against the
+/// group's own delay): an engineer's abort during a canary committed `Aborting` and its run
+/// crashed before its listener change, so green kept its canary weight; a later run put
+/// traffic back after the first `drain_until` (the fence plus the drain, counted from the
+/// abort's decision), and a redelivered abort request then deregistered and terminated green
+/// 11 s after its last new connection, its group draining for 41 s. Green now drains from
+/// when its traffic was read back off it (`traffic_back_at`), and nothing terminates it
+/// before that is known.
+#[test]
+fn a_green_whose_traffic_came_back_late_drains_from_then_not_from_the_abort() {
+    let fence = sample().max_invocation_s;
+    let drain = 41;
+    let mut canary = in_phase(Phase::Verified { weight: 10 }, 10);
+    let green_tg = canary.deployment.as_ref().unwrap().green_tg.clone();
+    canary.deployment.as_mut().unwrap().drain_s.insert(green_tg, drain);
+    // The abort committed; its listener change never ran.
+    let aborting = decide(&canary, &abort_requested(), NOW).unwrap().state;
+    let late = NOW + fence + drain + 60;
+    // Past the first drain_until, with traffic never read back off green: traffic back and
+    // deregister (the fence has passed), but no termination in the same run.
+    let d = decide(&aborting, &abort_requested(), late).unwrap();
+    assert_eq!(
+        effect_names(&d.effects),
+        vec!["set_traffic", "deregister_targets", "start_execution"]
+    );
+    // That run's listener change read back: green drains from now.
+    let back = traffic_back_at(&aborting, late);
+    let dep = back.deployment.as_ref().unwrap();
+    assert_eq!(dep.traffic_back_at, Some(late));
+    assert!(
+        matches!(dep.phase, Phase::Aborting { drain_until, .. } if drain_until == late + drain),
+        "{:?}",
+        dep.phase
+    );
+    let config = &back.config;
+    assert_eq!(
+        crate::plan::route(config, dep, late).wait_s,
+        drain,
+        "the clean-up waits for the drain"
+    );
+    let early = decide(&back, &abort_requested(), late + drain - 1).unwrap();
+    assert!(!effect_names(&early.effects).contains(&"terminate_instances".to_string()));
+    let drained = decide(&back, &abort_requested(), late + drain).unwrap();
+    assert!(effect_names(&drained.effects).contains(&"terminate_instances".to_string()));
+    // Confirmed again later (a re-applied change): the drain does not move.
+    let again = traffic_back_at(&back, late + 5);
+    assert_eq!(again.deployment, back.deployment);
+    // On time (the usual case), the drain is the abort's: fence plus the group's delay.
+    let on_time = traffic_back_at(&aborting, NOW);
+    let dep = on_time.deployment.as_ref().unwrap();
+    assert!(
+        matches!(dep.phase, Phase::Aborting { drain_until, .. } if drain_until == NOW + fence + drain),
+        "{:?}",
+        dep.phase
+    );
+}
+
+/// I33/I34: at a judged step's deadline, `inconclusive: continue` moves on only when the
+/// window was fetched; a step that never had a complete metric period (too early at its
+/// deadline: e.g. `max_step_s` shorter than a period plus the lag) has no data and aborts,
+/// like one whose metrics were unreadable.
+#[test]
+fn an_inconclusive_step_continues_as_declared_only_on_fetched_data() {
+    use crate::analysis::{Analysis, AnalysisRecord, Evidence, Inconclusive, Observation};
+    let mut state = in_phase(Phase::Verified { weight: 25 }, 25);
+    let mut analysis: Analysis = serde_json::from_value(
+        serde_json::json!({"metrics": [{"error_rate": {"tolerance_pp": 0.5}}], "max_step_s": 120}),
+    )
+    .unwrap();
+    analysis.inconclusive = Inconclusive::Continue;
+    state.config.analysis = Some(analysis);
+    state.deployment.as_mut().unwrap().analysis = Some(AnalysisRecord {
+        since: NOW - 130,
+        weight: 25,
+        next_at: NOW,
+        ..AnalysisRecord::default()
+    });
+    let shift = |observation: Observation| {
+        let event = Event::ShiftDue {
+            green_unready: None,
+            analysis: Some(observation),
+        };
+        let next = decide(&state, &event, NOW).unwrap().state;
+        let dep = next.deployment.unwrap();
+        let action = dep.analysis.unwrap().evaluations.last().unwrap().action.clone();
+        (dep.phase.name(), action)
+    };
+    let fetched = Observation::Fetched {
+        from: NOW - 120,
+        to: NOW - 60,
+        evidence: Evidence {
+            metrics: vec![],
+            horizon_periods: 2,
+        },
+    };
+    assert_eq!(shift(fetched), ("shifting", "next step".to_string()));
+    assert_eq!(shift(Observation::TooEarly), ("aborting", "abort".to_string()));
+    let unavailable = Observation::Unavailable {
+        why: "throttled".into(),
+    };
+    assert_eq!(shift(unavailable), ("aborting", "abort".to_string()));
+}
+
+mod canary;

@@ -2,10 +2,11 @@
 //! with, and the names and small predicates the families share about them. Below every
 //! family module (each imports from here, none from its parent).
 
-use crate::config::{LaunchSettings, Switch};
+use crate::config::LaunchSettings;
 use crate::model::PhaseName;
 use crate::model::State;
-use crate::request::{HealthReport, ImageFacts, ImageRequest, RevertRequest};
+use crate::request::{HealthReport, ImageFacts, ImageRequest, LaunchObservation, RevertRequest};
+use crate::switch::PointWrite;
 use crate::version::VersionError;
 use serde::{Deserialize, Serialize};
 
@@ -21,14 +22,26 @@ pub enum Event {
         #[serde(default)]
         firing_alarms: Vec<String>,
     },
-    /// launch-green is due.
-    LaunchDue,
+    /// launch-green is due; `seen`: the switch points and target groups as it read them
+    /// while launching (empty in any other phase).
+    LaunchDue {
+        #[serde(default)]
+        seen: LaunchObservation,
+    },
     /// Green instances exist (launched now, or found from an earlier delivery).
     GreenLaunched { instance_ids: Vec<String> },
     /// check-health observed green.
     HealthObserved { report: HealthReport },
-    /// shift-traffic is due.
-    ShiftDue,
+    /// shift-traffic is due; `green_unready`: why green is not healthy any more, when
+    /// shift-traffic found it so just before an increase (None: every target healthy, or
+    /// not observed in this phase).
+    ShiftDue {
+        #[serde(default)]
+        green_unready: Option<String>,
+        /// Canary analysis of the step green is in, when one is due (None: not observed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        analysis: Option<crate::analysis::Observation>,
+    },
     /// The switch point now gives green `weight` % (since `at_ms`, milliseconds).
     TrafficApplied { weight: u8, at_ms: u64 },
     /// Roll the service back to the release before this deployment. `flipped_at_ms`: when
@@ -41,8 +54,15 @@ pub enum Event {
     },
     /// finalize is due.
     FinalizeDue,
-    /// retire-blue is due; `blue_serving`: the switch point still forwards to blue.
-    RetireDue { blue_serving: bool },
+    /// retire-blue is due; `blue_forwarded_by`: a listener or rule (its ARN) of the load
+    /// balancers blue's target group is on that still forwards traffic to it, read from AWS.
+    RetireDue {
+        #[serde(default)]
+        blue_forwarded_by: Option<String>,
+        /// Canary analysis of the bake window, when one is due before the window ends.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        analysis: Option<crate::analysis::Observation>,
+    },
     /// The old fleet is terminated.
     BlueTerminated,
     /// Abort requested (a failed step, or an operator).
@@ -97,13 +117,25 @@ pub enum Effect {
         instance_ids: Vec<String>,
         port: u16,
     },
-    /// Point the switch at blue and green with green at `green_weight` %.
+    /// Point every switch point at blue and green with green at `green_weight` %: one
+    /// ModifyListener or ModifyRule per point (concurrently), each re-sending its frame.
     SetTraffic {
-        switch: Switch,
+        points: Vec<PointWrite>,
         blue_tg: Option<String>,
         green_tg: String,
         green_weight: u8,
     },
+    /// Make sure the deployment's test route exists: a rule on `listener_arn` (the lowest
+    /// unused priority, tagged with the deploy id) forwarding requests that carry
+    /// [`crate::switch::TEST_ROUTE_HEADER`]` = deploy_id` to `target_group` only. Found, not
+    /// created again, when it exists. It also makes the load balancer health-check green.
+    OpenTestRoute {
+        listener_arn: String,
+        deploy_id: String,
+        target_group: String,
+    },
+    /// Delete the deployment's test route, if any (idempotent).
+    CloseTestRoute { listener_arn: String, deploy_id: String },
     /// Deregister instances (starts connection draining).
     DeregisterTargets {
         target_group: String,
@@ -230,8 +262,10 @@ pub enum Refusal {
     },
     #[error("deployment {deploy_id} is not stuck: {why}")]
     NotStuck { deploy_id: String, why: String },
-    #[error("refusing to retire blue: the switch point still forwards traffic to {target_group}")]
-    BlueStillServing { target_group: String },
+    /// The target group by its name: the whole message must fit in the step failure's cause,
+    /// which abort-deployment cuts at 300 characters, with `by` (a rule's ARN is long) in full.
+    #[error("refusing to retire blue: {by} still forwards traffic to target group {}", short_arn(.target_group))]
+    BlueStillServing { target_group: String, by: String },
 }
 
 impl crate::inbound::SteerRequest {
@@ -262,9 +296,9 @@ pub fn short_arn(arn: &str) -> &str {
 pub(super) fn own_step(event: &Event) -> bool {
     matches!(
         event,
-        Event::LaunchDue
+        Event::LaunchDue { .. }
             | Event::HealthObserved { .. }
-            | Event::ShiftDue
+            | Event::ShiftDue { .. }
             | Event::FinalizeDue
             | Event::RetireDue { .. }
             | Event::Abort { .. }
@@ -275,10 +309,10 @@ pub(super) fn own_step(event: &Event) -> bool {
 pub fn event_name(event: &Event) -> &'static str {
     match event {
         Event::Start { .. } => "start",
-        Event::LaunchDue => "launch_due",
+        Event::LaunchDue { .. } => "launch_due",
         Event::GreenLaunched { .. } => "green_launched",
         Event::HealthObserved { .. } => "health_observed",
-        Event::ShiftDue => "shift_due",
+        Event::ShiftDue { .. } => "shift_due",
         Event::TrafficApplied { .. } => "traffic_applied",
         Event::Revert { .. } => "revert",
         Event::FinalizeDue => "finalize_due",

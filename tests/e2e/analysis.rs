@@ -115,8 +115,11 @@ async fn a_healthy_canary_moves_on_evidence_that_green_is_no_worse() {
         .find(|e| e.verdict == Verdict::NoWorse)
         .unwrap();
     let metric = &evaluation.metrics[0];
+    // Green needs about 100 clean requests for a no-worse e-value of 200 at 5 points of
+    // tolerance; blue, judged in the same window at the same weight, has a comparable count
+    // (the split is random per request, so neither is reliably the larger).
     assert!(
-        metric.green.total >= 100 && metric.blue.total > metric.green.total,
+        metric.green.total >= 100 && metric.blue.total >= 50,
         "both groups' counts explain it: {metric:?}"
     );
     assert!(metric.e_no_worse.0 >= metric.threshold_no_worse.0, "{metric:?}");

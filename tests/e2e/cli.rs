@@ -324,6 +324,27 @@ async fn register_creates_a_new_service_and_an_invalid_file_changes_nothing() {
         "nothing registered"
     );
 
+    // An approval pause that cannot work is refused with the way to fix it; a misspelt one
+    // is named.
+    for (steps, problem) in [
+        (json!([10, 100, "pause"]), "a \"pause\" after 100"),
+        (json!([10, "pause", "pause", 100]), "in a row"),
+        (
+            json!([10, "paus", 100]),
+            "\"paus\" is neither a percentage nor \"pause\"",
+        ),
+    ] {
+        let mut paused = registration(&env, &bad_name);
+        paused["rollout"]["canary_steps"] = steps;
+        let run = cli(&env, &["service", "register", &write_temp(&bad_name, &paused)]).await;
+        assert_eq!(run.code, 1, "{run:#?}");
+        assert!(run.stderr.contains(problem), "stderr should say {problem}: {run:#?}");
+        assert!(
+            ledger.load(&bad_name, None).await.unwrap().is_none(),
+            "nothing registered"
+        );
+    }
+
     // Unknown fields are named; an unreadable file is a usage error.
     let mut typo = registration(&env, &bad_name);
     typo["bake_window"] = 5.into();

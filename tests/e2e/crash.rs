@@ -27,7 +27,7 @@ use greenlight_adapters::chaos::{crashing, Tripwire};
 use greenlight_adapters::{tags, AdapterError, AdapterResult, Orchestrator, Ports};
 use greenlight_core::config::{ReconcilePolicy, Remedy, ServiceConfig};
 use greenlight_core::decide::{HealthReport, TargetState};
-use greenlight_core::inbound::{ABORT_REQUESTED, ROLLBACK_REQUESTED};
+use greenlight_core::inbound::{ABORT_REQUESTED, PROMOTE_REQUESTED, ROLLBACK_REQUESTED};
 use greenlight_core::model::{Deployment, Phase, PhaseName, Release};
 use greenlight_core::plan::{Step, StepInput, StepOutput};
 use greenlight_e2e::{image_published, quick, sample_event, unique, App, Env};
@@ -182,6 +182,40 @@ const ABORT_IN_CANARY: Scenario = Scenario {
                 .env
                 .request_event(ABORT_REQUESTED, "abort-1", "alice", "canary looks wrong");
             d.steer(abort).await;
+            d.run_started().await;
+            d.resume(0).await;
+        })
+    },
+};
+
+/// v2's canary pauses at 50 % for an approval; an engineer approves it: steer-deployment,
+/// the follow-up execution that moves green to 100 % and on to success, then the
+/// deployment's own execution waking after the pause's wait (it finds the deployment done).
+const APPROVED_PAUSE: Scenario = Scenario {
+    name: "engineer approves a paused canary",
+    prefix: "crash-pause",
+    own_table: false,
+    spec: |s| Spec {
+        canary_steps: vec![50, 100],
+        pauses: vec![50],
+        pause_timeout_s: 3600,
+        step_wait_s: 0,
+        bake_window_s: 0,
+        deregistration_delay_s: 0,
+        ..quick(s)
+    },
+    script: |d| {
+        Box::pin(async move {
+            let event = d.image_event("v2").await;
+            d.start(event).await;
+            // The pause: shift-traffic at 50 % routes to itself after the pause's long wait.
+            d.run_until(0, |step, out| step == Step::ShiftTraffic && out.wait_s > 60)
+                .await;
+            d.act();
+            let approve = d
+                .env
+                .request_event(PROMOTE_REQUESTED, "approve-1", "carol", "50% looks right");
+            d.steer(approve).await;
             d.run_started().await;
             d.resume(0).await;
         })
@@ -490,6 +524,11 @@ async fn a_crash_after_any_call_of_a_rollback_redeployment_changes_nothing_in_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_any_call_of_an_engineers_abort_changes_nothing_in_the_end() {
     sweep(ABORT_IN_CANARY).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_any_call_of_an_approved_pause_changes_nothing_in_the_end() {
+    sweep(APPROVED_PAUSE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

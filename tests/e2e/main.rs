@@ -23,6 +23,8 @@
 //! - `refusals`: downgrades, malformed events, unknown services, wrong-owner AMIs;
 //! - `revert`: rollbacks (engineer, alarm) during a canary and the bake window, hygiene;
 //! - `steer`: engineers abort or promote the deployment in flight;
+//! - `pauses`: approval pauses hold green at their step until `greenlight promote` approves,
+//!   or until their timeout, then abort or continue as declared;
 //! - `routes`: the deployment's test route to green through the load balancer: the smoke test
 //!   on it, closed on every way out, a first deployment with nothing live;
 //! - `switches`: several switch points per service: all move together, frames (authentication,
@@ -51,6 +53,7 @@ mod idempotency;
 mod infra;
 mod ledger;
 mod modules;
+mod pauses;
 mod reconcile;
 mod refusals;
 mod revert;

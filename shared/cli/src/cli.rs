@@ -235,13 +235,17 @@ In AWS: STS GetCallerIdentity, DynamoDB reads, EventBridge PutEvents.",
     )]
     Abort(SteerArgs),
 
-    /// Finish the deployment in flight now: publish PromoteRequested (skip canary steps and bake window).
+    /// Approve a paused canary, or finish the deployment in flight now (PromoteRequested).
     #[command(
         long_about = "Promote the deployment in flight: publish `PromoteRequested` (source `greenlight`, detail \
 {service, reason, requested_by}).
 
-greenlight's steer-deployment function receives it: the remaining canary steps and the bake window are skipped \
-(green goes to 100 %, then the previous fleet is retired). The health gates still apply.
+greenlight's steer-deployment function receives it:
+- while green waits in an approval pause (`\"pause\"` in the registration's `canary_steps`; `greenlight \
+status` shows PAUSED), it approves that pause: green goes on to its next step and the rest of the canary \
+(further steps, pauses and analysis) still applies;
+- otherwise the remaining canary steps and the bake window are skipped (green goes to 100 %, then the \
+previous fleet is retired). The health gates still apply. Promote again after an approval to skip the rest.
 
 Refused (exit 1, nothing published) when the ledger shows no deployment in flight.
 

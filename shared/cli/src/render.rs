@@ -269,8 +269,28 @@ pub fn status(s: &Status) -> String {
             let _ = writeln!(out, "  requested {} by {}{why}", d.started_at, d.requested_by);
             let polls = d.polls.map_or(String::new(), |p| format!(", {p} health poll(s)"));
             let _ = writeln!(out, "  phase     {}   for {}{polls}", d.phase, duration(d.in_phase_s));
-            let steps: Vec<String> = d.canary_steps.iter().map(|w| format!("{w}%")).collect();
-            let _ = writeln!(out, "  canary    {}   steps {}", bar(d.weight), steps.join(" → "));
+            let _ = writeln!(
+                out,
+                "  canary    {}   steps {}",
+                bar(d.weight),
+                steps_with_pauses(&d.canary_steps, &d.pauses)
+            );
+            if let Some(p) = &d.paused {
+                let _ = writeln!(
+                    out,
+                    "  PAUSED    at {}% since {} ({}), waiting for {}; until {} (in {}), then {}",
+                    p.weight,
+                    p.since,
+                    duration(p.paused_for_s),
+                    p.waiting_for,
+                    p.until,
+                    duration(p.remaining_s),
+                    p.on_timeout
+                );
+            }
+            for line in &d.pauses_ended {
+                let _ = writeln!(out, "  pause     {line}");
+            }
             if let (Some(until), Some(left)) = (&d.bake_until, d.bake_remaining_s) {
                 let _ = writeln!(out, "  bake      {} left (until {until})", duration(left));
             }
@@ -308,6 +328,21 @@ pub fn status(s: &Status) -> String {
     out.push('\n');
     out.push_str(&target_rows(&s.target_groups));
     out
+}
+
+/// The canary's steps with its approval pauses: `pause → 10% → pause → 50% → 100%`.
+fn steps_with_pauses(steps: &[u8], pauses: &[u8]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if pauses.contains(&0) {
+        parts.push("pause".into());
+    }
+    for &w in steps {
+        parts.push(format!("{w}%"));
+        if w > 0 && pauses.contains(&w) {
+            parts.push("pause".into());
+        }
+    }
+    parts.join(" → ")
 }
 
 /// Where a weight was judged: `10%`, or `100% (bake)`.
@@ -563,6 +598,14 @@ pub fn status_line(s: &Status) -> (String, String) {
             let bake = d
                 .bake_remaining_s
                 .map_or(String::new(), |left| format!("; bake {} left", duration(left)));
+            let paused = d.paused.as_ref().map_or(String::new(), |p| {
+                format!(
+                    "; PAUSED at {}%, waiting for `greenlight promote` ({} left)",
+                    p.weight,
+                    duration(p.remaining_s)
+                )
+            });
+            let bake = format!("{paused}{bake}");
             (
                 format!(
                     "{} {} {} {} | {}",
@@ -587,7 +630,15 @@ pub fn status_line(s: &Status) -> (String, String) {
 /// A registration as text.
 pub fn registration(c: &ServiceConfig) -> String {
     let mut out = String::new();
-    let steps: Vec<String> = c.rollout.canary_steps.iter().map(|w| format!("{w}%")).collect();
+    let pauses = if c.rollout.pauses.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; a pause waits up to {}s for `greenlight promote`, then {}",
+            c.rollout.pause_timeout_s,
+            c.rollout.on_pause_timeout.as_str()
+        )
+    };
     let rows: Vec<(&str, String)> = vec![
         ("service", c.service.clone()),
         (
@@ -636,7 +687,11 @@ pub fn registration(c: &ServiceConfig) -> String {
         ),
         (
             "rollout",
-            format!("{}, {}s between steps", steps.join(" → "), c.rollout.step_wait_s),
+            format!(
+                "{}, {}s between steps{pauses}",
+                steps_with_pauses(&c.rollout.canary_steps, &c.rollout.pauses),
+                c.rollout.step_wait_s
+            ),
         ),
         ("bake window", duration(c.bake_window_s)),
         ("drain", duration(c.deregistration_delay_s)),

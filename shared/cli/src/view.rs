@@ -134,6 +134,72 @@ pub struct DeploymentView {
     /// Canary analysis: the weight judged, the next evaluation, the registration's
     /// tolerances and the last evaluation with its numbers (None without analysis).
     pub analysis: Option<AnalysisView>,
+    /// The registration's approval pauses: the weights after which green waits (0: before
+    /// any traffic).
+    pub pauses: Vec<u8>,
+    /// The pause green waits in now: who it waits for, since when, until when.
+    pub paused: Option<PauseView>,
+    /// How each pause this deployment reached ended, in a line each.
+    pub pauses_ended: Vec<String>,
+}
+
+/// An approval pause that waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PauseView {
+    pub weight: u8,
+    pub since: String,
+    pub paused_for_s: u64,
+    pub until: String,
+    pub remaining_s: u64,
+    /// What happens at `until` if nobody approves: `abort` or `continue`.
+    pub on_timeout: String,
+    /// Who it waits for, as a command.
+    pub waiting_for: String,
+}
+
+impl PauseView {
+    fn new(dep: &Deployment, config: &ServiceConfig, now: u64) -> Option<Self> {
+        let until = greenlight_core::pausing::waiting_until(config, dep)?;
+        let pause = dep.pauses.iter().find(|p| p.ended.is_none() && p.until == until)?;
+        Some(PauseView {
+            weight: pause.weight,
+            since: format_time(pause.since),
+            paused_for_s: now.saturating_sub(pause.since),
+            until: format_time(until),
+            remaining_s: until.saturating_sub(now),
+            on_timeout: config.rollout.on_pause_timeout.as_str().into(),
+            waiting_for: format!(
+                "an engineer: `greenlight promote {} --reason ...` approves it (abort and rollback act as usual)",
+                dep.service
+            ),
+        })
+    }
+}
+
+/// How a pause ended, in a line.
+fn pause_ended(pause: &greenlight_core::model::PauseRecord) -> Option<String> {
+    use greenlight_core::model::PauseEnd;
+    let w = pause.weight;
+    Some(match pause.ended.as_ref()? {
+        PauseEnd::Approved {
+            at,
+            requested_by,
+            reason,
+            ..
+        } => format!(
+            "pause at {w}% approved by {requested_by} at {}: {reason}",
+            format_time(*at)
+        ),
+        PauseEnd::TimedOut { at, action } => format!(
+            "pause at {w}% not approved by {}: {}",
+            format_time(*at),
+            action.as_str()
+        ),
+        PauseEnd::Withdrawn { at } => format!(
+            "pause at {w}% withdrawn at {} (no longer in the registration)",
+            format_time(*at)
+        ),
+    })
 }
 
 /// Green's traffic share the phase asks for.
@@ -186,6 +252,9 @@ impl DeploymentView {
             promoted_by: dep.promoted_by.clone(),
             last_note: dep.timeline.last().map(|m| m.note.clone()),
             analysis: dep.analysis.as_ref().map(|r| AnalysisView::new(dep, r, config, now)),
+            pauses: config.rollout.pauses.clone(),
+            paused: PauseView::new(dep, config, now),
+            pauses_ended: dep.pauses.iter().filter_map(pause_ended).collect(),
         }
     }
 }

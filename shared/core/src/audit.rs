@@ -755,6 +755,7 @@ mod tests {
             revert: None,
             rollback: false,
             promoted_by: None,
+            pauses: vec![],
             late_failures: 0,
             resumes: 0,
             last_resume: None,

@@ -265,14 +265,27 @@ pub struct SmokeCheck {
 }
 
 /// Rollout shape.
+///
+/// In the registration, `canary_steps` lists green's weights and, between them, approval
+/// pauses: `[10, "pause", 50, 100]` moves green to 10 %, waits for an engineer's `greenlight
+/// promote` (or `pause_timeout_s`, then `on_pause_timeout`), then goes on to 50 % and 100 %.
+/// A pause first (`["pause", 10, 100]`) waits with green verified at 0 %, before any user
+/// traffic. In memory the weights stay a plain list and the pauses are the weights they
+/// follow ([`Rollout::pauses`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RolloutWire", into = "RolloutWire")]
 pub struct Rollout {
     /// Green's traffic percentages, strictly increasing, ending at 100. `[100]` = all at once.
     pub canary_steps: Vec<u8>,
     /// Wait after each canary step before checking health again (seconds).
-    #[serde(default)]
     pub step_wait_s: u64,
+    /// The weights after which green waits for an engineer's approval (0: before any user
+    /// traffic), in order. A weight listed twice, or 100, is refused by [`ServiceConfig::validate`].
+    pub pauses: Vec<u8>,
+    /// How long a pause waits for its approval (seconds).
+    pub pause_timeout_s: u64,
+    /// What a pause does when nobody approved it in time.
+    pub on_pause_timeout: OnPauseTimeout,
 }
 
 impl Default for Rollout {
@@ -280,6 +293,155 @@ impl Default for Rollout {
         Rollout {
             canary_steps: vec![100],
             step_wait_s: 0,
+            pauses: vec![],
+            pause_timeout_s: DEFAULT_PAUSE_TIMEOUT_S,
+            on_pause_timeout: OnPauseTimeout::default(),
+        }
+    }
+}
+
+impl Rollout {
+    /// True when green waits for an approval once it is verified at `weight` %.
+    pub fn pauses_after(&self, weight: u8) -> bool {
+        self.pauses.contains(&weight)
+    }
+}
+
+/// A pause's wait for its approval unless the registration says otherwise: one day.
+pub const DEFAULT_PAUSE_TIMEOUT_S: u64 = 86_400;
+
+/// The longest `pause_timeout_s` a registration may set: seven days.
+pub const MAX_PAUSE_TIMEOUT_S: u64 = 7 * 86_400;
+
+/// What an approval pause does when nobody approved it within `pause_timeout_s`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnPauseTimeout {
+    /// Abort: traffic back on blue, green terminated (the default: nobody said yes).
+    #[default]
+    Abort,
+    /// Go on to the next step as if approved.
+    Continue,
+}
+
+impl OnPauseTimeout {
+    /// `abort` or `continue`, as the registration spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnPauseTimeout::Abort => "abort",
+            OnPauseTimeout::Continue => "continue",
+        }
+    }
+}
+
+/// One entry of `canary_steps` as the registration spells it: a weight or `"pause"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StepWire {
+    Weight(u8),
+    Pause,
+}
+
+impl Serialize for StepWire {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StepWire::Weight(weight) => serializer.serialize_u8(*weight),
+            StepWire::Pause => serializer.serialize_str("pause"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StepWire {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = StepWire;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a percentage (1-100) or \"pause\"")
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<StepWire, E> {
+                u8::try_from(n)
+                    .ok()
+                    .filter(|&w| w <= 100)
+                    .map(StepWire::Weight)
+                    .ok_or_else(|| E::custom(format!("canary step {n} is not a percentage (1-100)")))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<StepWire, E> {
+                Err(E::custom(format!("canary step {n} is not a percentage (1-100)")))
+            }
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<StepWire, E> {
+                match word {
+                    "pause" => Ok(StepWire::Pause),
+                    _ => Err(E::custom(format!(
+                        "canary step {word:?} is neither a percentage nor \"pause\""
+                    ))),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// [`Rollout`] as the registration spells it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutWire {
+    canary_steps: Vec<StepWire>,
+    #[serde(default)]
+    step_wait_s: u64,
+    #[serde(default = "default_pause_timeout_s")]
+    pause_timeout_s: u64,
+    #[serde(default)]
+    on_pause_timeout: OnPauseTimeout,
+}
+
+fn default_pause_timeout_s() -> u64 {
+    DEFAULT_PAUSE_TIMEOUT_S
+}
+
+impl TryFrom<RolloutWire> for Rollout {
+    type Error = String;
+
+    fn try_from(wire: RolloutWire) -> Result<Self, String> {
+        let mut canary_steps = Vec::new();
+        let mut pauses = Vec::new();
+        for step in wire.canary_steps {
+            match step {
+                StepWire::Weight(weight) => canary_steps.push(weight),
+                StepWire::Pause => pauses.push(canary_steps.last().copied().unwrap_or(0)),
+            }
+        }
+        Ok(Rollout {
+            canary_steps,
+            step_wait_s: wire.step_wait_s,
+            pauses,
+            pause_timeout_s: wire.pause_timeout_s,
+            on_pause_timeout: wire.on_pause_timeout,
+        })
+    }
+}
+
+impl From<Rollout> for RolloutWire {
+    fn from(rollout: Rollout) -> Self {
+        let mut steps = Vec::new();
+        let pauses_after = |weight: u8| {
+            rollout
+                .pauses
+                .iter()
+                .filter(move |&&w| w == weight)
+                .map(|_| StepWire::Pause)
+        };
+        steps.extend(pauses_after(0));
+        for &weight in &rollout.canary_steps {
+            steps.push(StepWire::Weight(weight));
+            if weight > 0 {
+                steps.extend(pauses_after(weight));
+            }
+        }
+        RolloutWire {
+            canary_steps: steps,
+            step_wait_s: rollout.step_wait_s,
+            pause_timeout_s: rollout.pause_timeout_s,
+            on_pause_timeout: rollout.on_pause_timeout,
         }
     }
 }
@@ -396,6 +558,20 @@ impl ServiceConfig {
                 "rollout.canary_steps must be strictly increasing percentages ending at 100, e.g. [10, 50, 100] or [100]".into(),
             );
         }
+        let pauses = &self.rollout.pauses;
+        if pauses.contains(&100) {
+            problems.push(
+                "rollout.canary_steps: a \"pause\" after 100 has nothing left to approve; put it before the step it guards, e.g. [10, \"pause\", 100]".into(),
+            );
+        }
+        if pauses.windows(2).any(|w| w[0] == w[1]) {
+            problems.push("rollout.canary_steps: two \"pause\" entries in a row are one pause; list it once".into());
+        }
+        if !(1..=MAX_PAUSE_TIMEOUT_S).contains(&self.rollout.pause_timeout_s) {
+            problems.push(format!(
+                "rollout.pause_timeout_s must be between 1 and {MAX_PAUSE_TIMEOUT_S} seconds (7 days; default {DEFAULT_PAUSE_TIMEOUT_S}, a day)"
+            ));
+        }
         if let Some(name) = &self.image_builder_name {
             if name.is_empty() || name.contains('/') {
                 problems.push("image_builder_name must be an Image Builder image name (no '/')".into());
@@ -453,13 +629,15 @@ impl ServiceConfig {
 
     /// The shortest `max_instance_age_s` this registration may set: [`MIN_INSTANCE_AGE_S`],
     /// and twice the longest a deployment runs from its start until its bake window ends (the
-    /// canary steps' waits, every step's health polls, the bake window, the lease), since a
+    /// canary steps' waits, every step's health polls, every pause's timeout, the bake
+    /// window, the lease), since a
     /// fleet's age counts from its deployment's start: shorter, and a re-paved fleet would be
     /// due again as soon as it went live, a re-pave after every scheduled run.
     pub fn min_instance_age_s(&self) -> u64 {
         let steps = self.rollout.canary_steps.len() as u64;
         let polls = (steps + 1) * u64::from(self.health.max_polls) * self.health.poll_interval_s;
-        let deployment = steps * self.rollout.step_wait_s + polls + self.bake_window_s + self.lease_s;
+        let pauses = self.rollout.pauses.len() as u64 * self.rollout.pause_timeout_s;
+        let deployment = steps * self.rollout.step_wait_s + polls + pauses + self.bake_window_s + self.lease_s;
         (2 * deployment).max(MIN_INSTANCE_AGE_S)
     }
 
@@ -521,6 +699,7 @@ pub(crate) mod tests {
             rollout: Rollout {
                 canary_steps: vec![10, 50, 100],
                 step_wait_s: 30,
+                ..Rollout::default()
             },
             bake_window_s: 600,
             deregistration_delay_s: 60,
@@ -683,6 +862,43 @@ pub(crate) mod tests {
         config.alarms = vec![format!("\u{7}{}", "y".repeat(100_000))];
         let err = config.validate().unwrap_err().to_string();
         assert!(err.len() < 1000 && !err.contains('\u{7}'), "{err}");
+    }
+
+    #[test]
+    fn pauses_parse_between_weights_round_trip_and_bad_ones_are_refused_with_a_reason() {
+        let rollout = |steps: serde_json::Value| -> Result<Rollout, String> {
+            serde_json::from_value(serde_json::json!({"canary_steps": steps})).map_err(|e| e.to_string())
+        };
+        let parsed = rollout(serde_json::json!(["pause", 10, "pause", 50, 100])).unwrap();
+        assert_eq!(
+            (parsed.canary_steps.clone(), parsed.pauses.clone()),
+            (vec![10, 50, 100], vec![0, 10])
+        );
+        assert_eq!(
+            (parsed.pause_timeout_s, parsed.on_pause_timeout),
+            (DEFAULT_PAUSE_TIMEOUT_S, OnPauseTimeout::Abort)
+        );
+        assert_eq!(
+            serde_json::to_value(&parsed).unwrap()["canary_steps"],
+            serde_json::json!(["pause", 10, "pause", 50, 100])
+        );
+        assert!(rollout(serde_json::json!([10, "paus", 100]))
+            .unwrap_err()
+            .contains("\"paus\" is neither"));
+        assert!(rollout(serde_json::json!([10, 300]))
+            .unwrap_err()
+            .contains("300 is not a percentage"));
+        let problems = |steps: serde_json::Value, timeout: u64| {
+            let mut config = sample();
+            config.rollout = rollout(steps).unwrap();
+            config.rollout.pause_timeout_s = timeout;
+            config.validate().err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        assert_eq!(problems(serde_json::json!([10, "pause", 100]), 60), "");
+        assert!(problems(serde_json::json!([10, 100, "pause"]), 60).contains("a \"pause\" after 100"));
+        assert!(problems(serde_json::json!([10, "pause", "pause", 100]), 60).contains("in a row"));
+        assert!(problems(serde_json::json!([10, "pause", 100]), 0).contains("pause_timeout_s"));
+        assert!(problems(serde_json::json!([10, "pause", 100]), MAX_PAUSE_TIMEOUT_S + 1).contains("pause_timeout_s"));
     }
 
     #[test]

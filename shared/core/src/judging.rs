@@ -1,7 +1,7 @@
 //! When canary analysis judges a deployment: whether it applies in the deployment's phase,
 //! when its next evaluation is due (the route's wait, `plan`), and the windows judged (what
 //! the steps fetch). Read by `plan`, `decide` and the steps; imports neither `plan` nor
-//! `decide` (both use it).
+//! `decide` (both use it), only `pausing` (a step an approval pause holds is not judged).
 
 use crate::analysis::Analysis;
 use crate::config::ServiceConfig;
@@ -18,7 +18,12 @@ pub fn analysis_of<'a>(config: &'a ServiceConfig, dep: &Deployment) -> Option<&'
         Phase::Baking { .. } => true,
         _ => false,
     };
-    (judged && dep.blue.is_some() && !dep.rollback && dep.promoted_by.is_none()).then_some(analysis)
+    // A step held by an approval pause was judged before the pause began.
+    let paused = match dep.phase {
+        Phase::Verified { weight } => crate::pausing::held_by_pause(config, dep, weight),
+        _ => false,
+    };
+    (judged && !paused && dep.blue.is_some() && !dep.rollback && dep.promoted_by.is_none()).then_some(analysis)
 }
 
 /// When the deployment's next evaluation is due, if it is judged in its phase: a held step

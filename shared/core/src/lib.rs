@@ -18,6 +18,7 @@
 //!   records;
 //! - [`analysis`]: canary analysis: what a registration declares, the evidence, the
 //!   anytime-valid statistics and the verdicts; [`judging`] when a deployment is judged;
+//! - [`pausing`]: when an approval pause (`"pause"` in `canary_steps`) holds a deployment;
 //! - [`metrics`]: the milestones a decision reached, as CloudWatch Embedded Metric Format;
 //! - [`ids`]: deterministic deployment ids and idempotency tokens;
 //! - [`form`]: decoding of the form-encoded object keys of S3 event notifications;
@@ -38,6 +39,7 @@ pub mod inbound;
 pub mod judging;
 pub mod metrics;
 pub mod model;
+pub mod pausing;
 pub mod phoenix;
 pub mod plan;
 pub mod request;

@@ -367,7 +367,64 @@ pub struct Deployment {
     /// is due, and every evaluation with its numbers (None without `analysis`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<crate::analysis::AnalysisRecord>,
+    /// The approval pauses this deployment reached (`"pause"` in `canary_steps`), in order:
+    /// when each began, its deadline, and how it ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pauses: Vec<PauseRecord>,
     pub timeline: Vec<Mark>,
+}
+
+/// One approval pause of a deployment: green verified at `weight` % waits for an engineer's
+/// `greenlight promote` until `until`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PauseRecord {
+    pub weight: u8,
+    pub since: Epoch,
+    pub until: Epoch,
+    /// None while it waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<PauseEnd>,
+}
+
+/// How an approval pause ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "by", rename_all = "snake_case")]
+pub enum PauseEnd {
+    /// An engineer's `PromoteRequested` (its event id: a duplicate delivery approves nothing more).
+    Approved {
+        at: Epoch,
+        requested_by: String,
+        reason: String,
+        event_id: String,
+    },
+    /// Nobody approved it in time: the registration's `on_pause_timeout` was done.
+    TimedOut {
+        at: Epoch,
+        action: crate::config::OnPauseTimeout,
+    },
+    /// The registration stopped declaring it while it waited.
+    Withdrawn { at: Epoch },
+}
+
+impl PauseEnd {
+    /// When the pause ended.
+    pub fn at(&self) -> Epoch {
+        match self {
+            PauseEnd::Approved { at, .. } | PauseEnd::TimedOut { at, .. } | PauseEnd::Withdrawn { at } => *at,
+        }
+    }
+}
+
+impl Deployment {
+    /// The pause green waits in now, at `weight` %: begun and not ended.
+    pub fn waiting_pause(&self, weight: u8) -> Option<&PauseRecord> {
+        self.pauses.iter().find(|p| p.weight == weight && p.ended.is_none())
+    }
+
+    /// True when the pause at `weight` % ended (approved, or timed out).
+    pub fn pause_ended(&self, weight: u8) -> bool {
+        self.pauses.iter().any(|p| p.weight == weight && p.ended.is_some())
+    }
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -15,8 +15,8 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use greenlight_adapters::aws::create_table;
 use greenlight_adapters::tags;
 use greenlight_core::config::{
-    AmiPolicy, HealthSettings, LaunchSettings, NewImagePolicy, ReconcilePolicy, Rollout, ServiceConfig, SmokeCheck,
-    Switch, Switches,
+    AmiPolicy, HealthSettings, LaunchSettings, NewImagePolicy, OnPauseTimeout, ReconcilePolicy, Rollout, ServiceConfig,
+    SmokeCheck, Switch, Switches,
 };
 use greenlight_core::model::Release;
 use std::collections::BTreeMap;
@@ -103,6 +103,11 @@ pub struct Spec {
     /// whose timing differs want a wider margin.
     pub max_invocation_s: u64,
     pub canary_steps: Vec<u8>,
+    /// The weights after which green waits for an approval (`"pause"` in `canary_steps`).
+    pub pauses: Vec<u8>,
+    /// How long a pause waits for its approval, and what it does then.
+    pub pause_timeout_s: u64,
+    pub on_pause_timeout: OnPauseTimeout,
     pub step_wait_s: u64,
     pub bake_window_s: u64,
     pub deregistration_delay_s: u64,
@@ -147,6 +152,9 @@ impl Spec {
             smoke_through_load_balancer: false,
             max_invocation_s: 2,
             canary_steps: vec![100],
+            pauses: vec![],
+            pause_timeout_s: 60,
+            on_pause_timeout: OnPauseTimeout::Abort,
             step_wait_s: 1,
             bake_window_s: 2,
             deregistration_delay_s: 1,
@@ -497,6 +505,9 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         rollout: Rollout {
             canary_steps: spec.canary_steps.clone(),
             step_wait_s: spec.step_wait_s,
+            pauses: spec.pauses.clone(),
+            pause_timeout_s: spec.pause_timeout_s,
+            on_pause_timeout: spec.on_pause_timeout,
         },
         bake_window_s: spec.bake_window_s,
         deregistration_delay_s: spec.deregistration_delay_s,

@@ -24,7 +24,10 @@
 //! - **canary analysis** (I32–I34): a regression found is reverted and green never gets more
 //!   weight after it; green moves past a judged canary step only on the analysis's "next
 //!   step" (no worse, or inconclusive with `continue` declared and data fetched); missing
-//!   metrics never promote.
+//!   metrics never promote;
+//! - **approval pauses** (I35): green never moves past a pause that nobody approved and that
+//!   did not reach its deadline, and while one waits at w % no switch point gives green more
+//!   than w %.
 //!
 //! Liveness, once settled: every deployment ended, no lease, nothing queued, all traffic on
 //! every switch point on the live release, and the only instances left running are the
@@ -148,6 +151,7 @@ impl Checker {
         self.downgrade(service, &ptr, &history)?;
         for dep in &history {
             self.analysis(config, dep)?;
+            paused(aws, config, service, dep)?;
         }
         // Test routes (I31): each forwards to its own deployment's green only, on the first
         // switch point's listener.
@@ -182,6 +186,7 @@ impl Checker {
             .max(config.rollout.step_wait_s)
             .max(config.health.poll_interval_s)
             .max(config.deregistration_delay_s)
+            .max(config.rollout.pause_timeout_s)
             .max(deployment_waits);
         if let Some(until) = ptr.lease_until {
             // The registration may have shortened since the lease was taken: allow the
@@ -650,4 +655,70 @@ fn instances<'a>(
 
 fn short_tg(arn: &str) -> &str {
     arn.split('/').nth(1).unwrap_or(arn)
+}
+
+/// I35, approval pauses: each pause the ledger records ended after it began (an approval) or
+/// at its deadline (a timeout); green never moved past one that still waits; and while one
+/// waits at w %, no switch point of the service (but one edited by hand) gives green more
+/// than w % of its traffic.
+fn paused(aws: &Aws, config: &greenlight_core::ServiceConfig, service: &str, dep: &Deployment) -> Result<(), String> {
+    use greenlight_core::model::PauseEnd;
+    for pause in &dep.pauses {
+        let w = pause.weight;
+        match &pause.ended {
+            Some(PauseEnd::Approved { at, .. }) if *at < pause.since => {
+                return Err(format!(
+                    "{service}: {}'s pause at {w}% approved before it began",
+                    dep.deploy_id
+                ));
+            }
+            Some(PauseEnd::TimedOut { at, .. }) if *at < pause.until => {
+                return Err(format!(
+                    "{service}: {}'s pause at {w}% timed out at {at}, before its deadline {}",
+                    dep.deploy_id, pause.until
+                ));
+            }
+            Some(_) => {}
+            None => {
+                let waiting_here = matches!(
+                    dep.phase,
+                    Phase::Verified { weight } | Phase::Verifying { weight, .. } if weight == w
+                );
+                let moved_on = matches!(
+                    dep.phase,
+                    Phase::Shifting { .. } | Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded
+                ) || matches!(dep.phase, Phase::Verified { weight } | Phase::Verifying { weight, .. } if weight > w);
+                if moved_on {
+                    return Err(format!(
+                        "{service}: {} is {} past its pause at {w}%, which nobody approved and which did not time out",
+                        dep.deploy_id,
+                        dep.phase.name()
+                    ));
+                }
+                if !waiting_here {
+                    continue;
+                }
+                for point in config.switch.points() {
+                    let switch = switch_key(point);
+                    if aws.hand.switches.contains_key(&switch) {
+                        continue;
+                    }
+                    let weights = aws.listeners.get(&switch).cloned().unwrap_or_default();
+                    let total: u64 = weights.iter().map(|(_, w)| u64::from(*w)).sum();
+                    let green: u64 = weights
+                        .iter()
+                        .filter(|(tg, _)| *tg == dep.green_tg)
+                        .map(|(_, w)| u64::from(*w))
+                        .sum();
+                    if total > 0 && green * 100 > u64::from(w) * total {
+                        return Err(format!(
+                            "{service}: {} waits in its pause at {w}% but {switch} gives green {green} of {total}",
+                            dep.deploy_id
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -128,6 +128,13 @@ pub struct Stats {
     pub inconclusive_aborts: u64,
     pub metric_faults: u64,
     pub bad_releases_live: u64,
+    /// Approval pauses (I35): begun, approved (by an engineer's promote: a random one while
+    /// faults are on, the simulated engineer's while settling), timed out, and approvals the
+    /// simulated engineer sent.
+    pub pauses: u64,
+    pub pauses_approved: u64,
+    pub pauses_timed_out: u64,
+    pub engineer_approvals: u64,
 }
 
 impl Stats {
@@ -154,6 +161,10 @@ impl Stats {
         self.regressions_caught += other.regressions_caught;
         self.holds += other.holds;
         self.inconclusive_aborts += other.inconclusive_aborts;
+        self.pauses += other.pauses;
+        self.pauses_approved += other.pauses_approved;
+        self.pauses_timed_out += other.pauses_timed_out;
+        self.engineer_approvals += other.engineer_approvals;
         self.metric_faults += other.metric_faults;
         self.bad_releases_live += other.bad_releases_live;
         for (k, v) in &other.outcomes {
@@ -304,6 +315,10 @@ pub struct Sim {
     /// Canary analysis's draws (which registrations declare it and how; which healthy
     /// images err or are slow): a stream of its own, so the other draws stay as they were.
     analysis_rng: Rng,
+    /// Approval pauses' draws (which registrations pause where, for how long, and what a
+    /// timeout does): a stream of its own; drawn only with [`Options::topology`], so the race
+    /// regression seeds pinned before it replay as they were.
+    pause_rng: Rng,
     /// Held deployments the simulated engineer already promoted or aborted.
     engineer_acted: std::collections::BTreeSet<String>,
     /// Listeners added by hand so far (their keys are numbered).
@@ -347,7 +362,9 @@ impl Sim {
         let reconcile_rng = Rng::new(options.seed ^ 0x7ec0_5c1e_d01e_5eed);
         let topology_rng = Rng::new(options.seed ^ 0x5c17_c4e5_f4a3_e5ed);
         let analysis_rng = Rng::new(options.seed ^ 0xa7a1_7515_c0de_5eed);
+        let pause_rng = Rng::new(options.seed ^ 0x9a05_e5a9_9e0e_5eed);
         let mut sim = Sim::empty(options, rng, timings);
+        sim.pause_rng = pause_rng;
         sim.reconcile_rng = reconcile_rng;
         sim.topology_rng = topology_rng;
         sim.analysis_rng = analysis_rng;
@@ -616,6 +633,7 @@ impl Sim {
             reconcile_rng: Rng::new(0),
             topology_rng: Rng::new(0),
             analysis_rng: Rng::new(0),
+            pause_rng: Rng::new(0),
             engineer_acted: std::collections::BTreeSet::new(),
             foreign_listeners: 0,
             audited_ms: None,
@@ -766,13 +784,14 @@ impl Sim {
         };
         self.note(format!(
             "register {name}: {} instances, canary {:?}, bake {}s, lease {}s, on new image {}, \
-             analysis {}, switch {} (frames {}), drain {}s (groups: {drains:?})",
+             analysis {}, pauses {}, switch {} (frames {}), drain {}s (groups: {drains:?})",
             config.launch.count,
             config.rollout.canary_steps,
             config.bake_window_s,
             config.lease_s,
             config.on_new_image.name(),
             describe_analysis(&config),
+            describe_pauses(&config),
             config.switch.describe(),
             describe_frames(&self.world.lock(), &config),
             config.deregistration_delay_s,
@@ -795,10 +814,12 @@ impl Sim {
             1 => Rollout {
                 canary_steps: vec![25, 100],
                 step_wait_s: rng.range(10, 120),
+                ..Rollout::default()
             },
             _ => Rollout {
                 canary_steps: vec![10, 50, 100],
                 step_wait_s: rng.range(10, 120),
+                ..Rollout::default()
             },
         };
         config.bake_window_s = *rng.pick(&[0, 60, 300, 900, 3600]);
@@ -806,6 +827,9 @@ impl Sim {
         config.lease_s = rng.range(120, 900);
         config.on_new_image = *rng.pick(&[NewImagePolicy::Supersede, NewImagePolicy::Queue, NewImagePolicy::Reject]);
         config.analysis = draw_analysis(&mut self.analysis_rng);
+        if self.options.topology {
+            draw_pauses(&mut self.pause_rng, &mut config.rollout);
+        }
         // A re-pave's age limit stays one the new settings allow (no draw: trajectories hold).
         let min = config.min_instance_age_s();
         if let Some(age) = config.max_instance_age_s.as_mut() {
@@ -1053,12 +1077,13 @@ impl Sim {
                 let mut config = self.services[s].config.clone();
                 self.randomise(&mut config);
                 let note = format!(
-                    "re-register {name}: canary {:?}, bake {}s, lease {}s, on new image {}, analysis {}",
+                    "re-register {name}: canary {:?}, bake {}s, lease {}s, on new image {}, analysis {}, pauses {}",
                     config.rollout.canary_steps,
                     config.bake_window_s,
                     config.lease_s,
                     config.on_new_image.name(),
-                    describe_analysis(&config)
+                    describe_analysis(&config),
+                    describe_pauses(&config)
                 );
                 self.reregister(s, config, note);
             }
@@ -1554,6 +1579,15 @@ impl Sim {
         for dep in table.deployments.values() {
             self.stats.deployments += 1;
             *self.stats.outcomes.entry(dep.phase.name().to_string()).or_default() += 1;
+            for pause in &dep.pauses {
+                use greenlight_core::model::PauseEnd;
+                self.stats.pauses += 1;
+                match pause.ended {
+                    Some(PauseEnd::Approved { .. }) => self.stats.pauses_approved += 1,
+                    Some(PauseEnd::TimedOut { .. }) => self.stats.pauses_timed_out += 1,
+                    _ => {}
+                }
+            }
             for evaluation in dep.analysis.iter().flat_map(|r| &r.evaluations) {
                 self.stats.evaluations += 1;
                 match (evaluation.verdict, evaluation.action.as_str()) {
@@ -1592,6 +1626,30 @@ impl Sim {
                 .map(|d| (d.service.clone(), d.deploy_id.clone()))
                 .collect()
         };
+        // Approval pauses waiting: approved (once each; a pause nobody approves still ends
+        // at its deadline).
+        let paused: Vec<(String, String)> = {
+            let table = self.ledger.lock();
+            table
+                .deployments
+                .values()
+                .filter(|d| !d.phase.is_terminal())
+                .flat_map(|d| {
+                    d.pauses
+                        .iter()
+                        .filter(|p| p.ended.is_none())
+                        .map(|p| (d.service.clone(), format!("{}@{}%", d.deploy_id, p.weight)))
+                })
+                .filter(|(_, key)| !self.engineer_acted.contains(key))
+                .collect()
+        };
+        for (service, key) in paused {
+            self.engineer_acted.insert(key.clone());
+            self.stats.engineer_approvals += 1;
+            let detail = json!({"service": service, "reason": "paused canary: an engineer approves", "requested_by": "sim-engineer"});
+            let event = self.envelope(SOURCE, PROMOTE_REQUESTED, detail);
+            self.publish(format!("promote {service} (engineer approves {key})"), event);
+        }
         for (service, deploy_id) in held {
             let promote = self.engineer_acted.len().is_multiple_of(2);
             self.engineer_acted.insert(deploy_id.clone());
@@ -1648,6 +1706,42 @@ fn draw_analysis(rng: &mut Rng) -> Option<greenlight_core::analysis::Analysis> {
         inconclusive: *rng.pick(&[Inconclusive::Abort, Inconclusive::Continue, Inconclusive::Hold]),
         baseline_s: period_s * rng.range(2, 10),
     })
+}
+
+/// Approval pauses for about a third of the registrations: before any traffic and/or after
+/// canary steps short of 100 %, waiting 1 to 30 minutes, then aborting or continuing.
+fn draw_pauses(rng: &mut Rng, rollout: &mut greenlight_core::config::Rollout) {
+    use greenlight_core::config::OnPauseTimeout;
+    rollout.pauses.clear();
+    if !rng.chance(33) {
+        return;
+    }
+    let mut at: Vec<u8> = vec![0];
+    at.extend(rollout.canary_steps.iter().copied().filter(|&w| w < 100));
+    for weight in at {
+        if rng.chance(50) {
+            rollout.pauses.push(weight);
+        }
+    }
+    if rollout.pauses.is_empty() {
+        rollout.pauses.push(0);
+    }
+    rollout.pause_timeout_s = rng.range(60, 1800);
+    rollout.on_pause_timeout = *rng.pick(&[OnPauseTimeout::Abort, OnPauseTimeout::Continue]);
+}
+
+/// A registration's pauses in a line.
+fn describe_pauses(config: &ServiceConfig) -> String {
+    let rollout = &config.rollout;
+    if rollout.pauses.is_empty() {
+        return "none".into();
+    }
+    format!(
+        "after {:?}% for {}s then {}",
+        rollout.pauses,
+        rollout.pause_timeout_s,
+        rollout.on_pause_timeout.as_str()
+    )
 }
 
 /// A registration's analysis in a line.

@@ -78,6 +78,11 @@ fn a_fixed_set_of_seeds_keeps_every_invariant() {
     assert!(total.regressions_caught > 5, "regressions caught: {total:?}");
     assert!(total.metric_faults > 20, "metric reads failed: {total:?}");
     assert!(total.holds > 5 && total.inconclusive_aborts > 5, "{total:?}");
+    // Approval pauses (I35): begun, approved by a promote, and timed out into their action.
+    assert!(
+        total.pauses > 20 && total.pauses_approved > 5 && total.pauses_timed_out > 5,
+        "pauses: {total:?}"
+    );
 }
 
 #[test]

@@ -12,7 +12,8 @@
 //!
 //! This module dispatches each (event, phase) to its family: `start` (refusals, a new
 //! deployment, a busy service's policy), `rollout` (gates, weights, the lease), `revert`
-//! (the fast plan, claims, rollbacks), `finish` (aborting and ending), `reconcile` (what a
+//! (the fast plan, claims, rollbacks), `pause` (approval pauses between canary steps),
+//! `finish` (aborting and ending), `reconcile` (what a
 //! late delivery still repairs) and `stuck` (a deployment whose lease expired, found by the
 //! scheduled reconcile). The events, effects and refusals are `types` (re-exported
 //! here), the switch point's effects `traffic`; the families import from those and from each
@@ -20,6 +21,7 @@
 
 mod canary;
 mod finish;
+mod pause;
 mod reconcile;
 mod revert;
 mod rollout;
@@ -34,6 +36,7 @@ use crate::model::{Deployment, LastRevert, Phase, ServiceState, State};
 
 pub use crate::fence::green_deregistrable_at;
 pub use crate::judging::{analysis_due, analysis_of, analysis_windows};
+pub use crate::pausing::{held_by_pause, pauses_apply};
 pub use crate::request::{
     HealthReport, ImageFacts, ImageRequest, RevertRequest, SmokeResult, TargetHealth, TargetState,
 };
@@ -96,6 +99,17 @@ fn debug_assert_invariants(before: &State, after: &State) {
         !(gates_recorded && weighted_only_if_healthy(before)) || weighted_only_if_healthy(after),
         "I4: green weighted before its gates"
     );
+    // I35: green moves past an approval pause only once it ended (approved, timed out, or
+    // no longer declared).
+    if let Some(Phase::Shifting { from, .. }) = after.deployment.as_ref().map(|d| &d.phase) {
+        debug_assert!(
+            after
+                .deployment
+                .as_ref()
+                .is_none_or(|d| d.waiting_pause(*from).is_none()),
+            "I35: green moved past its waiting pause at {from}%"
+        );
+    }
     // I5: the live version goes back only by a rollback (a redeployment or a revert).
     if let (Some(was), Some(now)) = (&before.service.live, &after.service.live) {
         let older = matches!(
@@ -201,6 +215,11 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             );
             note = format!("shift held: green not healthy ({why})");
         }
+        (Event::ShiftDue { .. }, Phase::Verified { weight }) if weight < 100 && held_by_pause(config, dep, weight) => {
+            // An approval pause (its step's analysis is over): still waiting, approved, or
+            // at its deadline.
+            note = advance(config, dep, weight, "", now, &mut effects);
+        }
         (Event::ShiftDue { analysis, .. }, Phase::Verified { weight })
             if weight < 100 && analysis_of(config, dep).is_some() =>
         {
@@ -220,7 +239,7 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                     }
                     why
                 }
-                canary::Call::Shift(why) => shift(config, dep, weight, &why, now, &mut effects),
+                canary::Call::Shift(why) => advance(config, dep, weight, &why, now, &mut effects),
                 canary::Call::Revert(why) => revert_by_analysis(
                     &mut next.service,
                     dep,
@@ -238,7 +257,7 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             };
         }
         (Event::ShiftDue { .. }, Phase::Verified { weight }) if weight < 100 => {
-            note = shift(config, dep, weight, "", now, &mut effects);
+            note = advance(config, dep, weight, "", now, &mut effects);
         }
         (Event::ShiftDue { .. }, Phase::Shifting { to, .. }) => {
             effects.push(set_traffic(config, dep, to));
@@ -483,11 +502,39 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                 phase: phase.kind(),
             });
         }
+        (Event::Promote { event_id, .. }, phase) if pause::already_approved(dep, event_id).is_some() => {
+            // A redelivery (the first may have crashed before its StartExecution): start the
+            // same follow-up again (idempotent: an existing execution's name is a no-op).
+            let weight = pause::already_approved(dep, event_id).expect("guarded");
+            if !phase.is_terminal() {
+                effects.push(follow_up_execution(dep, &format!("approve-{weight}")));
+            }
+            note = format!(
+                "{} approved its pause at {weight}% already (a duplicate delivery)",
+                dep.deploy_id
+            );
+        }
+        (
+            Event::Promote {
+                requested_by, reason, ..
+            },
+            Phase::Verified { weight } | Phase::Verifying { weight, .. },
+        ) if pauses_apply(dep) && dep.waiting_pause(weight).is_some() => {
+            // An approval: green goes on to its next step (the rest of the canary still
+            // applies); a promote outside a pause skips it all.
+            pause::approve(dep, weight, event, now);
+            let mark = format!("pause at {weight}% approved by {requested_by}: {reason}");
+            dep.enter(dep.phase.clone(), now, mark.clone());
+            effects.push(follow_up_execution(dep, &format!("approve-{weight}")));
+            note = mark;
+        }
         (Event::Promote { .. }, _) if dep.promoted_by.is_some() => {
             note = format!("{} is already promoted", dep.deploy_id);
         }
         (
-            Event::Promote { requested_by, reason },
+            Event::Promote {
+                requested_by, reason, ..
+            },
             phase @ (Phase::Launching
             | Phase::Verifying { .. }
             | Phase::Verified { .. }
@@ -570,6 +617,36 @@ fn shift(
     );
     effects.push(set_traffic(config, dep, to));
     format!("shifting traffic to green: {to}%{because}")
+}
+
+/// Green verified at `weight` % moves on, unless an approval pause holds it there
+/// ([`pause::before_shift`]); a pause nobody approved in time does its declared action. The note.
+fn advance(
+    config: &ServiceConfig,
+    dep: &mut Deployment,
+    weight: u8,
+    why: &str,
+    now: Epoch,
+    effects: &mut Vec<Effect>,
+) -> String {
+    match pause::before_shift(config, dep, weight, now) {
+        pause::Gate::Open => shift(config, dep, weight, why, now, effects),
+        pause::Gate::Wait(note) => note,
+        pause::Gate::TimedOut(crate::config::OnPauseTimeout::Continue, late) => shift(
+            config,
+            dep,
+            weight,
+            &format!("{late}; continuing as declared"),
+            now,
+            effects,
+        ),
+        pause::Gate::TimedOut(crate::config::OnPauseTimeout::Abort, late) => {
+            let reason = format!("{late}; aborting as declared");
+            enter_aborting(dep, config, reason.clone(), now);
+            abort_effects(config, dep, now, effects);
+            format!("aborting: {reason}")
+        }
+    }
 }
 
 /// I32: a regression found by analysis leaves the deployment reverted by analysis, aborting.

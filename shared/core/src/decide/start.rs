@@ -136,6 +136,7 @@ pub(super) fn start(
         revert: None,
         rollback: request.is_rollback(),
         promoted_by: None,
+        pauses: vec![],
         late_failures: 0,
         resumes: 0,
         last_resume: None,

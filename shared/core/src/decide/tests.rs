@@ -1398,6 +1398,7 @@ fn promote() -> Event {
     Event::Promote {
         requested_by: "bob".into(),
         reason: "hotfix, metrics look fine".into(),
+        event_id: "promote-1".into(),
     }
 }
 
@@ -2751,3 +2752,4 @@ fn an_inconclusive_step_continues_as_declared_only_on_fetched_data() {
 }
 
 mod canary;
+mod pause;

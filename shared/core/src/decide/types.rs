@@ -77,9 +77,17 @@ pub enum Event {
     /// blue if green had any, green drained and terminated now. Too late once green is live:
     /// that is a rollback.
     AbortRequested { requested_by: String, reason: String },
-    /// An engineer asked to skip the remaining canary steps (and their waits) and the bake
-    /// window (`PromoteRequested`). The health gates still apply, at 100 % too.
-    Promote { requested_by: String, reason: String },
+    /// An engineer's `PromoteRequested`: while green waits in an approval pause, approve it
+    /// (green goes on to its next step); otherwise skip the remaining canary steps (and their
+    /// waits) and the bake window. The health gates still apply, at 100 % too.
+    Promote {
+        requested_by: String,
+        reason: String,
+        /// The request's EventBridge event id: the approval of a pause it made is recorded
+        /// with it, so a duplicate delivery approves nothing more.
+        #[serde(default)]
+        event_id: String,
+    },
     /// The scheduled reconcile (`reconcile-services`) found the lease of the deployment
     /// holding the service expired: no step moved it in time (its execution never started,
     /// e.g. its trigger crashed after committing it and was dead-lettered, or the execution
@@ -274,7 +282,11 @@ impl crate::inbound::SteerRequest {
         let (requested_by, reason) = (self.requested_by.clone(), self.reason.clone());
         match self.action {
             crate::inbound::SteerAction::Abort => Event::AbortRequested { requested_by, reason },
-            crate::inbound::SteerAction::Promote => Event::Promote { requested_by, reason },
+            crate::inbound::SteerAction::Promote => Event::Promote {
+                requested_by,
+                reason,
+                event_id: self.event_id.clone(),
+            },
         }
     }
 }

@@ -233,6 +233,7 @@ fn a_held_step_waits_for_an_engineer_and_a_promote_releases_it() {
     let promote = Event::Promote {
         requested_by: "alice".into(),
         reason: "checked the dashboards".into(),
+        event_id: "promote-1".into(),
     };
     let promoted = decide(&later.state, &promote, NOW + PERIOD).unwrap().state;
     let blind = Event::ShiftDue {

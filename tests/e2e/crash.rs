@@ -1003,6 +1003,17 @@ struct Driver {
     by_hand: BTreeMap<String, &'static str>,
 }
 
+/// The wall clock set back by `ms`.
+struct SetBack {
+    ms: u64,
+}
+
+impl greenlight_adapters::Clock for SetBack {
+    fn now_ms(&self) -> u64 {
+        greenlight_adapters::SystemClock.now_ms().saturating_sub(self.ms)
+    }
+}
+
 impl Driver {
     async fn new(scenario: &Scenario, local: &Local, crash: Option<CrashPoint>) -> Driver {
         let env = if scenario.own_table {
@@ -1138,6 +1149,7 @@ impl Driver {
         let index = self.trace.len();
         let armed = self.crash.filter(|c| c.invocation == index && !self.setup).map(|c| c.k);
         let wire = armed.map_or_else(Tripwire::counting, Tripwire::crash_after);
+        let first_try = Instant::now();
         let result = delivery.to(&crashing(&self.ports, wire.clone())).await;
         let calls = wire.calls();
         self.trace.push(Invocation {
@@ -1152,7 +1164,16 @@ impl Driver {
             return result;
         }
         self.hit = Some(Hit::Crashed { call: calls[k - 1] });
-        delivery.to(&crashing(&self.ports, Tripwire::counting())).await
+        // Delivered again at once: on a clock set back by the crashed try's run time, so that
+        // what the redelivery decides does not depend on how long a loaded machine took to
+        // reach the crash (the stale-write fence counts from the first decision; a slow try
+        // once let the redelivery of an alarm's revert deregister green right away, where
+        // the crash-free run leaves that to the clean-up execution).
+        let mut again = crashing(&self.ports, Tripwire::counting());
+        again.clock = Arc::new(SetBack {
+            ms: first_try.elapsed().as_millis() as u64,
+        });
+        delivery.to(&again).await
     }
 
     /// Takes in the executions started since the last look.

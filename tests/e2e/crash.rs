@@ -247,6 +247,17 @@ const STUCK_RESUMED: Scenario = Scenario {
                 &[("/id", json!(format!("run-{}", d.env.service)))],
             );
             d.reconcile(run).await;
+            // A lease of 1 s made the lease's renewals land on whichever steps crossed a
+            // second boundary, a count that differed between runs on a loaded machine (a
+            // retire-blue with one commit more in the crash-free run). The registration's
+            // lease is lengthened now that it has expired: the next step renews it once, in
+            // every run, and none after.
+            let mut config = d.env.ledger(None).await.config;
+            config.lease_s = 900;
+            (d.env.local.ports.ledger)
+                .register_service(&config, None)
+                .await
+                .expect("register again");
             d.run_started().await;
         })
     },

@@ -159,8 +159,8 @@ pub struct PauseView {
 
 impl PauseView {
     fn new(dep: &Deployment, config: &ServiceConfig, now: u64) -> Option<Self> {
-        let until = greenlight_core::pausing::waiting_until(config, dep)?;
-        let pause = dep.pauses.iter().find(|p| p.ended.is_none() && p.until == until)?;
+        let pause = greenlight_core::pausing::waiting(config, dep)?;
+        let until = pause.until;
         Some(PauseView {
             weight: pause.weight,
             since: format_time(pause.since),

@@ -406,15 +406,6 @@ pub enum PauseEnd {
     Withdrawn { at: Epoch },
 }
 
-impl PauseEnd {
-    /// When the pause ended.
-    pub fn at(&self) -> Epoch {
-        match self {
-            PauseEnd::Approved { at, .. } | PauseEnd::TimedOut { at, .. } | PauseEnd::Withdrawn { at } => *at,
-        }
-    }
-}
-
 impl Deployment {
     /// The pause green waits in now, at `weight` %: begun and not ended.
     pub fn waiting_pause(&self, weight: u8) -> Option<&PauseRecord> {

@@ -4,9 +4,8 @@
 //! them. What a pause does is `decide`'s (`decide/pause.rs`).
 
 use crate::config::ServiceConfig;
-use crate::model::{Deployment, Phase};
+use crate::model::{Deployment, PauseRecord, Phase};
 use crate::request::ImageSource;
-use crate::Epoch;
 
 /// True when the registration's pauses hold `dep`: a canary over a blue, not promoted, and
 /// not a release that was approved before (a rollback's redeployment, a re-pave of the live
@@ -21,8 +20,8 @@ pub fn held_by_pause(config: &ServiceConfig, dep: &Deployment, weight: u8) -> bo
     pauses_apply(dep) && config.rollout.pauses_after(weight) && dep.pauses.iter().any(|p| p.weight == weight)
 }
 
-/// The deadline of the pause green waits in now, if it waits in one.
-pub fn waiting_until(config: &ServiceConfig, dep: &Deployment) -> Option<Epoch> {
+/// The pause green waits in now (its deadline is the route's wait), if it waits in one.
+pub fn waiting<'a>(config: &ServiceConfig, dep: &'a Deployment) -> Option<&'a PauseRecord> {
     let weight = match dep.phase {
         Phase::Verified { weight } | Phase::Verifying { weight, .. } => weight,
         _ => return None,
@@ -30,5 +29,5 @@ pub fn waiting_until(config: &ServiceConfig, dep: &Deployment) -> Option<Epoch> 
     if !pauses_apply(dep) || !config.rollout.pauses_after(weight) {
         return None;
     }
-    dep.waiting_pause(weight).map(|p| p.until)
+    dep.waiting_pause(weight)
 }

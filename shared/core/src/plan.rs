@@ -99,9 +99,9 @@ pub fn route(config: &ServiceConfig, deployment: &Deployment, now: Epoch) -> Rou
         Phase::Verified { weight: 100 } => (Some(Step::Finalize), 0),
         // An approval pause sleeps until its deadline: an approval starts a follow-up
         // execution that moves green at once.
-        Phase::Verified { .. } if crate::pausing::waiting_until(config, deployment).is_some() => (
+        Phase::Verified { .. } if crate::pausing::waiting(config, deployment).is_some() => (
             Some(Step::ShiftTraffic),
-            crate::pausing::waiting_until(config, deployment).map_or(0, until),
+            crate::pausing::waiting(config, deployment).map_or(0, |p| until(p.until)),
         ),
         // A canary step judged by analysis waits for its next evaluation (one metric period).
         Phase::Verified { .. } => (

@@ -222,6 +222,40 @@ const APPROVED_PAUSE: Scenario = Scenario {
     },
 };
 
+/// v2's canary at 50 % holds instead of reverting (`on_failure: hold`); its alarm fires:
+/// revert-service freezes it (no listener change); an engineer then rolls back: the listener
+/// change, the clean-up execution, then the deployment's own execution waking after the
+/// canary step's wait (it finds the deployment ended).
+const HELD_THEN_ROLLED_BACK: Scenario = Scenario {
+    name: "alarm holds a canary, then an engineer rolls back",
+    prefix: "crash-hold",
+    own_table: false,
+    spec: |s| Spec {
+        canary_steps: vec![50, 100],
+        step_wait_s: 300,
+        bake_window_s: 0,
+        deregistration_delay_s: 0,
+        on_failure: greenlight_core::config::OnFailure::Hold,
+        ..quick(s)
+    },
+    script: |d| {
+        Box::pin(async move {
+            let event = d.image_event("v2").await;
+            d.start(event).await;
+            d.run_until(0, |step, _| step == Step::ShiftTraffic).await;
+            d.act();
+            let alarm = d.env.alarm_event("alarm-1", "ALARM");
+            d.revert(alarm).await;
+            let rollback = d
+                .env
+                .request_event(ROLLBACK_REQUESTED, "rollback-1", "alice", "the alarm was right");
+            d.revert(rollback).await;
+            d.run_started().await;
+            d.resume(0).await;
+        })
+    },
+};
+
 /// v2's image event committed its deployment and lost its StartExecution (that delivery
 /// crashed and was dead-lettered): nothing moves it. Its lease runs out; the scheduled
 /// reconcile resumes it in a follow-up execution, which rolls out to success.
@@ -540,6 +574,11 @@ async fn a_crash_after_any_call_of_an_engineers_abort_changes_nothing_in_the_end
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_any_call_of_an_approved_pause_changes_nothing_in_the_end() {
     sweep(APPROVED_PAUSE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_any_call_of_a_held_canary_rolled_back_changes_nothing_in_the_end() {
+    sweep(HELD_THEN_ROLLED_BACK).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

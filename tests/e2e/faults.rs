@@ -721,6 +721,62 @@ async fn alarm_rollback_during_a_canary_under_faults() {
     }
 }
 
+/// `on_failure: hold`: the alarm freezes the canary (no listener change while 15 % of the
+/// calls fail, the sampler checking every weight it sees against the ledger), then an
+/// engineer's rollback ends the hold the usual way.
+#[tokio::test]
+async fn an_alarm_holds_a_canary_then_a_rollback_ends_it_under_faults() {
+    let spec = |s: &str| Spec {
+        step_wait_s: 8,
+        on_failure: greenlight_core::config::OnFailure::Hold,
+        ..canary(s)
+    };
+    let mut chaos = Chaos::new("hold in canary", spec, chaos(0.15, 7)).await;
+    let ami = chaos.env.image("v2", App::Healthy).await;
+    let id = chaos.start("v2", &ami).await;
+    let at_10 = chaos
+        .reach(&id, "10 %", |p| {
+            matches!(p, Phase::Verifying { weight: 10, .. } | Phase::Verified { weight: 10 })
+        })
+        .await;
+    let mut held = false;
+    if at_10 {
+        chaos.env.alarm("chaos-hold-1", "ALARM").await;
+        let delivery = chaos.deliver().await;
+        held =
+            matches!(&delivery.result, Ok(Outcome::Revert(RevertOutcome::Held { deploy_id, .. })) if deploy_id == &id);
+        if !held {
+            chaos
+                .fail(&format!("the alarm did not hold {id}: {:?}", delivery.result))
+                .await;
+        }
+        let weights = chaos.env.weights().await;
+        if weights != [("a", 90), ("b", 10)] {
+            chaos
+                .fail(&format!("held at 10 %, yet the listener says {weights:?}"))
+                .await;
+        }
+    }
+    chaos.env.rollback("the alarm was right").await;
+    let delivery = chaos.deliver().await;
+    if !matches!(&delivery.result, Ok(Outcome::Revert(RevertOutcome::Reverted { deploy_id, .. })) if deploy_id == &id) {
+        chaos
+            .fail(&format!("the rollback did not revert {id}: {:?}", delivery.result))
+            .await;
+    }
+    let end = chaos.finish().await;
+    let dep = end.deployment(&id);
+    assert_eq!(end.state.service.live.as_ref().unwrap().version, "v1");
+    assert_eq!(end.state.service.attention, None);
+    assert!(matches!(&dep.phase, Phase::Aborted { .. }), "{:?}", dep.phase);
+    if held {
+        assert_eq!(
+            dep.holds[0].ended.as_ref().map(|e| e.action),
+            Some(greenlight_core::model::HoldAction::RolledBack)
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_delivery_that_keeps_failing_is_retried_twice_then_dropped() {
     let mut chaos = Chaos::new("dynamodb outage", quick, outage("dynamodb")).await;

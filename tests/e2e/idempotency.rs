@@ -115,6 +115,7 @@ async fn launch_crashed_after_run_instances_is_completed_by_redelivery() {
         attempt: 1,
         rollback_of: None,
         repave_of: None,
+        on_failure: None,
     };
     let id = request.deploy_id();
     let event = image_published(json!({"service": env.service, "version": "v2", "ami": ami}));

@@ -25,6 +25,8 @@
 //! - `steer`: engineers abort or promote the deployment in flight;
 //! - `pauses`: approval pauses hold green at their step until `greenlight promote` approves,
 //!   or until their timeout, then abort or continue as declared;
+//! - `holds`: `on_failure: hold` freezes a deployment on an alarm or a failed gate, traffic and
+//!   fleets untouched, until `greenlight rollback`, `promote` (the gate runs again) or `abort`;
 //! - `routes`: the deployment's test route to green through the load balancer: the smoke test
 //!   on it, closed on every way out, a first deployment with nothing live;
 //! - `switches`: several switch points per service: all move together, frames (authentication,
@@ -48,6 +50,7 @@ mod contract;
 mod crash;
 mod faults;
 mod gates;
+mod holds;
 mod hostile;
 mod idempotency;
 mod infra;

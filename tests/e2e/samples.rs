@@ -70,6 +70,7 @@ fn every_sample_event_parses_as_documented() {
     let expected: &[(&str, &str)] = &[
         ("image-published.json", "image checkout v2.4.0"),
         ("image-published-retry.json", "image checkout v2.4.0 attempt 2"),
+        ("image-published-hold.json", "image checkout v2.5.0 on_failure hold"),
         ("imagebuilder-image-available.json", "imagebuilder checkout 2.5.0/1"),
         ("imagebuilder-image-failed.json", "ignored"),
         ("ec2-ami-available.json", "ami ami-0a1b2c3d4e5f60718"),
@@ -144,6 +145,12 @@ fn every_sample_event_parses_as_documented() {
                 continue;
             }
             match parse(&value, MANIFEST_PREFIX) {
+                Ok(Inbound::Image(r)) if r.on_failure.is_some() => format!(
+                    "image {} {} on_failure {}",
+                    r.service,
+                    r.version,
+                    r.on_failure.unwrap().as_str()
+                ),
                 Ok(Inbound::Image(r)) if r.attempt > 1 => {
                     format!("image {} {} attempt {}", r.service, r.version, r.attempt)
                 }

@@ -142,6 +142,9 @@ stays warm, the deployment in flight (its phase, canary weight and time in that 
 timeline), the health of every target in green's and blue's target groups as the load balancer reports it, the \
 switch point's (listener or rule) forward weights, and `attention` if greenlight stopped and needs a human.
 
+A deployment held by a failure (`on_failure: hold`) shows HELD: the weight it froze at, what failed and why, \
+since when, and the commands that end the hold (promote, rollback, abort). Earlier holds and how they ended follow.
+
 With canary analysis, the deployment shows green's weight being judged and since when, the next evaluation due (or \
 the step held, waiting for promote, rollback or abort), each metric's tolerance, and the last evaluation: per \
 metric green's and blue's bad/total counts and rates, both e-values against their thresholds, and the verdict with \
@@ -181,7 +184,7 @@ greenlight history checkout -o json | jq '.[] | select(.outcome == \"aborted\")'
     /// Deploy an AMI as a new version: publish ImagePublished, as the build pipeline would.
     #[command(
         long_about = "Deploy an image: publish on EventBridge exactly the event the build pipeline would \
-(source `greenlight`, detail-type `ImagePublished`, detail {service, version, ami, requested_by, reason}).
+(source `greenlight`, detail-type `ImagePublished`, detail {service, version, ami, requested_by, reason, on_failure?}).
 
 greenlight's start-deployment function receives it, checks the image (owner, tags, state) and the version (never \
 older than live), records the deployment in the ledger and starts its state machine: green is launched from the \
@@ -191,11 +194,12 @@ in the service's canary steps; the previous fleet stays warm for the bake window
 Before publishing, the CLI checks locally: the service is registered, the version is not older than live, and \
 this image was not deployed already (pass --attempt to deploy it again after an abort). It prints the event id \
 and the deployment id the event will start. With --watch it then follows the deployment like `status --watch` \
-and exits 0 if it succeeds, 1 if it is aborted or rolled back.
+and exits 0 if it succeeds, 1 if it is aborted, rolled back or held (on_failure: hold) for you to decide.
 
 In AWS: STS GetCallerIdentity, DynamoDB reads, EventBridge PutEvents.",
         after_help = "Examples:\n  greenlight deploy checkout --ami ami-0a1b2c3d4e5f60718 --version v2.4.0 --watch\n  \
-greenlight deploy checkout --ami ami-0a1b2c3d4e5f60718 --version v2.4.0 --reason \"fix\""
+greenlight deploy checkout --ami ami-0a1b2c3d4e5f60718 --version v2.4.0 --reason \"fix\"\n  \
+greenlight deploy checkout --ami ami-0a1b2c3d4e5f60718 --version v2.5.0 --on-failure hold   # a schema change: freeze, never revert"
     )]
     Deploy(DeployArgs),
 
@@ -235,7 +239,7 @@ In AWS: STS GetCallerIdentity, DynamoDB reads, EventBridge PutEvents.",
     )]
     Abort(SteerArgs),
 
-    /// Approve a paused canary, or finish the deployment in flight now (PromoteRequested).
+    /// Approve a paused canary, release a held deployment, or finish the one in flight now (PromoteRequested).
     #[command(
         long_about = "Promote the deployment in flight: publish `PromoteRequested` (source `greenlight`, detail \
 {service, reason, requested_by}).
@@ -244,6 +248,9 @@ greenlight's steer-deployment function receives it:
 - while green waits in an approval pause (`\"pause\"` in the registration's `canary_steps`; `greenlight \
 status` shows PAUSED), it approves that pause: green goes on to its next step and the rest of the canary \
 (further steps, pauses and analysis) still applies;
+- while the deployment is held (a failed gate, analysis or alarm with `on_failure: hold`; `greenlight status` \
+shows HELD), it releases the hold: you judged the failure acceptable, so the deployment goes on as promoted below \
+(a gate that still fails holds it again). `greenlight rollback` or `greenlight abort` end a hold the other way;
 - otherwise the remaining canary steps and the bake window are skipped (green goes to 100 %, then the \
 previous fleet is retired). The health gates still apply. Promote again after an approval to skip the rest.
 
@@ -392,11 +399,25 @@ pub struct DeployArgs {
     /// Deploy this image again after an aborted attempt (the first deployment of an image is attempt 1).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000), value_name = "N")]
     pub attempt: Option<u32>,
+    /// What a failed gate, analysis or alarm does to this release: `revert` (traffic back on the
+    /// previous version) or `hold` (freeze where it is until you promote, roll back or abort).
+    /// Default: the service's registration (`rollout.on_failure`).
+    #[arg(long, value_parser = on_failure, value_name = "revert|hold")]
+    pub on_failure: Option<greenlight_core::config::OnFailure>,
     /// Follow the deployment until it ends (like `status --watch`).
     #[arg(short, long)]
     pub watch: bool,
     #[command(flatten)]
     pub who: Who,
+}
+
+/// `--on-failure`'s value.
+fn on_failure(word: &str) -> Result<greenlight_core::config::OnFailure, String> {
+    match word {
+        "revert" => Ok(greenlight_core::config::OnFailure::Revert),
+        "hold" => Ok(greenlight_core::config::OnFailure::Hold),
+        _ => Err(format!("{word:?} is neither `revert` nor `hold`")),
+    }
 }
 
 #[derive(Args, Debug)]

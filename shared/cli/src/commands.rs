@@ -315,7 +315,15 @@ async fn status(aws: &Aws, args: &StatusArgs, out: Output) -> CliResult<()> {
         return Ok(());
     };
     let mut watcher = Watcher::new(out);
-    let last = watch::follow(aws, &args.service, &deploy_id, &mut watcher, START_TIMEOUT).await?;
+    let last = watch::follow(
+        aws,
+        &args.service,
+        &deploy_id,
+        &mut watcher,
+        START_TIMEOUT,
+        watch::Until::EndedOrHeld,
+    )
+    .await?;
     finish_watch(&watcher, &last, out, None)
 }
 
@@ -433,6 +441,7 @@ async fn deploy(aws: &Aws, args: &DeployArgs, out: Output) -> CliResult<()> {
         requested_by: Some(requested_by.clone()),
         reason: args.reason.clone(),
         attempt: args.attempt,
+        on_failure: args.on_failure,
     });
     let event_id = aws.publish(IMAGE_PUBLISHED, &detail).await?;
     let published = Published {
@@ -455,7 +464,15 @@ async fn deploy(aws: &Aws, args: &DeployArgs, out: Output) -> CliResult<()> {
     if out == Output::Table {
         published.print(out, &format!("following deployment {deploy_id}"));
     }
-    let last = watch::follow(aws, service, &deploy_id, &mut watcher, START_TIMEOUT).await?;
+    let last = watch::follow(
+        aws,
+        service,
+        &deploy_id,
+        &mut watcher,
+        START_TIMEOUT,
+        watch::Until::EndedOrHeld,
+    )
+    .await?;
     finish_watch(&watcher, &last, out, Some(published.value()))
 }
 
@@ -507,7 +524,7 @@ async fn rollback(aws: &Aws, args: &RollbackArgs, out: Output) -> CliResult<()> 
         published.print(out, &next);
     }
     let (target, is_redeploy) = find_rollback(aws, service, &event_id, in_flight.as_deref(), &watcher).await?;
-    let last = watch::follow(aws, service, &target, &mut watcher, START_TIMEOUT).await?;
+    let last = watch::follow(aws, service, &target, &mut watcher, START_TIMEOUT, watch::Until::Ended).await?;
     let rolled_back = match &last.deployment {
         Some(d) if is_redeploy => d.phase == PhaseName::Succeeded,
         Some(d) => d.revert.is_some(),

@@ -291,6 +291,21 @@ pub fn status(s: &Status) -> String {
             for line in &d.pauses_ended {
                 let _ = writeln!(out, "  pause     {line}");
             }
+            if let Some(h) = &d.held {
+                let _ = writeln!(
+                    out,
+                    "  HELD      at {}% since {} ({}): {} failed ({}); on_failure is hold: nothing moves until {}",
+                    h.weight,
+                    h.since,
+                    duration(h.held_for_s),
+                    h.cause,
+                    h.reason,
+                    h.waiting_for
+                );
+            }
+            for line in &d.holds_ended {
+                let _ = writeln!(out, "  hold      {line}");
+            }
             if let (Some(until), Some(left)) = (&d.bake_until, d.bake_remaining_s) {
                 let _ = writeln!(out, "  bake      {} left (until {until})", duration(left));
             }
@@ -605,7 +620,13 @@ pub fn status_line(s: &Status) -> (String, String) {
                     duration(p.remaining_s)
                 )
             });
-            let bake = format!("{paused}{bake}");
+            let held = d.held.as_ref().map_or(String::new(), |h| {
+                format!(
+                    "; HELD at {}% ({} failed), waiting for promote, rollback or abort",
+                    h.weight, h.cause
+                )
+            });
+            let bake = format!("{held}{paused}{bake}");
             (
                 format!(
                     "{} {} {} {} | {}",

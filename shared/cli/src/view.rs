@@ -141,6 +141,62 @@ pub struct DeploymentView {
     pub paused: Option<PauseView>,
     /// How each pause this deployment reached ended, in a line each.
     pub pauses_ended: Vec<String>,
+    /// What a failure does to it: `revert` or `hold` (`on_failure`).
+    pub on_failure: String,
+    /// The hold that freezes it now (`on_failure: hold`): what failed, since when, and what an
+    /// engineer can do.
+    pub held: Option<HoldView>,
+    /// How each earlier hold ended, in a line each.
+    pub holds_ended: Vec<String>,
+}
+
+/// A failure that froze the deployment instead of reverting it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HoldView {
+    pub weight: u8,
+    /// `gate`, `analysis` or `alarm`.
+    pub cause: String,
+    pub reason: String,
+    pub since: String,
+    pub held_for_s: u64,
+    /// Who it waits for, as commands.
+    pub waiting_for: String,
+}
+
+impl HoldView {
+    fn new(dep: &Deployment, now: u64) -> Option<Self> {
+        let hold = dep.held()?;
+        let service = &dep.service;
+        let abort = if matches!(dep.phase, Phase::Baking { .. }) {
+            String::new()
+        } else {
+            format!(", `greenlight abort {service}`")
+        };
+        Some(HoldView {
+            weight: hold.weight,
+            cause: hold.cause.as_str().into(),
+            reason: hold.reason.clone(),
+            since: format_time(hold.since),
+            held_for_s: now.saturating_sub(hold.since),
+            waiting_for: format!(
+                "an engineer: `greenlight promote {service}` (go on), `greenlight rollback {service}`{abort} (traffic back)"
+            ),
+        })
+    }
+}
+
+/// How a hold ended, in a line.
+fn hold_ended(hold: &greenlight_core::model::HoldRecord) -> Option<String> {
+    let end = hold.ended.as_ref()?;
+    Some(format!(
+        "held at {}% ({} failed: {}), then {} by {} at {}",
+        hold.weight,
+        hold.cause.as_str(),
+        hold.reason,
+        end.action.as_str().replace('_', " "),
+        end.requested_by,
+        format_time(end.at)
+    ))
 }
 
 /// An approval pause that waits.
@@ -255,6 +311,9 @@ impl DeploymentView {
             pauses: config.rollout.pauses.clone(),
             paused: PauseView::new(dep, config, now),
             pauses_ended: dep.pauses.iter().filter_map(pause_ended).collect(),
+            on_failure: dep.on_failure.as_str().into(),
+            held: HoldView::new(dep, now),
+            holds_ended: dep.holds.iter().filter_map(hold_ended).collect(),
         }
     }
 }

@@ -61,7 +61,17 @@ impl Watcher {
     }
 }
 
-/// Follows deployment `deploy_id` of `service` until it has ended; returns its last status.
+/// When a watch stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// The deployment ended.
+    Ended,
+    /// It ended, or it is held for an engineer (`on_failure: hold`: nothing moves until
+    /// someone decides, so watching longer shows nothing).
+    EndedOrHeld,
+}
+
+/// Follows deployment `deploy_id` of `service` until `until`; returns its last status.
 /// If it is not in the ledger yet, waits for it (while it is queued, as long as it takes;
 /// otherwise up to `start_timeout`).
 pub async fn follow(
@@ -70,6 +80,7 @@ pub async fn follow(
     deploy_id: &str,
     watcher: &mut Watcher,
     start_timeout: Duration,
+    until: Until,
 ) -> CliResult<Status> {
     let mut waiting_since = tokio::time::Instant::now();
     let mut said_queued = false;
@@ -98,7 +109,8 @@ pub async fn follow(
         }
         let status = view::status(aws, service, Some(deploy_id)).await?;
         watcher.show(&status);
-        if status.deployment.as_ref().is_some_and(|d| d.ended) {
+        let held = until == Until::EndedOrHeld && status.deployment.as_ref().is_some_and(|d| d.held.is_some());
+        if held || status.deployment.as_ref().is_some_and(|d| d.ended) {
             return Ok(status);
         }
         tokio::time::sleep(TICK).await;
@@ -112,6 +124,13 @@ pub fn ending(status: &Status) -> String {
             "deployment {} succeeded: {} {} is live",
             d.deploy_id, status.service, d.version
         ),
+        Some(d) if d.held.is_some() => {
+            let h = d.held.as_ref().expect("guarded");
+            format!(
+                "deployment {} of {} {} is HELD at {}%: {} failed ({}); nothing moves until {}",
+                d.deploy_id, status.service, d.version, h.weight, h.cause, h.reason, h.waiting_for
+            )
+        }
         Some(d) => format!(
             "deployment {} of {} {} {}: {}",
             d.deploy_id,

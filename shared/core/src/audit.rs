@@ -756,6 +756,8 @@ mod tests {
             rollback: false,
             promoted_by: None,
             pauses: vec![],
+            on_failure: Default::default(),
+            holds: vec![],
             late_failures: 0,
             resumes: 0,
             last_resume: None,

@@ -286,6 +286,10 @@ pub struct Rollout {
     pub pause_timeout_s: u64,
     /// What a pause does when nobody approved it in time.
     pub on_pause_timeout: OnPauseTimeout,
+    /// What a failed gate, a regression found by analysis or an alarm does to the deployment
+    /// in flight: revert (the default), or hold it where it is for an engineer. A release may
+    /// say otherwise (`ImagePublished`'s `on_failure`).
+    pub on_failure: OnFailure,
 }
 
 impl Default for Rollout {
@@ -296,6 +300,7 @@ impl Default for Rollout {
             pauses: vec![],
             pause_timeout_s: DEFAULT_PAUSE_TIMEOUT_S,
             on_pause_timeout: OnPauseTimeout::default(),
+            on_failure: OnFailure::default(),
         }
     }
 }
@@ -331,6 +336,35 @@ impl OnPauseTimeout {
             OnPauseTimeout::Abort => "abort",
             OnPauseTimeout::Continue => "continue",
         }
+    }
+}
+
+/// What a failure during a deployment does: a failed health gate or smoke test, a regression
+/// found by canary analysis, one of the service's alarms (before green is retiring).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Traffic back on blue, green drained and terminated (the default).
+    #[default]
+    Revert,
+    /// Freeze the deployment where it is: no further traffic change, nothing deregistered or
+    /// terminated, the service marked as needing attention, until an engineer's `promote`,
+    /// `rollback` or `abort` (flagger#1186: releases whose schema change cannot be undone).
+    Hold,
+}
+
+impl OnFailure {
+    /// `revert` or `hold`, as the registration spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Revert => "revert",
+            OnFailure::Hold => "hold",
+        }
+    }
+
+    /// True for the default (`revert`): the registration and the ledger omit it.
+    pub fn is_revert(&self) -> bool {
+        *self == OnFailure::Revert
     }
 }
 
@@ -392,6 +426,8 @@ struct RolloutWire {
     pause_timeout_s: u64,
     #[serde(default)]
     on_pause_timeout: OnPauseTimeout,
+    #[serde(default, skip_serializing_if = "OnFailure::is_revert")]
+    on_failure: OnFailure,
 }
 
 fn default_pause_timeout_s() -> u64 {
@@ -416,6 +452,7 @@ impl TryFrom<RolloutWire> for Rollout {
             pauses,
             pause_timeout_s: wire.pause_timeout_s,
             on_pause_timeout: wire.on_pause_timeout,
+            on_failure: wire.on_failure,
         })
     }
 }
@@ -442,6 +479,7 @@ impl From<Rollout> for RolloutWire {
             step_wait_s: rollout.step_wait_s,
             pause_timeout_s: rollout.pause_timeout_s,
             on_pause_timeout: rollout.on_pause_timeout,
+            on_failure: rollout.on_failure,
         }
     }
 }
@@ -849,6 +887,23 @@ pub(crate) mod tests {
             config.health.smoke.path = good.into();
             assert!(config.validate().is_ok(), "{good:?}");
         }
+    }
+
+    #[test]
+    fn on_failure_is_revert_unless_the_registration_says_hold() {
+        let mut value = serde_json::to_value(sample()).unwrap();
+        assert!(value["rollout"].get("on_failure").is_none(), "the default is omitted");
+        assert_eq!(
+            ServiceConfig::from_json(&value.to_string()).unwrap().rollout.on_failure,
+            OnFailure::Revert
+        );
+        value["rollout"]["on_failure"] = "hold".into();
+        let config = ServiceConfig::from_json(&value.to_string()).unwrap();
+        assert_eq!(config.rollout.on_failure, OnFailure::Hold);
+        assert_eq!(serde_json::to_value(&config).unwrap()["rollout"]["on_failure"], "hold");
+        value["rollout"]["on_failure"] = "freeze".into();
+        let err = ServiceConfig::from_json(&value.to_string()).unwrap_err().to_string();
+        assert!(err.contains("freeze") && err.contains("hold"), "{err}");
     }
 
     #[test]

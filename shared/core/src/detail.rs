@@ -21,6 +21,10 @@ pub struct ImagePublished {
     /// an abort.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// This release's `on_failure` (`revert` or `hold`), overriding the registration's:
+    /// e.g. `hold` for a release whose schema change cannot be undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<crate::config::OnFailure>,
 }
 
 /// `RollbackRequested`: put the previous version (or `to_version`) back live.
@@ -57,6 +61,7 @@ mod tests {
             requested_by: Some("ci".into()),
             reason: None,
             attempt: None,
+            on_failure: None,
         };
         let value = serde_json::to_value(&image).unwrap();
         assert_eq!(
@@ -66,5 +71,15 @@ mod tests {
         assert_eq!(serde_json::from_value::<ImagePublished>(value).unwrap(), image);
         let rollback = json!({"service": "checkout", "reason": "p99", "requested_by": "alice", "to": "v1"});
         assert!(serde_json::from_value::<RollbackRequested>(rollback).is_err());
+        let held = json!({"service": "checkout", "version": "v2", "ami": "ami-00000002", "on_failure": "hold"});
+        assert_eq!(
+            serde_json::from_value::<ImagePublished>(held).unwrap().on_failure,
+            Some(crate::config::OnFailure::Hold)
+        );
+        let misspelt = json!({"service": "checkout", "version": "v2", "ami": "ami-00000002", "on_failure": "freeze"});
+        let why = serde_json::from_value::<ImagePublished>(misspelt)
+            .unwrap_err()
+            .to_string();
+        assert!(why.contains("revert") && why.contains("hold"), "{why}");
     }
 }

@@ -334,6 +334,7 @@ fn parse_eventbridge(event: &Value, manifest_prefix: &str) -> Result<Inbound, In
                 attempt,
                 rollback_of: None,
                 repave_of: None,
+                on_failure: d.on_failure,
             }))
         }
         (SOURCE, ROLLBACK_REQUESTED) => {
@@ -593,6 +594,7 @@ pub fn ami_request(
         attempt: 1,
         rollback_of: None,
         repave_of: None,
+        on_failure: None,
     }))
 }
 
@@ -868,6 +870,9 @@ struct ManifestBody {
     requested_by: Option<String>,
     #[serde(default)]
     reason: Option<String>,
+    /// The release's own `on_failure` (`revert` or `hold`).
+    #[serde(default)]
+    on_failure: Option<crate::config::OnFailure>,
 }
 
 /// Turns a manifest body into a deployment request. The key decides service and version;
@@ -899,6 +904,7 @@ pub fn parse_manifest(body: &[u8], service: &str, version: &str) -> Result<Image
         attempt: 1,
         rollback_of: None,
         repave_of: None,
+        on_failure: m.on_failure,
     })
 }
 

@@ -92,6 +92,10 @@ pub struct RevertPlan {
     pub back_to: String,
     /// When the deployment started (ms): older triggers concern an earlier version.
     pub since_ms: u64,
+    /// The deployment holds instead of reverting on an alarm (`on_failure: hold`): the plan
+    /// is not mirrored onto the alarms, so only an engineer's rollback takes the fast path.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alarms_hold: bool,
 }
 
 impl RevertPlan {
@@ -371,7 +375,87 @@ pub struct Deployment {
     /// when each began, its deadline, and how it ended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pauses: Vec<PauseRecord>,
+    /// What a failed gate, analysis or alarm does to this deployment (the release's
+    /// `on_failure`, else the registration's), fixed when it started. Rollbacks'
+    /// redeployments and re-paves always revert.
+    #[serde(default, skip_serializing_if = "crate::config::OnFailure::is_revert")]
+    pub on_failure: crate::config::OnFailure,
+    /// The times this deployment was held instead of reverted (`on_failure: hold`), in order;
+    /// the last one holds it while it has not ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holds: Vec<HoldRecord>,
     pub timeline: Vec<Mark>,
+}
+
+/// One hold of a deployment: a failure froze it at `weight` % instead of reverting it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldRecord {
+    pub since: Epoch,
+    /// Green's weight when it froze.
+    pub weight: u8,
+    pub cause: HoldCause,
+    /// What failed, in words (the alarm's name, the gate's or the analysis's reason).
+    pub reason: String,
+    /// None while it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<HoldEnd>,
+}
+
+/// What froze a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldCause {
+    /// The health gate or the smoke test failed.
+    Gate,
+    /// Canary analysis found green worse than blue.
+    Analysis,
+    /// One of the service's alarms went to ALARM.
+    Alarm,
+}
+
+impl HoldCause {
+    /// `gate`, `analysis` or `alarm`, as the ledger and the CLI spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldCause::Gate => "gate",
+            HoldCause::Analysis => "analysis",
+            HoldCause::Alarm => "alarm",
+        }
+    }
+}
+
+/// How a hold ended: an engineer's decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldEnd {
+    pub at: Epoch,
+    pub action: HoldAction,
+    pub requested_by: String,
+    /// The request's event id (a promote's: its duplicate delivery releases nothing more).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub event_id: String,
+}
+
+/// The engineer's decision that ended a hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldAction {
+    /// `greenlight promote`: the deployment goes on (the health gates still apply).
+    Promoted,
+    /// `greenlight rollback`: traffic back on blue, green cleaned up.
+    RolledBack,
+    /// `greenlight abort`: the same before green is live.
+    Aborted,
+}
+
+impl HoldAction {
+    /// `promoted`, `rolled_back` or `aborted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldAction::Promoted => "promoted",
+            HoldAction::RolledBack => "rolled_back",
+            HoldAction::Aborted => "aborted",
+        }
+    }
 }
 
 /// One approval pause of a deployment: green verified at `weight` % waits for an engineer's
@@ -410,6 +494,13 @@ impl Deployment {
     /// The pause green waits in now, at `weight` %: begun and not ended.
     pub fn waiting_pause(&self, weight: u8) -> Option<&PauseRecord> {
         self.pauses.iter().find(|p| p.weight == weight && p.ended.is_none())
+    }
+
+    /// The hold that freezes this deployment now: begun and not ended (never once it ended).
+    pub fn held(&self) -> Option<&HoldRecord> {
+        self.holds
+            .last()
+            .filter(|h| h.ended.is_none() && !self.phase.is_terminal())
     }
 
     /// True when the pause at `weight` % ended (approved, or timed out).

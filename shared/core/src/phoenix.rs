@@ -79,6 +79,7 @@ pub fn repave(config: &ServiceConfig, service: &ServiceState, now: Epoch) -> Rep
         attempt: 1,
         rollback_of: None,
         repave_of: Some(fleet),
+        on_failure: None,
     })
 }
 

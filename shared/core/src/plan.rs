@@ -86,6 +86,9 @@ pub struct Route {
 pub fn route(config: &ServiceConfig, deployment: &Deployment, now: Epoch) -> Route {
     let until = |t: Epoch| t.saturating_sub(now);
     let (next, wait_s) = match &deployment.phase {
+        // Held (`on_failure: hold`): nothing runs until an engineer promotes, rolls back or
+        // aborts (each starts its own execution).
+        _ if deployment.held().is_some() => (None, 0),
         Phase::Launching => (Some(Step::LaunchGreen), 0),
         Phase::Verifying { weight, polls } => {
             // A canary step's wait, unless the deployment was promoted past its canary steps.

@@ -30,6 +30,9 @@ pub struct ImageRequest {
     /// scheduled run that finds the same fleet too old maps to one deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repave_of: Option<String>,
+    /// The release's own `on_failure` (None: the registration's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<crate::config::OnFailure>,
 }
 
 fn first_attempt() -> u32 {

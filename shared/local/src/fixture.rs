@@ -141,6 +141,8 @@ pub struct Spec {
     pub group_drain_s: Option<u64>,
     /// The registration's canary analysis (judged on the emulator's ALB metrics).
     pub analysis: Option<greenlight_core::analysis::Analysis>,
+    /// What a failed gate, analysis or alarm does (`rollout.on_failure`).
+    pub on_failure: greenlight_core::config::OnFailure,
 }
 
 impl Spec {
@@ -155,6 +157,7 @@ impl Spec {
             pauses: vec![],
             pause_timeout_s: 60,
             on_pause_timeout: OnPauseTimeout::Abort,
+            on_failure: greenlight_core::config::OnFailure::Revert,
             step_wait_s: 1,
             bake_window_s: 2,
             deregistration_delay_s: 1,
@@ -508,6 +511,7 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
             pauses: spec.pauses.clone(),
             pause_timeout_s: spec.pause_timeout_s,
             on_pause_timeout: spec.on_pause_timeout,
+            on_failure: spec.on_failure,
         },
         bake_window_s: spec.bake_window_s,
         deregistration_delay_s: spec.deregistration_delay_s,

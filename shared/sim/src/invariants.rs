@@ -27,7 +27,10 @@
 //!   metrics never promote;
 //! - **approval pauses** (I35): green never moves past a pause that nobody approved and that
 //!   did not reach its deadline, and while one waits at w % no switch point gives green more
-//!   than w %.
+//!   than w %;
+//! - **holds** (I36): while a failure holds a deployment (`on_failure: hold`), no switch point
+//!   gives green more than the weight it froze at, and none of green's or blue's instances
+//!   is deregistered or terminated.
 //!
 //! Liveness, once settled: every deployment ended, no lease, nothing queued, all traffic on
 //! every switch point on the live release, and the only instances left running are the
@@ -152,6 +155,7 @@ impl Checker {
         for dep in &history {
             self.analysis(config, dep)?;
             paused(aws, config, service, dep)?;
+            frozen(aws, config, service, dep)?;
         }
         // Test routes (I31): each forwards to its own deployment's green only, on the first
         // switch point's listener.
@@ -287,8 +291,14 @@ impl Checker {
         }
         // I32.
         if evaluations.iter().any(|e| e.verdict == Verdict::Regressed) {
+            use greenlight_core::model::{HoldAction, HoldCause};
+            // `on_failure: hold`: the regression froze it instead; an engineer's promote may
+            // take it further.
+            let analysis_holds = || dep.holds.iter().filter(|h| h.cause == HoldCause::Analysis);
+            let held = analysis_holds().next().is_some();
+            let promoted = analysis_holds().any(|h| h.ended.as_ref().is_some_and(|e| e.action == HoldAction::Promoted));
             let at = *self.regressed.entry(key.clone()).or_insert(dep.max_weight);
-            if dep.max_weight > at {
+            if dep.max_weight > at && !promoted {
                 return Err(format!(
                     "I32: {name} gave green {}% after analysis found it regressed at {at}%",
                     dep.max_weight
@@ -296,7 +306,7 @@ impl Checker {
             }
             let reverted = dep.revert.as_ref().is_some_and(|r| r.trigger == Trigger::Analysis)
                 && matches!(dep.phase, Phase::Aborting { .. } | Phase::Aborted { .. });
-            if !reverted {
+            if !reverted && !held {
                 return Err(format!(
                     "I32: {name}: analysis found green regressed, yet it is not reverted by analysis (revert {:?})",
                     dep.revert
@@ -717,6 +727,57 @@ fn paused(aws: &Aws, config: &greenlight_core::ServiceConfig, service: &str, dep
                         ));
                     }
                 }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// I36, holds: while a failure holds `dep` (`on_failure: hold`), no switch point of the service
+/// (but one edited by hand) gives green more than the weight it froze at, and none of green's
+/// or blue's instances is deregistered from its group or terminated.
+fn frozen(aws: &Aws, config: &greenlight_core::ServiceConfig, service: &str, dep: &Deployment) -> Result<(), String> {
+    let Some(hold) = dep.held() else {
+        return Ok(());
+    };
+    let name = format!(
+        "I36: {service}: {} held at {}% ({} failed)",
+        dep.deploy_id,
+        hold.weight,
+        hold.cause.as_str()
+    );
+    for point in config.switch.points() {
+        let switch = switch_key(point);
+        if aws.hand.switches.contains_key(&switch) {
+            continue;
+        }
+        let weights = aws.listeners.get(&switch).cloned().unwrap_or_default();
+        let total: u64 = weights.iter().map(|(_, w)| u64::from(*w)).sum();
+        let green: u64 = weights
+            .iter()
+            .filter(|(tg, _)| *tg == dep.green_tg)
+            .map(|(_, w)| u64::from(*w))
+            .sum();
+        if total > 0 && green * 100 > u64::from(hold.weight) * total {
+            return Err(format!("{name}, yet {switch} gives green {green} of {total}"));
+        }
+    }
+    let fleets = [
+        Some((&dep.green_tg, &dep.green_instances)),
+        dep.blue.as_ref().map(|b| (&b.target_group, &b.instance_ids)),
+    ];
+    for (group, ids) in fleets.into_iter().flatten() {
+        for id in ids {
+            if aws.instances.get(id).is_some_and(|i| i.terminated_ms.is_some()) {
+                return Err(format!("{name}, yet its instance {id} was terminated"));
+            }
+            let deregistered = aws
+                .target_groups
+                .get(group)
+                .and_then(|g| g.targets.get(id))
+                .is_some_and(|t| t.deregistered_ms.is_some());
+            if deregistered {
+                return Err(format!("{name}, yet {id} was deregistered from {}", short_tg(group)));
             }
         }
     }

@@ -239,7 +239,8 @@ impl Ledger for MemLedger {
         if plan_changed {
             for alarm in &after.config.alarms {
                 let alias = t.alarms.get_mut(alarm).expect("checked above");
-                alias.revert_plan = committed.service.revert_plan.clone();
+                // Not a plan whose alarms hold instead (`on_failure: hold`).
+                alias.revert_plan = committed.service.revert_plan.clone().filter(|p| !p.alarms_hold);
                 alias.claim_event = None;
                 alias.claimed_at = None;
             }

@@ -135,6 +135,12 @@ pub struct Stats {
     pub pauses_approved: u64,
     pub pauses_timed_out: u64,
     pub engineer_approvals: u64,
+    /// `on_failure: hold` (I36): deployments frozen by a failed gate, a regression or an
+    /// alarm instead of reverted, and how the simulated engineer (or a random request while
+    /// faults are on) ended them: promoted, or rolled back / aborted.
+    pub failure_holds: u64,
+    pub holds_promoted: u64,
+    pub holds_reverted: u64,
 }
 
 impl Stats {
@@ -165,6 +171,9 @@ impl Stats {
         self.pauses_approved += other.pauses_approved;
         self.pauses_timed_out += other.pauses_timed_out;
         self.engineer_approvals += other.engineer_approvals;
+        self.failure_holds += other.failure_holds;
+        self.holds_promoted += other.holds_promoted;
+        self.holds_reverted += other.holds_reverted;
         self.metric_faults += other.metric_faults;
         self.bad_releases_live += other.bad_releases_live;
         for (k, v) in &other.outcomes {
@@ -319,6 +328,9 @@ pub struct Sim {
     /// timeout does): a stream of its own; drawn only with [`Options::topology`], so the race
     /// regression seeds pinned before it replay as they were.
     pause_rng: Rng,
+    /// `on_failure` draws (which registrations hold instead of reverting): a stream of its
+    /// own, drawn only with [`Options::topology`], like the pauses.
+    hold_rng: Rng,
     /// Held deployments the simulated engineer already promoted or aborted.
     engineer_acted: std::collections::BTreeSet<String>,
     /// Listeners added by hand so far (their keys are numbered).
@@ -363,8 +375,10 @@ impl Sim {
         let topology_rng = Rng::new(options.seed ^ 0x5c17_c4e5_f4a3_e5ed);
         let analysis_rng = Rng::new(options.seed ^ 0xa7a1_7515_c0de_5eed);
         let pause_rng = Rng::new(options.seed ^ 0x9a05_e5a9_9e0e_5eed);
+        let hold_rng = Rng::new(options.seed ^ 0x401d_0fa1_1ed0_5eed);
         let mut sim = Sim::empty(options, rng, timings);
         sim.pause_rng = pause_rng;
+        sim.hold_rng = hold_rng;
         sim.reconcile_rng = reconcile_rng;
         sim.topology_rng = topology_rng;
         sim.analysis_rng = analysis_rng;
@@ -634,6 +648,7 @@ impl Sim {
             topology_rng: Rng::new(0),
             analysis_rng: Rng::new(0),
             pause_rng: Rng::new(0),
+            hold_rng: Rng::new(0),
             engineer_acted: std::collections::BTreeSet::new(),
             foreign_listeners: 0,
             audited_ms: None,
@@ -829,6 +844,7 @@ impl Sim {
         config.analysis = draw_analysis(&mut self.analysis_rng);
         if self.options.topology {
             draw_pauses(&mut self.pause_rng, &mut config.rollout);
+            config.rollout.on_failure = draw_on_failure(&mut self.hold_rng);
         }
         // A re-pave's age limit stays one the new settings allow (no draw: trajectories hold).
         let min = config.min_instance_age_s();
@@ -1588,6 +1604,15 @@ impl Sim {
                     _ => {}
                 }
             }
+            for hold in &dep.holds {
+                use greenlight_core::model::HoldAction;
+                self.stats.failure_holds += 1;
+                match hold.ended.as_ref().map(|e| e.action) {
+                    Some(HoldAction::Promoted) => self.stats.holds_promoted += 1,
+                    Some(HoldAction::RolledBack | HoldAction::Aborted) => self.stats.holds_reverted += 1,
+                    None => {}
+                }
+            }
             for evaluation in dep.analysis.iter().flat_map(|r| &r.evaluations) {
                 self.stats.evaluations += 1;
                 match (evaluation.verdict, evaluation.action.as_str()) {
@@ -1650,6 +1675,35 @@ impl Sim {
             let event = self.envelope(SOURCE, PROMOTE_REQUESTED, detail);
             self.publish(format!("promote {service} (engineer approves {key})"), event);
         }
+        // Deployments a failure holds (`on_failure: hold`): promoted, rolled back or aborted
+        // in turn (a rollback in the bake window, where an abort is too late; an abort when
+        // nothing was live before, where a rollback has nothing to go back to), once per hold.
+        let frozen: Vec<(String, String, bool, bool)> = {
+            let table = self.ledger.lock();
+            table
+                .deployments
+                .values()
+                .filter(|d| d.held().is_some())
+                .map(|d| {
+                    let baking = matches!(d.phase, Phase::Baking { .. });
+                    let key = format!("{}#hold{}", d.deploy_id, d.holds.len());
+                    (d.service.clone(), key, baking, d.blue.is_some())
+                })
+                .filter(|(_, key, _, _)| !self.engineer_acted.contains(key))
+                .collect()
+        };
+        for (service, key, baking, blue) in frozen {
+            let turn = self.engineer_acted.len() % 3;
+            self.engineer_acted.insert(key.clone());
+            let (kind, detail_type) = match (turn, baking, blue) {
+                (0, _, _) | (_, true, false) => ("promote", PROMOTE_REQUESTED),
+                (1, false, _) | (2, false, false) => ("abort", ABORT_REQUESTED),
+                _ => ("rollback", ROLLBACK_REQUESTED),
+            };
+            let detail = json!({"service": service, "reason": "held on a failure: an engineer decides", "requested_by": "sim-engineer"});
+            let event = self.envelope(SOURCE, detail_type, detail);
+            self.publish(format!("{kind} {service} (engineer, {key})"), event);
+        }
         for (service, deploy_id) in held {
             let promote = self.engineer_acted.len().is_multiple_of(2);
             self.engineer_acted.insert(deploy_id.clone());
@@ -1706,6 +1760,16 @@ fn draw_analysis(rng: &mut Rng) -> Option<greenlight_core::analysis::Analysis> {
         inconclusive: *rng.pick(&[Inconclusive::Abort, Inconclusive::Continue, Inconclusive::Hold]),
         baseline_s: period_s * rng.range(2, 10),
     })
+}
+
+/// `on_failure: hold` for about a quarter of the registrations.
+fn draw_on_failure(rng: &mut Rng) -> greenlight_core::config::OnFailure {
+    use greenlight_core::config::OnFailure;
+    if rng.chance(25) {
+        OnFailure::Hold
+    } else {
+        OnFailure::Revert
+    }
 }
 
 /// Approval pauses for about a third of the registrations: before any traffic and/or after

@@ -83,6 +83,12 @@ fn a_fixed_set_of_seeds_keeps_every_invariant() {
         total.pauses > 20 && total.pauses_approved > 5 && total.pauses_timed_out > 5,
         "pauses: {total:?}"
     );
+    // `on_failure: hold` (I36): failures frozen instead of reverted, then promoted, rolled
+    // back or aborted by an engineer.
+    assert!(
+        total.failure_holds > 20 && total.holds_promoted > 5 && total.holds_reverted > 5,
+        "holds: {total:?}"
+    );
 }
 
 #[test]

@@ -6,7 +6,9 @@
 //! aborting (and the pointers moved back) in one conditional write, then the switch point
 //! forwards everything to the previous fleet again. A crash between the two is completed by
 //! the next delivery, which finds the deployment aborting and re-applies the listener change.
-//! The bad fleet is then drained and terminated by a clean-up execution.
+//! The bad fleet is then drained and terminated by a clean-up execution. A deployment whose
+//! release says `on_failure: hold` is frozen by an alarm instead (its plan is not the
+//! alarms'), and waits for an engineer.
 //!
 //! Once that fleet is retired, the earlier version's image is deployed again through the
 //! same gates, marked as a rollback (the slow path). An alarm on the version a rollback went
@@ -43,6 +45,14 @@ pub enum RevertOutcome {
         service: String,
         deploy_id: String,
         version: String,
+        note: String,
+    },
+    /// The deployment in flight holds instead of reverting (`on_failure: hold`): an alarm
+    /// froze it where it is, for an engineer to promote, roll back or abort.
+    Held {
+        service: String,
+        deploy_id: String,
+        phase: PhaseName,
         note: String,
     },
     /// A well-formed event that asks for nothing (an alarm back to OK, an alarm no service
@@ -187,11 +197,26 @@ async fn revert(
             match drive(ports, state.clone(), event).await {
                 Ok((state, notes)) => {
                     let dep = state.deployment.as_ref().expect("loaded with the deployment");
-                    let outcome = RevertOutcome::Reverted {
-                        service: dep.service.clone(),
-                        deploy_id: dep.deploy_id.clone(),
-                        phase: dep.phase.kind(),
-                        note: notes.join("; "),
+                    let (service, deploy_id, phase, note) = (
+                        dep.service.clone(),
+                        dep.deploy_id.clone(),
+                        dep.phase.kind(),
+                        notes.join("; "),
+                    );
+                    let outcome = if dep.held().is_some() {
+                        RevertOutcome::Held {
+                            service,
+                            deploy_id,
+                            phase,
+                            note,
+                        }
+                    } else {
+                        RevertOutcome::Reverted {
+                            service,
+                            deploy_id,
+                            phase,
+                            note,
+                        }
                     };
                     info!(?outcome, "revert-service done");
                     return Ok(outcome);
@@ -261,6 +286,7 @@ async fn redeploy(ports: &Ports, service: &ServiceState, request: &RevertRequest
         attempt: 1,
         rollback_of: Some(request.event_id.clone()),
         repave_of: None,
+        on_failure: None,
     };
     let outcome = match start_request(ports, image).await? {
         StartOutcome::Started(out) => RevertOutcome::Redeploying {

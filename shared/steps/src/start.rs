@@ -90,6 +90,7 @@ pub async fn start_deployment(ports: &Ports, event: &Value) -> Result<StartOutco
                 attempt: 1,
                 rollback_of: None,
                 repave_of: None,
+                on_failure: None,
             }
         }
         Inbound::Manifest {

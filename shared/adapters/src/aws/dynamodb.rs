@@ -189,7 +189,8 @@ impl DynamoLedger {
                     .expression_attribute_values(":svc", s(&config.service))
                     .expression_attribute_values(":mine", s(guard.claimed_by.unwrap_or("-")))
                     .expression_attribute_values(":stale", n(guard.stale_before_ms));
-                let update = match plan {
+                // A plan whose alarms hold instead (`on_failure: hold`) is not theirs to claim.
+                let update = match plan.filter(|p| !p.alarms_hold) {
                     Some(plan) => update
                         .update_expression(
                             "SET revert_plan = :plan, plan_since = :since REMOVE claim_event, claimed_at",

@@ -13,6 +13,7 @@
 //! This module dispatches each (event, phase) to its family: `start` (refusals, a new
 //! deployment, a busy service's policy), `rollout` (gates, weights, the lease), `revert`
 //! (the fast plan, claims, rollbacks), `pause` (approval pauses between canary steps),
+//! `hold` (a failure frozen for an engineer instead of reverted, `on_failure: hold`),
 //! `finish` (aborting and ending), `reconcile` (what a
 //! late delivery still repairs) and `stuck` (a deployment whose lease expired, found by the
 //! scheduled reconcile). The events, effects and refusals are `types` (re-exported
@@ -21,6 +22,7 @@
 
 mod canary;
 mod finish;
+mod hold;
 mod pause;
 mod reconcile;
 mod revert;
@@ -60,6 +62,7 @@ pub use types::*;
 pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refusal> {
     let decision = transition(state, event, now)?;
     debug_assert_invariants(state, &decision.state);
+    hold::debug_assert_frozen(event, &decision);
     Ok(decision)
 }
 
@@ -156,6 +159,13 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
     let mut next = state.clone();
     let config = &state.config;
     let dep = next.deployment.as_mut().ok_or(Refusal::NoDeployment)?;
+    if let Some(note) = hold::frozen(state, dep, event) {
+        return Ok(Decision {
+            state: state.clone(),
+            effects: vec![],
+            note,
+        });
+    }
     let mut effects = Vec::new();
     let note: String;
     let register_green = |dep: &Deployment, ids: Vec<String>| Effect::RegisterTargets {
@@ -197,7 +207,15 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             note = "green already launched; re-registering (idempotent)".into();
         }
         (Event::HealthObserved { report }, Phase::Verifying { weight, polls }) => {
-            note = observe_health(dep, config, report, weight, polls, now, &mut effects);
+            note = observe_health(
+                &mut next.service,
+                dep,
+                config,
+                report,
+                (weight, polls),
+                now,
+                &mut effects,
+            );
         }
         (
             Event::ShiftDue {
@@ -455,6 +473,15 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             Event::Supersede { reason, .. },
             Phase::Launching | Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. },
         ) => {
+            // Held, only a rollback's redeployment gets here (`hold::frozen`): it ends the hold.
+            hold::end(
+                &mut next.service,
+                dep,
+                crate::model::HoldAction::RolledBack,
+                "a rollback's redeployment",
+                "",
+                now,
+            );
             note = abort_now(dep, config, reason.clone(), "superseded", now, &mut effects);
         }
         (Event::Supersede { resume, .. }, phase) if !phase.is_terminal() => {
@@ -477,6 +504,14 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
             Event::AbortRequested { requested_by, reason },
             Phase::Launching | Phase::Verifying { .. } | Phase::Verified { .. } | Phase::Shifting { .. },
         ) => {
+            hold::end(
+                &mut next.service,
+                dep,
+                crate::model::HoldAction::Aborted,
+                requested_by,
+                "",
+                now,
+            );
             let reason = format!("aborted by {requested_by}: {reason}");
             note = abort_now(dep, config, reason, "abort", now, &mut effects);
         }
@@ -501,6 +536,33 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
                 deploy_id: dep.deploy_id.clone(),
                 phase: phase.kind(),
             });
+        }
+        (Event::Promote { event_id, .. }, phase) if hold::released_by(dep, event_id).is_some() => {
+            // A redelivery of the promote that released a hold: the same follow-up again
+            // (idempotent), nothing more.
+            let n = hold::released_by(dep, event_id).expect("guarded");
+            if !phase.is_terminal() {
+                effects.push(hold::release_execution(dep, n));
+            }
+            note = format!("{} released its hold already (a duplicate delivery)", dep.deploy_id);
+        }
+        (
+            Event::Promote {
+                requested_by,
+                reason,
+                event_id,
+            },
+            _,
+        ) if dep.held().is_some() => {
+            note = hold::promote(
+                &mut next.service,
+                dep,
+                requested_by,
+                reason,
+                event_id,
+                now,
+                &mut effects,
+            );
         }
         (Event::Promote { event_id, .. }, phase) if pause::already_approved(dep, event_id).is_some() => {
             // A redelivery (the first may have crashed before its StartExecution): start the
@@ -680,6 +742,9 @@ fn revert_by_analysis(
     now: Epoch,
     effects: &mut Vec<Effect>,
 ) -> Result<String, Refusal> {
+    if hold::holds_on_failure(dep) {
+        return Ok(hold::hold(service, dep, crate::model::HoldCause::Analysis, why, now));
+    }
     let request = crate::request::RevertRequest {
         service: dep.service.clone(),
         trigger: crate::model::Trigger::Analysis,

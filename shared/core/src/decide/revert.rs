@@ -47,6 +47,7 @@ pub fn fast_revert_plan(service: &ServiceState, config: &ServiceConfig, dep: &De
         from: dep.version.clone(),
         back_to: blue.version.clone(),
         since_ms: dep.created_at.saturating_mul(1000),
+        alarms_hold: dep.on_failure == crate::config::OnFailure::Hold,
     })
 }
 
@@ -158,6 +159,26 @@ pub(super) fn revert(
         }
         return Ok(why);
     }
+    if request.trigger == Trigger::Alarm && flipped_at_ms.is_none() && super::hold::holds_on_failure(dep) {
+        // `on_failure: hold`: the alarm freezes the deployment instead (its plan was never
+        // mirrored onto the alarms, so nothing flipped).
+        let why = format!("{}: {}", request.requested_by, request.reason);
+        return Ok(super::hold::hold(
+            service,
+            dep,
+            crate::model::HoldCause::Alarm,
+            why,
+            now,
+        ));
+    }
+    super::hold::end(
+        service,
+        dep,
+        crate::model::HoldAction::RolledBack,
+        &request.requested_by,
+        &request.event_id,
+        now,
+    );
     let reason = format!("rolled back by {}: {}", request.requested_by, request.reason);
     service.last_revert = Some(LastRevert {
         from: dep.version.clone(),

@@ -23,16 +23,21 @@ pub(super) fn renew_lease(service: &mut ServiceState, config: &ServiceConfig, de
 }
 
 /// check-health's transition out of `Verifying`.
+/// A failed gate aborts, or holds (`on_failure: hold`).
 pub(super) fn observe_health(
+    service: &mut ServiceState,
     dep: &mut Deployment,
     config: &ServiceConfig,
     report: &HealthReport,
-    weight: u8,
-    polls: u32,
+    (weight, polls): (u8, u32),
     now: Epoch,
     effects: &mut Vec<Effect>,
 ) -> String {
-    let abort = |dep: &mut Deployment, reason: String| {
+    let mut abort = |dep: &mut Deployment, reason: String| {
+        if super::hold::holds_on_failure(dep) {
+            let note = super::hold::hold(service, dep, crate::model::HoldCause::Gate, reason.clone(), now);
+            return format!("health gate failed: {reason}; {note}");
+        }
         let note = format!("health gate failed: {reason}");
         enter_aborting(dep, config, reason, now);
         note

@@ -4,6 +4,7 @@
 
 use super::types::*;
 use crate::config::NewImagePolicy;
+use crate::config::OnFailure;
 use crate::model::{Deployment, Phase, Release, State};
 use crate::request::ImageRequest;
 use crate::rfc3339::format as format_time;
@@ -137,6 +138,12 @@ pub(super) fn start(
         rollback: request.is_rollback(),
         promoted_by: None,
         pauses: vec![],
+        on_failure: if request.is_rollback() || request.is_repave() {
+            OnFailure::Revert
+        } else {
+            request.on_failure.unwrap_or(config.rollout.on_failure)
+        },
+        holds: vec![],
         late_failures: 0,
         resumes: 0,
         last_resume: None,
@@ -194,7 +201,21 @@ pub(super) fn busy(state: &State, request: &ImageRequest, active: &str, now: Epo
             version: queued.version.clone(),
         });
     }
-    let policy = if request.is_rollback() || expired_at.is_some() {
+    // A held deployment (`on_failure: hold`) waits for an engineer, however long: only a
+    // rollback takes it over; another image waits behind it (or is refused).
+    let held = state
+        .deployment
+        .as_ref()
+        .filter(|d| d.deploy_id == active)
+        .is_some_and(|d| d.held().is_some());
+    let policy = if request.is_rollback() {
+        NewImagePolicy::Supersede
+    } else if held {
+        match config.on_new_image {
+            NewImagePolicy::Reject => NewImagePolicy::Reject,
+            _ => NewImagePolicy::Queue,
+        }
+    } else if expired_at.is_some() {
         NewImagePolicy::Supersede
     } else {
         config.on_new_image

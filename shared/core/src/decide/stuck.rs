@@ -26,6 +26,13 @@ fn not_stuck(service: &ServiceState, dep: &Deployment, now: Epoch) -> Option<Str
     if dep.phase.is_terminal() {
         return Some(format!("it is {}", dep.phase.name()));
     }
+    if let Some(held) = dep.held() {
+        return Some(format!(
+            "it is held since {} ({} failed; on_failure is hold): it waits for an engineer",
+            format_time(held.since),
+            held.cause.as_str()
+        ));
+    }
     if dep.resumes > MAX_RESUMES || dep.late_failures >= LATE_STEP_TRIES {
         return Some("greenlight stopped on it; the service needs attention".into());
     }

@@ -34,6 +34,7 @@ fn request(version: &str, ami: &str) -> ImageRequest {
         attempt: 1,
         rollback_of: None,
         repave_of: None,
+        on_failure: None,
     }
 }
 
@@ -1124,6 +1125,7 @@ fn new_image_while_a_deployment_holds_the_service() {
     waiting.service.queued = Some(ImageRequest {
         rollback_of: Some("ev-1".into()),
         repave_of: None,
+        on_failure: None,
         ..request("v0.9", AMI_V1)
     });
     let err = decide(&waiting, &start_v3(None), NOW).unwrap_err();
@@ -1139,6 +1141,7 @@ fn a_rollback_may_go_older_than_live() {
         request: ImageRequest {
             rollback_of: Some("ev-1".into()),
             repave_of: None,
+            on_failure: None,
             ..request("v0.9", AMI_V2)
         },
         image: good_image(),
@@ -1738,6 +1741,7 @@ fn rollback_redeployment() -> State {
     let request = ImageRequest {
         rollback_of: Some("ev-1".into()),
         repave_of: None,
+        on_failure: None,
         ..request("v1", AMI_V1)
     };
     let start = Event::Start {
@@ -2174,6 +2178,7 @@ fn a_repave_deploys_the_live_release_again_only_when_the_service_is_free() {
         request: ImageRequest {
             source: ImageSource::Repave,
             repave_of: Some("adopted@1".into()),
+            on_failure: None,
             requested_by: "greenlight:repave".into(),
             ..request(version, ami)
         },
@@ -2752,4 +2757,5 @@ fn an_inconclusive_step_continues_as_declared_only_on_fetched_data() {
 }
 
 mod canary;
+mod hold;
 mod pause;

@@ -11,7 +11,7 @@ use crate::plan::{Route, Step};
 const PERIOD: u64 = 60;
 const MAX_STEP: u64 = 300;
 
-fn analysis(inconclusive: Inconclusive) -> Analysis {
+pub(super) fn analysis(inconclusive: Inconclusive) -> Analysis {
     let mut a: Analysis = serde_json::from_value(serde_json::json!({
         "metrics": [{"error_rate": {"tolerance_pp": 0.5}}],
         "period_s": PERIOD, "lag_s": 0, "max_step_s": MAX_STEP, "min_requests": 100
@@ -22,7 +22,7 @@ fn analysis(inconclusive: Inconclusive) -> Analysis {
 }
 
 /// v2 at `weight` % (judged since `since`), the registration declaring analysis.
-fn judged(phase: Phase, since: Epoch, inconclusive: Inconclusive) -> State {
+pub(super) fn judged(phase: Phase, since: Epoch, inconclusive: Inconclusive) -> State {
     let weight = match phase {
         Phase::Verified { weight } => weight,
         _ => 100,
@@ -66,7 +66,7 @@ fn fetched(green: &[(u64, u64)], blue: &[(u64, u64)]) -> Observation {
     }
 }
 
-fn regressed() -> Observation {
+pub(super) fn regressed() -> Observation {
     fetched(&[(300, 1000), (310, 1000)], &[(10, 9000), (9, 9000)])
 }
 
@@ -77,7 +77,7 @@ fn no_worse() -> Observation {
     )
 }
 
-fn shift_due(observation: Observation) -> Event {
+pub(super) fn shift_due(observation: Observation) -> Event {
     Event::ShiftDue {
         green_unready: None,
         analysis: Some(observation),

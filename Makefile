@@ -12,11 +12,11 @@ VENV_INFRA ?= .venv-infra
 BOOTSTRAP := greenlight-lambda
 export GREENLIGHT_PYTHON ?= $(abspath $(VENV))/bin/python
 
-.PHONY: help setup demo test lint asl infra-check lambdas bench fuzz sim clean
+.PHONY: help setup demo test fmt lint asl infra-check lambdas bench fuzz sim clean
 
 help:
 	@echo "make demo   full canary rollout on a local AWS emulator, shown live"
-	@echo "make test   every test: template linters, formatting, clippy, unit, end-to-end, emulator self-test"
+	@echo "make test   every test: template linters, formatting, unit and end-to-end (linted by clippy as they build), emulator self-test"
 	@echo "make asl    regenerate infra/statemachine.asl.json from the Rust plan"
 	@echo "make infra-check  lint infra/template.yaml offline (cfn-lint with AWS Serverless Rules, checkov); part of make test"
 	@echo "make lambdas      build the bootstrap of every function for Lambda (arm64): target/lambda/$(BOOTSTRAP)/bootstrap"
@@ -40,14 +40,23 @@ demo: setup
 	cargo build --quiet -p greenlight-cli
 	cargo run --quiet -p greenlight-local -- demo
 
-# The template's linters first (seconds), the emulator's self-test next (the e2e tests stand
-# on it), then every Rust test.
-test: infra-check setup lint
-	$(VENV)/bin/python -m unittest discover -s tests/emulator -p 'test_*.py'
-	cargo test --workspace -- --test-threads=8
+# The template's linters first (seconds), formatting, the emulator's self-test next (the e2e
+# tests stand on it), then every Rust test, linted by clippy as it builds: clippy-driver is
+# the compiler of the workspace's own crates (RUSTC_WORKSPACE_WRAPPER, what `cargo clippy`
+# does, here with code generation), so every dependency is built once instead of checked
+# for clippy and built again for the tests. The workspace's lint table denies every warning,
+# clippy's included, so a lint fails the build as `make lint` would. The tests' own `cargo
+# build` of the binaries inherits the wrapper, and with it the same build.
+CLIPPY_AS_RUSTC = RUSTC_WORKSPACE_WRAPPER="$$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
 
-lint:
+test: infra-check setup fmt
+	$(VENV)/bin/python -m unittest discover -s tests/emulator -p 'test_*.py'
+	$(CLIPPY_AS_RUSTC) cargo test --workspace -- --test-threads=8
+
+fmt:
 	cargo fmt --all --check
+
+lint: fmt
 	cargo clippy --workspace --all-targets -- -D warnings
 
 asl:

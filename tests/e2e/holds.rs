@@ -171,4 +171,20 @@ async fn a_failed_gate_holds_green_untouched_promote_retries_the_gate_and_abort_
     let state = env.ledger(None).await;
     assert_eq!((state.service.active, state.service.attention), (None, None));
     assert_eq!(state.service.live.unwrap().version, "v1");
+    // The report (written as the abort's execution ends) says what froze it twice and who
+    // decided what.
+    assert_eq!(env.wait(&format!("{id}-abort")).await, Ending::Done(PhaseName::Aborted));
+    let key = format!("reports/{}/{id}.json", env.service);
+    let body = env
+        .local
+        .ports
+        .store
+        .get(&env.local.names.bucket, &key)
+        .await
+        .expect("report");
+    let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(report["on_failure"], "hold", "{report}");
+    assert_eq!(report["holds"][0]["cause"], "gate", "{report}");
+    assert_eq!(report["holds"][0]["ended"]["action"], "promoted", "{report}");
+    assert_eq!(report["holds"][1]["ended"]["action"], "aborted", "{report}");
 }

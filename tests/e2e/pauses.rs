@@ -87,6 +87,23 @@ async fn a_pause_holds_green_at_its_step_until_greenlight_promote_approves_it() 
         .expect("approval noted");
     let shifted_at = notes.iter().position(|n| n.contains("10% -> 50%")).unwrap();
     assert!(approved_at < shifted_at, "{notes:#?}");
+    // The report (written as the approval's execution ends) says who approved the pause, and why.
+    let approval = format!("{id}-approve-10");
+    assert_eq!(
+        env.wait(&approval).await,
+        greenlight_local::orchestrator::Ending::Done(greenlight_core::model::PhaseName::Succeeded)
+    );
+    let key = format!("reports/{}/{id}.json", env.service);
+    let body = env
+        .local
+        .ports
+        .store
+        .get(&env.local.names.bucket, &key)
+        .await
+        .expect("report");
+    let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(report["pauses"][0]["ended"]["reason"], "10% looks good", "{report}");
+    assert_eq!(report["pauses"][0]["ended"]["by"], "approved", "{report}");
 }
 
 #[tokio::test]

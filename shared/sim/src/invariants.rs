@@ -708,24 +708,11 @@ fn paused(aws: &Aws, config: &greenlight_core::ServiceConfig, service: &str, dep
                 if !waiting_here {
                     continue;
                 }
-                for point in config.switch.points() {
-                    let switch = switch_key(point);
-                    if aws.hand.switches.contains_key(&switch) {
-                        continue;
-                    }
-                    let weights = aws.listeners.get(&switch).cloned().unwrap_or_default();
-                    let total: u64 = weights.iter().map(|(_, w)| u64::from(*w)).sum();
-                    let green: u64 = weights
-                        .iter()
-                        .filter(|(tg, _)| *tg == dep.green_tg)
-                        .map(|(_, w)| u64::from(*w))
-                        .sum();
-                    if total > 0 && green * 100 > u64::from(w) * total {
-                        return Err(format!(
-                            "{service}: {} waits in its pause at {w}% but {switch} gives green {green} of {total}",
-                            dep.deploy_id
-                        ));
-                    }
+                if let Some((switch, green, total)) = green_over(aws, config, &dep.green_tg, w) {
+                    return Err(format!(
+                        "{service}: {} waits in its pause at {w}% but {switch} gives green {green} of {total}",
+                        dep.deploy_id
+                    ));
                 }
             }
         }
@@ -746,21 +733,8 @@ fn frozen(aws: &Aws, config: &greenlight_core::ServiceConfig, service: &str, dep
         hold.weight,
         hold.cause.as_str()
     );
-    for point in config.switch.points() {
-        let switch = switch_key(point);
-        if aws.hand.switches.contains_key(&switch) {
-            continue;
-        }
-        let weights = aws.listeners.get(&switch).cloned().unwrap_or_default();
-        let total: u64 = weights.iter().map(|(_, w)| u64::from(*w)).sum();
-        let green: u64 = weights
-            .iter()
-            .filter(|(tg, _)| *tg == dep.green_tg)
-            .map(|(_, w)| u64::from(*w))
-            .sum();
-        if total > 0 && green * 100 > u64::from(hold.weight) * total {
-            return Err(format!("{name}, yet {switch} gives green {green} of {total}"));
-        }
+    if let Some((switch, green, total)) = green_over(aws, config, &dep.green_tg, hold.weight) {
+        return Err(format!("{name}, yet {switch} gives green {green} of {total}"));
     }
     let fleets = [
         Some((&dep.green_tg, &dep.green_instances)),
@@ -782,4 +756,28 @@ fn frozen(aws: &Aws, config: &greenlight_core::ServiceConfig, service: &str, dep
         }
     }
     Ok(())
+}
+
+/// The first switch point of the service (but one edited by hand) that gives `green_tg` more
+/// than `weight` % of its traffic: the point, green's weight there and the total.
+fn green_over(
+    aws: &Aws,
+    config: &greenlight_core::ServiceConfig,
+    green_tg: &str,
+    weight: u8,
+) -> Option<(String, u64, u64)> {
+    config.switch.points().iter().find_map(|point| {
+        let switch = switch_key(point);
+        if aws.hand.switches.contains_key(&switch) {
+            return None;
+        }
+        let weights = aws.listeners.get(&switch).cloned().unwrap_or_default();
+        let total: u64 = weights.iter().map(|(_, w)| u64::from(*w)).sum();
+        let green: u64 = weights
+            .iter()
+            .filter(|(tg, _)| *tg == green_tg)
+            .map(|(_, w)| u64::from(*w))
+            .sum();
+        (total > 0 && green * 100 > u64::from(weight) * total).then_some((switch, green, total))
+    })
 }

@@ -743,7 +743,7 @@ fn crash_points(base: &RunResult) -> Vec<CrashPoint> {
 async fn sweep(scenario: Scenario) {
     let clock = Instant::now();
     let (_emulator, local) = installation(&scenario).await;
-    let base = baseline(scenario, &local).await;
+    let base = Arc::new(baseline(scenario, &local).await);
     let points = crash_points(&base);
     let mut per_handler: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for inv in base.trace.iter().filter(|inv| !inv.setup) {
@@ -770,9 +770,10 @@ async fn sweep(scenario: Scenario) {
         .iter()
         .map(|&point| {
             let (turns, local) = (turns.clone(), local.clone());
+            let base = base.clone();
             let crash_run = async move {
                 let _turn = turns.acquire_owned().await.expect("the semaphore is never closed");
-                run(scenario, local, Some(point)).await
+                run_and_judge(&scenario, &local, &base, point).await
             };
             (point, tokio::spawn(crash_run))
         })
@@ -780,7 +781,7 @@ async fn sweep(scenario: Scenario) {
     let mut failures = Vec::new();
     for (point, handle) in runs {
         let verdict = match handle.await {
-            Ok(outcome) => judge(&scenario, &base, point, &outcome),
+            Ok(verdict) => verdict,
             Err(e) => Err(Mismatch::Broken(format!(
                 "{}: the run panicked: {e}",
                 describe(&scenario, &base, point)
@@ -792,7 +793,7 @@ async fn sweep(scenario: Scenario) {
                 "{head}; the end differs from the crash-free run's (- crash-free, + crashed):\n{}",
                 lines.join("\n")
             )),
-            Err(Mismatch::Broken(why)) => failures.push(why),
+            Err(Mismatch::Broken(why) | Mismatch::Diverged(why)) => failures.push(why),
         }
     }
     println!(
@@ -832,14 +833,13 @@ async fn crash_once(scenario: Scenario, label: &str, nth: usize, call: &str) {
         .position(|c| *c == call)
         .unwrap_or_else(|| panic!("{} makes no {call} call: {:?}", inv.label, inv.calls));
     let point = CrashPoint { invocation, k };
-    let outcome = run(scenario, local.clone(), Some(point)).await;
-    match judge(&scenario, &base, point, &outcome) {
+    match run_and_judge(&scenario, &local, &base, point).await {
         Ok(()) => {}
         Err(Mismatch::Differs { head, lines }) => panic!(
             "{head}; the end differs from the crash-free run's (- crash-free, + crashed):\n{}",
             lines.join("\n")
         ),
-        Err(Mismatch::Broken(why)) => panic!("{why}"),
+        Err(Mismatch::Broken(why) | Mismatch::Diverged(why)) => panic!("{why}"),
     }
 }
 
@@ -864,6 +864,33 @@ enum Mismatch {
     Differs { head: String, lines: Vec<String> },
     /// It did not crash where it should have, or did not end.
     Broken(String),
+    /// Its invocations went another way before the crash point, so the point was not
+    /// exercised: e.g. on a loaded machine a clean-up run came so late that it both
+    /// deregistered and terminated green, one invocation where the crash-free run had two.
+    /// The point is run again (at most [`DIVERGED_RETRIES`] times), and must then be reached
+    /// and end as the crash-free run.
+    Diverged(String),
+}
+
+/// How many more times a crash point whose run went another way before reaching it is run.
+const DIVERGED_RETRIES: usize = 2;
+
+/// Runs crash `point` of `scenario` and judges it, running it again while its invocations went
+/// another way before reaching the point ([`Mismatch::Diverged`]).
+async fn run_and_judge(
+    scenario: &Scenario,
+    local: &Local,
+    base: &RunResult,
+    point: CrashPoint,
+) -> Result<(), Mismatch> {
+    let mut verdict = judge(scenario, base, point, &run(*scenario, local.clone(), Some(point)).await);
+    for _ in 0..DIVERGED_RETRIES {
+        if !matches!(verdict, Err(Mismatch::Diverged(_))) {
+            break;
+        }
+        verdict = judge(scenario, base, point, &run(*scenario, local.clone(), Some(point)).await);
+    }
+    verdict
 }
 
 /// Ok when the crash run hit its crash point and ended as the crash-free run.
@@ -873,7 +900,7 @@ fn judge(scenario: &Scenario, base: &RunResult, point: CrashPoint, outcome: &Run
     match outcome.trace.get(point.invocation) {
         Some(got) if got.label == want.label => {}
         got => {
-            return Err(Mismatch::Broken(format!(
+            return Err(Mismatch::Diverged(format!(
                 "{head}: the run went another way before the crash point (invocation {} was {:?})",
                 point.invocation + 1,
                 got.map(|g| &g.label)

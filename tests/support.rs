@@ -218,6 +218,19 @@ impl Env {
             .expect("service registered")
     }
 
+    /// The JSON report of deployment `deploy_id`, as it ended, from the artifact bucket.
+    pub async fn report(&self, deploy_id: &str) -> serde_json::Value {
+        let key = format!("reports/{}/{deploy_id}.json", self.service);
+        let body = self
+            .local
+            .ports
+            .store
+            .get(&self.local.names.bucket, &key)
+            .await
+            .expect("report");
+        serde_json::from_slice(&body).expect("the report is JSON")
+    }
+
     /// The deployment record `deploy_id`.
     pub async fn deployment(&self, deploy_id: &str) -> Deployment {
         self.ledger(Some(deploy_id))

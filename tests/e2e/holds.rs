@@ -174,15 +174,7 @@ async fn a_failed_gate_holds_green_untouched_promote_retries_the_gate_and_abort_
     // The report (written as the abort's execution ends) says what froze it twice and who
     // decided what.
     assert_eq!(env.wait(&format!("{id}-abort")).await, Ending::Done(PhaseName::Aborted));
-    let key = format!("reports/{}/{id}.json", env.service);
-    let body = env
-        .local
-        .ports
-        .store
-        .get(&env.local.names.bucket, &key)
-        .await
-        .expect("report");
-    let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let report = env.report(&id).await;
     assert_eq!(report["on_failure"], "hold", "{report}");
     assert_eq!(report["holds"][0]["cause"], "gate", "{report}");
     assert_eq!(report["holds"][0]["ended"]["action"], "promoted", "{report}");

@@ -93,15 +93,7 @@ async fn a_pause_holds_green_at_its_step_until_greenlight_promote_approves_it() 
         env.wait(&approval).await,
         greenlight_local::orchestrator::Ending::Done(greenlight_core::model::PhaseName::Succeeded)
     );
-    let key = format!("reports/{}/{id}.json", env.service);
-    let body = env
-        .local
-        .ports
-        .store
-        .get(&env.local.names.bucket, &key)
-        .await
-        .expect("report");
-    let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let report = env.report(&id).await;
     assert_eq!(report["pauses"][0]["ended"]["reason"], "10% looks good", "{report}");
     assert_eq!(report["pauses"][0]["ended"]["by"], "approved", "{report}");
 }

@@ -41,15 +41,7 @@ async fn all_at_once_rollout_moves_traffic_records_v2_and_retires_v1() {
     let blue = env.states(&env.world.blue_instances).await;
     assert!(blue.values().all(|s| s == "terminated"), "v1 fleet: {blue:?}");
     // The report is in S3.
-    let key = format!("reports/{}/{id}.json", env.service);
-    let body = env
-        .local
-        .ports
-        .store
-        .get(&env.local.names.bucket, &key)
-        .await
-        .expect("report");
-    let report: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let report = env.report(&id).await;
     assert_eq!(report["outcome"], "succeeded");
     assert_eq!(report["from_version"], "v1");
 }

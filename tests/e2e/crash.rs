@@ -6,9 +6,11 @@
 //! records StartExecution), so it knows exactly which invocation it crashes.
 //!
 //! A crash-free run counts each invocation's AWS calls. Then, for every invocation i and every
-//! k in 1..=calls(i), a fresh service runs the same scenario with invocation i crashing right
-//! after call k (`greenlight_adapters::chaos::crashing`: the call takes effect, the handler
-//! gets an error, nothing after it reaches AWS), the same event or step input is delivered to
+//! k in 1..=calls(i) where call k is the first or a write (a crash right after a read leaves
+//! AWS as the crash right after the call before it: `chaos::READ_ONLY_CALLS`), a fresh
+//! service runs the same scenario with invocation i crashing right after call k
+//! (`greenlight_adapters::chaos::crashing`: the call takes effect, the handler gets an
+//! error, nothing after it reaches AWS), the same event or step input is delivered to
 //! the same handler again, and the rest of the scenario runs as it routes. The end state
 //! (listener weights, registered targets, instances and their tags, ledger pointers and
 //! records, S3 reports, how each execution and delivery ended, and what the listener and the
@@ -23,7 +25,7 @@
 
 use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
-use greenlight_adapters::chaos::{crashing, Tripwire};
+use greenlight_adapters::chaos::{crashing, only_reads, Tripwire};
 use greenlight_adapters::{tags, AdapterError, AdapterResult, Orchestrator, Ports};
 use greenlight_core::config::{ReconcilePolicy, Remedy, ServiceConfig};
 use greenlight_core::decide::{HealthReport, TargetState};
@@ -728,13 +730,19 @@ async fn baseline(scenario: Scenario, local: &Local) -> RunResult {
     base
 }
 
-/// The crash points of a crash-free run: every call of every invocation after the setup.
+/// The crash points of a crash-free run: for every invocation after the setup, its first call
+/// and every call that writes. A crash right after a read leaves AWS as the crash right after
+/// the call before it did ([`only_reads`]), so those runs would only repeat another point.
 fn crash_points(base: &RunResult) -> Vec<CrashPoint> {
     base.trace
         .iter()
         .enumerate()
         .filter(|(_, inv)| !inv.setup)
-        .flat_map(|(invocation, inv)| (1..=inv.calls.len()).map(move |k| CrashPoint { invocation, k }))
+        .flat_map(|(invocation, inv)| {
+            (1..=inv.calls.len())
+                .filter(|&k| k == 1 || !only_reads(inv.calls[k - 1]))
+                .map(move |k| CrashPoint { invocation, k })
+        })
         .collect()
 }
 
@@ -756,9 +764,14 @@ async fn sweep(scenario: Scenario) {
         .map(|(handler, (invocations, calls))| format!("{handler} {calls} ({invocations} invocations)"))
         .collect();
     println!(
-        "crash sweep '{}': {} crash points over {} invocations: {}",
+        "crash sweep '{}': {} crash points ({} calls) over {} invocations: {}",
         scenario.name,
         points.len(),
+        base.trace
+            .iter()
+            .filter(|inv| !inv.setup)
+            .map(|inv| inv.calls.len())
+            .sum::<usize>(),
         base.trace.iter().filter(|inv| !inv.setup).count(),
         per_handler.join(", ")
     );

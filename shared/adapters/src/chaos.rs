@@ -106,6 +106,38 @@ impl Tripwire {
     }
 }
 
+/// The calls that only read AWS. A crash right after one of them leaves AWS exactly as a crash
+/// right after the invocation's call before it did (or, before its first write, as an
+/// invocation that failed having changed nothing), so crashing after each invocation's first
+/// call and after every other call not named here reaches every state a crash can leave.
+/// The crash sweeps use it to skip the rest; a call missing from this list counts as a write.
+pub const READ_ONLY_CALLS: &[&str] = &[
+    "alarms.in_alarm",
+    "alarms.metric_data",
+    "fleet.describe",
+    "fleet.describe_image",
+    "fleet.image_builder_ami",
+    "fleet.instances_of",
+    "fleet.instances_of_service",
+    "lb.deregistration_delay_s",
+    "lb.forwarders",
+    "lb.switch_point",
+    "lb.target_health",
+    "lb.test_routes",
+    "lb.traffic",
+    "ledger.history",
+    "ledger.load",
+    "ledger.service_for_alarm",
+    "ledger.service_for_image",
+    "ledger.services",
+    "store.get",
+];
+
+/// True when `call` (a [`Tripwire::calls`] name) only reads: see [`READ_ONLY_CALLS`].
+pub fn only_reads(call: &str) -> bool {
+    READ_ONLY_CALLS.contains(&call)
+}
+
 /// The error a crashed invocation ends with: transient, so the event is delivered again.
 fn crashed(call: &'static str, what: &str) -> AdapterError {
     AdapterError::Aws {
@@ -350,6 +382,35 @@ mod tests {
             "the crashed call happened; the later one never ran"
         );
         assert!(wire.tripped());
+    }
+
+    #[test]
+    fn every_read_only_call_is_a_call_this_wrapper_makes_and_writes_are_not_among_them() {
+        // The wrapper's impls: from the first one to these tests.
+        let source = include_str!("chaos.rs");
+        let wrapper = &source[source.find("impl Ledger for Crashing").unwrap()..source.find("#[cfg(test)]").unwrap()];
+        for call in READ_ONLY_CALLS {
+            assert!(
+                wrapper.contains(&format!("\"{call}\",")),
+                "{call} is not a call of the wrapper"
+            );
+        }
+        for write in [
+            "ledger.commit",
+            "ledger.claim_revert",
+            "ledger.register_service",
+            "fleet.launch",
+            "fleet.terminate",
+            "lb.set_traffic",
+            "lb.register",
+            "lb.deregister",
+            "lb.open_test_route",
+            "lb.close_test_route",
+            "store.put_report",
+            "orchestrator.start",
+        ] {
+            assert!(!only_reads(write), "{write} changes AWS");
+        }
     }
 
     #[tokio::test]

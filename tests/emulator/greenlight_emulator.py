@@ -54,6 +54,8 @@ Added on top of moto (each section below names the AWS documentation):
      moto stored through PutMetricData.
  11. Stand-in app traits from AMI tags greenlight:app-error-rate, greenlight:app-latency
      and greenlight:app-after-requests (section 3b).
+ 12. An AMI moved to a chosen id (POST /_greenlight/image-id, section 9b): not an AWS
+     behaviour; the local stack gives the README's example image the README's id.
 
 Contract with the Rust test harness:
   python greenlight_emulator.py --host 127.0.0.1 --port 0
@@ -102,7 +104,8 @@ from moto.core.responses import ActionResult  # noqa: E402
 from moto.dynamodb.models import dynamodb_backends  # noqa: E402
 from moto.dynamodb.models.table import Table as DynamoTable  # noqa: E402
 from moto.ec2.exceptions import EC2ClientError  # noqa: E402
-from moto.ec2.models.instances import Instance, InstanceState  # noqa: E402
+from moto.ec2.models import ec2_backends  # noqa: E402
+from moto.ec2.models.instances import Instance, InstanceBackend, InstanceState  # noqa: E402
 from moto.ec2.responses._base_response import EC2BaseResponse  # noqa: E402
 from moto.ec2.responses.instances import InstanceResponse  # noqa: E402
 from moto.elbv2.exceptions import InvalidTargetError, TargetNotRunning, ValidationError  # noqa: E402
@@ -474,6 +477,20 @@ Instance.__init__ = _instance_init
 Instance.start = _instance_start
 Instance.stop = _instance_stop
 Instance.terminate = _instance_terminate
+
+
+def _get_instance_by_id(self: InstanceBackend, instance_id: str) -> Instance | None:
+    """moto's lookup, without its copy of every reservation per call: the health checks,
+    DescribeTargetHealth and the data plane look instances up per target, and a long sweep
+    leaves hundreds of reservations. The same instance objects are returned."""
+    for reservation in self.reservations.values():
+        for instance in reservation.instances:
+            if instance.id == instance_id:
+                return instance
+    return None
+
+
+InstanceBackend.get_instance_by_id = _get_instance_by_id
 
 # moto forces State=pending into every RunInstances response; the state is
 # now real (and a replayed idempotent request must show the current state:
@@ -877,6 +894,46 @@ def stored_secrets() -> dict[str, list[str | None]]:
     return stored
 
 
+# ---------------------------------------------------------------------------
+# 9b. An AMI under a chosen id (POST /_greenlight/image-id)
+#
+# AWS picks every AMI id, and so does moto. The local stack (`greenlight-local up`) gives the
+# README's example image its id (`ami-0a1b2c3d4e5f60718`), so that the README's commands work
+# against it as written: {"image_id": "ami-<moto's>", "new_id": "ami-<chosen>"} moves the image
+# (and its tags) to the new id. 400: the new id is not `ami-` and 8 or 17 hex digits; 404: no
+# such image; 409: the new id is taken. Not an AWS API: test and demo plumbing only.
+# ---------------------------------------------------------------------------
+
+IMAGE_ID_PATH = "/_greenlight/image-id"
+_AMI_ID = re.compile(r"ami-(?:[0-9a-f]{8}|[0-9a-f]{17})")
+
+
+def image_id_app(environ, start_response):
+    if environ.get("REQUEST_METHOD") != "POST":
+        return _json_response(start_response, "405 Method Not Allowed", {"error": "POST only"})
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        doc = json.loads(environ["wsgi.input"].read(min(length, 4096)) or b"{}")
+        old, new = str(doc["image_id"]), str(doc["new_id"])
+    except (ValueError, KeyError, TypeError) as e:
+        return _json_response(start_response, "400 Bad Request", {"error": f"want image_id and new_id: {e}"})
+    if not _AMI_ID.fullmatch(new):
+        return _json_response(start_response, "400 Bad Request", {"error": f"{new!r} is not an AMI id"})
+    with STATE_LOCK:
+        backends = [b for regions in ec2_backends.values() for b in regions.values() if old in b.amis]
+        if not backends:
+            return _json_response(start_response, "404 Not Found", {"error": f"no image {old}"})
+        backend = backends[0]
+        if new in backend.amis and new != old:
+            return _json_response(start_response, "409 Conflict", {"error": f"{new} exists"})
+        ami = backend.amis.pop(old)
+        ami.id = new
+        backend.amis[new] = ami
+        if old in backend.tags:
+            backend.tags[new] = backend.tags.pop(old)
+    return _json_response(start_response, "200 OK", {"image_id": new})
+
+
 def secrets_app(environ, start_response):
     """`GET /_greenlight/client-secrets`: `{"sent": {access key id: {action: n}}, "stored":
     {listener or rule ARN: [secret, ...]}}`."""
@@ -972,6 +1029,9 @@ def collect_health_checks(now: float) -> list[CheckJob]:
     for account_backends in list(elbv2_backends.values()):
         for backend in list(account_backends.values()):
             in_use = target_groups_in_use(backend)
+            # moto's get_instance_by_id copies every reservation per lookup; this runs every
+            # tick for every target, so the instances are indexed once per tick instead.
+            instances: dict[str, Instance] | None = None
             for tg in list(backend.target_groups.values()):
                 extra = _extra(tg)
                 for tid, (_, deadline) in list(extra.draining.items()):
@@ -981,7 +1041,13 @@ def collect_health_checks(now: float) -> list[CheckJob]:
                     extra.health.clear()  # not checked; restart from initial later
                     continue
                 for tid, target in list(tg.targets.items()):
-                    instance = backend.ec2_backend.get_instance_by_id(tid) if tid.startswith("i-") else None
+                    if instances is None:
+                        instances = {
+                            i.id: i
+                            for r in backend.ec2_backend.reservations.values()
+                            for i in r.instances
+                        }
+                    instance = instances.get(tid) if tid.startswith("i-") else None
                     if instance is None or instance.state != "running":
                         extra.health.pop(tid, None)
                         continue
@@ -1171,6 +1237,8 @@ def locked_app(app):
             return alb_data_plane.admin_app(environ, start_response)
         if path == SECRETS_PATH:
             return secrets_app(environ, start_response)
+        if path == IMAGE_ID_PATH:
+            return image_id_app(environ, start_response)
         signed = record_call(environ)
         if signed:
             record_secret_sent(environ, *signed)

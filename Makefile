@@ -12,10 +12,11 @@ VENV_INFRA ?= .venv-infra
 BOOTSTRAP := greenlight-lambda
 export GREENLIGHT_PYTHON ?= $(abspath $(VENV))/bin/python
 
-.PHONY: help setup demo test fmt lint asl infra-check lambdas bench fuzz sim clean
+.PHONY: help setup awscli demo up test fmt lint asl infra-check lambdas bench fuzz sim clean
 
 help:
 	@echo "make demo   full canary rollout on a local AWS emulator, shown live"
+	@echo "make up     a local stack to play with until Ctrl-C (PORT=4599 to pick the emulator's port)"
 	@echo "make test   every test: template linters, formatting, unit and end-to-end (linted by clippy as they build), emulator self-test"
 	@echo "make asl    regenerate infra/statemachine.asl.json from the Rust plan"
 	@echo "make infra-check  lint infra/template.yaml offline (cfn-lint with AWS Serverless Rules, checkov); part of make test"
@@ -35,6 +36,11 @@ $(VENV)/.installed: tests/emulator/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/emulator/requirements.txt
 	touch $@
 
+# A local stack to play with until Ctrl-C (greenlight-local up): it prints what to export.
+up: setup
+	cargo build --quiet -p greenlight-cli
+	cargo run --quiet -p greenlight-local -- up $(if $(PORT),--port $(PORT))
+
 # The demo runs the greenlight CLI where an engineer would: build it first.
 demo: setup
 	cargo build --quiet -p greenlight-cli
@@ -49,7 +55,7 @@ demo: setup
 # build` of the binaries inherits the wrapper, and with it the same build.
 CLIPPY_AS_RUSTC = RUSTC_WORKSPACE_WRAPPER="$$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
 
-test: infra-check setup fmt
+test: infra-check setup awscli fmt
 	$(VENV)/bin/python -m unittest discover -s tests/emulator -p 'test_*.py'
 	$(CLIPPY_AS_RUSTC) cargo test --workspace -- --test-threads=8
 
@@ -61,6 +67,16 @@ lint: fmt
 
 asl:
 	cargo run --quiet -p greenlight-local -- asl > infra/statemachine.asl.json
+
+# The AWS CLI pinned in tests/awscli-requirements.txt, in its own venv: e2e `up::*` runs the
+# README's `aws events put-events` commands with it against `greenlight-local up`.
+VENV_AWSCLI ?= .venv-awscli
+awscli: $(VENV_AWSCLI)/.installed
+
+$(VENV_AWSCLI)/.installed: tests/awscli-requirements.txt
+	$(PYTHON) -m venv $(VENV_AWSCLI)
+	$(VENV_AWSCLI)/bin/pip install --quiet --disable-pip-version-check -r tests/awscli-requirements.txt
+	touch $@
 
 # The linters pinned in infra/requirements.txt.
 $(VENV_INFRA)/.installed: infra/requirements.txt

@@ -39,6 +39,8 @@
 //! - `shapes`: EC2 AMI State Change, S3 event notifications (`Records`) and an alarm's Lambda
 //!   action, each delivered as AWS delivers it; both forms of one alarm transition revert once;
 //! - `samples`: every file in `events/` parses as expected;
+//! - `up`: `greenlight-local up`, and the README's `aws events put-events` commands run with
+//!   the AWS CLI against it: the deployment and the rollback happen;
 //! - `infra`: the committed Step Functions definition is the one generated from the plan;
 //! - `modules`: no crate's modules use each other in a cycle (read from the sources).
 
@@ -68,3 +70,4 @@ mod sources;
 mod steer;
 mod switches;
 mod traffic;
+mod up;

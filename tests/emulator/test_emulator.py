@@ -295,6 +295,32 @@ class Ec2Test(EmulatorTestCase):
         other = self.launch(image_id, subnet, count=2, ClientToken=f"other-{self.suffix}")
         self.assertFalse(set(ids) & {i["InstanceId"] for i in other})
 
+    def test_an_image_moves_to_a_chosen_id_with_its_tags_and_launches_there(self):
+        image_id = self.image(behaviour="healthy", version="v9")
+        new_id = "ami-" + uuid.uuid4().hex[:17]
+
+        def move(doc):
+            request = urllib.request.Request(f"{self.url}/_greenlight/image-id", data=json.dumps(doc).encode(),
+                                             method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return response.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        self.assertEqual(move({"image_id": image_id, "new_id": "ami-nothex"}), 400)
+        self.assertEqual(move({"image_id": "ami-0000000000000dead", "new_id": new_id}), 404)
+        self.assertEqual(move({"image_id": image_id, "new_id": new_id}), 200)
+        image = self.ec2.describe_images(ImageIds=[new_id])["Images"][0]
+        self.assertEqual({t["Key"]: t["Value"] for t in image["Tags"]}["greenlight:version"], "v9")
+        with self.assertRaises(ClientError):
+            self.ec2.describe_images(ImageIds=[image_id])
+        other = self.image()
+        self.assertEqual(move({"image_id": other, "new_id": new_id}), 409)
+        _, (subnet, _) = self.network()
+        [instance] = self.launch(new_id, subnet, count=1)
+        self.assertEqual(instance["ImageId"], new_id)
+
     def test_pending_then_running_then_terminated(self):
         _, (subnet, _) = self.network()
         started = time.monotonic()

@@ -46,9 +46,14 @@ pub fn python() -> PathBuf {
 }
 
 impl Emulator {
-    /// Starts the emulator and waits for its `READY <endpoint>` line. Its log goes to
-    /// `log` (stderr of the emulator).
+    /// Starts the emulator on a free loopback port and waits for its `READY <endpoint>` line.
+    /// Its log goes to `log` (stderr of the emulator).
     pub fn start(log: Option<PathBuf>) -> Result<Emulator, String> {
+        Emulator::start_on(log, 0)
+    }
+
+    /// [`Emulator::start`] on loopback port `port` (0: any free one).
+    pub fn start_on(log: Option<PathBuf>, port: u16) -> Result<Emulator, String> {
         let python = python();
         if !python.exists() {
             return Err(format!(
@@ -65,7 +70,7 @@ impl Emulator {
         };
         let mut child = Command::new(&python)
             .arg(&script)
-            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--metric-period-s", &metric_period_s().to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -229,8 +229,43 @@ pub async fn image_with_traits(
     behaviour: AppBehaviour,
     traits: &AppTraits,
 ) -> Result<String, String> {
+    image_as(local, service, version, behaviour, traits, None).await
+}
+
+/// [`image`] under the AMI id `image_id` (the emulator's `POST /_greenlight/image-id`,
+/// `tests/emulator/README.md`): the local stack gives the README's example image the
+/// README's id.
+pub async fn image_with_id(
+    local: &Local,
+    service: &str,
+    version: &str,
+    behaviour: AppBehaviour,
+    image_id: &str,
+) -> Result<String, String> {
+    image_as(
+        local,
+        service,
+        version,
+        behaviour,
+        &AppTraits::default(),
+        Some(image_id),
+    )
+    .await
+}
+
+/// The emulator's path that moves an AMI to a chosen id.
+const IMAGE_ID_PATH: &str = "/_greenlight/image-id";
+
+async fn image_as(
+    local: &Local,
+    service: &str,
+    version: &str,
+    behaviour: AppBehaviour,
+    traits: &AppTraits,
+    image_id: Option<&str>,
+) -> Result<String, String> {
     let ec2 = &local.clients.ec2;
-    let ami = ec2
+    let mut ami = ec2
         .register_image()
         .name(format!("{service}-{version}-{}", behaviour.tag()))
         .send()
@@ -238,6 +273,22 @@ pub async fn image_with_traits(
         .map_err(|e| format!("register image: {e:?}"))?
         .image_id
         .ok_or("register image returned no id")?;
+    if let Some(wanted) = image_id {
+        let endpoint = local
+            .sdk
+            .endpoint_url()
+            .ok_or("a local SDK configuration has an endpoint")?;
+        let body = serde_json::json!({ "image_id": ami, "new_id": wanted }).to_string();
+        let (status, answer) = crate::faults::request(endpoint, "POST", IMAGE_ID_PATH, body.as_bytes())
+            .await
+            .map_err(|e| format!("the emulator's {IMAGE_ID_PATH}: {e}"))?;
+        if status != 200 {
+            return Err(format!(
+                "image {wanted} for {version}: the emulator answered {status}: {answer}"
+            ));
+        }
+        ami = wanted.to_string();
+    }
     let mut tags = vec![
         tag("greenlight:app-behaviour", behaviour.tag()),
         tag("greenlight:version", version),

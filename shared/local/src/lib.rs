@@ -15,7 +15,8 @@
 //!   processes;
 //! - [`faults`]: asks the emulator to inject AWS faults into one access key's calls;
 //! - [`load`]: a load generator for the emulator's ALB data plane (`greenlight-local load`);
-//! - [`demo`]: the README's first command.
+//! - [`demo`]: the README's first command;
+//! - [`up`]: a local stack to play with, until Ctrl-C (`greenlight-local up`, `make up`).
 
 pub mod asl;
 pub mod data_plane;
@@ -27,6 +28,7 @@ pub mod lambda_service;
 pub mod load;
 pub mod orchestrator;
 pub mod pump;
+pub mod up;
 pub mod usage;
 
 use greenlight_adapters::aws::{aws_ports, AwsClients, Installation};

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! greenlight-local demo    canary rollout, then an alarm-driven rollback, on the local AWS emulator
+//! greenlight-local up      a local stack to play with (emulator, greenlight, a live service)
 //! greenlight-local asl     print the Step Functions definition generated from the plan
 //! greenlight-local load    a steady rate of requests through an emulated ALB listener
 //! ```
@@ -19,6 +20,14 @@ COMMANDS:
             Then v3 rolls out the same way, its CloudWatch alarm fires during the bake
             window, and traffic goes back to v2 (time-to-revert printed).
             Needs the venv from `make setup` (or GREENLIGHT_PYTHON).
+    up      A local greenlight to play with, until Ctrl-C: the emulator, greenlight's event
+            routing and orchestrator, service `checkout` live on v1 behind its load
+            balancer, and images v2.4.0 (healthy, AMI ami-0a1b2c3d4e5f60718 as in the
+            README) and v2.5.0 (fails its health checks). Prints the environment to export
+            for the greenlight CLI, the AWS CLI and the SDKs, then every event delivered and
+            every step run. The README's sections `Publishing an image` and `Rolling back`
+            work against it as written.
+              --port N         the emulator's loopback port (default 0: any free one)
     asl     Print the Step Functions definition generated from the Rust plan
             (infra/statemachine.asl.json is this output; a test keeps them equal).
     load    Send a steady rate of GET requests through a listener of the emulator's ALB data
@@ -89,6 +98,22 @@ async fn main() {
                 .init();
             greenlight_local::demo::run().await
         }
+        "up" => match greenlight_local::up::UpOptions::parse(&std::env::args().skip(2).collect::<Vec<_>>()) {
+            Ok(options) => {
+                if std::env::var_os("RUST_LOG").is_none() {
+                    std::env::set_var("RUST_LOG", "warn");
+                }
+                tracing_subscriber::fmt()
+                    .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+                    .with_writer(std::io::stderr)
+                    .init();
+                greenlight_local::up::run(options).await
+            }
+            Err(why) => {
+                eprint!("{why}\n\n{HELP}");
+                std::process::exit(2);
+            }
+        },
         "load" => load(&std::env::args().skip(2).collect::<Vec<_>>()).await,
         "asl" => {
             let definition = greenlight_core::plan::state_machine_definition();

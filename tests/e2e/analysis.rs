@@ -167,15 +167,26 @@ async fn a_latency_regression_is_reverted_by_analysis() {
     let (_emulator, local) = own_emulator("judged-slow").await;
     let env = Env::on(&local, "judged-slow", |s| judged(s, analysis(true, "abort"), 2)).await;
     let _load = Load::start(&env, 90).await;
+    // Green's user requests take 300 ms (p50) to 900 ms (p99). Blue's p99 in the first
+    // period judged sets green's threshold (1.5 × it), and on a loaded machine that period
+    // can catch a stall of the emulator's: green slower by a few tens of ms (40/120 until
+    // 2026-12-07) was then no slower than the threshold, the step inconclusive, and the
+    // deployment aborted without a verdict.
     let traits = AppTraits {
-        latency: Some((40, 120)),
+        latency: Some((300, 900)),
         ..AppTraits::default()
     };
     let (id, ending) = deploy_with(&env, "v2", traits).await;
 
     assert_eq!(ending, Ending::Done(PhaseName::Aborted));
     let dep = env.deployment(&id).await;
-    assert_eq!(dep.revert.as_ref().map(|r| r.trigger), Some(Trigger::Analysis));
+    assert_eq!(
+        dep.revert.as_ref().map(|r| r.trigger),
+        Some(Trigger::Analysis),
+        "{:?}; evaluations {:?}",
+        dep.phase,
+        verdicts(&dep)
+    );
     let last = dep.analysis.as_ref().unwrap().evaluations.last().unwrap();
     assert_eq!(last.metrics[0].metric, "latency_p99");
     assert_eq!(last.verdict, Verdict::Regressed);

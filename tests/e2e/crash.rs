@@ -19,8 +19,9 @@
 //! run's, with no duplicate instance (exactly `count` launched per deployment) and no orphan
 //! (nothing running outside the live fleet).
 //!
-//! Invocations of a scenario's setup (before `Driver::act`) are not crashed: another scenario
-//! crashes the same handlers in the same phases. check-health runs once green is healthy
+//! Invocations of a scenario's setup (before `Driver::act`), and those after `Driver::settle`,
+//! are not crashed: another scenario crashes the same handlers in the same phases (a
+//! reconcile's resumed execution and an analysed canary's launch are the canary rollout's). check-health runs once green is healthy
 //! (read through uncounted ports), so every run makes the same invocations.
 
 use async_trait::async_trait;
@@ -294,6 +295,9 @@ const STUCK_RESUMED: Scenario = Scenario {
                 .register_service(&config, None)
                 .await
                 .expect("register again");
+            // The resumed execution's steps are the canary rollout's, which that scenario
+            // crashes; here they only have to bring the deployment to its end.
+            d.settle();
             d.run_started().await;
         })
     },
@@ -408,9 +412,10 @@ const TWO_POINTS_CANARY_REVERT: Scenario = Scenario {
     script: |d| {
         Box::pin(async move {
             let before = d.env.point_frames().await;
-            d.act();
             let event = d.image_event("v2").await;
+            // start-deployment is the canary rollout's; launching with two listeners is not.
             d.start(event).await;
+            d.act();
             d.run_until(0, |step, _| step == Step::ShiftTraffic).await;
             d.at_the_start_of_a_second().await;
             let rollback = d
@@ -529,9 +534,13 @@ const ANALYSED_CANARY_REVERT: Scenario = Scenario {
     script: |d| {
         Box::pin(async move {
             put_checkout_metrics(&d.env).await;
-            d.act();
             let event = d.image_event("v2").await;
             d.start(event).await;
+            // Starting, launching and the health gate are the canary rollout's: crashed from
+            // the first shift on, where analysis judges.
+            d.run_until(0, |step, _| step == Step::CheckHealth).await;
+            d.act();
+            d.resume(0).await;
             d.run_started().await;
             // What every run must end with (the sweep compares the rest).
             assert_eq!(d.env.weights().await, [("a", 100)], "traffic back on v1");
@@ -1002,7 +1011,7 @@ struct Invocation {
     label: String,
     /// The AWS calls it made, in order.
     calls: Vec<&'static str>,
-    /// Made during the scenario's setup: not a crash target.
+    /// Made during the scenario's setup (before `act`, or after `settle`): not a crash target.
     setup: bool,
 }
 
@@ -1161,6 +1170,12 @@ impl Driver {
     /// From here on, invocations are crash targets.
     fn act(&mut self) {
         self.setup = false;
+    }
+
+    /// From here on, invocations are not crash targets again: they are steps another
+    /// scenario crashes the same way (a resumed execution's pipeline is the canary rollout's).
+    fn settle(&mut self) {
+        self.setup = true;
     }
 
     /// Sleeps until just after the next whole second (event times have 1 s resolution).

@@ -1550,6 +1550,35 @@ def faults_app(environ, start_response):
     return _json_response(start_response, "200 OK", doc)
 
 
+# ---------------------------------------------------------------------------
+# 6b. Request dispatch without a file-system walk per request
+#
+# moto's DomainDispatcherApplication finds each request's backend by listing moto's package
+# directory (os.listdir, then isdir on every entry) and then matching the host against every
+# backend's URL patterns, twice per request. The package does not change while we run and a
+# host always names the same backend, so both are computed once: the same answers, without
+# a few hundred stat calls and regex matches per request.
+# ---------------------------------------------------------------------------
+
+import moto.backends as _moto_backends  # noqa: E402
+
+_MOTO_MODULES = tuple(_moto_backends.list_of_moto_modules())
+_moto_backends.list_of_moto_modules = lambda: _MOTO_MODULES
+
+_orig_backend_for_host = DomainDispatcherApplication.get_backend_for_host
+_BACKEND_FOR_HOST: dict[str | None, Any] = {}
+
+
+def _backend_for_host(self: DomainDispatcherApplication, host: str | None) -> Any:
+    """Called under the dispatcher's own lock (get_application)."""
+    if host not in _BACKEND_FOR_HOST:
+        _BACKEND_FOR_HOST[host] = _orig_backend_for_host(self, host)
+    return _BACKEND_FOR_HOST[host]
+
+
+DomainDispatcherApplication.get_backend_for_host = _backend_for_host
+
+
 class GreenlightRequestHandler(MotoRequestHandler):
     """moto's request handler, plus the connection reset the fault injector asks for: no
     response, SO_LINGER 0 and close, so the client sees ECONNRESET as from a dropped

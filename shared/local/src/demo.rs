@@ -369,12 +369,19 @@ fn describe_weights(weights: &[(String, u8)]) -> String {
 
 /// One line per step: time, step, phase, what it did; the listener's weights after a shift.
 async fn print_progress(local: &Local, config: &ServiceConfig, p: &Progress) {
+    println!("  {}", progress_line(local, config, p).await);
+}
+
+/// `+12.0s  shift-traffic     canary     …   [listener: checkout-a 50% | checkout-b 50%]`:
+/// a step's time, name, phase and note; the first switch point's weights after a shift; the
+/// next step when it waits.
+pub(crate) async fn progress_line(local: &Local, config: &ServiceConfig, p: &Progress) -> String {
     let at = format!("+{:.1}s", p.elapsed_s);
     let out = match &p.result {
         Ok(out) => out,
-        Err(why) => return println!("  {at:>6}  {:<17} error: {why}", p.step.name()),
+        Err(why) => return format!("{at:>6}  {:<17} error: {why}", p.step.name()),
     };
-    let mut line = format!("  {at:>6}  {:<17} {:<10} {}", p.step.name(), out.phase, out.note);
+    let mut line = format!("{at:>6}  {:<17} {:<10} {}", p.step.name(), out.phase, out.note);
     if p.step == Step::ShiftTraffic {
         if let Ok(weights) = local.ports.lb.traffic(&config.switch.points()[0]).await {
             line.push_str(&format!("   [listener: {}]", describe_weights(&weights)));
@@ -383,5 +390,5 @@ async fn print_progress(local: &Local, config: &ServiceConfig, p: &Progress) {
     if out.wait_s > 0 && out.next != END {
         line.push_str(&format!("   (next: {} in {}s)", out.next, out.wait_s));
     }
-    println!("{line}");
+    line
 }

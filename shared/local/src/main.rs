@@ -84,29 +84,29 @@ async fn load(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// The handlers' logs on stderr, from warnings up unless RUST_LOG says otherwise (stdout is
+/// the demo's and the stack's own output).
+fn log_warnings_to_stderr() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        std::env::set_var("RUST_LOG", "warn");
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 #[tokio::main]
 async fn main() {
     let command = std::env::args().nth(1).unwrap_or_default();
     let result = match command.as_str() {
         "demo" => {
-            if std::env::var_os("RUST_LOG").is_none() {
-                std::env::set_var("RUST_LOG", "warn");
-            }
-            tracing_subscriber::fmt()
-                .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                .with_writer(std::io::stderr)
-                .init();
+            log_warnings_to_stderr();
             greenlight_local::demo::run().await
         }
         "up" => match greenlight_local::up::UpOptions::parse(&std::env::args().skip(2).collect::<Vec<_>>()) {
             Ok(options) => {
-                if std::env::var_os("RUST_LOG").is_none() {
-                    std::env::set_var("RUST_LOG", "warn");
-                }
-                tracing_subscriber::fmt()
-                    .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-                    .with_writer(std::io::stderr)
-                    .init();
+                log_warnings_to_stderr();
                 greenlight_local::up::run(options).await
             }
             Err(why) => {

@@ -13,8 +13,6 @@ use crate::fixture::{self, AppBehaviour, Spec};
 use crate::orchestrator::Progress;
 use crate::pump::{self, Delivery, Outcome};
 use crate::{Local, Names, DEFAULT_ACCESS_KEY};
-use greenlight_core::decide::short_arn;
-use greenlight_core::plan::{Step, END};
 use greenlight_core::ServiceConfig;
 use greenlight_steps::{RevertOutcome, StartOutcome};
 use tokio::sync::broadcast::error::RecvError;
@@ -195,33 +193,13 @@ fn outcome_line(outcome: &Outcome) -> String {
     }
 }
 
-/// `[checkout-…] +12.0s shift-traffic canary 50% …   [listener: checkout-a 50% | checkout-b 50%]`.
+/// `[checkout-…]   +12.0s  shift-traffic     canary     …` (the demo's step line).
 async fn print_step(local: &Local, config: &ServiceConfig, p: &Progress) {
-    let at = format!("+{:.1}s", p.elapsed_s);
-    let out = match &p.result {
-        Ok(out) => out,
-        Err(why) => return println!("[{}] {at:>7} {:<17} error: {why}", p.deploy_id, p.step.name()),
-    };
-    let mut line = format!(
-        "[{}] {at:>7} {:<17} {:<10} {}",
+    println!(
+        "[{}] {}",
         p.deploy_id,
-        p.step.name(),
-        out.phase,
-        out.note
+        crate::demo::progress_line(local, config, p).await
     );
-    if p.step == Step::ShiftTraffic {
-        if let Ok(weights) = local.ports.lb.traffic(&config.switch.points()[0]).await {
-            let weights: Vec<String> = weights
-                .iter()
-                .map(|(tg, w)| format!("{} {w}%", short_arn(tg)))
-                .collect();
-            line.push_str(&format!("   [listener: {}]", weights.join(" | ")));
-        }
-    }
-    if out.wait_s > 0 && out.next != END {
-        line.push_str(&format!("   (next: {} in {}s)", out.next, out.wait_s));
-    }
-    println!("{line}");
 }
 
 #[cfg(test)]

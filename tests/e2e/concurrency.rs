@@ -166,8 +166,10 @@ async fn two_images_racing_for_one_service_one_holds_the_lease() {
 
 #[tokio::test]
 async fn a_crashed_holders_lease_expires_and_the_next_deployment_proceeds() {
+    // A lease of 10 s: the image and the first refused delivery below fit in it on a loaded
+    // machine (with 2 s, a run with 16 test threads queued v3 already, 2026-12-07).
     let env = Env::new("lease-expiry", |s| Spec {
-        lease_s: 2,
+        lease_s: 10,
         on_new_image: NewImagePolicy::Reject,
         ..quick(s)
     })
@@ -192,7 +194,18 @@ async fn a_crashed_holders_lease_expires_and_the_next_deployment_proceeds() {
     env.publish("v3", &ami3).await;
     assert!(env.deliver(1).await.remove(0).unwrap_err().contains("in flight"));
 
-    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    // Then past the lease the stuck deployment took (it never renews it).
+    let lease_until = env
+        .ledger(None)
+        .await
+        .service
+        .lease_until
+        .expect("the stuck deployment's lease");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    tokio::time::sleep(std::time::Duration::from_secs(lease_until.saturating_sub(now) + 1)).await;
     env.publish("v3", &ami3).await;
     let (v3, note) = queued(&env.deliver(1).await[0]);
     assert!(note.contains("lease expired"), "{note}");

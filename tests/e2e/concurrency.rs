@@ -201,10 +201,7 @@ async fn a_crashed_holders_lease_expires_and_the_next_deployment_proceeds() {
         .service
         .lease_until
         .expect("the stuck deployment's lease");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
+    let now = env.local.ports.clock.now();
     tokio::time::sleep(std::time::Duration::from_secs(lease_until.saturating_sub(now) + 1)).await;
     env.publish("v3", &ami3).await;
     let (v3, note) = queued(&env.deliver(1).await[0]);

@@ -912,8 +912,7 @@ def image_id_app(environ, start_response):
     if environ.get("REQUEST_METHOD") != "POST":
         return _json_response(start_response, "405 Method Not Allowed", {"error": "POST only"})
     try:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        doc = json.loads(environ["wsgi.input"].read(min(length, 4096)) or b"{}")
+        doc = json.loads(_peek_body(environ) or b"{}")
         old, new = str(doc["image_id"]), str(doc["new_id"])
     except (ValueError, KeyError, TypeError) as e:
         return _json_response(start_response, "400 Bad Request", {"error": f"want image_id and new_id: {e}"})

@@ -237,14 +237,7 @@ impl Cli {
                 binary.display()
             ));
         }
-        let env = vec![
-            ("AWS_ENDPOINT_URL", endpoint.to_string()),
-            ("AWS_REGION", "us-east-1".to_string()),
-            ("AWS_ACCESS_KEY_ID", "demo".to_string()),
-            ("AWS_SECRET_ACCESS_KEY", "demo".to_string()),
-            ("GREENLIGHT_TABLE", names.table.clone()),
-            ("GREENLIGHT_EVENT_BUS", names.command_bus.clone()),
-        ];
+        let env = crate::client_environment(endpoint, names, "demo");
         Ok(Cli { binary, env })
     }
 

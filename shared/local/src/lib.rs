@@ -106,6 +106,22 @@ impl Default for Names {
 /// The access key id the fixture, the tests' assertions and the demo sign with.
 pub const DEFAULT_ACCESS_KEY: &str = "test";
 
+/// What a client process (the `greenlight` CLI, the AWS CLI, an SDK) needs in its environment
+/// to use the installation `names` on the emulator at `endpoint`, signing with `access_key`
+/// (the emulator logs calls per access key id).
+pub fn client_environment(endpoint: &str, names: &Names, access_key: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint.to_string()),
+        ("AWS_REGION", "us-east-1".into()),
+        // The AWS CLI v1 reads this one.
+        ("AWS_DEFAULT_REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", access_key.into()),
+        ("AWS_SECRET_ACCESS_KEY", access_key.into()),
+        ("GREENLIGHT_TABLE", names.table.clone()),
+        ("GREENLIGHT_EVENT_BUS", names.command_bus.clone()),
+    ]
+}
+
 /// The AWS SDK retry policy of everything local: the functions' own
 /// ([`greenlight_adapters::aws::retry_config`]).
 pub use greenlight_adapters::aws::retry_config;

@@ -146,15 +146,7 @@ pub async fn run(options: UpOptions) -> Result<(), String> {
 
 /// What to export to point the `greenlight` CLI, the AWS CLI and the SDKs at the stack.
 pub fn environment(endpoint: &str, names: &Names) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT_URL", endpoint.to_string()),
-        ("AWS_REGION", "us-east-1".into()),
-        ("AWS_DEFAULT_REGION", "us-east-1".into()),
-        ("AWS_ACCESS_KEY_ID", DEFAULT_ACCESS_KEY.into()),
-        ("AWS_SECRET_ACCESS_KEY", "test".into()),
-        ("GREENLIGHT_TABLE", names.table.clone()),
-        ("GREENLIGHT_EVENT_BUS", names.command_bus.clone()),
-    ]
+    crate::client_environment(endpoint, names, DEFAULT_ACCESS_KEY)
 }
 
 /// `[event] ImagePublished → deployment checkout-… started: …`.

@@ -190,6 +190,17 @@ impl Phase {
     pub fn is_terminal(&self) -> bool {
         matches!(self, Phase::Succeeded | Phase::Aborted { .. })
     }
+
+    /// Green's share of traffic (%) the phase asks for: the target of a shift, 100 from
+    /// baking on, 0 before any shift and once traffic is back on blue.
+    pub fn green_weight(&self) -> u8 {
+        match self {
+            Phase::Launching | Phase::Aborting { .. } | Phase::Aborted { .. } => 0,
+            Phase::Verifying { weight, .. } | Phase::Verified { weight } => *weight,
+            Phase::Shifting { to, .. } => *to,
+            Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded => 100,
+        }
+    }
 }
 
 /// A phase's name: the closed set of [`Phase`]'s variants, serialised as the ledger has always
@@ -264,6 +275,11 @@ pub struct Mark {
     pub at: Epoch,
     /// The phase the deployment was in (or entered) when this was noted.
     pub phase: PhaseName,
+    /// Green's share of traffic that phase asks for ([`Phase::green_weight`]), on the marks
+    /// where it changed (the first mark has it): the dashboard draws the weight over time
+    /// from it. None where it stayed the same, and in marks written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<u8>,
     pub note: String,
 }
 
@@ -522,9 +538,14 @@ impl Deployment {
             self.late_failures = 0;
             self.resumes = 0;
         }
+        let weight = phase.green_weight();
+        let changed = self.timeline.iter().rev().find_map(|m| m.weight) != Some(weight);
         self.timeline.push(Mark {
             at: now,
             phase: phase.kind(),
+            // Only where green's weight changes: the ledger item stays small (its size is
+            // what every read and write of it costs).
+            weight: changed.then_some(weight),
             note: note.into(),
         });
         self.phase = phase;
@@ -633,6 +654,50 @@ impl State {
 mod tests {
     use super::*;
     use serde_json::{json, Value};
+
+    #[test]
+    fn each_phase_asks_green_for_its_weight_and_the_timeline_records_it() {
+        let table = [
+            (Phase::Launching, 0),
+            (Phase::Verifying { weight: 10, polls: 2 }, 10),
+            (Phase::Verified { weight: 50 }, 50),
+            (Phase::Shifting { from: 10, to: 50 }, 50),
+            (Phase::Baking { until: 9 }, 100),
+            (Phase::Retiring { drain_until: 9 }, 100),
+            (Phase::Succeeded, 100),
+            (
+                Phase::Aborting {
+                    reason: "x".into(),
+                    drain_until: 9,
+                },
+                0,
+            ),
+            (Phase::Aborted { reason: "x".into() }, 0),
+        ];
+        for (phase, weight) in table {
+            assert_eq!(phase.green_weight(), weight, "{phase:?}");
+        }
+        let mut dep: Deployment = serde_json::from_value(json!({
+            "deploy_id": "d-0123456789abcdef0123", "service": "checkout", "version": "v2",
+            "ami": "ami-0123456789abcdef0", "gen": 1, "source": "greenlight", "requested_by": "ci",
+            "reason": null, "blue": null, "green_tg": "arn:tg/b", "green_instances": [],
+            "phase": {"phase": "launching"}, "max_weight": 0, "created_at": 1, "updated_at": 1,
+            "healthy_at": null, "revert": null, "rollback": false, "timeline": []
+        }))
+        .unwrap();
+        dep.enter(Phase::Launching, 2, "launching");
+        dep.enter(Phase::Shifting { from: 0, to: 10 }, 5, "shifting");
+        dep.enter(Phase::Verifying { weight: 10, polls: 0 }, 6, "verifying");
+        dep.enter(Phase::Aborted { reason: "x".into() }, 7, "aborted");
+        let weights: Vec<Option<u8>> = dep.timeline.iter().map(|m| m.weight).collect();
+        assert_eq!(weights, [Some(0), Some(10), None, Some(0)], "recorded where it changes");
+        let written = serde_json::to_value(&dep.timeline[1]).unwrap();
+        assert_eq!(
+            written,
+            json!({"at": 5, "phase": "shifting", "weight": 10, "note": "shifting"})
+        );
+        assert_eq!(serde_json::to_value(&dep.timeline[2]).unwrap().get("weight"), None);
+    }
 
     /// Items as the code before the closed-set enums wrote them (strings everywhere): they
     /// still read, and are written back byte for byte the same.

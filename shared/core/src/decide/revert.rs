@@ -228,6 +228,7 @@ pub(super) fn traffic_back(dep: &mut Deployment, at_ms: u64, now: Epoch) -> Opti
     dep.timeline.push(crate::model::Mark {
         at: now,
         phase: dep.phase.kind(),
+        weight: None,
         note: text.clone(),
     });
     dep.updated_at = now;

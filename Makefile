@@ -12,7 +12,7 @@ VENV_INFRA ?= .venv-infra
 BOOTSTRAP := greenlight-lambda
 export GREENLIGHT_PYTHON ?= $(abspath $(VENV))/bin/python
 
-.PHONY: help setup awscli demo up test fmt lint asl infra-check lambdas bench fuzz sim clean
+.PHONY: help setup awscli browser demo up test fmt lint asl infra-check lambdas bench fuzz sim clean
 
 help:
 	@echo "make demo   full canary rollout on a local AWS emulator, shown live"
@@ -55,8 +55,14 @@ demo: setup
 # build` of the binaries inherits the wrapper, and with it the same build.
 CLIPPY_AS_RUSTC = RUSTC_WORKSPACE_WRAPPER="$$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
 
+#
+# The browser tests' Chromium and Playwright (make browser) install in the background while
+# the emulator's self-test runs: on a fresh machine apt takes about a minute.
 test: infra-check setup awscli fmt
-	$(VENV)/bin/python -m unittest discover -s tests/emulator -p 'test_*.py'
+	@mkdir -p target
+	@$(MAKE) --no-print-directory browser > target/browser-install.log 2>&1 & browser=$$!; \
+	$(VENV)/bin/python -m unittest discover -s tests/emulator -p 'test_*.py' || exit 1; \
+	wait $$browser || { cat target/browser-install.log; exit 1; }
 	$(CLIPPY_AS_RUSTC) cargo test --workspace -- --test-threads=8
 
 fmt:
@@ -76,6 +82,31 @@ awscli: $(VENV_AWSCLI)/.installed
 $(VENV_AWSCLI)/.installed: tests/awscli-requirements.txt
 	$(PYTHON) -m venv $(VENV_AWSCLI)
 	$(VENV_AWSCLI)/bin/pip install --quiet --disable-pip-version-check -r tests/awscli-requirements.txt
+	touch $@
+
+# The browser tests (e2e `dashboard::*`): Debian's Chromium, and Playwright pinned in
+# tests/browser/requirements.txt in its own venv (it cannot download its own browsers here:
+# tests/browser/driver.py starts $(CHROMIUM)). As root, apt-get installs chromium; otherwise
+# this says how to get it.
+VENV_BROWSER ?= .venv-browser
+CHROMIUM ?= /usr/bin/chromium
+export GREENLIGHT_CHROMIUM ?= $(CHROMIUM)
+browser: $(VENV_BROWSER)/.installed
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing Debian's chromium for the browser tests (apt-get)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  elif command -v apt-get >/dev/null && sudo -n true 2>/dev/null; then \
+	    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "the browser tests need Chromium at $(CHROMIUM): install it (Debian/Ubuntu: sudo apt-get install chromium) or point CHROMIUM=/path/to/chromium at one, then run make test again"; \
+	    exit 1; \
+	  fi; }
+	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) is still missing after installing chromium"; exit 1; }
+
+$(VENV_BROWSER)/.installed: tests/browser/requirements.txt
+	$(PYTHON) -m venv $(VENV_BROWSER)
+	$(VENV_BROWSER)/bin/pip install --quiet --disable-pip-version-check -r tests/browser/requirements.txt
 	touch $@
 
 # The linters pinned in infra/requirements.txt.

@@ -39,6 +39,9 @@
 //! - `shapes`: EC2 AMI State Change, S3 event notifications (`Records`) and an alarm's Lambda
 //!   action, each delivered as AWS delivers it; both forms of one alarm transition revert once;
 //! - `samples`: every file in `events/` parses as expected;
+//! - `dashboard`: `greenlight dashboard` in headless Chromium: the page follows a canary live,
+//!   its buttons promote and roll back (asserted on the emulator), refusals show, actions from
+//!   another origin or without the token publish nothing;
 //! - `up`: `greenlight-local up`, and the README's `aws events put-events` commands run with
 //!   the AWS CLI against it: the deployment and the rollback happen;
 //! - `infra`: the committed Step Functions definition is the one generated from the plan;
@@ -50,6 +53,7 @@ mod cli;
 mod concurrency;
 mod contract;
 mod crash;
+mod dashboard;
 mod faults;
 mod gates;
 mod holds;

@@ -43,7 +43,7 @@ fn readme_command(heading: &str) -> String {
 
 /// `greenlight-local up` running, its output so far, and the environment it said to export.
 struct Up {
-    _child: tokio::process::Child,
+    child: tokio::process::Child,
     output: Arc<Mutex<Vec<String>>>,
     env: Vec<(String, String)>,
 }
@@ -91,11 +91,7 @@ impl Up {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        Up {
-            _child: child,
-            output,
-            env,
-        }
+        Up { child, output, env }
     }
 
     fn var(&self, key: &str) -> &str {
@@ -163,7 +159,7 @@ async fn weighted(local: &Local, switch: &Switch) -> Vec<(String, u8)> {
 async fn the_readmes_put_events_commands_deploy_and_roll_back_on_greenlight_local_up() {
     build_binaries();
     let _ = aws_cli();
-    let up = Up::start().await;
+    let mut up = Up::start().await;
     let local = Local::connect(up.var("AWS_ENDPOINT_URL"), Names::default())
         .await
         .expect("the stack's emulator answers");
@@ -251,4 +247,31 @@ async fn the_readmes_put_events_commands_deploy_and_roll_back_on_greenlight_loca
         printed.contains("[event] ImagePublished → deployment") && printed.contains("[event] RollbackRequested →"),
         "up shows each event it delivered:\n{printed}"
     );
+
+    // up serves the dashboard on the stack: its services page lists checkout ...
+    let url = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("the dashboard: "))
+        .unwrap_or_else(|| panic!("up prints the dashboard's URL:\n{printed}"))
+        .to_string();
+    let page = greenlight_e2e::http_get(&url).await;
+    assert!(page.contains("data-service=\"checkout\""), "{page}");
+    // ... and the dashboard ends with up, even when up is killed outright (it once outlived
+    // it, holding the test's output open).
+    up.child.kill().await.expect("kill up");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        use greenlight_adapters::Prober;
+        let answer = greenlight_adapters::http::HttpProber
+            .get(&url, None, Duration::from_secs(2))
+            .await;
+        if answer.is_err() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dashboard still answers after up was killed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -24,6 +24,8 @@ pub struct Aws {
     sts: aws_sdk_sts::Client,
     pub table: String,
     pub bus: String,
+    /// The region every client calls (the dashboard states it).
+    pub region: String,
 }
 
 /// The SDK configuration: the standard chain (environment, profile, SSO, instance role),
@@ -66,6 +68,7 @@ impl Aws {
             sts: aws_sdk_sts::Client::new(&sdk),
             table: global.table.clone(),
             bus: global.event_bus.clone(),
+            region: sdk.region().map(|r| r.to_string()).unwrap_or_default(),
         })
     }
 
@@ -106,6 +109,17 @@ impl Aws {
             )));
         }
         Ok(name)
+    }
+
+    /// The AWS account the credentials belong to (STS GetCallerIdentity).
+    pub async fn account(&self) -> CliResult<String> {
+        let out = self.sts.get_caller_identity().send().await.map_err(|e| {
+            CliError::failed(format!(
+                "STS GetCallerIdentity failed: {}",
+                aws_smithy_types::error::display::DisplayErrorContext(&e)
+            ))
+        })?;
+        Ok(out.account().unwrap_or("unknown").to_string())
     }
 
     /// Publishes one greenlight event on the bus; returns EventBridge's event id.

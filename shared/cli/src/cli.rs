@@ -279,6 +279,38 @@ In AWS: STS GetCallerIdentity, DynamoDB reads, EventBridge PutEvents, ELB Descri
     )]
     Drill(DrillArgs),
 
+    /// Serve a live web dashboard of every service and deployment on 127.0.0.1, with rollback, promote and abort.
+    #[command(
+        long_about = "Serve a web dashboard on this machine (http://127.0.0.1:8577/ by default) that reads the \
+ledger and the load balancers with YOUR AWS credentials, exactly like the other verbs: there is no server in AWS \
+and nothing new to authenticate. Ctrl-C stops it.
+
+Pages:
+- Services (/): one row per service: live and warm versions, the deployment in flight with its phase, canary \
+weight and time in that phase, attention flags, the last outcome; a filter box.
+- A service (/services/NAME): the deployment in flight drawn as a timeline (green's weight over time, every \
+phase change, pause, hold and analysis verdict as the ledger records them), every switch point with its forward \
+weights, green's and blue's targets with their health, and the history with a time-to-revert trend.
+
+Both pages update by themselves (server-sent events) within a second of the ledger or the listeners changing.
+
+Actions: rollback (optionally to a named version), promote and abort, each with a reason. They publish the same \
+event as `greenlight rollback|promote|abort`, with the same identity (STS GetCallerIdentity, or --requested-by), \
+and are refused with the same reasons; the page shows the refusal. Nothing else writes. An action needs the token \
+this process made when it started (it is in the page it serves) and a request from the dashboard's own origin: \
+another web site open in your browser cannot act through it.
+
+It binds 127.0.0.1 unless --bind says otherwise; any other address lets everyone who can reach this machine use \
+your AWS credentials through it, and the dashboard says so loudly when it starts.
+
+In AWS, per open page, about every second: DynamoDB BatchGetItem and Query on the ledger; ELB \
+DescribeTargetHealth, DescribeListeners or DescribeRules. STS GetCallerIdentity once at start. EventBridge \
+PutEvents per action.",
+        after_help = "Examples:\n  greenlight dashboard\n  greenlight dashboard --port 9000 --open\n  \
+greenlight --endpoint-url http://127.0.0.1:4599 dashboard   # against `greenlight-local up`"
+    )]
+    Dashboard(DashboardArgs),
+
     /// Print a shell completion script.
     #[command(
         long_about = "Print a completion script for your shell on stdout. Makes no AWS call.",
@@ -451,6 +483,21 @@ pub struct SteerArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct DashboardArgs {
+    /// The port to serve on (0: any free port; the URL printed says which).
+    #[arg(long, default_value_t = 8577, value_name = "PORT")]
+    pub port: u16,
+    /// The address to bind. Anything but a loopback address exposes your AWS credentials' power to the network.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDRESS")]
+    pub bind: std::net::IpAddr,
+    /// Open the dashboard in your web browser (xdg-open, or open on macOS).
+    #[arg(long)]
+    pub open: bool,
+    #[command(flatten)]
+    pub who: Who,
+}
+
+#[derive(Args, Debug)]
 pub struct DrillArgs {
     /// The service's name.
     #[arg(value_parser = service_name)]
@@ -475,7 +522,7 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-fn service_name(text: &str) -> Result<String, String> {
+pub(crate) fn service_name(text: &str) -> Result<String, String> {
     check_service(text).map(|_| text.to_string()).map_err(|e| e.to_string())
 }
 
@@ -489,7 +536,7 @@ fn ami_id(text: &str) -> Result<String, String> {
     check_ami(text).map(|_| text.to_string()).map_err(|e| e.to_string())
 }
 
-fn version(text: &str) -> Result<String, String> {
+pub(crate) fn version(text: &str) -> Result<String, String> {
     Version::parse(text)
         .map(|_| text.to_string())
         .map_err(|e| e.to_string())
@@ -508,7 +555,7 @@ fn bounded(text: &str, what: &str, max: usize) -> Result<String, String> {
     Ok(text.to_string())
 }
 
-fn reason(text: &str) -> Result<String, String> {
+pub(crate) fn reason(text: &str) -> Result<String, String> {
     bounded(text, "a reason", 500)
 }
 

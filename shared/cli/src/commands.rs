@@ -44,6 +44,7 @@ pub async fn run(cli: Cli) -> CliResult<()> {
         Command::Abort(args) => steer(&aws, &args, ABORT_REQUESTED, "abort", out).await,
         Command::Promote(args) => steer(&aws, &args, PROMOTE_REQUESTED, "promote", out).await,
         Command::Drill(args) => drill(&aws, &args, out).await,
+        Command::Dashboard(args) => crate::dashboard::serve(&aws, &args).await,
         Command::Completions(_) => unreachable!("handled above"),
     }
 }
@@ -360,14 +361,14 @@ async fn verdicts(aws: &Aws, service: &str, deploy_id: &str, out: Output) -> Cli
 
 /// What a publishing verb did.
 #[derive(Serialize)]
-struct Published {
-    event_id: String,
-    detail_type: &'static str,
+pub(crate) struct Published {
+    pub(crate) event_id: String,
+    pub(crate) detail_type: &'static str,
     event_bus: String,
     service: String,
     /// The deployment the event starts (deploy) or acts on (rollback, abort, promote).
-    deploy_id: Option<String>,
-    requested_by: String,
+    pub(crate) deploy_id: Option<String>,
+    pub(crate) requested_by: String,
     /// The event's detail exactly as published.
     detail: Value,
 }
@@ -476,23 +477,21 @@ async fn deploy(aws: &Aws, args: &DeployArgs, out: Output) -> CliResult<()> {
     finish_watch(&watcher, &last, out, Some(published.value()))
 }
 
-async fn rollback(aws: &Aws, args: &RollbackArgs, out: Output) -> CliResult<()> {
-    let service = &args.service;
-    let requested_by = aws.requested_by(args.who.requested_by.as_deref()).await?;
+/// Publishes `RollbackRequested` for `service` (the CLI's `rollback` and the dashboard's):
+/// returns what was published and, in a sentence, what revert-service does with it.
+pub(crate) async fn publish_rollback(
+    aws: &Aws,
+    service: &str,
+    to_version: Option<String>,
+    reason: String,
+    requested_by: String,
+) -> CliResult<(Published, String)> {
     let state = aws.load(service, None).await?;
     let pointers = &state.service;
     let in_flight = pointers.active.clone();
     let fast = pointers.revert_plan.as_ref().filter(|plan| {
-        in_flight.as_deref() == Some(plan.deploy_id.as_str())
-            && args.to_version.as_deref().is_none_or(|v| v == plan.back_to)
+        in_flight.as_deref() == Some(plan.deploy_id.as_str()) && to_version.as_deref().is_none_or(|v| v == plan.back_to)
     });
-    let detail = to_detail(&detail::RollbackRequested {
-        service: service.clone(),
-        to_version: args.to_version.clone(),
-        reason: args.reason.clone(),
-        requested_by: requested_by.clone(),
-    });
-    let event_id = aws.publish(ROLLBACK_REQUESTED, &detail).await?;
     let next = match fast {
         Some(plan) => format!(
             "fast path: revert-service puts all traffic back on {} (one listener change) and retires {}",
@@ -500,18 +499,34 @@ async fn rollback(aws: &Aws, args: &RollbackArgs, out: Output) -> CliResult<()> 
         ),
         None => format!(
             "no fleet is warm for a one-step revert: revert-service redeploys {} through the health gates",
-            args.to_version.as_deref().unwrap_or("the previous version")
+            to_version.as_deref().unwrap_or("the previous version")
         ),
     };
+    let detail = to_detail(&detail::RollbackRequested {
+        service: service.to_string(),
+        to_version,
+        reason,
+        requested_by: requested_by.clone(),
+    });
+    let event_id = aws.publish(ROLLBACK_REQUESTED, &detail).await?;
     let published = Published {
-        event_id: event_id.clone(),
+        event_id,
         detail_type: ROLLBACK_REQUESTED,
         event_bus: aws.bus.clone(),
-        service: service.clone(),
-        deploy_id: in_flight.clone(),
+        service: service.to_string(),
+        deploy_id: in_flight,
         requested_by,
         detail,
     };
+    Ok((published, next))
+}
+
+async fn rollback(aws: &Aws, args: &RollbackArgs, out: Output) -> CliResult<()> {
+    let service = &args.service;
+    let requested_by = aws.requested_by(args.who.requested_by.as_deref()).await?;
+    let (published, next) =
+        publish_rollback(aws, service, args.to_version.clone(), args.reason.clone(), requested_by).await?;
+    let (event_id, in_flight) = (published.event_id.clone(), published.deploy_id.clone());
     if !args.watch {
         published.print(
             out,
@@ -618,8 +633,27 @@ async fn rollback_effect(
 }
 
 async fn steer(aws: &Aws, args: &SteerArgs, detail_type: &'static str, verb: &str, out: Output) -> CliResult<()> {
-    let service = &args.service;
     let requested_by = aws.requested_by(args.who.requested_by.as_deref()).await?;
+    let (published, next) = publish_steer(aws, &args.service, &args.reason, requested_by, detail_type, verb).await?;
+    published.print(
+        out,
+        &format!("{next}; follow it with `greenlight status {} --watch`", args.service),
+    );
+    Ok(())
+}
+
+/// Publishes `AbortRequested` or `PromoteRequested` (`verb`: `abort`, `promote`) for
+/// `service` (the CLI's verbs and the dashboard's), refused before publishing when the
+/// ledger shows nothing it could act on: returns what was published and what
+/// steer-deployment does with it.
+pub(crate) async fn publish_steer(
+    aws: &Aws,
+    service: &str,
+    reason: &str,
+    requested_by: String,
+    detail_type: &'static str,
+    verb: &str,
+) -> CliResult<(Published, String)> {
     let state = aws.load(service, None).await?;
     let Some(active) = state.service.active.clone() else {
         return Err(CliError::failed(format!(
@@ -651,8 +685,8 @@ async fn steer(aws: &Aws, args: &SteerArgs, detail_type: &'static str, verb: &st
         }
     }
     let detail = to_detail(&detail::SteerRequested {
-        service: service.clone(),
-        reason: args.reason.clone(),
+        service: service.to_string(),
+        reason: reason.to_string(),
         requested_by: requested_by.clone(),
     });
     let event_id = aws.publish(detail_type, &detail).await?;
@@ -662,20 +696,16 @@ async fn steer(aws: &Aws, args: &SteerArgs, detail_type: &'static str, verb: &st
         ),
         _ => format!("steer-deployment promotes {active}: remaining canary steps and bake window skipped"),
     };
-    Published {
+    let published = Published {
         event_id,
         detail_type,
         event_bus: aws.bus.clone(),
-        service: service.clone(),
+        service: service.to_string(),
         deploy_id: Some(active),
         requested_by,
         detail,
-    }
-    .print(
-        out,
-        &format!("{next}; follow it with `greenlight status {service} --watch`"),
-    );
-    Ok(())
+    };
+    Ok((published, next))
 }
 
 /// A drill's result.

@@ -1,7 +1,7 @@
 //! `greenlight`, the CLI for engineers: list services, show a service's status (live and warm
 //! versions, the deployment in flight, target health, listener weights, with `--watch`), its
 //! history, and deploy, roll back, abort, promote or drill by publishing greenlight's events
-//! on EventBridge.
+//! on EventBridge; `dashboard` serves the same views and verbs as a live web page.
 //!
 //! The CLI NEVER changes fleets or listeners: it reads the ledger and AWS (DynamoDB, ELB
 //! Describe*, STS) and acts only by publishing events (plus `service register`, which writes
@@ -12,6 +12,7 @@
 mod aws;
 mod cli;
 mod commands;
+mod dashboard;
 mod error;
 mod render;
 mod view;

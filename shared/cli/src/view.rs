@@ -260,12 +260,7 @@ fn pause_ended(pause: &greenlight_core::model::PauseRecord) -> Option<String> {
 
 /// Green's traffic share the phase asks for.
 pub fn phase_weight(phase: &Phase) -> u8 {
-    match phase {
-        Phase::Launching | Phase::Aborting { .. } | Phase::Aborted { .. } => 0,
-        Phase::Verifying { weight, .. } | Phase::Verified { weight } => *weight,
-        Phase::Shifting { to, .. } => *to,
-        Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded => 100,
-    }
+    phase.green_weight()
 }
 
 impl DeploymentView {
@@ -533,6 +528,8 @@ pub struct InFlight {
     #[serde(serialize_with = "phase_or_starting")]
     pub phase: Option<PhaseName>,
     pub weight: u8,
+    /// How long it has been in that phase (since the timeline's last mark).
+    pub in_phase_s: u64,
 }
 
 /// Reads one service's row.
@@ -564,11 +561,13 @@ pub async fn service_row(aws: &Aws, service: String) -> ServiceRow {
             Ok(Some(State {
                 deployment: Some(dep), ..
             })) => {
+                let since = dep.timeline.last().map_or(dep.created_at, |m| m.at);
                 row.deployment = Some(InFlight {
                     deploy_id: dep.deploy_id.clone(),
                     version: dep.version.clone(),
                     phase: Some(dep.phase.kind()),
                     weight: phase_weight(&dep.phase),
+                    in_phase_s: now_s().saturating_sub(since),
                 })
             }
             Ok(_) => {
@@ -577,6 +576,7 @@ pub async fn service_row(aws: &Aws, service: String) -> ServiceRow {
                     version: "?".into(),
                     phase: None,
                     weight: 0,
+                    in_phase_s: 0,
                 })
             }
             Err(e) => row.error = Some(e.to_string()),

@@ -91,6 +91,17 @@ pub async fn run() -> Result<(), String> {
     let (pump_task, mut deliveries) = pump::spawn(local.clone());
     let mut progress = local.orchestrator.subscribe();
     let cli = Cli::new(&emulator.endpoint, &local.names)?;
+    // The dashboard serves the demo while it runs (stopped with it).
+    let _dashboard = match crate::start_dashboard(&emulator.endpoint, &local.names, "demo-dashboard", 0).await {
+        Ok((child, url)) => {
+            println!("[setup] dashboard: {url} (live while the demo runs)\n");
+            Some(child)
+        }
+        Err(why) => {
+            println!("[setup] dashboard: not started ({why})\n");
+            None
+        }
+    };
 
     // Part 1: a canary rollout of v2, bake, v1 retired.
     let deploy_v2 = deploy(&cli, &mut deliveries, &spec.service, "v2", &ami_v2).await?;

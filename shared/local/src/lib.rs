@@ -122,6 +122,57 @@ pub fn client_environment(endpoint: &str, names: &Names, access_key: &str) -> Ve
     ]
 }
 
+/// `greenlight dashboard` (the built CLI) serving the installation `names` on the emulator at
+/// `endpoint`, on loopback `port` (0: any free one): the process (killed when dropped) and
+/// the URL it printed. Used by `up` and the demo.
+pub async fn start_dashboard(
+    endpoint: &str,
+    names: &Names,
+    access_key: &str,
+    port: u16,
+) -> Result<(tokio::process::Child, String), String> {
+    use tokio::io::AsyncBufReadExt;
+    let binary = lambda_service::built_binary("greenlight");
+    if !binary.exists() {
+        return Err(format!(
+            "{} not found: build the CLI (`cargo build -p greenlight-cli`) for the dashboard",
+            binary.display()
+        ));
+    }
+    let mut child = tokio::process::Command::new(&binary)
+        .args(["dashboard", "--port", &port.to_string()])
+        .env_remove("AWS_PROFILE")
+        .envs(client_environment(endpoint, names, access_key))
+        // A pipe this process never writes: when it ends (even killed outright), the pipe
+        // closes and the dashboard exits with it (the CLI's EXIT_WITH_STDIN).
+        .env("GREENLIGHT_DASHBOARD_EXIT_WITH_STDIN", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", binary.display()))?;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let first = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .map_err(|_| "greenlight dashboard printed no URL within 30 s".to_string())?
+        .map_err(|e| format!("greenlight dashboard: {e}"))?
+        .ok_or_else(|| "greenlight dashboard exited at start (see above)".to_string())?;
+    let url = first
+        .strip_prefix("greenlight dashboard: ")
+        .ok_or_else(|| format!("greenlight dashboard printed {first:?}, not its URL"))?
+        .to_string();
+    // Its action lines (who rolled back what) are worth seeing: pass them through.
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with("dashboard:") {
+                println!("{line}");
+            }
+        }
+    });
+    Ok((child, url))
+}
+
 /// The AWS SDK retry policy of everything local: the functions' own
 /// ([`greenlight_adapters::aws::retry_config`]).
 pub use greenlight_adapters::aws::retry_config;

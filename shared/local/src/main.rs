@@ -18,16 +18,20 @@ COMMANDS:
             groups, v1 fleet), publish image v2 and show the canary rollout live:
             green launched → healthy → smoke test → 10% → 50% → 100% → bake → v1 retired.
             Then v3 rolls out the same way, its CloudWatch alarm fires during the bake
-            window, and traffic goes back to v2 (time-to-revert printed).
+            window, and traffic goes back to v2 (time-to-revert printed). `greenlight
+            dashboard` serves the demo live while it runs (its URL is printed).
             Needs the venv from `make setup` (or GREENLIGHT_PYTHON).
     up      A local greenlight to play with, until Ctrl-C: the emulator, greenlight's event
             routing and orchestrator, service `checkout` live on v1 behind its load
             balancer, and images v2.4.0 (healthy, AMI ami-0a1b2c3d4e5f60718 as in the
             README) and v2.5.0 (fails its health checks). Prints the environment to export
-            for the greenlight CLI, the AWS CLI and the SDKs, then every event delivered and
-            every step run. The README's sections `Publishing an image` and `Rolling back`
-            work against it as written.
-              --port N         the emulator's loopback port (default 0: any free one)
+            for the greenlight CLI, the AWS CLI and the SDKs, and the URL of `greenlight
+            dashboard` serving the stack, then every event delivered and every step run.
+            The README's sections `Publishing an image` and `Rolling back` work against it
+            as written.
+              --port N             the emulator's loopback port (default 0: any free one)
+              --dashboard-port N   the dashboard's loopback port (default 8577; any free
+                                   one if that is taken)
     asl     Print the Step Functions definition generated from the Rust plan
             (infra/statemachine.asl.json is this output; a test keeps them equal).
     load    Send a steady rate of GET requests through a listener of the emulator's ALB data

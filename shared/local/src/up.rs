@@ -27,15 +27,29 @@ pub const BAD_VERSION: &str = "v2.5.0";
 /// The line printed once everything is up (tests wait for it).
 pub const READY_LINE: &str = "greenlight-local: ready";
 
+/// The dashboard's port unless `--dashboard-port` says otherwise (`greenlight dashboard`'s).
+pub const DASHBOARD_PORT: u16 = 8577;
+
 /// Options of `greenlight-local up`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct UpOptions {
     /// The emulator's loopback port (0: any free one).
     pub port: u16,
+    /// The dashboard's loopback port (0: any free one).
+    pub dashboard_port: u16,
+}
+
+impl Default for UpOptions {
+    fn default() -> Self {
+        UpOptions {
+            port: 0,
+            dashboard_port: DASHBOARD_PORT,
+        }
+    }
 }
 
 impl UpOptions {
-    /// Parses `up`'s arguments: `[--port N]`.
+    /// Parses `up`'s arguments: `[--port N] [--dashboard-port N]`.
     pub fn parse(args: &[String]) -> Result<UpOptions, String> {
         let mut options = UpOptions::default();
         let mut args = args.iter();
@@ -46,6 +60,12 @@ impl UpOptions {
                     options.port = value
                         .parse()
                         .map_err(|e| format!("up: --port {value:?}: {e} (a port number, 0 for any free one)"))?;
+                }
+                "--dashboard-port" => {
+                    let value = args.next().ok_or("up: --dashboard-port needs a value")?;
+                    options.dashboard_port = value.parse().map_err(|e| {
+                        format!("up: --dashboard-port {value:?}: {e} (a port number, 0 for any free one)")
+                    })?;
                 }
                 other => return Err(format!("up: unknown option {other:?} (see `greenlight-local help`)")),
             }
@@ -112,6 +132,22 @@ pub async fn run(options: UpOptions) -> Result<(), String> {
         "`cargo install --path shared/cli` (or `cargo build -p greenlight-cli`)".into()
     };
     println!("the greenlight CLI: {cli}");
+    // The dashboard, as an engineer would start it with the environment below (its port
+    // taken: any free one).
+    let dashboard = match crate::start_dashboard(&endpoint, &names, DEFAULT_ACCESS_KEY, options.dashboard_port).await {
+        Err(_) if options.dashboard_port != 0 => crate::start_dashboard(&endpoint, &names, DEFAULT_ACCESS_KEY, 0).await,
+        other => other,
+    };
+    let _dashboard = match dashboard {
+        Ok((child, url)) => {
+            println!("the dashboard: {url}");
+            Some(child)
+        }
+        Err(why) => {
+            println!("the dashboard: not started ({why})");
+            None
+        }
+    };
     println!("\nIn another terminal (the README's \"Publishing an image\" and \"Rolling back\" work as written):\n");
     for (key, value) in environment(&endpoint, &names) {
         println!("export {key}={value}");
@@ -208,6 +244,11 @@ mod tests {
         assert!(bad.contains("a port number"), "{bad}");
         let unknown = UpOptions::parse(&["--verbose".into()]).unwrap_err();
         assert!(unknown.contains("unknown option \"--verbose\""), "{unknown}");
+        assert_eq!(UpOptions::parse(&[]).unwrap().dashboard_port, DASHBOARD_PORT);
+        let both = UpOptions::parse(&["--dashboard-port".into(), "0".into(), "--port".into(), "1".into()]).unwrap();
+        assert_eq!((both.port, both.dashboard_port), (1, 0));
+        let bad = UpOptions::parse(&["--dashboard-port".into(), "-1".into()]).unwrap_err();
+        assert!(bad.contains("--dashboard-port \"-1\""), "{bad}");
     }
 
     #[test]

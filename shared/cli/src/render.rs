@@ -379,12 +379,12 @@ fn count(n: u64) -> String {
 }
 
 /// `31/612 = 5.07%`
-fn counts(c: &CountsView) -> String {
+pub fn counts(c: &CountsView) -> String {
     format!("{}/{} = {}%", count(c.bad), count(c.total), compact(c.rate.0 * 100.0))
 }
 
 /// An e-value against its threshold: `1.2e6 ≥ 200` (reached) or `0.4 < 200`.
-fn e_value(e: f64, threshold: f64) -> String {
+pub fn e_value(e: f64, threshold: f64) -> String {
     let op = if e >= threshold { "≥" } else { "<" };
     format!("{} {op} {}", compact(e), compact(threshold))
 }
@@ -593,6 +593,21 @@ fn switch_points(points: &[SwitchPointView]) -> String {
 
 /// One line summing a status up (for watching without a terminal); the part before the
 /// first tab is what changes are detected on.
+/// The last analysis evaluation in a watch line: each evaluation is a change worth a line
+/// (its number, weight, verdict and action); empty without analysis.
+fn analysis_suffix(d: &crate::view::DeploymentView) -> String {
+    let Some((a, e)) = d.analysis.as_ref().and_then(|a| Some((a, a.last.as_ref()?))) else {
+        return String::new();
+    };
+    format!(
+        " | analysis #{} at {}%: {} → {}",
+        a.evaluations,
+        e.weight,
+        e.verdict.as_str(),
+        e.action
+    )
+}
+
 pub fn status_line(s: &Status) -> (String, String) {
     let weights: Vec<String> = s
         .target_groups
@@ -627,9 +642,10 @@ pub fn status_line(s: &Status) -> (String, String) {
                 )
             });
             let bake = format!("{held}{paused}{bake}");
+            let analysis = analysis_suffix(d);
             (
                 format!(
-                    "{} {} {} {} | {}",
+                    "{} {} {} {} | {}{analysis}",
                     d.deploy_id,
                     d.version,
                     d.phase,
@@ -1067,6 +1083,15 @@ mod analysis_tests {
             (&json!("revert"), &json!(120))
         );
         assert_eq!(doc["revert"]["trigger"], "analysis", "existing fields unchanged");
+    }
+
+    #[test]
+    fn a_watch_line_names_the_last_analysis_evaluation() {
+        let reverted = DeploymentView::new(&reverted(), &config(), T);
+        assert_eq!(analysis_suffix(&reverted), " | analysis #2 at 10%: regressed → revert");
+        let mut without = reverted.clone();
+        without.analysis = None;
+        assert_eq!(analysis_suffix(&without), "");
     }
 
     #[test]

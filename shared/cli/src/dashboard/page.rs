@@ -8,8 +8,8 @@
 //! `#switch-points`, `#targets`, `#history`, `#ttr-trend`, `#message`, `form.action`.
 
 use super::Summary;
-use crate::render::duration;
-use crate::view::{phase_name, DeploymentView, HistoryRow, Status};
+use crate::render::{counts, duration, e_value};
+use crate::view::{phase_name, AnalysisView, DeploymentView, HistoryRow, Status};
 use greenlight_core::inbound::format_time;
 use greenlight_core::model::{Deployment, PhaseName};
 
@@ -285,7 +285,7 @@ in flight.</p></section>"
         "<section id=\"deployment\"><h2>Deployment <code>{id}</code>: {from} → {version}</h2>\
 <p id=\"phase\" data-phase=\"{phase}\">Phase <b>{phase}</b> for {in_phase} (since {since}){polls}</p>\
 <p id=\"weight\" data-weight=\"{weight}\">Green has {bar} <b>{weight}%</b> of traffic · steps {steps}</p>\
-<p>Requested by <b>{by}</b>{reason} · started {started} · on failure: {on_failure}</p>{notes}{timeline}</section>",
+<p>Requested by <b>{by}</b>{reason} · started {started} · on failure: {on_failure}</p>{notes}{analysis}{timeline}</section>",
         id = esc(&d.deploy_id),
         from = or_dash(d.from_version.as_deref()),
         version = esc(&d.version),
@@ -303,7 +303,76 @@ in flight.</p></section>"
         reason = d.reason.as_deref().map(|r| format!(": {}", esc(r))).unwrap_or_default(),
         started = esc(&d.started_at),
         on_failure = esc(&d.on_failure),
+        analysis = d.analysis.as_ref().map(analysis).unwrap_or_default(),
         timeline = dep.map(|dep| timeline(dep, now)).unwrap_or_default(),
+    )
+}
+
+/// Canary analysis in the open: what is judged, against which tolerances, and the last
+/// evaluation's numbers per metric (green's and blue's counts, both e-values against their
+/// thresholds, the verdict and why).
+fn analysis(a: &AnalysisView) -> String {
+    let state = match (&a.held_since, &a.next_at) {
+        (Some(since), _) => format!("inconclusive, <b>held</b> since {} for an engineer", esc(since)),
+        (None, Some(next)) => format!(
+            "next evaluation at {} (in {})",
+            esc(next),
+            duration(a.next_in_s.unwrap_or(0))
+        ),
+        (None, None) => "no further evaluation".into(),
+    };
+    let tolerances: Vec<String> = a
+        .tolerances
+        .iter()
+        .map(|t| format!("{} {}", esc(&t.metric), esc(&t.text)))
+        .collect();
+    let last = match &a.last {
+        None => "<p>No evaluation yet.</p>".to_string(),
+        Some(e) => {
+            let rows: String = e
+                .metrics
+                .iter()
+                .map(|m| {
+                    format!(
+                        "<tr class=\"{class}\"><td>{metric}</td><td>{green}</td><td>{blue}</td><td>{tolerance}</td>\
+<td>{regressed}</td><td>{no_worse}</td><td>{verdict}</td><td>{why}</td></tr>",
+                        class = if m.verdict == greenlight_core::analysis::Verdict::Regressed {
+                            "refused"
+                        } else {
+                            ""
+                        },
+                        metric = esc(&m.metric),
+                        green = esc(&counts(&m.green)),
+                        blue = esc(&counts(&m.blue)),
+                        tolerance = esc(&m.tolerance_text),
+                        regressed = esc(&e_value(m.e_regressed.0, m.threshold_regressed.0)),
+                        no_worse = esc(&e_value(m.e_no_worse.0, m.threshold_no_worse.0)),
+                        verdict = m.verdict.as_str(),
+                        why = esc(&m.explanation),
+                    )
+                })
+                .collect();
+            format!(
+                "<p>Last evaluation {at} at {weight}%: <b>{verdict}</b> → {action}{note}</p>\
+<table id=\"verdicts\"><thead><tr><th scope=\"col\">Metric</th><th scope=\"col\">Green bad/total</th>\
+<th scope=\"col\">Blue bad/total</th><th scope=\"col\">Tolerance</th><th scope=\"col\">e (worse) vs threshold</th>\
+<th scope=\"col\">e (no worse) vs threshold</th><th scope=\"col\">Verdict</th><th scope=\"col\">Why</th></tr></thead>\
+<tbody>{rows}</tbody></table>",
+                at = esc(&e.at),
+                weight = e.weight,
+                verdict = e.verdict.as_str(),
+                action = esc(&e.action),
+                note = e.note.as_deref().map(|n| format!(" ({})", esc(n))).unwrap_or_default(),
+            )
+        }
+    };
+    format!(
+        "<section id=\"analysis\" aria-labelledby=\"analysis-h\"><h3 id=\"analysis-h\">Canary analysis</h3>\
+<p>{outcome} · judging green at {weight}% since {since} · {state} · tolerances: {tolerances}</p>{last}</section>",
+        outcome = esc(&a.outcome),
+        weight = a.weight,
+        since = esc(&a.since),
+        tolerances = tolerances.join(", "),
     )
 }
 
@@ -641,6 +710,72 @@ mod tests {
         let page = not_found(&ctx, "<img src=x onerror=alert(1)>");
         assert!(page.contains("&lt;img src=x onerror=alert(1)&gt;"), "{page}");
         assert!(!page.contains("<img"), "{page}");
+    }
+
+    #[test]
+    fn the_analysis_shows_each_metrics_numbers_and_why() {
+        use crate::view::{CountsView, EvaluationView, MetricVerdictView, ToleranceView};
+        use greenlight_core::analysis::{Real, Verdict};
+        let c = |bad, total| CountsView {
+            bad,
+            total,
+            rate: Real(bad as f64 / total as f64),
+        };
+        let view = AnalysisView {
+            weight: 10,
+            since: "2026-12-07T10:00:00Z".into(),
+            judged_for_s: 30,
+            next_at: None,
+            next_in_s: None,
+            held_since: None,
+            tolerances: vec![ToleranceView {
+                metric: "error_rate".into(),
+                kind: "error_rate",
+                tolerance_pp: Some(Real(2.0)),
+                percentile: None,
+                max_ratio: None,
+                text: "+2 pp".into(),
+            }],
+            alpha: Some(Real(0.01)),
+            outcome: "regressed at 10% (error_rate)".into(),
+            evaluations: 3,
+            last: Some(EvaluationView {
+                at: "2026-12-07T10:00:30Z".into(),
+                weight: 10,
+                window_from: None,
+                window_to: None,
+                window_s: 20,
+                verdict: Verdict::Regressed,
+                action: "revert".into(),
+                note: None,
+                metrics: vec![MetricVerdictView {
+                    metric: "error_rate".into(),
+                    green: c(31, 612),
+                    blue: c(5, 5400),
+                    tolerance: Real(0.02),
+                    tolerance_text: "+2 pp".into(),
+                    e_regressed: Real(1.2e6),
+                    threshold_regressed: Real(200.0),
+                    e_no_worse: Real(0.4),
+                    threshold_no_worse: Real(200.0),
+                    verdict: Verdict::Regressed,
+                    explanation: "green <errs> more".into(),
+                }],
+            }),
+        };
+        let html = analysis(&view);
+        for part in [
+            "regressed at 10% (error_rate)",
+            "judging green at 10%",
+            "no further evaluation",
+            "error_rate +2 pp",
+            "<b>regressed</b> → revert",
+            "<tr class=\"refused\"><td>error_rate</td><td>31/612 = ",
+            "1.2e6 ≥ 200",
+            "green &lt;errs&gt; more",
+        ] {
+            assert!(html.contains(part), "{part:?} in {html}");
+        }
     }
 
     fn row(version: &str, ttr: Option<u64>) -> HistoryRow {

@@ -30,7 +30,9 @@
 //!   than w %;
 //! - **holds** (I36): while a failure holds a deployment (`on_failure: hold`), no switch point
 //!   gives green more than the weight it froze at, and none of green's or blue's instances
-//!   is deregistered or terminated.
+//!   is deregistered or terminated;
+//! - **timeline weight**: the last weight a deployment's timeline recorded is what its phase
+//!   gives green (the dashboard draws green's weight over time from those marks).
 //!
 //! Liveness, once settled: every deployment ended, no lease, nothing queued, all traffic on
 //! every switch point on the live release, and the only instances left running are the
@@ -156,6 +158,7 @@ impl Checker {
             self.analysis(config, dep)?;
             paused(aws, config, service, dep)?;
             frozen(aws, config, service, dep)?;
+            timeline_weight(service, dep)?;
         }
         // Test routes (I31): each forwards to its own deployment's green only, on the first
         // switch point's listener.
@@ -659,6 +662,20 @@ fn instances<'a>(
                 "{service}: orphan instance {id} of deployment {deploy_id} ({phase}): neither live, warm nor in flight"
             ));
         }
+    }
+    Ok(())
+}
+
+/// The weight over time the dashboard draws from the timeline ends where the deployment is.
+fn timeline_weight(service: &str, dep: &Deployment) -> Result<(), String> {
+    let recorded = dep.timeline.iter().rev().find_map(|m| m.weight);
+    let now = dep.phase.green_weight();
+    if !dep.timeline.is_empty() && recorded != Some(now) {
+        return Err(format!(
+            "{service}: deployment {} is {} (green {now} %) but its timeline last recorded green at {recorded:?} %",
+            dep.deploy_id,
+            dep.phase.name()
+        ));
     }
     Ok(())
 }

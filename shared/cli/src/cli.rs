@@ -303,9 +303,10 @@ another web site open in your browser cannot act through it.
 It binds 127.0.0.1 unless --bind says otherwise; any other address lets everyone who can reach this machine use \
 your AWS credentials through it, and the dashboard says so loudly when it starts.
 
-In AWS, per open page, about every second: DynamoDB BatchGetItem and Query on the ledger; ELB \
-DescribeTargetHealth, DescribeListeners or DescribeRules. STS GetCallerIdentity once at start. EventBridge \
-PutEvents per action.",
+In AWS, per open page, twice a second (the services page: once a second, per service): DynamoDB \
+BatchGetItem on the ledger; ELB DescribeTargetHealth, DescribeListeners or DescribeRules. A DynamoDB Query of a \
+service's history when its deployment or releases change. STS GetCallerIdentity once at start, and per action; \
+EventBridge PutEvents per action.",
         after_help = "Examples:\n  greenlight dashboard\n  greenlight dashboard --port 9000 --open\n  \
 greenlight --endpoint-url http://127.0.0.1:4599 dashboard   # against `greenlight-local up`"
     )]

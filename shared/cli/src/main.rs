@@ -14,6 +14,7 @@ mod cli;
 mod commands;
 mod dashboard;
 mod error;
+mod publish;
 mod render;
 mod view;
 mod watch;

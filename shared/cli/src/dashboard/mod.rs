@@ -3,7 +3,7 @@
 //!
 //! It is the CLI behind a browser, not a server in AWS: it reads with the engineer's
 //! credentials (`Aws`, the ledger and the load balancers, exactly what `status` and `history`
-//! read) and acts only through `commands::publish_rollback` / `publish_steer`, so its events,
+//! read) and acts only through `publish::publish_rollback` / `publish_steer`, so its events,
 //! identity and refusals are the CLI's.
 //!
 //! - `GET /`, `GET /services/<name>`: complete HTML pages (`page.rs`).
@@ -19,13 +19,13 @@ mod page;
 
 use crate::aws::Aws;
 use crate::cli::DashboardArgs;
-use crate::commands::{publish_rollback, publish_steer};
 use crate::error::{CliError, CliResult};
-use crate::view::{self, now_s, HistoryRow, ServiceRow};
+use crate::publish::{publish_rollback, publish_steer};
+use crate::view::{self, now_s, HistoryRow};
 use greenlight_core::inbound::{ABORT_REQUESTED, PROMOTE_REQUESTED};
 use greenlight_core::model::Deployment;
 use http::{BadRequest, Method, Request, Response};
-use page::Context;
+use page::{Context, Summary};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,14 +44,6 @@ const MAX_CONNECTIONS: usize = 64;
 
 const SCRIPT: &str = include_str!("dashboard.js");
 const STYLE: &str = include_str!("dashboard.css");
-
-/// The services page's row for one service: `greenlight services`'s, and the last outcome.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Summary {
-    pub row: ServiceRow,
-    /// The last deployment that ended: version and outcome in a few words.
-    pub last_outcome: Option<String>,
-}
 
 /// What every request handler shares.
 struct Dashboard {
@@ -314,17 +306,39 @@ fn last_outcome(history: &[Deployment]) -> Option<String> {
     })
 }
 
+/// A service's history rows, kept per stream with what they were read for.
+type HistoryCache = Option<(String, Vec<HistoryRow>)>;
+
 /// A service's live part: its status, the deployment in flight (or the last one shown by
-/// `status`) for the timeline, and its history.
-async fn service_live(aws: &Aws, service: &str) -> CliResult<String> {
+/// `status`) for the timeline, and its history. The history is queried again only when
+/// the deployment shown, its phase, or the live or warm release changed (`cache`).
+async fn service_live(aws: &Aws, service: &str, cache: &mut HistoryCache) -> CliResult<String> {
     let status = view::status(aws, service, None).await?;
     let deployment = match &status.deployment {
         Some(d) => aws.load(service, Some(&d.deploy_id)).await?.deployment,
         None => None,
     };
-    let mut history = aws.ledger.history(service).await.map_err(|e| aws.error(e))?;
-    history.reverse();
-    let rows: Vec<HistoryRow> = history.iter().take(page::HISTORY_ROWS).map(HistoryRow::from).collect();
+    let signature = format!(
+        "{:?}",
+        (
+            status
+                .deployment
+                .as_ref()
+                .map(|d| (&d.deploy_id, d.phase, d.revert.is_some())),
+            status.live.as_ref().map(|r| &r.version),
+            status.warm.as_ref().map(|w| &w.release.version),
+        )
+    );
+    let rows = match cache {
+        Some((seen, rows)) if *seen == signature => rows.clone(),
+        _ => {
+            let mut history = aws.ledger.history(service).await.map_err(|e| aws.error(e))?;
+            history.reverse();
+            let rows: Vec<HistoryRow> = history.iter().take(page::HISTORY_ROWS).map(HistoryRow::from).collect();
+            *cache = Some((signature, rows.clone()));
+            rows
+        }
+    };
     Ok(page::service_live(&status, deployment.as_ref(), &rows, now_s()))
 }
 
@@ -347,7 +361,7 @@ async fn service_page(dashboard: &Dashboard, service: &str) -> Response {
         Err(e) => return Response::html(502, dashboard.read_failed(service, &e)),
         Ok(true) => {}
     }
-    let live = service_live(&dashboard.aws, service)
+    let live = service_live(&dashboard.aws, service, &mut None)
         .await
         .unwrap_or_else(|e| dashboard.read_failed(service, &e));
     Response::html(200, page::service_page(&dashboard.ctx, service, &live))
@@ -400,8 +414,10 @@ async fn service_stream(dashboard: &Dashboard, tcp: TcpStream, service: String) 
     if !matches!(registered(&dashboard.aws, &service).await, Ok(true)) {
         return send(tcp, Response::html(404, page::not_found(&dashboard.ctx, &service))).await;
     }
+    let cache = tokio::sync::Mutex::new(HistoryCache::None);
     stream(tcp, POLL, || async {
-        service_live(&dashboard.aws, &service)
+        let mut cache = cache.lock().await;
+        service_live(&dashboard.aws, &service, &mut cache)
             .await
             .unwrap_or_else(|e| dashboard.read_failed(&service, &e))
     })

@@ -7,11 +7,18 @@
 //! `#filter`, `#deployment`, `#phase`, `#weight` (`data-weight`), `#timeline`,
 //! `#switch-points`, `#targets`, `#history`, `#ttr-trend`, `#message`, `form.action`.
 
-use super::Summary;
 use crate::render::{counts, duration, e_value};
-use crate::view::{phase_name, AnalysisView, DeploymentView, HistoryRow, Status};
+use crate::view::{phase_name, AnalysisView, DeploymentView, HistoryRow, ServiceRow, Status};
 use greenlight_core::inbound::format_time;
 use greenlight_core::model::{Deployment, PhaseName};
+
+/// The services page's row for one service: `greenlight services`'s, and the last outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub row: ServiceRow,
+    /// The last deployment that ended: version and outcome in a few words.
+    pub last_outcome: Option<String>,
+}
 
 /// What every page states: where it reads, and the token its actions carry.
 pub struct Context {

@@ -393,6 +393,16 @@ pub fn tg_name(arn: &str) -> String {
 /// Reads a service's status: the ledger (and deployment `focus`, else the one in flight),
 /// the target health of both target groups and the switch point's weights.
 pub async fn status(aws: &Aws, service: &str, focus: Option<&str>) -> CliResult<Status> {
+    Ok(status_and_deployment(aws, service, focus).await?.0)
+}
+
+/// [`status`], with the ledger's record of the deployment it shows (the dashboard draws its
+/// timeline), from the same reads.
+pub async fn status_and_deployment(
+    aws: &Aws,
+    service: &str,
+    focus: Option<&str>,
+) -> CliResult<(Status, Option<Deployment>)> {
     let state = aws.load(service, None).await?;
     let deploy_id = focus.map(str::to_string).or(state.service.active.clone());
     let state = match &deploy_id {
@@ -460,7 +470,7 @@ pub async fn status(aws: &Aws, service: &str, focus: Option<&str>) -> CliResult<
         Phase::Baking { until } => Some(until),
         _ => None,
     });
-    Ok(Status {
+    let status = Status {
         service: service.to_string(),
         as_of: format_time(now),
         live: pointers.live.as_ref().map(ReleaseView::from),
@@ -503,7 +513,8 @@ pub async fn status(aws: &Aws, service: &str, focus: Option<&str>) -> CliResult<
         target_groups: groups,
         switch: config.switch.first().map(|p| p.arn().to_string()).unwrap_or_default(),
         switch_points,
-    })
+    };
+    Ok((status, state.deployment.clone()))
 }
 
 /// One row of `services`.

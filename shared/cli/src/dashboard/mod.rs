@@ -313,11 +313,7 @@ type HistoryCache = Option<(String, Vec<HistoryRow>)>;
 /// `status`) for the timeline, and its history. The history is queried again only when
 /// the deployment shown, its phase, or the live or warm release changed (`cache`).
 async fn service_live(aws: &Aws, service: &str, cache: &mut HistoryCache) -> CliResult<String> {
-    let status = view::status(aws, service, None).await?;
-    let deployment = match &status.deployment {
-        Some(d) => aws.load(service, Some(&d.deploy_id)).await?.deployment,
-        None => None,
-    };
+    let (status, deployment) = view::status_and_deployment(aws, service, None).await?;
     let signature = format!(
         "{:?}",
         (

@@ -56,9 +56,12 @@ demo: setup
 CLIPPY_AS_RUSTC = RUSTC_WORKSPACE_WRAPPER="$$(rustup which clippy-driver 2>/dev/null || command -v clippy-driver)"
 
 #
-# The browser tests' Chromium and Playwright (make browser) install in the background while
-# the emulator's self-test runs: on a fresh machine apt takes about a minute.
-test: infra-check setup awscli fmt
+# The three venvs, the template's linters and the formatting check are independent: they run
+# side by side (a fresh machine spends minutes in pip). The browser tests' Chromium and
+# Playwright (make browser) install in the background while the emulator's self-test runs: on
+# a fresh machine apt takes about a minute.
+test:
+	@$(MAKE) --no-print-directory -j4 infra-check setup awscli fmt
 	@mkdir -p target
 	@$(MAKE) --no-print-directory browser > target/browser-install.log 2>&1 & browser=$$!; \
 	$(VENV)/bin/python -m unittest discover -s tests/emulator -p 'test_*.py' || exit 1; \

@@ -68,7 +68,9 @@ test:
 	wait $$browser || { cat target/browser-install.log; exit 1; }
 	$(CLIPPY_AS_RUSTC) cargo test --workspace -- --test-threads=8
 
+# rustfmt is ensured here too: make test runs fmt beside setup, which adds it otherwise.
 fmt:
+	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
 	cargo fmt --all --check
 
 lint: fmt

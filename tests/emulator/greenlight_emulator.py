@@ -56,6 +56,10 @@ Added on top of moto (each section below names the AWS documentation):
      and greenlight:app-after-requests (section 3b).
  12. An AMI moved to a chosen id (POST /_greenlight/image-id, section 9b): not an AWS
      behaviour; the local stack gives the README's example image the README's id.
+ 13. DynamoDB Streams (moto implements the API; section 5b): no stream record for a
+     write that changes nothing, as AWS documents; a table keeps one stream for its life
+     (moto gave it a new one after a cancelled transaction, which shard iterators taken
+     before never saw), and a cancelled transaction adds no record.
 
 Contract with the Rust test harness:
   python greenlight_emulator.py --host 127.0.0.1 --port 0
@@ -101,7 +105,8 @@ os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 from werkzeug.serving import make_server  # noqa: E402
 
 from moto.core.responses import ActionResult  # noqa: E402
-from moto.dynamodb.models import dynamodb_backends  # noqa: E402
+from moto.dynamodb.models import DynamoDBBackend, dynamodb_backends  # noqa: E402
+from moto.dynamodb.models.table import StreamShard  # noqa: E402
 from moto.dynamodb.models.table import Table as DynamoTable  # noqa: E402
 from moto.ec2.exceptions import EC2ClientError  # noqa: E402
 from moto.ec2.models import ec2_backends  # noqa: E402
@@ -1090,6 +1095,53 @@ def _template_parse(input_template, input_paths_map, event):
 
 
 EventTemplateParser.parse = staticmethod(_template_parse)
+
+
+# ---------------------------------------------------------------------------
+# 5b. DynamoDB Streams
+#
+# AWS ("Change data capture for DynamoDB Streams"): "If you perform a PutItem or
+# UpdateItem operation that does not change any data in an item, DynamoDB Streams does
+# not write a stream record for that operation." moto writes one for every write.
+# A table's stream is one for the table's life: moto's TransactWriteItems copies every
+# table it touches and puts the copy back when the transaction is cancelled, which gave
+# the table a new stream object (readers' shard iterators kept reading the old one, and saw
+# nothing written after any cancelled transaction) and copied every record (a long stream
+# made every transaction slower). Here the copy shares the stream, and a cancelled
+# transaction takes back the records its applied operations had added.
+# ---------------------------------------------------------------------------
+
+_orig_stream_add = StreamShard.add
+
+
+def _stream_add(self, old, new) -> None:
+    if old is not None and new is not None and old.to_json() == new.to_json():
+        return
+    _orig_stream_add(self, old, new)
+
+
+def _stream_deepcopy(self, memo):
+    memo[id(self)] = self
+    return self
+
+
+_orig_transact_write_items = DynamoDBBackend.transact_write_items
+
+
+def _transact_write_items(self, transact_items):
+    lengths = [(t.stream_shard, len(t.stream_shard.items)) for t in self.tables.values()
+               if t.stream_shard is not None]
+    try:
+        return _orig_transact_write_items(self, transact_items)
+    except Exception:
+        for shard, length in lengths:
+            del shard.items[length:]
+        raise
+
+
+StreamShard.add = _stream_add
+StreamShard.__deepcopy__ = _stream_deepcopy
+DynamoDBBackend.transact_write_items = _transact_write_items
 
 
 # ---------------------------------------------------------------------------

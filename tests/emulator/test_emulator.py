@@ -709,6 +709,52 @@ class OtherServicesTest(EmulatorTestCase):
         self.assertEqual([r["Code"] for r in err["CancellationReasons"]], ["None", "ConditionalCheckFailed"])
         self.assertNotIn("Item", ddb.get_item(TableName=table, Key={"pk": {"S": "new"}}))
 
+    def test_dynamodb_stream_holds_each_committed_change_once_with_both_images(self):
+        ddb, streams = self.client("dynamodb"), self.client("dynamodbstreams")
+        table = f"s-{self.suffix}"
+        ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
+                         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+                         StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+        arn = streams.list_streams(TableName=table)["Streams"][0]["StreamArn"]
+        shard = streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+        key = {"pk": {"S": "d"}}
+        # A reader from the start (LATEST, before any write) must see everything below,
+        # a cancelled transaction in between notwithstanding.
+        reader = streams.get_shard_iterator(StreamArn=arn, ShardId=shard,
+                                            ShardIteratorType="LATEST")["ShardIterator"]
+        ddb.put_item(TableName=table, Item={**key, "phase": {"S": "launching"}})
+        # A write that changes nothing: no record (as AWS documents).
+        ddb.put_item(TableName=table, Item={**key, "phase": {"S": "launching"}})
+        ddb.transact_write_items(TransactItems=[{"Update": {
+            "TableName": table, "Key": key, "UpdateExpression": "SET phase = :p",
+            "ExpressionAttributeValues": {":p": {"S": "verifying"}}}}])
+        # A cancelled transaction writes nothing, so no record either.
+        with self.assertRaises(ClientError):
+            ddb.transact_write_items(TransactItems=[
+                {"Put": {"TableName": table, "Item": {"pk": {"S": "other"}}}},
+                {"Update": {"TableName": table, "Key": key, "UpdateExpression": "SET phase = :p",
+                            "ConditionExpression": "phase = :q",
+                            "ExpressionAttributeValues": {":p": {"S": "x"}, ":q": {"S": "launching"}}}},
+            ])
+        ddb.delete_item(TableName=table, Key=key)
+        horizon = streams.get_shard_iterator(StreamArn=arn, ShardId=shard,
+                                             ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        for iterator in (horizon, reader):
+            page = streams.get_records(ShardIterator=iterator)
+            got = [(r["eventName"], r["dynamodb"].get("OldImage", {}).get("phase", {}).get("S"),
+                    r["dynamodb"].get("NewImage", {}).get("phase", {}).get("S")) for r in page["Records"]]
+            self.assertEqual(got, [("INSERT", None, "launching"), ("MODIFY", "launching", "verifying"),
+                                   ("REMOVE", "verifying", None)])
+            sequence = [int(r["dynamodb"]["SequenceNumber"]) for r in page["Records"]]
+            self.assertEqual(sequence, sorted(set(sequence)))
+        # LATEST: only what is written afterwards.
+        latest = streams.get_shard_iterator(StreamArn=arn, ShardId=shard,
+                                            ShardIteratorType="LATEST")["ShardIterator"]
+        ddb.put_item(TableName=table, Item={**key, "phase": {"S": "again"}})
+        later = streams.get_records(ShardIterator=latest)["Records"]
+        self.assertEqual([r["eventName"] for r in later], ["INSERT"])
+
     def test_s3_round_trip(self):
         s3 = self.client("s3")
         bucket = f"b-{self.suffix}"

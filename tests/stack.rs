@@ -3,14 +3,15 @@
 //! only the environment its template gives it), the committed state machine definition
 //! played for every execution the emulator records, and (on request) the event source:
 //! events published on the bus reach start-deployment, revert-service or steer-deployment as
-//! their EventBridge rules route them.
+//! their EventBridge rules route them; and, on a ledger table with its stream, the pipe that
+//! announces deployment events through the announce-deployments process.
 //! The contract test and the benchmarks drive greenlight through this.
 
 use crate::Env;
 use aws_sdk_sfn::Client as Sfn;
 use greenlight_local::asl::{self, Ending, Functions};
 use greenlight_local::lambda_service::Function;
-use greenlight_local::pump;
+use greenlight_local::{pipe, pump};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 /// The functions (their handler names, `greenlight_steps::lambda::Function::ALL` in order)
 /// with the state machine's substitution variable of each (if it is a state machine task).
-pub const FUNCTIONS: [(&str, Option<&str>); 10] = [
+pub const FUNCTIONS: [(&str, Option<&str>); 11] = [
     ("start-deployment", None),
     ("launch-green", Some("LaunchGreenFunctionArn")),
     ("check-health", Some("CheckHealthFunctionArn")),
@@ -29,7 +30,14 @@ pub const FUNCTIONS: [(&str, Option<&str>); 10] = [
     ("revert-service", None),
     ("steer-deployment", None),
     ("reconcile-services", None),
+    ("announce-deployments", None),
 ];
+
+/// The access key the stack's pipe (the template's `DeploymentEventsPipe`, under its role)
+/// signs with, for service `service`.
+pub fn pipe_access_key(service: &str) -> String {
+    crate::function_access_key(service, "deployment-events-pipe")
+}
 
 /// The functions of one installation, running as processes, and the state machine that
 /// moto records executions of (and this stack runs).
@@ -40,6 +48,10 @@ pub struct Stack {
     pub state_machine_arn: String,
     /// Ending of each execution run so far, by execution name.
     endings: Arc<Mutex<BTreeMap<String, Ending>>>,
+    /// The pipe from the ledger's stream through the announce-deployments process to the
+    /// events bus, signing as the pipe's role ([`pipe_access_key`]); only on a ledger table
+    /// with its stream (`Names::ledger_stream`).
+    pub pipe: Option<pipe::Pipe>,
 }
 
 impl Stack {
@@ -58,12 +70,25 @@ impl Stack {
             function.wait_for_init(Duration::from_secs(10)).await;
             functions.insert(name, Arc::new(function));
         }
+        let pipe = match env.local.names.ledger_stream {
+            true => {
+                let signing = env.local.with_access_key(&pipe_access_key(&env.service)).await;
+                let enrichment = pipe::Enrichment::Function(functions["announce-deployments"].clone());
+                Some(
+                    pipe::spawn(&signing, enrichment)
+                        .await
+                        .expect("the deployment events pipe"),
+                )
+            }
+            false => None,
+        };
         let stack = Stack {
             env,
             functions,
             sfn,
             state_machine_arn,
             endings: Default::default(),
+            pipe,
         };
         stack.play_executions(serde_json::from_str(&definition).expect("the definition is JSON"));
         stack

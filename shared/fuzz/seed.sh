@@ -12,12 +12,13 @@ keep() {
         [ -e "$dir/$(basename "$f")" ] || cp "$f" "$dir/"
     done
 }
-for target in inbound_event inbound_structured manifest step_input registration; do
+for target in inbound_event inbound_structured manifest step_input registration stream_batch; do
     mkdir -p "$corpus/$target"
 done
 for f in "$events"/*.json; do
     case "$(basename "$f")" in
         step-input*) keep "$f" "$corpus/step_input/" ;;
+        dynamodb-stream*) keep "$f" "$corpus/stream_batch/" ;;
         *) keep "$f" "$corpus/inbound_event/" ;;
     esac
 done

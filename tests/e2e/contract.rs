@@ -7,11 +7,13 @@
 //! function's process called must be granted to that function's role in
 //! `infra/template.yaml`.
 
-use greenlight_e2e::stack::{Stack, FUNCTIONS};
+use greenlight_e2e::stack::{pipe_access_key, Stack, FUNCTIONS};
+use greenlight_e2e::template::ungranted_by;
 use greenlight_e2e::{canary, function_access_key, now_rfc3339, sample_event, App, Env};
 use greenlight_local::asl::Ending;
 use greenlight_local::fixture::{alarm_name, Spec};
 use greenlight_local::lambda_service::{built_binary, Function, FunctionSpec, BOOTSTRAP};
+use greenlight_local::pump;
 use greenlight_steps::lambda::Function as Handler;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -57,7 +59,7 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
     let service = env.service.clone();
     let stack = Stack::start(env).await;
 
-    // One bootstrap serves all ten: the same executable in every process, each started with
+    // One bootstrap serves all eleven: the same executable in every process, each started with
     // its own handler and its own credentials.
     assert_eq!(stack.functions.len(), Handler::ALL.len());
     for (name, _) in FUNCTIONS {
@@ -193,6 +195,26 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
     assert_eq!(ended.iter().filter(|o| **o == "succeeded").count(), 1, "{ended:?}");
     assert_eq!(ended.iter().filter(|o| **o == "aborted").count(), 1, "{ended:?}");
 
+    // The deployment events, through the pipe and the announce-deployments process: each
+    // deployment's every phase change, ending where the ledger ends it.
+    let phases = announced_phases(env, &[&v2_id, &v3_id]).await;
+    for (id, end) in [(&v2_id, "succeeded"), (&v3_id, "aborted")] {
+        let theirs = &phases[id.as_str()];
+        assert_eq!(
+            theirs.first().map(|(from, _)| from.as_str()),
+            Some(""),
+            "{id}: {theirs:?}"
+        );
+        assert_eq!(theirs.last().map(|(_, to)| to.as_str()), Some(end), "{id}: {theirs:?}");
+        for pair in theirs.windows(2) {
+            assert_eq!(
+                pair[1].0, pair[0].1,
+                "{id}: each leaves the phase the one before entered: {theirs:?}"
+            );
+        }
+    }
+    assert!(stack.pipe.as_ref().unwrap().dead_letters.lock().unwrap().is_empty());
+
     // Least privilege that still works: what each process called, its role allows.
     let calls = calls_by_key().await;
     if std::env::var_os("GREENLIGHT_SHOW_CALLS").is_some() {
@@ -204,6 +226,11 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
             .get(&function_access_key(&service, function))
             .cloned()
             .unwrap_or_default();
+        if function == "announce-deployments" {
+            // The stream records carry everything: its role grants no AWS API.
+            assert_eq!(called, Vec::<String>::new(), "{function}");
+            continue;
+        }
         assert!(!called.is_empty(), "{function} made no AWS call");
         if function == "shift-traffic" {
             assert!(
@@ -217,6 +244,56 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
             "{function} called {missing:?}, which its role does not grant"
         );
     }
+    // The pipe, under DeploymentEventsPipeRole: it read the stream and put the events on the
+    // events bus, and its role allows every call it made.
+    let piped = calls.get(&pipe_access_key(&service)).cloned().unwrap_or_default();
+    for needed in ["dynamodb:GetRecords", "events:PutEvents"] {
+        assert!(piped.iter().any(|c| c == needed), "the pipe called {piped:?}");
+    }
+    let missing = ungranted_by(&template.statements("DeploymentEventsPipeRole"), &piped);
+    assert!(
+        missing.is_empty(),
+        "the pipe called {missing:?}, which its role does not grant"
+    );
+}
+
+/// Each deployment's announced phase changes `(previous phase or "", phase)` in generation
+/// order, read from the queue behind the events bus until each of `ids` announced a terminal
+/// phase (60 s).
+async fn announced_phases(env: &Env, ids: &[&str]) -> BTreeMap<String, Vec<(String, String)>> {
+    let mut by_gen: BTreeMap<String, BTreeMap<u64, (String, String)>> = BTreeMap::new();
+    let mut phases: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let terminal = |p: &BTreeMap<String, Vec<(String, String)>>, id: &str| {
+        p.get(id)
+            .and_then(|v| v.last())
+            .is_some_and(|(_, to)| to == "succeeded" || to == "aborted")
+    };
+    for _ in 0..60 {
+        if ids.iter().all(|id| terminal(&phases, id)) {
+            break;
+        }
+        for event in pump::announced(&env.local, Duration::from_secs(1))
+            .await
+            .expect("receive")
+        {
+            let detail = &event["detail"];
+            let from = detail["previous_phase"].as_str().unwrap_or_default().to_string();
+            let to = detail["phase"].as_str().expect("a phase").to_string();
+            let gen = detail["gen"].as_u64().expect("a generation");
+            let mine = by_gen
+                .entry(detail["deploy_id"].as_str().unwrap().to_string())
+                .or_default();
+            assert!(
+                mine.insert(gen, (from, to)).is_none(),
+                "generation {gen} announced twice: {event}"
+            );
+        }
+        phases = by_gen
+            .iter()
+            .map(|(id, events)| (id.clone(), events.values().cloned().collect()))
+            .collect();
+    }
+    phases
 }
 
 #[tokio::test(flavor = "multi_thread")]

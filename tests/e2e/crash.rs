@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use aws_sdk_elasticloadbalancingv2::types::TargetDescription;
 use greenlight_adapters::chaos::{crashing, only_reads, Tripwire};
 use greenlight_adapters::{tags, AdapterError, AdapterResult, Orchestrator, Ports};
+use greenlight_core::announce;
 use greenlight_core::config::{ReconcilePolicy, Remedy, ServiceConfig};
 use greenlight_core::decide::{HealthReport, TargetState};
 use greenlight_core::inbound::{ABORT_REQUESTED, PROMOTE_REQUESTED, ROLLBACK_REQUESTED};
@@ -36,6 +37,7 @@ use greenlight_core::plan::{Step, StepInput, StepOutput};
 use greenlight_e2e::{image_published, quick, sample_event, unique, App, Env};
 use greenlight_local::emulator::Emulator;
 use greenlight_local::fixture::{alarm_name, Spec, OIDC_CLIENT_SECRET};
+use greenlight_local::pipe::StreamReader;
 use greenlight_local::{Local, Names};
 use greenlight_steps::{reconcile_services, revert_service, run_step, start_deployment, steer_deployment, StepError};
 use serde_json::{json, Value};
@@ -690,9 +692,12 @@ async fn installation(scenario: &Scenario) -> (Emulator, Local) {
         std::process::id()
     ));
     let emulator = Emulator::start(Some(log)).unwrap_or_else(|e| panic!("cannot start an emulator: {e}"));
-    let local = Local::connect(&emulator.endpoint, Names::isolated(&unique(scenario.prefix)))
-        .await
-        .expect("connect");
+    // The ledger's stream on: each run reads the deployment events its writes announced.
+    let names = Names {
+        ledger_stream: true,
+        ..Names::isolated(&unique(scenario.prefix))
+    };
+    let local = Local::connect(&emulator.endpoint, names).await.expect("connect");
     (emulator, local)
 }
 
@@ -963,6 +968,19 @@ fn diff(want: &EndState, got: &EndState) -> Vec<String> {
         .map(|l| format!("  - {l}"))
         .collect();
     out.extend(got.iter().filter(|l| !want.contains(l)).map(|l| format!("  + {l}")));
+    if out.is_empty() && want != got {
+        // The same lines, in another order or counted differently: show the first place.
+        let at = want
+            .iter()
+            .zip(&got)
+            .position(|(w, g)| w != g)
+            .unwrap_or(want.len().min(got.len()));
+        out.push(format!(
+            "  line {at} differs (the same lines otherwise): - {:?} + {:?}",
+            want.get(at),
+            got.get(at)
+        ));
+    }
     out
 }
 
@@ -1100,6 +1118,8 @@ struct Driver {
     /// Instances the scenario launched by hand (not greenlight's deployments), with their
     /// role (`a stranger`, `an orphan`): reported by role in the end state.
     by_hand: BTreeMap<String, &'static str>,
+    /// The ledger's stream from before the run: the deployment events its writes announce.
+    stream: tokio::sync::Mutex<StreamReader>,
 }
 
 /// The wall clock set back by `ms`.
@@ -1128,7 +1148,9 @@ impl Driver {
             orchestrator: recorder.clone(),
             ..env.local.ports.clone()
         };
+        let stream = StreamReader::latest(&env.local).await.expect("the ledger's stream");
         Driver {
+            stream: tokio::sync::Mutex::new(stream),
             env,
             ports,
             recorder,
@@ -1648,6 +1670,61 @@ async fn end_state(d: &Driver) -> EndState {
         alias.contains_key("revert_plan"),
         alias.contains_key("claim_event")
     ));
+    // The deployment events the run's writes announced (the pipe's enrichment over the
+    // ledger's stream): each change once, in order, the same whatever crashed.
+    let records = d.stream.lock().await.drain().await.expect("the ledger's stream");
+    let pk = format!("SVC#{}", env.service);
+    let mine: Vec<Value> = records
+        .into_iter()
+        .filter(|r| r["dynamodb"]["Keys"]["pk"]["S"] == pk.as_str())
+        .collect();
+    let mut announced: BTreeMap<String, Vec<announce::DeploymentStateChanged>> = BTreeMap::new();
+    for event in announce::enrich(&Value::Array(mine)).expect("the run's stream records") {
+        announced.entry(event.deploy_id.clone()).or_default().push(event);
+    }
+    // In the ledger's order (deploy ids differ from run to run).
+    for id in announced.keys().filter(|id| !deployments.contains_key(id.as_str())) {
+        violations.push(format!("an event announced deployment {id}, in no ledger record"));
+    }
+    for (id, events) in history
+        .iter()
+        .filter_map(|d| Some((&d.deploy_id, announced.get(&d.deploy_id)?)))
+    {
+        let chain: Vec<String> = events
+            .iter()
+            .map(|e| match e.waiting {
+                Some(w) => format!("{} ({w:?}) at {} %", e.phase, e.green_weight),
+                None => format!("{} at {} %", e.phase, e.green_weight),
+            })
+            .collect();
+        lines.push(format!("deployment {} announced: {}", named(id), chain.join(", ")));
+        if events[0].previous_phase.is_some() {
+            violations.push(format!("deployment {}: its creation was not announced", named(id)));
+        }
+        for pair in events.windows(2) {
+            if pair[1].previous_phase != Some(pair[0].phase) || pair[1].gen <= pair[0].gen {
+                violations.push(format!(
+                    "deployment {}: events out of order or twice: {chain:?}",
+                    named(id)
+                ));
+            }
+        }
+    }
+    for dep in &history {
+        let now = announce::status(dep);
+        let last = announced
+            .get(&dep.deploy_id)
+            .and_then(|e| e.last())
+            .map(|e| (e.phase, e.waiting));
+        if last != Some((now.phase, now.waiting)) {
+            violations.push(format!(
+                "deployment {} is {} ({:?}) but its last event announced {last:?}",
+                label(dep),
+                now.phase,
+                now.waiting
+            ));
+        }
+    }
     for dep in &history {
         let name = label(dep);
         let phase = match &dep.phase {

@@ -33,7 +33,15 @@ use std::time::{Duration, Instant};
 
 /// The services whose calls get faults: every one the handlers call. SQS is left alone: here
 /// it is the Lambda service's own event source poller (the pump), not a handler's call.
-const SERVICES: [&str; 6] = ["ec2", "elasticloadbalancing", "dynamodb", "s3", "cloudwatch", "states"];
+const SERVICES: [&str; 7] = [
+    "ec2",
+    "elasticloadbalancing",
+    "dynamodb",
+    "s3",
+    "cloudwatch",
+    "states",
+    "events",
+];
 
 /// Every kind of fault at `rate` with `seed`, 0–40 ms of latency on every call, on
 /// [`SERVICES`]. `GREENLIGHT_CHAOS_SEED` and `GREENLIGHT_CHAOS_RATE` override the scenario's
@@ -73,6 +81,9 @@ struct Chaos {
     scenario: &'static str,
     /// What happened, for the report.
     notes: Vec<String>,
+    /// On a ledger table with its stream: the deployment events pipe, signing with the
+    /// handlers' key (its stream reads and `PutEvents` meet the faults too).
+    pipe: Option<greenlight_local::pipe::Pipe>,
 }
 
 impl Chaos {
@@ -100,6 +111,14 @@ impl Chaos {
         let key = format!("AKIDCHAOS{}", env.service.to_uppercase().replace('-', "X"));
         let handlers = env.local.with_access_key(&key).await;
         steady(&env).await;
+        let pipe = match env.local.names.ledger_stream {
+            true => Some(
+                greenlight_local::pipe::spawn(&handlers, greenlight_local::pipe::Enrichment::InProcess)
+                    .await
+                    .expect("the deployment events pipe"),
+            ),
+            false => None,
+        };
         let plan = plan(&key);
         faults::inject(endpoint(), &plan).await.expect("inject faults");
         let sampler = Sampler::spawn(env.local.clone(), env.service.clone(), env.world.config.clone());
@@ -111,6 +130,7 @@ impl Chaos {
             started: Instant::now(),
             scenario,
             notes: Vec::new(),
+            pipe,
         }
     }
 
@@ -245,6 +265,9 @@ impl Chaos {
             problems.push(format!("traffic {weights:?} is not all on live {}", live.target_group));
         }
         problems.extend(orphans(env, &state).await);
+        if self.pipe.is_some() {
+            problems.extend(announced_once_each(env, &history).await);
+        }
 
         let outcomes: Vec<String> = history
             .iter()
@@ -282,6 +305,55 @@ impl Chaos {
         eprintln!("{report}");
         Finished { state, history, counts }
     }
+}
+
+/// The deployment events under faults (I38): a faulted `PutEvents` may have put its events
+/// and been retried, so a consumer dedupes by `(deploy_id, gen)`; after that, each
+/// deployment's events are its status changes once each, in order, ending where the ledger
+/// says it is (read from the events bus's queue for up to 30 s).
+async fn announced_once_each(env: &Env, history: &[greenlight_core::model::Deployment]) -> Vec<String> {
+    use greenlight_core::announce::{status, DeploymentStateChanged};
+    let mut seen: BTreeMap<String, BTreeMap<u64, DeploymentStateChanged>> = BTreeMap::new();
+    let caught_up = |seen: &BTreeMap<String, BTreeMap<u64, DeploymentStateChanged>>| {
+        history.iter().all(|dep| {
+            let now = status(dep);
+            seen.get(&dep.deploy_id)
+                .and_then(|events| events.values().last())
+                .is_some_and(|last| (last.phase, last.waiting) == (now.phase, now.waiting))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !caught_up(&seen) && Instant::now() < deadline {
+        for event in pump::announced(&env.local, Duration::from_secs(1))
+            .await
+            .unwrap_or_default()
+        {
+            let Ok(detail) = serde_json::from_value::<DeploymentStateChanged>(event["detail"].clone()) else {
+                return vec![format!("an unreadable deployment event: {event}")];
+            };
+            let again = seen
+                .entry(detail.deploy_id.clone())
+                .or_default()
+                .insert(detail.gen, detail.clone());
+            if again.is_some_and(|first| first != detail) {
+                return vec![format!("two different events for one write: {event}")];
+            }
+        }
+    }
+    let mut problems = Vec::new();
+    if !caught_up(&seen) {
+        problems.push("the deployment events never caught up with the ledger".to_string());
+    }
+    for (id, events) in &seen {
+        let events: Vec<&DeploymentStateChanged> = events.values().collect();
+        let chained =
+            events[0].previous_phase.is_none() && events.windows(2).all(|p| p[1].previous_phase == Some(p[0].phase));
+        if !chained {
+            let phases: Vec<String> = events.iter().map(|e| e.phase.to_string()).collect();
+            problems.push(format!("deployment {id}'s events skip or repeat a change: {phases:?}"));
+        }
+    }
+    problems
 }
 
 /// Waits (up to 20 s) until the fixture's blue fleet is healthy behind the listener: chaos
@@ -633,7 +705,8 @@ async fn all_at_once_rollout_under_faults() {
 
 #[tokio::test]
 async fn canary_rollout_under_faults() {
-    let mut chaos = Chaos::new("canary", canary, chaos(0.2, 23)).await;
+    // On a ledger table with its stream: the deployment events pipe runs under the faults too.
+    let mut chaos = Chaos::alone("canary", canary, chaos(0.2, 23)).await;
     let ami = chaos.env.image("v2", App::Healthy).await;
     let id = chaos.start("v2", &ami).await;
     let end = chaos.finish().await;

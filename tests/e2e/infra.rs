@@ -69,7 +69,7 @@ fn every_function_runs_the_one_bootstrap_built_with_cargo_lambda_for_arm64_with_
     assert!(manifest.contains(&format!("name = \"{BOOTSTRAP}\"")), "{manifest}");
     // The functions the stack runs are the ones the bootstrap serves.
     let names = functions();
-    assert_eq!(names.len(), 10, "{names:?}");
+    assert_eq!(names.len(), 11, "{names:?}");
     assert_eq!(FUNCTIONS.map(|(name, _)| name.to_string()).to_vec(), names);
 
     let template = Template::load();
@@ -147,10 +147,13 @@ fn rules_route_exactly_the_events_greenlight_parses() {
         .collect();
     // Plus the default bus's rule that only logs greenlight's commands published there (the
     // reconcile's schedule has no pattern: `reconcile_services_runs_on_its_schedule_and_only_from_it`).
+    // (Rules on the events bus route greenlight's own announcements to a team's targets:
+    // `deployment_events_flow_from_the_ledger_stream_through_the_pipe_to_the_events_bus`.)
     let patterned: Vec<String> = template
         .resources_of("AWS::Events::Rule")
         .into_iter()
         .filter(|id| !template.resource(id)["Properties"]["EventPattern"].is_null())
+        .filter(|id| !on_events_bus(&template, id))
         .collect();
     assert_eq!(patterned.len(), routed.len() + 1, "{patterned:?}");
     for (name, pattern, target) in routed {
@@ -251,6 +254,14 @@ fn every_command_rule_is_on_the_command_bus_and_every_aws_rule_on_the_default_bu
         if id == ignored_id {
             continue;
         }
+        if on_events_bus(&template, &id) {
+            // greenlight's announcements, to a team's targets: never to a function of ours.
+            for target in as_list(&rule["Properties"]["Targets"]) {
+                let arn = target["Arn"].to_string();
+                assert!(!arn.contains("Function"), "{id} sends deployment events to {arn}");
+            }
+            continue;
+        }
         if rule["Properties"]["EventPattern"].is_null() {
             // A schedule (the reconcile's): EventBridge's own events, on the default bus.
             assert!(bus.is_null(), "{id} on {bus}");
@@ -307,6 +318,153 @@ fn every_command_rule_is_on_the_command_bus_and_every_aws_rule_on_the_default_bu
                 );
             }
         }
+    }
+}
+
+/// True when rule `id` listens on greenlight's events bus.
+fn on_events_bus(template: &Template, id: &str) -> bool {
+    template.resource(id)["Properties"]["EventBusName"] == json!({"Ref": "EventsBus"})
+}
+
+#[test]
+fn deployment_events_flow_from_the_ledger_stream_through_the_pipe_to_the_events_bus() {
+    use greenlight_core::announce;
+    use greenlight_local::pipe;
+    let template = Template::load();
+    let table = &template.resource("LedgerTable")["Properties"];
+    assert_eq!(table["StreamSpecification"]["StreamViewType"], "NEW_AND_OLD_IMAGES");
+
+    // The pipe: the stream, filtered as the local pipe filters, through announce-deployments,
+    // to the events bus with greenlight's source and detail-type.
+    let pipes = template.resources_of("AWS::Pipes::Pipe");
+    assert_eq!(pipes, vec!["DeploymentEventsPipe".to_string()]);
+    let pipe_properties = &template.resource("DeploymentEventsPipe")["Properties"];
+    assert_eq!(
+        pipe_properties["Source"],
+        json!({"Fn::GetAtt": ["LedgerTable", "StreamArn"]})
+    );
+    assert_eq!(
+        pipe_properties["Enrichment"],
+        json!({"Fn::GetAtt": [function_id("announce-deployments"), "Arn"]})
+    );
+    assert_eq!(pipe_properties["Target"], json!({"Fn::GetAtt": ["EventsBus", "Arn"]}));
+    let target = &pipe_properties["TargetParameters"]["EventBridgeEventBusParameters"];
+    assert_eq!(
+        (target["Source"].as_str(), target["DetailType"].as_str()),
+        (Some(announce::SOURCE), Some(announce::DETAIL_TYPE))
+    );
+    let source = &pipe_properties["SourceParameters"];
+    let filters = as_list(&source["FilterCriteria"]["Filters"]);
+    assert_eq!(filters.len(), 1);
+    let filter: Value = serde_json::from_str(filters[0]["Pattern"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        filter,
+        announce::pipe_filter(),
+        "the local pipe filters as the template's"
+    );
+    let stream = &source["DynamoDBStreamParameters"];
+    assert_eq!(stream["BatchSize"], json!(pipe::BATCH_SIZE));
+    assert_eq!(stream["MaximumRetryAttempts"], json!(pipe::MAX_RETRY_ATTEMPTS));
+    assert_eq!(stream["ParallelizationFactor"], 1, "one reader per shard: in order");
+    assert_eq!(
+        stream["DeadLetterConfig"]["Arn"],
+        json!({"Fn::GetAtt": ["DeploymentEventsDeadLetterQueue", "Arn"]})
+    );
+
+    // The pipe's role: exactly the stream's reads, the enrichment, the bus, the dead letters.
+    let role = pipe_properties["RoleArn"]["Fn::GetAtt"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let trust = &template.resource(&role)["Properties"]["AssumeRolePolicyDocument"]["Statement"];
+    assert_eq!(as_list(trust)[0]["Principal"]["Service"], "pipes.amazonaws.com");
+    let mut grants: Vec<(String, Value)> = template
+        .statements(&role)
+        .iter()
+        .flat_map(|s| {
+            strings(&s["Action"])
+                .into_iter()
+                .map(move |a| (a, s["Resource"].clone()))
+        })
+        .collect();
+    grants.sort_by(|a, b| a.0.cmp(&b.0));
+    let stream_arn = json!([{"Fn::GetAtt": ["LedgerTable", "StreamArn"]}]);
+    let bus_arn = json!([{"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventsBusName}"}]);
+    assert_eq!(
+        grants,
+        vec![
+            ("dynamodb:DescribeStream".to_string(), stream_arn.clone()),
+            ("dynamodb:GetRecords".to_string(), stream_arn.clone()),
+            ("dynamodb:GetShardIterator".to_string(), stream_arn.clone()),
+            ("dynamodb:ListStreams".to_string(), stream_arn),
+            ("events:PutEvents".to_string(), bus_arn),
+            (
+                "lambda:InvokeFunction".to_string(),
+                json!([{"Fn::GetAtt": [function_id("announce-deployments"), "Arn"]}])
+            ),
+            (
+                "sqs:SendMessage".to_string(),
+                json!([{"Fn::GetAtt": ["DeploymentEventsDeadLetterQueue", "Arn"]}])
+            ),
+        ]
+    );
+    // announce-deployments calls no AWS API: its role writes its logs and traces, nothing else.
+    let announce_actions: BTreeSet<String> = template
+        .statements(&template.role_of("announce-deployments"))
+        .iter()
+        .flat_map(|s| strings(&s["Action"]))
+        .collect();
+    let expected: BTreeSet<String> = [
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "xray:PutTraceSegments",
+        "xray:PutTelemetryRecords",
+    ]
+    .map(String::from)
+    .into();
+    assert_eq!(announce_actions, expected);
+
+    // Only the pipe's role may put events on the events bus.
+    let bus = &template.resource("EventsBus")["Properties"];
+    assert_eq!(bus["Name"], json!({"Ref": "EventsBusName"}));
+    let statements = as_list(&bus["Policy"]["Statement"]);
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    let deny = &statements[0];
+    assert_eq!(
+        (
+            deny["Effect"].as_str(),
+            deny["Principal"].as_str(),
+            deny["Action"].as_str()
+        ),
+        (Some("Deny"), Some("*"), Some("events:PutEvents"))
+    );
+    assert_eq!(
+        deny["Condition"]["ArnNotEquals"]["aws:PrincipalArn"],
+        json!({"Fn::GetAtt": [role, "Arn"]})
+    );
+
+    // The optional topic: every DeploymentStateChanged on the events bus, published by that
+    // rule only.
+    let rule = template.resource("DeploymentEventsToTopicRule");
+    assert_eq!(rule["Condition"], "CreatesNotificationTopic");
+    assert!(on_events_bus(&template, "DeploymentEventsToTopicRule"));
+    assert_eq!(rule["Properties"]["EventPattern"], announce::rule_pattern());
+    let targets = as_list(&rule["Properties"]["Targets"]);
+    assert_eq!(targets[0]["Arn"], json!({"Ref": "DeploymentEventsTopic"}));
+    assert!(targets[0]["DeadLetterConfig"]["Arn"].is_object());
+    let topic_policy = &template.resource("DeploymentEventsTopicPolicy")["Properties"]["PolicyDocument"]["Statement"];
+    let allow = &as_list(topic_policy)[0];
+    assert_eq!(allow["Principal"]["Service"], "events.amazonaws.com");
+    assert_eq!(
+        allow["Condition"]["ArnEquals"]["aws:SourceArn"],
+        json!({"Fn::GetAtt": ["DeploymentEventsToTopicRule", "Arn"]})
+    );
+    for id in [
+        "DeploymentEventsTopic",
+        "DeploymentEventsTopicPolicy",
+        "DeploymentEventsDeadLetterQueuePolicy",
+    ] {
+        assert_eq!(template.resource(id)["Condition"], "CreatesNotificationTopic", "{id}");
     }
 }
 

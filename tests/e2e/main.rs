@@ -6,6 +6,8 @@
 //! - `analysis`: canaries judged by analysis of real (emulated) traffic: a healthy one moves on
 //!   evidence, an erroring or slow one reverts at its first step, a leak during the bake
 //!   window puts blue back live, an inconclusive step holds until an engineer promotes;
+//! - `announce`: every change of a deployment's phase reaches greenlight's events bus once, in
+//!   order, from the ledger's stream (`DeploymentStateChanged`);
 //! - `contract`: the shipped binaries as processes behind a fake Lambda Runtime API, driven by
 //!   the committed state machine; metrics lines; each role grants what its function calls;
 //! - `buses`: greenlight's commands act only from its command bus; on the default bus they
@@ -48,6 +50,7 @@
 //! - `modules`: no crate's modules use each other in a cycle (read from the sources).
 
 mod analysis;
+mod announce;
 mod buses;
 mod cli;
 mod concurrency;

@@ -4,6 +4,7 @@
 
 use aws_lambda_events::cloudwatch_alarms::CloudWatchMetricAlarm;
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use greenlight_core::announce;
 use greenlight_core::inbound::{parse, parse_manifest, parse_scheduled, EventTarget, Inbound, Shape, MANIFEST_PREFIX};
 use greenlight_core::plan::StepInput;
 use serde_json::Value;
@@ -97,6 +98,14 @@ fn every_sample_event_parses_as_documented() {
             "scheduled-reconcile.json",
             "reconcile run 8d1f6a2e-5b3c-4e7d-9a10-2c4b6e8f0a13",
         ),
+        (
+            "deployment-state-changed.json",
+            "announced checkout verified -> shifting at 50 %",
+        ),
+        (
+            "dynamodb-stream-deployment-batch.json",
+            "stream batch of 3 -> verified, shifting",
+        ),
         ("step-input.json", "step input"),
         ("step-input-after-error.json", "step input with error"),
     ];
@@ -119,6 +128,34 @@ fn every_sample_event_parses_as_documented() {
         let got = if file.starts_with("step-input") {
             let input: StepInput = serde_json::from_value(value).unwrap();
             format!("step input{}", if input.error.is_some() { " with error" } else { "" })
+        } else if file.starts_with("dynamodb-stream") {
+            // What the pipe hands announce-deployments: stream records as DynamoDB Streams
+            // writes them.
+            let records = value.as_array().expect("a batch is an array");
+            for record in records {
+                assert_eq!(record["eventSource"], "aws:dynamodb", "{file}");
+                assert_eq!(record["dynamodb"]["StreamViewType"], "NEW_AND_OLD_IMAGES", "{file}");
+                assert!(record["dynamodb"]["SequenceNumber"].is_string(), "{file}");
+                assert!(announce::passes_filter(record), "{file}: the pipe's filter keeps it");
+            }
+            let phases: Vec<String> = announce::enrich(&value)
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .iter()
+                .map(|e| e.phase.to_string())
+                .collect();
+            format!("stream batch of {} -> {}", records.len(), phases.join(", "))
+        } else if value["detail-type"] == announce::DETAIL_TYPE {
+            let typed: EventBridgeEvent<announce::DeploymentStateChanged> =
+                serde_json::from_str(&text).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(typed.source, announce::SOURCE);
+            let d = typed.detail;
+            format!(
+                "announced {} {} -> {} at {} %",
+                d.service,
+                d.previous_phase.map(|p| p.to_string()).unwrap_or_default(),
+                d.phase,
+                d.green_weight
+            )
         } else {
             // Real-shaped: the type aws_lambda_events has for its shape accepts it.
             match Shape::of(&value) {
@@ -183,6 +220,20 @@ fn every_sample_event_parses_as_documented() {
         };
         assert_eq!(&got, want, "{file}");
     }
+}
+
+/// The bus sample is what the pipe's enrichment makes of the stream sample's last record.
+#[test]
+fn the_deployment_event_sample_is_the_stream_samples_last_change() {
+    let read = |file: &str| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(events_dir().join(file)).unwrap()).unwrap()
+    };
+    let announced = announce::enrich(&read("dynamodb-stream-deployment-batch.json")).unwrap();
+    let event = read("deployment-state-changed.json");
+    assert_eq!(
+        serde_json::to_value(announced.last().unwrap()).unwrap(),
+        event["detail"]
+    );
 }
 
 /// The alarm's two forms in `events/` are one transition (the same state timestamp): one

@@ -2,7 +2,7 @@
 //! and for fresh processes of it behind the fake Runtime API (each with its function's
 //! `_HANDLER`, the AWS endpoint on the emulator) the init phase (process start → first
 //! `/invocation/next`), the first (cold) invocation, the warm ones after it, and the peak
-//! resident memory of the process. Each run starts all nine processes afresh and drives them
+//! resident memory of the process. Each run starts every function's process afresh and drives them
 //! through a real rollout (v2), a rollout reverted by an engineer during its bake window (v3)
 //! and an engineer's promote request, so every first invocation does its real work.
 //!

@@ -151,7 +151,7 @@ fn cold_section(cold: &ColdStarts, runs: usize, build: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "Each run starts all nine functions as fresh processes of the one bootstrap, each with its own \
+        "Each run starts every function as a fresh process of the one bootstrap, each with its own \
          `_HANDLER` ({}), one at a time (each once the one before \
          has finished its init, so that no two inits contend for the cores), behind the \
          fake Lambda Runtime API, the AWS endpoint on the emulator, and drives them through a real rollout, \

@@ -11,6 +11,8 @@
 //! - [`inbound`]: parsing of every event greenlight receives (EventBridge events, S3 event
 //!   notifications, a CloudWatch alarm's Lambda action);
 //! - [`detail`]: the typed `detail` of greenlight's own events (the CLI publishes them);
+//! - [`announce`]: `DeploymentStateChanged`, the events the ledger's stream announces for
+//!   every change of a deployment's phase or of what it waits for;
 //! - [`switch`]: switch points (listeners, rules) and the frame greenlight keeps of each;
 //! - [`phoenix`]: when a live fleet is due a re-pave (the scheduled reconcile asks);
 //! - [`audit`]: the scheduled reconcile's judgment of the running fleet against the ledger
@@ -27,6 +29,7 @@
 //! - [`rng`]: the seeded PRNG of the simulator, the fuzz generator and the chaos adapters.
 
 pub mod analysis;
+pub mod announce;
 pub mod audit;
 pub mod config;
 pub mod decide;

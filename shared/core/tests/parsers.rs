@@ -2,7 +2,7 @@
 //! stable toolchain, in `cargo test` (so in `make test`): `inbound::parse` (every event
 //! kind and shape: EventBridge events, S3 event notifications, an alarm's Lambda action),
 //! `parse_manifest_key`, `parse_manifest`, `ami_request`, `form::decode`, `parse_image_arn`,
-//! `parse_time_ms`, the
+//! `parse_time_ms`, `announce::enrich` (the deployment events pipe's stream batches), the
 //! step functions' `StepInput` (then `check_service` and `DeployId::parse`, as `run_step`
 //! does), `ServiceConfig::from_json`, and the name validators.
 //!
@@ -73,10 +73,25 @@ fn samples() -> Vec<(String, Value)> {
     found
 }
 
+/// What greenlight's functions receive from EventBridge, S3 or an alarm (not the step
+/// inputs, the pipe's stream batches, or the `DeploymentStateChanged` greenlight emits).
 fn event_samples() -> Vec<Value> {
     samples()
         .into_iter()
-        .filter(|(name, _)| !name.starts_with("step-input"))
+        .filter(|(name, _)| !name.starts_with("step-input") && !outbound_or_stream(name))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+/// The pipe's stream batch sample and greenlight's own `DeploymentStateChanged`.
+fn outbound_or_stream(name: &str) -> bool {
+    name.starts_with("dynamodb-stream") || name.starts_with("deployment-state-changed")
+}
+
+fn stream_batch_samples() -> Vec<Value> {
+    samples()
+        .into_iter()
+        .filter(|(name, _)| name.starts_with("dynamodb-stream"))
         .map(|(_, v)| v)
         .collect()
 }
@@ -191,6 +206,13 @@ fn every_sample_satisfies_the_oracle_unmutated() {
         if name.starts_with("step-input") {
             let text = sample.to_string();
             family.check(i, || name.clone(), || oracle::step_input(serde_json::from_str(&text)));
+        } else if name.starts_with("dynamodb-stream") {
+            family.check(i, || name.clone(), || oracle::stream_batch(&sample));
+        } else if name.starts_with("deployment-state-changed") {
+            // greenlight's output: its detail reads as the type its consumers parse.
+            let detail =
+                serde_json::from_value::<greenlight_core::announce::DeploymentStateChanged>(sample["detail"].clone());
+            assert!(detail.is_ok(), "{name}: {detail:?}");
         } else if name.starts_with("scheduled-") {
             // The reconcile's schedule: not an inbound event of start-deployment's parser.
             let run = greenlight_core::inbound::parse_scheduled(&sample);
@@ -337,6 +359,22 @@ fn manifest_bodies_mutated() {
 }
 
 #[test]
+fn stream_batches_mutated() {
+    let donors = stream_batch_samples();
+    assert!(!donors.is_empty(), "events/dynamodb-stream-*.json");
+    let mut family = Family::new("announce::enrich (mutated stream batches)", 9);
+    for i in 0..cases(3000) {
+        let mut e = family.rng(i);
+        let mut batch = mutate::pick(&mut e, &donors).clone();
+        for _ in 0..e.below(4) {
+            mutate::mutate(&mut e, &mut batch, &donors);
+        }
+        family.check(i, || shown(&batch), || oracle::stream_batch(&batch));
+    }
+    family.finish(true);
+}
+
+#[test]
 fn step_inputs_mutated() {
     let donors = step_input_samples();
     let mut family = Family::new("StepInput + check_service + DeployId::parse", 4);
@@ -430,6 +468,7 @@ fn random_bytes_everywhere() {
         let shown = || preview(&String::from_utf8_lossy(&bytes));
         if let Ok(event) = serde_json::from_slice::<Value>(&bytes) {
             family.check(i, shown, || oracle::inbound_event(&event, MANIFEST_PREFIX));
+            family.check(i, shown, || oracle::stream_batch(&event));
         }
         family.check(i, shown, || oracle::manifest_body(&bytes, "checkout", "v2.6.0"));
         family.check(i, shown, || oracle::step_input(serde_json::from_slice(&bytes)));

@@ -384,6 +384,42 @@ pub fn step_input(input: Result<StepInput, serde_json::Error>) -> Verdict {
     Ok(true)
 }
 
+/// `announce::enrich(batch)`, the deployment events pipe's enrichment of ledger stream
+/// records: at most one event per record, each for a deployment item of the batch, and each
+/// reads back as the `DeploymentStateChanged` it is (what the events bus's consumers parse).
+pub fn stream_batch(batch: &Value) -> Verdict {
+    use greenlight_core::announce::{enrich, DeploymentStateChanged};
+    let events = match enrich(batch) {
+        Ok(events) => events,
+        Err(e) => return readable("announce::enrich", &e.to_string()).map(|()| false),
+    };
+    let records = batch.as_array().map_or(0, Vec::len);
+    if events.len() > records {
+        return Err(format!("{} events from {records} records", events.len()));
+    }
+    for event in &events {
+        let key = format!("DEPLOY#{}", event.deploy_id);
+        let from_batch = batch
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|r| r["dynamodb"]["Keys"]["sk"]["S"].as_str() == Some(key.as_str()));
+        if !from_batch {
+            return Err(format!(
+                "an event for {} of no record's item",
+                preview(&event.deploy_id)
+            ));
+        }
+        let value = serde_json::to_value(event).map_err(|e| format!("unserialisable event: {e}"))?;
+        let back: DeploymentStateChanged =
+            serde_json::from_value(value).map_err(|e| format!("an event that does not read back: {e}"))?;
+        if &back != event {
+            return Err(format!("an event that reads back different: {event:?}"));
+        }
+    }
+    Ok(!events.is_empty())
+}
+
 /// `ServiceConfig::from_json(text)`: what it accepts is a registration greenlight can run.
 pub fn registration(text_in: &str) -> Verdict {
     let config = match ServiceConfig::from_json(text_in) {

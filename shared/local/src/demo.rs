@@ -90,6 +90,9 @@ pub async fn run() -> Result<(), String> {
 
     let (pump_task, mut deliveries) = pump::spawn(local.clone());
     let mut progress = local.orchestrator.subscribe();
+    // The ledger's stream → announce-deployments → the events bus, as the stack's pipe.
+    let events_pipe = crate::pipe::spawn(&local, crate::pipe::Enrichment::InProcess).await?;
+    let mut announced = events_pipe.subscribe();
     let cli = Cli::new(&emulator.endpoint, &local.names)?;
     // The dashboard serves the demo while it runs (stopped with it).
     let _dashboard = match crate::start_dashboard(&emulator.endpoint, &local.names, "demo-dashboard", 0).await {
@@ -201,8 +204,38 @@ pub async fn run() -> Result<(), String> {
     pump_task.abort();
     println!();
     cli.run(&["history", &spec.service]).await?;
+    print_announced(&mut announced).await;
     drop(emulator);
     Ok(())
+}
+
+/// What the deployment events pipe put on the events bus, one line per release: each
+/// `DeploymentStateChanged` in order (what a team's chat or pager would have received).
+async fn print_announced(announced: &mut tokio::sync::broadcast::Receiver<serde_json::Value>) {
+    // The last writes' records reach the pipe within its polling interval.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut by_version: Vec<(String, Vec<String>)> = Vec::new();
+    let mut count = 0;
+    while let Ok(detail) = announced.try_recv() {
+        count += 1;
+        let version = detail["version"].as_str().unwrap_or("?").to_string();
+        let phase = match (detail["phase"].as_str(), detail["green_weight"].as_u64()) {
+            (Some(p @ ("verifying" | "verified" | "shifting")), Some(w)) => format!("{p} {w} %"),
+            (Some(p), _) => p.to_string(),
+            (None, _) => "?".into(),
+        };
+        match by_version.iter_mut().find(|(v, _)| *v == version) {
+            Some((_, phases)) => phases.push(phase),
+            None => by_version.push((version, vec![phase])),
+        }
+    }
+    println!(
+        "
+deployment events on the events bus (DeploymentStateChanged, one per change, from the ledger's stream): {count}"
+    );
+    for (version, phases) in by_version {
+        println!("  {version}: {}", phases.join(" → "));
+    }
 }
 
 /// The demo's steady load (requests per second through the listener).

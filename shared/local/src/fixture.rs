@@ -197,7 +197,7 @@ pub struct World {
 
 /// Creates the table, bucket and event routing of a local installation (idempotent).
 pub async fn install(local: &Local) -> Result<(), String> {
-    create_table(&local.clients.dynamodb, &local.names.table)
+    create_table(&local.clients.dynamodb, &local.names.table, local.names.ledger_stream)
         .await
         .map_err(|e| format!("create table: {e}"))?;
     let s3 = &local.clients.s3;

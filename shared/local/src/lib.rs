@@ -7,6 +7,8 @@
 //! - [`pump`]: plays the EventBridge → Lambda link: the rules on greenlight's command bus and
 //!   on the default bus route events to an SQS queue and the pump delivers each message to
 //!   the function its rule targets;
+//! - [`pipe`]: plays the EventBridge Pipe from the ledger's stream through
+//!   announce-deployments to greenlight's events bus (`DeploymentStateChanged`);
 //! - [`fixture`]: builds a service's world (VPC, ALB, listener, target groups, AMIs, blue
 //!   fleet) and registers it, for the demo and the tests;
 //! - [`lambda_service`]: plays the Lambda service for the shipped bootstrap: each function a
@@ -27,6 +29,7 @@ pub mod fixture;
 pub mod lambda_service;
 pub mod load;
 pub mod orchestrator;
+pub mod pipe;
 pub mod pump;
 pub mod up;
 pub mod usage;
@@ -53,6 +56,16 @@ pub struct Names {
     /// (the audit line of an ignored command), here a queue that nothing delivers from, so a
     /// test can read what was ignored.
     pub ignored_queue: String,
+    /// greenlight's events bus (`DeploymentStateChanged`, from the ledger's stream; the
+    /// stack's `EventsBusName`).
+    pub events_bus: String,
+    /// Where a rule on the events bus sends every `DeploymentStateChanged`: in AWS a team's
+    /// own target (the optional SNS topic, chat, paging), here a queue a test reads.
+    pub events_queue: String,
+    /// The ledger table is created with its stream (`NEW_AND_OLD_IMAGES`), as the stack
+    /// creates it, so the [`pipe`] can announce from it. Not on the e2e tests' shared table,
+    /// whose stream nothing would read (moto keeps every record for the life of the emulator).
+    pub ledger_stream: bool,
 }
 
 impl Names {
@@ -64,16 +77,21 @@ impl Names {
             command_bus: format!("greenlight-{tag}"),
             default_bus: format!("default-{tag}"),
             ignored_queue: format!("greenlight-ignored-{tag}"),
+            events_bus: format!("greenlight-events-{tag}"),
+            events_queue: format!("greenlight-events-{tag}"),
+            ledger_stream: false,
             ..Names::default()
         }
     }
 
-    /// Names of an installation with a ledger table of its own too: for a test whose handler
-    /// looks at every registered service (reconcile-services), which on the shared table
-    /// would act on other tests' services.
+    /// Names of an installation with a ledger table of its own too (with its stream): for a
+    /// test whose handler looks at every registered service (reconcile-services), which on
+    /// the shared table would act on other tests' services, or that reads the deployment
+    /// events the [`pipe`] announces from the table's stream.
     pub fn with_own_table(tag: &str) -> Names {
         Names {
             table: format!("greenlight-{tag}"),
+            ledger_stream: true,
             ..Names::isolated(tag)
         }
     }
@@ -99,6 +117,9 @@ impl Default for Names {
             command_bus: "greenlight".into(),
             default_bus: "default".into(),
             ignored_queue: "greenlight-ignored-commands".into(),
+            events_bus: "greenlight-events".into(),
+            events_queue: "greenlight-deployment-events".into(),
+            ledger_stream: true,
         }
     }
 }

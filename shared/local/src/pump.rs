@@ -11,7 +11,9 @@
 //! queue and redelivered after the visibility timeout, like Lambda's asynchronous invocation
 //! retries: at most [`MAX_RETRIES`] times (the message's `ApproximateReceiveCount` says which
 //! attempt it is), then it is dropped with a warning, where AWS would send it to the
-//! function's on-failure destination or dead-letter queue.
+//! function's on-failure destination or dead-letter queue. greenlight's events bus gets a
+//! rule too, sending every `DeploymentStateChanged` (put there by [`crate::pipe`]) to a
+//! queue a test reads ([`announced`]).
 
 use crate::Local;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
@@ -65,6 +67,19 @@ pub async fn install(local: &Local) -> Result<(), String> {
         let bus = bus_name(local, RuleBus::of(&pattern));
         put_rule(&events, bus, rule, &pattern, target.function_name(), &delivery).await?;
     }
+    // greenlight's events bus, and a rule sending every DeploymentStateChanged to the events
+    // queue (in AWS a team's own target, e.g. the optional SNS topic).
+    create_bus(&events, &local.names.events_bus).await?;
+    let announced = create_queue(local, &local.names.events_queue).await?;
+    put_rule(
+        &events,
+        &local.names.events_bus,
+        "greenlight-deployment-events",
+        &greenlight_core::announce::rule_pattern(),
+        "deployment-events",
+        &announced,
+    )
+    .await?;
     let (rule, pattern) = greenlight_core::inbound::ignored_commands_pattern();
     put_rule(
         &events,
@@ -211,8 +226,21 @@ pub async fn publish_on(
 /// The events the default bus's rule for greenlight's commands caught (waiting up to `wait`
 /// for the first): in AWS the lines of its log group. Each is received once.
 pub async fn ignored_commands(local: &Local, wait: Duration) -> Result<Vec<Value>, String> {
+    take_events(local, &local.names.ignored_queue, wait).await
+}
+
+/// The `DeploymentStateChanged` events the events bus's rule sent to the events queue
+/// (waiting up to `wait` for the first; at most 10 a call), whole EventBridge events. Each is
+/// received once.
+pub async fn announced(local: &Local, wait: Duration) -> Result<Vec<Value>, String> {
+    take_events(local, &local.names.events_queue, wait).await
+}
+
+/// Up to 10 events from queue `name` (waiting up to `wait` for the first), each deleted once
+/// received.
+async fn take_events(local: &Local, name: &str, wait: Duration) -> Result<Vec<Value>, String> {
     let sqs = aws_sdk_sqs::Client::new(&local.sdk);
-    let url = queue_url(&sqs, &local.names.ignored_queue).await?;
+    let url = queue_url(&sqs, name).await?;
     let received = sqs
         .receive_message()
         .queue_url(&url)

@@ -117,6 +117,9 @@ pub async fn run(options: UpOptions) -> Result<(), String> {
     let listener_url = crate::data_plane::listener_url(&endpoint, &world.listener_arn).await?;
     let (_pump, mut deliveries) = pump::spawn(local.clone());
     let mut progress = local.orchestrator.subscribe();
+    // The ledger's stream → announce-deployments → the events bus (DeploymentStateChanged).
+    let events_pipe = crate::pipe::spawn(&local, crate::pipe::Enrichment::InProcess).await?;
+    let mut announced = events_pipe.subscribe();
 
     println!(
         "\nservice {SERVICE}: v1 live on {} behind its load balancer at {listener_url}, canary {:?}, bake {} s",
@@ -176,8 +179,31 @@ pub async fn run(options: UpOptions) -> Result<(), String> {
                 Err(RecvError::Lagged(n)) => println!("({n} steps not shown)"),
                 Err(RecvError::Closed) => return Err("the orchestrator stopped".into()),
             },
+            event = announced.recv() => match event {
+                Ok(detail) => println!("{}", announced_line(&detail)),
+                Err(RecvError::Lagged(n)) => println!("({n} deployment events not shown)"),
+                Err(RecvError::Closed) => return Err("the deployment events pipe stopped".into()),
+            },
         }
     }
+}
+
+/// `[announced] checkout v2.0.0: verified → shifting (green 50 %)`: a `DeploymentStateChanged`
+/// the pipe put on the events bus.
+fn announced_line(detail: &serde_json::Value) -> String {
+    let text = |key: &str| detail[key].as_str().unwrap_or("-").to_string();
+    let waiting = detail["waiting"]
+        .as_str()
+        .map(|w| format!(", waiting: {w}"))
+        .unwrap_or_default();
+    format!(
+        "[announced] {} {}: {} → {} (green {} %{waiting})",
+        text("service"),
+        text("version"),
+        detail["previous_phase"].as_str().unwrap_or("new"),
+        text("phase"),
+        detail["green_weight"]
+    )
 }
 
 /// What to export to point the `greenlight` CLI, the AWS CLI and the SDKs at the stack.

@@ -32,7 +32,9 @@
 //!   gives green more than the weight it froze at, and none of green's or blue's instances
 //!   is deregistered or terminated;
 //! - **timeline weight**: the last weight a deployment's timeline recorded is what its phase
-//!   gives green (the dashboard draws green's weight over time from those marks).
+//!   gives green (the dashboard draws green's weight over time from those marks);
+//! - **deployment events** (I38): the events the ledger's stream announced of each
+//!   deployment are one per change of its status, in order, and the last is its status now.
 //!
 //! Liveness, once settled: every deployment ended, no lease, nothing queued, all traffic on
 //! every switch point on the live release, and the only instances left running are the
@@ -159,6 +161,7 @@ impl Checker {
             paused(aws, config, service, dep)?;
             frozen(aws, config, service, dep)?;
             timeline_weight(service, dep)?;
+            announced(service, dep, table)?;
         }
         // Test routes (I31): each forwards to its own deployment's green only, on the first
         // switch point's listener.
@@ -675,6 +678,59 @@ fn timeline_weight(service: &str, dep: &Deployment) -> Result<(), String> {
             "{service}: deployment {} is {} (green {now} %) but its timeline last recorded green at {recorded:?} %",
             dep.deploy_id,
             dep.phase.name()
+        ));
+    }
+    Ok(())
+}
+
+/// The deployment events (I38): what the ledger's stream announced of `dep`, in order,
+/// begins with its creation, each event leaving the phase the one before entered, never the
+/// same status twice in a row, with growing generations, through phases its timeline went
+/// through in that order; and the last one is where the deployment is now, so a reader of
+/// the events bus is never left behind.
+fn announced(service: &str, dep: &Deployment, table: &Table) -> Result<(), String> {
+    use greenlight_core::announce::status;
+    let id = &dep.deploy_id;
+    let events = table
+        .announced
+        .get(&(service.to_string(), id.clone()))
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| format!("{service}: deployment {id} was never announced"))?;
+    let chain: Vec<String> = events
+        .iter()
+        .map(|e| {
+            format!(
+                "{:?}→{}{}",
+                e.previous_phase,
+                e.phase,
+                e.waiting.map(|w| format!(" ({w:?})")).unwrap_or_default()
+            )
+        })
+        .collect();
+    if events[0].previous_phase.is_some() {
+        return Err(format!("{service}: {id}'s first event is not its creation: {chain:?}"));
+    }
+    for pair in events.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if b.previous_phase != Some(a.phase) || b.gen <= a.gen || (a.phase, a.waiting) == (b.phase, b.waiting) {
+            return Err(format!(
+                "{service}: {id}'s events are not one per change, in order: {chain:?}"
+            ));
+        }
+    }
+    let mut timeline = dep.timeline.iter().map(|m| m.phase);
+    if !events.iter().all(|e| timeline.any(|p| p == e.phase)) {
+        let marks: Vec<_> = dep.timeline.iter().map(|m| m.phase).collect();
+        return Err(format!(
+            "{service}: {id}'s events {chain:?} are not the timeline's phases {marks:?}"
+        ));
+    }
+    let last = events.last().expect("not empty");
+    let now = status(dep);
+    if (last.phase, last.waiting) != (now.phase, now.waiting) {
+        return Err(format!(
+            "{service}: {id} is {} ({:?}) but its last event announced {} ({:?})",
+            now.phase, now.waiting, last.phase, last.waiting
         ));
     }
     Ok(())

@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use greenlight_adapters::{AdapterError, AdapterResult, Ledger, RevertKey};
+use greenlight_core::announce::DeploymentStateChanged;
 use greenlight_core::decide::RevertRequest;
 use greenlight_core::model::{Deployment, Release, RevertClaim, RevertPlan, ServiceState, State};
 use greenlight_core::ServiceConfig;
@@ -45,6 +46,10 @@ pub struct Table {
     pub alarms: BTreeMap<String, Alias>,
     /// Conditional writes that lost (a `ConditionalCheckFailed`), and claims refused.
     pub conflicts: u64,
+    /// The table's stream as the deployment events pipe reads it: `(service, deploy id)` →
+    /// what each committed write of the deployment announced
+    /// (`greenlight_core::announce::state_changed` of the item before and after it).
+    pub announced: BTreeMap<(String, String), Vec<DeploymentStateChanged>>,
 }
 
 impl Table {
@@ -234,7 +239,11 @@ impl Ledger for MemLedger {
                 .insert(service.clone(), Table::pointers_item(&committed.service));
         }
         if let Some(dep) = write_deployment {
-            t.deployments.insert((service.clone(), dep.deploy_id.clone()), dep);
+            let key = (service.clone(), dep.deploy_id.clone());
+            // The stream record of this write, through the pipe's enrichment.
+            let announced = greenlight_core::announce::state_changed(t.deployments.get(&key), &dep);
+            t.announced.entry(key.clone()).or_default().extend(announced);
+            t.deployments.insert(key, dep);
         }
         if plan_changed {
             for alarm in &after.config.alarms {

@@ -12,7 +12,8 @@
 //! sets none; default [`DEFAULT_BAKE_WINDOW_S`]).
 
 use crate::{
-    reconcile_services, revert_service, run_step, start_deployment, steer_deployment, StartOutcome, StepError,
+    announce_deployments, reconcile_services, revert_service, run_step, start_deployment, steer_deployment,
+    StartOutcome, StepError,
 };
 use greenlight_adapters::aws::{aws_ports, lambda_sdk_config, AwsClients, Installation, SfnOrchestrator};
 use greenlight_adapters::Ports;
@@ -38,13 +39,16 @@ pub enum Function {
     SteerDeployment,
     /// The scheduled reconcile of every service (stuck work).
     ReconcileServices,
+    /// The enrichment of the pipe from the ledger's stream to the events bus
+    /// (`DeploymentStateChanged`).
+    AnnounceDeployments,
 }
 
 impl Function {
     /// Every function: the pipeline's steps in order ([`Step::ALL`]), then the two
-    /// event-driven ones, then the scheduled one.
-    pub const ALL: [Function; Step::ALL.len() + 3] = {
-        let mut all = [Function::RevertService; Step::ALL.len() + 3];
+    /// event-driven ones, then the scheduled one, then the pipe's enrichment.
+    pub const ALL: [Function; Step::ALL.len() + 4] = {
+        let mut all = [Function::RevertService; Step::ALL.len() + 4];
         let mut i = 0;
         while i < Step::ALL.len() {
             all[i] = Function::Step(Step::ALL[i]);
@@ -52,6 +56,7 @@ impl Function {
         }
         all[Step::ALL.len() + 1] = Function::SteerDeployment;
         all[Step::ALL.len() + 2] = Function::ReconcileServices;
+        all[Step::ALL.len() + 3] = Function::AnnounceDeployments;
         all
     };
 
@@ -62,6 +67,7 @@ impl Function {
             Function::RevertService => "revert-service",
             Function::SteerDeployment => "steer-deployment",
             Function::ReconcileServices => "reconcile-services",
+            Function::AnnounceDeployments => "announce-deployments",
         }
     }
 
@@ -153,13 +159,15 @@ pub async fn run_function(function: Function) -> Result<(), lambda_runtime::Erro
 }
 
 /// One invocation of `function`: an EventBridge event (start-deployment, revert-service,
-/// steer-deployment, reconcile-services) or a [`StepInput`] (the pipeline's steps).
+/// steer-deployment, reconcile-services), a [`StepInput`] (the pipeline's steps) or a batch
+/// of the ledger stream's records (announce-deployments, the pipe's enrichment).
 pub async fn invoke(ports: &Ports, function: Function, payload: Value) -> Result<Value, StepError> {
     match function {
         Function::Step(step) => handle(ports, step, payload).await,
         Function::RevertService => as_response(revert_service(ports, &payload).await?),
         Function::SteerDeployment => as_response(steer_deployment(ports, &payload).await?),
         Function::ReconcileServices => as_response(reconcile_services(ports, &payload).await?),
+        Function::AnnounceDeployments => as_response(announce_deployments(&payload)?),
     }
 }
 

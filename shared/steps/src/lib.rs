@@ -7,6 +7,7 @@
 //! re-reads and decides again; nothing is retried blindly.
 
 pub mod analysis;
+pub mod announce;
 pub mod apply;
 pub mod audit;
 pub mod deliver;
@@ -24,6 +25,7 @@ use greenlight_adapters::AdapterError;
 use greenlight_core::decide::Refusal;
 use greenlight_core::inbound::InboundError;
 
+pub use announce::announce_deployments;
 pub use audit::{audit_fleet, FleetOutcome};
 pub use deliver::{deliver, Outcome};
 pub use reconcile::{reconcile_services, ReconcileOutcome};

@@ -25,8 +25,9 @@ use greenlight_core::ServiceConfig;
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
 
-/// Creates the ledger table (`pk`/`sk`, on-demand). Creating one that exists is success.
-pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> AdapterResult<()> {
+/// Creates the ledger table (`pk`/`sk`, on-demand; with `stream`, its stream of new and old
+/// images). Creating one that exists is success.
+pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str, stream: bool) -> AdapterResult<()> {
     let attribute = |name: &str| {
         AttributeDefinition::builder()
             .attribute_name(name)
@@ -41,6 +42,17 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Ada
             .build()
             .map_err(invalid_request)
     };
+    // As the stack's table: every write, before and after, for the deployment events.
+    let stream_specification = match stream {
+        true => Some(
+            aws_sdk_dynamodb::types::StreamSpecification::builder()
+                .stream_enabled(true)
+                .stream_view_type(aws_sdk_dynamodb::types::StreamViewType::NewAndOldImages)
+                .build()
+                .map_err(invalid_request)?,
+        ),
+        false => None,
+    };
     let created = client
         .create_table()
         .table_name(table)
@@ -49,6 +61,7 @@ pub async fn create_table(client: &aws_sdk_dynamodb::Client, table: &str) -> Ada
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
         .billing_mode(BillingMode::PayPerRequest)
+        .set_stream_specification(stream_specification)
         .send()
         .await;
     match created {

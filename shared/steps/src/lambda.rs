@@ -320,7 +320,7 @@ mod tests {
             assert_eq!(Function::from_handler(Some(function.name())), Ok(function));
         }
         let names: std::collections::BTreeSet<&str> = Function::ALL.map(Function::name).into();
-        assert_eq!(names.len(), 10, "{names:?}");
+        assert_eq!(names.len(), 11, "{names:?}");
         // The pipeline's steps are served by the step handlers, under the steps' names.
         for step in greenlight_core::plan::Step::ALL {
             let function: Function = step.name().parse().unwrap();
@@ -343,7 +343,7 @@ mod tests {
             UnknownHandler(None).to_string(),
             "_HANDLER is not set: the function's Handler (infra/template.yaml) must be one of \
              start-deployment, launch-green, check-health, shift-traffic, finalize, retire-blue, \
-             abort-deployment, revert-service, steer-deployment, reconcile-services"
+             abort-deployment, revert-service, steer-deployment, reconcile-services, announce-deployments"
         );
     }
 

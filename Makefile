@@ -59,13 +59,20 @@ CLIPPY_AS_RUSTC = RUSTC_WORKSPACE_WRAPPER="$$(rustup which clippy-driver 2>/dev/
 # The three venvs, the template's linters and the formatting check are independent: they run
 # side by side (a fresh machine spends minutes in pip). The browser tests' Chromium and
 # Playwright (make browser) install in the background while the emulator's self-test runs: on
-# a fresh machine apt takes about a minute.
+# a fresh machine apt takes about a minute. The Rust build (the tests, and the binaries the
+# end-to-end tests run: what their `build_binaries` would build) starts first, in the
+# background: on a fresh machine it takes minutes of CPU that the downloads, the linters and
+# the self-test (mostly waiting on health checks) leave idle. Its output is
+# target/test-build.log, shown if it fails.
 test:
-	@$(MAKE) --no-print-directory -j4 infra-check setup awscli fmt
 	@mkdir -p target
-	@$(MAKE) --no-print-directory browser > target/browser-install.log 2>&1 & browser=$$!; \
-	$(VENV)/bin/python -m unittest discover -s tests/emulator -p 'test_*.py' || exit 1; \
-	wait $$browser || { cat target/browser-install.log; exit 1; }
+	@{ $(CLIPPY_AS_RUSTC) cargo test --workspace --no-run && \
+	   $(CLIPPY_AS_RUSTC) cargo build --workspace --bins; } > target/test-build.log 2>&1 & build=$$!; \
+	$(MAKE) --no-print-directory -j4 infra-check setup awscli fmt || { kill $$build; exit 1; }; \
+	$(MAKE) --no-print-directory browser > target/browser-install.log 2>&1 & browser=$$!; \
+	$(VENV)/bin/python -m unittest discover -s tests/emulator -p 'test_*.py' || { kill $$build; exit 1; }; \
+	wait $$browser || { cat target/browser-install.log; kill $$build; exit 1; }; \
+	wait $$build || { cat target/test-build.log; exit 1; }
 	$(CLIPPY_AS_RUSTC) cargo test --workspace -- --test-threads=8
 
 # rustfmt is ensured here too: make test runs fmt beside setup, which adds it otherwise.

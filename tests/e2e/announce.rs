@@ -2,7 +2,7 @@
 //! greenlight's events bus exactly once, in order, from the ledger's stream through the pipe
 //! and announce-deployments; asserted on the SQS queue behind a rule on the events bus.
 
-use greenlight_core::announce::{DeploymentStateChanged, DETAIL_TYPE, SOURCE};
+use greenlight_core::announce::{check_sequence, DeploymentStateChanged, DETAIL_TYPE, SOURCE};
 use greenlight_core::inbound::PROMOTE_REQUESTED;
 use greenlight_core::model::{Phase, PhaseName, Trigger};
 use greenlight_e2e::{canary, started, App, Env};
@@ -48,15 +48,8 @@ async fn announced(
 /// creation first, each event leaving the phase the one before entered, no status twice in
 /// a row, generations increasing; the phases are the timeline's, in its order.
 fn assert_each_change_once(env_timeline: &[PhaseName], events: &[DeploymentStateChanged]) {
-    assert_eq!(events[0].previous_phase, None, "{events:#?}");
-    for pair in events.windows(2) {
-        assert_eq!(pair[1].previous_phase, Some(pair[0].phase), "{events:#?}");
-        assert!(pair[1].gen > pair[0].gen, "{events:#?}");
-        assert_ne!(
-            (pair[0].phase, pair[0].waiting),
-            (pair[1].phase, pair[1].waiting),
-            "{events:#?}"
-        );
+    if let Err(why) = check_sequence(events) {
+        panic!("{why}: {events:#?}");
     }
     let mut timeline = env_timeline.iter();
     for event in events {

@@ -7,6 +7,8 @@
 //! function's process called must be granted to that function's role in
 //! `infra/template.yaml`.
 
+use greenlight_core::announce::{check_sequence, DeploymentStateChanged};
+use greenlight_core::model::PhaseName;
 use greenlight_e2e::stack::{pipe_access_key, Stack, FUNCTIONS};
 use greenlight_e2e::template::ungranted_by;
 use greenlight_e2e::{canary, function_access_key, now_rfc3339, sample_event, App, Env};
@@ -197,21 +199,12 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
 
     // The deployment events, through the pipe and the announce-deployments process: each
     // deployment's every phase change, ending where the ledger ends it.
-    let phases = announced_phases(env, &[&v2_id, &v3_id]).await;
-    for (id, end) in [(&v2_id, "succeeded"), (&v3_id, "aborted")] {
-        let theirs = &phases[id.as_str()];
-        assert_eq!(
-            theirs.first().map(|(from, _)| from.as_str()),
-            Some(""),
-            "{id}: {theirs:?}"
-        );
-        assert_eq!(theirs.last().map(|(_, to)| to.as_str()), Some(end), "{id}: {theirs:?}");
-        for pair in theirs.windows(2) {
-            assert_eq!(
-                pair[1].0, pair[0].1,
-                "{id}: each leaves the phase the one before entered: {theirs:?}"
-            );
-        }
+    let announced = announced(env, &[&v2_id, &v3_id]).await;
+    for (id, end) in [(&v2_id, PhaseName::Succeeded), (&v3_id, PhaseName::Aborted)] {
+        let theirs = &announced[id.as_str()];
+        let phases: Vec<PhaseName> = theirs.iter().map(|e| e.phase).collect();
+        assert_eq!(check_sequence(theirs), Ok(()), "{id}: {phases:?}");
+        assert_eq!(phases.last(), Some(&end), "{id}: {phases:?}");
     }
     assert!(stack.pipe.as_ref().unwrap().dead_letters.lock().unwrap().is_empty());
 
@@ -257,43 +250,38 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
     );
 }
 
-/// Each deployment's announced phase changes `(previous phase or "", phase)` in generation
-/// order, read from the queue behind the events bus until each of `ids` announced a terminal
-/// phase (60 s).
-async fn announced_phases(env: &Env, ids: &[&str]) -> BTreeMap<String, Vec<(String, String)>> {
-    let mut by_gen: BTreeMap<String, BTreeMap<u64, (String, String)>> = BTreeMap::new();
-    let mut phases: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
-    let terminal = |p: &BTreeMap<String, Vec<(String, String)>>, id: &str| {
-        p.get(id)
-            .and_then(|v| v.last())
-            .is_some_and(|(_, to)| to == "succeeded" || to == "aborted")
+/// Each deployment's events in generation order, read from the queue behind the events
+/// bus until each of `ids` announced a terminal phase (60 s); no generation twice.
+async fn announced(env: &Env, ids: &[&str]) -> BTreeMap<String, Vec<DeploymentStateChanged>> {
+    let mut by_gen: BTreeMap<String, BTreeMap<u64, DeploymentStateChanged>> = BTreeMap::new();
+    let ended = |by_gen: &BTreeMap<String, BTreeMap<u64, DeploymentStateChanged>>, id: &str| {
+        by_gen
+            .get(id)
+            .and_then(|events| events.values().last())
+            .is_some_and(|e| e.phase.is_terminal())
     };
     for _ in 0..60 {
-        if ids.iter().all(|id| terminal(&phases, id)) {
+        if ids.iter().all(|id| ended(&by_gen, id)) {
             break;
         }
         for event in pump::announced(&env.local, Duration::from_secs(1))
             .await
             .expect("receive")
         {
-            let detail = &event["detail"];
-            let from = detail["previous_phase"].as_str().unwrap_or_default().to_string();
-            let to = detail["phase"].as_str().expect("a phase").to_string();
-            let gen = detail["gen"].as_u64().expect("a generation");
-            let mine = by_gen
-                .entry(detail["deploy_id"].as_str().unwrap().to_string())
-                .or_default();
+            let detail: DeploymentStateChanged =
+                serde_json::from_value(event["detail"].clone()).unwrap_or_else(|e| panic!("{e}: {event}"));
+            let mine = by_gen.entry(detail.deploy_id.clone()).or_default();
+            let gen = detail.gen;
             assert!(
-                mine.insert(gen, (from, to)).is_none(),
+                mine.insert(gen, detail).is_none(),
                 "generation {gen} announced twice: {event}"
             );
         }
-        phases = by_gen
-            .iter()
-            .map(|(id, events)| (id.clone(), events.values().cloned().collect()))
-            .collect();
     }
-    phases
+    by_gen
+        .into_iter()
+        .map(|(id, events)| (id, events.into_values().collect()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1698,16 +1698,8 @@ async fn end_state(d: &Driver) -> EndState {
             })
             .collect();
         lines.push(format!("deployment {} announced: {}", named(id), chain.join(", ")));
-        if events[0].previous_phase.is_some() {
-            violations.push(format!("deployment {}: its creation was not announced", named(id)));
-        }
-        for pair in events.windows(2) {
-            if pair[1].previous_phase != Some(pair[0].phase) || pair[1].gen <= pair[0].gen {
-                violations.push(format!(
-                    "deployment {}: events out of order or twice: {chain:?}",
-                    named(id)
-                ));
-            }
+        if let Err(why) = announce::check_sequence(events) {
+            violations.push(format!("deployment {}: {why}: {chain:?}", named(id)));
         }
     }
     for dep in &history {

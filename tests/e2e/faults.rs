@@ -345,12 +345,12 @@ async fn announced_once_each(env: &Env, history: &[greenlight_core::model::Deplo
         problems.push("the deployment events never caught up with the ledger".to_string());
     }
     for (id, events) in &seen {
-        let events: Vec<&DeploymentStateChanged> = events.values().collect();
-        let chained =
-            events[0].previous_phase.is_none() && events.windows(2).all(|p| p[1].previous_phase == Some(p[0].phase));
-        if !chained {
+        let events: Vec<DeploymentStateChanged> = events.values().cloned().collect();
+        if let Err(why) = greenlight_core::announce::check_sequence(&events) {
             let phases: Vec<String> = events.iter().map(|e| e.phase.to_string()).collect();
-            problems.push(format!("deployment {id}'s events skip or repeat a change: {phases:?}"));
+            problems.push(format!(
+                "deployment {id}'s events skip or repeat a change ({why}): {phases:?}"
+            ));
         }
     }
     problems

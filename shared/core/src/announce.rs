@@ -204,6 +204,37 @@ pub fn rule_pattern() -> Value {
     serde_json::json!({"source": [SOURCE], "detail-type": [DETAIL_TYPE]})
 }
 
+/// I38 on one deployment's events, in the order of its writes (by `gen`): the first is its
+/// creation, each leaves the phase the one before entered, generations grow, and no status
+/// is announced twice in a row. What the simulator checks after every step and the tests
+/// check of what reached the events bus.
+pub fn check_sequence(events: &[DeploymentStateChanged]) -> Result<(), String> {
+    let first = events.first().ok_or("no event")?;
+    if let Some(before) = first.previous_phase {
+        return Err(format!(
+            "the first event leaves {before}: not the deployment's creation"
+        ));
+    }
+    for (i, pair) in events.windows(2).enumerate() {
+        let (a, b) = (&pair[0], &pair[1]);
+        if b.previous_phase != Some(a.phase) {
+            return Err(format!(
+                "event {} leaves {:?} but the one before entered {}",
+                i + 1,
+                b.previous_phase,
+                a.phase
+            ));
+        }
+        if b.gen <= a.gen {
+            return Err(format!("event {} has generation {} after {}", i + 1, b.gen, a.gen));
+        }
+        if (a.phase, a.waiting) == (b.phase, b.waiting) {
+            return Err(format!("event {} announces {} ({:?}) again", i + 1, b.phase, b.waiting));
+        }
+    }
+    Ok(())
+}
+
 /// Why a batch of stream records could not be read. The pipe retries the batch, then sends
 /// it to its dead-letter queue: a deployment item greenlight cannot read back is a bug to
 /// look at, never an event to guess.
@@ -511,6 +542,48 @@ mod tests {
         let got: Vec<(PhaseName, u64)> = events.iter().map(|e| (e.phase, e.gen)).collect();
         assert_eq!(got, vec![(PhaseName::Launching, 1), (PhaseName::Verifying, 2)]);
         assert_eq!(enrich(&json!([])).unwrap(), vec![]);
+    }
+
+    #[test]
+    fn a_sequence_of_events_is_each_change_once_in_order_or_says_what_is_wrong() {
+        let (launching, verifying, polled) = launched_then_polled();
+        let verified = moved(&polled, Phase::Verified { weight: 0 }, 1020, "green passed its gates");
+        let created = state_changed(None, &launching).unwrap();
+        let launched = state_changed(Some(&launching), &verifying).unwrap();
+        let passed = state_changed(Some(&polled), &verified).unwrap();
+        assert_eq!(
+            check_sequence(&[created.clone(), launched.clone(), passed.clone()]),
+            Ok(())
+        );
+        let mut again = passed.clone();
+        again.previous_phase = Some(PhaseName::Verified);
+        again.gen += 1;
+        let cases = [
+            (vec![], "no event"),
+            (vec![launched.clone()], "the first event leaves launching"),
+            (
+                vec![created.clone(), passed.clone()],
+                "event 1 leaves Some(Verifying) but the one before entered launching",
+            ),
+            (
+                vec![created.clone(), launched.clone(), launched.clone()],
+                "event 2 leaves Some(Launching)",
+            ),
+            (
+                vec![created.clone(), launched.clone(), passed.clone(), again],
+                "event 3 announces verified (None) again",
+            ),
+        ];
+        for (events, expected) in cases {
+            let error = check_sequence(&events).unwrap_err();
+            assert!(error.starts_with(expected), "{error}");
+        }
+        let mut stale = passed;
+        stale.gen = launched.gen;
+        assert_eq!(
+            check_sequence(&[created, launched, stale]),
+            Err("event 2 has generation 2 after 2".into())
+        );
     }
 
     #[test]

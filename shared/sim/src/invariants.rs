@@ -707,16 +707,10 @@ fn announced(service: &str, dep: &Deployment, table: &Table) -> Result<(), Strin
             )
         })
         .collect();
-    if events[0].previous_phase.is_some() {
-        return Err(format!("{service}: {id}'s first event is not its creation: {chain:?}"));
-    }
-    for pair in events.windows(2) {
-        let (a, b) = (&pair[0], &pair[1]);
-        if b.previous_phase != Some(a.phase) || b.gen <= a.gen || (a.phase, a.waiting) == (b.phase, b.waiting) {
-            return Err(format!(
-                "{service}: {id}'s events are not one per change, in order: {chain:?}"
-            ));
-        }
+    if let Err(why) = greenlight_core::announce::check_sequence(events) {
+        return Err(format!(
+            "{service}: {id}'s events are not one per change, in order ({why}): {chain:?}"
+        ));
     }
     let mut timeline = dep.timeline.iter().map(|m| m.phase);
     if !events.iter().all(|e| timeline.any(|p| p == e.phase)) {

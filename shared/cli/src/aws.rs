@@ -87,6 +87,17 @@ impl Aws {
             .ok_or_else(|| not_registered(service))
     }
 
+    /// The service's registration and pointers, with the deployment in flight (if any) in
+    /// the same `State`: one read of the pointers, and the deployment's item alone after it
+    /// (`Ledger::load_active`). Exit 1 for a service never registered.
+    pub async fn load_active(&self, service: &str) -> CliResult<State> {
+        self.ledger
+            .load_active(service)
+            .await
+            .map_err(|e| self.error(e))?
+            .ok_or_else(|| not_registered(service))
+    }
+
     /// Who asks: `--requested-by`, else the caller's identity from STS (failing loudly: an
     /// event must not carry a guessed name).
     pub async fn requested_by(&self, given: Option<&str>) -> CliResult<String> {

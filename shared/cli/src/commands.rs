@@ -544,13 +544,11 @@ async fn rollback_effect(
             return Ok(Some((id.to_string(), false)));
         }
     }
-    let state = aws.load(service, None).await?;
-    if let Some(active) = state.service.active.as_deref().filter(|a| Some(*a) != in_flight) {
-        if let Some(dep) = aws.load(service, Some(active)).await?.deployment {
-            let ours = DeployId::derive_rollback(service, &dep.version, &dep.ami, event_id);
-            if dep.rollback && ours.as_str() == dep.deploy_id {
-                return Ok(Some((dep.deploy_id, true)));
-            }
+    let active = aws.load_active(service).await?.deployment;
+    if let Some(dep) = active.filter(|d| Some(d.deploy_id.as_str()) != in_flight) {
+        let ours = DeployId::derive_rollback(service, &dep.version, &dep.ami, event_id);
+        if dep.rollback && ours.as_str() == dep.deploy_id {
+            return Ok(Some((dep.deploy_id, true)));
         }
     }
     Ok(None)

@@ -104,7 +104,7 @@ pub async fn publish_steer(
     detail_type: &'static str,
     verb: &str,
 ) -> CliResult<(Published, String)> {
-    let state = aws.load(service, None).await?;
+    let state = aws.load_active(service).await?;
     let Some(active) = state.service.active.clone() else {
         return Err(CliError::failed(format!(
             "{service} has no deployment in flight: nothing to {verb}; nothing was published (see `greenlight \
@@ -112,7 +112,7 @@ pub async fn publish_steer(
         )));
     };
     // The phases steer-deployment refuses or has nothing to do in, refused before publishing.
-    if let Some(dep) = aws.load(service, Some(&active)).await?.deployment {
+    if let Some(dep) = state.deployment {
         let (deploy_id, phase) = (dep.deploy_id.clone(), dep.phase.kind());
         let refusal = match (verb, &dep.phase) {
             ("abort", Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded) => Some(format!(

@@ -403,11 +403,11 @@ pub async fn status_and_deployment(
     service: &str,
     focus: Option<&str>,
 ) -> CliResult<(Status, Option<Deployment>)> {
-    let state = aws.load(service, None).await?;
-    let deploy_id = focus.map(str::to_string).or(state.service.active.clone());
-    let state = match &deploy_id {
+    // One read with a focus (registration, pointers and that deployment together); without,
+    // the pointers say which deployment is in flight and only its item is read after them.
+    let state = match focus {
         Some(id) => aws.load(service, Some(id)).await?,
-        None => state,
+        None => aws.load_active(service).await?,
     };
     let config = &state.config;
     let now = now_s();

@@ -466,7 +466,42 @@ pub fn build_binaries() {
     }
 }
 
+/// Each deployment's `DeploymentStateChanged` events read so far, by deploy id, in generation
+/// order (duplicates kept).
+pub type Announced = BTreeMap<String, Vec<greenlight_core::announce::DeploymentStateChanged>>;
+
 impl Env {
+    /// The deployment events on the queue behind the events bus, read until `done` says the
+    /// ones read so far are complete, or for `limit` at most (the caller asserts what it
+    /// needs). Each is checked to be greenlight's `DeploymentStateChanged` of this service and
+    /// parsed (unknown fields refused). Each deployment's are in generation order: an SQS
+    /// standard queue may reorder what the pipe put on the bus in order, and a consumer orders
+    /// by `gen`; a duplicate (a retried `PutEvents`) is kept, for the caller to judge.
+    pub async fn announced(&self, limit: Duration, done: impl Fn(&Announced) -> bool) -> Announced {
+        use greenlight_core::announce::{DeploymentStateChanged, DETAIL_TYPE};
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut seen = Announced::new();
+        while !done(&seen) && tokio::time::Instant::now() < deadline {
+            let events = pump::announced(&self.local, Duration::from_secs(1))
+                .await
+                .expect("receive");
+            for event in events {
+                assert_eq!(
+                    (event["source"].as_str(), event["detail-type"].as_str()),
+                    (Some(SOURCE), Some(DETAIL_TYPE)),
+                    "{event}"
+                );
+                let detail: DeploymentStateChanged =
+                    serde_json::from_value(event["detail"].clone()).unwrap_or_else(|e| panic!("{e}: {event}"));
+                assert_eq!(detail.service, self.service, "{event}");
+                let mine = seen.entry(detail.deploy_id.clone()).or_default();
+                mine.push(detail);
+                mine.sort_by_key(|e| e.gen);
+            }
+        }
+        seen
+    }
+
     /// A fresh service `prefix-n` built from `spec` in an installation already connected
     /// (`local`, which several services may share, e.g. on an emulator of their own).
     pub async fn on(local: &Local, prefix: &str, spec: impl FnOnce(&str) -> Spec) -> Env {

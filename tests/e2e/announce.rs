@@ -2,47 +2,14 @@
 //! greenlight's events bus exactly once, in order, from the ledger's stream through the pipe
 //! and announce-deployments; asserted on the SQS queue behind a rule on the events bus.
 
-use greenlight_core::announce::{check_sequence, DeploymentStateChanged, DETAIL_TYPE, SOURCE};
+use greenlight_core::announce::{check_sequence, DeploymentStateChanged};
 use greenlight_core::inbound::PROMOTE_REQUESTED;
 use greenlight_core::model::{Phase, PhaseName, Trigger};
-use greenlight_e2e::{canary, started, App, Env};
+use greenlight_e2e::{canary, started, Announced, App, Env};
 use greenlight_local::fixture::Spec;
 use greenlight_local::pipe::{self, Enrichment};
 use greenlight_local::pump;
-use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-
-/// The events on the queue until `done` says the ones read so far are complete (60 s at
-/// most), each checked to be greenlight's `DeploymentStateChanged` and parsed (unknown
-/// fields refused), by deploy id in generation order (an SQS standard queue may reorder
-/// what the pipe put on the bus in order; a consumer orders by `gen`).
-async fn announced(
-    env: &Env,
-    done: impl Fn(&BTreeMap<String, Vec<DeploymentStateChanged>>) -> bool,
-) -> BTreeMap<String, Vec<DeploymentStateChanged>> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut by_deployment: BTreeMap<String, Vec<DeploymentStateChanged>> = BTreeMap::new();
-    while !done(&by_deployment) {
-        assert!(Instant::now() < deadline, "events so far: {by_deployment:#?}");
-        for event in pump::announced(&env.local, Duration::from_secs(1))
-            .await
-            .expect("receive")
-        {
-            assert_eq!(
-                (event["source"].as_str(), event["detail-type"].as_str()),
-                (Some(SOURCE), Some(DETAIL_TYPE))
-            );
-            let detail: DeploymentStateChanged =
-                serde_json::from_value(event["detail"].clone()).unwrap_or_else(|e| panic!("{e}: {event}"));
-            assert_eq!(detail.service, env.service);
-            by_deployment.entry(detail.deploy_id.clone()).or_default().push(detail);
-        }
-        for events in by_deployment.values_mut() {
-            events.sort_by_key(|e| e.gen);
-        }
-    }
-    by_deployment
-}
+use std::time::Duration;
 
 /// `events` announce one deployment's status changes exactly once each, in order: its
 /// creation first, each event leaving the phase the one before entered, no status twice in
@@ -92,10 +59,9 @@ async fn every_phase_change_of_a_canary_and_of_its_rollback_is_announced_once_in
     assert_eq!(env.weights().await, vec![("b", 100)], "v2 is back");
 
     let terminal = |events: &Vec<DeploymentStateChanged>| events.last().is_some_and(|e| e.phase.is_terminal());
-    let events = announced(&env, |seen| {
-        [&v2_id, &v3_id].iter().all(|id| seen.get(*id).is_some_and(terminal))
-    })
-    .await;
+    let ended = |seen: &Announced| [&v2_id, &v3_id].iter().all(|id| seen.get(*id).is_some_and(terminal));
+    let events = env.announced(Duration::from_secs(60), ended).await;
+    assert!(ended(&events), "events so far: {events:#?}");
     for id in [&v2_id, &v3_id] {
         let dep = env.deployment(id).await;
         let timeline: Vec<PhaseName> = dep.timeline.iter().map(|m| m.phase).collect();

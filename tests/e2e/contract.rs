@@ -7,7 +7,7 @@
 //! function's process called must be granted to that function's role in
 //! `infra/template.yaml`.
 
-use greenlight_core::announce::{check_sequence, DeploymentStateChanged};
+use greenlight_core::announce::check_sequence;
 use greenlight_core::model::PhaseName;
 use greenlight_e2e::stack::{pipe_access_key, Stack, FUNCTIONS};
 use greenlight_e2e::template::ungranted_by;
@@ -15,7 +15,6 @@ use greenlight_e2e::{canary, function_access_key, now_rfc3339, sample_event, App
 use greenlight_local::asl::Ending;
 use greenlight_local::fixture::{alarm_name, Spec};
 use greenlight_local::lambda_service::{built_binary, Function, FunctionSpec, BOOTSTRAP};
-use greenlight_local::pump;
 use greenlight_steps::lambda::Function as Handler;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -199,9 +198,16 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
 
     // The deployment events, through the pipe and the announce-deployments process: each
     // deployment's every phase change, ending where the ledger ends it.
-    let announced = announced(env, &[&v2_id, &v3_id]).await;
+    let ended = |seen: &greenlight_e2e::Announced| {
+        [&v2_id, &v3_id].iter().all(|id| {
+            seen.get(*id)
+                .and_then(|e| e.last())
+                .is_some_and(|e| e.phase.is_terminal())
+        })
+    };
+    let announced = env.announced(Duration::from_secs(60), ended).await;
     for (id, end) in [(&v2_id, PhaseName::Succeeded), (&v3_id, PhaseName::Aborted)] {
-        let theirs = &announced[id.as_str()];
+        let theirs = announced.get(id.as_str()).map(Vec::as_slice).unwrap_or_default();
         let phases: Vec<PhaseName> = theirs.iter().map(|e| e.phase).collect();
         assert_eq!(check_sequence(theirs), Ok(()), "{id}: {phases:?}");
         assert_eq!(phases.last(), Some(&end), "{id}: {phases:?}");
@@ -248,40 +254,6 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
         missing.is_empty(),
         "the pipe called {missing:?}, which its role does not grant"
     );
-}
-
-/// Each deployment's events in generation order, read from the queue behind the events
-/// bus until each of `ids` announced a terminal phase (60 s); no generation twice.
-async fn announced(env: &Env, ids: &[&str]) -> BTreeMap<String, Vec<DeploymentStateChanged>> {
-    let mut by_gen: BTreeMap<String, BTreeMap<u64, DeploymentStateChanged>> = BTreeMap::new();
-    let ended = |by_gen: &BTreeMap<String, BTreeMap<u64, DeploymentStateChanged>>, id: &str| {
-        by_gen
-            .get(id)
-            .and_then(|events| events.values().last())
-            .is_some_and(|e| e.phase.is_terminal())
-    };
-    for _ in 0..60 {
-        if ids.iter().all(|id| ended(&by_gen, id)) {
-            break;
-        }
-        for event in pump::announced(&env.local, Duration::from_secs(1))
-            .await
-            .expect("receive")
-        {
-            let detail: DeploymentStateChanged =
-                serde_json::from_value(event["detail"].clone()).unwrap_or_else(|e| panic!("{e}: {event}"));
-            let mine = by_gen.entry(detail.deploy_id.clone()).or_default();
-            let gen = detail.gen;
-            assert!(
-                mine.insert(gen, detail).is_none(),
-                "generation {gen} announced twice: {event}"
-            );
-        }
-    }
-    by_gen
-        .into_iter()
-        .map(|(id, events)| (id, events.into_values().collect()))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -70,7 +70,12 @@ pub async fn spawn(local: &Local, enrichment: Enrichment) -> Result<Pipe, String
     let mut reader = StreamReader::latest(local).await?;
     let (sent, _) = broadcast::channel(1024);
     let dead_letters = Arc::new(Mutex::new(Vec::new()));
-    let (local, tx, dead) = (local.clone(), sent.clone(), dead_letters.clone());
+    // The pipe's target, its client built once.
+    let target = Target {
+        client: aws_sdk_eventbridge::Client::new(&local.sdk),
+        bus: local.names.events_bus.clone(),
+    };
+    let (tx, dead) = (sent.clone(), dead_letters.clone());
     let task = tokio::spawn(async move {
         loop {
             let (kept, read) = match reader.next().await {
@@ -83,7 +88,7 @@ pub async fn spawn(local: &Local, enrichment: Enrichment) -> Result<Pipe, String
                 }
             };
             for batch in kept.chunks(BATCH_SIZE) {
-                deliver(&local, &enrichment, batch, &tx, &dead).await;
+                deliver(&target, &enrichment, batch, &tx, &dead).await;
             }
             if read == 0 {
                 tokio::time::sleep(IDLE).await;
@@ -190,7 +195,7 @@ async fn latest_iterator(streams: &aws_sdk_dynamodbstreams::Client, table: &str)
 
 /// One batch: enriched, then its details put on the bus; retried, then dead-lettered.
 async fn deliver(
-    local: &Local,
+    target: &Target,
     enrichment: &Enrichment,
     batch: &[Value],
     sent: &broadcast::Sender<Value>,
@@ -209,7 +214,7 @@ async fn deliver(
                 continue;
             }
         };
-        match put_events(local, &details).await {
+        match put_events(target, &details).await {
             Ok(()) => {
                 for detail in details {
                     let _ = sent.send(detail);
@@ -240,10 +245,15 @@ async fn enrich(enrichment: &Enrichment, batch: &Value) -> Result<Vec<Value>, St
     })
 }
 
+/// Where the pipe puts the details: the events bus, through a client of the pipe's role.
+struct Target {
+    client: aws_sdk_eventbridge::Client,
+    bus: String,
+}
+
 /// `PutEvents` of `details` on the events bus, at most 10 entries a call (EventBridge's
 /// limit); every entry must be accepted.
-async fn put_events(local: &Local, details: &[Value]) -> Result<(), String> {
-    let events = aws_sdk_eventbridge::Client::new(&local.sdk);
+async fn put_events(target: &Target, details: &[Value]) -> Result<(), String> {
     for chunk in details.chunks(10) {
         let entries = chunk
             .iter()
@@ -252,11 +262,12 @@ async fn put_events(local: &Local, details: &[Value]) -> Result<(), String> {
                     .source(SOURCE)
                     .detail_type(DETAIL_TYPE)
                     .detail(detail.to_string())
-                    .event_bus_name(&local.names.events_bus)
+                    .event_bus_name(&target.bus)
                     .build()
             })
             .collect();
-        let out = events
+        let out = target
+            .client
             .put_events()
             .set_entries(Some(entries))
             .send()

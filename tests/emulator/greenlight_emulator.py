@@ -26,9 +26,10 @@ Added on top of moto (each section below names the AWS documentation):
   5. EventBridge -> SQS delivers the full event envelope (moto drops
      `account`, and builds the JSON by string substitution).
   6. Thread safety: moto backends are plain dicts; all requests except SQS
-     (which has its own locking and long polling) are serialised with one
-     lock that the background threads share. Every signed request is logged
-     per access key id as IAM's `service:Action` (GET /_greenlight/calls).
+     (which has its own locking and long polling) and Lambda Invoke (item 14)
+     are serialised with one lock that the background threads share. Every
+     signed request is logged per access key id as IAM's `service:Action`
+     (GET /_greenlight/calls).
   7. Fault injection per access key id (POST/GET/DELETE /_greenlight/faults):
      seeded throttling errors in each protocol's wire shape, 500/503 before
      or after moto applied the request, connection resets (TCP RST) before or
@@ -60,6 +61,16 @@ Added on top of moto (each section below names the AWS documentation):
      write that changes nothing, as AWS documents; a table keeps one stream for its life
      (moto gave it a new one after a cancelled transaction, which shard iterators taken
      before never saw), and a cancelled transaction adds no record.
+ 14. Lambda Invoke served by loopback handlers (Lambda API reference "Invoke", section 13):
+     moto cannot run function code here, so POST /2015-03-31/functions/{name, ARN or partial
+     ARN}[:qualifier]/invocations is answered by the emulator, which POSTs the payload to the
+     loopback HTTP server registered for the function (POST/GET/DELETE
+     /_greenlight/lambda-handlers), without holding STATE_LOCK, and answers as Lambda does:
+     200 with the handler's body; a function error (X-Amz-Function-Error: Unhandled) when the
+     handler fails, cannot be reached or times out; 202 for Event, 204 for DryRun; 404
+     ResourceNotFoundException without a handler; 413 over 6 MB. Logged, counted and faulted
+     as lambda:InvokeFunction (IAM's name); every Lambda REST request gets its IAM action name
+     from botocore's model of the API.
 
 Contract with the Rust test harness:
   python greenlight_emulator.py --host 127.0.0.1 --port 0
@@ -78,6 +89,7 @@ import http.client
 import http.server
 import inspect
 import io
+import ipaddress
 import json
 import logging
 import math
@@ -1220,6 +1232,8 @@ def _action(environ: dict[str, Any], service: str) -> str | None:
         return target.rsplit(".", 1)[-1]
     if service == "s3":
         return _s3_action(environ)
+    if service in _REST_JSON_SERVICES:  # REST-JSON (Lambda): method and path (section 13)
+        return _rest_json_action(environ, service)
     return _query_action(environ)
 
 
@@ -1263,7 +1277,8 @@ def _is_sqs_receive(environ: dict[str, Any]) -> bool:
 
 def locked_app(app):
     """Serialise requests on STATE_LOCK, except SQS ReceiveMessage (SQS queues
-    have their own condition variable, which long polling waits on). Every signed call is
+    have their own condition variable, which long polling waits on) and Lambda Invoke (its
+    handler may call the emulator back; section 13). Every signed call is
     recorded in CALLS (and counted in USAGE) first, then meets the fate the fault injector
     draws for its key. DynamoDB requests that reach moto are metered (section 8)."""
 
@@ -1290,10 +1305,16 @@ def locked_app(app):
             return secrets_app(environ, start_response)
         if path == IMAGE_ID_PATH:
             return image_id_app(environ, start_response)
+        if path == LAMBDA_HANDLERS_PATH:
+            return lambda_handlers_app(environ, start_response)
         signed = record_call(environ)
         if signed:
             record_secret_sent(environ, *signed)
         if signed and signed[1] == "sqs" and _is_sqs_receive(environ):
+            environ["greenlight.unlocked"] = True
+        function_part = _lambda_invocation(environ, signed[1] if signed else None)
+        if function_part is not None:  # served by intercept_lambda, the lock not held (section 13)
+            environ[LAMBDA_INVOKE_MARK] = function_part
             environ["greenlight.unlocked"] = True
         if signed and signed[1] == "dynamodb":
             environ[METER_MARK] = (signed[0], signed[2], _credential_region(environ))
@@ -1335,12 +1356,14 @@ FAULT_KINDS = ("throttle", "error-before", "error-after", "reset-before", "reset
 RESET_MARK = "greenlight.reset"  # environ key: GreenlightRequestHandler resets the connection
 
 # (status, code, message) per protocol. EC2's query dialect, awsQuery (ELBv2, CloudWatch),
-# awsJson (DynamoDB, Step Functions, EventBridge, SQS), restXml (S3).
+# awsJson (DynamoDB, Step Functions, EventBridge, SQS, Secrets Manager), restXml (S3),
+# restJson (Lambda: its modelled TooManyRequestsException, HTTP 429, and ServiceException).
 _THROTTLE = {
     "ec2": (503, "RequestLimitExceeded", "Request limit exceeded."),
     "query": (400, "Throttling", "Rate exceeded"),
     "json": (400, "ThrottlingException", "Rate exceeded"),
     "rest-xml": (503, "SlowDown", "Please reduce your request rate."),
+    "rest-json": (429, "TooManyRequestsException", "Rate Exceeded."),
 }
 _SERVER_ERROR = {
     500: {
@@ -1348,12 +1371,14 @@ _SERVER_ERROR = {
         "query": "InternalFailure",
         "json": "InternalFailure",
         "rest-xml": "InternalError",
+        "rest-json": "ServiceException",
     },
     503: {
         "ec2": "Unavailable",
         "query": "ServiceUnavailable",
         "json": "ServiceUnavailable",
         "rest-xml": "ServiceUnavailable",
+        "rest-json": "ServiceException",
     },
 }
 _SERVER_MESSAGE = {
@@ -1470,6 +1495,8 @@ def _protocol(service: str, environ: dict[str, Any]) -> str:
         return "rest-xml"
     if service == "ec2":
         return "ec2"
+    if service in _REST_JSON_SERVICES:
+        return "rest-json"
     return "query"
 
 
@@ -1494,6 +1521,15 @@ def fault_response(service: str, environ: dict[str, Any], kind: str, status: int
         headers = [("Content-Type", content_type), ("x-amzn-RequestId", request_id)]
         if service == "sqs":  # awsQueryCompatible: the query-protocol code and fault
             headers.append(("x-amzn-query-error", f"{code};{'Sender' if status < 500 else 'Receiver'}"))
+    elif protocol == "rest-json":  # the code in x-amzn-ErrorType; Lambda's members (`Type`, ...)
+        doc: dict[str, Any] = {"Type": "User" if status < 500 else "Service"}
+        if kind == "throttle":
+            doc.update({"message": message, "Reason": "CallerRateLimitExceeded"})
+        else:
+            doc["Message"] = message
+        body = json.dumps(doc).encode()
+        headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", code),
+                   ("x-amzn-RequestId", request_id)]
     elif protocol == "ec2":
         body = ('<?xml version="1.0" encoding="UTF-8"?>\n'
                 f"<Response><Errors><Error><Code>{code}</Code><Message>{_xml_escape(message)}</Message>"
@@ -1519,7 +1555,8 @@ def fault_response(service: str, environ: dict[str, Any], kind: str, status: int
     return status, headers, body
 
 
-_REASONS = {400: "Bad Request", 500: "Internal Server Error", 503: "Service Unavailable"}
+_REASONS = {400: "Bad Request", 429: "Too Many Requests", 500: "Internal Server Error",
+            503: "Service Unavailable"}
 
 
 def _send_fault(service, environ, start_response, kind, status):
@@ -2160,6 +2197,493 @@ def intercept_cloudwatch(app):
 
 
 # ---------------------------------------------------------------------------
+# 13. Lambda Invoke served by loopback handlers (Lambda API reference "Invoke",
+#     https://docs.aws.amazon.com/lambda/latest/api/API_Invoke.html; "Lambda quotas")
+#
+# moto cannot run a function's code here (it would need Docker), so `Invoke`
+# (POST /2015-03-31/functions/{FunctionName}/invocations) is answered by the emulator, which
+# forwards the payload to a loopback HTTP server that plays the function:
+#
+#   POST   /_greenlight/lambda-handlers  {"function_name": "checkout-hook",
+#                                         "url": "http://127.0.0.1:PORT/any/path",
+#                                         "timeout_s": 60}       register, or replace
+#   GET    /_greenlight/lambda-handlers[?function_name=X]       what is registered
+#   DELETE /_greenlight/lambda-handlers?function_name=X         remove one
+#
+# `function_name` is a name (the emulator's default account and region) or a function ARN
+# (its account and region), without a qualifier: a handler serves every version and alias.
+# `url` must be plain http on a loopback host (127.0.0.0/8, ::1, localhost). `timeout_s`
+# (default 60, at most 900 as a function's own timeout) bounds the whole exchange.
+#
+# Invoke, as AWS answers it:
+#   * FunctionName (URL-decoded): a name, a full ARN or a partial ARN
+#     (ACCOUNT:function:NAME), each with an optional `:QUALIFIER`, or `?Qualifier=` (both,
+#     differing: InvalidParameterValueException). Account and region default to the caller's.
+#   * no handler for the function: 404 ResourceNotFoundException, "Function not found: ARN".
+#   * payload over 6291456 bytes (Event: 1048576): 413 RequestEntityTooLargeException, the
+#     code and message AWS sends (the model names the shape RequestTooLargeException); a
+#     payload that is not JSON: 400 InvalidRequestContentException.
+#   * RequestResponse (default): the payload bytes, as they came, are POSTed to the handler
+#     (Content-Type: application/json, plus the Lambda Runtime API's
+#     Lambda-Runtime-Aws-Request-Id, Lambda-Runtime-Invoked-Function-Arn and, when the caller
+#     sent X-Amz-Client-Context, Lambda-Runtime-Client-Context headers). 2xx: 200, the
+#     handler's body, X-Amz-Executed-Version (the qualifier, else $LATEST); a handler's own
+#     X-Amz-Function-Error header is passed on (to play a function that reports an error).
+#     Anything else is a function error, as AWS reports one: 200 with
+#     X-Amz-Function-Error: Unhandled and {"errorMessage", "errorType"}: the handler's status
+#     and the start of its body, the connection error, or the timeout (Sandbox.Timedout).
+#     X-Amz-Log-Type: Tail adds X-Amz-Log-Result (base64 START/END/REPORT lines).
+#   * Event: 202, empty body, the handler called from a thread of its own. DryRun: 204.
+# The request is logged (lambda:InvokeFunction, IAM's name) and meets the key's injected
+# faults like any other (locked_app), but it is served without STATE_LOCK: the handler may
+# call the emulator back while it runs.
+# ---------------------------------------------------------------------------
+
+LAMBDA_HANDLERS_PATH = "/_greenlight/lambda-handlers"
+LAMBDA_INVOKE_MARK = "greenlight.lambda_invoke"  # environ key: the FunctionName path part
+LAMBDA_DEFAULT_TIMEOUT_S = 60.0
+LAMBDA_MAX_TIMEOUT_S = 900.0
+LAMBDA_SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024  # 6291456 bytes ("Lambda quotas": 6 MB)
+LAMBDA_EVENT_PAYLOAD_LIMIT = 1024 * 1024  # asynchronous invocations (1 MB; 256 KB until 2025)
+LAMBDA_RESPONSE_PAYLOAD_LIMIT = 6 * 1024 * 1024 + 100  # 6291556, as Lambda's error says
+
+_INVOKE_PATH = re.compile(r"/2015-03-31/functions/([^/]+)/invocations/?")
+# The model's NamespacedFunctionName pattern, with groups.
+_FUNCTION_REF = re.compile(
+    r"(?:arn:(?P<partition>aws[a-zA-Z-]*)?:lambda:)?"
+    r"(?:(?P<region>(?:eusc-)?[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-\d):)?"
+    r"(?:(?P<account>\d{12}):)?"
+    r"(?:function:)?"
+    r"(?P<name>[a-zA-Z0-9_.-]+)"
+    r"(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9_-]+))?")
+_FUNCTION_REF_PATTERN = (r"(arn:(aws[a-zA-Z-]*)?:lambda:)?((eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?"
+                         r"(\d{12}:)?(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST(\.PUBLISHED)?|[a-zA-Z0-9-_]+))?")
+_QUALIFIER = re.compile(r"[a-zA-Z0-9$_-]{1,128}")
+_INVOCATION_TYPES = ("Event", "RequestResponse", "DryRun")
+
+
+@dataclass(frozen=True)
+class FunctionRef:
+    partition: str
+    region: str
+    account: str
+    name: str
+    qualifier: str | None
+
+    @property
+    def arn(self) -> str:
+        """The unqualified function ARN (what a handler is registered under)."""
+        return f"arn:{self.partition}:lambda:{self.region}:{self.account}:function:{self.name}"
+
+    @property
+    def qualified_arn(self) -> str:
+        return f"{self.arn}:{self.qualifier}" if self.qualifier else self.arn
+
+
+def parse_function_ref(text: str, account: str, region: str) -> FunctionRef | None:
+    """A name, full ARN or partial ARN (optionally `:QUALIFIER`); None if it is none of them.
+    Account and region default to the given ones."""
+    match = _FUNCTION_REF.fullmatch(text)
+    if not match or len(text) > 256 or len(match["name"]) > 64:
+        return None
+    return FunctionRef(match["partition"] or "aws", match["region"] or region, match["account"] or account,
+                       match["name"], match["qualifier"])
+
+
+def _default_account() -> str:
+    from moto.core import DEFAULT_ACCOUNT_ID
+
+    return os.environ.get("MOTO_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID
+
+
+def _default_region() -> str:
+    return os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+
+
+@dataclass
+class LambdaHandler:
+    function: FunctionRef  # unqualified
+    url: str
+    timeout_s: float
+    invocations: int = 0
+    function_errors: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"function_name": self.function.name, "function_arn": self.function.arn, "url": self.url,
+                "timeout_s": self.timeout_s, "invocations": self.invocations,
+                "function_errors": self.function_errors}
+
+
+# By unqualified function ARN; guarded by LAMBDA_LOCK (never held while calling a handler).
+LAMBDA_HANDLERS: dict[str, LambdaHandler] = {}
+LAMBDA_LOCK = threading.Lock()
+
+
+def _loopback_url(url: Any) -> str:
+    """`url` if it is http://<loopback host>[:port][/path]; ValueError otherwise."""
+    if not isinstance(url, str) or not url:
+        raise ValueError("url: a string is required, e.g. http://127.0.0.1:8000/hook")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http":
+        raise ValueError(f"url: {url!r} is not an http:// URL (the handler is called over plain HTTP)")
+    host = parts.hostname or ""
+    try:
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not host or not loopback:
+        raise ValueError(f"url: {url!r} is not on a loopback host (127.0.0.0/8, ::1 or localhost)")
+    return url
+
+
+def _registered_function(value: Any) -> FunctionRef:
+    if not isinstance(value, str) or not value:
+        raise ValueError("function_name: a function name or ARN is required")
+    ref = parse_function_ref(value, _default_account(), _default_region())
+    if ref is None:
+        raise ValueError(f"function_name: {value!r} is not a function name or ARN "
+                         "(letters, digits, '-' and '_', at most 64)")
+    if ref.qualifier:
+        raise ValueError(f"function_name: {value!r} has a qualifier; a handler serves every version "
+                         "and alias of its function")
+    return ref
+
+
+def lambda_handlers_app(environ, start_response):
+    """`POST` registers (or replaces) a handler, `GET` lists them, `DELETE ?function_name=`
+    removes one (section 13)."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    names = urllib.parse.parse_qs(environ.get("QUERY_STRING", "")).get("function_name")
+    if method == "POST":
+        try:
+            doc = json.loads(_peek_body(environ) or b"null")
+            if not isinstance(doc, dict):
+                raise ValueError("expected a JSON object {\"function_name\": ..., \"url\": ...}")
+            ref = _registered_function(doc.get("function_name"))
+            url = _loopback_url(doc.get("url"))
+            timeout_s = doc.get("timeout_s", LAMBDA_DEFAULT_TIMEOUT_S)
+            if (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
+                    or not 0 < timeout_s <= LAMBDA_MAX_TIMEOUT_S):
+                raise ValueError(f"timeout_s: a number of seconds in (0, {LAMBDA_MAX_TIMEOUT_S:g}] is required")
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError
+            return _json_response(start_response, "400 Bad Request", {"error": str(exc)})
+        handler = LambdaHandler(ref, url, float(timeout_s))
+        with LAMBDA_LOCK:
+            LAMBDA_HANDLERS[ref.arn] = handler
+            doc = handler.to_json()
+        log.info("lambda: %s is served by %s (timeout %g s)", ref.arn, url, handler.timeout_s)
+        return _json_response(start_response, "200 OK", doc)
+    if method not in ("GET", "DELETE"):
+        return _json_response(start_response, "405 Method Not Allowed", {"error": "GET, POST or DELETE"})
+    if method == "DELETE" and not names:
+        return _json_response(start_response, "400 Bad Request", {"error": "function_name: a query parameter "
+                                                                           "naming the function is required"})
+    if names:
+        try:
+            ref = _registered_function(names[0])
+        except ValueError as exc:
+            return _json_response(start_response, "400 Bad Request", {"error": str(exc)})
+        with LAMBDA_LOCK:
+            handler = LAMBDA_HANDLERS.pop(ref.arn, None) if method == "DELETE" else LAMBDA_HANDLERS.get(ref.arn)
+            doc = handler.to_json() if handler else None
+        if doc is None:
+            return _json_response(start_response, "404 Not Found", {"error": f"no handler for {ref.arn}"})
+        if method == "DELETE":
+            log.info("lambda: %s has no handler any more", ref.arn)
+        return _json_response(start_response, "200 OK", doc)
+    with LAMBDA_LOCK:
+        doc = {arn: handler.to_json() for arn, handler in sorted(LAMBDA_HANDLERS.items())}
+    return _json_response(start_response, "200 OK", doc)
+
+
+# --- Lambda's wire shapes ---------------------------------------------------------------------
+
+# The error shapes whose message member is spelled `Message` (the others: `message`).
+_LAMBDA_CAPITAL_MESSAGE = {"ResourceNotFoundException", "ServiceException"}
+
+
+def _lambda_error(start_response, status: int, code: str, message: str, request_id: str):
+    """A Lambda (REST-JSON) error: the code in x-amzn-ErrorType, `{"Type", "Message"|"message"}`."""
+    if code == "ValidationException":  # the framework's, not Lambda's own shapes
+        doc: dict[str, Any] = {"message": message}
+    else:
+        doc = {"Type": "User" if status < 500 else "Service",
+               "Message" if code in _LAMBDA_CAPITAL_MESSAGE else "message": message}
+    body = json.dumps(doc).encode()
+    start_response(f"{status} {http.HTTPStatus(status).phrase}", [
+        ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+        ("x-amzn-ErrorType", code), ("x-amzn-RequestId", request_id)])
+    return [body]
+
+
+def _validation_message(value: str, member: str, constraint: str) -> str:
+    return f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: {constraint}"
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    if environ.get("CONTENT_LENGTH"):
+        return _peek_body(environ)
+    if environ.get("wsgi.input_terminated"):  # chunked: werkzeug ends the stream for us
+        return environ["wsgi.input"].read()
+    return b""
+
+
+def _lambda_invocation(environ: dict[str, Any], service: str | None) -> str | None:
+    """The FunctionName path part of an Invoke (signed for `lambda`, or unsigned), else None."""
+    if environ.get("REQUEST_METHOD") != "POST" or service not in (None, "lambda"):
+        return None
+    match = _INVOKE_PATH.fullmatch(environ.get("PATH_INFO", ""))
+    return match.group(1) if match else None
+
+
+@dataclass
+class HandlerAnswer:
+    status: int | None = None  # None: no answer (error says why)
+    body: bytes = b""
+    function_error: str | None = None  # the handler's own X-Amz-Function-Error header
+    error: str | None = None
+    timed_out: bool = False
+
+
+def call_handler(handler: LambdaHandler, payload: bytes, headers: dict[str, str]) -> HandlerAnswer:
+    """POSTs the payload to the handler; the whole exchange within its timeout."""
+    parts = urllib.parse.urlsplit(handler.url)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=handler.timeout_s)
+    answer = HandlerAnswer()
+
+    def exchange() -> None:
+        try:
+            conn.request("POST", path, body=payload, headers=headers)
+            response = conn.getresponse()
+            answer.body = response.read()
+            answer.function_error = response.getheader("X-Amz-Function-Error")
+            answer.status = response.status
+        except socket.timeout:
+            answer.timed_out = True
+        except (OSError, http.client.HTTPException) as exc:
+            answer.error = f"{type(exc).__name__}: {exc}"
+
+    worker = threading.Thread(target=exchange, name="lambda-handler-call", daemon=True)
+    worker.start()
+    worker.join(handler.timeout_s)
+    if worker.is_alive():  # a slow trickle: give up at the deadline, as Lambda does
+        answer.timed_out = True
+        try:
+            if conn.sock is not None:
+                conn.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    conn.close()
+    return answer
+
+
+def _function_error(handler: LambdaHandler, answer: HandlerAnswer) -> tuple[str, str] | None:
+    """(errorType, errorMessage) when the handler's answer is a function error."""
+    if answer.timed_out:
+        return "Sandbox.Timedout", (f"Task timed out after {handler.timeout_s:.2f} seconds "
+                                    f"(the handler at {handler.url} did not answer in time)")
+    if answer.status is None:
+        return "Greenlight.HandlerUnreachable", f"the handler at {handler.url} could not be reached: {answer.error}"
+    if not 200 <= answer.status < 300:
+        text = answer.body.decode("utf-8", "replace")[:200]
+        return "Greenlight.HandlerError", f"the handler at {handler.url} answered HTTP {answer.status}: {text}"
+    if len(answer.body) > LAMBDA_RESPONSE_PAYLOAD_LIMIT:
+        return "Function.ResponseSizeTooLarge", ("Response payload size exceeded maximum allowed payload size "
+                                                 f"({LAMBDA_RESPONSE_PAYLOAD_LIMIT} bytes).")
+    return None
+
+
+def _tail_log(request_id: str, version: str, millis: float, failure: tuple[str, str] | None) -> str:
+    """X-Amz-Log-Result: the last 4 KB of the invocation's log, base64 (START/END/REPORT)."""
+    lines = [f"START RequestId: {request_id} Version: {version}"]
+    if failure:
+        lines.append(f"{failure[0]}: {failure[1]}")
+    lines += [f"END RequestId: {request_id}",
+              f"REPORT RequestId: {request_id}\tDuration: {millis:.2f} ms\tBilled Duration: {math.ceil(millis)} ms\t"
+              "Memory Size: 128 MB\tMax Memory Used: 128 MB\t", ""]
+    return base64.b64encode("\n".join(lines).encode()[-4096:]).decode()
+
+
+def _invoke(handler: LambdaHandler, ref: FunctionRef, payload: bytes, environ: dict[str, Any],
+            request_id: str) -> tuple[HandlerAnswer, tuple[str, str] | None, float]:
+    headers = {"Content-Type": "application/json", "Lambda-Runtime-Aws-Request-Id": request_id,
+               "Lambda-Runtime-Invoked-Function-Arn": ref.qualified_arn}
+    client_context = environ.get("HTTP_X_AMZ_CLIENT_CONTEXT")
+    if client_context:
+        try:
+            headers["Lambda-Runtime-Client-Context"] = base64.b64decode(client_context, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            headers["Lambda-Runtime-Client-Context"] = client_context
+    started = time.monotonic()
+    answer = call_handler(handler, payload, headers)
+    millis = (time.monotonic() - started) * 1000.0
+    failure = _function_error(handler, answer)
+    with LAMBDA_LOCK:
+        handler.invocations += 1
+        if failure or answer.function_error:
+            handler.function_errors += 1
+    outcome = f"{failure[0]}: {failure[1]}" if failure else f"HTTP {answer.status}"
+    log.info("lambda: %s invoked (%s, %.0f ms): %s", ref.qualified_arn, request_id, millis, outcome)
+    return answer, failure, millis
+
+
+def lambda_invoke_app(environ, start_response, function_part: str):
+    """Lambda Invoke, answered from the function's loopback handler (section 13)."""
+    request_id = str(uuid.uuid4())
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    function_name = urllib.parse.unquote(function_part)
+    invocation_type = environ.get("HTTP_X_AMZ_INVOCATION_TYPE") or "RequestResponse"
+    if invocation_type not in _INVOCATION_TYPES:
+        return _lambda_error(start_response, 400, "ValidationException", _validation_message(
+            invocation_type, "invocationType",
+            f"Member must satisfy enum value set: [{', '.join(_INVOCATION_TYPES)}]"), request_id)
+    log_type = environ.get("HTTP_X_AMZ_LOG_TYPE") or "None"
+    if log_type not in ("None", "Tail"):
+        return _lambda_error(start_response, 400, "ValidationException", _validation_message(
+            log_type, "logType", "Member must satisfy enum value set: [Tail, None]"), request_id)
+    scope = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if scope:
+        with STATE_LOCK:  # moto's IAM backends are read to find the caller's account
+            account = _moto_account(environ, scope.group(1))
+    else:
+        account = _default_account()
+    ref = parse_function_ref(function_name, account, _credential_region(environ))
+    if ref is None:
+        return _lambda_error(start_response, 400, "ValidationException", _validation_message(
+            function_name, "functionName",
+            f"Member must satisfy regular expression pattern: {_FUNCTION_REF_PATTERN}"), request_id)
+    qualifier = query.get("Qualifier", [""])[0]
+    if qualifier and not _QUALIFIER.fullmatch(qualifier):
+        return _lambda_error(start_response, 400, "ValidationException", _validation_message(
+            qualifier, "qualifier", "Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)"),
+            request_id)
+    if qualifier and ref.qualifier and qualifier != ref.qualifier:
+        return _lambda_error(start_response, 400, "InvalidParameterValueException",
+                             "The derived qualifier from the function name does not match the specified "
+                             "qualifier.", request_id)
+    if qualifier and not ref.qualifier:
+        ref = FunctionRef(ref.partition, ref.region, ref.account, ref.name, qualifier)
+
+    payload = _read_body(environ)
+    if invocation_type == "Event" and len(payload) > LAMBDA_EVENT_PAYLOAD_LIMIT:
+        return _lambda_error(start_response, 413, "RequestEntityTooLargeException",
+                             f"{len(payload)} byte payload is too large for the Event invocation type "
+                             f"(limit {LAMBDA_EVENT_PAYLOAD_LIMIT} bytes)", request_id)
+    if len(payload) > LAMBDA_SYNC_PAYLOAD_LIMIT:
+        return _lambda_error(start_response, 413, "RequestEntityTooLargeException",
+                             f"Request must be smaller than {LAMBDA_SYNC_PAYLOAD_LIMIT} bytes for the "
+                             "InvokeFunction operation", request_id)
+    with LAMBDA_LOCK:
+        handler = LAMBDA_HANDLERS.get(ref.arn)
+    if handler is None:
+        log.info("lambda: %s invoked, no handler: ResourceNotFoundException", ref.qualified_arn)
+        return _lambda_error(start_response, 404, "ResourceNotFoundException",
+                             f"Function not found: {ref.qualified_arn}", request_id)
+    if payload.strip():
+        try:
+            json.loads(payload)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return _lambda_error(start_response, 400, "InvalidRequestContentException",
+                                 f"Could not parse request body into json: Could not parse payload into json: {exc}",
+                                 request_id)
+
+    version = ref.qualifier or "$LATEST"
+    if invocation_type == "DryRun":
+        start_response("204 No Content", [("x-amzn-RequestId", request_id), ("Content-Length", "0")])
+        return [b""]
+    if invocation_type == "Event":
+        threading.Thread(target=_invoke, args=(handler, ref, payload, environ, request_id),
+                         name="lambda-event", daemon=True).start()
+        start_response("202 Accepted", [("x-amzn-RequestId", request_id), ("Content-Length", "0")])
+        return [b""]
+
+    answer, failure, millis = _invoke(handler, ref, payload, environ, request_id)
+    headers = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", version),
+               ("x-amzn-RequestId", request_id)]
+    if failure:
+        body = json.dumps({"errorMessage": failure[1], "errorType": failure[0]}).encode()
+        headers.append(("X-Amz-Function-Error", "Unhandled"))
+    else:
+        body = answer.body
+        if answer.function_error:
+            headers.append(("X-Amz-Function-Error", answer.function_error))
+    if log_type == "Tail":
+        headers.append(("X-Amz-Log-Result", _tail_log(request_id, version, millis, failure)))
+    headers.append(("Content-Length", str(len(body))))
+    start_response("200 OK", headers)
+    return [body]
+
+
+def intercept_lambda(app):
+    """Answers Lambda Invoke itself (marked by locked_app, which does not hold STATE_LOCK for
+    it); everything else goes to moto."""
+
+    def wsgi(environ, start_response):
+        function_part = environ.get(LAMBDA_INVOKE_MARK)
+        if function_part is not None:
+            return lambda_invoke_app(environ, start_response, function_part)
+        return app(environ, start_response)
+
+    return wsgi
+
+
+# --- IAM action names of REST-JSON requests (the call log, usage and faults) ----------------
+#
+# A REST-JSON request names its operation by method and path only. The routes come from
+# botocore's model of the service (its `requestUri`s); the most specific match wins. IAM
+# calls Invoke (and InvokeWithResponseStream) `lambda:InvokeFunction`.
+
+_REST_JSON_SERVICES = {"lambda": "lambda"}  # SigV4 signing name -> botocore service name
+_IAM_ACTION = {("lambda", "Invoke"): "InvokeFunction", ("lambda", "InvokeWithResponseStream"): "InvokeFunction"}
+_REST_ROUTES: dict[str, list[tuple[str, re.Pattern[str], dict[str, list[str]], int, str]]] = {}
+_REST_ROUTES_LOCK = threading.Lock()
+
+
+def _rest_routes(service: str) -> list[tuple[str, re.Pattern[str], dict[str, list[str]], int, str]]:
+    """(method, path regex, required query, literal length, IAM action) per operation."""
+    with _REST_ROUTES_LOCK:
+        routes = _REST_ROUTES.get(service)
+        if routes is None:
+            import botocore.session
+
+            model = botocore.session.get_session().get_service_model(_REST_JSON_SERVICES[service])
+            routes = []
+            for name in model.operation_names:
+                http_spec = model.operation_model(name).http
+                path, _, query = http_spec["requestUri"].partition("?")
+                regex, literal = "", 0
+                for part in re.split(r"(\{[^}]+\})", path.rstrip("/")):
+                    if part.startswith("{"):
+                        regex += ".+" if part.endswith("+}") else "[^/]+"
+                    else:
+                        regex += re.escape(part)
+                        literal += len(part)
+                required = urllib.parse.parse_qs(query, keep_blank_values=True)
+                routes.append((http_spec["method"], re.compile(regex + "/?"), required, literal,
+                               _IAM_ACTION.get((service, name), name)))
+            _REST_ROUTES[service] = routes
+    return routes
+
+
+def _rest_json_action(environ: dict[str, Any], service: str) -> str | None:
+    method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""), keep_blank_values=True)
+    best: tuple[int, int, str] | None = None
+    for route_method, regex, required, literal, action in _rest_routes(service):
+        if route_method != method or not regex.fullmatch(path):
+            continue
+        if any(key not in query or (values != [""] and query[key] != values) for key, values in required.items()):
+            continue
+        candidate = (literal, len(required), action)
+        if best is None or candidate[:2] > best[:2]:
+            best = candidate
+    return best[2] if best else None
+
+
+
+# ---------------------------------------------------------------------------
 # Process lifecycle
 # ---------------------------------------------------------------------------
 
@@ -2232,7 +2756,7 @@ def main(argv: list[str] | None = None) -> None:
 
     app = DomainDispatcherApplication(create_backend_app)
     server = make_server(
-        args.host, args.port, locked_app(intercept_cloudwatch(app)), threaded=True,
+        args.host, args.port, locked_app(intercept_lambda(intercept_cloudwatch(app))), threaded=True,
         request_handler=GreenlightRequestHandler,
     )
     threading.Thread(target=server.serve_forever, name="moto", daemon=True).start()

@@ -13,6 +13,7 @@ checked through boto3.
 from __future__ import annotations
 
 import concurrent.futures
+import http.server
 import json
 import os
 import re
@@ -20,9 +21,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -850,8 +853,9 @@ def faults_request(method: str, query: str = "", doc=None) -> tuple[int, dict]:
 
 
 def raw_call(key: str, service: str, body: bytes, target: str | None = None,
-             content_type: str = "application/x-www-form-urlencoded") -> tuple[int, dict, bytes]:
-    """One request with a SigV4-shaped Authorization header for `key` (moto does not check
+             content_type: str = "application/x-www-form-urlencoded", path: str = "/",
+             extra_headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
+    """One POST with a SigV4-shaped Authorization header for `key` (moto does not check
     signatures): (status, headers, body), or raises ConnectionResetError."""
     import http.client as client
 
@@ -863,9 +867,10 @@ def raw_call(key: str, service: str, body: bytes, target: str | None = None,
     }
     if target:
         headers["X-Amz-Target"] = target
+    headers.update(extra_headers or {})
     conn = client.HTTPConnection(host, int(port), timeout=5)
     try:
-        conn.request("POST", "/", body=body, headers=headers)
+        conn.request("POST", path, body=body, headers=headers)
         response = conn.getresponse()
         return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
     finally:
@@ -1201,6 +1206,317 @@ class UsageTest(EmulatorTestCase):
                 self.ddb.put_item(TableName=table, Item={"pk": {"S": kind}})
             self.assertEqual(self.units(), (0.0, units))
         self.assertEqual(self.usage()["calls"], {"dynamodb:PutItem": 3})
+
+
+# --- Lambda Invoke served by loopback handlers, Secrets Manager --------------------------------
+
+
+def lambda_handlers_request(method: str, query: str = "", doc=None) -> tuple[int, dict]:
+    data = json.dumps(doc).encode() if doc is not None else None
+    request = urllib.request.Request(f"{EMULATOR_URL}/_greenlight/lambda-handlers{query}", data=data,
+                                     method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as err:
+        return err.code, json.load(err)
+
+
+class LoopbackFunction:
+    """A stand-in Lambda function: an HTTP server on 127.0.0.1 (in a thread) that records each
+    request (path, lower-cased headers, body) and answers `status` and `body`, or what
+    `respond(body)` returns as (status, body)."""
+
+    def __init__(self, status: int = 200, body: bytes = b'{"status": "SUCCEEDED"}', respond=None) -> None:
+        self.requests: list[tuple[str, dict[str, str], bytes]] = []
+        function = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                payload = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                function.requests.append((self.path, {k.lower(): v for k, v in self.headers.items()}, payload))
+                code, answer = respond(payload) if respond else (status, body)
+                try:
+                    self.send_response(code)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the emulator gave up waiting (a timeout test)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, name="loopback-function", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}/hook"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class LambdaInvokeTest(EmulatorTestCase):
+    """Lambda Invoke answered from a loopback handler registered at
+    `/_greenlight/lambda-handlers` (section 16 of the README)."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.key = f"AKIDLAMBDA{self.suffix.upper()}"
+        self.name = f"hook-{self.suffix}"
+        self.arn = f"arn:aws:lambda:us-east-1:123456789012:function:{self.name}"
+        self.lam = self.signed("lambda")
+        self.functions: list[LoopbackFunction] = []
+
+    def tearDown(self) -> None:
+        faults_request("DELETE", f"?access_key={self.key}")
+        lambda_handlers_request("DELETE", f"?function_name={self.name}")
+        for function in self.functions:
+            function.close()
+
+    def signed(self, service: str):
+        return boto3.client(service, endpoint_url=self.url, region_name="us-east-1",
+                            aws_access_key_id=self.key, aws_secret_access_key="test",
+                            config=Config(retries={"total_max_attempts": 1}, read_timeout=30))
+
+    def serve(self, timeout_s: float | None = None, **kwargs) -> LoopbackFunction:
+        function = LoopbackFunction(**kwargs)
+        self.functions.append(function)
+        doc = {"function_name": self.name, "url": function.url}
+        if timeout_s is not None:
+            doc["timeout_s"] = timeout_s
+        status, answer = lambda_handlers_request("POST", "", doc)
+        self.assertEqual(status, 200, answer)
+        self.assertEqual((answer["function_arn"], answer["url"]), (self.arn, function.url))
+        return function
+
+    def test_invoke_forwards_the_exact_payload_and_returns_the_handlers_answer(self):
+        answer = b'{"status": "SUCCEEDED", "reason": "all green"}'
+        function = self.serve(body=answer)
+        payload = '{"hook": "pre-traffic",\n  "n": 1.50, "s": "\\u00e9t\u00e9"}'.encode()
+        response = self.lam.invoke(FunctionName=self.name, Payload=payload)
+        self.assertEqual(response["StatusCode"], 200)
+        self.assertNotIn("FunctionError", response)
+        self.assertEqual(response["ExecutedVersion"], "$LATEST")
+        self.assertEqual(response["ResponseMetadata"]["HTTPHeaders"]["content-type"], "application/json")
+        self.assertEqual(response["Payload"].read(), answer)
+        [(path, headers, body)] = function.requests
+        self.assertEqual((path, body, headers["content-type"]), ("/hook", payload, "application/json"))
+        self.assertEqual(headers["lambda-runtime-invoked-function-arn"], self.arn)
+        self.assertEqual(lambda_handlers_request("GET", f"?function_name={self.name}")[1]["invocations"], 1)
+
+    def test_handler_answering_500_is_an_unhandled_function_error(self):
+        self.serve(status=500, body=b"boom: the database is on fire")
+        response = self.lam.invoke(FunctionName=self.name, Payload=b'{"hook": "post-traffic"}')
+        self.assertEqual((response["StatusCode"], response["FunctionError"]), (200, "Unhandled"))
+        error = json.loads(response["Payload"].read())
+        self.assertEqual(set(error), {"errorMessage", "errorType"})
+        self.assertEqual(error["errorType"], "Greenlight.HandlerError")
+        self.assertIn("HTTP 500", error["errorMessage"])
+        self.assertIn("boom: the database is on fire", error["errorMessage"])
+
+    def test_unreachable_or_slow_handler_is_an_unhandled_function_error(self):
+        gone = LoopbackFunction()
+        gone.close()  # connections to its port are refused
+        status, doc = lambda_handlers_request("POST", "", {"function_name": self.name, "url": gone.url})
+        self.assertEqual(status, 200, doc)
+        response = self.lam.invoke(FunctionName=self.name, Payload=b"{}")
+        error = json.loads(response["Payload"].read())
+        self.assertEqual((response["StatusCode"], response["FunctionError"], error["errorType"]),
+                         (200, "Unhandled", "Greenlight.HandlerUnreachable"))
+        self.assertIn("ConnectionRefusedError", error["errorMessage"])
+
+        self.serve(timeout_s=0.3, respond=lambda body: (time.sleep(1.5), (200, b"{}"))[1])
+        started = time.monotonic()
+        response = self.lam.invoke(FunctionName=self.name, Payload=b"{}")
+        self.assertLess(time.monotonic() - started, 1.2)
+        error = json.loads(response["Payload"].read())
+        self.assertEqual((response["FunctionError"], error["errorType"]), ("Unhandled", "Sandbox.Timedout"))
+        self.assertIn("Task timed out after 0.30 seconds", error["errorMessage"])
+
+    def test_unregistered_function_is_resource_not_found(self):
+        missing = f"missing-{self.suffix}"
+        with self.assertRaises(ClientError) as caught:
+            self.lam.invoke(FunctionName=missing, Payload=b"{}")
+        error = caught.exception.response
+        self.assertEqual((error["ResponseMetadata"]["HTTPStatusCode"], error["Error"]["Code"]),
+                         (404, "ResourceNotFoundException"))
+        self.assertEqual(error["Error"]["Message"],
+                         f"Function not found: arn:aws:lambda:us-east-1:123456789012:function:{missing}")
+        # The wire shape, for a raw SigV4 client (the ARN percent-encoded in the path).
+        arn = urllib.parse.quote(f"arn:aws:lambda:us-east-1:123456789012:function:{missing}:live", safe="")
+        status, headers, body = raw_call(self.key, "lambda", b"{}", content_type="application/json",
+                                         path=f"/2015-03-31/functions/{arn}/invocations")
+        self.assertEqual((status, headers["x-amzn-errortype"], headers["content-type"]),
+                         (404, "ResourceNotFoundException", "application/json"))
+        self.assertEqual(json.loads(body), {
+            "Type": "User",
+            "Message": f"Function not found: arn:aws:lambda:us-east-1:123456789012:function:{missing}:live"})
+
+    def test_arns_and_qualifiers_resolve_to_the_same_handler(self):
+        function = self.serve()
+        for function_name, qualifier, version in ((f"{self.arn}:7", None, "7"),
+                                                  (f"123456789012:function:{self.name}", None, "$LATEST"),
+                                                  (f"{self.name}:live", None, "live"),
+                                                  (self.name, "live", "live"),
+                                                  (f"{self.arn}:live", "live", "live")):
+            with self.subTest(function_name=function_name, qualifier=qualifier):
+                extra = {"Qualifier": qualifier} if qualifier else {}
+                response = self.lam.invoke(FunctionName=function_name, Payload=b'{"n": 1}', **extra)
+                self.assertEqual((response["StatusCode"], response["ExecutedVersion"]), (200, version))
+                self.assertEqual(json.loads(response["Payload"].read()), {"status": "SUCCEEDED"})
+        # A raw SigV4 request, the full ARN percent-encoded in the path (greenlight's client).
+        path = f"/2015-03-31/functions/{urllib.parse.quote(self.arn + ':3', safe='')}/invocations"
+        status, headers, body = raw_call(self.key, "lambda", b'{"n": 2}', content_type="application/json",
+                                         path=path)
+        self.assertEqual((status, headers["x-amz-executed-version"], json.loads(body)),
+                         (200, "3", {"status": "SUCCEEDED"}))
+        self.assertEqual([body for _, _, body in function.requests], [b'{"n": 1}'] * 5 + [b'{"n": 2}'])
+        with self.assertRaises(ClientError) as caught:
+            self.lam.invoke(FunctionName=f"{self.name}:prod", Qualifier="live", Payload=b"{}")
+        self.assertEqual(caught.exception.response["Error"]["Code"], "InvalidParameterValueException")
+        with self.assertRaises(ClientError) as caught:  # another region's function of the same name
+            self.lam.invoke(FunctionName=self.arn.replace("us-east-1", "eu-west-1"), Payload=b"{}")
+        self.assertEqual(caught.exception.response["Error"]["Code"], "ResourceNotFoundException")
+        self.assertEqual(len(function.requests), 6)
+
+    def test_invoke_is_logged_as_lambda_invoke_function(self):
+        self.serve()
+        self.lam.invoke(FunctionName=self.name, Payload=b"{}")
+        self.lam.list_functions()
+        with urllib.request.urlopen(f"{self.url}/_greenlight/calls", timeout=5) as response:
+            calls = json.load(response)
+        self.assertEqual(calls[self.key], ["lambda:InvokeFunction", "lambda:ListFunctions"])
+        usage = usage_request("GET", f"?access_key={self.key}")[self.key]["calls"]
+        self.assertEqual(usage, {"lambda:InvokeFunction": 1, "lambda:ListFunctions": 1})
+        usage_request("DELETE", f"?access_key={self.key}")
+
+    def test_faults_hit_lambda_invoke_function(self):
+        function = self.serve()
+        status, doc = faults_request("POST", "", {"access_key": self.key, "rate": 1.0, "kinds": ["throttle"],
+                                                  "services": ["lambda"]})
+        self.assertEqual(status, 200, doc)
+        with self.assertRaises(ClientError) as caught:
+            self.lam.invoke(FunctionName=self.name, Payload=b"{}")
+        error = caught.exception.response
+        self.assertEqual((error["ResponseMetadata"]["HTTPStatusCode"], error["Error"]["Code"]),
+                         (429, "TooManyRequestsException"))
+        self.assertEqual(function.requests, [], "a throttled Invoke never reaches the function")
+        self.client("lambda").invoke(FunctionName=self.name, Payload=b"{}")  # another key: untouched
+        self.assertEqual(len(function.requests), 1)
+        self.assertEqual(faults_request("GET", f"?access_key={self.key}")[1]["by_action"],
+                         {"lambda:InvokeFunction": {"throttle": 1}})
+
+        status, doc = faults_request("POST", "", {"access_key": self.key, "rate": 1.0, "kinds": ["error-after"],
+                                                  "services": ["lambda"]})
+        self.assertEqual(status, 200, doc)
+        with self.assertRaises(ClientError) as caught:
+            self.lam.invoke(FunctionName=self.name, Payload=b'{"after": true}')
+        error = caught.exception.response
+        self.assertIn(error["ResponseMetadata"]["HTTPStatusCode"], (500, 503))
+        self.assertEqual(error["Error"]["Code"], "ServiceException")
+        self.assertEqual(function.requests[-1][2], b'{"after": true}', "the function ran, its answer was lost")
+        self.assertEqual(faults_request("GET", f"?access_key={self.key}")[1]["by_action"],
+                         {"lambda:InvokeFunction": {"error-after": 1}})
+
+    def test_event_and_dry_run_invocations(self):
+        function = self.serve()
+        response = self.lam.invoke(FunctionName=self.name, InvocationType="Event", Payload=b'{"e": 1}')
+        self.assertEqual((response["StatusCode"], response["Payload"].read()), (202, b""))
+        wait_until(lambda: function.requests, what="the event delivered")
+        self.assertEqual(function.requests[0][2], b'{"e": 1}')
+        response = self.lam.invoke(FunctionName=self.name, InvocationType="DryRun", Payload=b"{}")
+        self.assertEqual(response["StatusCode"], 204)
+        time.sleep(0.2)
+        self.assertEqual(len(function.requests), 1, "DryRun does not run the function")
+        with self.assertRaises(ClientError) as caught:
+            self.lam.invoke(FunctionName=f"missing-{self.suffix}", InvocationType="DryRun")
+        self.assertEqual(caught.exception.response["Error"]["Code"], "ResourceNotFoundException")
+
+    def test_payload_limits_and_non_json_payloads(self):
+        function = self.serve()
+        largest = b'"' + b"a" * (6291456 - 2) + b'"'
+        self.assertEqual(self.lam.invoke(FunctionName=self.name, Payload=largest)["StatusCode"], 200)
+        self.assertEqual(function.requests[-1][2], largest)
+        with self.assertRaises(ClientError) as caught:
+            self.lam.invoke(FunctionName=self.name, Payload=largest + b" ")
+        error = caught.exception.response
+        self.assertEqual((error["ResponseMetadata"]["HTTPStatusCode"], error["Error"]["Code"]),
+                         (413, "RequestEntityTooLargeException"))
+        self.assertEqual(error["Error"]["Message"],
+                         "Request must be smaller than 6291456 bytes for the InvokeFunction operation")
+        with self.assertRaises(ClientError) as caught:
+            self.lam.invoke(FunctionName=self.name, Payload=b"not json")
+        self.assertEqual(caught.exception.response["Error"]["Code"], "InvalidRequestContentException")
+        self.assertEqual(len(function.requests), 1)
+
+    def test_handler_may_call_the_emulator_back(self):
+        """The Invoke is served without the emulator's lock: the function can use AWS."""
+
+        def respond(body: bytes) -> tuple[int, bytes]:
+            reservations = self.client("ec2").describe_instances()["Reservations"]
+            return 200, json.dumps({"reservations": len(reservations)}).encode()
+
+        self.serve(timeout_s=10, respond=respond)
+        started = time.monotonic()
+        response = self.lam.invoke(FunctionName=self.name, Payload=b"{}")
+        self.assertNotIn("FunctionError", response)
+        self.assertIn("reservations", json.loads(response["Payload"].read()))
+        self.assertLess(time.monotonic() - started, 5)
+
+    def test_handler_registration_is_validated_listed_replaced_and_removed(self):
+        for doc, words in (({"url": "http://127.0.0.1:1/"}, "function_name"),
+                           ({"function_name": "", "url": "http://127.0.0.1:1/"}, "function_name"),
+                           ({"function_name": "bad name!", "url": "http://127.0.0.1:1/"}, "function_name"),
+                           ({"function_name": f"{self.name}:live", "url": "http://127.0.0.1:1/"}, "qualifier"),
+                           ({"function_name": self.name}, "url"),
+                           ({"function_name": self.name, "url": "https://127.0.0.1:1/"}, "http://"),
+                           ({"function_name": self.name, "url": "127.0.0.1:1"}, "http://"),
+                           ({"function_name": self.name, "url": "http://example.com/hook"}, "loopback"),
+                           ({"function_name": self.name, "url": "http://10.1.2.3:80/"}, "loopback"),
+                           ({"function_name": self.name, "url": "http://127.0.0.1:1/", "timeout_s": 0}, "timeout_s"),
+                           ([], "JSON object")):
+            with self.subTest(doc=doc):
+                status, answer = lambda_handlers_request("POST", "", doc)
+                self.assertEqual(status, 400, answer)
+                self.assertIn(words, answer["error"])
+        self.assertEqual(lambda_handlers_request("DELETE")[0], 400)
+        self.assertEqual(lambda_handlers_request("DELETE", f"?function_name={self.name}")[0], 404)
+        for url in ("http://localhost:1/a", "http://[::1]:1/b", "http://127.9.9.9:1/c"):
+            status, answer = lambda_handlers_request("POST", "", {"function_name": self.arn, "url": url})
+            self.assertEqual((status, answer["function_name"], answer["url"]), (200, self.name, url))
+        status, listed = lambda_handlers_request("GET")
+        self.assertEqual((status, listed[self.arn]["url"], listed[self.arn]["timeout_s"]),
+                         (200, "http://127.9.9.9:1/c", 60.0))
+        status, removed = lambda_handlers_request("DELETE", f"?function_name={self.name}")
+        self.assertEqual((status, removed["function_arn"]), (200, self.arn))
+        self.assertNotIn(self.arn, lambda_handlers_request("GET")[1])
+        with self.assertRaises(ClientError) as caught:
+            self.lam.invoke(FunctionName=self.name, Payload=b"{}")
+        self.assertEqual(caught.exception.response["Error"]["Code"], "ResourceNotFoundException")
+
+
+class SecretsManagerTest(EmulatorTestCase):
+    """moto's Secrets Manager through the emulator, logged as IAM names it."""
+
+    def test_secret_round_trip_is_logged_as_get_secret_value(self):
+        key = f"AKIDSECRET{self.suffix.upper()}"
+        secrets = boto3.client("secretsmanager", endpoint_url=self.url, region_name="us-east-1",
+                               aws_access_key_id=key, aws_secret_access_key="test")
+        name = f"greenlight/hooks/{self.suffix}"
+        secrets.create_secret(Name=name, SecretString='{"token": "s3cr3t"}')
+        self.assertEqual(secrets.get_secret_value(SecretId=name)["SecretString"], '{"token": "s3cr3t"}')
+        # A raw SigV4 request as greenlight sends it (JSON 1.1 protocol on `POST /`).
+        status, headers, body = raw_call(key, "secretsmanager", json.dumps({"SecretId": name}).encode(),
+                                         "secretsmanager.GetSecretValue", "application/x-amz-json-1.1")
+        self.assertEqual((status, json.loads(body)["SecretString"]), (200, '{"token": "s3cr3t"}'))
+        with urllib.request.urlopen(f"{self.url}/_greenlight/calls", timeout=5) as response:
+            calls = json.load(response)
+        self.assertEqual(calls[key], ["secretsmanager:CreateSecret", "secretsmanager:GetSecretValue"])
 
 
 if __name__ == "__main__":

@@ -345,6 +345,45 @@ async fn register_creates_a_new_service_and_an_invalid_file_changes_nothing() {
         );
     }
 
+    // Lifecycle hooks that cannot work: an unknown stage or kind, a function greenlight's
+    // roles may not invoke, a webhook in the clear, a secret they may not read.
+    let lambda = "arn:aws:lambda:us-east-1:123456789012:function:greenlight-hook-checks";
+    for (hook, problem) in [
+        (
+            json!({"name": "x", "stage": "before_lunch", "lambda": lambda}),
+            "unknown variant `before_lunch`",
+        ),
+        (
+            json!({"name": "x", "stage": "all_traffic", "sqs": "q"}),
+            "unknown field `sqs`",
+        ),
+        (json!({"name": "x", "stage": "all_traffic"}), "exactly one of"),
+        (
+            json!({"name": "x", "stage": "all_traffic", "lambda": "arn:aws:lambda:us-east-1:123456789012:function:payments"}),
+            "must be named greenlight-hook-",
+        ),
+        (
+            json!({"name": "x", "stage": "after_revert", "webhook": {"url": "http://hooks.example.com/x",
+                "secret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:greenlight/hooks/ci"}}),
+            "plain http only to a loopback host",
+        ),
+        (
+            json!({"name": "x", "stage": "after_revert", "webhook": {"url": "https://hooks.example.com/x",
+                "secret": "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db"}}),
+            "named greenlight/hooks/",
+        ),
+    ] {
+        let mut hooked = registration(&env, &bad_name);
+        hooked["hooks"] = json!([hook]);
+        let run = cli(&env, &["service", "register", &write_temp(&bad_name, &hooked)]).await;
+        assert_eq!(run.code, 1, "{run:#?}");
+        assert!(run.stderr.contains(problem), "stderr should say {problem}: {run:#?}");
+        assert!(
+            ledger.load(&bad_name, None).await.unwrap().is_none(),
+            "nothing registered"
+        );
+    }
+
     // Unknown fields are named; an unreadable file is a usage error.
     let mut typo = registration(&env, &bad_name);
     typo["bake_window"] = 5.into();

@@ -27,6 +27,9 @@
 //! - `steer`: engineers abort or promote the deployment in flight;
 //! - `pauses`: approval pauses hold green at their step until `greenlight promote` approves,
 //!   or until their timeout, then abort or continue as declared;
+//! - `hooks`: lifecycle hooks (a Lambda function behind the emulator's `Invoke`, a signed
+//!   webhook): a failure before traffic aborts, after it reverts; `IN_PROGRESS` is called again
+//!   after its delay; a timeout does its declared action; a 500 or garbage is a failure;
 //! - `holds`: `on_failure: hold` freezes a deployment on an alarm or a failed gate, traffic and
 //!   fleets untouched, until `greenlight rollback`, `promote` (the gate runs again) or `abort`;
 //! - `routes`: the deployment's test route to green through the load balancer: the smoke test
@@ -60,6 +63,7 @@ mod dashboard;
 mod faults;
 mod gates;
 mod holds;
+mod hooks;
 mod hostile;
 mod idempotency;
 mod infra;

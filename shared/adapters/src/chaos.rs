@@ -9,7 +9,8 @@
 //!
 //! The wrapper is the handler's own code path: nothing in the handler is copied or mocked.
 //! Calls are counted per adapter call (one ledger `load` is one BatchGetItem, one `commit`
-//! one PutItem or TransactWriteItems, one `set_traffic` one ModifyListener/ModifyRule).
+//! one PutItem or TransactWriteItems, one `set_traffic` one ModifyListener/ModifyRule, one
+//! hook call one Lambda `Invoke`, or a webhook's `GetSecretValue` and its POST).
 //! The prober (HTTP to the instances), the clock and the metrics sink are not AWS calls and
 //! pass through uncounted.
 //!
@@ -362,6 +363,17 @@ impl Alarms for Crashing {
         self.wire
             .call("alarms.metric_data", self.ports.alarms.metric_data(queries, start, end))
             .await
+    }
+}
+
+#[async_trait]
+impl crate::Hooks for Crashing {
+    async fn call(
+        &self,
+        hook: &greenlight_core::hook::Hook,
+        payload: &[u8],
+    ) -> AdapterResult<greenlight_core::hook::Reply> {
+        self.wire.call("hooks.call", self.ports.hooks.call(hook, payload)).await
     }
 }
 

@@ -288,6 +288,21 @@ pub trait Alarms: Send + Sync {
 
 pub use greenlight_core::analysis::fetch::StatQuery;
 
+/// Lifecycle hooks: a Lambda function invoked synchronously or an HTTPS webhook, each called
+/// with a payload (JSON) and answering `{"status": ...}`.
+#[async_trait]
+pub trait Hooks: Send + Sync {
+    /// Calls `hook` once with `payload`. What the hook did wrong (a function error, an HTTP
+    /// error status, no answer within its `request_timeout_s`, a secret that cannot be read)
+    /// is [`Reply::Unusable`] with why (a `FAILED` answer); an error only for what a retry of
+    /// the step may cure (the AWS service throttling or failing).
+    async fn call(
+        &self,
+        hook: &greenlight_core::hook::Hook,
+        payload: &[u8],
+    ) -> AdapterResult<greenlight_core::hook::Reply>;
+}
+
 /// HTTP GET for smoke tests.
 #[async_trait]
 pub trait Prober: Send + Sync {
@@ -360,6 +375,7 @@ pub struct Ports {
     pub store: Arc<dyn ArtifactStore>,
     pub orchestrator: Arc<dyn Orchestrator>,
     pub alarms: Arc<dyn Alarms>,
+    pub hooks: Arc<dyn Hooks>,
     pub prober: Arc<dyn Prober>,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<dyn MetricsSink>,
@@ -369,11 +385,11 @@ pub struct Ports {
 
 impl Ports {
     /// These ports with every AWS-facing adapter (ledger, fleet, load balancer, store,
-    /// orchestrator, alarms) replaced by `aws`, a decorator over them (fault injection,
+    /// orchestrator, alarms, hooks) replaced by `aws`, a decorator over them (fault injection,
     /// metering); the prober, clock, metrics sink and manifest prefix stay.
     pub fn with_aws<A>(&self, aws: Arc<A>) -> Ports
     where
-        A: Ledger + Fleet + LoadBalancer + ArtifactStore + Orchestrator + Alarms + 'static,
+        A: Ledger + Fleet + LoadBalancer + ArtifactStore + Orchestrator + Alarms + Hooks + 'static,
     {
         Ports {
             ledger: aws.clone(),
@@ -381,6 +397,7 @@ impl Ports {
             lb: aws.clone(),
             store: aws.clone(),
             orchestrator: aws.clone(),
+            hooks: aws.clone(),
             alarms: aws,
             ..self.clone()
         }

@@ -758,6 +758,7 @@ mod tests {
             pauses: vec![],
             on_failure: Default::default(),
             holds: vec![],
+            hooks: vec![],
             late_failures: 0,
             resumes: 0,
             last_resume: None,

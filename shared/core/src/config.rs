@@ -80,6 +80,10 @@ pub struct ServiceConfig {
     /// through the bake window ([`crate::analysis`]). None: health gates and alarms only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<crate::analysis::Analysis>,
+    /// Lifecycle hooks: a Lambda function or an HTTPS webhook called at a stage of every
+    /// deployment, whose answer gates it ([`crate::hook`], [`crate::hooking`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::hook::Hook>,
 }
 
 /// The default grace before an orphaned instance is terminated (seconds since its launch).
@@ -649,6 +653,18 @@ impl ServiceConfig {
         if let Some(analysis) = &self.analysis {
             problems.extend(analysis.problems());
         }
+        if self.hooks.len() > crate::hook::MAX_HOOKS {
+            problems.push(format!("hooks: at most {} hooks", crate::hook::MAX_HOOKS));
+        }
+        for (at, hook) in self.hooks.iter().enumerate() {
+            problems.extend(hook.problems(at));
+            if self.hooks[..at].iter().any(|h| h.name == hook.name) {
+                problems.push(format!(
+                    "hooks[{at}]: the name {} is taken by an earlier hook",
+                    ids::quote(&hook.name)
+                ));
+            }
+        }
         for alarm in &self.alarms {
             let printable = alarm.chars().all(|c| !c.is_control());
             if alarm.is_empty() || alarm.len() > 255 || !printable || alarm.starts_with("arn:") {
@@ -754,6 +770,7 @@ pub(crate) mod tests {
             maintenance_hours: None,
             reconcile: ReconcilePolicy::default(),
             analysis: None,
+            hooks: vec![],
         }
     }
 

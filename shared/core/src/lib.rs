@@ -20,6 +20,8 @@
 //!   records;
 //! - [`analysis`]: canary analysis: what a registration declares, the evidence, the
 //!   anytime-valid statistics and the verdicts; [`judging`] when a deployment is judged;
+//! - [`hook`]: lifecycle hooks, what a registration declares, sends and reads back;
+//!   [`hooking`] when a hook holds a deployment;
 //! - [`pausing`]: when an approval pause (`"pause"` in `canary_steps`) holds a deployment;
 //! - [`metrics`]: the milestones a decision reached, as CloudWatch Embedded Metric Format;
 //! - [`ids`]: deterministic deployment ids and idempotency tokens;
@@ -37,6 +39,8 @@ pub mod detail;
 pub mod fence;
 pub mod finding;
 pub mod form;
+pub mod hook;
+pub mod hooking;
 pub mod ids;
 pub mod inbound;
 pub mod judging;

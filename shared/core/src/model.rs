@@ -400,6 +400,10 @@ pub struct Deployment {
     /// the last one holds it while it has not ended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub holds: Vec<HoldRecord>,
+    /// The lifecycle hooks this deployment called, one record per hook and point (its
+    /// stage and green's weight there): its calls and how it decided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<crate::hook::HookRecord>,
     pub timeline: Vec<Mark>,
 }
 
@@ -427,15 +431,18 @@ pub enum HoldCause {
     Analysis,
     /// One of the service's alarms went to ALARM.
     Alarm,
+    /// A lifecycle hook answered `FAILED` (or timed out with `rollback`).
+    Hook,
 }
 
 impl HoldCause {
-    /// `gate`, `analysis` or `alarm`, as the ledger and the CLI spell it.
+    /// `gate`, `analysis`, `alarm` or `hook`, as the ledger and the CLI spell it.
     pub fn as_str(self) -> &'static str {
         match self {
             HoldCause::Gate => "gate",
             HoldCause::Analysis => "analysis",
             HoldCause::Alarm => "alarm",
+            HoldCause::Hook => "hook",
         }
     }
 }

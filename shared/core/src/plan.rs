@@ -75,6 +75,18 @@ impl Step {
     }
 }
 
+/// The step that calls a lifecycle hook of `stage`: the one that moves the deployment out of
+/// the stage's point.
+pub fn hook_step(stage: crate::hook::Stage) -> Step {
+    use crate::hook::Stage;
+    match stage {
+        Stage::GreenVerified | Stage::TrafficShifted => Step::ShiftTraffic,
+        Stage::AllTraffic => Step::Finalize,
+        Stage::BeforeRetire => Step::RetireBlue,
+        Stage::AfterRevert => Step::AbortDeployment,
+    }
+}
+
 /// Where a deployment goes next: a step after a wait, or the end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
@@ -85,10 +97,15 @@ pub struct Route {
 /// The next step for `deployment`, derived from its phase alone.
 pub fn route(config: &ServiceConfig, deployment: &Deployment, now: Epoch) -> Route {
     let until = |t: Epoch| t.saturating_sub(now);
+    // A lifecycle hook holding the deployment's point: its step calls it when due.
+    let hook_at = crate::hooking::next_call_at(config, deployment, now);
     let (next, wait_s) = match &deployment.phase {
         // Held (`on_failure: hold`): nothing runs until an engineer promotes, rolls back or
         // aborts (each starts its own execution).
         _ if deployment.held().is_some() => (None, 0),
+        Phase::Verified { weight: 100 } if hook_at.is_some() => (Some(Step::Finalize), hook_at.map_or(0, until)),
+        Phase::Verified { .. } if hook_at.is_some() => (Some(Step::ShiftTraffic), hook_at.map_or(0, until)),
+        Phase::Baking { .. } if hook_at.is_some() => (Some(Step::RetireBlue), hook_at.map_or(0, until)),
         Phase::Launching => (Some(Step::LaunchGreen), 0),
         Phase::Verifying { weight, polls } => {
             // A canary step's wait, unless the deployment was promoted past its canary steps.
@@ -131,6 +148,12 @@ pub fn route(config: &ServiceConfig, deployment: &Deployment, now: Epoch) -> Rou
         Phase::Aborting { drain_until, .. } => {
             let fence = crate::fence::green_deregistrable_at(config, deployment).unwrap_or(0);
             let at = if now < fence { fence } else { *drain_until };
+            // An `after_revert` hook is called when due; green waits for its decision.
+            let at = match hook_at {
+                Some(hook) if at > now => at.min(hook),
+                Some(hook) => hook,
+                None => at,
+            };
             (Some(Step::AbortDeployment), until(at))
         }
         Phase::Succeeded | Phase::Aborted { .. } => (None, 0),

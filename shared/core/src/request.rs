@@ -168,6 +168,8 @@ pub enum Trigger {
     Alarm,
     /// Canary analysis found green worse than blue beyond its tolerance.
     Analysis,
+    /// A lifecycle hook answered `FAILED` (or timed out with `rollback`).
+    Hook,
 }
 
 impl Trigger {
@@ -177,6 +179,7 @@ impl Trigger {
             Trigger::Engineer => "engineer",
             Trigger::Alarm => "alarm",
             Trigger::Analysis => "analysis",
+            Trigger::Hook => "hook",
         }
     }
 }

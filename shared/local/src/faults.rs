@@ -141,6 +141,25 @@ fn counts_from((status, body): (u16, Value)) -> Result<FaultCounts, String> {
 /// One HTTP/1.1 request to the emulator (`http://host:port`); the answer's status and JSON. Also
 /// used by [`crate::usage`].
 pub(crate) async fn request(endpoint: &str, method: &str, path: &str, body: &[u8]) -> Result<(u16, Value), String> {
+    request_with(
+        endpoint,
+        method,
+        path,
+        &[("Content-Type", "application/json".into())],
+        body,
+    )
+    .await
+}
+
+/// [`request`] with these headers (no `Content-Type` unless among them).
+pub(crate) async fn request_with(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Result<(u16, Value), String> {
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let authority = endpoint
         .strip_prefix("http://")
         .ok_or_else(|| format!("{endpoint:?}: an http:// endpoint is required"))?
@@ -150,7 +169,7 @@ pub(crate) async fn request(endpoint: &str, method: &str, path: &str, body: &[u8
             .await
             .map_err(|e| format!("connect {authority}: {e}"))?;
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\n{extra}\
              Content-Length: {}\r\nConnection: close\r\n\r\n",
             body.len()
         );

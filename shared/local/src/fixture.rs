@@ -143,6 +143,9 @@ pub struct Spec {
     pub analysis: Option<greenlight_core::analysis::Analysis>,
     /// What a failed gate, analysis or alarm does (`rollout.on_failure`).
     pub on_failure: greenlight_core::config::OnFailure,
+    /// Lifecycle hooks (the tests serve them: a Lambda handler behind the emulator's
+    /// `Invoke`, or a webhook on loopback).
+    pub hooks: Vec<greenlight_core::hook::Hook>,
 }
 
 impl Spec {
@@ -177,6 +180,7 @@ impl Spec {
             stickiness_s: None,
             group_drain_s: None,
             analysis: None,
+            hooks: vec![],
         }
     }
 }
@@ -581,6 +585,7 @@ pub async fn build(local: &Local, spec: &Spec) -> Result<World, String> {
         maintenance_hours: None,
         reconcile: spec.reconcile.clone(),
         analysis: spec.analysis.clone(),
+        hooks: spec.hooks.clone(),
     };
     config.validate().map_err(|e| format!("fixture registration: {e}"))?;
     create_alarm(local, &alarm_name(&spec.service), &tgs[1]).await?;

@@ -26,6 +26,7 @@ pub mod demo;
 pub mod emulator;
 pub mod faults;
 pub mod fixture;
+pub mod hooks;
 pub mod lambda_service;
 pub mod load;
 pub mod orchestrator;

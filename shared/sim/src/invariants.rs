@@ -31,6 +31,10 @@
 //! - **holds** (I36): while a failure holds a deployment (`on_failure: hold`), no switch point
 //!   gives green more than the weight it froze at, and none of green's or blue's instances
 //!   is deregistered or terminated;
+//! - **lifecycle hooks** (I39): a deployment never moves out of a hook's point while a hook
+//!   declared there has not decided, nor past one that failed (or timed out with `rollback`)
+//!   unless an engineer released the hold it caused; an aborting green is not terminated
+//!   before its `after_revert` hooks decided;
 //! - **timeline weight**: the last weight a deployment's timeline recorded is what its phase
 //!   gives green (the dashboard draws green's weight over time from those marks);
 //! - **deployment events** (I38): the events the ledger's stream announced of each
@@ -160,6 +164,7 @@ impl Checker {
             self.analysis(config, dep)?;
             paused(aws, config, service, dep)?;
             frozen(aws, config, service, dep)?;
+            hooked(aws, config, service, dep)?;
             timeline_weight(service, dep)?;
             announced(service, dep, table)?;
         }
@@ -820,6 +825,68 @@ fn frozen(aws: &Aws, config: &greenlight_core::ServiceConfig, service: &str, dep
             if deregistered {
                 return Err(format!("{name}, yet {id} was deregistered from {}", short_tg(group)));
             }
+        }
+    }
+    Ok(())
+}
+
+/// I39, lifecycle hooks: `dep` is never past a hook's point (its stage at green's weight there)
+/// while that hook, still declared, has not decided, nor past one that failed or timed out
+/// with `rollback` unless an engineer released the hold that failure caused; and a green
+/// whose `after_revert` hook has not decided is not terminated.
+fn hooked(aws: &Aws, config: &greenlight_core::ServiceConfig, service: &str, dep: &Deployment) -> Result<(), String> {
+    use greenlight_core::hook::{HookEnd, OnTimeout, Stage};
+    for record in &dep.hooks {
+        let w = record.weight;
+        let past = match record.stage {
+            Stage::GreenVerified | Stage::TrafficShifted => {
+                matches!(dep.phase, Phase::Shifting { from, .. } if from >= w)
+                    || matches!(dep.phase, Phase::Verified { weight } | Phase::Verifying { weight, .. } if weight > w)
+                    || matches!(
+                        dep.phase,
+                        Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded
+                    )
+            }
+            Stage::AllTraffic => matches!(
+                dep.phase,
+                Phase::Baking { .. } | Phase::Retiring { .. } | Phase::Succeeded
+            ),
+            Stage::BeforeRetire => matches!(dep.phase, Phase::Retiring { .. } | Phase::Succeeded),
+            Stage::AfterRevert => dep
+                .green_instances
+                .iter()
+                .any(|id| aws.instances.get(id).is_some_and(|i| i.terminated_ms.is_some())),
+        };
+        if !past {
+            continue;
+        }
+        let declared = config
+            .hooks
+            .iter()
+            .any(|h| h.name == record.hook && h.stage == record.stage);
+        let released = dep
+            .holds
+            .iter()
+            .any(|h| h.cause == greenlight_core::model::HoldCause::Hook && h.ended.is_some());
+        let name = format!(
+            "I39: {service}: {} is {} past hook {} ({} at {w}%)",
+            dep.deploy_id,
+            dep.phase.name(),
+            record.hook,
+            record.stage.as_str()
+        );
+        match &record.ended {
+            None if declared => return Err(format!("{name}, which has not decided")),
+            Some(
+                HookEnd::Failed { .. }
+                | HookEnd::TimedOut {
+                    action: OnTimeout::Rollback,
+                    ..
+                },
+            ) if record.stage != Stage::AfterRevert && !released => {
+                return Err(format!("{name}, which failed ({:?})", record.ended));
+            }
+            _ => {}
         }
     }
     Ok(())

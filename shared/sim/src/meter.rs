@@ -654,6 +654,23 @@ impl Alarms for Metered {
     }
 }
 
+#[async_trait]
+impl greenlight_adapters::Hooks for Metered {
+    async fn call(
+        &self,
+        hook: &greenlight_core::hook::Hook,
+        payload: &[u8],
+    ) -> AdapterResult<greenlight_core::hook::Reply> {
+        // A Lambda hook is one Invoke; a webhook reads its secret (GetSecretValue), then POSTs
+        // to the team's endpoint (not an AWS call).
+        match hook.target() {
+            Some(greenlight_core::hook::Target::Webhook(_)) => self.meter.count("secretsmanager:GetSecretValue", 1),
+            _ => self.meter.count("lambda:InvokeFunction", 1),
+        }
+        self.ports.hooks.call(hook, payload).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

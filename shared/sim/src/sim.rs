@@ -141,6 +141,11 @@ pub struct Stats {
     pub failure_holds: u64,
     pub holds_promoted: u64,
     pub holds_reverted: u64,
+    /// Lifecycle hooks (I39): calls made (retries of one call included), and the points where
+    /// a hook failed (or timed out with `rollback`) or timed out with `continue`.
+    pub hook_calls: u64,
+    pub hook_failures: u64,
+    pub hook_timeouts: u64,
 }
 
 impl Stats {
@@ -174,6 +179,9 @@ impl Stats {
         self.failure_holds += other.failure_holds;
         self.holds_promoted += other.holds_promoted;
         self.holds_reverted += other.holds_reverted;
+        self.hook_calls += other.hook_calls;
+        self.hook_failures += other.hook_failures;
+        self.hook_timeouts += other.hook_timeouts;
         self.metric_faults += other.metric_faults;
         self.bad_releases_live += other.bad_releases_live;
         for (k, v) in &other.outcomes {
@@ -331,6 +339,9 @@ pub struct Sim {
     /// `on_failure` draws (which registrations hold instead of reverting): a stream of its
     /// own, drawn only with [`Options::topology`], like the pauses.
     hold_rng: Rng,
+    /// Lifecycle hooks' draws (which registrations declare hooks, where, and how each
+    /// answers): a stream of its own, drawn only with [`Options::topology`], like the pauses.
+    hook_rng: Rng,
     /// Held deployments the simulated engineer already promoted or aborted.
     engineer_acted: std::collections::BTreeSet<String>,
     /// Listeners added by hand so far (their keys are numbered).
@@ -376,9 +387,11 @@ impl Sim {
         let analysis_rng = Rng::new(options.seed ^ 0xa7a1_7515_c0de_5eed);
         let pause_rng = Rng::new(options.seed ^ 0x9a05_e5a9_9e0e_5eed);
         let hold_rng = Rng::new(options.seed ^ 0x401d_0fa1_1ed0_5eed);
+        let hook_rng = Rng::new(options.seed ^ 0x4006_ca11_ba0c_5eed);
         let mut sim = Sim::empty(options, rng, timings);
         sim.pause_rng = pause_rng;
         sim.hold_rng = hold_rng;
+        sim.hook_rng = hook_rng;
         sim.reconcile_rng = reconcile_rng;
         sim.topology_rng = topology_rng;
         sim.analysis_rng = analysis_rng;
@@ -613,6 +626,7 @@ impl Sim {
             store: w.clone(),
             orchestrator: w.clone(),
             alarms: w.clone(),
+            hooks: w.clone(),
             prober: w.clone(),
             clock: w,
             metrics: Arc::new(RecordedMetrics::default()),
@@ -647,6 +661,7 @@ impl Sim {
             reconcile_rng: Rng::new(0),
             topology_rng: Rng::new(0),
             analysis_rng: Rng::new(0),
+            hook_rng: Rng::new(0),
             pause_rng: Rng::new(0),
             hold_rng: Rng::new(0),
             engineer_acted: std::collections::BTreeSet::new(),
@@ -797,9 +812,10 @@ impl Sim {
                 .map(|tg| aws.target_groups[tg].deregistration_delay_ms / 1000)
                 .collect()
         };
+        let hooks = describe_hooks(&self.world.lock(), &config);
         self.note(format!(
             "register {name}: {} instances, canary {:?}, bake {}s, lease {}s, on new image {}, \
-             analysis {}, pauses {}, switch {} (frames {}), drain {}s (groups: {drains:?})",
+             analysis {}, pauses {}, hooks {}, switch {} (frames {}), drain {}s (groups: {drains:?})",
             config.launch.count,
             config.rollout.canary_steps,
             config.bake_window_s,
@@ -807,6 +823,7 @@ impl Sim {
             config.on_new_image.name(),
             describe_analysis(&config),
             describe_pauses(&config),
+            hooks,
             config.switch.describe(),
             describe_frames(&self.world.lock(), &config),
             config.deregistration_delay_s,
@@ -845,6 +862,12 @@ impl Sim {
         if self.options.topology {
             draw_pauses(&mut self.pause_rng, &mut config.rollout);
             config.rollout.on_failure = draw_on_failure(&mut self.hold_rng);
+            config.hooks = draw_hooks(&mut self.hook_rng, &config.service);
+            let mut aws = self.world.lock();
+            for hook in &config.hooks {
+                let script = draw_hook_script(&mut self.hook_rng);
+                aws.hook_scripts.insert(hook.lambda.clone().unwrap_or_default(), script);
+            }
         }
         // A re-pave's age limit stays one the new settings allow (no draw: trajectories hold).
         let min = config.min_instance_age_s();
@@ -1092,14 +1115,16 @@ impl Sim {
             _ => {
                 let mut config = self.services[s].config.clone();
                 self.randomise(&mut config);
+                let hooks = describe_hooks(&self.world.lock(), &config);
                 let note = format!(
-                    "re-register {name}: canary {:?}, bake {}s, lease {}s, on new image {}, analysis {}, pauses {}",
+                    "re-register {name}: canary {:?}, bake {}s, lease {}s, on new image {}, analysis {}, pauses {}, hooks {}",
                     config.rollout.canary_steps,
                     config.bake_window_s,
                     config.lease_s,
                     config.on_new_image.name(),
                     describe_analysis(&config),
-                    describe_pauses(&config)
+                    describe_pauses(&config),
+                    hooks
                 );
                 self.reregister(s, config, note);
             }
@@ -1592,6 +1617,7 @@ impl Sim {
         let aws = self.world.lock();
         self.stats.conflicts = table.conflicts;
         self.stats.metric_faults = aws.metric_faults;
+        self.stats.hook_calls = aws.hook_calls.len() as u64;
         for dep in table.deployments.values() {
             self.stats.deployments += 1;
             *self.stats.outcomes.entry(dep.phase.name().to_string()).or_default() += 1;
@@ -1611,6 +1637,18 @@ impl Sim {
                     Some(HoldAction::Promoted) => self.stats.holds_promoted += 1,
                     Some(HoldAction::RolledBack | HoldAction::Aborted) => self.stats.holds_reverted += 1,
                     None => {}
+                }
+            }
+            for hook in &dep.hooks {
+                use greenlight_core::hook::{HookEnd, OnTimeout};
+                match hook.ended {
+                    Some(HookEnd::Failed { .. })
+                    | Some(HookEnd::TimedOut {
+                        action: OnTimeout::Rollback,
+                        ..
+                    }) => self.stats.hook_failures += 1,
+                    Some(HookEnd::TimedOut { .. }) => self.stats.hook_timeouts += 1,
+                    _ => {}
                 }
             }
             for evaluation in dep.analysis.iter().flat_map(|r| &r.evaluations) {
@@ -1760,6 +1798,74 @@ fn draw_analysis(rng: &mut Rng) -> Option<greenlight_core::analysis::Analysis> {
         inconclusive: *rng.pick(&[Inconclusive::Abort, Inconclusive::Continue, Inconclusive::Hold]),
         baseline_s: period_s * rng.range(2, 10),
     })
+}
+
+/// Lifecycle hooks for about a third of the registrations: one or two, each at a random
+/// stage, called again every 10 to 120 s while in progress, for 1 to 15 minutes, then
+/// rolling back or continuing.
+fn draw_hooks(rng: &mut Rng, service: &str) -> Vec<greenlight_core::hook::Hook> {
+    use greenlight_core::hook::{Hook, OnTimeout, Stage};
+    if !rng.chance(33) {
+        return vec![];
+    }
+    (0..rng.range(1, 2))
+        .map(|i| {
+            let callback_delay_s = rng.range(10, 120);
+            Hook {
+                name: format!("check-{i}"),
+                stage: *rng.pick(&Stage::ALL),
+                lambda: Some(format!(
+                    "arn:aws:lambda:us-east-1:{OWNER}:function:{}{service}-{i}",
+                    greenlight_core::hook::LAMBDA_PREFIX
+                )),
+                webhook: None,
+                callback_delay_s,
+                timeout_s: rng.range(callback_delay_s.max(60), 900),
+                on_timeout: *rng.pick(&[OnTimeout::Rollback, OnTimeout::Continue]),
+                request_timeout_s: 10,
+            }
+        })
+        .collect()
+}
+
+/// How a drawn hook answers: most succeed (some after a few `IN_PROGRESS`), some fail, a few
+/// answer garbage or never decide.
+fn draw_hook_script(rng: &mut Rng) -> crate::world::HookScript {
+    use crate::world::{HookScript, HookVerdict};
+    let verdict = match rng.range(0, 99) {
+        0..=69 => HookVerdict::Succeeded,
+        70..=84 => HookVerdict::Failed,
+        85..=91 => HookVerdict::Garbage,
+        _ => HookVerdict::Never,
+    };
+    HookScript {
+        in_progress: rng.range(0, 3) as u32,
+        verdict,
+    }
+}
+
+/// A registration's hooks in a line.
+fn describe_hooks(aws: &crate::world::Aws, config: &ServiceConfig) -> String {
+    if config.hooks.is_empty() {
+        return "none".into();
+    }
+    let hooks: Vec<String> = config
+        .hooks
+        .iter()
+        .map(|h| {
+            let script = h.lambda.as_ref().and_then(|arn| aws.hook_scripts.get(arn));
+            format!(
+                "{} at {} every {}s for {}s then {} ({:?})",
+                h.name,
+                h.stage.as_str(),
+                h.callback_delay_s,
+                h.timeout_s,
+                h.on_timeout.as_str(),
+                script
+            )
+        })
+        .collect();
+    hooks.join("; ")
 }
 
 /// `on_failure: hold` for about a quarter of the registrations.

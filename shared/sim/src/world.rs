@@ -206,6 +206,29 @@ pub struct Aws {
     by_service: BTreeMap<String, BTreeSet<String>>,
     by_deploy_id: BTreeMap<String, BTreeSet<String>>,
     by_ip: BTreeMap<String, String>,
+    /// Lifecycle hooks' behaviour by what they call (the function's ARN or the webhook's URL).
+    pub hook_scripts: BTreeMap<String, HookScript>,
+    /// Every hook call, in order: (what was called, the payload's invocation id).
+    pub hook_calls: Vec<(String, String)>,
+}
+
+/// How a simulated hook answers: `IN_PROGRESS` to its first `in_progress` calls at a point,
+/// then its verdict (the call number is the payload's, so a retried call answers the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HookScript {
+    pub in_progress: u32,
+    pub verdict: HookVerdict,
+}
+
+/// A simulated hook's last word.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookVerdict {
+    Succeeded,
+    Failed,
+    /// An answer that is no answer (a function error): a `FAILED` with why.
+    Garbage,
+    /// Never decides: `IN_PROGRESS` until its timeout.
+    Never,
 }
 
 impl Aws {
@@ -235,6 +258,8 @@ impl Aws {
             by_service: BTreeMap::new(),
             by_deploy_id: BTreeMap::new(),
             by_ip: BTreeMap::new(),
+            hook_scripts: BTreeMap::new(),
+            hook_calls: Vec::new(),
         }
     }
 
@@ -788,6 +813,38 @@ impl Alarms for World {
             });
         }
         Ok(aws.metric_data(queries, start, end))
+    }
+}
+
+#[async_trait]
+impl greenlight_adapters::Hooks for World {
+    async fn call(
+        &self,
+        hook: &greenlight_core::hook::Hook,
+        payload: &[u8],
+    ) -> AdapterResult<greenlight_core::hook::Reply> {
+        use greenlight_core::hook::{Payload, Reply};
+        let payload: Payload = serde_json::from_slice(payload)
+            .map_err(|e| AdapterError::Invalid(format!("hook payload is not the documented shape: {e}")))?;
+        let target = hook
+            .lambda
+            .clone()
+            .or_else(|| hook.webhook.as_ref().map(|w| w.url.clone()))
+            .unwrap_or_default();
+        let mut aws = self.lock();
+        aws.hook_calls.push((target.clone(), payload.invocation_id.clone()));
+        let script = aws.hook_scripts.get(&target).copied().unwrap_or(HookScript {
+            in_progress: 0,
+            verdict: HookVerdict::Succeeded,
+        });
+        let status = |s: &str| Reply::Body(format!(r#"{{"status": "{s}", "reason": "simulated"}}"#).into_bytes());
+        Ok(match script.verdict {
+            HookVerdict::Never => status("IN_PROGRESS"),
+            _ if payload.call <= script.in_progress => status("IN_PROGRESS"),
+            HookVerdict::Succeeded => status("SUCCEEDED"),
+            HookVerdict::Failed => status("FAILED"),
+            HookVerdict::Garbage => Reply::Unusable("the function failed (Unhandled): simulated".into()),
+        })
     }
 }
 

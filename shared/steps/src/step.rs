@@ -53,6 +53,10 @@ async fn load(ports: &Ports, input: &StepInput) -> Result<State, StepError> {
 /// The step's event, with what it observed of the world.
 async fn observe(ports: &Ports, step: Step, state: &State, input: &StepInput) -> Result<Event, StepError> {
     let dep = state.deployment.as_ref().expect("load checked the deployment");
+    if let Some(answered) = call_hook(ports, step, state).await? {
+        // A lifecycle hook holds the point this step moves the deployment out of.
+        return Ok(answered);
+    }
     Ok(match step {
         Step::StartDeployment => {
             return Err(StepError::Rejected(
@@ -106,6 +110,37 @@ async fn observe(ports: &Ports, step: Step, state: &State, input: &StepInput) ->
             reason: abort_reason(input),
         },
     })
+}
+
+/// Calls the lifecycle hook due now at the deployment's point, if `step` is the one that
+/// calls it (`plan::hook_step`): its answer is the step's event. Only that step: another one
+/// (abort-deployment after a failed step, say) must do its own work, not call a hook.
+async fn call_hook(ports: &Ports, step: Step, state: &State) -> Result<Option<Event>, StepError> {
+    let dep = state.deployment.as_ref().expect("load checked the deployment");
+    let now = ports.clock.now();
+    let Some((hook, call)) = greenlight_core::hooking::due(&state.config, dep, now) else {
+        return Ok(None);
+    };
+    if greenlight_core::plan::hook_step(call.stage) != step {
+        return Ok(None);
+    }
+    let payload = greenlight_core::hooking::payload(&state.config, dep, &call);
+    let body = serde_json::to_vec(&payload).map_err(|e| StepError::Rejected(format!("hook payload: {e}")))?;
+    let reply = ports.hooks.call(hook, &body).await?;
+    let (status, reason) = greenlight_core::hook::read_answer(&reply);
+    info!(
+        hook = %call.hook,
+        stage = call.stage.as_str(),
+        weight = call.weight,
+        call = call.number,
+        target = %hook.describe(),
+        status = status.as_str(),
+        reason = %reason,
+        "hook answered"
+    );
+    Ok(Some(Event::HookAnswered {
+        observation: greenlight_core::hook::Observation { call, status, reason },
+    }))
 }
 
 /// What launch-green reads before it first touches the switch points: every switch point's

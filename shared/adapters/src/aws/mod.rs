@@ -1,6 +1,6 @@
 //! The adapters implemented with the AWS SDK, one module per service: [`dynamodb`] (ledger),
 //! [`ec2`] (fleet), [`elb`] (load balancer), [`s3`] (artifact store), [`cloudwatch`]
-//! (alarms) and [`sfn`] (orchestrator); here, the SDK configuration and the clients they
+//! (alarms), [`sfn`] (orchestrator) and [`hooks`] (lifecycle hooks: Lambda and webhooks); here, the SDK configuration and the clients they
 //! share.
 //!
 //! Clients are built once per process ([`AwsClients`]) from an SDK configuration that reads
@@ -18,6 +18,7 @@ pub mod dynamodb;
 pub mod ec2;
 pub mod elb;
 mod error;
+pub mod hooks;
 pub mod s3;
 pub mod sfn;
 
@@ -25,6 +26,7 @@ pub use cloudwatch::CloudWatchAlarms;
 pub use dynamodb::{create_table, DynamoLedger};
 pub use ec2::Ec2Fleet;
 pub use elb::ElbLoadBalancer;
+pub use hooks::AwsHooks;
 pub use s3::S3Store;
 pub use sfn::SfnOrchestrator;
 
@@ -94,6 +96,8 @@ pub struct AwsClients {
     pub s3: aws_sdk_s3::Client,
     pub sfn: aws_sdk_sfn::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// Lifecycle hooks: Lambda `Invoke` and Secrets Manager `GetSecretValue`, signed here.
+    pub hooks: AwsHooks,
 }
 
 impl AwsClients {
@@ -107,6 +111,7 @@ impl AwsClients {
             s3: aws_sdk_s3::Client::from_conf(s3),
             sfn: aws_sdk_sfn::Client::new(sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
+            hooks: AwsHooks::new(sdk),
         }
     }
 }
@@ -148,6 +153,7 @@ pub fn aws_ports(clients: &AwsClients, installation: &Installation, orchestrator
         alarms: Arc::new(CloudWatchAlarms {
             client: clients.cloudwatch.clone(),
         }),
+        hooks: Arc::new(clients.hooks.clone()),
         prober: Arc::new(HttpProber),
         clock: Arc::new(SystemClock),
         metrics: Arc::new(StdoutMetrics),

@@ -197,6 +197,7 @@ pub(super) fn frozen(state: &State, dep: &Deployment, event: &Event) -> Option<S
         | Event::ShiftDue { .. }
         | Event::FinalizeDue
         | Event::RetireDue { .. }
+        | Event::HookAnswered { .. }
         | Event::Abort { .. } => true,
         Event::Supersede { .. } => !by_rollback,
         _ => false,

@@ -14,6 +14,7 @@
 //! deployment, a busy service's policy), `rollout` (gates, weights, the lease), `revert`
 //! (the fast plan, claims, rollbacks), `pause` (approval pauses between canary steps),
 //! `hold` (a failure frozen for an engineer instead of reverted, `on_failure: hold`),
+//! `hooks` (what a lifecycle hook's answer does, and the steps it holds back),
 //! `finish` (aborting and ending), `reconcile` (what a
 //! late delivery still repairs) and `stuck` (a deployment whose lease expired, found by the
 //! scheduled reconcile). The events, effects and refusals are `types` (re-exported
@@ -23,6 +24,7 @@
 mod canary;
 mod finish;
 mod hold;
+mod hooks;
 mod pause;
 mod reconcile;
 mod revert;
@@ -62,6 +64,7 @@ pub use types::*;
 pub fn decide(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refusal> {
     let decision = transition(state, event, now)?;
     debug_assert_invariants(state, &decision.state);
+    debug_assert_hooks_decided(state, &decision.state, now);
     hold::debug_assert_frozen(event, &decision);
     Ok(decision)
 }
@@ -132,6 +135,35 @@ fn debug_assert_invariants(before: &State, after: &State) {
     }
 }
 
+/// I39, asserted on every decision (debug builds; the simulator checks the ledger from
+/// outside): a deployment moves out of a hook's point (on to the next traffic step, live,
+/// retiring, or aborted with green gone) only once every hook declared there decided.
+fn debug_assert_hooks_decided(before: &State, after: &State, now: Epoch) {
+    use crate::hook::Stage;
+    let (Some(was), Some(is)) = (before.deployment.as_ref(), after.deployment.as_ref()) else {
+        return;
+    };
+    let Some(point) = crate::hooking::point(was, now) else {
+        return;
+    };
+    let left = match (point.stage, &is.phase) {
+        (Stage::GreenVerified | Stage::TrafficShifted, Phase::Shifting { from, .. }) => *from == point.weight,
+        (Stage::AllTraffic, Phase::Baking { .. }) => true,
+        (Stage::BeforeRetire, Phase::Retiring { .. }) => true,
+        (Stage::AfterRevert, Phase::Aborted { .. }) => true,
+        _ => false,
+    };
+    debug_assert!(
+        !left || crate::hooking::pending(&before.config, is, point).is_none(),
+        "I39: {} left its {} point at {}% ({}) before hook {:?} decided",
+        is.deploy_id,
+        point.stage.as_str(),
+        point.weight,
+        is.phase.name(),
+        crate::hooking::pending(&before.config, is, point).map(|h| &h.name)
+    );
+}
+
 /// [`decide`] without its debug assertions.
 fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refusal> {
     if let Event::Start {
@@ -160,6 +192,14 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
     let config = &state.config;
     let dep = next.deployment.as_mut().ok_or(Refusal::NoDeployment)?;
     if let Some(note) = hold::frozen(state, dep, event) {
+        return Ok(Decision {
+            state: state.clone(),
+            effects: vec![],
+            note,
+        });
+    }
+    if let Some(note) = hooks::blocks(config, dep, event, now) {
+        // A hook holds the point this step would move the deployment out of.
         return Ok(Decision {
             state: state.clone(),
             effects: vec![],
@@ -276,6 +316,31 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         }
         (Event::ShiftDue { .. }, Phase::Verified { weight }) if weight < 100 => {
             note = advance(config, dep, weight, "", now, &mut effects);
+        }
+        (Event::HookAnswered { observation }, phase) => {
+            match hooks::answered(&mut next.service, dep, config, observation, now, &mut effects) {
+                hooks::Answered::Stale(why) => {
+                    return Ok(Decision {
+                        state: state.clone(),
+                        effects: vec![],
+                        note: why,
+                    })
+                }
+                hooks::Answered::Recorded(mark) => note = mark,
+                hooks::Answered::Revert(why) => {
+                    let by = format!("hook:{}", observation.call.hook);
+                    note = revert_by(
+                        &mut next.service,
+                        dep,
+                        config,
+                        (crate::model::Trigger::Hook, by),
+                        why,
+                        &phase,
+                        now,
+                        &mut effects,
+                    )?;
+                }
+            }
         }
         (Event::ShiftDue { .. }, Phase::Shifting { to, .. }) => {
             effects.push(set_traffic(config, dep, to));
@@ -636,6 +701,14 @@ fn transition(state: &State, event: &Event, now: Epoch) -> Result<Decision, Refu
         }
     }
     run_a_launching_rollback(&next, event, &mut effects);
+    if next
+        .deployment
+        .as_ref()
+        .is_some_and(|d| hooks::keep_green_for_hooks(config, d, now))
+    {
+        // Green is terminated once its `after_revert` hooks decided.
+        effects.retain(|e| !matches!(e, Effect::TerminateInstances { green: true, .. }));
+    }
     if let Some(dep) = next.deployment.as_ref() {
         renew_lease(&mut next.service, config, dep, now);
         // The plan follows the deployment that holds (or held) the service.
@@ -711,14 +784,13 @@ fn advance(
     }
 }
 
-/// I32: a regression found by analysis leaves the deployment reverted by analysis, aborting.
-fn debug_assert_reverted_by_analysis(dep: &Deployment) {
+/// I32: a regression found by analysis (or a failed hook) leaves the deployment reverted by
+/// it, aborting.
+fn debug_assert_reverted_by(dep: &Deployment, trigger: crate::model::Trigger) {
     debug_assert!(
-        dep.revert
-            .as_ref()
-            .is_some_and(|r| r.trigger == crate::model::Trigger::Analysis)
-            && matches!(dep.phase, Phase::Aborting { .. }),
-        "I32: analysis found {} regressed, yet it is {} with revert {:?}",
+        dep.revert.as_ref().is_some_and(|r| r.trigger == trigger) && matches!(dep.phase, Phase::Aborting { .. }),
+        "I32: {} found {} failing, yet it is {} with revert {:?}",
+        trigger.as_str(),
         dep.deploy_id,
         dep.phase.name(),
         dep.revert
@@ -727,12 +799,6 @@ fn debug_assert_reverted_by_analysis(dep: &Deployment) {
 
 /// A regression found by analysis (in a canary step or the bake window, `phase`): traffic
 /// back to blue through the same path as an alarm's, recorded as `rolled back by analysis`.
-///
-/// It is cleaned up by the step's own execution, which routes to abort-deployment next: no
-/// follow-up execution. (An alarm's or an engineer's revert starts one because the
-/// deployment's execution may be asleep in a long wait; a step redelivered after a crash
-/// could not re-issue it, its event being the step's, not the revert's.)
-#[allow(clippy::too_many_arguments)]
 fn revert_by_analysis(
     service: &mut ServiceState,
     dep: &mut Deployment,
@@ -745,17 +811,39 @@ fn revert_by_analysis(
     if hold::holds_on_failure(dep) {
         return Ok(hold::hold(service, dep, crate::model::HoldCause::Analysis, why, now));
     }
+    let by = (crate::model::Trigger::Analysis, "analysis".to_string());
+    revert_by(service, dep, config, by, why, phase, now, effects)
+}
+
+/// A failure found by the deployment's own step (analysis, a hook; `trigger` and who, in
+/// `by`) while green has traffic: traffic back to blue through the same path as an alarm's.
+///
+/// It is cleaned up by the step's own execution, which routes to abort-deployment next: no
+/// follow-up execution. (An alarm's or an engineer's revert starts one because the
+/// deployment's execution may be asleep in a long wait; a step redelivered after a crash
+/// could not re-issue it, its event being the step's, not the revert's.)
+#[allow(clippy::too_many_arguments)]
+fn revert_by(
+    service: &mut ServiceState,
+    dep: &mut Deployment,
+    config: &ServiceConfig,
+    (trigger, requested_by): (crate::model::Trigger, String),
+    why: String,
+    phase: &Phase,
+    now: Epoch,
+    effects: &mut Vec<Effect>,
+) -> Result<String, Refusal> {
     let request = crate::request::RevertRequest {
         service: dep.service.clone(),
-        trigger: crate::model::Trigger::Analysis,
-        requested_by: "analysis".into(),
+        trigger,
+        requested_by,
         reason: why,
         to_version: None,
-        event_id: format!("analysis-{}-{now}", dep.deploy_id),
+        event_id: format!("{}-{}-{now}", trigger.as_str(), dep.deploy_id),
         event_time_ms: now * 1000,
     };
     let note = revert(service, dep, config, &request, (now * 1000, None), phase, now, effects)?;
-    debug_assert_reverted_by_analysis(dep);
+    debug_assert_reverted_by(dep, trigger);
     let follow_up = format!("{}-revert", dep.deploy_id);
     effects.retain(|e| !matches!(e, Effect::StartExecution { execution, .. } if *execution == follow_up));
     Ok(note)

@@ -144,6 +144,7 @@ pub(super) fn start(
             request.on_failure.unwrap_or(config.rollout.on_failure)
         },
         holds: vec![],
+        hooks: vec![],
         late_failures: 0,
         resumes: 0,
         last_resume: None,

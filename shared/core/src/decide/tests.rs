@@ -2758,4 +2758,5 @@ fn an_inconclusive_step_continues_as_declared_only_on_fetched_data() {
 
 mod canary;
 mod hold;
+mod hooks;
 mod pause;

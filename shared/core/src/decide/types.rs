@@ -63,6 +63,10 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         analysis: Option<crate::analysis::Observation>,
     },
+    /// A lifecycle hook answered the call due (`hooking::due`), or gave no usable answer
+    /// (`FAILED` with why): made by the step that stands at the hook's point instead of its
+    /// own event.
+    HookAnswered { observation: crate::hook::Observation },
     /// The old fleet is terminated.
     BlueTerminated,
     /// Abort requested (a failed step, or an operator).
@@ -329,6 +333,7 @@ pub fn event_name(event: &Event) -> &'static str {
         Event::Revert { .. } => "revert",
         Event::FinalizeDue => "finalize_due",
         Event::RetireDue { .. } => "retire_due",
+        Event::HookAnswered { .. } => "hook_answered",
         Event::BlueTerminated => "blue_terminated",
         Event::Abort { .. } => "abort",
         Event::Supersede { .. } => "supersede",

@@ -84,7 +84,6 @@ impl Env {
     pub async fn put_manifest(&self, key: &str, ami: &str) {
         let body = format!(r#"{{"ami": "{ami}", "requested_by": "release-bot"}}"#);
         self.local
-            .clients
             .s3
             .put_object()
             .bucket(&self.local.names.bucket)

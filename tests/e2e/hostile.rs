@@ -307,7 +307,6 @@ async fn function_logs_at_info_carry_no_secret_and_no_unneeded_event_field() {
     // that greenlight does not read: the same deployment.
     let key = format!("releases/{}/v2.json", env.service);
     local
-        .clients
         .s3
         .put_object()
         .bucket(&local.names.bucket)

@@ -204,7 +204,7 @@ pub async fn install(local: &Local) -> Result<(), String> {
     create_table(&local.clients.dynamodb, &local.names.table, local.names.ledger_stream)
         .await
         .map_err(|e| format!("create table: {e}"))?;
-    let s3 = &local.clients.s3;
+    let s3 = &local.s3;
     if s3.head_bucket().bucket(&local.names.bucket).send().await.is_err() {
         // Parallel installers may race to create it: owning it already is success.
         if let Err(e) = s3.create_bucket().bucket(&local.names.bucket).send().await {

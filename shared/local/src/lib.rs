@@ -228,6 +228,9 @@ pub async fn sdk_config_as(endpoint: &str, access_key: &str) -> aws_config::SdkC
 pub struct Local {
     pub sdk: aws_config::SdkConfig,
     pub clients: AwsClients,
+    /// The SDK's S3 client, for the fixture and the tests (the adapters sign their two S3
+    /// calls themselves).
+    pub s3: aws_sdk_s3::Client,
     pub ports: Ports,
     pub orchestrator: Arc<orchestrator::LocalOrchestrator>,
     /// The metric lines (Embedded Metric Format) the handlers emitted.
@@ -264,9 +267,12 @@ impl Local {
             ..aws_ports(&clients, &names.installation(), orchestrator.clone())
         };
         orchestrator.attach(ports.clone());
+        // Path-style S3 addressing works with AWS and with a local endpoint alike.
+        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build());
         Local {
             sdk,
             clients,
+            s3,
             ports,
             orchestrator,
             metrics,

@@ -21,6 +21,7 @@ mod error;
 pub mod hooks;
 pub mod s3;
 pub mod sfn;
+pub mod signed;
 
 pub use cloudwatch::CloudWatchAlarms;
 pub use dynamodb::{create_table, DynamoLedger};
@@ -29,6 +30,7 @@ pub use elb::ElbLoadBalancer;
 pub use hooks::AwsHooks;
 pub use s3::S3Store;
 pub use sfn::SfnOrchestrator;
+pub use signed::SignedHttp;
 
 /// A Lambda function's SDK configuration, from the environment Lambda gives it: the region
 /// (`AWS_REGION`), the execution role's credentials (`AWS_ACCESS_KEY_ID`,
@@ -93,7 +95,8 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub ec2: aws_sdk_ec2::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
-    pub s3: aws_sdk_s3::Client,
+    /// S3, Lambda and Secrets Manager: a few REST calls signed here, no SDK client.
+    pub signed: SignedHttp,
     pub sfn: aws_sdk_sfn::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     /// Lifecycle hooks: Lambda `Invoke` and Secrets Manager `GetSecretValue`, signed here.
@@ -102,16 +105,15 @@ pub struct AwsClients {
 
 impl AwsClients {
     pub fn new(sdk: &aws_config::SdkConfig) -> Self {
-        // Path-style S3 addressing works with AWS and with a local endpoint alike.
-        let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(true).build();
+        let signed = SignedHttp::new(sdk);
         AwsClients {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             ec2: aws_sdk_ec2::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
-            s3: aws_sdk_s3::Client::from_conf(s3),
+            hooks: AwsHooks::new(signed.clone()),
+            signed,
             sfn: aws_sdk_sfn::Client::new(sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
-            hooks: AwsHooks::new(sdk),
         }
     }
 }
@@ -145,7 +147,7 @@ pub fn aws_ports(clients: &AwsClients, installation: &Installation, orchestrator
             client: clients.elb.clone(),
         }),
         store: Arc::new(S3Store {
-            client: clients.s3.clone(),
+            http: clients.signed.clone(),
             bucket: installation.bucket.clone(),
             report_prefix: installation.report_prefix.clone(),
         }),

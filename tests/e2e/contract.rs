@@ -8,12 +8,14 @@
 //! `infra/template.yaml`.
 
 use greenlight_core::announce::check_sequence;
+use greenlight_core::hook::{Hook, OnTimeout, Stage, Webhook};
 use greenlight_core::model::PhaseName;
 use greenlight_e2e::stack::{pipe_access_key, Stack, FUNCTIONS};
 use greenlight_e2e::template::ungranted_by;
 use greenlight_e2e::{canary, function_access_key, now_rfc3339, sample_event, App, Env};
 use greenlight_local::asl::Ending;
 use greenlight_local::fixture::{alarm_name, Spec};
+use greenlight_local::hooks::{put_secret, serve_as_lambda, signed_with, Answer, HookServer};
 use greenlight_local::lambda_service::{built_binary, Function, FunctionSpec, BOOTSTRAP};
 use greenlight_steps::lambda::Function as Handler;
 use serde_json::{json, Value};
@@ -45,7 +47,49 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
     // Canary analysis declared (no traffic here: each judged step fetches its metrics, finds
     // no requests, and continues at its deadline as declared), so the shipped shift-traffic
     // and retire-blue call GetMetricData under their role.
+    // Lifecycle hooks, so that the shipped functions call them under their roles: a Lambda
+    // function when green is verified (shift-traffic), a signed webhook before green is
+    // declared live (finalize) and one after v3's revert (abort-deployment).
+    const SIGNING_KEY: &str = "contract-webhook-key";
+    let secret = put_secret(
+        greenlight_e2e::endpoint(),
+        &format!("greenlight/hooks/{}", greenlight_e2e::unique("contract")),
+        SIGNING_KEY,
+    )
+    .await
+    .expect("the webhook's secret");
+    let function_hook = HookServer::start(vec![Answer::succeeded()]).await.unwrap();
+    let webhook = HookServer::start(vec![Answer::succeeded()]).await.unwrap();
+    let hooks = |s: &str| {
+        let webhook_at = |name: &str, stage| Hook {
+            name: name.into(),
+            stage,
+            lambda: None,
+            webhook: Some(Webhook {
+                url: webhook.url.clone(),
+                secret: secret.clone(),
+            }),
+            callback_delay_s: 1,
+            timeout_s: 60,
+            on_timeout: OnTimeout::Rollback,
+            request_timeout_s: 10,
+        };
+        vec![
+            Hook {
+                name: "verified".into(),
+                stage: Stage::GreenVerified,
+                lambda: Some(format!(
+                    "arn:aws:lambda:us-east-1:123456789012:function:greenlight-hook-{s}"
+                )),
+                webhook: None,
+                ..webhook_at("x", Stage::GreenVerified)
+            },
+            webhook_at("live", Stage::AllTraffic),
+            webhook_at("reverted", Stage::AfterRevert),
+        ]
+    };
     let env = Env::alone("contract", |s| Spec {
+        hooks: hooks(s),
         analysis: Some(
             serde_json::from_value(json!({
                 "metrics": [{"error_rate": {"tolerance_pp": 0.5}}],
@@ -56,6 +100,13 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
         ..canary(s)
     })
     .await;
+    serve_as_lambda(
+        greenlight_e2e::endpoint(),
+        &format!("greenlight-hook-{}", env.service),
+        &function_hook,
+    )
+    .await
+    .expect("serve the hook function");
     let (v2, v3) = (env.image("v2", App::Healthy).await, env.image("v3", App::Healthy).await);
     let service = env.service.clone();
     let stack = Stack::start(env).await;
@@ -214,6 +265,35 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
     }
     assert!(stack.pipe.as_ref().unwrap().dead_letters.lock().unwrap().is_empty());
 
+    // The hooks were called by the shipped functions: the function for each deployment when
+    // green was verified, the webhook (signed) before each went live and after v3's revert.
+    let stages = |server: &HookServer| -> Vec<String> {
+        server
+            .payloads()
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {}",
+                    p["deploy_id"].as_str().unwrap_or(""),
+                    p["stage"].as_str().unwrap_or("")
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        stages(&function_hook),
+        [format!("{v2_id} green_verified"), format!("{v3_id} green_verified")]
+    );
+    assert_eq!(
+        stages(&webhook),
+        [
+            format!("{v2_id} all_traffic"),
+            format!("{v3_id} all_traffic"),
+            format!("{v3_id} after_revert")
+        ]
+    );
+    assert!(webhook.received().iter().all(|r| signed_with(r, SIGNING_KEY)));
+
     // Least privilege that still works: what each process called, its role allows.
     let calls = calls_by_key().await;
     if std::env::var_os("GREENLIGHT_SHOW_CALLS").is_some() {
@@ -235,6 +315,17 @@ async fn shipped_binaries_roll_out_revert_on_an_alarm_and_refuse_bad_input() {
             assert!(
                 called.iter().any(|c| c == "cloudwatch:GetMetricData"),
                 "shift-traffic judged its steps: {called:?}"
+            );
+        }
+        let hook_calls: &[&str] = match function {
+            "shift-traffic" => &["lambda:InvokeFunction"],
+            "finalize" | "abort-deployment" => &["secretsmanager:GetSecretValue"],
+            _ => &[],
+        };
+        for needed in hook_calls {
+            assert!(
+                called.iter().any(|c| c == needed),
+                "{function} called its hook: {called:?}"
             );
         }
         let missing = template.ungranted(function, &called);

@@ -37,6 +37,7 @@ use greenlight_core::plan::{Step, StepInput, StepOutput};
 use greenlight_e2e::{image_published, quick, sample_event, unique, App, Env};
 use greenlight_local::emulator::Emulator;
 use greenlight_local::fixture::{alarm_name, Spec, OIDC_CLIENT_SECRET};
+use greenlight_local::hooks::{serve_as_lambda, Answer, HookServer};
 use greenlight_local::pipe::StreamReader;
 use greenlight_local::{Local, Names};
 use greenlight_steps::{reconcile_services, revert_service, run_step, start_deployment, steer_deployment, StepError};
@@ -82,6 +83,8 @@ struct Scenario {
 }
 
 /// v2 over v1 through canary steps 50 → 100, no bake window: every pipeline step, to success.
+/// At 50 % a Lambda hook (`traffic_shifted`) answers `IN_PROGRESS`, then `SUCCEEDED` a second
+/// later: a crash right after a hook's call calls it again with the same invocation id.
 const CANARY_ROLLOUT: Scenario = Scenario {
     name: "canary rollout to success",
     prefix: "crash-canary",
@@ -91,14 +94,38 @@ const CANARY_ROLLOUT: Scenario = Scenario {
         step_wait_s: 0,
         bake_window_s: 0,
         max_polls: 60,
+        hooks: vec![greenlight_core::hook::Hook {
+            name: "checks".into(),
+            stage: greenlight_core::hook::Stage::TrafficShifted,
+            lambda: Some(format!(
+                "arn:aws:lambda:us-east-1:123456789012:function:greenlight-hook-{s}"
+            )),
+            webhook: None,
+            callback_delay_s: 1,
+            timeout_s: 120,
+            on_timeout: greenlight_core::hook::OnTimeout::Rollback,
+            request_timeout_s: 10,
+        }],
         ..quick(s)
     },
     script: |d| {
         Box::pin(async move {
+            let hook = HookServer::start(vec![Answer::in_progress("warming"), Answer::succeeded()])
+                .await
+                .expect("a hook");
+            let endpoint = d.env.local.sdk.endpoint_url().expect("an endpoint").to_string();
+            serve_as_lambda(&endpoint, &format!("greenlight-hook-{}", d.env.service), &hook)
+                .await
+                .expect("serve the hook");
             d.act();
             let event = d.image_event("v2").await;
             d.start(event).await;
             d.run_started().await;
+            let calls: Vec<u64> = hook.payloads().iter().filter_map(|p| p["call"].as_u64()).collect();
+            assert!(
+                calls.contains(&1) && calls.contains(&2),
+                "the hook was called twice: {calls:?}"
+            );
         })
     },
 };
@@ -1738,6 +1765,22 @@ async fn end_state(d: &Driver) -> EndState {
             )
         });
         lines.push(format!("deployment {name}: revert {revert:?}"));
+        // Each hook's calls at each point and how it ended (a crash after a call calls it again
+        // with the same number: the record must not count it twice).
+        for hook in &dep.hooks {
+            let ended = hook.ended.as_ref().map(|e| match e {
+                greenlight_core::hook::HookEnd::Succeeded { .. } => "succeeded".to_string(),
+                greenlight_core::hook::HookEnd::Failed { reason, .. } => format!("failed: {}", scrub(reason)),
+                greenlight_core::hook::HookEnd::TimedOut { action, .. } => format!("timed out: {}", action.as_str()),
+            });
+            lines.push(format!(
+                "deployment {name}: hook {} at {} {}%: {} calls, {ended:?}",
+                hook.hook,
+                hook.stage.as_str(),
+                hook.weight,
+                hook.calls
+            ));
+        }
         lines.push(format!(
             "deployment {name}: {} green, max weight {}, healthy: {}, promoted by {:?}",
             dep.green_instances.len(),

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 /// The services whose calls get faults: every one the handlers call. SQS is left alone: here
 /// it is the Lambda service's own event source poller (the pump), not a handler's call.
-const SERVICES: [&str; 7] = [
+const SERVICES: [&str; 9] = [
     "ec2",
     "elasticloadbalancing",
     "dynamodb",
@@ -41,6 +41,9 @@ const SERVICES: [&str; 7] = [
     "cloudwatch",
     "states",
     "events",
+    // Lifecycle hooks: Lambda Invoke and a webhook's GetSecretValue.
+    "lambda",
+    "secretsmanager",
 ];
 
 /// Every kind of fault at `rate` with `seed`, 0–40 ms of latency on every call, on
@@ -707,6 +710,112 @@ async fn canary_rollout_under_faults() {
         other => panic!("{id} ended {other:?}"),
     }
     assert!(end.counts.total > 0, "faults were injected: {}", end.counts);
+}
+
+#[tokio::test]
+async fn a_canary_gated_by_hooks_under_faults() {
+    // A Lambda hook after each canary step (in progress once, then yes) and a signed webhook
+    // before green goes live; Invoke and GetSecretValue meet the faults like every call (a
+    // fault after the function ran: the step's retry calls it again with the same call).
+    use greenlight_core::hook::{HookEnd, OnTimeout, Stage, Webhook};
+    use greenlight_local::hooks::{put_secret, serve_as_lambda, Answer, HookServer};
+    let function = HookServer::start(vec![Answer::in_progress("checking"), Answer::succeeded()])
+        .await
+        .unwrap();
+    let webhook = HookServer::start(vec![Answer::succeeded()]).await.unwrap();
+    let secret = put_secret(
+        endpoint(),
+        &format!("greenlight/hooks/{}", greenlight_e2e::unique("chaos")),
+        "k",
+    )
+    .await
+    .expect("a secret");
+    let spec = |s: &str| {
+        let hook = |name: &str, stage| greenlight_core::hook::Hook {
+            name: name.into(),
+            stage,
+            lambda: None,
+            webhook: None,
+            callback_delay_s: 1,
+            timeout_s: 300,
+            on_timeout: OnTimeout::Rollback,
+            request_timeout_s: 10,
+        };
+        Spec {
+            hooks: vec![
+                greenlight_core::hook::Hook {
+                    lambda: Some(format!(
+                        "arn:aws:lambda:us-east-1:123456789012:function:greenlight-hook-{s}"
+                    )),
+                    ..hook("step", Stage::TrafficShifted)
+                },
+                greenlight_core::hook::Hook {
+                    webhook: Some(Webhook {
+                        url: webhook.url.clone(),
+                        secret: secret.clone(),
+                    }),
+                    ..hook("live", Stage::AllTraffic)
+                },
+            ],
+            ..canary(s)
+        }
+    };
+    let env = Env::new("chaos", spec).await;
+    serve_as_lambda(endpoint(), &format!("greenlight-hook-{}", env.service), &function)
+        .await
+        .expect("serve the hook function");
+    // Seed 13: the function's connection is reset after it ran once (the step's retry calls
+    // it again with the same call number), among the other faults.
+    let mut chaos = Chaos::on("hooked canary", env, chaos(0.2, 13)).await;
+    let ami = chaos.env.image("v2", App::Healthy).await;
+    let id = chaos.start("v2", &ami).await;
+    let end = chaos.finish().await;
+    let dep = end.deployment(&id);
+    match &dep.phase {
+        Phase::Succeeded => {
+            // Every point's hook decided yes before green moved on: 10 % and 50 % (the
+            // function), 100 % (the webhook), each with the calls its script needs.
+            let records: Vec<(String, u8, bool)> = dep
+                .hooks
+                .iter()
+                .map(|r| {
+                    (
+                        r.hook.clone(),
+                        r.weight,
+                        matches!(r.ended, Some(HookEnd::Succeeded { .. })),
+                    )
+                })
+                .collect();
+            assert_eq!(
+                records,
+                [
+                    ("step".into(), 10, true),
+                    ("step".into(), 50, true),
+                    ("live".into(), 100, true)
+                ]
+            );
+            assert!(dep.hooks.iter().filter(|r| r.hook == "step").all(|r| r.calls == 2));
+        }
+        Phase::Aborted { .. } => assert_eq!(end.state.service.live.as_ref().unwrap().version, "v1"),
+        other => panic!("{id} ended {other:?}"),
+    }
+    // A retried call is the same call: never a number the ledger did not record.
+    for payload in function.payloads() {
+        let (weight, call) = (payload["weight"].as_u64().unwrap(), payload["call"].as_u64().unwrap());
+        let recorded = dep
+            .hooks
+            .iter()
+            .find(|r| r.hook == "step" && u64::from(r.weight) == weight);
+        assert!(recorded.is_some_and(|r| call <= u64::from(r.calls) + 1), "{payload}");
+    }
+    assert!(end.counts.total > 0, "faults were injected: {}", end.counts);
+    if std::env::var_os("GREENLIGHT_CHAOS_SEED").is_none() {
+        assert!(
+            end.counts.by_action.contains_key("lambda:InvokeFunction"),
+            "the hook's calls met faults: {}",
+            end.counts
+        );
+    }
 }
 
 #[tokio::test]

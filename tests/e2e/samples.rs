@@ -108,6 +108,7 @@ fn every_sample_event_parses_as_documented() {
         ),
         ("step-input.json", "step input"),
         ("step-input-after-error.json", "step input with error"),
+        ("hook-payload.json", "hook checks traffic_shifted at 10% call 2"),
     ];
     let mut files: Vec<String> = std::fs::read_dir(events_dir())
         .unwrap()
@@ -125,7 +126,22 @@ fn every_sample_event_parses_as_documented() {
     for (file, want) in expected {
         let text = std::fs::read_to_string(events_dir().join(file)).unwrap();
         let value: Value = serde_json::from_str(&text).unwrap();
-        let got = if file.starts_with("step-input") {
+        let got = if file.starts_with("hook-payload") {
+            // What a lifecycle hook receives (a Lambda function's event, a webhook's body).
+            let payload: greenlight_core::hook::Payload = serde_json::from_value(value).unwrap();
+            assert_eq!(
+                payload.invocation_id,
+                format!("{}/traffic_shifted/10/checks/2", payload.deploy_id),
+                "{file}"
+            );
+            format!(
+                "hook {} {} at {}% call {}",
+                payload.hook,
+                payload.stage.as_str(),
+                payload.weight,
+                payload.call
+            )
+        } else if file.starts_with("step-input") {
             let input: StepInput = serde_json::from_value(value).unwrap();
             format!("step input{}", if input.error.is_some() { " with error" } else { "" })
         } else if file.starts_with("dynamodb-stream") {

@@ -291,6 +291,21 @@ pub fn status(s: &Status) -> String {
             for line in &d.pauses_ended {
                 let _ = writeln!(out, "  pause     {line}");
             }
+            for line in &d.hooks_ended {
+                let _ = writeln!(out, "  hook      {line}");
+            }
+            if let Some(h) = &d.hook {
+                let said = h.last_reason.as_ref().map_or(String::new(), |r| format!(" (\"{r}\")"));
+                let deadline = h
+                    .deadline
+                    .as_ref()
+                    .map_or(String::new(), |t| format!("; until {t}, then {}", h.on_timeout));
+                let _ = writeln!(
+                    out,
+                    "  HOOK      {} ({} at {}%, {}): {} answer(s) in progress{said}; next call at {}{deadline}",
+                    h.name, h.stage, h.weight, h.calls, h.answered, h.next_call_at
+                );
+            }
             if let Some(h) = &d.held {
                 let _ = writeln!(
                     out,
@@ -641,7 +656,10 @@ pub fn status_line(s: &Status) -> (String, String) {
                     h.weight, h.cause
                 )
             });
-            let bake = format!("{held}{paused}{bake}");
+            let hook = d.hook.as_ref().map_or(String::new(), |h| {
+                format!("; waits for hook {} ({} at {}%)", h.name, h.stage, h.weight)
+            });
+            let bake = format!("{held}{paused}{hook}{bake}");
             let analysis = analysis_suffix(d);
             (
                 format!(

@@ -148,6 +148,68 @@ pub struct DeploymentView {
     pub held: Option<HoldView>,
     /// How each earlier hold ended, in a line each.
     pub holds_ended: Vec<String>,
+    /// The lifecycle hook that holds it now: which, where, its calls and its next one.
+    pub hook: Option<HookView>,
+    /// How each hook it called decided, in a line each.
+    pub hooks_ended: Vec<String>,
+}
+
+/// A lifecycle hook that holds the deployment at its point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HookView {
+    pub name: String,
+    /// `green_verified`, `traffic_shifted`, `all_traffic`, `before_retire`, `after_revert`.
+    pub stage: String,
+    pub weight: u8,
+    /// What it calls: `lambda <arn>` or `webhook <url>`.
+    pub calls: String,
+    /// Calls answered so far (each `IN_PROGRESS`).
+    pub answered: u32,
+    /// Its last `IN_PROGRESS` reason.
+    pub last_reason: Option<String>,
+    pub next_call_at: String,
+    /// Past this it does its `on_timeout`.
+    pub deadline: Option<String>,
+    pub on_timeout: String,
+}
+
+impl HookView {
+    fn new(dep: &Deployment, config: &ServiceConfig, now: u64) -> Option<Self> {
+        let (hook, call, at) = greenlight_core::hooking::next_call(config, dep, now)?;
+        let point = greenlight_core::hooking::Point {
+            stage: call.stage,
+            weight: call.weight,
+        };
+        let record = greenlight_core::hooking::record(dep, &hook.name, point);
+        Some(HookView {
+            name: hook.name.clone(),
+            stage: call.stage.as_str().into(),
+            weight: call.weight,
+            calls: hook.describe(),
+            answered: record.map_or(0, |r| r.calls),
+            last_reason: record.map(|r| r.last_reason.clone()).filter(|r| !r.is_empty()),
+            next_call_at: format_time(at.max(now)),
+            deadline: record.map(|r| format_time(r.since + hook.timeout_s)),
+            on_timeout: hook.on_timeout.as_str().into(),
+        })
+    }
+}
+
+/// How a hook decided at its point, in a line.
+fn hook_ended(record: &greenlight_core::hook::HookRecord) -> Option<String> {
+    use greenlight_core::hook::HookEnd;
+    let end = match record.ended.as_ref()? {
+        HookEnd::Succeeded { at } => format!("succeeded at {}", format_time(*at)),
+        HookEnd::Failed { at, reason } => format!("failed at {}: {reason}", format_time(*at)),
+        HookEnd::TimedOut { at, action } => format!("timed out at {} ({})", format_time(*at), action.as_str()),
+    };
+    Some(format!(
+        "{} ({} at {}%): {end} after {} call(s)",
+        record.hook,
+        record.stage.as_str(),
+        record.weight,
+        record.calls
+    ))
 }
 
 /// A failure that froze the deployment instead of reverting it.
@@ -309,6 +371,8 @@ impl DeploymentView {
             on_failure: dep.on_failure.as_str().into(),
             held: HoldView::new(dep, now),
             holds_ended: dep.holds.iter().filter_map(hold_ended).collect(),
+            hook: HookView::new(dep, config, now),
+            hooks_ended: dep.hooks.iter().filter_map(hook_ended).collect(),
         }
     }
 }

@@ -244,6 +244,31 @@ in flight.</p></section>"
             ),
         );
     }
+    if let Some(h) = &d.hook {
+        note(
+            "flag",
+            format!(
+                "Waits for hook {} ({} at {}%, {}): {} answer(s) in progress{}; next call at {}{}.",
+                esc(&h.name),
+                esc(&h.stage),
+                h.weight,
+                esc(&h.calls),
+                h.answered,
+                h.last_reason
+                    .as_ref()
+                    .map_or(String::new(), |r| format!(" (\u{201c}{}\u{201d})", esc(r))),
+                esc(&h.next_call_at),
+                h.deadline.as_ref().map_or(String::new(), |t| format!(
+                    "; at {} it will {}",
+                    esc(t),
+                    esc(&h.on_timeout)
+                ))
+            ),
+        );
+    }
+    for line in &d.hooks_ended {
+        note("ok", format!("Hook {}.", esc(line)));
+    }
     if let Some(h) = &d.held {
         note(
             "flag",

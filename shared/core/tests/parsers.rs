@@ -213,6 +213,10 @@ fn every_sample_satisfies_the_oracle_unmutated() {
             let detail =
                 serde_json::from_value::<greenlight_core::announce::DeploymentStateChanged>(sample["detail"].clone());
             assert!(detail.is_ok(), "{name}: {detail:?}");
+        } else if name.starts_with("hook-payload") {
+            // greenlight's output to a lifecycle hook: it reads as the documented payload.
+            let payload = serde_json::from_value::<greenlight_core::hook::Payload>(sample.clone());
+            assert!(payload.is_ok(), "{name}: {payload:?}");
         } else if name.starts_with("scheduled-") {
             // The reconcile's schedule: not an inbound event of start-deployment's parser.
             let run = greenlight_core::inbound::parse_scheduled(&sample);

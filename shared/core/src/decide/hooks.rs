@@ -118,7 +118,10 @@ pub(super) fn answered(
             format!("{late}; rolling back as declared")
         }
         Status::InProgress => {
-            record.next_call_at = now.saturating_add(hook.callback_delay_s).min(deadline);
+            // Times are whole seconds, rounded down: one more second makes the next call come
+            // at least `callback_delay_s` after this answer, whatever fraction of a second it
+            // came at (the route sleeps from a later instant to `next_call_at`).
+            record.next_call_at = now.saturating_add(hook.callback_delay_s + 1).min(deadline);
             record.last_reason = observation.reason.clone();
             let note = format!(
                 "{label} in progress{}; called again at {} (until {})",

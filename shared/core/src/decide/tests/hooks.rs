@@ -12,6 +12,8 @@ use crate::model::HoldCause;
 use crate::plan::Step;
 
 const DELAY: u64 = 30;
+/// The wait after `IN_PROGRESS`: the delay, and the second that times are rounded down by.
+const AGAIN: u64 = DELAY + 1;
 const TIMEOUT: u64 = 120;
 
 fn hook(name: &str, stage: Stage, on_timeout: OnTimeout) -> Hook {
@@ -113,18 +115,18 @@ fn a_green_verified_hook_holds_green_at_zero_until_it_succeeds() {
     )
     .unwrap();
     assert!(first.effects.is_empty());
-    assert_eq!(route_of(&first.state, NOW), (Some(Step::ShiftTraffic), DELAY));
+    assert_eq!(route_of(&first.state, NOW), (Some(Step::ShiftTraffic), AGAIN));
     assert!(
-        first.state.service.lease_until.unwrap() >= NOW + DELAY,
+        first.state.service.lease_until.unwrap() >= NOW + AGAIN,
         "the lease covers the wait"
     );
     let second = decide(
         &first.state,
         &answer("checks", Stage::GreenVerified, 0, 2, Status::InProgress, ""),
-        NOW + DELAY,
+        NOW + AGAIN,
     )
     .unwrap();
-    assert_eq!(route_of(&second.state, NOW + DELAY), (Some(Step::ShiftTraffic), DELAY));
+    assert_eq!(route_of(&second.state, NOW + AGAIN), (Some(Step::ShiftTraffic), AGAIN));
     assert_eq!(
         dep(&second.state).timeline.len(),
         marks + 1,
@@ -134,7 +136,7 @@ fn a_green_verified_hook_holds_green_at_zero_until_it_succeeds() {
     let dup = decide(
         &second.state,
         &answer("checks", Stage::GreenVerified, 0, 1, Status::Succeeded, ""),
-        NOW + DELAY + 1,
+        NOW + AGAIN + 1,
     )
     .unwrap();
     assert_eq!(dup.state, second.state);
@@ -142,14 +144,14 @@ fn a_green_verified_hook_holds_green_at_zero_until_it_succeeds() {
     let ok = decide(
         &second.state,
         &answer("checks", Stage::GreenVerified, 0, 3, Status::Succeeded, "all green"),
-        NOW + 2 * DELAY,
+        NOW + 2 * AGAIN,
     )
     .unwrap();
     let record = &dep(&ok.state).hooks[0];
     assert_eq!((record.calls, record.since), (3, NOW));
-    assert_eq!(record.ended, Some(HookEnd::Succeeded { at: NOW + 2 * DELAY }));
-    assert_eq!(route_of(&ok.state, NOW + 2 * DELAY), (Some(Step::ShiftTraffic), 0));
-    let moved = decide(&ok.state, &shift_due(), NOW + 2 * DELAY).unwrap();
+    assert_eq!(record.ended, Some(HookEnd::Succeeded { at: NOW + 2 * AGAIN }));
+    assert_eq!(route_of(&ok.state, NOW + 2 * AGAIN), (Some(Step::ShiftTraffic), 0));
+    let moved = decide(&ok.state, &shift_due(), NOW + 2 * AGAIN).unwrap();
     assert_eq!(phase_of(&moved.state), &Phase::Shifting { from: 0, to: 10 });
 }
 
@@ -233,12 +235,12 @@ fn a_hook_past_its_timeout_does_its_declared_action() {
         )
         .unwrap()
         .state;
-        // Called every DELAY s; the last call comes at the deadline, not after it.
+        // Called every AGAIN s; the last call comes at the deadline, not after it.
         let mut now = NOW;
         let mut number = 2;
-        while now + DELAY < NOW + TIMEOUT {
-            now += DELAY;
-            assert_eq!(route_of(&s, now - DELAY).1, DELAY);
+        while now + AGAIN < NOW + TIMEOUT {
+            now += AGAIN;
+            assert_eq!(route_of(&s, now - AGAIN).1, AGAIN);
             s = decide(
                 &s,
                 &answer("slow", Stage::TrafficShifted, 10, number, Status::InProgress, ""),

@@ -197,8 +197,10 @@ async fn a_timed_out_hook_follows_its_declared_action() {
             ..
         })
     ));
+    // Called again after each IN_PROGRESS until its deadline: at least twice (a first answer
+    // cannot time out; on a loaded machine the second call may already come at the deadline).
     assert!(
-        never.payloads().len() >= 3,
+        never.payloads().len() >= 2,
         "called until its timeout: {}",
         never.payloads().len()
     );
